@@ -1,0 +1,635 @@
+//! The emulated Certification Authority: service state, database records,
+//! log generations, checkpoint, and the files that hold them.
+//!
+//! The model (documented for users in `docs/FILE-FORMATS.md`):
+//! * every change is a transaction appended to the current log `edb.log`;
+//! * after `log_capacity` transactions `edb.log` is sealed and renamed `edbXXXXX.log`;
+//! * the `.edb` holds the state up to its checkpoint position, `edb.chk` repeats it;
+//! * the checkpoint advances at each log roll and at a clean stop, except while a
+//!   full backup is running (the database file is frozen for the backup's duration);
+//! * starting the service replays the logs from the checkpoint (soft recovery), or
+//!   runs the registered restore (hard recovery, see [`recovery`]).
+
+pub mod files;
+pub mod format;
+pub mod gen;
+pub mod record;
+pub mod recovery;
+
+use crate::core::consts::IF_DEFAULT;
+use crate::core::{Error, Result};
+use crate::machine::{Machine, WinPath};
+use files::write_atomic;
+use format::{
+    encode_frame, encode_trailer, log_file_name, Checkpoint, EdbImage, LogHeader, Position,
+};
+pub use record::{Record, Status, Txn};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+
+/// The first value of the virtual clock: 2026-01-01T00:00:00Z.
+pub const CLOCK_EPOCH: i64 = 1_767_225_600;
+
+/// How a CA is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaConfig {
+    /// The CA's common name; the database file is `<name>.edb`.
+    pub name: String,
+    /// Seed for every generated value (signature, serials, padding).
+    pub seed: u64,
+    /// Certificates already in the database when the CA is installed.
+    pub records: u32,
+    /// Size the `.edb` presents to backup (generated padding beyond the real content).
+    pub edb_size: Option<u64>,
+    /// Transactions per log generation before `edb.log` rolls.
+    pub log_capacity: u32,
+    /// `DBDirectory`.
+    pub db_dir: String,
+    /// `DBLogDirectory`.
+    pub log_dir: String,
+    /// `DBSystemDirectory` (holds `edb.chk`).
+    pub system_dir: String,
+    /// `InterfaceFlags`.
+    pub interface_flags: u32,
+}
+
+/// The default folder of all CA database files.
+pub const DEFAULT_CERTLOG: &str = r"C:\Windows\System32\CertLog";
+/// Where the CA publishes its CRL and certificate (the dynamic files).
+pub const CERTENROLL: &str = r"C:\Windows\System32\CertSrv\CertEnroll";
+
+impl Default for CaConfig {
+    fn default() -> Self {
+        CaConfig {
+            name: "Emu Issuing CA".into(),
+            seed: 1,
+            records: 16,
+            edb_size: None,
+            log_capacity: 64,
+            db_dir: DEFAULT_CERTLOG.into(),
+            log_dir: DEFAULT_CERTLOG.into(),
+            system_dir: DEFAULT_CERTLOG.into(),
+            interface_flags: IF_DEFAULT,
+        }
+    }
+}
+
+/// The CA service state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceState {
+    /// Not running: backup calls get `RPC_S_SERVER_UNAVAILABLE`.
+    Stopped,
+    /// Running and serving requests.
+    Running,
+    /// Running but suspended for a database restore (recovery in progress).
+    Suspended,
+}
+
+/// A recorded backup (`DBLastFullBackup` / `DBLastIncrementalBackup`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupMark {
+    /// The highest log generation the backup holds.
+    pub high_gen: u32,
+    /// When (virtual clock).
+    pub at: i64,
+}
+
+struct OpenLog {
+    file: File,
+    hasher: crc32fast::Hasher,
+}
+
+/// The emulated CA. Not thread-safe by itself: the API layer keeps it behind its host's lock.
+pub struct Ca {
+    name: String,
+    seed: u64,
+    db_dir: WinPath,
+    log_dir: WinPath,
+    sys_dir: WinPath,
+    interface_flags: u32,
+    service: ServiceState,
+    signature: u64,
+    records: BTreeMap<u32, Record>,
+    next_request_id: u32,
+    clock: i64,
+    current: Position,
+    log: Option<OpenLog>,
+    prev_crc: u32,
+    checkpoint: Position,
+    frozen: bool,
+    log_capacity: u32,
+    virtual_size: Option<u64>,
+    last_full: Option<BackupMark>,
+    last_incremental: Option<BackupMark>,
+    last_recovery: Option<i64>,
+    pub(crate) restore: recovery::RestoreState,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca")
+            .field("name", &self.name)
+            .field("service", &self.service)
+            .field("records", &self.records.len())
+            .field("current", &self.current)
+            .field("checkpoint", &self.checkpoint)
+            .finish()
+    }
+}
+
+fn io_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::io(what, e)
+}
+
+impl Ca {
+    /// Installs a new CA on `machine`: creates its database, first log and checkpoint,
+    /// its dynamic files, and starts the service.
+    pub fn install(machine: &Machine, cfg: &CaConfig) -> Result<Ca> {
+        if cfg.name.trim().is_empty() {
+            return Err(Error::invalid_arg("install", "the CA name is empty"));
+        }
+        if cfg.log_capacity == 0 {
+            return Err(Error::invalid_arg("install", "log_capacity must be at least 1"));
+        }
+        let db_dir = machine.parse_path(&cfg.db_dir)?;
+        let log_dir = machine.parse_path(&cfg.log_dir)?;
+        let sys_dir = machine.parse_path(&cfg.system_dir)?;
+        db_dir.join(&format!("{}.edb", cfg.name))?;
+        let signature = gen::mix64(cfg.seed ^ gen::mix64(name_hash(&cfg.name))) | 1;
+        let mut records = BTreeMap::new();
+        let mut clock = CLOCK_EPOCH;
+        for id in 1..=cfg.records {
+            records.insert(id, Record::generate(cfg.seed, id, clock));
+            clock += 60;
+        }
+        let mut ca = Ca {
+            name: cfg.name.clone(),
+            seed: cfg.seed,
+            db_dir,
+            log_dir,
+            sys_dir,
+            interface_flags: cfg.interface_flags,
+            service: ServiceState::Stopped,
+            signature,
+            records,
+            next_request_id: cfg.records + 1,
+            clock,
+            current: Position { gen: 1, pos: 0 },
+            log: None,
+            prev_crc: 0,
+            checkpoint: Position { gen: 1, pos: 0 },
+            frozen: false,
+            log_capacity: cfg.log_capacity,
+            virtual_size: cfg.edb_size,
+            last_full: None,
+            last_incremental: None,
+            last_recovery: None,
+            restore: Default::default(),
+        };
+        for dir in [&ca.db_dir, &ca.log_dir, &ca.sys_dir] {
+            let p = machine.host_path_of(dir);
+            std::fs::create_dir_all(&p).map_err(io_err(format!("creating {}", p.display())))?;
+        }
+        ca.write_checkpoint(machine)?;
+        ca.create_current_log(machine)?;
+        ca.write_dynamic_files(machine)?;
+        ca.service = ServiceState::Running;
+        Ok(ca)
+    }
+
+    // ----- accessors -------------------------------------------------------------
+
+    /// The CA's common name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The service state.
+    pub fn service(&self) -> ServiceState {
+        self.service
+    }
+    /// `InterfaceFlags`.
+    pub fn interface_flags(&self) -> u32 {
+        self.interface_flags
+    }
+    /// Sets `InterfaceFlags`.
+    pub fn set_interface_flags(&mut self, flags: u32) {
+        self.interface_flags = flags;
+    }
+    /// The database signature.
+    pub fn signature(&self) -> u64 {
+        self.signature
+    }
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+    /// All records, by request id.
+    pub fn records(&self) -> &BTreeMap<u32, Record> {
+        &self.records
+    }
+    /// The current log position (generation of `edb.log`, transactions in it).
+    pub fn current(&self) -> Position {
+        self.current
+    }
+    /// The checkpoint position held by the `.edb` on disk.
+    pub fn checkpoint(&self) -> Position {
+        self.checkpoint
+    }
+    /// The last recorded full backup.
+    pub fn last_full_backup(&self) -> Option<BackupMark> {
+        self.last_full
+    }
+    /// The last recorded incremental backup.
+    pub fn last_incremental_backup(&self) -> Option<BackupMark> {
+        self.last_incremental
+    }
+    /// When recovery of a restore last succeeded (`DBLastRecovery`).
+    pub fn last_recovery(&self) -> Option<i64> {
+        self.last_recovery
+    }
+    /// The highest generation any recorded backup holds.
+    pub fn last_backup_high(&self) -> Option<u32> {
+        match (self.last_full, self.last_incremental) {
+            (Some(f), Some(i)) => Some(f.high_gen.max(i.high_gen)),
+            (Some(f), None) => Some(f.high_gen),
+            _ => None,
+        }
+    }
+    /// The virtual clock.
+    pub fn clock(&self) -> i64 {
+        self.clock
+    }
+    /// True while a full backup holds the database file still.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+    /// `DBDirectory`.
+    pub fn db_dir(&self) -> &WinPath {
+        &self.db_dir
+    }
+    /// `DBLogDirectory`.
+    pub fn log_dir(&self) -> &WinPath {
+        &self.log_dir
+    }
+    /// `DBSystemDirectory`.
+    pub fn system_dir(&self) -> &WinPath {
+        &self.sys_dir
+    }
+    /// The database file.
+    pub fn database_path(&self) -> WinPath {
+        self.db_dir
+            .join(&format!("{}.edb", self.name))
+            .expect("validated at install")
+    }
+    /// Numbered log file of generation `gen`.
+    pub fn log_path(&self, gen: u32) -> WinPath {
+        self.log_dir.join(&log_file_name(gen)).expect("valid name")
+    }
+    /// The current log `edb.log`.
+    pub fn current_log_path(&self) -> WinPath {
+        self.log_dir.join("edb.log").expect("valid name")
+    }
+    /// The checkpoint file `edb.chk`.
+    pub fn checkpoint_path(&self) -> WinPath {
+        self.sys_dir.join("edb.chk").expect("valid name")
+    }
+    /// The dynamic files (CRL and CA certificate), not part of the database backup.
+    pub fn dynamic_files(&self, machine: &Machine) -> Vec<WinPath> {
+        let dir = machine.parse_path(CERTENROLL).expect("constant path");
+        vec![
+            dir.join(&format!("{}.crl", self.name)).expect("valid"),
+            dir.join(&format!("{}_{}.crt", machine.netbios(), self.name))
+                .expect("valid"),
+        ]
+    }
+    /// Numbered log generations present in the log directory.
+    pub fn log_generations_on_disk(&self, machine: &Machine) -> Vec<u32> {
+        let dir = machine.host_path_of(&self.log_dir);
+        let mut v: Vec<u32> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| format::parse_log_file_name(&e.file_name().to_string_lossy()))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    // ----- activity ----------------------------------------------------------------
+
+    fn require_running(&self, call: &'static str) -> Result<()> {
+        match self.service {
+            ServiceState::Running => Ok(()),
+            ServiceState::Suspended => Err(Error::Suspended {
+                call,
+                why: "the CA is suspended while it recovers a restored database".into(),
+            }),
+            ServiceState::Stopped => Err(Error::ServerUnavailable {
+                call,
+                server: self.name.clone(),
+                why: "the CA service is stopped; start it first".into(),
+            }),
+        }
+    }
+
+    /// Issues `n` certificates; returns their request ids.
+    pub fn issue(&mut self, machine: &Machine, n: u32) -> Result<Vec<u32>> {
+        self.require_running("issue")?;
+        let mut ids = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let id = self.next_request_id;
+            let rec = Record::generate(self.seed, id, self.clock);
+            self.commit(machine, Txn::Issue(rec))?;
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// Revokes a certificate.
+    pub fn revoke(&mut self, machine: &Machine, request_id: u32, reason: u32) -> Result<()> {
+        self.require_running("revoke")?;
+        match self.records.get(&request_id) {
+            None => Err(Error::FileNotFound {
+                call: "revoke",
+                why: format!("no certificate with request id {request_id}"),
+            }),
+            Some(r) if r.status != Status::Issued => Err(Error::invalid_arg(
+                "revoke",
+                format!("request {request_id} is already revoked"),
+            )),
+            Some(_) => self.commit(
+                machine,
+                Txn::Revoke {
+                    request_id,
+                    at: self.clock,
+                    reason,
+                },
+            ),
+        }
+    }
+
+    fn commit(&mut self, machine: &Machine, txn: Txn) -> Result<()> {
+        let frame = encode_frame(&txn.encode());
+        let path = machine.host_path_of(&self.current_log_path());
+        let log = self.log.as_mut().ok_or_else(|| {
+            Error::io(
+                "appending to edb.log",
+                std::io::Error::other("the current log is not open"),
+            )
+        })?;
+        log.file
+            .write_all(&frame)
+            .map_err(io_err(format!("appending to {}", path.display())))?;
+        log.hasher.update(&frame);
+        apply(&mut self.records, &mut self.next_request_id, &txn);
+        self.clock += 60;
+        self.current.pos += 1;
+        if self.current.pos >= self.log_capacity {
+            self.roll(machine)?;
+        }
+        Ok(())
+    }
+
+    /// Seals `edb.log`, renames it to its numbered name and starts the next generation.
+    /// The checkpoint follows unless a full backup holds the database still.
+    pub fn roll(&mut self, machine: &Machine) -> Result<u32> {
+        let sealed_gen = self.current.gen;
+        let log = self.log.take().ok_or_else(|| {
+            Error::io("rolling edb.log", std::io::Error::other("the current log is not open"))
+        })?;
+        let (trailer, crc) = encode_trailer(self.current.pos, log.hasher);
+        let mut file = log.file;
+        let cur = machine.host_path_of(&self.current_log_path());
+        file.write_all(&trailer)
+            .map_err(io_err(format!("sealing {}", cur.display())))?;
+        drop(file);
+        let numbered = machine.host_path_of(&self.log_path(sealed_gen));
+        std::fs::rename(&cur, &numbered)
+            .map_err(io_err(format!("renaming {} to {}", cur.display(), numbered.display())))?;
+        self.prev_crc = crc;
+        self.current = Position {
+            gen: sealed_gen + 1,
+            pos: 0,
+        };
+        self.create_current_log(machine)?;
+        if !self.frozen {
+            self.flush_checkpoint(machine)?;
+        }
+        Ok(sealed_gen)
+    }
+
+    fn create_current_log(&mut self, machine: &Machine) -> Result<()> {
+        let header = LogHeader {
+            ca_name: self.name.clone(),
+            signature: self.signature,
+            generation: self.current.gen,
+            prev_crc: self.prev_crc,
+        }
+        .encode();
+        let path = machine.host_path_of(&self.current_log_path());
+        let mut file = File::create(&path).map_err(io_err(format!("creating {}", path.display())))?;
+        file.write_all(&header)
+            .map_err(io_err(format!("writing {}", path.display())))?;
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&header);
+        self.log = Some(OpenLog { file, hasher });
+        Ok(())
+    }
+
+    /// Reopens `edb.log` for appending after recovery (its valid bytes are `bytes`).
+    fn reopen_current_log(&mut self, machine: &Machine, bytes: &[u8]) -> Result<()> {
+        let path = machine.host_path_of(&self.current_log_path());
+        write_atomic(&path, bytes)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_err(format!("opening {}", path.display())))?;
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(bytes);
+        self.log = Some(OpenLog { file, hasher });
+        Ok(())
+    }
+
+    /// Writes the database state at the current position to the `.edb` and `edb.chk`.
+    pub fn flush_checkpoint(&mut self, machine: &Machine) -> Result<()> {
+        self.checkpoint = self.current;
+        self.write_checkpoint(machine)
+    }
+
+    fn write_checkpoint(&mut self, machine: &Machine) -> Result<()> {
+        let mut img = self.image();
+        let bytes = img.encode();
+        write_atomic(&machine.host_path_of(&self.database_path()), &bytes)?;
+        let chk = Checkpoint {
+            ca_name: self.name.clone(),
+            signature: self.signature,
+            position: self.checkpoint,
+        };
+        write_atomic(&machine.host_path_of(&self.checkpoint_path()), &chk.encode())
+    }
+
+    fn image(&self) -> EdbImage {
+        EdbImage {
+            ca_name: self.name.clone(),
+            signature: self.signature,
+            checkpoint: self.checkpoint,
+            next_request_id: self.next_request_id,
+            clock: self.clock,
+            records: self.records.values().cloned().collect(),
+            logical_size: self.virtual_size.unwrap_or(0),
+            pad_seed: gen::mix64(self.signature ^ 0xEDB),
+        }
+    }
+
+    fn write_dynamic_files(&self, machine: &Machine) -> Result<()> {
+        for (i, p) in self.dynamic_files(machine).iter().enumerate() {
+            let body = format!(
+                "certadm-emu dynamic file {} of CA {:?} (signature {:016x})\n",
+                i, self.name, self.signature
+            );
+            write_atomic(&machine.host_path_of(p), body.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Holds the database file still for a full backup (the checkpoint stops advancing).
+    pub fn freeze(&mut self) {
+        self.frozen = true;
+    }
+
+    /// Releases a freeze; the checkpoint catches up at once.
+    pub fn unfreeze(&mut self, machine: &Machine) -> Result<()> {
+        if self.frozen {
+            self.frozen = false;
+            if self.service != ServiceState::Stopped {
+                self.flush_checkpoint(machine)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a finished backup.
+    pub fn record_backup(&mut self, full: bool, high_gen: u32) {
+        let mark = BackupMark {
+            high_gen,
+            at: self.clock,
+        };
+        if full {
+            self.last_full = Some(mark);
+            self.last_incremental = None;
+        } else {
+            self.last_incremental = Some(mark);
+        }
+    }
+
+    /// Deletes numbered logs that neither the checkpoint nor a backup still needs:
+    /// every generation below both the checkpoint and `backed_up_high + 1`. Returns them.
+    pub fn truncate_logs(&mut self, machine: &Machine, backed_up_high: u32) -> Result<Vec<u32>> {
+        let limit = self.checkpoint.gen.min(backed_up_high.saturating_add(1));
+        let mut deleted = Vec::new();
+        for g in self.log_generations_on_disk(machine) {
+            if g < limit {
+                let p = machine.host_path_of(&self.log_path(g));
+                std::fs::remove_file(&p).map_err(io_err(format!("deleting {}", p.display())))?;
+                deleted.push(g);
+            }
+        }
+        Ok(deleted)
+    }
+
+    // ----- service control ----------------------------------------------------------------
+
+    /// Stops the service cleanly: the checkpoint is flushed, so no replay is needed at start.
+    pub fn stop(&mut self, machine: &Machine) -> Result<()> {
+        if self.service == ServiceState::Stopped {
+            return Err(Error::ServerUnavailable {
+                call: "stop",
+                server: self.name.clone(),
+                why: "the CA service is already stopped".into(),
+            });
+        }
+        self.frozen = false;
+        let r = self.flush_checkpoint(machine);
+        self.log = None;
+        self.service = ServiceState::Stopped;
+        r
+    }
+
+    /// Stops the service as a crash would: nothing is flushed, the next start replays logs.
+    pub fn crash(&mut self) {
+        self.frozen = false;
+        self.log = None;
+        self.service = ServiceState::Stopped;
+    }
+
+    /// Starts the service: runs a registered restore (hard recovery) or replays the logs
+    /// since the checkpoint (soft recovery). On failure the CA stays stopped and its files
+    /// are untouched.
+    pub fn start(&mut self, machine: &Machine) -> Result<recovery::RecoveryReport> {
+        if self.service != ServiceState::Stopped {
+            return Err(Error::invalid_arg(
+                "start",
+                "the CA service is already running",
+            ));
+        }
+        let outcome = recovery::recover(self, machine)?;
+        self.adopt(machine, outcome)
+    }
+
+    fn adopt(
+        &mut self,
+        machine: &Machine,
+        out: recovery::Recovered,
+    ) -> Result<recovery::RecoveryReport> {
+        self.signature = out.signature;
+        self.records = out.records;
+        self.next_request_id = out.next_request_id;
+        self.clock = out.clock;
+        self.current = out.current;
+        self.prev_crc = out.prev_crc;
+        self.reopen_current_log(machine, &out.current_log_bytes)?;
+        if out.report.hard {
+            self.last_full = None;
+            self.last_incremental = None;
+            self.last_recovery = Some(self.clock);
+            self.restore.clear(machine)?;
+        }
+        self.service = ServiceState::Running;
+        self.flush_checkpoint(machine)?;
+        Ok(out.report)
+    }
+
+    /// Sets the service state directly (tests of the Suspended state).
+    pub fn set_service(&mut self, s: ServiceState) {
+        self.service = s;
+    }
+}
+
+fn name_hash(s: &str) -> u64 {
+    s.to_lowercase()
+        .bytes()
+        .fold(0xCBF2_9CE4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01B3))
+}
+
+/// Applies one transaction to a record set.
+pub(crate) fn apply(records: &mut BTreeMap<u32, Record>, next_id: &mut u32, txn: &Txn) {
+    match txn {
+        Txn::Issue(r) => {
+            *next_id = (*next_id).max(r.request_id + 1);
+            records.insert(r.request_id, r.clone());
+        }
+        Txn::Revoke {
+            request_id,
+            at,
+            reason,
+        } => {
+            if let Some(r) = records.get_mut(request_id) {
+                r.status = Status::Revoked {
+                    at: *at,
+                    reason: *reason,
+                };
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Database records (issued certificates) and the transactions that change them.
+
+use super::format::{Reader, Writer};
+use super::gen::mix64;
+
+/// One row of the CA database: an issued certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The request id (1, 2, 3, ...).
+    pub request_id: u32,
+    /// The certificate serial number.
+    pub serial: [u8; 16],
+    /// The subject distinguished name.
+    pub subject: String,
+    /// Validity start, seconds since the Unix epoch (virtual clock).
+    pub not_before: i64,
+    /// Validity end.
+    pub not_after: i64,
+    /// Issued or revoked.
+    pub status: Status,
+}
+
+/// Whether a certificate is valid or revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Issued and not revoked.
+    Issued,
+    /// Revoked at `at` (virtual clock) for `reason` (CRL reason code).
+    Revoked {
+        /// When.
+        at: i64,
+        /// CRL reason code.
+        reason: u32,
+    },
+}
+
+impl Record {
+    /// The deterministic record for `request_id` of a CA seeded with `seed`.
+    pub fn generate(seed: u64, request_id: u32, clock: i64) -> Record {
+        let a = mix64(seed ^ (request_id as u64) << 1);
+        let b = mix64(a);
+        let mut serial = [0u8; 16];
+        serial[..8].copy_from_slice(&a.to_be_bytes());
+        serial[8..].copy_from_slice(&b.to_be_bytes());
+        serial[0] &= 0x7F;
+        Record {
+            request_id,
+            serial,
+            subject: format!("CN=host-{request_id:06}.emu.test, O=certadm-emu"),
+            not_before: clock,
+            not_after: clock + 365 * 86_400,
+            status: Status::Issued,
+        }
+    }
+
+    /// The serial as hex, as certutil prints it.
+    pub fn serial_hex(&self) -> String {
+        self.serial.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.u32(self.request_id);
+        w.bytes(&self.serial);
+        w.str(&self.subject);
+        w.i64(self.not_before);
+        w.i64(self.not_after);
+        match self.status {
+            Status::Issued => {
+                w.u8(0);
+                w.i64(0);
+                w.u32(0);
+            }
+            Status::Revoked { at, reason } => {
+                w.u8(1);
+                w.i64(at);
+                w.u32(reason);
+            }
+        }
+    }
+
+    pub(crate) fn decode(r: &mut Reader) -> Option<Record> {
+        let request_id = r.u32()?;
+        let serial: [u8; 16] = r.bytes(16)?.try_into().ok()?;
+        let subject = r.str()?;
+        let not_before = r.i64()?;
+        let not_after = r.i64()?;
+        let tag = r.u8()?;
+        let at = r.i64()?;
+        let reason = r.u32()?;
+        let status = match tag {
+            0 => Status::Issued,
+            1 => Status::Revoked { at, reason },
+            _ => return None,
+        };
+        Some(Record {
+            request_id,
+            serial,
+            subject,
+            not_before,
+            not_after,
+            status,
+        })
+    }
+}
+
+/// One logged change to the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Txn {
+    /// A certificate was issued.
+    Issue(Record),
+    /// A certificate was revoked.
+    Revoke {
+        /// Which request.
+        request_id: u32,
+        /// When (virtual clock).
+        at: i64,
+        /// CRL reason code.
+        reason: u32,
+    },
+}
+
+impl Txn {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        match self {
+            Txn::Issue(r) => {
+                w.u8(1);
+                r.encode(&mut w);
+            }
+            Txn::Revoke {
+                request_id,
+                at,
+                reason,
+            } => {
+                w.u8(2);
+                w.u32(*request_id);
+                w.i64(*at);
+                w.u32(*reason);
+            }
+        }
+        w.into_inner()
+    }
+
+    pub(crate) fn decode(payload: &[u8]) -> Option<Txn> {
+        let mut r = Reader::new(payload);
+        let t = match r.u8()? {
+            1 => Txn::Issue(Record::decode(&mut r)?),
+            2 => Txn::Revoke {
+                request_id: r.u32()?,
+                at: r.i64()?,
+                reason: r.u32()?,
+            },
+            _ => return None,
+        };
+        r.is_empty().then_some(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn txns_round_trip() {
+        let r = Record::generate(9, 42, 1_700_000_000);
+        for t in [
+            Txn::Issue(r.clone()),
+            Txn::Revoke {
+                request_id: 42,
+                at: 5,
+                reason: 1,
+            },
+        ] {
+            assert_eq!(Txn::decode(&t.encode()), Some(t));
+        }
+        assert_eq!(Record::generate(9, 42, 1_700_000_000), r);
+        assert_ne!(Record::generate(10, 42, 1_700_000_000).serial, r.serial);
+        assert_eq!(Txn::decode(&[9]), None);
+    }
+}

@@ -1,0 +1,10 @@
+//! Core types: [`HRESULT`], [`Error`], the header constants and the UTF-16 list format.
+
+pub mod consts;
+pub mod error;
+pub mod hresult;
+pub mod wide;
+
+pub use error::{Error, PathRefusal, RecoveryFailure, Result};
+pub use hresult::HRESULT;
+pub use wide::{ListEntry, WideList};

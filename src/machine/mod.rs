@@ -1,0 +1,139 @@
+//! The emulated host: its names, its disk (a host directory) and the caller's identity.
+
+pub mod path;
+
+use crate::core::{Error, Result};
+pub use path::WinPath;
+use std::path::{Path, PathBuf};
+
+/// Who is calling: privileges and whether the call comes from another machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    /// `SeBackupPrivilege` (the CA Operator role for backup methods, spec §6.2 row 12).
+    pub backup_privilege: bool,
+    /// `SeRestorePrivilege` (`CertSrvRestorePrepareW`, `...RegisterThroughFile`).
+    pub restore_privilege: bool,
+    /// Member of the local Administrators group (`CertSrvRestoreRegisterW`).
+    pub local_admin: bool,
+    /// The caller is on another machine (blocked by `IF_NOREMOTEICERTADMINBACKUP`).
+    pub remote: bool,
+}
+
+impl Default for Identity {
+    /// A local administrator holding both privileges: how backup tools usually run on a CA.
+    fn default() -> Self {
+        Identity {
+            backup_privilege: true,
+            restore_privilege: true,
+            local_admin: true,
+            remote: false,
+        }
+    }
+}
+
+enum Root {
+    Temp(tempfile::TempDir),
+    Dir(PathBuf),
+}
+
+/// An emulated Windows machine: NetBIOS and DNS names and a disk rooted in a host directory.
+pub struct Machine {
+    netbios: String,
+    dns: String,
+    root: Root,
+}
+
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machine")
+            .field("netbios", &self.netbios)
+            .field("dns", &self.dns)
+            .field("root", &self.root())
+            .finish()
+    }
+}
+
+impl Machine {
+    /// A machine whose disk is `root`, or a temporary directory removed with the machine.
+    pub fn new(netbios: &str, dns: &str, root: Option<PathBuf>) -> Result<Machine> {
+        let root = match root {
+            Some(dir) => {
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| Error::io(format!("creating machine root {}", dir.display()), e))?;
+                Root::Dir(dir)
+            }
+            None => Root::Temp(
+                tempfile::Builder::new()
+                    .prefix("certadm-emu-")
+                    .tempdir()
+                    .map_err(|e| Error::io("creating a temporary machine root", e))?,
+            ),
+        };
+        Ok(Machine {
+            netbios: netbios.to_string(),
+            dns: dns.to_string(),
+            root,
+        })
+    }
+
+    /// The NetBIOS name.
+    pub fn netbios(&self) -> &str {
+        &self.netbios
+    }
+
+    /// The DNS name (used as the host part of UNC paths, as real CAs do).
+    pub fn dns(&self) -> &str {
+        &self.dns
+    }
+
+    /// The host directory that is this machine's disk.
+    pub fn root(&self) -> &Path {
+        match &self.root {
+            Root::Temp(t) => t.path(),
+            Root::Dir(d) => d,
+        }
+    }
+
+    /// True if `host` names this machine (NetBIOS, DNS, `localhost`, case-insensitive).
+    pub fn is_named(&self, host: &str) -> bool {
+        host.eq_ignore_ascii_case(&self.netbios)
+            || host.eq_ignore_ascii_case(&self.dns)
+            || host.eq_ignore_ascii_case("localhost")
+    }
+
+    /// Parses a Windows path on this machine.
+    pub fn parse_path(&self, p: &str) -> Result<WinPath> {
+        WinPath::parse(p, |h| self.is_named(h))
+    }
+
+    /// The host path of a Windows path on this machine.
+    pub fn host_path(&self, p: &str) -> Result<PathBuf> {
+        Ok(self.parse_path(p)?.host_path(self.root()))
+    }
+
+    /// The host path of a parsed path.
+    pub fn host_path_of(&self, p: &WinPath) -> PathBuf {
+        p.host_path(self.root())
+    }
+
+    /// The UNC form `\\dns\C$\...` that list functions return.
+    pub fn unc(&self, p: &WinPath) -> String {
+        p.unc(&self.dns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_root_is_removed_with_the_machine() {
+        let m = Machine::new("CA1", "ca1.contoso.test", None).unwrap();
+        let root = m.root().to_path_buf();
+        assert!(root.is_dir());
+        let p = m.host_path(r"\\CA1\C$\Windows\x").unwrap();
+        assert!(p.starts_with(&root));
+        drop(m);
+        assert!(!root.exists());
+    }
+}
