@@ -2,8 +2,14 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod abi;
+pub mod api;
 pub mod ca;
+pub mod control;
 pub mod core;
 pub mod machine;
+pub mod session;
 
 pub use crate::core::{Error, Result, WideList, HRESULT};
+pub use control::{CaBuilder, EmulatedCa};
+pub use session::Hcsbc;

@@ -150,7 +150,10 @@ impl Ca {
             return Err(Error::invalid_arg("install", "the CA name is empty"));
         }
         if cfg.log_capacity == 0 {
-            return Err(Error::invalid_arg("install", "log_capacity must be at least 1"));
+            return Err(Error::invalid_arg(
+                "install",
+                "log_capacity must be at least 1",
+            ));
         }
         let db_dir = machine.parse_path(&cfg.db_dir)?;
         let log_dir = machine.parse_path(&cfg.log_dir)?;
@@ -396,7 +399,10 @@ impl Ca {
     pub fn roll(&mut self, machine: &Machine) -> Result<u32> {
         let sealed_gen = self.current.gen;
         let log = self.log.take().ok_or_else(|| {
-            Error::io("rolling edb.log", std::io::Error::other("the current log is not open"))
+            Error::io(
+                "rolling edb.log",
+                std::io::Error::other("the current log is not open"),
+            )
         })?;
         let (trailer, crc) = encode_trailer(self.current.pos, log.hasher);
         let mut file = log.file;
@@ -405,8 +411,11 @@ impl Ca {
             .map_err(io_err(format!("sealing {}", cur.display())))?;
         drop(file);
         let numbered = machine.host_path_of(&self.log_path(sealed_gen));
-        std::fs::rename(&cur, &numbered)
-            .map_err(io_err(format!("renaming {} to {}", cur.display(), numbered.display())))?;
+        std::fs::rename(&cur, &numbered).map_err(io_err(format!(
+            "renaming {} to {}",
+            cur.display(),
+            numbered.display()
+        )))?;
         self.prev_crc = crc;
         self.current = Position {
             gen: sealed_gen + 1,
@@ -428,7 +437,8 @@ impl Ca {
         }
         .encode();
         let path = machine.host_path_of(&self.current_log_path());
-        let mut file = File::create(&path).map_err(io_err(format!("creating {}", path.display())))?;
+        let mut file =
+            File::create(&path).map_err(io_err(format!("creating {}", path.display())))?;
         file.write_all(&header)
             .map_err(io_err(format!("writing {}", path.display())))?;
         let mut hasher = crc32fast::Hasher::new();
@@ -466,7 +476,10 @@ impl Ca {
             signature: self.signature,
             position: self.checkpoint,
         };
-        write_atomic(&machine.host_path_of(&self.checkpoint_path()), &chk.encode())
+        write_atomic(
+            &machine.host_path_of(&self.checkpoint_path()),
+            &chk.encode(),
+        )
     }
 
     fn image(&self) -> EdbImage {
@@ -567,14 +580,55 @@ impl Ca {
     /// since the checkpoint (soft recovery). On failure the CA stays stopped and its files
     /// are untouched.
     pub fn start(&mut self, machine: &Machine) -> Result<recovery::RecoveryReport> {
+        self.begin_start()?;
+        self.finish_start(machine)
+    }
+
+    /// First half of a start: refuses a registered restore that was not completed, then
+    /// enters Suspended (requests get `CERTSRV_E_SERVER_SUSPENDED`) until [`Ca::finish_start`].
+    pub fn begin_start(&mut self) -> Result<()> {
         if self.service != ServiceState::Stopped {
             return Err(Error::invalid_arg(
                 "start",
                 "the CA service is already running",
             ));
         }
-        let outcome = recovery::recover(self, machine)?;
-        self.adopt(machine, outcome)
+        if let Some(mk) = &self.restore.marker {
+            if mk.pending {
+                return Err(Error::RestoreInProgress {
+                    call: "start",
+                    why: "a restore is registered but CertSrvRestoreRegisterComplete was not called; Certificate Services will not start until it is".into(),
+                });
+            }
+            if let Some(hr) = mk.status.filter(|h| h.is_err()) {
+                return Err(Error::RestoreReportedFailure { hr });
+            }
+        }
+        self.service = ServiceState::Suspended;
+        Ok(())
+    }
+
+    /// Second half of a start: runs recovery; Running on success, Stopped on failure.
+    pub fn finish_start(&mut self, machine: &Machine) -> Result<recovery::RecoveryReport> {
+        if self.service != ServiceState::Suspended || self.log.is_some() {
+            return Err(Error::invalid_arg(
+                "start",
+                "no start is in progress (call begin_start first)",
+            ));
+        }
+        let outcome = match recovery::recover(self, machine) {
+            Ok(o) => o,
+            Err(e) => {
+                self.service = ServiceState::Stopped;
+                return Err(e);
+            }
+        };
+        let r = self.adopt(machine, outcome);
+        if r.is_err() {
+            self.log = None;
+            self.service = ServiceState::Stopped;
+        }
+        r
     }
 
     fn adopt(
@@ -588,6 +642,15 @@ impl Ca {
         self.clock = out.clock;
         self.current = out.current;
         self.prev_crc = out.prev_crc;
+        if out.report.hard {
+            for g in self.log_generations_on_disk(machine) {
+                if g >= self.current.gen {
+                    let p = machine.host_path_of(&self.log_path(g));
+                    std::fs::remove_file(&p)
+                        .map_err(io_err(format!("deleting stale {}", p.display())))?;
+                }
+            }
+        }
         self.reopen_current_log(machine, &out.current_log_bytes)?;
         if out.report.hard {
             self.last_full = None;
@@ -609,7 +672,9 @@ impl Ca {
 fn name_hash(s: &str) -> u64 {
     s.to_lowercase()
         .bytes()
-        .fold(0xCBF2_9CE4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01B3))
+        .fold(0xCBF2_9CE4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01B3)
+        })
 }
 
 /// Applies one transaction to a record set.

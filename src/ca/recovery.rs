@@ -23,6 +23,8 @@ pub struct RecoveryReport {
     pub transactions: usize,
     /// True if `edb.log` ended in a torn frame that was cut off.
     pub torn_tail: bool,
+    /// Log files found but not replayed (newer logs that do not continue a restored chain).
+    pub ignored: Vec<String>,
 }
 
 /// The restore registration (`RestoreInProgress`); filled in by the restore side.
@@ -57,9 +59,9 @@ pub struct RestoreMarker {
 
 impl RestoreState {
     /// Removes the marker after a successful recovery.
-    pub fn clear(&mut self, _machine: &Machine) -> Result<()> {
+    pub fn clear(&mut self, machine: &Machine) -> Result<()> {
         self.marker = None;
-        Ok(())
+        MarkerStore::clear(machine)
     }
 }
 
@@ -129,7 +131,10 @@ pub fn read_database(path: &Path) -> Result<EdbImage> {
             if let Some(bad) = gen::verify(seed, off, &buf[..n]) {
                 return Err(fail(
                     RecoveryFailure::DatabaseCorrupted,
-                    format!("{}: byte {bad} differs from the database content", path.display()),
+                    format!(
+                        "{}: byte {bad} differs from the database content",
+                        path.display()
+                    ),
                 ));
             }
             off += n as u64;
@@ -164,14 +169,37 @@ impl LogSources {
     }
 }
 
-/// Replays the logs onto `img` from its checkpoint. `require_through` demands that
-/// every generation up to it is present (the registered genHigh of a restore).
+/// How strict a replay is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Soft recovery: every log from the checkpoint on must be intact.
+    Soft,
+    /// Hard recovery of a restore: generations up to `gen_high` must be present and
+    /// intact; newer logs are replayed while they chain, and ignored from the first one
+    /// that does not.
+    Hard {
+        /// `HighLogNumber`.
+        gen_high: u32,
+    },
+}
+
+fn load_log(p: &Path) -> Result<(super::format::LogContents, Vec<u8>)> {
+    let bytes = read_all(p)?;
+    let c = decode_log(&bytes).map_err(|e| {
+        fail(
+            RecoveryFailure::LogFileCorrupt,
+            format!("{}: {e}", p.display()),
+        )
+    })?;
+    Ok((c, bytes))
+}
+
+/// Replays the logs onto `img` from its checkpoint.
 pub(crate) fn replay(
     ca_name: &str,
     img: EdbImage,
     sources: &LogSources,
-    require_through: Option<u32>,
-    hard: bool,
+    mode: Mode,
 ) -> Result<Recovered> {
     if !img.ca_name.eq_ignore_ascii_case(ca_name) {
         return Err(fail(
@@ -182,8 +210,23 @@ pub(crate) fn replay(
             ),
         ));
     }
-    let mut records: BTreeMap<u32, Record> =
-        img.records.iter().map(|r| (r.request_id, r.clone())).collect();
+    let hard = matches!(mode, Mode::Hard { .. });
+    if let Mode::Hard { gen_high } = mode {
+        if img.checkpoint.gen > gen_high.saturating_add(1) {
+            return Err(fail(
+                RecoveryFailure::RestoreOfNonBackupDatabase,
+                format!(
+                    "the restored database is at log generation {} but the registered logs end at {gen_high}: it is not the database this backup set was taken with",
+                    img.checkpoint.gen
+                ),
+            ));
+        }
+    }
+    let mut records: BTreeMap<u32, Record> = img
+        .records
+        .iter()
+        .map(|r| (r.request_id, r.clone()))
+        .collect();
     let mut next_id = img.next_request_id;
     let mut clock = img.clock;
     let mut report = RecoveryReport {
@@ -191,58 +234,77 @@ pub(crate) fn replay(
         from: img.checkpoint,
         ..Default::default()
     };
-    // Read the current log's header first: it ends the chain.
     let current = match &sources.current {
-        Some(p) => {
-            let bytes = read_all(p)?;
-            let c = decode_log(&bytes).map_err(|e| {
-                fail(
-                    RecoveryFailure::LogFileCorrupt,
-                    format!("{}: {e}", p.display()),
-                )
-            })?;
-            Some((p.clone(), bytes, c))
-        }
+        Some(p) => match load_log(p) {
+            Ok((c, bytes)) => Some((p.clone(), bytes, c)),
+            Err(e) if !hard => return Err(e),
+            Err(_) => {
+                report.ignored.push(p.display().to_string());
+                None
+            }
+        },
         None => None,
     };
     let mut gen = img.checkpoint.gen;
     let mut prev_crc: Option<u32> = None;
     let mut skip = img.checkpoint.pos as usize;
     loop {
-        let numbered = sources.numbered.get(&gen);
-        let from_current = current
-            .as_ref()
-            .filter(|c| c.2.header.generation == gen && numbered.is_none());
-        let (label, contents, sealed_expected, raw) = match (numbered, from_current) {
-            (Some(p), _) => {
-                let bytes = read_all(p)?;
-                let c = decode_log(&bytes).map_err(|e| {
-                    fail(
-                        RecoveryFailure::LogFileCorrupt,
-                        format!("{}: {e}", p.display()),
-                    )
-                })?;
-                (p.display().to_string(), c, true, bytes)
-            }
-            (None, Some((p, bytes, c))) => (p.display().to_string(), c.clone(), false, bytes.clone()),
-            (None, None) => break,
+        let strict = match mode {
+            Mode::Soft => true,
+            Mode::Hard { gen_high } => gen <= gen_high,
         };
-        check_header(&contents.header, ca_name, img.signature, gen, prev_crc, &label)?;
-        if sealed_expected && contents.sealed_crc.is_none() {
-            return Err(fail(
-                RecoveryFailure::LogFileCorrupt,
-                format!("{label} (generation {gen}) is not sealed: it is torn or was cut short"),
-            ));
-        }
-        if contents.txns.len() < skip {
-            return Err(fail(
-                RecoveryFailure::LogFileCorrupt,
-                format!(
-                    "{label} holds {} transactions but the database checkpoint is after {skip}",
-                    contents.txns.len()
-                ),
-            ));
-        }
+        let numbered = sources.numbered.get(&gen);
+        let use_current = numbered.is_none()
+            && current
+                .as_ref()
+                .is_some_and(|c| c.2.header.generation == gen);
+        let loaded = match (numbered, use_current) {
+            (Some(p), _) => load_log(p).map(|(c, b)| (p.display().to_string(), c, b, true)),
+            (None, true) => {
+                let (p, b, c) = current.as_ref().expect("checked");
+                Ok((p.display().to_string(), c.clone(), b.clone(), false))
+            }
+            (None, false) => break,
+        };
+        let step = loaded.and_then(|(label, contents, raw, sealed_expected)| {
+            check_header(
+                &contents.header,
+                ca_name,
+                img.signature,
+                gen,
+                prev_crc,
+                &label,
+            )?;
+            if sealed_expected && contents.sealed_crc.is_none() {
+                return Err(fail(
+                    RecoveryFailure::LogFileCorrupt,
+                    format!(
+                        "{label} (generation {gen}) is not sealed: it is torn or was cut short"
+                    ),
+                ));
+            }
+            if contents.txns.len() < skip {
+                return Err(fail(
+                    RecoveryFailure::LogFileCorrupt,
+                    format!(
+                        "{label} holds {} transactions but the database checkpoint is after {skip}",
+                        contents.txns.len()
+                    ),
+                ));
+            }
+            Ok((label, contents, raw, sealed_expected))
+        });
+        let (label, contents, raw, sealed) = match step {
+            Ok(v) => v,
+            Err(e) if strict => return Err(e),
+            Err(_) => {
+                if let Some(p) = numbered {
+                    report.ignored.push(p.display().to_string());
+                }
+                break;
+            }
+        };
+        let _ = label;
         for t in &contents.txns[skip..] {
             apply(&mut records, &mut next_id, t);
             clock += 60;
@@ -250,17 +312,11 @@ pub(crate) fn replay(
         }
         skip = 0;
         report.replayed_generations.push(gen);
-        if !sealed_expected {
-            // This was edb.log: the chain ends here.
+        if !sealed {
             report.torn_tail = contents.torn_tail;
-            let valid = valid_prefix(&raw, &contents);
-            let pos = contents.txns.len() as u32;
-            if let Some(h) = require_through {
-                if gen <= h {
-                    return Err(fail(
-                        RecoveryFailure::MissingRestoreLogFiles,
-                        format!("log generation {gen} ({}) of the restored range is missing", log_file_name(gen)),
-                    ));
+            if let Mode::Hard { gen_high } = mode {
+                if gen <= gen_high {
+                    return Err(missing_restore(gen, gen_high));
                 }
             }
             return Ok(Recovered {
@@ -268,55 +324,48 @@ pub(crate) fn replay(
                 records,
                 next_request_id: next_id,
                 clock,
-                current: Position { gen, pos },
+                current: Position {
+                    gen,
+                    pos: contents.txns.len() as u32,
+                },
                 prev_crc: contents.header.prev_crc,
-                current_log_bytes: valid,
+                current_log_bytes: valid_prefix(&raw, &contents),
                 report,
             });
         }
         prev_crc = contents.sealed_crc;
         gen += 1;
     }
-    // The chain ended without edb.log.
-    if let Some(h) = require_through {
-        if gen <= h {
-            let failure = if hard {
-                RecoveryFailure::MissingRestoreLogFiles
-            } else {
-                RecoveryFailure::MissingLogFile
-            };
-            return Err(fail(
-                failure,
-                format!(
-                    "log generation {gen} ({}) is missing: the chain from the database checkpoint {}:{} must reach generation {h}",
-                    log_file_name(gen),
-                    img.checkpoint.gen,
-                    img.checkpoint.pos
-                ),
-            ));
+    match mode {
+        Mode::Hard { gen_high } if gen <= gen_high => return Err(missing_restore(gen, gen_high)),
+        Mode::Hard { .. } => {
+            if let Some((p, _, _)) = &current {
+                report.ignored.push(p.display().to_string());
+            }
         }
-    }
-    if img.checkpoint.pos > 0 && report.replayed_generations.is_empty() {
-        return Err(fail(
-            RecoveryFailure::MissingLogFile,
-            format!(
-                "log generation {} is missing: the database checkpoint is inside it",
-                img.checkpoint.gen
-            ),
-        ));
-    }
-    if let Some((p, _, c)) = &current {
-        if c.header.generation != gen {
-            return Err(fail(
-                RecoveryFailure::MissingLogFile,
-                format!(
-                    "{} holds generation {} but the chain stops at generation {}: generation {gen} ({}) is missing",
-                    p.display(),
-                    c.header.generation,
-                    gen.saturating_sub(1),
-                    log_file_name(gen)
-                ),
-            ));
+        Mode::Soft => {
+            if img.checkpoint.pos > 0 && report.replayed_generations.is_empty() {
+                return Err(fail(
+                    RecoveryFailure::MissingLogFile,
+                    format!(
+                        "log generation {} ({}) is missing: the database checkpoint is inside it",
+                        img.checkpoint.gen,
+                        log_file_name(img.checkpoint.gen)
+                    ),
+                ));
+            }
+            if let Some((p, _, c)) = &current {
+                return Err(fail(
+                    RecoveryFailure::MissingLogFile,
+                    format!(
+                        "{} holds generation {} but the chain stops after generation {}: generation {gen} ({}) is missing",
+                        p.display(),
+                        c.header.generation,
+                        gen.saturating_sub(1),
+                        log_file_name(gen)
+                    ),
+                ));
+            }
         }
     }
     let header = LogHeader {
@@ -335,6 +384,17 @@ pub(crate) fn replay(
         current_log_bytes: header.encode(),
         report,
     })
+}
+
+fn missing_restore(gen: u32, gen_high: u32) -> Error {
+    fail(
+        RecoveryFailure::MissingRestoreLogFiles,
+        format!(
+            "log generation {gen} ({}) is missing: the restored chain must reach the registered genHigh {gen_high} ({})",
+            log_file_name(gen),
+            log_file_name(gen_high)
+        ),
+    )
 }
 
 fn check_header(
@@ -388,10 +448,112 @@ fn valid_prefix(raw: &[u8], c: &super::format::LogContents) -> Vec<u8> {
 
 /// Runs the recovery a start needs: hard recovery of a completed restore, or soft recovery.
 pub(crate) fn recover(ca: &Ca, machine: &Machine) -> Result<Recovered> {
-    let db = machine.host_path_of(&ca.database_path());
-    let img = read_database(&db)?;
     let log_dir = machine.host_path_of(&ca.log_dir);
     let current = machine.host_path_of(&ca.current_log_path());
-    let sources = LogSources::scan(&[log_dir], Some(current));
-    replay(&ca.name, img, &sources, None, false)
+    let Some(mk) = &ca.restore.marker else {
+        let img = read_database(&machine.host_path_of(&ca.database_path()))?;
+        let sources = LogSources::scan(&[log_dir], Some(current));
+        return replay(&ca.name, img, &sources, Mode::Soft);
+    };
+    if mk.pending {
+        return Err(Error::RestoreInProgress {
+            call: "start",
+            why: "a restore is registered but CertSrvRestoreRegisterComplete was not called; Certificate Services will not start until it is (or the registration is cleared)".into(),
+        });
+    }
+    if let Some(hr) = mk.status.filter(|h| h.is_err()) {
+        return Err(Error::RestoreReportedFailure { hr });
+    }
+    let (old, new) = mk.restore_map.first().cloned().unwrap_or_default();
+    let db_key = ca.database_path().key();
+    if machine.parse_path(&old)?.key() != db_key {
+        return Err(fail(
+            RecoveryFailure::RestoreOfNonBackupDatabase,
+            format!(
+                "the restore map names {old:?} as the backed-up database, but this CA's database is {}",
+                ca.database_path().local()
+            ),
+        ));
+    }
+    let db_path = machine.host_path(&new)?;
+    let img = read_database(&db_path)?;
+    let mut dirs = Vec::new();
+    for p in mk.backup_log_paths.iter().chain(mk.log_path.iter()) {
+        dirs.push(machine.host_path(p)?);
+    }
+    dirs.push(log_dir);
+    let sources = LogSources::scan(&dirs, Some(current));
+    replay(
+        &ca.name,
+        img,
+        &sources,
+        Mode::Hard {
+            gen_high: mk.gen_high,
+        },
+    )
+}
+
+/// Where restore registrations are written (documented in `docs/FILE-FORMATS.md`).
+pub struct MarkerStore;
+
+impl MarkerStore {
+    /// The emulated registry key file of `CertSrvRestoreRegisterW`.
+    pub fn registry_path(machine: &Machine) -> PathBuf {
+        machine
+            .root()
+            .join("registry/HKLM/SYSTEM/CurrentControlSet/Services/CertSvc/Configuration/RestoreInProgress.txt")
+    }
+
+    /// The file `CertSrvRestoreRegisterThroughFile` writes (a Windows path on the machine).
+    pub const THROUGH_FILE: &'static str =
+        r"C:\Windows\System32\CertLog\RestoreInProgress.certadm-emu.txt";
+
+    /// Writes the marker where its kind of registration keeps it.
+    pub fn save(machine: &Machine, _ca: &Ca, mk: &RestoreMarker) -> Result<()> {
+        let path = if mk.through_file {
+            machine.host_path(Self::THROUGH_FILE)?
+        } else {
+            Self::registry_path(machine)
+        };
+        super::files::write_atomic(&path, mk.to_text().as_bytes())
+    }
+
+    /// Removes both marker files.
+    pub fn clear(machine: &Machine) -> Result<()> {
+        for p in [
+            Self::registry_path(machine),
+            machine.host_path(Self::THROUGH_FILE)?,
+        ] {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("removing {}", p.display()), e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RestoreMarker {
+    /// The marker as `Name=value` lines, with the value names of `CertSrv.h`.
+    pub fn to_text(&self) -> String {
+        let mut s = String::from("[RestoreInProgress]\n");
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        s += &format!("CheckPointFile={}\n", opt(&self.checkpoint_path));
+        s += &format!("LogPath={}\n", opt(&self.log_path));
+        for b in &self.backup_log_paths {
+            s += &format!("BackupLogDirectory={b}\n");
+        }
+        s += &format!("RestoreMapCount={}\n", self.restore_map.len());
+        for (a, b) in &self.restore_map {
+            s += &format!("RestoreMap={a}|{b}\n");
+        }
+        s += &format!("LowLogNumber={}\n", self.gen_low);
+        s += &format!("HighLogNumber={}\n", self.gen_high);
+        match self.status {
+            Some(h) => s += &format!("RestoreStatus={:#010X}\n", h.as_u32()),
+            None => s += "RestoreStatus=pending\n",
+        }
+        s
+    }
 }

@@ -142,7 +142,9 @@ pub enum Error {
         why: String,
     },
     /// The CA shut down while this session was open (`RPC_E_DISCONNECTED`).
-    #[error("{call}: the CA service stopped while this session was open; only End is accepted now")]
+    #[error(
+        "{call}: the CA service stopped while this session was open; only End is accepted now"
+    )]
     Disconnected {
         /// The function.
         call: &'static str,
@@ -172,7 +174,9 @@ pub enum Error {
         why: String,
     },
     /// Too many sessions open on one CA (`CERTSRV_E_NO_DB_SESSIONS`).
-    #[error("{call}: too many sessions open on this CA ({limit}); End the ones you no longer need")]
+    #[error(
+        "{call}: too many sessions open on this CA ({limit}); End the ones you no longer need"
+    )]
     TooManySessions {
         /// The function.
         call: &'static str,
@@ -211,6 +215,12 @@ pub enum Error {
         /// The host error.
         #[source]
         source: Arc<std::io::Error>,
+    },
+    /// The client completed its restore registration with a failure code; the CA does not recover.
+    #[error("start: the registered restore was completed with failure {hr}; Certificate Services does not recover it. Register the restore again, or clear the registration")]
+    RestoreReportedFailure {
+        /// The `hrRestoreState` the client passed to `CertSrvRestoreRegisterComplete`.
+        hr: HRESULT,
     },
     /// A fault injected by a test's schedule.
     #[error("{call}: injected fault {hr}")]
@@ -259,6 +269,7 @@ impl Error {
             Error::Recovery { failure, .. } => failure.hresult(),
             Error::Io { source, .. } => io_hresult(source),
             Error::Injected { hr, .. } => *hr,
+            Error::RestoreReportedFailure { hr } => *hr,
             Error::Panic { .. } => HRESULT::E_UNEXPECTED,
         }
     }

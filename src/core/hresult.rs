@@ -262,7 +262,10 @@ mod tests {
         assert_eq!(HRESULT::JET_errInvalidBackupSequence.as_u32(), 0xC800_0209);
         assert_eq!(HRESULT::JET_errBackupInProgress.as_u32(), 0xC800_01F9);
         assert_eq!(HRESULT::JET_errMissingFullBackup.as_u32(), 0xC800_0230);
-        assert_eq!(HRESULT::JET_errRestoreOfNonBackupDatabase.as_u32(), 0xC800_0267);
+        assert_eq!(
+            HRESULT::JET_errRestoreOfNonBackupDatabase.as_u32(),
+            0xC800_0267
+        );
         assert_eq!(HRESULT::from_jet(1004).as_u32(), 0x8800_03EC);
         assert_eq!(HRESULT::from_jet(0), HRESULT::S_OK);
     }
@@ -270,7 +273,10 @@ mod tests {
     #[test]
     fn from_win32_builds_facility_7() {
         assert_eq!(HRESULT::from_win32(5), HRESULT::E_ACCESSDENIED);
-        assert_eq!(HRESULT::from_win32(0x6BA), HRESULT::RPC_S_SERVER_UNAVAILABLE);
+        assert_eq!(
+            HRESULT::from_win32(0x6BA),
+            HRESULT::RPC_S_SERVER_UNAVAILABLE
+        );
         assert_eq!(HRESULT::from_win32(0), HRESULT::S_OK);
     }
 
@@ -278,7 +284,10 @@ mod tests {
     fn display_shows_hex_and_symbol() {
         assert_eq!(HRESULT::E_UNEXPECTED.to_string(), "0x8000FFFF E_UNEXPECTED");
         assert_eq!(HRESULT(0x1234).to_string(), "0x00001234");
-        assert_eq!(format!("{:?}", HRESULT::E_HANDLE), "HRESULT(0x80070006 E_HANDLE)");
+        assert_eq!(
+            format!("{:?}", HRESULT::E_HANDLE),
+            "HRESULT(0x80070006 E_HANDLE)"
+        );
     }
 
     #[test]

@@ -70,7 +70,10 @@ impl WideList {
 
     /// The little-endian bytes (`*pcbSize` of them), as written to `certbkxp.dat`.
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.to_units().iter().flat_map(|u| u.to_le_bytes()).collect()
+        self.to_units()
+            .iter()
+            .flat_map(|u| u.to_le_bytes())
+            .collect()
     }
 
     /// `*pcbSize`: the size in bytes including the final NUL.
@@ -133,7 +136,9 @@ impl WideList {
 impl std::fmt::Debug for WideList {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = String::from_utf16_lossy(&self.units);
-        f.debug_tuple("WideList").field(&s.replace('\0', "|")).finish()
+        f.debug_tuple("WideList")
+            .field(&s.replace('\0', "|"))
+            .finish()
     }
 }
 
@@ -167,10 +172,19 @@ mod tests {
         let l = WideList::from_entries([(Some(CSBFT_LOG), "a"), (Some(CSBFT_LOG), "bc")]);
         let e = l.entries(true);
         assert_eq!(e.len(), 2);
-        assert_eq!(e[1], ListEntry { kind: Some(CSBFT_LOG), path: "bc".into() });
+        assert_eq!(
+            e[1],
+            ListEntry {
+                kind: Some(CSBFT_LOG),
+                path: "bc".into()
+            }
+        );
         let u = WideList::from_entries([(None, "x"), (None, "yz")]);
         assert_eq!(u.entries(false)[1].path, "yz");
-        assert_eq!(WideList::parse_bytes(&u.to_bytes(), false).unwrap().len(), 2);
+        assert_eq!(
+            WideList::parse_bytes(&u.to_bytes(), false).unwrap().len(),
+            2
+        );
     }
 
     #[test]

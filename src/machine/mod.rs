@@ -58,8 +58,9 @@ impl Machine {
     pub fn new(netbios: &str, dns: &str, root: Option<PathBuf>) -> Result<Machine> {
         let root = match root {
             Some(dir) => {
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| Error::io(format!("creating machine root {}", dir.display()), e))?;
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    Error::io(format!("creating machine root {}", dir.display()), e)
+                })?;
                 Root::Dir(dir)
             }
             None => Root::Temp(

@@ -237,8 +237,11 @@ mod tests {
     #[test]
     fn drive_and_unc_forms_are_the_same_path() {
         let a = WinPath::parse(r"C:\Windows\System32\CertLog\X.edb", local).unwrap();
-        let b = WinPath::parse(r"\\ca1.CONTOSO.test\c$\windows\system32\certlog\x.EDB", local)
-            .unwrap();
+        let b = WinPath::parse(
+            r"\\ca1.CONTOSO.test\c$\windows\system32\certlog\x.EDB",
+            local,
+        )
+        .unwrap();
         assert_eq!(a.key(), b.key());
         assert_eq!(
             a.host_path(Path::new("/r")),

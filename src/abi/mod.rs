@@ -1,0 +1,61 @@
+//! The `Certadm.dll` exports: `extern "system"` functions with the exact names and
+//! signatures windows-sys 0.61 declares. This module holds all of the crate's
+//! `unsafe` code. Each export is a boundary: it catches panics (a panic becomes
+//! `E_UNEXPECTED`, never an abort), checks every pointer, and converts the
+//! [`Error`](crate::Error) of the safe API into its HRESULT exactly once.
+//!
+//! The detailed message of the last failure on the calling thread is kept for
+//! diagnostics: [`last_error`].
+
+mod exports;
+pub mod ptr;
+
+pub use exports::*;
+
+use crate::core::{Error, Result, HRESULT};
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+thread_local! {
+    static LAST_ERROR: RefCell<Option<Error>> = const { RefCell::new(None) };
+}
+
+/// The error behind the last failing certbcli call on this thread, with its full message.
+pub fn last_error() -> Option<Error> {
+    LAST_ERROR.with(|e| e.borrow().clone())
+}
+
+fn set_last_error(e: Error) {
+    if std::env::var_os("CERTADM_EMU_LOG").is_some() {
+        eprintln!("certadm-emu: {} ({e})", e.hresult());
+    }
+    LAST_ERROR.with(|slot| *slot.borrow_mut() = Some(e));
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
+}
+
+/// Runs one export body: panics and errors become HRESULTs.
+pub(crate) fn boundary(call: &'static str, f: impl FnOnce() -> Result<()>) -> i32 {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => HRESULT::S_OK.0,
+        Ok(Err(e)) => {
+            let hr = e.hresult();
+            set_last_error(e);
+            hr.0
+        }
+        Err(p) => {
+            let e = Error::Panic {
+                call,
+                message: panic_message(&*p),
+            };
+            let hr = e.hresult();
+            set_last_error(e);
+            hr.0
+        }
+    }
+}

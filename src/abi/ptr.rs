@@ -1,0 +1,76 @@
+//! Every raw-pointer access of the ABI, in one place.
+//!
+//! Rules (see `COVERAGE.md`, "ABI conventions"):
+//! 1. Every pointer argument is checked for NULL before anything else happens; a NULL
+//!    where a value is required gets `E_POINTER` and changes nothing.
+//! 2. Out-parameters are set to a defined value (NULL / 0 / FALSE) on entry, so they are
+//!    never left undefined, then overwritten on success.
+//! 3. Pointers are read and written unaligned-safe; strings are read up to
+//!    [`MAX_WSTR`] code units and must be valid UTF-16.
+
+use crate::core::{Error, Result};
+
+/// Longest string accepted (the Windows extended path limit).
+pub const MAX_WSTR: usize = 32_767;
+
+/// Fails with `E_POINTER` if `p` is NULL.
+pub fn require<T>(call: &'static str, param: &'static str, p: *const T) -> Result<()> {
+    if p.is_null() {
+        Err(Error::NullPointer { call, param })
+    } else {
+        Ok(())
+    }
+}
+
+/// Writes `v` through `p` if it is not NULL.
+///
+/// # Safety
+/// `p` is NULL or valid for a write of `T`.
+pub unsafe fn write<T>(p: *mut T, v: T) {
+    if !p.is_null() {
+        // SAFETY: non-null checked; validity is the caller's contract.
+        unsafe { p.write_unaligned(v) }
+    }
+}
+
+/// Reads a NUL-terminated UTF-16 string.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated UTF-16 string.
+pub unsafe fn read_wstr(call: &'static str, param: &'static str, p: *const u16) -> Result<String> {
+    require(call, param, p)?;
+    let mut units = Vec::new();
+    loop {
+        if units.len() > MAX_WSTR {
+            return Err(Error::invalid_arg(
+                call,
+                format!("{param} has no NUL terminator within {MAX_WSTR} characters"),
+            ));
+        }
+        // SAFETY: p is non-null and the string is NUL-terminated (caller contract); we stop at the NUL.
+        let u = unsafe { p.add(units.len()).read_unaligned() };
+        if u == 0 {
+            break;
+        }
+        units.push(u);
+    }
+    String::from_utf16(&units)
+        .map_err(|_| Error::invalid_arg(call, format!("{param} is not valid UTF-16")))
+}
+
+/// Reads an optional string: NULL is `None`.
+///
+/// # Safety
+/// As [`read_wstr`].
+pub unsafe fn read_opt_wstr(
+    call: &'static str,
+    param: &'static str,
+    p: *const u16,
+) -> Result<Option<String>> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { read_wstr(call, param, p) }.map(Some)
+    }
+}

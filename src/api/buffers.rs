@@ -1,0 +1,58 @@
+//! Buffers handed to the client (`ppwszz*` lists) and freed by `CertSrvBackupFree`.
+//!
+//! Every buffer is tracked by address, so `CertSrvBackupFree` on NULL, on a pointer
+//! the emulator never returned, or on a buffer already freed, is detected and ignored
+//! instead of corrupting memory. Buffers do not depend on the session: they stay
+//! valid after `CertSrvBackupEnd` (spec §5.11).
+
+use crate::core::WideList;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+struct Buffer {
+    data: Box<[u16]>,
+    owner: u32,
+}
+
+static BUFFERS: LazyLock<Mutex<HashMap<usize, Buffer>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// What `CertSrvBackupFree` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeOutcome {
+    /// NULL: nothing to do.
+    Null,
+    /// A live buffer, now freed.
+    Freed,
+    /// Not a live buffer: never returned by the emulator, or freed already.
+    Unknown,
+}
+
+/// Copies `list` into a tracked buffer owned by host `owner`; returns its address and `*pcbSize`.
+pub fn alloc(list: &WideList, owner: u32) -> (*mut u16, u32) {
+    let mut data = list.to_units().into_boxed_slice();
+    let ptr = data.as_mut_ptr();
+    let size = list.byte_len();
+    BUFFERS.lock().insert(ptr as usize, Buffer { data, owner });
+    (ptr, size)
+}
+
+/// Frees a buffer returned by [`alloc`].
+pub fn free(p: *mut core::ffi::c_void) -> FreeOutcome {
+    if p.is_null() {
+        return FreeOutcome::Null;
+    }
+    match BUFFERS.lock().remove(&(p as usize)) {
+        Some(b) => {
+            drop(b.data);
+            FreeOutcome::Freed
+        }
+        None => FreeOutcome::Unknown,
+    }
+}
+
+/// Buffers of host `owner` not yet freed.
+pub fn outstanding(owner: u32) -> usize {
+    BUFFERS.lock().values().filter(|b| b.owner == owner).count()
+}

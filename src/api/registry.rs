@@ -1,0 +1,160 @@
+//! The process-wide routing table: server names and handles to emulated hosts.
+//!
+//! The ABI symbols are process-global, but every call reaches exactly one host:
+//! by server name (Prepare, IsServerOnline, ServerControl) or by the host slot
+//! and generation packed into its handle. Tests on parallel threads each own
+//! their host and never share state.
+
+use crate::ca::Ca;
+use crate::core::{Error, Result};
+use crate::machine::{Identity, Machine};
+use crate::session::handle::{Hcsbc, HOST_SLOTS};
+use crate::session::{Session, SessionTable};
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+/// Mutable state of one host, behind its lock.
+pub struct HostState {
+    /// The CA, if one is installed on this machine.
+    pub ca: Option<Ca>,
+    /// Open backup and restore contexts.
+    pub sessions: SessionTable<Session>,
+    /// The identity of callers on this host.
+    pub identity: Identity,
+    /// The one backup session running on the CA (slot, generation).
+    pub active_backup: Option<(u8, u32)>,
+}
+
+/// One emulated machine with its CA and sessions.
+pub struct Host {
+    /// The machine.
+    pub machine: Machine,
+    /// Its mutable state.
+    pub state: Mutex<HostState>,
+    pub(crate) slot: u16,
+    pub(crate) gen: u16,
+}
+
+impl Host {
+    /// A key that identifies this host for the life of the process.
+    pub fn key(&self) -> u32 {
+        ((self.gen as u32) << 16) | self.slot as u32
+    }
+}
+
+struct Slots {
+    entries: Vec<(u16, Option<Arc<Host>>)>,
+    free: Vec<u16>,
+}
+
+struct Registry {
+    names: RwLock<HashMap<String, Arc<Host>>>,
+    slots: RwLock<Slots>,
+}
+
+static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry {
+    names: RwLock::new(HashMap::new()),
+    slots: RwLock::new(Slots {
+        entries: Vec::new(),
+        free: Vec::new(),
+    }),
+});
+
+/// Registers a host under its NetBIOS and DNS names.
+pub fn register(machine: Machine, ca: Option<Ca>, identity: Identity) -> Result<Arc<Host>> {
+    let keys: Vec<String> = {
+        let mut k = vec![machine.netbios().to_lowercase()];
+        let d = machine.dns().to_lowercase();
+        if d != k[0] {
+            k.push(d);
+        }
+        k
+    };
+    for k in &keys {
+        if k.is_empty() || k.contains('\\') || k.contains('/') {
+            return Err(Error::invalid_arg(
+                "register",
+                format!("{k:?} is not a valid host name"),
+            ));
+        }
+    }
+    let r = &*REGISTRY;
+    let mut names = r.names.write();
+    if let Some(k) = keys
+        .iter()
+        .find(|k| names.contains_key(*k) || *k == "localhost")
+    {
+        return Err(Error::DuplicateServerName { name: k.clone() });
+    }
+    let mut slots = r.slots.write();
+    let slot = match slots.free.pop() {
+        Some(s) => s,
+        None if slots.entries.len() < HOST_SLOTS => {
+            slots.entries.push((0, None));
+            (slots.entries.len() - 1) as u16
+        }
+        None => {
+            return Err(Error::invalid_arg(
+                "register",
+                format!("more than {HOST_SLOTS} emulated machines at once"),
+            ))
+        }
+    };
+    let entry = &mut slots.entries[slot as usize];
+    entry.0 = Hcsbc::host_gen_bits(entry.0.wrapping_add(1));
+    let host = Arc::new(Host {
+        machine,
+        state: Mutex::new(HostState {
+            ca,
+            sessions: SessionTable::default(),
+            identity,
+            active_backup: None,
+        }),
+        slot,
+        gen: entry.0,
+    });
+    entry.1 = Some(host.clone());
+    for k in keys {
+        names.insert(k, host.clone());
+    }
+    Ok(host)
+}
+
+/// Removes a host: its names are free again and its handles turn stale.
+pub fn unregister(host: &Host) {
+    let r = &*REGISTRY;
+    let mut names = r.names.write();
+    names.retain(|_, h| !std::ptr::eq(&**h, host));
+    let mut slots = r.slots.write();
+    if let Some(e) = slots.entries.get_mut(host.slot as usize) {
+        if e.0 == host.gen && e.1.is_some() {
+            e.1 = None;
+            slots.free.push(host.slot);
+        }
+    }
+}
+
+/// The host a server name or config string (`HOST`, `\\HOST`, `HOST\CA name`) names,
+/// with the CA part if one was given.
+pub fn by_name(server: &str) -> Option<(Arc<Host>, Option<String>)> {
+    let s = server.trim();
+    let s = s.strip_prefix("\\\\").unwrap_or(s);
+    let (host, ca) = match s.split_once('\\') {
+        Some((h, c)) => (h, Some(c.to_string())),
+        None => (s, None),
+    };
+    let key = host.to_lowercase();
+    REGISTRY.names.read().get(&key).map(|h| (h.clone(), ca))
+}
+
+/// The host a handle belongs to, if its host slot and generation are live.
+pub fn by_handle(h: Hcsbc) -> Option<Arc<Host>> {
+    let p = h.parts()?;
+    let slots = REGISTRY.slots.read();
+    let (gen, host) = slots.entries.get(p.host_slot as usize)?;
+    if *gen != p.host_gen {
+        return None;
+    }
+    host.clone()
+}

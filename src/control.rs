@@ -1,0 +1,397 @@
+//! The control API: how a test builds an emulated CA, acts on it and inspects it.
+//!
+//! An [`EmulatedCa`] registers its machine's names for the whole process, so any code
+//! that calls the certbcli functions with that server name (through the ABI, the safe
+//! API or windows-sys) reaches it. Dropping the guard unregisters the machine and
+//! removes its temporary disk; handles of its sessions turn stale.
+
+use crate::api::{self, buffers, registry};
+use crate::ca::format::Position;
+use crate::ca::recovery::{RecoveryReport, RestoreMarker};
+use crate::ca::{BackupMark, Ca, CaConfig, Record, ServiceState};
+use crate::core::{Error, Result};
+use crate::machine::{Identity, Machine};
+use crate::session::Session;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+static NEXT_NAME: AtomicU32 = AtomicU32::new(1);
+
+/// Builds an [`EmulatedCa`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct CaBuilder {
+    netbios: Option<String>,
+    dns: Option<String>,
+    root: Option<PathBuf>,
+    cfg: CaConfig,
+    identity: Identity,
+    with_ca: bool,
+}
+
+impl Default for CaBuilder {
+    fn default() -> Self {
+        CaBuilder {
+            netbios: None,
+            dns: None,
+            root: None,
+            cfg: CaConfig::default(),
+            identity: Identity::default(),
+            with_ca: true,
+        }
+    }
+}
+
+impl CaBuilder {
+    /// The NetBIOS name (default: a name unique in this process, `EMU<pid><n>`).
+    pub fn server_name(mut self, name: &str) -> Self {
+        self.netbios = Some(name.to_string());
+        self
+    }
+    /// The DNS name (default: `<netbios>.emu.test`).
+    pub fn dns_name(mut self, name: &str) -> Self {
+        self.dns = Some(name.to_string());
+        self
+    }
+    /// A host directory to use as the machine's disk (default: a temporary directory).
+    pub fn root_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.root = Some(dir.into());
+        self
+    }
+    /// The CA's common name.
+    pub fn ca_name(mut self, name: &str) -> Self {
+        self.cfg.name = name.to_string();
+        self
+    }
+    /// The seed of all generated content.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.cfg.seed = seed;
+        self
+    }
+    /// Certificates in the database at install time.
+    pub fn records(mut self, n: u32) -> Self {
+        self.cfg.records = n;
+        self
+    }
+    /// A virtual `.edb` of this many bytes (content generated, never materialised).
+    pub fn edb_size(mut self, bytes: u64) -> Self {
+        self.cfg.edb_size = Some(bytes);
+        self
+    }
+    /// Transactions per log generation.
+    pub fn log_capacity(mut self, n: u32) -> Self {
+        self.cfg.log_capacity = n;
+        self
+    }
+    /// `InterfaceFlags` (default `IF_DEFAULT`).
+    pub fn interface_flags(mut self, flags: u32) -> Self {
+        self.cfg.interface_flags = flags;
+        self
+    }
+    /// Database, log and checkpoint directories (Windows paths).
+    pub fn directories(mut self, db: &str, log: &str, system: &str) -> Self {
+        self.cfg.db_dir = db.into();
+        self.cfg.log_dir = log.into();
+        self.cfg.system_dir = system.into();
+        self
+    }
+    /// The caller's identity (default: local administrator with both privileges).
+    pub fn identity(mut self, id: Identity) -> Self {
+        self.identity = id;
+        self
+    }
+    /// A machine with no CA installed (`IsServerOnline` fails, as on a host without AD CS).
+    pub fn without_ca(mut self) -> Self {
+        self.with_ca = false;
+        self
+    }
+    /// The full configuration.
+    pub fn config(mut self, cfg: CaConfig) -> Self {
+        self.cfg = cfg;
+        self
+    }
+
+    /// Creates the machine and CA and registers their names in this process.
+    pub fn build(self) -> Result<EmulatedCa> {
+        let netbios = self.netbios.unwrap_or_else(|| {
+            format!(
+                "EMU{:X}N{}",
+                std::process::id() & 0xFFFF,
+                NEXT_NAME.fetch_add(1, Ordering::Relaxed)
+            )
+        });
+        let dns = self
+            .dns
+            .unwrap_or_else(|| format!("{}.emu.test", netbios.to_lowercase()));
+        let machine = Machine::new(&netbios, &dns, self.root)?;
+        let ca = if self.with_ca {
+            Some(Ca::install(&machine, &self.cfg)?)
+        } else {
+            None
+        };
+        let host = registry::register(machine, ca, self.identity)?;
+        Ok(EmulatedCa { host })
+    }
+}
+
+/// A file of the CA on the emulated disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Its Windows path.
+    pub windows_path: String,
+    /// Its host path.
+    pub host_path: PathBuf,
+    /// Its size on the host.
+    pub size: u64,
+}
+
+/// An emulated machine with a CA, registered for this process until dropped.
+pub struct EmulatedCa {
+    host: Arc<registry::Host>,
+}
+
+impl std::fmt::Debug for EmulatedCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatedCa")
+            .field("server", &self.server_name())
+            .field("root", &self.host.machine.root())
+            .finish()
+    }
+}
+
+impl Drop for EmulatedCa {
+    fn drop(&mut self) {
+        registry::unregister(&self.host);
+    }
+}
+
+impl EmulatedCa {
+    /// Starts building a CA.
+    pub fn builder() -> CaBuilder {
+        CaBuilder::default()
+    }
+
+    fn with_ca<R>(&self, f: impl FnOnce(&mut Ca, &Machine) -> Result<R>) -> Result<R> {
+        let mut st = self.host.state.lock();
+        let ca = st.ca.as_mut().ok_or_else(|| Error::FileNotFound {
+            call: "control",
+            why: "no CA is installed on this machine".into(),
+        })?;
+        f(ca, &self.host.machine)
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&Ca) -> R) -> R {
+        let st = self.host.state.lock();
+        f(st.ca.as_ref().expect("this machine has no CA"))
+    }
+
+    /// The NetBIOS name: the server name clients pass.
+    pub fn server_name(&self) -> &str {
+        self.host.machine.netbios()
+    }
+    /// The DNS name (also accepted as server name, and used in UNC paths).
+    pub fn dns_name(&self) -> &str {
+        self.host.machine.dns()
+    }
+    /// The CA's common name.
+    pub fn ca_name(&self) -> String {
+        self.read(|ca| ca.name().to_string())
+    }
+    /// The config string `HOST\CA name`.
+    pub fn config_string(&self) -> String {
+        format!("{}\\{}", self.server_name(), self.ca_name())
+    }
+    /// The emulated machine.
+    pub fn machine(&self) -> &Machine {
+        &self.host.machine
+    }
+    /// The host path of a Windows path on this machine (contained in its root).
+    pub fn host_path(&self, windows_path: &str) -> Result<PathBuf> {
+        self.host.machine.host_path(windows_path)
+    }
+
+    /// Issues `n` certificates (logged transactions); returns their request ids.
+    pub fn issue(&self, n: u32) -> Result<Vec<u32>> {
+        self.with_ca(|ca, m| ca.issue(m, n))
+    }
+    /// Revokes a certificate (CRL reason 1, key compromise, by default).
+    pub fn revoke(&self, request_id: u32) -> Result<()> {
+        self.with_ca(|ca, m| ca.revoke(m, request_id, 1))
+    }
+    /// Rolls the current log to a numbered generation.
+    pub fn roll_log(&self) -> Result<u32> {
+        self.with_ca(|ca, m| ca.roll(m))
+    }
+
+    /// Stops the service cleanly (as `net stop certsvc`); open backup sessions are disconnected.
+    pub fn stop(&self) -> Result<()> {
+        let mut st = self.host.state.lock();
+        api::stop_host(&mut st, &self.host.machine)
+    }
+    /// Stops the service as a crash would: no checkpoint flush; the next start replays logs.
+    pub fn crash(&self) {
+        let mut st = self.host.state.lock();
+        for (_, _, s) in st.sessions.iter_mut() {
+            if let Session::Backup(b) = s {
+                b.disconnected = true;
+                b.open = None;
+            }
+        }
+        st.active_backup = None;
+        if let Some(ca) = st.ca.as_mut() {
+            ca.crash();
+        }
+    }
+    /// Starts the service: hard recovery of a registered restore, or soft recovery.
+    pub fn start(&self) -> Result<RecoveryReport> {
+        self.with_ca(|ca, m| ca.start(m))
+    }
+    /// Starts the service but holds it Suspended before recovery (see [`EmulatedCa::finish_start`]).
+    pub fn begin_start(&self) -> Result<()> {
+        self.with_ca(|ca, _| ca.begin_start())
+    }
+    /// Runs the recovery of a start begun with [`EmulatedCa::begin_start`].
+    pub fn finish_start(&self) -> Result<RecoveryReport> {
+        self.with_ca(|ca, m| ca.finish_start(m))
+    }
+    /// The service state.
+    pub fn service(&self) -> ServiceState {
+        self.read(|ca| ca.service())
+    }
+
+    /// The caller identity.
+    pub fn identity(&self) -> Identity {
+        self.host.state.lock().identity
+    }
+    /// Sets the caller identity (privileges, admin, remote).
+    pub fn set_identity(&self, id: Identity) {
+        self.host.state.lock().identity = id;
+    }
+    /// `InterfaceFlags`.
+    pub fn interface_flags(&self) -> u32 {
+        self.read(|ca| ca.interface_flags())
+    }
+    /// Sets `InterfaceFlags`.
+    pub fn set_interface_flags(&self, flags: u32) {
+        let _ = self.with_ca(|ca, _| {
+            ca.set_interface_flags(flags);
+            Ok(())
+        });
+    }
+
+    /// All records, ordered by request id.
+    pub fn records(&self) -> Vec<Record> {
+        self.read(|ca| ca.records().values().cloned().collect())
+    }
+    /// Number of records.
+    pub fn record_count(&self) -> usize {
+        self.read(|ca| ca.records().len())
+    }
+    /// Backup and restore contexts open on this machine.
+    pub fn sessions_open(&self) -> usize {
+        self.host.state.lock().sessions.len()
+    }
+    /// True while a backup session is running.
+    pub fn backup_in_progress(&self) -> bool {
+        self.host.state.lock().active_backup.is_some()
+    }
+    /// List buffers returned to clients and not yet passed to `CertSrvBackupFree`.
+    pub fn outstanding_buffers(&self) -> usize {
+        buffers::outstanding(self.host.key())
+    }
+    /// `DBLastFullBackup`.
+    pub fn last_full_backup(&self) -> Option<BackupMark> {
+        self.read(|ca| ca.last_full_backup())
+    }
+    /// `DBLastIncrementalBackup`.
+    pub fn last_incremental_backup(&self) -> Option<BackupMark> {
+        self.read(|ca| ca.last_incremental_backup())
+    }
+    /// `DBLastRecovery` (virtual clock) after a restore was recovered.
+    pub fn last_recovery(&self) -> Option<i64> {
+        self.read(|ca| ca.last_recovery())
+    }
+    /// The registered restore, if any.
+    pub fn restore_marker(&self) -> Option<RestoreMarker> {
+        self.read(|ca| ca.restore.marker.clone())
+    }
+    /// Clears a registered restore (what an operator does by deleting `RestoreInProgress`).
+    pub fn clear_restore_marker(&self) -> Result<()> {
+        self.with_ca(|ca, m| ca.restore.clear(m))
+    }
+    /// Numbered log generations present in the log directory.
+    pub fn log_generations(&self) -> Vec<u32> {
+        self.read(|ca| ca.log_generations_on_disk(&self.host.machine))
+    }
+    /// The generation of `edb.log` and the transactions in it.
+    pub fn current_position(&self) -> Position {
+        self.read(|ca| ca.current())
+    }
+    /// The checkpoint held by the `.edb`.
+    pub fn checkpoint(&self) -> Position {
+        self.read(|ca| ca.checkpoint())
+    }
+    /// The database signature.
+    pub fn signature(&self) -> u64 {
+        self.read(|ca| ca.signature())
+    }
+    /// The Windows path of the database file.
+    pub fn database_path(&self) -> String {
+        self.read(|ca| ca.database_path().local())
+    }
+    /// The Windows path of the log directory.
+    pub fn log_dir(&self) -> String {
+        self.read(|ca| ca.log_dir().local())
+    }
+
+    /// Every file in the CA's database, log and checkpoint directories.
+    pub fn files(&self) -> Vec<FileInfo> {
+        let dirs = self.read(|ca| {
+            let mut d = vec![
+                ca.db_dir().clone(),
+                ca.log_dir().clone(),
+                ca.system_dir().clone(),
+            ];
+            d.sort_by_key(|p| p.key());
+            d.dedup_by_key(|p| p.key());
+            d
+        });
+        let mut out = Vec::new();
+        for d in dirs {
+            let host = self.host.machine.host_path_of(&d);
+            let mut entries: Vec<_> = std::fs::read_dir(&host)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.path().is_file())
+                .collect();
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                let name = e.file_name().to_string_lossy().into_owned();
+                out.push(FileInfo {
+                    windows_path: format!("{}\\{}", d.local(), name),
+                    host_path: e.path(),
+                    size: e.metadata().map(|m| m.len()).unwrap_or(0),
+                });
+            }
+        }
+        out
+    }
+
+    /// Deletes every file in the CA's database, log and checkpoint directories
+    /// (the service must be stopped): the state a restore starts from after a disk loss.
+    pub fn wipe_files(&self) -> Result<()> {
+        if self.service() != ServiceState::Stopped {
+            return Err(Error::SharingViolation {
+                call: "wipe_files",
+                why: "the CA service is running; stop it first".into(),
+            });
+        }
+        for f in self.files() {
+            std::fs::remove_file(&f.host_path)
+                .map_err(|e| Error::io(format!("deleting {}", f.host_path.display()), e))?;
+        }
+        Ok(())
+    }
+}
