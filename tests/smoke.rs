@@ -48,3 +48,49 @@ fn full_backup_through_safe_api() {
     println!("{r:?}");
     assert_eq!(ca.record_count(), 19);
 }
+
+#[test]
+fn round_trip_through_reference_client() {
+    use certadm_emu::abi::client::*;
+    let ca = EmulatedCa::builder()
+        .records(50)
+        .log_capacity(8)
+        .build()
+        .unwrap();
+    ca.issue(30).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full");
+    let s = backup_to_dir(
+        ca.server_name(),
+        &full,
+        &BackupOptions::default(),
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    println!("{:?}", s.files);
+    ca.issue(20).unwrap();
+    ca.revoke(3).unwrap();
+    let inc = dir.path().join("inc1");
+    let opts = BackupOptions {
+        incremental: true,
+        truncate: false,
+        ..Default::default()
+    };
+    backup_to_dir(ca.server_name(), &inc, &opts, &mut |_, _, _| {}).unwrap();
+    let expected = ca.records();
+    ca.stop().unwrap();
+    ca.wipe_files().unwrap();
+    let r = restore_from_dirs(
+        ca.server_name(),
+        &full,
+        &[inc],
+        &|p| ca.host_path(p),
+        &RestoreOptions::default(),
+    )
+    .unwrap();
+    println!("{:?}", r.registered);
+    let rep = ca.start().unwrap();
+    println!("{rep:?}");
+    assert_eq!(ca.records(), expected);
+    assert!(ca.restore_marker().is_none());
+}

@@ -7,6 +7,7 @@
 //! The detailed message of the last failure on the calling thread is kept for
 //! diagnostics: [`last_error`].
 
+pub mod client;
 mod exports;
 pub mod ptr;
 
