@@ -94,3 +94,21 @@ fn round_trip_through_reference_client() {
     assert_eq!(ca.records(), expected);
     assert!(ca.restore_marker().is_none());
 }
+
+#[test]
+fn overwriting_files_of_a_running_ca_is_reported() {
+    let ca = EmulatedCa::builder().build().unwrap();
+    ca.issue(3).unwrap();
+    let p = ca.host_path(&ca.database_path()).unwrap();
+    std::fs::write(&p, b"garbage").unwrap();
+    let e = ca.issue(1).unwrap_err();
+    assert_eq!(e.hresult(), certadm_emu::HRESULT::ERROR_SHARING_VIOLATION);
+    let h = api::backup_prepare(ca.server_name(), 0, CSBACKUP_TYPE_FULL).unwrap();
+    assert_eq!(
+        api::backup_get_database_names(h).unwrap_err().hresult(),
+        certadm_emu::HRESULT::ERROR_SHARING_VIOLATION
+    );
+    api::backup_end(h).unwrap();
+    assert_eq!(ca.stop().unwrap_err().hresult(), certadm_emu::HRESULT::ERROR_SHARING_VIOLATION);
+    assert_eq!(ca.service(), certadm_emu::ca::ServiceState::Stopped);
+}

@@ -278,10 +278,8 @@ fn copy_file(
         let hr = unsafe {
             CertSrvBackupRead(h, buf.as_mut_ptr() as *mut c_void, buf.len() as u32, &mut n)
         };
-        if hr < 0 {
-            sum.calls.push(("CertSrvBackupRead", HRESULT(hr)));
-            check("CertSrvBackupRead", hr)?;
-        }
+        sum.calls.push(("CertSrvBackupRead", HRESULT(hr)));
+        check("CertSrvBackupRead", hr)?;
         out.write_all(&buf[..n as usize])
             .map_err(|e| local("write backup file", e))?;
         done += n as u64;
@@ -290,7 +288,6 @@ fn copy_file(
             break;
         }
     }
-    sum.calls.push(("CertSrvBackupRead", HRESULT::S_OK));
     out.flush().map_err(|e| local("write backup file", e))?;
     // SAFETY: our live handle.
     let hr = unsafe { CertSrvBackupClose(h) };

@@ -27,6 +27,7 @@ pub use record::{Record, Status, Txn};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::path::PathBuf;
 
 /// The first value of the virtual clock: 2026-01-01T00:00:00Z.
 pub const CLOCK_EPOCH: i64 = 1_767_225_600;
@@ -124,6 +125,21 @@ pub struct Ca {
     last_incremental: Option<BackupMark>,
     last_recovery: Option<i64>,
     pub(crate) restore: recovery::RestoreState,
+    fingerprints: BTreeMap<PathBuf, Fingerprint>,
+    tampered: Option<String>,
+}
+
+/// What identifies a file's content cheaply: length, modification time, inode.
+type Fingerprint = (u64, i128, u64);
+
+fn fingerprint(p: &std::path::Path) -> Option<Fingerprint> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).ok()?;
+    Some((
+        m.len(),
+        m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+        m.ino(),
+    ))
 }
 
 impl std::fmt::Debug for Ca {
@@ -189,6 +205,8 @@ impl Ca {
             last_incremental: None,
             last_recovery: None,
             restore: Default::default(),
+            fingerprints: BTreeMap::new(),
+            tampered: None,
         };
         for dir in [&ca.db_dir, &ca.log_dir, &ca.sys_dir] {
             let p = machine.host_path_of(dir);
@@ -197,6 +215,7 @@ impl Ca {
         ca.write_checkpoint(machine)?;
         ca.create_current_log(machine)?;
         ca.write_dynamic_files(machine)?;
+        ca.refresh_fingerprints(machine);
         ca.service = ServiceState::Running;
         Ok(ca)
     }
@@ -339,6 +358,7 @@ impl Ca {
     /// Issues `n` certificates; returns their request ids.
     pub fn issue(&mut self, machine: &Machine, n: u32) -> Result<Vec<u32>> {
         self.require_running("issue")?;
+        self.check_files(machine, "issue")?;
         let mut ids = Vec::with_capacity(n as usize);
         for _ in 0..n {
             let id = self.next_request_id;
@@ -352,6 +372,7 @@ impl Ca {
     /// Revokes a certificate.
     pub fn revoke(&mut self, machine: &Machine, request_id: u32, reason: u32) -> Result<()> {
         self.require_running("revoke")?;
+        self.check_files(machine, "revoke")?;
         match self.records.get(&request_id) {
             None => Err(Error::FileNotFound {
                 call: "revoke",
@@ -385,6 +406,9 @@ impl Ca {
             .write_all(&frame)
             .map_err(io_err(format!("appending to {}", path.display())))?;
         log.hasher.update(&frame);
+        if let Some(fp) = fingerprint(&path) {
+            self.fingerprints.insert(path, fp);
+        }
         apply(&mut self.records, &mut self.next_request_id, &txn);
         self.clock += 60;
         self.current.pos += 1;
@@ -425,6 +449,7 @@ impl Ca {
         if !self.frozen {
             self.flush_checkpoint(machine)?;
         }
+        self.refresh_fingerprints(machine);
         Ok(sealed_gen)
     }
 
@@ -464,7 +489,9 @@ impl Ca {
     /// Writes the database state at the current position to the `.edb` and `edb.chk`.
     pub fn flush_checkpoint(&mut self, machine: &Machine) -> Result<()> {
         self.checkpoint = self.current;
-        self.write_checkpoint(machine)
+        self.write_checkpoint(machine)?;
+        self.refresh_fingerprints(machine);
+        Ok(())
     }
 
     fn write_checkpoint(&mut self, machine: &Machine) -> Result<()> {
@@ -548,6 +575,7 @@ impl Ca {
                 deleted.push(g);
             }
         }
+        self.refresh_fingerprints(machine);
         Ok(deleted)
     }
 
@@ -562,15 +590,76 @@ impl Ca {
                 why: "the CA service is already stopped".into(),
             });
         }
+        let tampered = self.check_files(machine, "stop");
+        self.tampered = None;
         self.frozen = false;
         let r = self.flush_checkpoint(machine);
         self.log = None;
         self.service = ServiceState::Stopped;
-        r
+        tampered.and(r)
+    }
+
+    /// The CA's database, checkpoint and log files as they are on disk now.
+    fn scan_files(&self, machine: &Machine) -> BTreeMap<PathBuf, Fingerprint> {
+        let mut out = BTreeMap::new();
+        let mut add = |p: PathBuf| {
+            if let Some(fp) = fingerprint(&p) {
+                out.insert(p, fp);
+            }
+        };
+        add(machine.host_path_of(&self.database_path()));
+        add(machine.host_path_of(&self.checkpoint_path()));
+        add(machine.host_path_of(&self.current_log_path()));
+        for g in self.log_generations_on_disk(machine) {
+            add(machine.host_path_of(&self.log_path(g)));
+        }
+        out
+    }
+
+    fn refresh_fingerprints(&mut self, machine: &Machine) {
+        self.fingerprints = self.scan_files(machine);
+    }
+
+    /// Windows holds a running CA's files open: overwriting them fails with
+    /// `ERROR_SHARING_VIOLATION`. The emulator cannot refuse a host write, so it notices
+    /// the change here (at the next call that touches the files, and at stop) and reports it.
+    /// Once noticed, the change is reported by every such call until the service stops.
+    pub fn check_files(&mut self, machine: &Machine, call: &'static str) -> Result<()> {
+        if self.service == ServiceState::Stopped {
+            return Ok(());
+        }
+        if let Some(why) = &self.tampered {
+            return Err(Error::SharingViolation {
+                call,
+                why: why.clone(),
+            });
+        }
+        let now = self.scan_files(machine);
+        if now == self.fingerprints {
+            return Ok(());
+        }
+        let mut changed: Vec<String> = Vec::new();
+        for (p, fp) in &self.fingerprints {
+            match now.get(p) {
+                None => changed.push(format!("{} was deleted", p.display())),
+                Some(n) if n != fp => changed.push(format!("{} was overwritten", p.display())),
+                _ => {}
+            }
+        }
+        for p in now.keys().filter(|p| !self.fingerprints.contains_key(*p)) {
+            changed.push(format!("{} was created", p.display()));
+        }
+        let why = format!(
+            "files of the running CA changed underneath it ({}); on Windows the CA holds them open and such writes fail with ERROR_SHARING_VIOLATION. Stop the service before copying files into its directories",
+            changed.join("; ")
+        );
+        self.tampered = Some(why.clone());
+        Err(Error::SharingViolation { call, why })
     }
 
     /// Stops the service as a crash would: nothing is flushed, the next start replays logs.
     pub fn crash(&mut self) {
+        self.tampered = None;
         self.frozen = false;
         self.log = None;
         self.service = ServiceState::Stopped;
@@ -660,6 +749,7 @@ impl Ca {
         }
         self.service = ServiceState::Running;
         self.flush_checkpoint(machine)?;
+        self.refresh_fingerprints(machine);
         Ok(out.report)
     }
 

@@ -121,8 +121,9 @@ impl BackupSession {
     }
 
     /// `CertSrvBackupGetDatabaseNamesW`.
-    pub fn database_names(&mut self, ca: &Ca, m: &Machine) -> Result<WideList> {
+    pub fn database_names(&mut self, ca: &mut Ca, m: &Machine) -> Result<WideList> {
         const CALL: &str = "CertSrvBackupGetDatabaseNamesW";
+        ca.check_files(m, CALL)?;
         if self.kind != BackupKind::Full {
             return Err(Error::InvalidBackupSequence {
                 call: CALL,
@@ -149,6 +150,7 @@ impl BackupSession {
     /// `CertSrvBackupGetBackupLogsW`: rolls the current log and lists the generations
     /// this backup needs.
     pub fn backup_logs(&mut self, ca: &mut Ca, m: &Machine) -> Result<WideList> {
+        ca.check_files(m, "CertSrvBackupGetBackupLogsW")?;
         let sealed = ca.roll(m)?;
         let low = match self.kind {
             BackupKind::Full => ca.checkpoint().gen,
@@ -184,8 +186,9 @@ impl BackupSession {
     }
 
     /// `CertSrvBackupOpenFileW`.
-    pub fn open_file(&mut self, ca: &Ca, m: &Machine, name: &str, hint: u32) -> Result<u64> {
+    pub fn open_file(&mut self, ca: &mut Ca, m: &Machine, name: &str, hint: u32) -> Result<u64> {
         const CALL: &str = "CertSrvBackupOpenFileW";
+        ca.check_files(m, CALL)?;
         if self.open.is_some() {
             return Err(Error::sequence(
                 CALL,
@@ -319,6 +322,7 @@ impl BackupSession {
 
     /// `CertSrvBackupTruncateLogs`.
     pub fn truncate(&mut self, ca: &mut Ca, m: &Machine) -> Result<Vec<u32>> {
+        ca.check_files(m, "CertSrvBackupTruncateLogs")?;
         let missing = self.unsecured();
         if !missing.is_empty() {
             return Err(Error::sequence(
