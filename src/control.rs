@@ -5,10 +5,13 @@
 //! API or windows-sys) reaches it. Dropping the guard unregisters the machine and
 //! removes its temporary disk; handles of its sessions turn stale.
 
+use crate::api::faults::{Fault, FaultSchedule, FaultState};
+use crate::api::trace::Event;
 use crate::api::{self, buffers, registry};
 use crate::ca::format::Position;
 use crate::ca::recovery::{RecoveryReport, RestoreMarker};
 use crate::ca::{BackupMark, Ca, CaConfig, Record, ServiceState};
+use crate::conformance::{self, Report};
 use crate::core::{Error, Result};
 use crate::machine::{Identity, Machine};
 use crate::session::Session;
@@ -17,6 +20,20 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 static NEXT_NAME: AtomicU32 = AtomicU32::new(1);
+
+fn faults_from_env() -> Result<Option<FaultSchedule>> {
+    let Ok(v) = std::env::var("CERTADM_EMU_FAULTS") else {
+        return Ok(None);
+    };
+    let text = match v.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading CERTADM_EMU_FAULTS file {path}"), e))?,
+        None => v,
+    };
+    FaultSchedule::from_json(&text)
+        .map(Some)
+        .map_err(|e| Error::invalid_arg("CERTADM_EMU_FAULTS", e))
+}
 
 /// Builds an [`EmulatedCa`].
 #[derive(Debug, Clone)]
@@ -28,6 +45,8 @@ pub struct CaBuilder {
     cfg: CaConfig,
     identity: Identity,
     with_ca: bool,
+    strict: bool,
+    faults: Option<FaultSchedule>,
 }
 
 impl Default for CaBuilder {
@@ -39,6 +58,8 @@ impl Default for CaBuilder {
             cfg: CaConfig::default(),
             identity: Identity::default(),
             with_ca: true,
+            strict: false,
+            faults: None,
         }
     }
 }
@@ -106,6 +127,19 @@ impl CaBuilder {
         self.with_ca = false;
         self
     }
+    /// Strict conformance: dropping the guard panics with the report if the client broke
+    /// a rule (unless the thread is already panicking). Lenient (the default) only reports
+    /// through [`EmulatedCa::verify`].
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+    /// A fault schedule installed from the start (see [`crate::api::faults`]).
+    /// Without one, `CERTADM_EMU_FAULTS` (JSON, or `@path` to a JSON file) is used if set.
+    pub fn faults(mut self, schedule: FaultSchedule) -> Self {
+        self.faults = Some(schedule);
+        self
+    }
     /// The full configuration.
     pub fn config(mut self, cfg: CaConfig) -> Self {
         self.cfg = cfg;
@@ -131,7 +165,16 @@ impl CaBuilder {
             None
         };
         let host = registry::register(machine, ca, self.identity)?;
-        Ok(EmulatedCa { host })
+        let guard = EmulatedCa { host };
+        guard.host.state.lock().strict = self.strict;
+        let schedule = match self.faults {
+            Some(s) => Some(s),
+            None => faults_from_env()?,
+        };
+        if let Some(s) = schedule {
+            guard.set_faults(s)?;
+        }
+        Ok(guard)
     }
 }
 
@@ -163,6 +206,13 @@ impl std::fmt::Debug for EmulatedCa {
 impl Drop for EmulatedCa {
     fn drop(&mut self) {
         registry::unregister(&self.host);
+        let strict = self.host.state.lock().strict;
+        if strict && !std::thread::panicking() {
+            let report = self.report();
+            if !report.is_clean() {
+                panic!("{report}");
+            }
+        }
     }
 }
 
@@ -243,12 +293,23 @@ impl EmulatedCa {
             ca.crash();
         }
     }
+    fn start_fault(&self) -> Result<()> {
+        let hr = self.host.state.lock().faults.start_refusal();
+        match hr {
+            Some(hr) if self.service() == ServiceState::Stopped => {
+                Err(Error::Injected { call: "start", hr })
+            }
+            _ => Ok(()),
+        }
+    }
     /// Starts the service: hard recovery of a registered restore, or soft recovery.
     pub fn start(&self) -> Result<RecoveryReport> {
+        self.start_fault()?;
         self.with_ca(|ca, m| ca.start(m))
     }
     /// Starts the service but holds it Suspended before recovery (see [`EmulatedCa::finish_start`]).
     pub fn begin_start(&self) -> Result<()> {
+        self.start_fault()?;
         self.with_ca(|ca, _| ca.begin_start())
     }
     /// Runs the recovery of a start begun with [`EmulatedCa::begin_start`].
@@ -377,6 +438,83 @@ impl EmulatedCa {
             }
         }
         out
+    }
+
+    // ----- faults, trace, conformance ------------------------------------------------
+
+    /// Installs a fault schedule (replacing any other), with fresh accounting.
+    pub fn set_faults(&self, schedule: FaultSchedule) -> Result<()> {
+        schedule
+            .validate()
+            .map_err(|e| Error::invalid_arg("set_faults", e))?;
+        for f in &schedule.faults {
+            if let Fault::RestoreFileUnwritable { path } = f {
+                let p = self.host_path(path)?;
+                let _ = std::fs::remove_file(&p);
+                std::fs::create_dir_all(&p)
+                    .map_err(|e| Error::io(format!("blocking {}", p.display()), e))?;
+            }
+        }
+        self.host.state.lock().faults = FaultState::new(schedule);
+        Ok(())
+    }
+    /// The faults that never fired.
+    pub fn unfired_faults(&self) -> Vec<(usize, Fault)> {
+        self.host
+            .state
+            .lock()
+            .faults
+            .unfired()
+            .into_iter()
+            .map(|(i, f)| (i, f.clone()))
+            .collect()
+    }
+    /// Panics, listing them, if a planned fault never happened.
+    #[track_caller]
+    pub fn assert_all_faults_fired(&self) {
+        let unfired = self.unfired_faults();
+        if !unfired.is_empty() {
+            let list: Vec<String> = unfired
+                .iter()
+                .map(|(i, f)| {
+                    format!(
+                        "  fault {i}: {}",
+                        serde_json::to_string(f).unwrap_or_default()
+                    )
+                })
+                .collect();
+            panic!(
+                "{} planned fault(s) never fired (the client took another path, or the schedule names the wrong call):\n{}",
+                unfired.len(),
+                list.join("\n")
+            );
+        }
+    }
+    /// Every call routed to this CA so far (consecutive successful reads folded).
+    pub fn trace(&self) -> Vec<Event> {
+        self.host.state.lock().trace.events().to_vec()
+    }
+    /// Calls routed to this CA so far (each read counted).
+    pub fn call_count(&self) -> u64 {
+        self.host.state.lock().trace.calls()
+    }
+    /// The conformance report of the trace so far, open sessions and buffers included.
+    pub fn report(&self) -> Report {
+        let events = self.trace();
+        conformance::check(&events, true)
+    }
+    /// `Ok` if the client kept the contract; else the report, with the fix for each violation.
+    pub fn verify(&self) -> std::result::Result<(), Report> {
+        let r = self.report();
+        if r.is_clean() {
+            Ok(())
+        } else {
+            Err(r)
+        }
+    }
+    /// Switches strict conformance on or off (see [`CaBuilder::strict`]).
+    pub fn set_strict(&self, strict: bool) {
+        self.host.state.lock().strict = strict;
     }
 
     /// Deletes every file in the CA's database, log and checkpoint directories

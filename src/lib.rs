@@ -5,8 +5,10 @@
 pub mod abi;
 pub mod api;
 pub mod ca;
+pub mod conformance;
 pub mod control;
 pub mod core;
+pub mod explore;
 pub mod machine;
 pub mod session;
 

@@ -14,7 +14,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "certadm-emu", version, about = "An emulated Windows CA and its Certadm.dll backup/restore API")]
+#[command(
+    name = "certadm-emu",
+    version,
+    about = "An emulated Windows CA and its Certadm.dll backup/restore API"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,

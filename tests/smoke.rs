@@ -109,6 +109,9 @@ fn overwriting_files_of_a_running_ca_is_reported() {
         certadm_emu::HRESULT::ERROR_SHARING_VIOLATION
     );
     api::backup_end(h).unwrap();
-    assert_eq!(ca.stop().unwrap_err().hresult(), certadm_emu::HRESULT::ERROR_SHARING_VIOLATION);
+    assert_eq!(
+        ca.stop().unwrap_err().hresult(),
+        certadm_emu::HRESULT::ERROR_SHARING_VIOLATION
+    );
     assert_eq!(ca.service(), certadm_emu::ca::ServiceState::Stopped);
 }

@@ -160,14 +160,26 @@ pub fn backup_to_dir(
     check("CertSrvBackupPrepareW", hr)?;
     let result = backup_steps(&mut s, &db_dir, opts, &mut sum, progress);
     if !s.ended {
-        // SAFETY: our live handle.
-        let hr = unsafe { CertSrvBackupEnd(s.h) };
-        sum.calls.push(("CertSrvBackupEnd", HRESULT(hr)));
+        let hr = end_with_retry(s.h, &mut sum);
         if result.is_ok() {
             check("CertSrvBackupEnd", hr)?;
         }
     }
     result.map(|()| sum)
+}
+
+/// `CertSrvBackupEnd`, tried twice: a session left open blocks every later backup.
+fn end_with_retry(h: *mut c_void, sum: &mut BackupSummary) -> i32 {
+    let mut hr = 0;
+    for _ in 0..2 {
+        // SAFETY: our handle (a stale one only gets E_HANDLE).
+        hr = unsafe { CertSrvBackupEnd(h) };
+        sum.calls.push(("CertSrvBackupEnd", HRESULT(hr)));
+        if hr >= 0 || hr == HRESULT::E_HANDLE.0 {
+            break;
+        }
+    }
+    hr
 }
 
 fn list_call(
@@ -245,10 +257,8 @@ fn backup_steps(
         sum,
     )?;
     let _ = dynamic;
-    // SAFETY: our live handle.
-    let hr = unsafe { CertSrvBackupEnd(s.h) };
+    let hr = end_with_retry(s.h, sum);
     s.ended = true;
-    sum.calls.push(("CertSrvBackupEnd", HRESULT(hr)));
     check("CertSrvBackupEnd", hr)
 }
 
@@ -279,7 +289,13 @@ fn copy_file(
             CertSrvBackupRead(h, buf.as_mut_ptr() as *mut c_void, buf.len() as u32, &mut n)
         };
         sum.calls.push(("CertSrvBackupRead", HRESULT(hr)));
-        check("CertSrvBackupRead", hr)?;
+        if let Err(e) = check("CertSrvBackupRead", hr) {
+            // Close the file before giving up, so End finds nothing open.
+            // SAFETY: our live handle.
+            let hr = unsafe { CertSrvBackupClose(h) };
+            sum.calls.push(("CertSrvBackupClose", HRESULT(hr)));
+            return Err(e);
+        }
         out.write_all(&buf[..n as usize])
             .map_err(|e| local("write backup file", e))?;
         done += n as u64;
@@ -498,15 +514,28 @@ fn register_set(
     };
     sum.calls.push((name, HRESULT(hr)));
     let result = check(name, hr).and_then(|()| {
-        // SAFETY: our live handle.
-        let hr = unsafe { CertSrvRestoreRegisterComplete(h, 0) };
-        sum.calls
-            .push(("CertSrvRestoreRegisterComplete", HRESULT(hr)));
+        // A registration left incomplete keeps the CA from starting: try twice.
+        let mut hr = 0;
+        for _ in 0..2 {
+            // SAFETY: our live handle.
+            hr = unsafe { CertSrvRestoreRegisterComplete(h, 0) };
+            sum.calls
+                .push(("CertSrvRestoreRegisterComplete", HRESULT(hr)));
+            if hr >= 0 {
+                break;
+            }
+        }
         check("CertSrvRestoreRegisterComplete", hr)
     });
-    // SAFETY: our live handle.
-    let hr = unsafe { CertSrvRestoreEnd(h) };
-    sum.calls.push(("CertSrvRestoreEnd", HRESULT(hr)));
+    let mut hr = 0;
+    for _ in 0..2 {
+        // SAFETY: our live handle (a stale one only gets E_HANDLE).
+        hr = unsafe { CertSrvRestoreEnd(h) };
+        sum.calls.push(("CertSrvRestoreEnd", HRESULT(hr)));
+        if hr >= 0 || hr == HRESULT::E_HANDLE.0 {
+            break;
+        }
+    }
     result?;
     check("CertSrvRestoreEnd", hr)?;
     sum.registered.push((low, high));

@@ -4,8 +4,8 @@
 
 use super::boundary;
 use super::ptr::{read_opt_wstr, read_wstr, require, write};
-use crate::api::{self, buffers, Registration};
-use crate::core::{Error, Result, WideList, HRESULT};
+use crate::api::{self, Registration};
+use crate::core::{Error, Result, HRESULT};
 use crate::session::Hcsbc;
 use core::ffi::c_void;
 
@@ -30,20 +30,6 @@ fn handle(call: &'static str, h: *const c_void) -> Result<Hcsbc> {
     })
 }
 
-/// Writes a list result into `ppwszz` / `pcbSize`.
-///
-/// # Safety
-/// Both pointers were checked non-null and are valid for writes.
-unsafe fn put_list(list: &WideList, h: Hcsbc, ppwszz: *mut *mut u16, pcb: *mut u32) {
-    let owner = crate::api::registry::by_handle(h).map_or(0, |host| host.key());
-    let (p, size) = buffers::alloc(list, owner);
-    // SAFETY: checked non-null by the caller.
-    unsafe {
-        write(ppwszz, p);
-        write(pcb, size);
-    }
-}
-
 /// The shape shared by the four list functions taking a handle.
 ///
 /// # Safety
@@ -53,7 +39,7 @@ unsafe fn list_call(
     hbc: *const c_void,
     ppwszz: *mut *mut u16,
     pcb: *mut u32,
-    f: fn(Hcsbc) -> Result<WideList>,
+    f: api::ListFn,
 ) -> i32 {
     boundary(call, || {
         // SAFETY: NULL or valid per contract.
@@ -64,9 +50,12 @@ unsafe fn list_call(
         require(call, "ppwszz", ppwszz)?;
         require(call, "pcbSize", pcb)?;
         let h = handle(call, hbc)?;
-        let list = f(h)?;
+        let (p, size) = api::list_for_client(f, h)?;
         // SAFETY: both checked non-null above.
-        unsafe { put_list(&list, h, ppwszz, pcb) };
+        unsafe {
+            write(ppwszz, p);
+            write(pcb, size);
+        }
         Ok(())
     })
 }
@@ -136,7 +125,7 @@ pub unsafe extern "system" fn CertSrvBackupGetDatabaseNamesW(
             hbc,
             ppwszzattachmentinformation,
             pcbsize,
-            api::backup_get_database_names,
+            api::ListFn::DatabaseNames,
         )
     }
 }
@@ -158,7 +147,7 @@ pub unsafe extern "system" fn CertSrvBackupGetDynamicFileListW(
             hbc,
             ppwszzfilelist,
             pcbsize,
-            api::backup_get_dynamic_file_list,
+            api::ListFn::DynamicFiles,
         )
     }
 }
@@ -243,7 +232,7 @@ pub unsafe extern "system" fn CertSrvBackupGetBackupLogsW(
             hbc,
             ppwszzbackuplogfiles,
             pcbsize,
-            api::backup_get_backup_logs,
+            api::ListFn::BackupLogs,
         )
     }
 }
@@ -277,15 +266,7 @@ pub unsafe extern "system" fn CertSrvBackupEnd(hbc: *mut c_void) -> i32 {
 #[no_mangle]
 pub unsafe extern "system" fn CertSrvBackupFree(pv: *mut c_void) {
     const CALL: &str = "CertSrvBackupFree";
-    boundary(CALL, || {
-        match buffers::free(pv) {
-        buffers::FreeOutcome::Unknown => Err(Error::invalid_arg(
-            CALL,
-            format!("{pv:p} is not a live buffer of certadm-emu (freed twice, or never returned by it); ignored"),
-        )),
-        _ => Ok(()),
-    }
-    });
+    boundary(CALL, || api::backup_free(pv));
 }
 
 /// `CertSrvRestoreGetDatabaseLocationsW`.
@@ -305,7 +286,7 @@ pub unsafe extern "system" fn CertSrvRestoreGetDatabaseLocationsW(
             hbc,
             ppwszzdatabaselocationlist,
             pcbsize,
-            api::restore_get_database_locations,
+            api::ListFn::DatabaseLocations,
         )
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod client;
 mod exports;
+pub mod native;
 pub mod ptr;
 
 pub use exports::*;

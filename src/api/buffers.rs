@@ -11,12 +11,19 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 struct Buffer {
+    #[allow(dead_code)] // owns the memory the client reads
     data: Box<[u16]>,
     owner: u32,
 }
 
-static BUFFERS: LazyLock<Mutex<HashMap<usize, Buffer>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+#[derive(Default)]
+struct Buffers {
+    live: HashMap<usize, Buffer>,
+    /// Freed addresses and their owner, to attribute a second free.
+    freed: HashMap<usize, u32>,
+}
+
+static BUFFERS: LazyLock<Mutex<Buffers>> = LazyLock::new(|| Mutex::new(Buffers::default()));
 
 /// What `CertSrvBackupFree` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,25 +41,34 @@ pub fn alloc(list: &WideList, owner: u32) -> (*mut u16, u32) {
     let mut data = list.to_units().into_boxed_slice();
     let ptr = data.as_mut_ptr();
     let size = list.byte_len();
-    BUFFERS.lock().insert(ptr as usize, Buffer { data, owner });
+    let mut b = BUFFERS.lock();
+    b.freed.remove(&(ptr as usize));
+    b.live.insert(ptr as usize, Buffer { data, owner });
     (ptr, size)
 }
 
-/// Frees a buffer returned by [`alloc`].
-pub fn free(p: *mut core::ffi::c_void) -> FreeOutcome {
+/// Frees a buffer returned by [`alloc`]; also says which host owned it, if known
+/// (for a second free too).
+pub fn free(p: *mut core::ffi::c_void) -> (FreeOutcome, Option<u32>) {
     if p.is_null() {
-        return FreeOutcome::Null;
+        return (FreeOutcome::Null, None);
     }
-    match BUFFERS.lock().remove(&(p as usize)) {
-        Some(b) => {
-            drop(b.data);
-            FreeOutcome::Freed
+    let mut b = BUFFERS.lock();
+    match b.live.remove(&(p as usize)) {
+        Some(buf) => {
+            b.freed.insert(p as usize, buf.owner);
+            (FreeOutcome::Freed, Some(buf.owner))
         }
-        None => FreeOutcome::Unknown,
+        None => (FreeOutcome::Unknown, b.freed.get(&(p as usize)).copied()),
     }
 }
 
 /// Buffers of host `owner` not yet freed.
 pub fn outstanding(owner: u32) -> usize {
-    BUFFERS.lock().values().filter(|b| b.owner == owner).count()
+    BUFFERS
+        .lock()
+        .live
+        .values()
+        .filter(|b| b.owner == owner)
+        .count()
 }

@@ -6,8 +6,10 @@
 //! over these functions.
 
 pub mod buffers;
+pub mod faults;
 pub mod registry;
 mod restore;
+pub mod trace;
 
 pub use restore::*;
 
@@ -21,6 +23,7 @@ use registry::{Host, HostState};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use trace::{instrument, list_value, Value};
 
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 thread_local! {
@@ -37,6 +40,38 @@ pub fn current_client() -> u64 {
         }
         c.get()
     })
+}
+
+/// Runs the faults planned for this call; records the host for the trace.
+fn arrive(call: &'static str, host: &Arc<Host>) -> Result<()> {
+    trace::routed_to(host);
+    let mut guard = host.state.lock();
+    let st = &mut *guard;
+    if st.faults.is_empty() {
+        return Ok(());
+    }
+    for action in st.faults.before_call(call) {
+        match action {
+            faults::Action::Fail(hr) => return Err(Error::Injected { call, hr }),
+            faults::Action::Stop => {
+                if st
+                    .ca
+                    .as_ref()
+                    .is_some_and(|c| c.service() != ServiceState::Stopped)
+                {
+                    let _ = stop_host(st, &host.machine);
+                }
+            }
+            faults::Action::Suspend => {
+                if let Some(ca) = st.ca.as_mut() {
+                    if ca.service() == ServiceState::Running {
+                        ca.set_service(ServiceState::Suspended);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn lookup_server(call: &'static str, server: &str) -> Result<Arc<Host>> {
@@ -62,6 +97,7 @@ pub(crate) fn lookup_server(call: &'static str, server: &str) -> Result<Arc<Host
             }
         }
     }
+    arrive(call, &host)?;
     Ok(host)
 }
 
@@ -76,6 +112,7 @@ pub(crate) fn lookup_handle(call: &'static str, h: Hcsbc) -> Result<(Arc<Host>, 
         handle: h.as_raw(),
         why: "its machine no longer exists".into(),
     })?;
+    arrive(call, &host)?;
     Ok((host, parts))
 }
 
@@ -137,7 +174,7 @@ fn no_ca(call: &'static str, server: &str) -> Error {
 fn backup_call<R>(
     call: &'static str,
     h: Hcsbc,
-    f: impl FnOnce(&mut BackupSession, &mut Ca, &Machine) -> Result<R>,
+    f: impl FnOnce(&mut BackupSession, &mut Ca, &Machine, &mut faults::FaultState) -> Result<R>,
 ) -> Result<R> {
     let (host, p) = lookup_handle(call, h)?;
     let mut guard = host.state.lock();
@@ -145,17 +182,17 @@ fn backup_call<R>(
         ca,
         sessions,
         identity,
+        faults,
         ..
     } = &mut *guard;
     let Some(session) = sessions.get_mut(p.session_slot, p.session_gen) else {
         return Err(stale(call, h));
     };
     let Session::Backup(b) = session else {
-        return Err(Error::InvalidHandle {
+        return Err(Error::sequence(
             call,
-            handle: h.as_raw(),
-            why: "this is a restore context; this function takes the backup context from CertSrvBackupPrepareW".into(),
-        });
+            "this is a restore context: no CertSrvBackupPrepareW started a backup on it (spec §6.2 row 2); pass the context from CertSrvBackupPrepareW",
+        ));
     };
     if b.disconnected {
         return Err(Error::Disconnected { call });
@@ -163,11 +200,11 @@ fn backup_call<R>(
     let ca = ca.as_mut().expect("a backup session implies a CA");
     running(call, ca, host.machine.netbios())?;
     check_backup_access(call, identity, ca.interface_flags())?;
-    f(b, ca, &host.machine)
+    f(b, ca, &host.machine, faults)
 }
 
 /// `CertSrvIsServerOnlineW`: `Ok(true)` when running, `Ok(false)` when suspended.
-pub fn is_server_online(server: &str) -> Result<bool> {
+fn is_server_online_impl(server: &str) -> Result<bool> {
     const CALL: &str = "CertSrvIsServerOnlineW";
     let host = lookup_server(CALL, server)?;
     let st = host.state.lock();
@@ -184,7 +221,7 @@ pub fn is_server_online(server: &str) -> Result<bool> {
 }
 
 /// `CertSrvBackupPrepareW`.
-pub fn backup_prepare(server: &str, grbit_jet: u32, backup_flags: u32) -> Result<Hcsbc> {
+fn backup_prepare_impl(server: &str, grbit_jet: u32, backup_flags: u32) -> Result<Hcsbc> {
     const CALL: &str = "CertSrvBackupPrepareW";
     let kind = match backup_flags {
         CSBACKUP_TYPE_FULL => BackupKind::Full,
@@ -249,15 +286,15 @@ pub fn backup_prepare(server: &str, grbit_jet: u32, backup_flags: u32) -> Result
 }
 
 /// `CertSrvBackupGetDatabaseNamesW`: `'D'` + the `.edb` UNC name.
-pub fn backup_get_database_names(h: Hcsbc) -> Result<WideList> {
-    backup_call("CertSrvBackupGetDatabaseNamesW", h, |b, ca, m| {
+fn backup_get_database_names_impl(h: Hcsbc) -> Result<WideList> {
+    backup_call("CertSrvBackupGetDatabaseNamesW", h, |b, ca, m, _| {
         b.database_names(ca, m)
     })
 }
 
 /// `CertSrvBackupGetDynamicFileListW`: the CRL and CA certificate, unprefixed UNC names.
-pub fn backup_get_dynamic_file_list(h: Hcsbc) -> Result<WideList> {
-    backup_call("CertSrvBackupGetDynamicFileListW", h, |_, ca, m| {
+fn backup_get_dynamic_file_list_impl(h: Hcsbc) -> Result<WideList> {
+    backup_call("CertSrvBackupGetDynamicFileListW", h, |_, ca, m, _| {
         let names: Vec<String> = ca.dynamic_files(m).iter().map(|p| m.unc(p)).collect();
         Ok(WideList::from_entries(
             names.iter().map(|n| (None, n.as_str())),
@@ -266,36 +303,67 @@ pub fn backup_get_dynamic_file_list(h: Hcsbc) -> Result<WideList> {
 }
 
 /// `CertSrvBackupOpenFileW`: returns the file size.
-pub fn backup_open_file(h: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
-    backup_call("CertSrvBackupOpenFileW", h, |b, ca, m| {
+fn backup_open_file_impl(h: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
+    backup_call("CertSrvBackupOpenFileW", h, |b, ca, m, _| {
         b.open_file(ca, m, name, read_hint)
     })
 }
 
 /// `CertSrvBackupRead`: fills `buf` unless the file ends; `Ok(0)` at end of file.
-pub fn backup_read(h: Hcsbc, buf: &mut [u8]) -> Result<usize> {
-    backup_call("CertSrvBackupRead", h, |b, _, _| b.read(buf))
+fn backup_read_impl(h: Hcsbc, buf: &mut [u8]) -> Result<usize> {
+    backup_call("CertSrvBackupRead", h, |b, _, _, faults| {
+        if faults.is_empty() {
+            return b.read(buf);
+        }
+        let Some((name, offset)) = b
+            .open
+            .as_ref()
+            .map(|f| (b.listed[f.index].unc.clone(), f.reader.offset()))
+        else {
+            return b.read(buf);
+        };
+        let plan = faults.read_plan(&name, offset, buf.len() as u64);
+        if let Some(hr) = plan.fail {
+            return Err(Error::Injected {
+                call: "CertSrvBackupRead",
+                hr,
+            });
+        }
+        let lim = plan
+            .limit
+            .map_or(buf.len(), |l| (l.min(buf.len() as u64) as usize).max(1));
+        let n = b.read(&mut buf[..lim])?;
+        if let Some(at) = plan.corrupt_at {
+            if at < offset + n as u64 {
+                buf[(at - offset) as usize] ^= 0xFF;
+                faults.corrupted(&name, at);
+            }
+        }
+        Ok(n)
+    })
 }
 
 /// `CertSrvBackupClose`.
-pub fn backup_close(h: Hcsbc) -> Result<()> {
-    backup_call("CertSrvBackupClose", h, |b, _, _| b.close())
+fn backup_close_impl(h: Hcsbc) -> Result<()> {
+    backup_call("CertSrvBackupClose", h, |b, _, _, _| b.close())
 }
 
 /// `CertSrvBackupGetBackupLogsW`: rolls the current log; `'!'` + UNC per generation.
-pub fn backup_get_backup_logs(h: Hcsbc) -> Result<WideList> {
-    backup_call("CertSrvBackupGetBackupLogsW", h, |b, ca, m| {
+fn backup_get_backup_logs_impl(h: Hcsbc) -> Result<WideList> {
+    backup_call("CertSrvBackupGetBackupLogsW", h, |b, ca, m, _| {
         b.backup_logs(ca, m)
     })
 }
 
 /// `CertSrvBackupTruncateLogs`: returns the generations deleted.
-pub fn backup_truncate_logs(h: Hcsbc) -> Result<Vec<u32>> {
-    backup_call("CertSrvBackupTruncateLogs", h, |b, ca, m| b.truncate(ca, m))
+fn backup_truncate_logs_impl(h: Hcsbc) -> Result<Vec<u32>> {
+    backup_call("CertSrvBackupTruncateLogs", h, |b, ca, m, _| {
+        b.truncate(ca, m)
+    })
 }
 
 /// `CertSrvBackupEnd`.
-pub fn backup_end(h: Hcsbc) -> Result<()> {
+fn backup_end_impl(h: Hcsbc) -> Result<()> {
     const CALL: &str = "CertSrvBackupEnd";
     let (host, p) = lookup_handle(CALL, h)?;
     let mut guard = host.state.lock();
@@ -303,11 +371,10 @@ pub fn backup_end(h: Hcsbc) -> Result<()> {
     match st.sessions.get(p.session_slot, p.session_gen) {
         None => return Err(stale(CALL, h)),
         Some(Session::Restore(_)) => {
-            return Err(Error::InvalidHandle {
-                call: CALL,
-                handle: h.as_raw(),
-                why: "this is a restore context; end it with CertSrvRestoreEnd".into(),
-            })
+            return Err(Error::sequence(
+                CALL,
+                "this is a restore context: no backup was prepared on it; end it with CertSrvRestoreEnd",
+            ))
         }
         Some(Session::Backup(b)) => {
             if !b.disconnected {
@@ -327,7 +394,7 @@ pub fn backup_end(h: Hcsbc) -> Result<()> {
 }
 
 /// `CertSrvServerControlW`: `CSCONTROL_SHUTDOWN` stops the service; 2 and 3 do nothing.
-pub fn server_control(server: &str, control_flags: u32) -> Result<()> {
+fn server_control_impl(server: &str, control_flags: u32) -> Result<()> {
     const CALL: &str = "CertSrvServerControlW";
     let host = lookup_server(CALL, server)?;
     let mut guard = host.state.lock();
@@ -354,6 +421,235 @@ pub fn server_control(server: &str, control_flags: u32) -> Result<()> {
             format!("dwControlFlags {other:#x} is not CSCONTROL_SHUTDOWN, _SUSPEND or _RESTART"),
         )),
     }
+}
+
+fn h(v: Hcsbc) -> Value {
+    Value::Handle(v.as_raw() as u64)
+}
+
+/// `CertSrvIsServerOnlineW`: `Ok(true)` when running, `Ok(false)` when suspended.
+pub fn is_server_online(server: &str) -> Result<bool> {
+    instrument(
+        "CertSrvIsServerOnlineW",
+        vec![("pwszServerName", Value::Str(server.into()))],
+        || is_server_online_impl(server),
+        |o| vec![("fServerOnline", Value::U64(*o as u64))],
+    )
+}
+
+/// `CertSrvBackupPrepareW`.
+pub fn backup_prepare(server: &str, grbit_jet: u32, backup_flags: u32) -> Result<Hcsbc> {
+    instrument(
+        "CertSrvBackupPrepareW",
+        vec![
+            ("pwszServerName", Value::Str(server.into())),
+            ("grbitJet", Value::U64(grbit_jet as u64)),
+            ("dwBackupFlags", Value::U64(backup_flags as u64)),
+        ],
+        || backup_prepare_impl(server, grbit_jet, backup_flags),
+        |v| vec![("hbc", h(*v))],
+    )
+}
+
+/// `CertSrvBackupGetDatabaseNamesW`: `'D'` + the `.edb` UNC name.
+pub fn backup_get_database_names(hbc: Hcsbc) -> Result<WideList> {
+    list_call(ListFn::DatabaseNames, hbc)
+}
+
+/// `CertSrvBackupGetDynamicFileListW`: the CRL and CA certificate, unprefixed UNC names.
+pub fn backup_get_dynamic_file_list(hbc: Hcsbc) -> Result<WideList> {
+    list_call(ListFn::DynamicFiles, hbc)
+}
+
+/// `CertSrvBackupGetBackupLogsW`: rolls the current log; `'!'` + UNC per generation.
+pub fn backup_get_backup_logs(hbc: Hcsbc) -> Result<WideList> {
+    list_call(ListFn::BackupLogs, hbc)
+}
+
+/// `CertSrvRestoreGetDatabaseLocationsW`, with a backup or a restore context.
+pub fn restore_get_database_locations(hbc: Hcsbc) -> Result<WideList> {
+    list_call(ListFn::DatabaseLocations, hbc)
+}
+
+/// The four functions that return a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFn {
+    /// `CertSrvBackupGetDatabaseNamesW`.
+    DatabaseNames,
+    /// `CertSrvBackupGetDynamicFileListW`.
+    DynamicFiles,
+    /// `CertSrvBackupGetBackupLogsW`.
+    BackupLogs,
+    /// `CertSrvRestoreGetDatabaseLocationsW`.
+    DatabaseLocations,
+}
+
+impl ListFn {
+    /// The export name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ListFn::DatabaseNames => "CertSrvBackupGetDatabaseNamesW",
+            ListFn::DynamicFiles => "CertSrvBackupGetDynamicFileListW",
+            ListFn::BackupLogs => "CertSrvBackupGetBackupLogsW",
+            ListFn::DatabaseLocations => "CertSrvRestoreGetDatabaseLocationsW",
+        }
+    }
+
+    fn run(self, hbc: Hcsbc) -> Result<WideList> {
+        match self {
+            ListFn::DatabaseNames => backup_get_database_names_impl(hbc),
+            ListFn::DynamicFiles => backup_get_dynamic_file_list_impl(hbc),
+            ListFn::BackupLogs => backup_get_backup_logs_impl(hbc),
+            ListFn::DatabaseLocations => restore::restore_get_database_locations_impl(hbc),
+        }
+    }
+}
+
+fn list_call(f: ListFn, hbc: Hcsbc) -> Result<WideList> {
+    instrument(
+        f.name(),
+        vec![("hbc", h(hbc))],
+        || f.run(hbc),
+        |l| {
+            vec![
+                ("cbSize", Value::U64(l.byte_len() as u64)),
+                ("list", list_value(l, f != ListFn::DynamicFiles)),
+            ]
+        },
+    )
+}
+
+/// A list function for the ABI: the list is copied into a buffer that
+/// `CertSrvBackupFree` releases; returns its address and `*pcbSize`.
+pub fn list_for_client(f: ListFn, hbc: Hcsbc) -> Result<(*mut u16, u32)> {
+    instrument(
+        f.name(),
+        vec![("hbc", h(hbc))],
+        || {
+            let l = f.run(hbc)?;
+            let owner = registry::by_handle(hbc).map_or(0, |host| host.key());
+            let (p, size) = buffers::alloc(&l, owner);
+            Ok((p, size, list_value(&l, f != ListFn::DynamicFiles)))
+        },
+        |(p, size, l)| {
+            vec![
+                ("buffer", Value::Handle(*p as usize as u64)),
+                ("cbSize", Value::U64(*size as u64)),
+                ("list", l.clone()),
+            ]
+        },
+    )
+    .map(|(p, s, _)| (p, s))
+}
+
+/// `CertSrvBackupFree` of a buffer from [`list_for_client`]. NULL is a no-op; an address
+/// that is not a live buffer (freed twice, or foreign) is ignored and reported.
+pub fn backup_free(pv: *mut core::ffi::c_void) -> Result<()> {
+    const CALL: &str = "CertSrvBackupFree";
+    instrument(
+        CALL,
+        vec![("pv", Value::Handle(pv as usize as u64))],
+        || {
+            let (outcome, owner) = buffers::free(pv);
+            if let Some(host) = owner.and_then(registry::by_key) {
+                // Counted like every call (fault positions stay aligned with the trace);
+                // a void function has no failure to inject.
+                let _ = arrive(CALL, &host);
+            }
+            match outcome {
+                buffers::FreeOutcome::Unknown => Err(Error::invalid_arg(
+                    CALL,
+                    format!(
+                        "{pv:p} is not a live buffer of certadm-emu ({}); ignored",
+                        if owner.is_some() {
+                            "it was freed already"
+                        } else {
+                            "it was never returned by a certbcli list function"
+                        }
+                    ),
+                )),
+                _ => Ok(()),
+            }
+        },
+        |_| vec![],
+    )
+}
+
+/// `CertSrvBackupOpenFileW`: returns the file size.
+pub fn backup_open_file(hbc: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
+    instrument(
+        "CertSrvBackupOpenFileW",
+        vec![
+            ("hbc", h(hbc)),
+            ("pwszAttachmentName", Value::Str(name.into())),
+            ("cbReadHintSize", Value::U64(read_hint as u64)),
+        ],
+        || backup_open_file_impl(hbc, name, read_hint),
+        |s| vec![("liFileSize", Value::U64(*s))],
+    )
+}
+
+/// `CertSrvBackupRead`: fills `buf` unless the file ends; `Ok(0)` at end of file.
+pub fn backup_read(hbc: Hcsbc, buf: &mut [u8]) -> Result<usize> {
+    let len = buf.len() as u64;
+    instrument(
+        "CertSrvBackupRead",
+        vec![("hbc", h(hbc)), ("cbBuffer", Value::U64(len))],
+        || backup_read_impl(hbc, buf),
+        |n| vec![("read", Value::U64(*n as u64))],
+    )
+}
+
+/// `CertSrvBackupClose`.
+pub fn backup_close(hbc: Hcsbc) -> Result<()> {
+    instrument(
+        "CertSrvBackupClose",
+        vec![("hbc", h(hbc))],
+        || backup_close_impl(hbc),
+        |_| vec![],
+    )
+}
+
+/// `CertSrvBackupTruncateLogs`: returns the generations deleted.
+pub fn backup_truncate_logs(hbc: Hcsbc) -> Result<Vec<u32>> {
+    instrument(
+        "CertSrvBackupTruncateLogs",
+        vec![("hbc", h(hbc))],
+        || backup_truncate_logs_impl(hbc),
+        |d| {
+            vec![(
+                "deleted",
+                Value::List(
+                    d.iter()
+                        .map(|g| crate::ca::format::log_file_name(*g))
+                        .collect(),
+                ),
+            )]
+        },
+    )
+}
+
+/// `CertSrvBackupEnd`.
+pub fn backup_end(hbc: Hcsbc) -> Result<()> {
+    instrument(
+        "CertSrvBackupEnd",
+        vec![("hbc", h(hbc))],
+        || backup_end_impl(hbc),
+        |_| vec![],
+    )
+}
+
+/// `CertSrvServerControlW`: `CSCONTROL_SHUTDOWN` stops the service; 2 and 3 do nothing.
+pub fn server_control(server: &str, control_flags: u32) -> Result<()> {
+    instrument(
+        "CertSrvServerControlW",
+        vec![
+            ("pwszServerName", Value::Str(server.into())),
+            ("dwControlFlags", Value::U64(control_flags as u64)),
+        ],
+        || server_control_impl(server, control_flags),
+        |_| vec![],
+    )
 }
 
 /// Stops the CA cleanly: open backup sessions are disconnected (only End works on them).

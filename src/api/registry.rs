@@ -24,6 +24,12 @@ pub struct HostState {
     pub identity: Identity,
     /// The one backup session running on the CA (slot, generation).
     pub active_backup: Option<(u8, u32)>,
+    /// Every call routed here.
+    pub trace: super::trace::Trace,
+    /// The fault schedule and its accounting.
+    pub faults: super::faults::FaultState,
+    /// Strict conformance: the guard panics on drop if the client broke a rule.
+    pub strict: bool,
 }
 
 /// One emulated machine with its CA and sessions.
@@ -110,6 +116,9 @@ pub fn register(machine: Machine, ca: Option<Ca>, identity: Identity) -> Result<
             sessions: SessionTable::default(),
             identity,
             active_backup: None,
+            trace: Default::default(),
+            faults: Default::default(),
+            strict: false,
         }),
         slot,
         gen: entry.0,
@@ -146,6 +155,17 @@ pub fn by_name(server: &str) -> Option<(Arc<Host>, Option<String>)> {
     };
     let key = host.to_lowercase();
     REGISTRY.names.read().get(&key).map(|h| (h.clone(), ca))
+}
+
+/// The host with this [`Host::key`], if it is still registered.
+pub fn by_key(key: u32) -> Option<Arc<Host>> {
+    let slot = (key & 0xFFFF) as usize;
+    let gen = (key >> 16) as u16;
+    let slots = REGISTRY.slots.read();
+    match slots.entries.get(slot) {
+        Some((g, Some(h))) if *g == gen => Some(h.clone()),
+        _ => None,
+    }
 }
 
 /// The host a handle belongs to, if its host slot and generation are live.

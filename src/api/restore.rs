@@ -1,7 +1,8 @@
 //! The restore half of certbcli (spec §5.12–§5.17, §6.2 rows 13–17).
 
 use super::registry::HostState;
-use super::{backup_call, lookup_handle, lookup_server, stale};
+use super::trace::{instrument, Value};
+use super::{check_backup_access, lookup_handle, lookup_server, stale};
 use crate::ca::recovery::{MarkerStore, RestoreMarker};
 use crate::ca::{Ca, ServiceState};
 use crate::core::consts::*;
@@ -22,39 +23,61 @@ pub(crate) fn locations(ca: &Ca, m: &Machine) -> WideList {
     ])
 }
 
-/// `CertSrvRestoreGetDatabaseLocationsW`, with a backup or a restore context.
-pub fn restore_get_database_locations(h: Hcsbc) -> Result<WideList> {
+pub(crate) fn restore_get_database_locations_impl(h: Hcsbc) -> Result<WideList> {
     const CALL: &str = "CertSrvRestoreGetDatabaseLocationsW";
     let (host, p) = lookup_handle(CALL, h)?;
-    let is_backup = {
-        let st = host.state.lock();
-        match st.sessions.get(p.session_slot, p.session_gen) {
-            None => return Err(stale(CALL, h)),
-            Some(s) => matches!(s, Session::Backup(_)),
-        }
-    };
-    drop(host);
-    if is_backup {
-        return backup_call(CALL, h, |b, ca, m| {
+    let mut guard = host.state.lock();
+    let st = &mut *guard;
+    match st.sessions.get_mut(p.session_slot, p.session_gen) {
+        None => Err(stale(CALL, h)),
+        Some(Session::Backup(b)) => {
+            if b.disconnected {
+                return Err(Error::Disconnected { call: CALL });
+            }
+            let ca = st.ca.as_ref().expect("a backup session implies a CA");
+            match ca.service() {
+                ServiceState::Running => {}
+                ServiceState::Suspended => {
+                    return Err(Error::Suspended {
+                        call: CALL,
+                        why: "the CA is suspended for a database restore (recovery in progress)"
+                            .into(),
+                    })
+                }
+                ServiceState::Stopped => {
+                    return Err(Error::ServerUnavailable {
+                        call: CALL,
+                        server: host.machine.netbios().to_string(),
+                        why: "the CA service is stopped".into(),
+                    })
+                }
+            }
+            check_backup_access(CALL, &st.identity, ca.interface_flags())?;
             b.locations_fetched = true;
-            Ok(locations(ca, m))
-        });
+            Ok(locations(ca, &host.machine))
+        }
+        Some(Session::Restore(_)) => {
+            let ca = st.ca.as_ref().expect("a restore session implies a CA");
+            if ca.service() == ServiceState::Suspended {
+                return Err(Error::Suspended {
+                    call: CALL,
+                    why: "the CA is suspended for a database restore (recovery in progress)".into(),
+                });
+            }
+            if ca.service() != ServiceState::Running {
+                return Err(Error::ServerUnavailable {
+                    call: CALL,
+                    server: host.machine.netbios().to_string(),
+                    why: "Certificate Services must be running for this method to succeed; use the locations saved at backup time (certbkxp.dat)".into(),
+                });
+            }
+            Ok(locations(ca, &host.machine))
+        }
     }
-    let (host, _) = lookup_handle(CALL, h)?;
-    let st = host.state.lock();
-    let ca = st.ca.as_ref().expect("a restore session implies a CA");
-    if ca.service() != ServiceState::Running {
-        return Err(Error::ServerUnavailable {
-            call: CALL,
-            server: host.machine.netbios().to_string(),
-            why: "Certificate Services must be running for this method to succeed; use the locations saved at backup time (certbkxp.dat)".into(),
-        });
-    }
-    Ok(locations(ca, &host.machine))
 }
 
 /// `CertSrvRestorePrepareW`: `CSRESTORE_TYPE_FULL` for a full set, 0 for an incremental set.
-pub fn restore_prepare(server: &str, restore_flags: u32) -> Result<Hcsbc> {
+fn restore_prepare_impl(server: &str, restore_flags: u32) -> Result<Hcsbc> {
     const CALL: &str = "CertSrvRestorePrepareW";
     if restore_flags & !CSRESTORE_TYPE_MASK != 0 || restore_flags & CSRESTORE_TYPE_CATCHUP != 0 {
         return Err(Error::invalid_arg(
@@ -119,18 +142,17 @@ fn restore_session<'a>(
 ) -> Result<&'a mut RestoreSession> {
     match st.sessions.get_mut(p.session_slot, p.session_gen) {
         None => Err(stale(call, h)),
-        Some(Session::Backup(_)) => Err(Error::InvalidHandle {
+        Some(Session::Backup(_)) => Err(Error::sequence(
             call,
-            handle: h.as_raw(),
-            why: "this is a backup context; restore functions take the context from CertSrvRestorePrepareW".into(),
-        }),
+            "this is a backup context: no CertSrvRestorePrepareW started a restore on it; pass the context from CertSrvRestorePrepareW",
+        )),
         Some(Session::Restore(r)) => Ok(r),
     }
 }
 
 /// `CertSrvRestoreRegisterW` (`through_file == false`, needs local administrator) or
 /// `CertSrvRestoreRegisterThroughFile` (needs only the restore privilege).
-pub fn restore_register(h: Option<Hcsbc>, reg: &Registration, through_file: bool) -> Result<()> {
+fn restore_register_impl(h: Option<Hcsbc>, reg: &Registration, through_file: bool) -> Result<()> {
     let call: &'static str = if through_file {
         "CertSrvRestoreRegisterThroughFile"
     } else {
@@ -249,7 +271,7 @@ pub fn restore_register(h: Option<Hcsbc>, reg: &Registration, through_file: bool
 }
 
 /// `CertSrvRestoreRegisterComplete`: records `S_OK` or the failure the client reports.
-pub fn restore_register_complete(h: Option<Hcsbc>, restore_state: HRESULT) -> Result<()> {
+fn restore_register_complete_impl(h: Option<Hcsbc>, restore_state: HRESULT) -> Result<()> {
     const CALL: &str = "CertSrvRestoreRegisterComplete";
     let h = h.ok_or_else(|| Error::InvalidHandle {
         call: CALL,
@@ -290,7 +312,7 @@ pub fn restore_register_complete(h: Option<Hcsbc>, restore_state: HRESULT) -> Re
 }
 
 /// `CertSrvRestoreEnd`.
-pub fn restore_end(h: Hcsbc) -> Result<()> {
+fn restore_end_impl(h: Hcsbc) -> Result<()> {
     const CALL: &str = "CertSrvRestoreEnd";
     let (host, p) = lookup_handle(CALL, h)?;
     let mut guard = host.state.lock();
@@ -298,4 +320,77 @@ pub fn restore_end(h: Hcsbc) -> Result<()> {
     restore_session(CALL, h, st, p)?;
     st.sessions.remove(p.session_slot, p.session_gen);
     Ok(())
+}
+
+fn hv(h: Option<Hcsbc>) -> Value {
+    Value::Handle(h.map_or(0, |h| h.as_raw() as u64))
+}
+
+/// `CertSrvRestorePrepareW`: `CSRESTORE_TYPE_FULL` for a full set, 0 for an incremental set.
+pub fn restore_prepare(server: &str, restore_flags: u32) -> Result<Hcsbc> {
+    instrument(
+        "CertSrvRestorePrepareW",
+        vec![
+            ("pwszServerName", Value::Str(server.into())),
+            ("dwRestoreFlags", Value::U64(restore_flags as u64)),
+        ],
+        || restore_prepare_impl(server, restore_flags),
+        |v| vec![("hbc", hv(Some(*v)))],
+    )
+}
+
+/// `CertSrvRestoreRegisterW` (`through_file == false`, needs local administrator) or
+/// `CertSrvRestoreRegisterThroughFile` (needs only the restore privilege).
+pub fn restore_register(h: Option<Hcsbc>, reg: &Registration, through_file: bool) -> Result<()> {
+    let s = |o: &Option<String>| o.clone().map_or(Value::Null, Value::Str);
+    instrument(
+        if through_file {
+            "CertSrvRestoreRegisterThroughFile"
+        } else {
+            "CertSrvRestoreRegisterW"
+        },
+        vec![
+            ("hbc", hv(h)),
+            ("pwszCheckPointFilePath", s(&reg.checkpoint_path)),
+            ("pwszLogPath", s(&reg.log_path)),
+            (
+                "rgrstmap",
+                Value::List(
+                    reg.restore_map
+                        .iter()
+                        .map(|(a, b)| format!("{a} -> {b}"))
+                        .collect(),
+                ),
+            ),
+            ("crstmap", Value::U64(reg.restore_map.len() as u64)),
+            ("pwszBackupLogPath", s(&reg.backup_log_path)),
+            ("genLow", Value::U64(reg.gen_low as u64)),
+            ("genHigh", Value::U64(reg.gen_high as u64)),
+        ],
+        || restore_register_impl(h, reg, through_file),
+        |_| vec![],
+    )
+}
+
+/// `CertSrvRestoreRegisterComplete`: records `S_OK` or the failure the client reports.
+pub fn restore_register_complete(h: Option<Hcsbc>, restore_state: HRESULT) -> Result<()> {
+    instrument(
+        "CertSrvRestoreRegisterComplete",
+        vec![
+            ("hbc", hv(h)),
+            ("hrRestoreState", Value::Str(restore_state.to_string())),
+        ],
+        || restore_register_complete_impl(h, restore_state),
+        |_| vec![],
+    )
+}
+
+/// `CertSrvRestoreEnd`.
+pub fn restore_end(h: Hcsbc) -> Result<()> {
+    instrument(
+        "CertSrvRestoreEnd",
+        vec![("hbc", hv(Some(h)))],
+        || restore_end_impl(h),
+        |_| vec![],
+    )
 }

@@ -212,6 +212,11 @@ impl Ca {
             let p = machine.host_path_of(dir);
             std::fs::create_dir_all(&p).map_err(io_err(format!("creating {}", p.display())))?;
         }
+        // A reused root may hold an earlier CA's logs: a new database starts a new chain.
+        for g in ca.log_generations_on_disk(machine) {
+            let p = machine.host_path_of(&ca.log_path(g));
+            std::fs::remove_file(&p).map_err(io_err(format!("deleting {}", p.display())))?;
+        }
         ca.write_checkpoint(machine)?;
         ca.create_current_log(machine)?;
         ca.write_dynamic_files(machine)?;
@@ -590,6 +595,12 @@ impl Ca {
                 why: "the CA service is already stopped".into(),
             });
         }
+        if self.log.is_none() {
+            // Stopped between begin_start and finish_start: nothing ran, and the files on
+            // disk (a restore waiting for recovery) must stay as they are.
+            self.service = ServiceState::Stopped;
+            return Ok(());
+        }
         let tampered = self.check_files(machine, "stop");
         self.tampered = None;
         self.frozen = false;
@@ -625,7 +636,7 @@ impl Ca {
     /// the change here (at the next call that touches the files, and at stop) and reports it.
     /// Once noticed, the change is reported by every such call until the service stops.
     pub fn check_files(&mut self, machine: &Machine, call: &'static str) -> Result<()> {
-        if self.service == ServiceState::Stopped {
+        if self.service == ServiceState::Stopped || self.log.is_none() {
             return Ok(());
         }
         if let Some(why) = &self.tampered {

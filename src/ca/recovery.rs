@@ -510,6 +510,8 @@ impl MarkerStore {
 
     /// Writes the marker where its kind of registration keeps it.
     pub fn save(machine: &Machine, _ca: &Ca, mk: &RestoreMarker) -> Result<()> {
+        // One registration, one file: a mixed RegisterW / ThroughFile history keeps only the latest.
+        Self::clear(machine)?;
         let path = if mk.through_file {
             machine.host_path(Self::THROUGH_FILE)?
         } else {

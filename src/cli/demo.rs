@@ -2,8 +2,7 @@
 
 use super::human;
 use certadm_emu::abi::client::{
-    backup_to_dir, read_locations, restore_from_dirs, BackupOptions, BackupSummary,
-    RestoreOptions,
+    backup_to_dir, read_locations, restore_from_dirs, BackupOptions, BackupSummary, RestoreOptions,
 };
 use certadm_emu::ca::Record;
 use certadm_emu::{EmulatedCa, HRESULT};
@@ -26,7 +25,8 @@ pub fn default_ca(records: u32, edb_size: Option<u64>) -> Result<EmulatedCa, Str
     if let Some(s) = edb_size {
         b = b.edb_size(s);
     }
-    b.build().map_err(|e| format!("creating the default CA: {e}"))
+    b.build()
+        .map_err(|e| format!("creating the default CA: {e}"))
 }
 
 fn digest(records: &[Record]) -> String {
@@ -43,9 +43,11 @@ fn digest(records: &[Record]) -> String {
 fn progress_bar() -> ProgressBar {
     let pb = ProgressBar::new(0);
     pb.set_style(
-        ProgressStyle::with_template("  {msg:40!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "  {msg:40!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     pb
 }
@@ -74,7 +76,11 @@ fn run_backup(
     let secs = started.elapsed().as_secs_f64();
     let bytes: u64 = sum.files.iter().map(|f| f.bytes).sum();
     for f in &sum.files {
-        println!("  {:<28} {:>12}", f.dest.file_name().unwrap().to_string_lossy(), human(f.bytes));
+        println!(
+            "  {:<28} {:>12}",
+            f.dest.file_name().unwrap().to_string_lossy(),
+            human(f.bytes)
+        );
     }
     print_calls(&sum.calls);
     println!(
@@ -83,7 +89,11 @@ fn run_backup(
         human(bytes),
         secs,
         human((bytes as f64 / secs.max(1e-9)) as u64),
-        if sum.truncated { ", logs truncated" } else { "" }
+        if sum.truncated {
+            ", logs truncated"
+        } else {
+            ""
+        }
     );
     Ok(sum)
 }
@@ -137,7 +147,12 @@ pub fn run(out: Option<PathBuf>, edb_size: Option<u64>, records: u32) -> Result<
         ca.log_generations().len()
     );
     let server = ca.server_name().to_string();
-    let full = run_backup(&server, &dir, &BackupOptions::default(), "Full backup (certutil -backupDB)")?;
+    let full = run_backup(
+        &server,
+        &dir,
+        &BackupOptions::default(),
+        "Full backup (certutil -backupDB)",
+    )?;
     println!(
         "  last full backup recorded at log generation {:?}; logs left on disk: {:?}\n",
         ca.last_full_backup().map(|m| m.high_gen),
@@ -152,7 +167,12 @@ pub fn run(out: Option<PathBuf>, edb_size: Option<u64>, records: u32) -> Result<
         truncate: false,
         ..Default::default()
     };
-    run_backup(&server, &inc_dir, &opts, "Incremental backup (certutil -backupDB Incremental)")?;
+    run_backup(
+        &server,
+        &inc_dir,
+        &opts,
+        "Incremental backup (certutil -backupDB Incremental)",
+    )?;
     let expected = ca.records();
     let manifest = format!(
         "ca={}\nhost={}\nrecords={}\ndigest={}\n",
@@ -163,7 +183,9 @@ pub fn run(out: Option<PathBuf>, edb_size: Option<u64>, records: u32) -> Result<
     );
     std::fs::write(dir.join(MANIFEST), manifest).map_err(|e| e.to_string())?;
 
-    println!("\nDisaster: the CA's disk is lost (service stopped, every database and log file deleted)");
+    println!(
+        "\nDisaster: the CA's disk is lost (service stopped, every database and log file deleted)"
+    );
     ca.stop().map_err(|e| e.to_string())?;
     let wiped = ca.files().len();
     ca.wipe_files().map_err(|e| e.to_string())?;
@@ -223,9 +245,12 @@ fn restore_and_verify(
         sum.registered
     );
     let started = Instant::now();
-    let report = ca
-        .start()
-        .map_err(|e| format!("starting the CA (recovery) failed with {}: {e}", e.hresult()))?;
+    let report = ca.start().map_err(|e| {
+        format!(
+            "starting the CA (recovery) failed with {}: {e}",
+            e.hresult()
+        )
+    })?;
     println!(
         "Service start: hard recovery from checkpoint {}:{}, replayed generations {:?} ({} transactions) in {:.3} s",
         report.from.gen,
@@ -242,7 +267,11 @@ fn restore_and_verify(
         got.len(),
         expected_count,
         digest(&got),
-        if ok_count && ok_digest { "matches" } else { "DIFFERS" }
+        if ok_count && ok_digest {
+            "matches"
+        } else {
+            "DIFFERS"
+        }
     );
     if ok_count && ok_digest {
         println!("OK: every record is back");
@@ -293,11 +322,23 @@ pub fn restore(dir: &Path) -> Result<(), String> {
     };
     let digest = field("digest");
     if expected == 0 {
-        let sum = restore_from_dirs(ca.server_name(), dir, &incrementals(dir), &|p| ca.host_path(p), &RestoreOptions::default())
-            .map_err(|e| format!("restore: {e}"))?;
+        let sum = restore_from_dirs(
+            ca.server_name(),
+            dir,
+            &incrementals(dir),
+            &|p| ca.host_path(p),
+            &RestoreOptions::default(),
+        )
+        .map_err(|e| format!("restore: {e}"))?;
         print_calls(&sum.calls);
-        let r = ca.start().map_err(|e| format!("recovery failed with {}: {e}", e.hresult()))?;
-        println!("OK: recovered {} records ({:?})", ca.record_count(), r.replayed_generations);
+        let r = ca
+            .start()
+            .map_err(|e| format!("recovery failed with {}: {e}", e.hresult()))?;
+        println!(
+            "OK: recovered {} records ({:?})",
+            ca.record_count(),
+            r.replayed_generations
+        );
         return Ok(());
     }
     restore_and_verify(&ca, dir, &expected, digest.as_deref())

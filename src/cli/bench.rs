@@ -1,0 +1,632 @@
+//! `certadm-emu bench`: four figures, each measured against a baseline run in the
+//! same process on the same machine, so the ratios (not the absolute numbers) are
+//! what to compare across machines.
+//!
+//! | # | emulator | baseline | target |
+//! |---|---|---|---|
+//! | 1 | `CertSrvBackupPrepareW` + `CertSrvBackupEnd` through the ABI | insert + remove in a `parking_lot::Mutex<Vec<Option<u64>>>` with a free list | ≤ 1.5× the time |
+//! | 2 | full backup of a 1 GiB virtual `.edb` (512 KiB reads) | `File::read` of a 1 GiB file from the page cache | ≥ 0.8× the throughput |
+//! | 3 | `CertSrvBackupRead` of the virtual `.edb` | `copy_from_slice` of 512 KiB buffers | ≥ 0.5× the throughput |
+//! | 4 | VmRSS growth reading 4 GiB of a 1 TiB virtual `.edb` | a 16 MiB budget | ≤ 16 MiB |
+//!
+//! Every timed figure is the median of several rounds, emulator and baseline rounds
+//! interleaved so that load from other processes hits both alike. `--quick` uses
+//! 64 MiB instead of 1 GiB and 256 MiB instead of 4 GiB.
+
+use super::human;
+use certadm_emu::abi::client::{backup_to_dir, BackupOptions};
+use certadm_emu::abi::{
+    last_error, CertSrvBackupClose, CertSrvBackupEnd, CertSrvBackupFree,
+    CertSrvBackupGetDatabaseNamesW, CertSrvBackupOpenFileW, CertSrvBackupPrepareW,
+    CertSrvBackupRead,
+};
+use certadm_emu::core::consts::{CSBACKUP_TYPE_FULL, CSBACKUP_TYPE_LOGS_ONLY};
+use certadm_emu::core::wide::to_wide_nul;
+use certadm_emu::{EmulatedCa, WideList, HRESULT};
+use core::ffi::c_void;
+use parking_lot::Mutex;
+use std::fs::File;
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The read size of the Microsoft sample and of certutil.
+const READ_SIZE: usize = 512 << 10;
+/// The RSS budget of figure 4.
+const RSS_BUDGET: u64 = 16 << 20;
+const MIB: f64 = (1u64 << 20) as f64;
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// Sizes and round counts of one run.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// The virtual `.edb` of figures 2 and 3, and the real file of the baseline.
+    edb: u64,
+    /// Bytes read from the 1 TiB `.edb` in figure 4.
+    rss_read: u64,
+    /// Rounds per timed figure (the median is reported).
+    rounds: usize,
+    /// Target duration of one round of figure 1.
+    round_time: Duration,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                edb: 64 << 20,
+                rss_read: 256 << 20,
+                rounds: 5,
+                round_time: Duration::from_millis(40),
+            }
+        } else {
+            Plan {
+                edb: 1 << 30,
+                rss_read: 4 << 30,
+                rounds: 7,
+                round_time: Duration::from_millis(150),
+            }
+        }
+    }
+}
+
+// ----- the ABI, as a client drives it ------------------------------------------------
+
+fn check(call: &str, hr: i32) -> Result<(), String> {
+    if hr < 0 {
+        Err(format!(
+            "{call} failed with {}{}",
+            HRESULT(hr),
+            last_error().map(|e| format!(": {e}")).unwrap_or_default()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn prepare(wserver: &[u16], flags: u32) -> Result<*mut c_void, String> {
+    let mut h = std::ptr::null_mut();
+    // SAFETY: a NUL-terminated string and a valid out-pointer.
+    let hr = unsafe { CertSrvBackupPrepareW(wserver.as_ptr(), 0, flags, &mut h) };
+    check("CertSrvBackupPrepareW", hr)?;
+    Ok(h)
+}
+
+fn end(h: *mut c_void) -> Result<(), String> {
+    // SAFETY: any handle value is accepted.
+    check("CertSrvBackupEnd", unsafe { CertSrvBackupEnd(h) })
+}
+
+/// The `.edb` name of a full-backup session, NUL-terminated UTF-16 without its prefix.
+fn database_name(h: *mut c_void) -> Result<Vec<u16>, String> {
+    let mut p: *mut u16 = std::ptr::null_mut();
+    let mut cb = 0u32;
+    // SAFETY: valid out-pointers.
+    let hr = unsafe { CertSrvBackupGetDatabaseNamesW(h, &mut p, &mut cb) };
+    check("CertSrvBackupGetDatabaseNamesW", hr)?;
+    // SAFETY: the emulator returned `cb` bytes at `p`; freed right after the copy.
+    let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, cb as usize) }.to_vec();
+    // SAFETY: a live list of the emulator.
+    unsafe { CertSrvBackupFree(p as *mut c_void) };
+    let entries = WideList::parse_bytes(&bytes, true)
+        .ok_or("CertSrvBackupGetDatabaseNamesW returned a malformed list")?;
+    let first = entries
+        .first()
+        .ok_or("CertSrvBackupGetDatabaseNamesW returned an empty list")?;
+    Ok(to_wide_nul(&first.path))
+}
+
+fn open(h: *mut c_void, name: &[u16]) -> Result<u64, String> {
+    let mut size = 0i64;
+    // SAFETY: a NUL-terminated string and a valid out-pointer.
+    let hr = unsafe { CertSrvBackupOpenFileW(h, name.as_ptr(), READ_SIZE as u32, &mut size) };
+    check("CertSrvBackupOpenFileW", hr)?;
+    Ok(size as u64)
+}
+
+fn read(h: *mut c_void, buf: &mut [u8]) -> Result<usize, String> {
+    let mut n = 0u32;
+    // SAFETY: `buf` is valid for `buf.len()` bytes; valid out-pointer.
+    let hr =
+        unsafe { CertSrvBackupRead(h, buf.as_mut_ptr() as *mut c_void, buf.len() as u32, &mut n) };
+    check("CertSrvBackupRead", hr)?;
+    Ok(n as usize)
+}
+
+fn close(h: *mut c_void) -> Result<(), String> {
+    // SAFETY: any handle value is accepted.
+    check("CertSrvBackupClose", unsafe { CertSrvBackupClose(h) })
+}
+
+/// A full-backup session with the `.edb` open.
+struct OpenEdb {
+    h: *mut c_void,
+    size: u64,
+}
+
+impl OpenEdb {
+    fn new(wserver: &[u16]) -> Result<OpenEdb, String> {
+        let h = prepare(wserver, CSBACKUP_TYPE_FULL)?;
+        let opened = database_name(h).and_then(|name| open(h, &name));
+        match opened {
+            Ok(size) => Ok(OpenEdb { h, size }),
+            Err(e) => {
+                let _ = end(h);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads up to `limit` bytes (to EOF at most), discarding them; returns the count.
+    fn read_up_to(&mut self, buf: &mut [u8], limit: u64) -> Result<u64, String> {
+        let mut done = 0u64;
+        while done < limit {
+            let n = read(self.h, buf)?;
+            black_box(&buf[..n]);
+            done += n as u64;
+            if n < buf.len() {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    fn finish(self) -> Result<(), String> {
+        close(self.h)?;
+        end(self.h)
+    }
+}
+
+// ----- measurement helpers ----------------------------------------------------------
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Iterations of `f` (which runs its argument's count and returns the time taken)
+/// that last about `target`.
+fn calibrate(
+    f: &mut dyn FnMut(u64) -> Result<Duration, String>,
+    target: Duration,
+) -> Result<u64, String> {
+    let mut n = 1u64;
+    loop {
+        let d = f(n)?;
+        if d >= target / 10 || n >= 1 << 32 {
+            let scaled = n as f64 * target.as_secs_f64() / d.as_secs_f64().max(1e-9);
+            return Ok((scaled.ceil() as u64).max(1));
+        }
+        n *= 4;
+    }
+}
+
+fn rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The baseline table of figure 1: a slab (a `Vec` of slots with a free list).
+#[derive(Default)]
+struct FreeList {
+    slots: Vec<Option<u64>>,
+    free: Vec<usize>,
+}
+
+impl FreeList {
+    fn insert(&mut self, v: u64) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(v);
+                i
+            }
+            None => {
+                self.slots.push(Some(v));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn remove(&mut self, k: usize) -> Option<u64> {
+        let v = self.slots.get_mut(k)?.take()?;
+        self.free.push(k);
+        Some(v)
+    }
+}
+
+// ----- the figures ------------------------------------------------------------------
+
+/// One row of the table.
+struct Row {
+    figure: String,
+    emulator: String,
+    baseline: String,
+    ratio: f64,
+    target: String,
+    /// `None` for an informational row.
+    pass: Option<bool>,
+}
+
+fn ns(d: f64) -> String {
+    if d >= 1e6 {
+        format!("{:.2} ms", d / 1e6)
+    } else if d >= 1e3 {
+        format!("{:.2} µs", d / 1e3)
+    } else {
+        format!("{d:.1} ns")
+    }
+}
+
+fn gibs(bytes_per_sec: f64) -> String {
+    format!("{:.2} GiB/s", bytes_per_sec / GIB)
+}
+
+/// Figure 1: time per Prepare+End pair against time per insert+remove pair.
+fn prepare_end(
+    wserver: &[u16],
+    flags: u32,
+    label: &str,
+    plan: &Plan,
+    informational: bool,
+) -> Result<Row, String> {
+    let mut emu = |n: u64| -> Result<Duration, String> {
+        let t = Instant::now();
+        for _ in 0..n {
+            let h = prepare(black_box(wserver), flags)?;
+            end(black_box(h))?;
+        }
+        Ok(t.elapsed())
+    };
+    let table = Mutex::new(FreeList::default());
+    let mut base = |n: u64| -> Result<Duration, String> {
+        let t = Instant::now();
+        for i in 0..n {
+            let k = table.lock().insert(black_box(i));
+            black_box(table.lock().remove(black_box(k)));
+        }
+        Ok(t.elapsed())
+    };
+    let n_emu = calibrate(&mut emu, plan.round_time)?;
+    let n_base = calibrate(&mut base, plan.round_time)?;
+    let (mut e, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..plan.rounds {
+        e.push(emu(n_emu)?.as_nanos() as f64 / n_emu as f64);
+        b.push(base(n_base)?.as_nanos() as f64 / n_base as f64);
+    }
+    let (e, b) = (median(e), median(b));
+    let ratio = e / b;
+    Ok(Row {
+        figure: label.into(),
+        emulator: format!("{}/pair", ns(e)),
+        baseline: format!("{}/pair", ns(b)),
+        ratio,
+        target: "<= 1.5x".into(),
+        pass: (!informational).then_some(ratio <= 1.5),
+    })
+}
+
+/// Writes the baseline file of figure 2 (generated, incompressible bytes) and reads it
+/// once so that it is in the page cache.
+fn write_real_file(path: &Path, size: u64) -> Result<(), String> {
+    let mut f = File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+    let mut chunk = vec![0u8; 8 << 20];
+    let mut done = 0u64;
+    while done < size {
+        let n = (size - done).min(chunk.len() as u64) as usize;
+        certadm_emu::ca::gen::fill(0xF11E, done, &mut chunk[..n]);
+        f.write_all(&chunk[..n])
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        done += n as u64;
+    }
+    f.sync_all().ok();
+    drop(f);
+    let mut buf = vec![0u8; READ_SIZE];
+    read_real_file(path, &mut buf)?;
+    Ok(())
+}
+
+fn read_real_file(path: &Path, buf: &mut [u8]) -> Result<u64, String> {
+    let mut f = File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let mut done = 0u64;
+    loop {
+        let n = f
+            .read(buf)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        if n == 0 {
+            return Ok(done);
+        }
+        black_box(&buf[..n]);
+        done += n as u64;
+    }
+}
+
+/// Figure 2: a whole full-backup session (Prepare, GetDatabaseNames, OpenFile, Read
+/// to EOF, Close, End) against reading a real file of the same size from the page cache.
+fn full_backup(wserver: &[u16], plan: &Plan) -> Result<Row, String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("creating a temporary directory: {e}"))?;
+    let path = dir.path().join("baseline.edb");
+    // The emulator's logical size is what OpenFile reports; the real file matches it.
+    let probe = OpenEdb::new(wserver)?;
+    let size = probe.size;
+    probe.finish()?;
+    write_real_file(&path, size)?;
+    let mut buf = vec![1u8; READ_SIZE];
+    let (mut e, mut b) = (Vec::new(), Vec::new());
+    for round in 0..=plan.rounds {
+        let t = Instant::now();
+        let mut s = OpenEdb::new(wserver)?;
+        let got = s.read_up_to(&mut buf, u64::MAX)?;
+        s.finish()?;
+        let te = t.elapsed().as_secs_f64();
+        if got != size {
+            return Err(format!("the backup read {got} bytes of {size}"));
+        }
+        let t = Instant::now();
+        let got = read_real_file(&path, &mut buf)?;
+        let tb = t.elapsed().as_secs_f64();
+        if got != size {
+            return Err(format!("the baseline read {got} bytes of {size}"));
+        }
+        // Round 0 warms both up.
+        if round > 0 {
+            e.push(size as f64 / te);
+            b.push(size as f64 / tb);
+        }
+    }
+    let (e, b) = (median(e), median(b));
+    let ratio = e / b;
+    Ok(Row {
+        figure: format!("2  full backup of {} .edb vs File::read", human(size)),
+        emulator: gibs(e),
+        baseline: gibs(b),
+        ratio,
+        target: ">= 0.8x".into(),
+        pass: Some(ratio >= 0.8),
+    })
+}
+
+/// Figure 3: the Read loop alone (session set up outside the timing) against
+/// `copy_from_slice` of the same number of bytes in 512 KiB blocks from a buffer.
+/// With `source` larger than one block, the copies walk a source of that size (an
+/// in-memory image of the file, beyond the caches); the headline row copies the same
+/// 512 KiB block over and over (cache-resident).
+fn read_vs_memcpy(wserver: &[u16], plan: &Plan) -> Result<Vec<Row>, String> {
+    let mut dst = vec![1u8; READ_SIZE];
+    let small_src = vec![2u8; READ_SIZE];
+    let big_src_len = (256usize << 20).min(plan.edb as usize).max(READ_SIZE);
+    let mut big_src = vec![0u8; big_src_len];
+    certadm_emu::ca::gen::fill(3, 0, &mut big_src);
+    let (mut e, mut b_small, mut b_big) = (Vec::new(), Vec::new(), Vec::new());
+    let mut size = 0u64;
+    for round in 0..=plan.rounds {
+        let mut s = OpenEdb::new(wserver)?;
+        let t = Instant::now();
+        size = s.read_up_to(&mut dst, u64::MAX)?;
+        let te = t.elapsed().as_secs_f64();
+        s.finish()?;
+        let blocks = size.div_ceil(READ_SIZE as u64) as usize;
+        let t = Instant::now();
+        for _ in 0..blocks {
+            dst.copy_from_slice(black_box(&small_src));
+            black_box(&mut dst);
+        }
+        let ts = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let per_pass = big_src_len / READ_SIZE;
+        for i in 0..blocks {
+            let off = (i % per_pass) * READ_SIZE;
+            dst.copy_from_slice(black_box(&big_src[off..off + READ_SIZE]));
+            black_box(&mut dst);
+        }
+        let tg = t.elapsed().as_secs_f64();
+        if round > 0 {
+            let bytes = (blocks * READ_SIZE) as f64;
+            e.push(size as f64 / te);
+            b_small.push(bytes / ts);
+            b_big.push(bytes / tg);
+        }
+    }
+    let e = median(e);
+    let (bs, bg) = (median(b_small), median(b_big));
+    Ok(vec![
+        Row {
+            figure: format!("3  CertSrvBackupRead ({}) vs memcpy 512 KiB", human(size)),
+            emulator: gibs(e),
+            baseline: gibs(bs),
+            ratio: e / bs,
+            target: ">= 0.5x".into(),
+            pass: Some(e / bs >= 0.5),
+        },
+        Row {
+            figure: format!(
+                "3b  (info) same vs memcpy from a {} image",
+                human(big_src_len as u64)
+            ),
+            emulator: gibs(e),
+            baseline: gibs(bg),
+            ratio: e / bg,
+            target: ">= 0.5x".into(),
+            pass: None,
+        },
+    ])
+}
+
+/// Figure 4: resident memory growth (peak of VmRSS sampled every 16 reads) while
+/// reading `plan.rss_read` bytes of a 1 TiB virtual `.edb` through the ABI.
+fn rss_growth(plan: &Plan) -> Result<Row, String> {
+    let ca = EmulatedCa::builder()
+        .edb_size(1 << 40)
+        .build()
+        .map_err(|e| format!("creating the 1 TiB CA: {e}"))?;
+    let wserver = to_wide_nul(ca.server_name());
+    let mut buf = vec![1u8; READ_SIZE];
+    buf.fill(3);
+    let mut s = OpenEdb::new(&wserver)?;
+    // One read first, so that anything allocated once per open file is in the baseline.
+    s.read_up_to(&mut buf, 1)?;
+    let before = rss_bytes().ok_or("cannot read VmRSS from /proc/self/status")?;
+    let mut peak = before;
+    let mut done = 0u64;
+    let mut reads = 0u64;
+    while done < plan.rss_read {
+        let n = read(s.h, &mut buf)?;
+        black_box(&buf[..n]);
+        done += n as u64;
+        reads += 1;
+        if reads % 16 == 0 {
+            peak = peak.max(rss_bytes().unwrap_or(0));
+        }
+        if n < buf.len() {
+            break;
+        }
+    }
+    peak = peak.max(rss_bytes().unwrap_or(0));
+    s.finish()?;
+    let growth = peak.saturating_sub(before);
+    let ratio = growth as f64 / RSS_BUDGET as f64;
+    Ok(Row {
+        figure: format!("4  VmRSS growth reading {} of a 1 TiB .edb", human(done)),
+        emulator: format!("+{:.2} MiB", growth as f64 / MIB),
+        baseline: format!("16 MiB budget (RSS before {:.1} MiB)", before as f64 / MIB),
+        ratio,
+        target: "<= 1.0 (16 MiB)".into(),
+        pass: Some(growth <= RSS_BUDGET),
+    })
+}
+
+fn print_table(rows: &[Row]) {
+    let w0 = rows
+        .iter()
+        .map(|r| r.figure.chars().count())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let w1 = rows
+        .iter()
+        .map(|r| r.emulator.chars().count())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let w2 = rows
+        .iter()
+        .map(|r| r.baseline.chars().count())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    println!();
+    println!(
+        "{:<w0$}  {:>w1$}  {:>w2$}  {:>9}  {:<16}  result",
+        "figure", "emulator", "baseline", "ratio", "target"
+    );
+    println!("{}", "-".repeat(w0 + w1 + w2 + 9 + 16 + 16));
+    for r in rows {
+        let ratio = if r.ratio >= 100.0 {
+            format!("{:.0}x", r.ratio)
+        } else {
+            format!("{:.3}x", r.ratio)
+        };
+        println!(
+            "{:<w0$}  {:>w1$}  {:>w2$}  {:>9}  {:<16}  {}",
+            r.figure,
+            r.emulator,
+            r.baseline,
+            ratio,
+            r.target,
+            match r.pass {
+                Some(true) => "PASS",
+                Some(false) => "MISS",
+                None => "info",
+            }
+        );
+    }
+}
+
+/// Runs the benchmarks and prints the table. Missed targets are reported, not errors.
+pub fn run(quick: bool) -> Result<(), String> {
+    let plan = Plan::new(quick);
+    if cfg!(debug_assertions) {
+        println!(
+            "note: this is a debug build; run `cargo run --release -- bench` for real numbers"
+        );
+    }
+    println!(
+        "certadm-emu bench{}: .edb {}, RSS read {}, median of {} rounds",
+        if quick { " --quick" } else { "" },
+        human(plan.edb),
+        human(plan.rss_read),
+        plan.rounds
+    );
+    let mut rows = Vec::new();
+
+    println!("[1/4] Prepare+End through the ABI vs Mutex<free list> insert+remove ...");
+    {
+        let ca = EmulatedCa::builder()
+            .build()
+            .map_err(|e| format!("creating the CA: {e}"))?;
+        let wserver = to_wide_nul(ca.server_name());
+        rows.push(prepare_end(
+            &wserver,
+            CSBACKUP_TYPE_FULL,
+            "1  Prepare(FULL)+End vs Mutex<free list>",
+            &plan,
+            false,
+        )?);
+        // An incremental session needs a full backup first.
+        let dir =
+            tempfile::tempdir().map_err(|e| format!("creating a temporary directory: {e}"))?;
+        backup_to_dir(
+            ca.server_name(),
+            dir.path(),
+            &BackupOptions::default(),
+            &mut |_, _, _| {},
+        )
+        .map_err(|e| format!("the full backup before figure 1b: {e}"))?;
+        rows.push(prepare_end(
+            &wserver,
+            CSBACKUP_TYPE_LOGS_ONLY,
+            "1b (info) Prepare(LOGS_ONLY)+End, same",
+            &plan,
+            true,
+        )?);
+    }
+
+    println!(
+        "[2/4] full backup of a {} .edb vs File::read from the page cache ...",
+        human(plan.edb)
+    );
+    let ca = EmulatedCa::builder()
+        .edb_size(plan.edb)
+        .build()
+        .map_err(|e| format!("creating the CA: {e}"))?;
+    let wserver = to_wide_nul(ca.server_name());
+    rows.push(full_backup(&wserver, &plan)?);
+
+    println!("[3/4] CertSrvBackupRead vs copy_from_slice ...");
+    rows.extend(read_vs_memcpy(&wserver, &plan)?);
+    drop(ca);
+
+    println!(
+        "[4/4] VmRSS while reading {} of a 1 TiB .edb ...",
+        human(plan.rss_read)
+    );
+    rows.push(rss_growth(&plan)?);
+
+    print_table(&rows);
+    let scored: Vec<bool> = rows.iter().filter_map(|r| r.pass).collect();
+    println!(
+        "\n{} of {} targets met (ratios against baselines measured in this run; timing is noisy on a loaded machine)",
+        scored.iter().filter(|p| **p).count(),
+        scored.len()
+    );
+    Ok(())
+}

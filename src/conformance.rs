@@ -1,0 +1,495 @@
+//! The protocol conformance checker: reads a call trace and reports where the
+//! client broke the documented contract, with the rule, its spec reference and the fix.
+//!
+//! It works on trace events only, so the same check runs on a live CA
+//! ([`EmulatedCa::verify`](crate::EmulatedCa::verify)) and on a trace file
+//! (`certadm-emu lint TRACE`).
+
+use crate::api::trace::{Event, Value};
+use crate::core::HRESULT;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// How bad a violation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// A real CA would misbehave or a backup would be lost.
+    Error,
+    /// Sloppy but survivable (a leak, a missing step).
+    Warning,
+}
+
+/// One rule of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    /// Short id, e.g. `CB01`.
+    pub id: &'static str,
+    /// Name.
+    pub name: &'static str,
+    /// Severity.
+    pub severity: Severity,
+    /// Where the rule comes from.
+    pub spec: &'static str,
+    /// What to do instead.
+    pub fix: &'static str,
+    /// True for the rules that say a client did not clean up after itself.
+    pub cleanup: bool,
+}
+
+macro_rules! rule {
+    ($c:ident, $id:literal, $name:literal, $sev:ident, $cleanup:literal, $spec:literal, $fix:literal) => {
+        /// See the `name`, `spec` and `fix` fields.
+        pub const $c: Rule = Rule {
+            id: $id,
+            name: $name,
+            severity: Severity::$sev,
+            spec: $spec,
+            fix: $fix,
+            cleanup: $cleanup,
+        };
+    };
+}
+
+rule!(PREPARE_NEVER_ENDED, "CB01", "backup prepared but never ended", Error, true,
+    "DOC:CertSrvBackupEnd \"For every successful call to CertSrvBackupPrepare, there should be a call to CertSrvBackupEnd\" (spec §5.10)",
+    "call CertSrvBackupEnd on every path, including error paths; until then no other backup can run on the CA");
+rule!(FILE_NOT_CLOSED, "CB02", "file opened but not closed", Warning, true,
+    "DOC:CertSrvBackupClose \"For every successful call to CertSrvBackupOpenFile, there should be a subsequent call to CertSrvBackupClose\" (spec §5.7)",
+    "call CertSrvBackupClose after the read loop, also when a read fails");
+rule!(
+    BUFFER_NOT_FREED,
+    "CB03",
+    "list buffer never freed",
+    Warning,
+    true,
+    "DOC:CertSrvBackupFree; DOC:Backup step 15 (spec §5.11)",
+    "pass every list returned by the Get... functions to CertSrvBackupFree (after End is fine)"
+);
+rule!(
+    BAD_FREE,
+    "CB04",
+    "buffer freed twice or not ours",
+    Error,
+    true,
+    "DOC:CertSrvBackupFree (spec §5.11)",
+    "free each list exactly once, and only lists returned by certbcli functions"
+);
+rule!(NAME_WITH_PREFIX, "CB05", "file name passed with its CSBFT prefix", Error, false,
+    "DOC:CertSrvBackupOpenFileW: names are passed \"with the single-WCHAR CSBFT_* prefix stripped\" (spec §4 rule 8)",
+    "skip the first WCHAR of each list entry before CertSrvBackupOpenFileW");
+rule!(NOT_READ_TO_EOF, "CB06", "listed file not read to end of file before End", Error, false,
+    "DOC:Backup steps 6-10; MS-CSRA 3.1.4.1.25 (spec §5.9)",
+    "read every file from GetDatabaseNames and GetBackupLogs until CertSrvBackupRead returns fewer bytes than asked (0 at EOF)");
+rule!(TRUNCATE_EARLY, "CB07", "logs truncated before every file was secured", Error, true,
+    "DOC:CertSrvBackupTruncateLogs warning: truncating without a complete backup makes it unrestorable (spec §5.9, §6.2 row 7)",
+    "call CertSrvBackupTruncateLogs only after every database and log file was copied completely, and never after a failed copy");
+rule!(REGISTER_WITHOUT_COMPLETE, "CR01", "restore registered without RegisterComplete", Error, true,
+    "DOC:CertSrvRestoreRegisterComplete \"If a registered restore operation is not completed, Certificate Services will not start\" (spec §5.16)",
+    "call CertSrvRestoreRegisterComplete (S_OK, or the failure) after every successful CertSrvRestoreRegister");
+rule!(RESTORE_NEVER_ENDED, "CR02", "restore prepared but never ended", Warning, true,
+    "DOC:CertSrvRestoreEnd \"For every successful call to CertSrvRestorePrepare, there should be a call to CertSrvRestoreEnd\" (spec §5.17)",
+    "call CertSrvRestoreEnd on every path");
+rule!(FILES_UNDER_RUNNING_CA, "CR03", "files written under a running CA", Error, false,
+    "CMDLETS Restore-CARoleService 0x80070020; DOC:Restore step 3 (spec §6.2 row 13)",
+    "stop Certificate Services (CertSrvServerControlW CSCONTROL_SHUTDOWN) before copying files into its directories");
+rule!(LOCATIONS_NOT_FETCHED, "CB08", "database locations not saved in a full backup", Warning, false,
+    "DOC:Backup step 5 \"Save the information retrieved to an application-specific location\" (spec §8.1, §8.2)",
+    "call CertSrvRestoreGetDatabaseLocationsW in every full backup and keep the list (certbkxp.dat): the restore needs it");
+rule!(USE_AFTER_END, "CB09", "handle used after End", Error, false,
+    "DOC:CertSrvBackupEnd releases the HCSBC; MS-CSRA \"BackupEnd MUST be the final API for a backup session\" (spec §6.2 row 8)",
+    "do not call anything with a context after CertSrvBackupEnd/CertSrvRestoreEnd; stop at the first failure");
+
+/// Every rule, for documentation.
+pub const RULES: &[Rule] = &[
+    PREPARE_NEVER_ENDED,
+    FILE_NOT_CLOSED,
+    BUFFER_NOT_FREED,
+    BAD_FREE,
+    NAME_WITH_PREFIX,
+    NOT_READ_TO_EOF,
+    TRUNCATE_EARLY,
+    LOCATIONS_NOT_FETCHED,
+    USE_AFTER_END,
+    REGISTER_WITHOUT_COMPLETE,
+    RESTORE_NEVER_ENDED,
+    FILES_UNDER_RUNNING_CA,
+];
+
+/// A rule broken at a place in the trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The rule.
+    pub rule: Rule,
+    /// Position of the call in the trace.
+    pub seq: u64,
+    /// The call, rendered like C with its result.
+    pub call: String,
+    /// What exactly happened.
+    pub detail: String,
+}
+
+/// The checker's findings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Violations in trace order.
+    pub violations: Vec<Violation>,
+    /// Calls checked.
+    pub calls: u64,
+    /// The trace, rendered, for the report text.
+    pub trace: Vec<String>,
+}
+
+impl Report {
+    /// True when no rule was broken.
+    pub fn is_clean(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// Violations of one rule.
+    pub fn of(&self, rule: Rule) -> Vec<&Violation> {
+        self.violations
+            .iter()
+            .filter(|v| v.rule.id == rule.id)
+            .collect()
+    }
+
+    /// Violations that say the client left something behind.
+    pub fn cleanup_violations(&self) -> Vec<&Violation> {
+        self.violations.iter().filter(|v| v.rule.cleanup).collect()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_clean() {
+            return writeln!(
+                f,
+                "certadm-emu conformance: no violation in {} calls",
+                self.calls
+            );
+        }
+        writeln!(
+            f,
+            "certadm-emu conformance: {} violation(s) in {} calls",
+            self.violations.len(),
+            self.calls
+        )?;
+        for v in &self.violations {
+            let sev = match v.rule.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            };
+            writeln!(
+                f,
+                "- [{sev}] {} {} at call #{}",
+                v.rule.id, v.rule.name, v.seq
+            )?;
+            writeln!(f, "    call:   {}", v.call)?;
+            writeln!(f, "    detail: {}", v.detail)?;
+            writeln!(f, "    rule:   {}", v.rule.spec)?;
+            writeln!(f, "    fix:    {}", v.rule.fix)?;
+        }
+        if !self.trace.is_empty() {
+            writeln!(f, "trace:")?;
+            for t in &self.trace {
+                writeln!(f, "  {t}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct FileState {
+    size: Option<u64>,
+    read: u64,
+}
+
+#[derive(Default)]
+struct Sess {
+    restore: bool,
+    full: bool,
+    prepared_at: (u64, String),
+    open: Option<(String, u64, String)>,
+    listed: BTreeMap<String, FileState>,
+    locations: bool,
+    registered: Option<(u64, String)>,
+}
+
+impl Sess {
+    fn unsecured(&self) -> Vec<String> {
+        self.listed
+            .iter()
+            .filter(|(_, f)| f.size.is_none_or(|s| f.read < s))
+            .map(|(n, f)| match f.size {
+                Some(s) => format!("{n} ({} of {s} bytes read)", f.read),
+                None => format!("{n} (never opened)"),
+            })
+            .collect()
+    }
+}
+
+fn strip(s: &str) -> String {
+    s.to_lowercase()
+}
+
+/// Checks a trace. `finished` says the trace is complete, so sessions and buffers
+/// still open at its end are reported.
+pub fn check(events: &[Event], finished: bool) -> Report {
+    let mut r = Report {
+        calls: events.iter().map(|e| e.count).sum(),
+        trace: events.iter().map(|e| e.render()).collect(),
+        ..Default::default()
+    };
+    let mut sessions: BTreeMap<u64, Sess> = BTreeMap::new();
+    let mut ended: BTreeSet<u64> = BTreeSet::new();
+    let mut buffers: BTreeMap<u64, (u64, String)> = BTreeMap::new();
+    let push = |r: &mut Report, rule: Rule, e: &Event, detail: String| {
+        r.violations.push(Violation {
+            rule,
+            seq: e.seq,
+            call: e.render(),
+            detail,
+        });
+    };
+    for e in events {
+        let ok = e.hr.is_ok();
+        let h = e.handle().unwrap_or(0);
+        if e.hr == HRESULT::ERROR_SHARING_VIOLATION {
+            push(
+                &mut r,
+                FILES_UNDER_RUNNING_CA,
+                e,
+                e.message.clone().unwrap_or_default(),
+            );
+        }
+        if e.hr == HRESULT::E_HANDLE && h != 0 && ended.contains(&h) {
+            push(
+                &mut r,
+                USE_AFTER_END,
+                e,
+                format!("context {h:#x} was ended before this call"),
+            );
+        }
+        match e.call.as_str() {
+            "CertSrvBackupPrepareW" | "CertSrvRestorePrepareW" if ok => {
+                if let Some(hv) = e.out("hbc").and_then(Value::as_u64) {
+                    ended.remove(&hv);
+                    sessions.insert(
+                        hv,
+                        Sess {
+                            restore: e.call == "CertSrvRestorePrepareW",
+                            full: e.arg("dwBackupFlags").and_then(Value::as_u64) == Some(1),
+                            prepared_at: (e.seq, e.render()),
+                            ..Default::default()
+                        },
+                    );
+                }
+            }
+            "CertSrvBackupGetDatabaseNamesW" | "CertSrvBackupGetBackupLogsW" if ok => {
+                if let (Some(s), Some(Value::List(l))) = (sessions.get_mut(&h), e.out("list")) {
+                    for entry in l {
+                        let name: String = entry.chars().skip(1).collect();
+                        s.listed.entry(strip(&name)).or_default();
+                    }
+                }
+            }
+            "CertSrvRestoreGetDatabaseLocationsW" if ok => {
+                if let Some(s) = sessions.get_mut(&h) {
+                    s.locations = true;
+                }
+            }
+            "CertSrvBackupOpenFileW" => {
+                let name = e
+                    .arg("pwszAttachmentName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let mut chars = name.chars();
+                let first = chars.next();
+                if first.is_some_and(|c| "D!%".contains(c) || ('\u{80}'..='\u{8F}').contains(&c))
+                    && chars.as_str().starts_with("\\\\")
+                {
+                    push(
+                        &mut r,
+                        NAME_WITH_PREFIX,
+                        e,
+                        format!(
+                            "{name:?} starts with the type character {:?}",
+                            first.unwrap()
+                        ),
+                    );
+                }
+                if ok {
+                    if let Some(s) = sessions.get_mut(&h) {
+                        let size = e.out("liFileSize").and_then(Value::as_u64).unwrap_or(0);
+                        let f = s.listed.entry(strip(name)).or_default();
+                        f.size = Some(size);
+                        f.read = 0;
+                        s.open = Some((strip(name), e.seq, e.render()));
+                    }
+                }
+            }
+            "CertSrvBackupRead" if ok => {
+                if let Some(s) = sessions.get_mut(&h) {
+                    if let Some((name, _, _)) = &s.open {
+                        let n = e.out("read").and_then(Value::as_u64).unwrap_or(0);
+                        if let Some(f) = s.listed.get_mut(name) {
+                            f.read += n;
+                        }
+                    }
+                }
+            }
+            // A failed Close still counts as the client's attempt (End closes implicitly).
+            "CertSrvBackupClose" => {
+                if let Some(s) = sessions.get_mut(&h) {
+                    s.open = None;
+                }
+            }
+            "CertSrvBackupTruncateLogs" => {
+                if let Some(s) = sessions.get(&h) {
+                    let missing = s.unsecured();
+                    if !missing.is_empty() || e.hr == HRESULT::E_UNEXPECTED {
+                        push(
+                            &mut r,
+                            TRUNCATE_EARLY,
+                            e,
+                            if missing.is_empty() {
+                                e.message.clone().unwrap_or_default()
+                            } else {
+                                format!("not secured: {}", missing.join(", "))
+                            },
+                        );
+                    }
+                }
+            }
+            "CertSrvBackupEnd" if ok => {
+                if let Some(s) = sessions.remove(&h) {
+                    if let Some((name, _, call)) = &s.open {
+                        push(
+                            &mut r,
+                            FILE_NOT_CLOSED,
+                            e,
+                            format!("{name} opened by {call} was still open at End"),
+                        );
+                    }
+                    let missing = s.unsecured();
+                    if !missing.is_empty() {
+                        push(
+                            &mut r,
+                            NOT_READ_TO_EOF,
+                            e,
+                            format!("not read to end of file: {}", missing.join(", ")),
+                        );
+                    }
+                    if s.full && !s.locations {
+                        push(
+                            &mut r,
+                            LOCATIONS_NOT_FETCHED,
+                            e,
+                            "this full backup never called CertSrvRestoreGetDatabaseLocationsW"
+                                .into(),
+                        );
+                    }
+                }
+                ended.insert(h);
+            }
+            "CertSrvRestoreRegisterW" | "CertSrvRestoreRegisterThroughFile" if ok => {
+                if let Some(s) = sessions.get_mut(&h) {
+                    s.registered = Some((e.seq, e.render()));
+                }
+            }
+            "CertSrvRestoreRegisterComplete" if ok => {
+                if let Some(s) = sessions.get_mut(&h) {
+                    s.registered = None;
+                }
+            }
+            "CertSrvRestoreEnd" if ok => {
+                if let Some(s) = sessions.remove(&h) {
+                    if let Some((seq, call)) = s.registered {
+                        push(&mut r, REGISTER_WITHOUT_COMPLETE, e, format!("registered at call #{seq} ({call}) and ended without CertSrvRestoreRegisterComplete"));
+                    }
+                }
+                ended.insert(h);
+            }
+            "CertSrvBackupFree" => {
+                let p = e.arg("pv").and_then(Value::as_u64).unwrap_or(0);
+                if ok {
+                    buffers.remove(&p);
+                } else {
+                    push(&mut r, BAD_FREE, e, e.message.clone().unwrap_or_default());
+                }
+            }
+            _ => {}
+        }
+        if ok {
+            if let Some(p) = e.out("buffer").and_then(Value::as_u64) {
+                buffers.insert(p, (e.seq, e.render()));
+            }
+        }
+    }
+    if finished {
+        let last = Event {
+            seq: events
+                .last()
+                .map_or(0, |e| e.seq + e.count.saturating_sub(1)),
+            call: "(end of trace)".into(),
+            client: 0,
+            args: vec![],
+            hr: HRESULT::S_OK,
+            message: None,
+            out: vec![],
+            count: 1,
+            elapsed_ns: 0,
+        };
+        for (h, s) in &sessions {
+            if s.restore {
+                if let Some((seq, call)) = &s.registered {
+                    push(
+                        &mut r,
+                        REGISTER_WITHOUT_COMPLETE,
+                        &last,
+                        format!("registered at call #{seq} ({call}) and never completed"),
+                    );
+                }
+                push(
+                    &mut r,
+                    RESTORE_NEVER_ENDED,
+                    &last,
+                    format!(
+                        "restore context {h:#x} from call #{} ({}) is still open",
+                        s.prepared_at.0, s.prepared_at.1
+                    ),
+                );
+            } else {
+                push(
+                    &mut r,
+                    PREPARE_NEVER_ENDED,
+                    &last,
+                    format!(
+                        "backup context {h:#x} from call #{} ({}) is still open",
+                        s.prepared_at.0, s.prepared_at.1
+                    ),
+                );
+            }
+        }
+        for (p, (seq, call)) in &buffers {
+            push(
+                &mut r,
+                BUFFER_NOT_FREED,
+                &last,
+                format!("buffer {p:#x} from call #{seq} ({call})"),
+            );
+        }
+    }
+    r.violations.sort_by_key(|v| v.seq);
+    r
+}
+
+/// Parses a trace file (JSON lines, as `CERTADM_EMU_TRACE` writes them).
+pub fn parse_trace(text: &str) -> Result<Vec<Event>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| Event::from_json(l).map_err(|e| format!("line {}: {e}", i + 1)))
+        .collect()
+}
