@@ -512,6 +512,26 @@ impl EmulatedCa {
             Err(r)
         }
     }
+    /// What a client left behind on this CA: open contexts, unfreed lists, a restore
+    /// registered without RegisterComplete.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.sessions_open() > 0 {
+            v.push(format!("{} context(s) still open", self.sessions_open()));
+        }
+        if self.outstanding_buffers() > 0 {
+            v.push(format!(
+                "{} list buffer(s) never freed",
+                self.outstanding_buffers()
+            ));
+        }
+        if self.restore_marker().is_some_and(|m| m.pending) {
+            v.push(
+                "a restore is registered without RegisterComplete: the CA will not start".into(),
+            );
+        }
+        v
+    }
     /// Switches strict conformance on or off (see [`CaBuilder::strict`]).
     pub fn set_strict(&self, strict: bool) {
         self.host.state.lock().strict = strict;

@@ -90,23 +90,6 @@ fn function_at(ca: &EmulatedCa, k: u64) -> String {
         .map_or_else(|| "?".into(), |e| e.call.clone())
 }
 
-fn leftovers(ca: &EmulatedCa) -> Vec<String> {
-    let mut v = Vec::new();
-    if ca.sessions_open() > 0 {
-        v.push(format!("{} context(s) still open", ca.sessions_open()));
-    }
-    if ca.outstanding_buffers() > 0 {
-        v.push(format!(
-            "{} list buffer(s) never freed",
-            ca.outstanding_buffers()
-        ));
-    }
-    if ca.restore_marker().is_some_and(|m| m.pending) {
-        v.push("a restore is registered without RegisterComplete: the CA will not start".into());
-    }
-    v
-}
-
 /// Runs `client` once on a CA from `build` to count its calls, then once per call `k`
 /// with call `k` failing (with the realistic HRESULT for that function, or `hr`), and
 /// checks the cleanup rules after each run.
@@ -150,7 +133,7 @@ pub fn fail_at_every_step<E: fmt::Display>(
             hr: injected,
             client_result,
             violations: report.cleanup_violations().into_iter().cloned().collect(),
-            leftovers: leftovers(&ca),
+            leftovers: ca.leftovers(),
         });
     }
     Ok(ExploreReport { calls, runs })

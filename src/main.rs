@@ -4,6 +4,8 @@
 //!   embedded default CA through the Certadm ABI.
 //! * `certadm-emu restore DIR`: restore a backup directory written by `demo` into a fresh
 //!   emulated CA and verify it.
+//! * `certadm-emu lint TRACE`: the conformance report of a call trace.
+//! * `certadm-emu explore --config CFG -- CMD`: fail at every step for a native client.
 //! * `certadm-emu bench`: speed and memory figures, each as a ratio to a baseline
 //!   measured in the same run.
 
@@ -37,6 +39,26 @@ enum Command {
         /// Certificates in the database at install time.
         #[arg(long, default_value_t = 1000)]
         records: u32,
+        /// Write the call trace (JSON lines) to this file.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+    },
+    /// Check a call trace (JSON lines from CERTADM_EMU_TRACE or --trace) against the protocol contract.
+    Lint {
+        /// The trace file.
+        trace: PathBuf,
+    },
+    /// Fail at every step: run a native client once per certbcli call with that call failing.
+    Explore {
+        /// The CERTADM_EMU_CONFIG file defining the machine the client talks to.
+        #[arg(long)]
+        config: PathBuf,
+        /// The HRESULT to inject (default: the realistic failure of each function).
+        #[arg(long)]
+        hr: Option<String>,
+        /// The client command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
     /// Restore a backup directory written by `demo` into a fresh emulated CA and verify it.
     Restore {
@@ -58,7 +80,14 @@ fn main() -> ExitCode {
             out,
             edb_size,
             records,
-        } => cli::demo::run(out, edb_size, records),
+            trace,
+        } => cli::demo::run(out, edb_size, records, trace),
+        Command::Lint { trace } => cli::tools::lint(&trace),
+        Command::Explore {
+            config,
+            hr,
+            command,
+        } => cli::tools::explore(&config, hr, &command),
         Command::Restore { dir } => cli::demo::restore(&dir),
         Command::Bench { quick } => cli::bench::run(quick),
     };

@@ -115,7 +115,28 @@ fn print_calls(calls: &[(&'static str, HRESULT)]) {
 }
 
 /// `certadm-emu demo`.
-pub fn run(out: Option<PathBuf>, edb_size: Option<u64>, records: u32) -> Result<(), String> {
+pub fn run(
+    out: Option<PathBuf>,
+    edb_size: Option<u64>,
+    records: u32,
+    trace: Option<PathBuf>,
+) -> Result<(), String> {
+    if let Some(t) = &trace {
+        let f = std::fs::File::create(t).map_err(|e| format!("{}: {e}", t.display()))?;
+        certadm_emu::api::trace::set_sink(Some(Box::new(std::io::BufWriter::new(f))));
+    }
+    let r = run_demo(out, edb_size, records);
+    if let Some(t) = &trace {
+        certadm_emu::api::trace::set_sink(None);
+        println!(
+            "call trace written to {} (check it with `certadm-emu lint`)",
+            t.display()
+        );
+    }
+    r
+}
+
+fn run_demo(out: Option<PathBuf>, edb_size: Option<u64>, records: u32) -> Result<(), String> {
     let temp;
     let dir = match out {
         Some(d) => d,

@@ -1,0 +1,150 @@
+//! `certadm-emu lint` and `certadm-emu explore`.
+
+use certadm_emu::api::faults::{Fault, FaultSchedule};
+use certadm_emu::config::Config;
+use certadm_emu::conformance;
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+/// `certadm-emu lint TRACE`: the conformance report of a trace file. Fails if a rule was broken.
+pub fn lint(path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let events = conformance::parse_trace(&text)?;
+    // A file may hold several CAs' calls: their handles never collide, so one pass checks all.
+    let report = conformance::check(&events, true);
+    let mut shown = report.clone();
+    shown.trace.clear();
+    print!("{shown}");
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(format!("{} violation(s)", report.violations.len()))
+    }
+}
+
+fn run_once(
+    config: &Config,
+    dir: &Path,
+    tag: &str,
+    cmd: &[String],
+) -> Result<(Option<i32>, Value), String> {
+    let cfg_path = dir.join(format!("config-{tag}.json"));
+    let report_path = dir.join(format!("report-{tag}.json"));
+    let mut c = config.clone();
+    c.report = Some(report_path.clone());
+    std::fs::write(&cfg_path, serde_json::to_string_pretty(&c).unwrap())
+        .map_err(|e| e.to_string())?;
+    let status = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .env("CERTADM_EMU_CONFIG", &cfg_path)
+        .env_remove("CERTADM_EMU_REPORT")
+        .env_remove("CERTADM_EMU_FAULTS")
+        .status()
+        .map_err(|e| format!("running {}: {e}", cmd[0]))?;
+    let text = std::fs::read_to_string(&report_path).map_err(|_| {
+        format!(
+            "{} wrote no report: is it linked against libcertadm_emu and does it call a certbcli function with a configured server name?",
+            cmd[0]
+        )
+    })?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    Ok((status.code(), v["machines"][0].clone()))
+}
+
+/// `certadm-emu explore --config CFG -- CMD ARGS`: fail at every step for a native client.
+pub fn explore(config_path: &Path, hr: Option<String>, cmd: &[String]) -> Result<(), String> {
+    if cmd.is_empty() {
+        return Err("give the client command after --".into());
+    }
+    let text = std::fs::read_to_string(config_path)
+        .map_err(|e| format!("{}: {e}", config_path.display()))?;
+    let mut config = Config::from_json(&text)?;
+    if config.machines.is_empty() {
+        return Err("the configuration defines no machine".into());
+    }
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (code, first) = run_once(&config, dir.path(), "0", cmd)?;
+    if code != Some(0) {
+        return Err(format!(
+            "the client fails without any fault (exit code {code:?})"
+        ));
+    }
+    let calls = first["calls"].as_u64().unwrap_or(0);
+    let functions: Vec<String> = (1..=calls)
+        .map(|k| {
+            first["trace"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| {
+                    let seq = e[0].as_u64().unwrap_or(0);
+                    let count = e[2].as_u64().unwrap_or(1);
+                    seq <= k && k < seq + count
+                })
+                .and_then(|e| e[1].as_str())
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect();
+    println!(
+        "fail at every step: {} calls on {} ({})",
+        calls,
+        config.machines[0].name,
+        cmd.join(" ")
+    );
+    let mut problems = 0;
+    for k in 1..=calls {
+        config.machines[0].faults = Some(FaultSchedule {
+            seed: 0,
+            faults: vec![Fault::FailNthCall {
+                n: k,
+                hr: hr.clone(),
+            }],
+        });
+        let (code, rep) = run_once(&config, dir.path(), &k.to_string(), cmd)?;
+        let cleanup: Vec<String> = rep["violations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| v["cleanup"] == true)
+            .map(|v| {
+                format!(
+                    "{} {}: {}",
+                    v["rule"].as_str().unwrap_or(""),
+                    v["name"].as_str().unwrap_or(""),
+                    v["detail"].as_str().unwrap_or("")
+                )
+            })
+            .chain(
+                rep["leftovers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| format!("leftover: {}", l.as_str().unwrap_or(""))),
+            )
+            .collect();
+        let status = if cleanup.is_empty() {
+            "clean"
+        } else {
+            "PROBLEM"
+        };
+        println!(
+            "  k={k:<4} {:<38} -> exit {:?}, {status}",
+            functions[(k - 1) as usize],
+            code
+        );
+        for c in &cleanup {
+            println!("      {c}");
+        }
+        if !cleanup.is_empty() {
+            problems += 1;
+        }
+    }
+    if problems == 0 {
+        println!("no cleanup problem in {calls} runs");
+        Ok(())
+    } else {
+        Err(format!("{problems} of {calls} runs left something behind"))
+    }
+}

@@ -1,0 +1,363 @@
+//! Configuration without code: an unmodified client binary (C, C++, Python, windows-sys)
+//! that knows nothing of the control API is tested by pointing `CERTADM_EMU_CONFIG` at a
+//! JSON file. The machines it defines are created on the first certbcli call that names a
+//! server, live until the process exits, and at exit the conformance report is written
+//! where `report` says.
+//!
+//! ```json
+//! {
+//!   "machines": [{
+//!     "name": "CA01", "dns": "ca01.contoso.test",
+//!     "root": "/tmp/ca01",
+//!     "ca": {"name": "Contoso Issuing CA", "seed": 42, "records": 1000,
+//!            "edb_size": "1G", "log_capacity": 64, "interface_flags": 1601},
+//!     "identity": {"backup_privilege": true, "restore_privilege": true,
+//!                  "local_admin": true, "remote": false},
+//!     "faults": {"seed": 1, "faults": [{"kind": "fail", "function": "CertSrvBackupRead",
+//!                                        "nth": 3, "hr": "RPC_S_CALL_FAILED"}]},
+//!     "strict": false
+//!   }],
+//!   "report": "/tmp/certadm-report.json",
+//!   "trace": "/tmp/certadm-trace.jsonl"
+//! }
+//! ```
+//!
+//! Every field but `machines[].name` is optional. `"ca": null` makes a machine with no CA.
+//! `CERTADM_EMU_REPORT` and `CERTADM_EMU_TRACE` override `report` and `trace`.
+
+use crate::api::faults::FaultSchedule;
+use crate::ca::CaConfig;
+use crate::control::{CaBuilder, EmulatedCa};
+use crate::machine::Identity;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Once;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Machines to create.
+    #[serde(default)]
+    pub machines: Vec<MachineConfig>,
+    /// Where to write the report at exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<PathBuf>,
+    /// Where to append the call trace (JSON lines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<PathBuf>,
+}
+
+/// One machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineConfig {
+    /// NetBIOS name: the server name clients pass.
+    pub name: String,
+    /// DNS name (default `<name>.emu.test`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
+    /// Host directory of the disk (default: a temporary directory removed at exit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    /// The CA; `null` for a machine without one.
+    #[serde(default = "default_ca")]
+    pub ca: Option<CaSection>,
+    /// The caller identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentitySection>,
+    /// A fault schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults: Option<FaultSchedule>,
+    /// Strict conformance: violations are printed to stderr at exit.
+    #[serde(default)]
+    pub strict: bool,
+}
+
+fn default_ca() -> Option<CaSection> {
+    Some(CaSection::default())
+}
+
+/// A size given as bytes or as text with a binary unit (`"512M"`, `"1G"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Size {
+    /// Bytes.
+    Bytes(u64),
+    /// Text.
+    Text(String),
+}
+
+impl Size {
+    /// The size in bytes.
+    pub fn bytes(&self) -> Result<u64, String> {
+        match self {
+            Size::Bytes(b) => Ok(*b),
+            Size::Text(t) => parse_size(t),
+        }
+    }
+}
+
+/// The CA of a machine.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSection {
+    /// Common name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Certificates at install time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<u32>,
+    /// Virtual `.edb` size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edb_size: Option<Size>,
+    /// Transactions per log generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_capacity: Option<u32>,
+    /// `InterfaceFlags`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface_flags: Option<u32>,
+    /// `DBDirectory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_dir: Option<String>,
+    /// `DBLogDirectory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_dir: Option<String>,
+    /// `DBSystemDirectory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_dir: Option<String>,
+}
+
+/// The caller identity; missing fields keep the default (local admin with both privileges).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySection {
+    /// `SeBackupPrivilege`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_privilege: Option<bool>,
+    /// `SeRestorePrivilege`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_privilege: Option<bool>,
+    /// Local administrator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_admin: Option<bool>,
+    /// Calling from another machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<bool>,
+}
+
+/// Parses `1024`, `64K`, `512M`, `1G`, `1T` (binary units).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let unit = s[i..].to_ascii_uppercase();
+            let m = match unit.trim_end_matches("IB").trim_end_matches('B') {
+                "" => 1u64,
+                "K" => 1 << 10,
+                "M" => 1 << 20,
+                "G" => 1 << 30,
+                "T" => 1 << 40,
+                _ => return Err(format!("unknown size unit in {s:?}")),
+            };
+            (&s[..i], m)
+        }
+        None => (s, 1),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+impl Config {
+    /// Parses a configuration.
+    pub fn from_json(text: &str) -> Result<Config, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Creates the machines.
+    pub fn build(&self) -> Result<Vec<EmulatedCa>, String> {
+        self.machines.iter().map(|m| m.build()).collect()
+    }
+}
+
+impl MachineConfig {
+    /// Creates this machine.
+    pub fn build(&self) -> Result<EmulatedCa, String> {
+        // Strictness is applied at exit (a panic in an exit handler helps nobody).
+        let mut b = CaBuilder::default().server_name(&self.name);
+        if let Some(d) = &self.dns {
+            b = b.dns_name(d);
+        }
+        if let Some(r) = &self.root {
+            b = b.root_dir(r);
+        }
+        if let Some(id) = &self.identity {
+            let d = Identity::default();
+            b = b.identity(Identity {
+                backup_privilege: id.backup_privilege.unwrap_or(d.backup_privilege),
+                restore_privilege: id.restore_privilege.unwrap_or(d.restore_privilege),
+                local_admin: id.local_admin.unwrap_or(d.local_admin),
+                remote: id.remote.unwrap_or(d.remote),
+            });
+        }
+        match &self.ca {
+            None => b = b.without_ca(),
+            Some(c) => {
+                let d = CaConfig::default();
+                b = b.config(CaConfig {
+                    name: c.name.clone().unwrap_or(d.name),
+                    seed: c.seed.unwrap_or(d.seed),
+                    records: c.records.unwrap_or(d.records),
+                    edb_size: c.edb_size.as_ref().map(|s| s.bytes()).transpose()?,
+                    log_capacity: c.log_capacity.unwrap_or(d.log_capacity),
+                    db_dir: c.db_dir.clone().unwrap_or(d.db_dir),
+                    log_dir: c.log_dir.clone().unwrap_or(d.log_dir),
+                    system_dir: c.system_dir.clone().unwrap_or(d.system_dir),
+                    interface_flags: c.interface_flags.unwrap_or(d.interface_flags),
+                });
+            }
+        }
+        b = b.faults(self.faults.clone().unwrap_or_default());
+        b.build()
+            .map_err(|e| format!("machine {:?}: {e}", self.name))
+    }
+}
+
+struct Loaded {
+    machines: Vec<EmulatedCa>,
+    strict: Vec<bool>,
+    report: Option<PathBuf>,
+}
+
+static INIT: Once = Once::new();
+static LOADED: Mutex<Option<Loaded>> = Mutex::new(None);
+static LOAD_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+extern "C" {
+    fn atexit(cb: extern "C" fn()) -> i32;
+}
+
+extern "C" fn at_exit() {
+    let _ = std::panic::catch_unwind(finish);
+}
+
+/// Loads `CERTADM_EMU_CONFIG` once per process (called on the first server-name lookup).
+pub fn ensure_loaded() {
+    INIT.call_once(|| {
+        let Some(path) = std::env::var_os("CERTADM_EMU_CONFIG") else {
+            return;
+        };
+        let result = std::fs::read_to_string(&path)
+            .map_err(|e| format!("reading {}: {e}", PathBuf::from(&path).display()))
+            .and_then(|t| Config::from_json(&t))
+            .and_then(|c| {
+                if let (Some(t), None) = (&c.trace, std::env::var_os("CERTADM_EMU_TRACE")) {
+                    let f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(t)
+                        .map_err(|e| format!("opening trace {}: {e}", t.display()))?;
+                    crate::api::trace::set_sink(Some(Box::new(f)));
+                }
+                let machines = c.build()?;
+                let strict = c.machines.iter().map(|m| m.strict).collect();
+                let report = std::env::var_os("CERTADM_EMU_REPORT")
+                    .map(PathBuf::from)
+                    .or(c.report);
+                Ok(Loaded {
+                    machines,
+                    strict,
+                    report,
+                })
+            });
+        match result {
+            Ok(l) => {
+                *LOADED.lock() = Some(l);
+                // SAFETY: registering a plain extern "C" function with the C runtime.
+                unsafe { atexit(at_exit) };
+            }
+            Err(e) => {
+                eprintln!("certadm-emu: CERTADM_EMU_CONFIG: {e}");
+                *LOAD_ERROR.lock() = Some(e);
+            }
+        }
+    });
+}
+
+/// The error that kept the configuration from loading, if any.
+pub fn load_error() -> Option<String> {
+    LOAD_ERROR.lock().clone()
+}
+
+/// The report of one machine as JSON (what the report file holds per machine).
+pub fn machine_report(ca: &EmulatedCa) -> serde_json::Value {
+    let r = ca.report();
+    let violations: Vec<serde_json::Value> = r
+        .violations
+        .iter()
+        .map(|v| {
+            json!({
+                "rule": v.rule.id, "name": v.rule.name,
+                "severity": format!("{:?}", v.rule.severity).to_lowercase(),
+                "cleanup": v.rule.cleanup, "seq": v.seq, "call": v.call,
+                "detail": v.detail, "spec": v.rule.spec, "fix": v.rule.fix,
+            })
+        })
+        .collect();
+    let calls: Vec<serde_json::Value> = ca
+        .trace()
+        .iter()
+        .map(|e| json!([e.seq, e.call, e.count, format!("{:#010X}", e.hr.as_u32())]))
+        .collect();
+    let unfired: Vec<serde_json::Value> = ca
+        .unfired_faults()
+        .iter()
+        .map(|(i, f)| json!({"index": i, "fault": f}))
+        .collect();
+    json!({
+        "server": ca.server_name(),
+        "calls": ca.call_count(),
+        "clean": r.is_clean() && ca.leftovers().is_empty(),
+        "violations": violations,
+        "leftovers": ca.leftovers(),
+        "unfired_faults": unfired,
+        "trace": calls,
+    })
+}
+
+/// Writes the report and releases the machines (run at process exit).
+pub fn finish() {
+    let Some(loaded) = LOADED.lock().take() else {
+        return;
+    };
+    let reports: Vec<serde_json::Value> = loaded.machines.iter().map(machine_report).collect();
+    for ((ca, rep), strict) in loaded.machines.iter().zip(&reports).zip(&loaded.strict) {
+        if *strict && rep["clean"] == false {
+            eprintln!(
+                "certadm-emu: machine {}:\n{}",
+                ca.server_name(),
+                ca.report()
+            );
+            for l in ca.leftovers() {
+                eprintln!("  leftover: {l}");
+            }
+        }
+    }
+    if let Some(p) = &loaded.report {
+        let text =
+            serde_json::to_string_pretty(&json!({ "machines": reports })).unwrap_or_default();
+        if let Err(e) = std::fs::write(p, text) {
+            eprintln!("certadm-emu: writing report {}: {e}", p.display());
+        }
+    }
+    drop(loaded);
+}
