@@ -77,7 +77,8 @@ pub enum Fault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nth: Option<u64>,
     },
-    /// Reads of a file fail once `bytes` were delivered.
+    /// The read of a file that would reach past its first `bytes` bytes fails
+    /// (earlier reads are served in full).
     ReadFailAfter {
         /// Bytes delivered before the failure.
         bytes: u64,
@@ -295,13 +296,13 @@ impl FaultState {
         let mut plan = ReadPlan::default();
         for i in 0..self.schedule.faults.len() {
             match &self.schedule.faults[i] {
-                Fault::ReadFailAfter { bytes, hr, file: f } if matches_file(f, file) => {
-                    if offset >= *bytes {
-                        plan.fail = Some(parse_hr(hr).unwrap_or(HRESULT::E_FAIL));
-                        self.fired[i] += 1;
-                    } else {
-                        plan.limit = Some(plan.limit.unwrap_or(u64::MAX).min(bytes - offset));
-                    }
+                Fault::ReadFailAfter { bytes, hr, file: f }
+                    if matches_file(f, file) && offset + want > *bytes =>
+                {
+                    // The read that would deliver byte `bytes` or later fails; earlier
+                    // reads are served in full (no short read that a client takes for EOF).
+                    plan.fail = Some(parse_hr(hr).unwrap_or(HRESULT::E_FAIL));
+                    self.fired[i] += 1;
                 }
                 Fault::ShortReads { size, file: f } if matches_file(f, file) => {
                     if want > *size as u64 {
