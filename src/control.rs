@@ -76,6 +76,8 @@ impl CaBuilder {
         self
     }
     /// A host directory to use as the machine's disk (default: a temporary directory).
+    /// If an earlier run left a CA there (same name), it is opened with its state
+    /// (records, logs, last backups, a registered restore) instead of installed anew.
     pub fn root_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.root = Some(dir.into());
         self
@@ -160,7 +162,7 @@ impl CaBuilder {
             .unwrap_or_else(|| format!("{}.emu.test", netbios.to_lowercase()));
         let machine = Machine::new(&netbios, &dns, self.root)?;
         let ca = if self.with_ca {
-            Some(Ca::install(&machine, &self.cfg)?)
+            Some(Ca::open_or_install(&machine, &self.cfg)?)
         } else {
             None
         };
@@ -335,10 +337,7 @@ impl EmulatedCa {
     }
     /// Sets `InterfaceFlags`.
     pub fn set_interface_flags(&self, flags: u32) {
-        let _ = self.with_ca(|ca, _| {
-            ca.set_interface_flags(flags);
-            Ok(())
-        });
+        let _ = self.with_ca(|ca, m| ca.set_interface_flags(m, flags));
     }
 
     /// All records, ordered by request id.
@@ -379,7 +378,10 @@ impl EmulatedCa {
     }
     /// Clears a registered restore (what an operator does by deleting `RestoreInProgress`).
     pub fn clear_restore_marker(&self) -> Result<()> {
-        self.with_ca(|ca, m| ca.restore.clear(m))
+        self.with_ca(|ca, m| {
+            ca.restore.clear(m)?;
+            ca.save_registry(m)
+        })
     }
     /// Numbered log generations present in the log directory.
     pub fn log_generations(&self) -> Vec<u32> {

@@ -264,6 +264,7 @@ fn restore_register_impl(h: Option<Hcsbc>, reg: &Registration, through_file: boo
     };
     MarkerStore::save(m, ca, &marker)?;
     ca.restore.marker = Some(marker);
+    ca.save_registry(m)?;
     let r = restore_session(call, h, st, p)?;
     r.registered = true;
     r.completed = false;
@@ -307,6 +308,7 @@ fn restore_register_complete_impl(h: Option<Hcsbc>, restore_state: HRESULT) -> R
         mk.status = Some(restore_state);
         MarkerStore::save(&host.machine, ca, &mk)?;
         ca.restore.marker = Some(mk);
+        ca.save_registry(&host.machine)?;
     }
     Ok(())
 }

@@ -88,7 +88,7 @@ pub enum ServiceState {
 }
 
 /// A recorded backup (`DBLastFullBackup` / `DBLastIncrementalBackup`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BackupMark {
     /// The highest log generation the backup holds.
     pub high_gen: u32,
@@ -152,6 +152,39 @@ impl std::fmt::Debug for Ca {
             .field("checkpoint", &self.checkpoint)
             .finish()
     }
+}
+
+/// The CA's `CertSvc\Configuration` values, kept in the emulated registry
+/// (`<root>/registry/HKLM/SYSTEM/CurrentControlSet/Services/CertSvc/Configuration.json`),
+/// so that a CA on a named root comes back with its state after the process restarts.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RegistryValues {
+    common_name: String,
+    seed: u64,
+    #[serde(rename = "DBDirectory")]
+    db_directory: String,
+    #[serde(rename = "DBLogDirectory")]
+    db_log_directory: String,
+    #[serde(rename = "DBSystemDirectory")]
+    db_system_directory: String,
+    interface_flags: u32,
+    log_capacity: u32,
+    edb_size: Option<u64>,
+    #[serde(rename = "DBLastFullBackup")]
+    db_last_full_backup: Option<BackupMark>,
+    #[serde(rename = "DBLastIncrementalBackup")]
+    db_last_incremental_backup: Option<BackupMark>,
+    #[serde(rename = "DBLastRecovery")]
+    db_last_recovery: Option<i64>,
+    restore_in_progress: Option<recovery::RestoreMarker>,
+}
+
+/// Where the emulated registry keeps the CA's configuration.
+pub fn registry_path(machine: &Machine) -> PathBuf {
+    machine
+        .root()
+        .join("registry/HKLM/SYSTEM/CurrentControlSet/Services/CertSvc/Configuration.json")
 }
 
 fn io_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -220,9 +253,91 @@ impl Ca {
         ca.write_checkpoint(machine)?;
         ca.create_current_log(machine)?;
         ca.write_dynamic_files(machine)?;
+        ca.save_registry(machine)?;
         ca.refresh_fingerprints(machine);
         ca.service = ServiceState::Running;
         Ok(ca)
+    }
+
+    /// Opens the CA that an earlier process left on this machine's disk (its registry
+    /// values and files), or installs a new one if there is none. An existing CA must
+    /// have the configured name; it comes back Stopped and is then started (soft
+    /// recovery), unless a restore registration keeps it from starting.
+    pub fn open_or_install(machine: &Machine, cfg: &CaConfig) -> Result<Ca> {
+        let reg = registry_path(machine);
+        let Ok(text) = std::fs::read_to_string(&reg) else {
+            return Ca::install(machine, cfg);
+        };
+        let v: RegistryValues = serde_json::from_str(&text).map_err(|e| {
+            Error::io(
+                format!("reading {}", reg.display()),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            )
+        })?;
+        if !v.common_name.eq_ignore_ascii_case(&cfg.name) {
+            return Err(Error::invalid_arg(
+                "open",
+                format!(
+                    "the machine root {} holds CA {:?}, not {:?}; use another root or the same name",
+                    machine.root().display(),
+                    v.common_name,
+                    cfg.name
+                ),
+            ));
+        }
+        let mut ca = Ca {
+            name: v.common_name,
+            seed: v.seed,
+            db_dir: machine.parse_path(&v.db_directory)?,
+            log_dir: machine.parse_path(&v.db_log_directory)?,
+            sys_dir: machine.parse_path(&v.db_system_directory)?,
+            interface_flags: v.interface_flags,
+            service: ServiceState::Stopped,
+            signature: 0,
+            records: BTreeMap::new(),
+            next_request_id: 1,
+            clock: CLOCK_EPOCH,
+            current: Position { gen: 1, pos: 0 },
+            log: None,
+            prev_crc: 0,
+            checkpoint: Position { gen: 1, pos: 0 },
+            frozen: false,
+            log_capacity: v.log_capacity.max(1),
+            virtual_size: v.edb_size,
+            last_full: v.db_last_full_backup,
+            last_incremental: v.db_last_incremental_backup,
+            last_recovery: v.db_last_recovery,
+            restore: recovery::RestoreState {
+                marker: v.restore_in_progress,
+            },
+            fingerprints: BTreeMap::new(),
+            tampered: None,
+        };
+        if ca.restore.marker.as_ref().is_some_and(|m| m.pending) {
+            return Ok(ca);
+        }
+        ca.start(machine)?;
+        Ok(ca)
+    }
+
+    /// Writes the registry values (after every change to them).
+    pub fn save_registry(&self, machine: &Machine) -> Result<()> {
+        let v = RegistryValues {
+            common_name: self.name.clone(),
+            seed: self.seed,
+            db_directory: self.db_dir.local(),
+            db_log_directory: self.log_dir.local(),
+            db_system_directory: self.sys_dir.local(),
+            interface_flags: self.interface_flags,
+            log_capacity: self.log_capacity,
+            edb_size: self.virtual_size,
+            db_last_full_backup: self.last_full,
+            db_last_incremental_backup: self.last_incremental,
+            db_last_recovery: self.last_recovery,
+            restore_in_progress: self.restore.marker.clone(),
+        };
+        let text = serde_json::to_string_pretty(&v).expect("serialisable");
+        write_atomic(&registry_path(machine), text.as_bytes())
     }
 
     // ----- accessors -------------------------------------------------------------
@@ -240,8 +355,9 @@ impl Ca {
         self.interface_flags
     }
     /// Sets `InterfaceFlags`.
-    pub fn set_interface_flags(&mut self, flags: u32) {
+    pub fn set_interface_flags(&mut self, machine: &Machine, flags: u32) -> Result<()> {
         self.interface_flags = flags;
+        self.save_registry(machine)
     }
     /// The database signature.
     pub fn signature(&self) -> u64 {
@@ -555,7 +671,7 @@ impl Ca {
     }
 
     /// Records a finished backup.
-    pub fn record_backup(&mut self, full: bool, high_gen: u32) {
+    pub fn record_backup(&mut self, machine: &Machine, full: bool, high_gen: u32) -> Result<()> {
         let mark = BackupMark {
             high_gen,
             at: self.clock,
@@ -566,6 +682,7 @@ impl Ca {
         } else {
             self.last_incremental = Some(mark);
         }
+        self.save_registry(machine)
     }
 
     /// Deletes numbered logs that neither the checkpoint nor a backup still needs:
@@ -757,6 +874,7 @@ impl Ca {
             self.last_incremental = None;
             self.last_recovery = Some(self.clock);
             self.restore.clear(machine)?;
+            self.save_registry(machine)?;
         }
         self.service = ServiceState::Running;
         self.flush_checkpoint(machine)?;

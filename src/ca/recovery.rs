@@ -35,7 +35,7 @@ pub struct RestoreState {
 }
 
 /// A registered restore.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RestoreMarker {
     /// `CheckPointFile`.
     pub checkpoint_path: Option<String>,

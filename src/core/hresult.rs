@@ -9,7 +9,8 @@ use std::fmt;
 /// `Display` prints the hex value and, where known, the symbol: `0x8000FFFF E_UNEXPECTED`.
 #[repr(transparent)]
 #[must_use]
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct HRESULT(pub i32);
 
 const fn hr(v: u32) -> HRESULT {

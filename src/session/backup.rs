@@ -336,17 +336,18 @@ impl BackupSession {
         let (_, high) = self.log_range.expect("checked by unsecured()");
         let deleted = ca.truncate_logs(m, high)?;
         self.truncated = true;
-        self.record(ca);
+        self.record(ca, m)?;
         Ok(deleted)
     }
 
-    fn record(&mut self, ca: &mut Ca) {
+    fn record(&mut self, ca: &mut Ca, m: &Machine) -> Result<()> {
         if !self.recorded {
             if let Some((_, high)) = self.log_range {
-                ca.record_backup(self.kind == BackupKind::Full, high);
+                ca.record_backup(m, self.kind == BackupKind::Full, high)?;
                 self.recorded = true;
             }
         }
+        Ok(())
     }
 
     /// `CertSrvBackupEnd`: closes an open file, records a complete backup, releases the freeze.
@@ -356,7 +357,7 @@ impl BackupSession {
             return Ok(());
         }
         if self.unsecured().is_empty() {
-            self.record(ca);
+            self.record(ca, m)?;
         }
         if self.kind == BackupKind::Full {
             ca.unfreeze(m)?;
