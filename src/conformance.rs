@@ -99,6 +99,16 @@ rule!(USE_AFTER_END, "CB09", "handle used after End", Error, false,
     "DOC:CertSrvBackupEnd releases the HCSBC; MS-CSRA \"BackupEnd MUST be the final API for a backup session\" (spec §6.2 row 8)",
     "do not call anything with a context after CertSrvBackupEnd/CertSrvRestoreEnd; stop at the first failure");
 
+rule!(
+    EMULATOR_PANIC,
+    "EM01",
+    "the emulator panicked",
+    Error,
+    false,
+    "not a client fault: a panic inside certadm-emu, turned into E_UNEXPECTED at the ABI boundary",
+    "report it to certadm-emu with the trace; the client saw E_UNEXPECTED (0x8000FFFF)"
+);
+
 /// Every rule, for documentation.
 pub const RULES: &[Rule] = &[
     PREPARE_NEVER_ENDED,
@@ -113,6 +123,7 @@ pub const RULES: &[Rule] = &[
     REGISTER_WITHOUT_COMPLETE,
     RESTORE_NEVER_ENDED,
     FILES_UNDER_RUNNING_CA,
+    EMULATOR_PANIC,
 ];
 
 /// A rule broken at a place in the trace.
@@ -255,6 +266,18 @@ pub fn check(events: &[Event], finished: bool) -> Report {
     for e in events {
         let ok = e.hr.is_ok();
         let h = e.handle().unwrap_or(0);
+        if e.hr == HRESULT::E_UNEXPECTED
+            && e.message
+                .as_deref()
+                .is_some_and(|m| m.contains("internal emulator panic"))
+        {
+            push(
+                &mut r,
+                EMULATOR_PANIC,
+                e,
+                e.message.clone().unwrap_or_default(),
+            );
+        }
         if e.hr == HRESULT::ERROR_SHARING_VIOLATION {
             push(
                 &mut r,

@@ -156,7 +156,11 @@ fn read_fails_after_exactly_n_bytes() {
         HRESULT::RPC_S_CALL_FAILED
     );
     let mut small = vec![0u8; 400];
-    assert_eq!(api::backup_read(h, &mut small).unwrap(), 400, "up to byte 1000 is fine");
+    assert_eq!(
+        api::backup_read(h, &mut small).unwrap(),
+        400,
+        "up to byte 1000 is fine"
+    );
     assert_eq!(
         api::backup_read(h, &mut small).unwrap_err().hresult(),
         HRESULT::RPC_S_CALL_FAILED
@@ -623,4 +627,31 @@ fn explorer_names_a_known_cleanup_bug() {
     assert!(report
         .to_string()
         .contains("CB01 backup prepared but never ended"));
+}
+
+#[test]
+fn a_panic_inside_the_emulator_becomes_e_unexpected_and_a_report_entry() {
+    let ca = ca();
+    ca.set_faults(FaultSchedule {
+        seed: 0,
+        faults: vec![Fault::Panic {
+            function: "CertSrvBackupPrepareW".into(),
+        }],
+    })
+    .unwrap();
+    let server: Vec<u16> = ca.server_name().encode_utf16().chain([0]).collect();
+    let mut h = std::ptr::null_mut();
+    let hr = unsafe {
+        certadm_emu::abi::CertSrvBackupPrepareW(server.as_ptr(), 0, CSBACKUP_TYPE_FULL, &mut h)
+    };
+    assert_eq!(HRESULT(hr), HRESULT::E_UNEXPECTED);
+    assert!(h.is_null());
+    let e = certadm_emu::abi::last_error().unwrap();
+    assert!(e.to_string().contains("internal emulator panic"), "{e}");
+    let r = ca.report();
+    assert_eq!(r.of(EMULATOR_PANIC).len(), 1, "{r}");
+    // The CA is not corrupted: with the fault removed, a backup runs clean.
+    ca.set_faults(FaultSchedule::default()).unwrap();
+    backup(&ca, &tempfile::tempdir().unwrap().path().join("b")).unwrap();
+    assert_eq!(ca.sessions_open(), 0);
 }

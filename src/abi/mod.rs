@@ -51,10 +51,9 @@ pub(crate) fn boundary(call: &'static str, f: impl FnOnce() -> Result<()>) -> i3
             hr.0
         }
         Err(p) => {
-            let e = Error::Panic {
-                call,
-                message: panic_message(&*p),
-            };
+            let message = panic_message(&*p);
+            crate::api::trace::record_panic(call, &message);
+            let e = Error::Panic { call, message };
             let hr = e.hresult();
             set_last_error(e);
             hr.0

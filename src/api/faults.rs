@@ -104,6 +104,12 @@ pub enum Fault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         file: Option<String>,
     },
+    /// The emulator panics inside a call (tests that a panic never crosses the ABI: the
+    /// call returns `E_UNEXPECTED` and the trace and report record it).
+    Panic {
+        /// The export name.
+        function: String,
+    },
     /// The next service start fails with `hr` (the CA stays stopped, files untouched).
     StartRefuses {
         /// The HRESULT.
@@ -186,6 +192,8 @@ pub enum Action {
     Stop,
     /// Suspend the service first.
     Suspend,
+    /// Panic (a deliberate emulator fault).
+    Panic,
 }
 
 /// How a read is bent.
@@ -274,6 +282,7 @@ impl FaultState {
                 {
                     Some(Action::Suspend)
                 }
+                Fault::Panic { function: f } if f == function => Some(Action::Panic),
                 Fault::RestoreFileUnwritable { .. }
                     if function.starts_with("CertSrvRestoreRegister") =>
                 {

@@ -52,6 +52,10 @@ fn arrive(call: &'static str, host: &Arc<Host>) -> Result<()> {
     }
     for action in st.faults.before_call(call) {
         match action {
+            faults::Action::Panic => {
+                drop(guard);
+                panic!("deliberate panic planned by the fault schedule in {call}");
+            }
             faults::Action::Fail(hr) => return Err(Error::Injected { call, hr }),
             faults::Action::Stop => {
                 if st

@@ -374,3 +374,27 @@ pub fn list_value(l: &crate::WideList, prefixed: bool) -> Value {
 pub fn hr_of(e: &Error) -> HRESULT {
     e.hresult()
 }
+
+/// Records a panic caught at the ABI boundary: the call becomes an `E_UNEXPECTED` event in
+/// the trace of the host it was routed to (if it got that far).
+pub(crate) fn record_panic(call: &'static str, message: &str) {
+    let ctx = CURRENT.with(|c| c.borrow_mut().take());
+    if let Some(host) = ctx.and_then(|c| c.host) {
+        let e = Event {
+            seq: 0,
+            call: call.to_string(),
+            client: super::current_client(),
+            args: vec![],
+            hr: HRESULT::E_UNEXPECTED,
+            message: Some(format!("{call}: internal emulator panic: {message}")),
+            out: vec![],
+            count: 1,
+            elapsed_ns: 0,
+        };
+        // The lock may be poisoned-free (parking_lot) but held by this thread if the panic
+        // happened inside it; try_lock avoids a deadlock in that case.
+        if let Some(mut st) = host.state.try_lock() {
+            st.trace.push(e);
+        }
+    }
+}
