@@ -242,6 +242,15 @@ fn restore_register_impl(h: Option<Hcsbc>, reg: &Registration, through_file: boo
         }
     } else {
         match existing {
+            Some(mk) if mk.status.is_some_and(|h| h.is_err()) => {
+                return Err(Error::sequence(
+                    call,
+                    format!(
+                        "the registered full set was completed with failure {}; register the full set again before adding incremental sets",
+                        mk.status.unwrap()
+                    ),
+                ))
+            }
             Some(mut mk) if !mk.restore_map.is_empty() => {
                 mk.gen_low = mk.gen_low.min(reg.gen_low);
                 mk.gen_high = mk.gen_high.max(reg.gen_high);

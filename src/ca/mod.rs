@@ -877,6 +877,13 @@ impl Ca {
             self.save_registry(machine)?;
         }
         self.service = ServiceState::Running;
+        if out.report.hard {
+            // A restored database starts a new log lineage (as ESE gives the logs a new
+            // signature after a restore): backups taken before the restore cannot be mixed
+            // with ones taken after it (DOC:Restore), and a mix is refused at recovery.
+            self.signature = gen::mix64(self.signature ^ gen::mix64(self.clock as u64)) | 1;
+            self.roll(machine)?;
+        }
         self.flush_checkpoint(machine)?;
         self.refresh_fingerprints(machine);
         Ok(out.report)

@@ -212,7 +212,10 @@ pub(crate) fn replay(
     }
     let hard = matches!(mode, Mode::Hard { .. });
     if let Mode::Hard { gen_high } = mode {
-        if img.checkpoint.gen > gen_high.saturating_add(1) {
+        // A backed-up database's checkpoint lies inside the logs the backup listed, so the
+        // log at the checkpoint is always among the registered ones and gets its
+        // signature checked; a database beyond genHigh is not the one backed up.
+        if img.checkpoint.gen > gen_high {
             return Err(fail(
                 RecoveryFailure::RestoreOfNonBackupDatabase,
                 format!(
