@@ -115,3 +115,21 @@ fn overwriting_files_of_a_running_ca_is_reported() {
     );
     assert_eq!(ca.service(), certadm_emu::ca::ServiceState::Stopped);
 }
+
+#[test]
+fn ca_names_that_are_not_file_names_are_refused() {
+    for bad in [r"..\..\escape", "a/b", "x:y", "..", "tab\tname"] {
+        let e = EmulatedCa::builder().ca_name(bad).build().unwrap_err();
+        assert_eq!(
+            e.hresult(),
+            certadm_emu::HRESULT::ERROR_INVALID_NAME,
+            "{bad:?}: {e}"
+        );
+    }
+    let e = EmulatedCa::builder().ca_name("  ").build().unwrap_err();
+    assert_eq!(e.hresult(), certadm_emu::HRESULT::E_INVALIDARG, "{e}");
+    EmulatedCa::builder()
+        .ca_name("Contoso Root CA - G2 (2026)")
+        .build()
+        .unwrap();
+}

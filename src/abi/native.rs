@@ -66,6 +66,9 @@ pub struct certemu_options {
     pub reserved: u32,
 }
 
+// `certemu.h` declares the same layout; `tests/c/header_check.c` pins it to 40 bytes too.
+const _: () = assert!(std::mem::size_of::<certemu_options>() == 40);
+
 /// The opaque CA of the C API (`certemu_ca` in `certemu.h`).
 pub struct certemu_ca {
     ca: EmulatedCa,
@@ -83,7 +86,7 @@ fn lookup(call: &'static str, p: *const certemu_ca) -> Result<Arc<certemu_ca>> {
         return Err(Error::InvalidHandle {
             call,
             handle: 0,
-            why: "ca is NULL".into(),
+            why: "the certemu_ca pointer is NULL".into(),
         });
     }
     LIVE.lock()
@@ -92,7 +95,7 @@ fn lookup(call: &'static str, p: *const certemu_ca) -> Result<Arc<certemu_ca>> {
         .ok_or_else(|| Error::InvalidHandle {
             call,
             handle: p as usize,
-            why: "not a live certemu_ca (destroyed, or never returned by certemu_ca_create)".into(),
+            why: "the certemu_ca pointer is not a live CA (destroyed, or never returned by certemu_ca_create)".into(),
         })
 }
 
@@ -252,7 +255,7 @@ pub unsafe extern "C" fn certemu_ca_destroy(ca: *mut certemu_ca) -> i32 {
             None => Err(Error::InvalidHandle {
                 call: CALL,
                 handle: ca as usize,
-                why: "not a live certemu_ca (destroyed twice, or never returned by certemu_ca_create)".into(),
+                why: "the certemu_ca pointer is not a live CA (destroyed twice, or never returned by certemu_ca_create)".into(),
             }),
         }
     })

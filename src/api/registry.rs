@@ -40,18 +40,24 @@ pub struct Host {
     pub state: Mutex<HostState>,
     pub(crate) slot: u16,
     pub(crate) gen: u16,
+    id: u64,
 }
 
 impl Host {
-    /// A key that identifies this host for the life of the process.
-    pub fn key(&self) -> u32 {
-        ((self.gen as u32) << 16) | self.slot as u32
+    /// A key that identifies this host for the life of the process (never reused).
+    pub fn key(&self) -> u64 {
+        self.id
     }
 }
 
+static NEXT_HOST_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Slots are reused oldest-freed first, and only once all of them exist, so a slot's
+/// 11-bit generation wraps only after `HOST_SLOTS × 2048` registrations: a stale handle
+/// cannot reach a new machine before that.
 struct Slots {
     entries: Vec<(u16, Option<Arc<Host>>)>,
-    free: Vec<u16>,
+    free: std::collections::VecDeque<u16>,
 }
 
 struct Registry {
@@ -63,7 +69,7 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry {
     names: RwLock::new(HashMap::new()),
     slots: RwLock::new(Slots {
         entries: Vec::new(),
-        free: Vec::new(),
+        free: std::collections::VecDeque::new(),
     }),
 });
 
@@ -94,12 +100,14 @@ pub fn register(machine: Machine, ca: Option<Ca>, identity: Identity) -> Result<
         return Err(Error::DuplicateServerName { name: k.clone() });
     }
     let mut slots = r.slots.write();
-    let slot = match slots.free.pop() {
+    let slot = if slots.entries.len() < HOST_SLOTS {
+        slots.entries.push((0, None));
+        Some((slots.entries.len() - 1) as u16)
+    } else {
+        slots.free.pop_front()
+    };
+    let slot = match slot {
         Some(s) => s,
-        None if slots.entries.len() < HOST_SLOTS => {
-            slots.entries.push((0, None));
-            (slots.entries.len() - 1) as u16
-        }
         None => {
             return Err(Error::invalid_arg(
                 "register",
@@ -122,6 +130,7 @@ pub fn register(machine: Machine, ca: Option<Ca>, identity: Identity) -> Result<
         }),
         slot,
         gen: entry.0,
+        id: NEXT_HOST_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     });
     entry.1 = Some(host.clone());
     for k in keys {
@@ -139,7 +148,7 @@ pub fn unregister(host: &Host) {
     if let Some(e) = slots.entries.get_mut(host.slot as usize) {
         if e.0 == host.gen && e.1.is_some() {
             e.1 = None;
-            slots.free.push(host.slot);
+            slots.free.push_back(host.slot);
         }
     }
 }
@@ -158,14 +167,14 @@ pub fn by_name(server: &str) -> Option<(Arc<Host>, Option<String>)> {
 }
 
 /// The host with this [`Host::key`], if it is still registered.
-pub fn by_key(key: u32) -> Option<Arc<Host>> {
-    let slot = (key & 0xFFFF) as usize;
-    let gen = (key >> 16) as u16;
+pub fn by_key(key: u64) -> Option<Arc<Host>> {
     let slots = REGISTRY.slots.read();
-    match slots.entries.get(slot) {
-        Some((g, Some(h))) if *g == gen => Some(h.clone()),
-        _ => None,
-    }
+    slots
+        .entries
+        .iter()
+        .filter_map(|(_, h)| h.as_ref())
+        .find(|h| h.id == key)
+        .cloned()
 }
 
 /// The host a handle belongs to, if its host slot and generation are live.

@@ -198,6 +198,23 @@ impl Ca {
         if cfg.name.trim().is_empty() {
             return Err(Error::invalid_arg("install", "the CA name is empty"));
         }
+        let bad_name = |why: String| Error::Path {
+            kind: crate::core::PathRefusal::InvalidName,
+            path: cfg.name.clone(),
+            why,
+        };
+        if let Some(c) = cfg
+            .name
+            .chars()
+            .find(|c| "\\/:*?\"<>|".contains(*c) || c.is_control())
+        {
+            return Err(bad_name(format!(
+                "the CA name holds {c:?}, which cannot be part of its database file name"
+            )));
+        }
+        if cfg.name.trim_end_matches([' ', '.']).is_empty() {
+            return Err(bad_name("the CA name is not a file name".into()));
+        }
         if cfg.log_capacity == 0 {
             return Err(Error::invalid_arg(
                 "install",
@@ -461,7 +478,7 @@ impl Ca {
 
     // ----- activity ----------------------------------------------------------------
 
-    fn require_running(&self, call: &'static str) -> Result<()> {
+    fn require_running(&self, machine: &Machine, call: &'static str) -> Result<()> {
         match self.service {
             ServiceState::Running => Ok(()),
             ServiceState::Suspended => Err(Error::Suspended {
@@ -470,15 +487,18 @@ impl Ca {
             }),
             ServiceState::Stopped => Err(Error::ServerUnavailable {
                 call,
-                server: self.name.clone(),
-                why: "the CA service is stopped; start it first".into(),
+                server: machine.netbios().to_string(),
+                why: format!(
+                    "the service of CA {:?} is stopped; start it first",
+                    self.name
+                ),
             }),
         }
     }
 
     /// Issues `n` certificates; returns their request ids.
     pub fn issue(&mut self, machine: &Machine, n: u32) -> Result<Vec<u32>> {
-        self.require_running("issue")?;
+        self.require_running(machine, "issue")?;
         self.check_files(machine, "issue")?;
         let mut ids = Vec::with_capacity(n as usize);
         for _ in 0..n {
@@ -492,7 +512,7 @@ impl Ca {
 
     /// Revokes a certificate.
     pub fn revoke(&mut self, machine: &Machine, request_id: u32, reason: u32) -> Result<()> {
-        self.require_running("revoke")?;
+        self.require_running(machine, "revoke")?;
         self.check_files(machine, "revoke")?;
         match self.records.get(&request_id) {
             None => Err(Error::FileNotFound {
@@ -708,7 +728,7 @@ impl Ca {
         if self.service == ServiceState::Stopped {
             return Err(Error::ServerUnavailable {
                 call: "stop",
-                server: self.name.clone(),
+                server: machine.netbios().to_string(),
                 why: "the CA service is already stopped".into(),
             });
         }

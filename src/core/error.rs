@@ -74,7 +74,7 @@ pub enum Error {
         why: String,
     },
     /// The handle is NULL, forged, stale, or of the wrong kind (`E_HANDLE`).
-    #[error("{call}: invalid HCSBC {handle:#x}: {why}")]
+    #[error("{call}: invalid handle {handle:#x}: {why}")]
     InvalidHandle {
         /// The function.
         call: &'static str,

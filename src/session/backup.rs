@@ -158,6 +158,18 @@ impl BackupSession {
         };
         let low = self.log_range.map_or(low, |(l, _)| l.min(low));
         let on_disk = ca.log_generations_on_disk(m);
+        // This session's own truncation may have deleted the start of its range (those
+        // logs were secured): a later listing starts at the first generation still there.
+        let low = if self.truncated {
+            on_disk
+                .iter()
+                .copied()
+                .find(|g| *g >= low)
+                .unwrap_or(sealed)
+                .min(sealed)
+        } else {
+            low
+        };
         let mut list = WideList::new();
         for g in low..=sealed {
             if !on_disk.contains(&g) {

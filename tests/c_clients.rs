@@ -1,0 +1,515 @@
+//! The C clients of `tests/c`: each program is compiled against `include/certbcli.h`
+//! and `include/certemu.h` with `cc -std=c11 -Wall -Wextra -Werror -pedantic`, linked
+//! with `libcertadm_emu.so` (the cdylib cargo built for this test run), run (exit code 0
+//! is a pass), then run again under valgrind memcheck when valgrind is installed.
+//!
+//! * `header_check.c` is also compiled as C++ (`c++ -x c++ -Wall -Wextra -Werror -pedantic`),
+//!   and the headers alone as C99 and C++11.
+//! * `dlopen_all.c` is linked without the library and loads it with `dlopen`.
+//! * `mingw_witness.c` is only compiled, with the mingw-w64 cross compiler when it is
+//!   installed, against mingw-w64's own `certbcli.h` (a second witness for the header).
+//!
+//! Environment:
+//! * `CERTADM_EMU_LIB`: use this `libcertadm_emu.so` instead of the one next to the test.
+//! * `CERTADM_EMU_NO_VALGRIND=1`: skip the valgrind runs (they take most of the time).
+//! * `CC` / `CXX`: the C and C++ compilers (default `cc` / `c++`).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const CFLAGS: &[&str] = &["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"];
+const CXXFLAGS: &[&str] = &[
+    "-x",
+    "c++",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-pedantic",
+    "-g",
+];
+const VALGRIND: &[&str] = &[
+    "-q",
+    "--error-exitcode=1",
+    "--leak-check=full",
+    "--errors-for-leak-kinds=definite,indirect",
+    "--show-possibly-lost=no",
+];
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+const VALGRIND_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Every C program of tests/c and how it is built; `every_program_is_listed` keeps this
+/// list and the directory in step.
+const PROGRAMS: &[(&str, Kind)] = &[
+    ("sample_is_server_online", Kind::Linked),
+    ("sample_backup_prepare", Kind::Linked),
+    ("sample_get_database_names", Kind::Linked),
+    ("sample_get_dynamic_file_list", Kind::Linked),
+    ("sample_open_file", Kind::Linked),
+    ("sample_read", Kind::Linked),
+    ("sample_close", Kind::Linked),
+    ("sample_get_backup_logs", Kind::Linked),
+    ("sample_truncate_logs", Kind::Linked),
+    ("sample_backup_end", Kind::Linked),
+    ("sample_backup_free", Kind::Linked),
+    ("sample_restore_get_database_locations", Kind::Linked),
+    ("sample_restore_prepare", Kind::Linked),
+    ("sample_restore_register", Kind::Linked),
+    ("sample_restore_register_through_file", Kind::Linked),
+    ("sample_restore_register_complete", Kind::Linked),
+    ("sample_restore_end", Kind::Linked),
+    ("sample_server_control", Kind::Linked),
+    ("scenario_backup", Kind::Linked),
+    ("scenario_restore", Kind::Linked),
+    ("dlopen_all", Kind::Dlopen),
+    ("robustness_certbcli", Kind::Linked),
+    ("robustness_certemu", Kind::Linked),
+    ("certemu_api", Kind::Linked),
+    ("header_check", Kind::Linked),
+    ("mingw_witness", Kind::MingwSyntaxOnly),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Linked with -lcertadm_emu.
+    Linked,
+    /// Linked with -ldl only; loads the library itself (path in argv[1]).
+    Dlopen,
+    /// Compiled with x86_64-w64-mingw32-gcc -fsyntax-only, never run.
+    MingwSyntaxOnly,
+}
+
+struct Setup {
+    manifest: PathBuf,
+    /// A private link to (or copy of) the library: a concurrent cargo build cannot change
+    /// it under us.
+    lib_dir: PathBuf,
+    lib: PathBuf,
+    /// Executables and scratch directories of this test process.
+    out: PathBuf,
+    valgrind: Option<String>,
+}
+
+fn setup() -> &'static Setup {
+    static SETUP: OnceLock<Setup> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_clients");
+        remove_stale_runs(&base);
+        let out = base.join(std::process::id().to_string());
+        let _ = std::fs::remove_dir_all(&out);
+        let lib_dir = out.join("lib");
+        std::fs::create_dir_all(&lib_dir).unwrap();
+        let found = find_library(&manifest);
+        let lib = lib_dir.join("libcertadm_emu.so");
+        // A hard link keeps this build's file even if a later build replaces the original
+        // (linkers write a new file); a copy where links are not possible.
+        if std::fs::hard_link(&found, &lib).is_err() {
+            std::fs::copy(&found, &lib).unwrap_or_else(|e| {
+                panic!("copying {} to {}: {e}", found.display(), lib.display())
+            });
+        }
+        println!("library: {} (from {})", lib.display(), found.display());
+        let valgrind = if std::env::var_os("CERTADM_EMU_NO_VALGRIND").is_some() {
+            eprintln!("note: CERTADM_EMU_NO_VALGRIND is set; skipping the valgrind runs");
+            None
+        } else {
+            match Command::new("valgrind").arg("--version").output() {
+                Ok(o) if o.status.success() => {
+                    Some(String::from_utf8_lossy(&o.stdout).trim().to_string())
+                }
+                _ => {
+                    eprintln!("note: valgrind is not installed; the C programs run without the memcheck pass (CI installs it)");
+                    None
+                }
+            }
+        };
+        Setup {
+            manifest,
+            lib_dir,
+            lib,
+            out,
+            valgrind,
+        }
+    })
+}
+
+/// Removes the output directories of earlier test processes that are gone.
+fn remove_stale_runs(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Ok(pid) = name.parse::<u32>() {
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+/// The cdylib built with this test binary: `target/<profile>/deps/libcertadm_emu.so`, next
+/// to the test executable (cargo emits the lib's rlib and cdylib in one rustc run), else
+/// `target/<profile>/libcertadm_emu.so`; if neither exists, build it with cargo.
+fn find_library(manifest: &Path) -> PathBuf {
+    if let Some(p) = std::env::var_os("CERTADM_EMU_LIB") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "CERTADM_EMU_LIB={} is not a file", p.display());
+        return p;
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("the test executable has a directory");
+    let candidates = [
+        deps.join("libcertadm_emu.so"),
+        deps.parent()
+            .map(|p| p.join("libcertadm_emu.so"))
+            .unwrap_or_default(),
+    ];
+    // `cargo test --test c_clients` alone rebuilds the rlib but not the cdylib: a library
+    // older than the newest rlib next to it is stale, so build a fresh one instead.
+    let mtime = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
+    let newest_rlib = std::fs::read_dir(deps)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("libcertadm_emu-") && n.ends_with(".rlib")
+        })
+        .filter_map(|e| mtime(&e.path()))
+        .max();
+    if let Some(p) = candidates
+        .iter()
+        .find(|p| p.is_file() && mtime(p) >= newest_rlib)
+    {
+        return p.clone();
+    }
+    // Not built (an unusual cargo configuration): build it in a separate target directory,
+    // so this never waits on the lock of the cargo process running the tests.
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_clients-build");
+    eprintln!(
+        "note: no libcertadm_emu.so next to {}; building it into {}",
+        exe.display(),
+        target.display()
+    );
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--lib", "--target-dir"])
+        .arg(&target)
+        .current_dir(manifest)
+        .status()
+        .expect("running cargo build --lib");
+    assert!(status.success(), "cargo build --lib failed");
+    let p = target.join("debug").join("libcertadm_emu.so");
+    assert!(p.is_file(), "{} was not built", p.display());
+    p
+}
+
+fn tool(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
+fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs `cmd` to completion or until `timeout`, collecting its output.
+fn run_with_timeout(mut cmd: Command, timeout: Duration) -> (Output, Duration) {
+    let start = Instant::now();
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {desc}: {e}"));
+    // Drain both pipes on their own threads so a chatty child never blocks.
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("waiting for a child") {
+            break s;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{desc} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    };
+    (out, start.elapsed())
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "exit status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn compile(what: &str, mut cmd: Command) {
+    let (o, _) = run_with_timeout(
+        {
+            cmd.current_dir(&setup().manifest);
+            cmd
+        },
+        RUN_TIMEOUT,
+    );
+    assert!(o.status.success(), "compiling {what} failed\n{}", show(&o));
+    // -Werror makes any warning fatal, but print what the compiler said anyway.
+    if !o.stderr.is_empty() {
+        eprintln!("{}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+/// Compiles `tests/c/<name>.c` (as C, or as C++ when `cxx`) into an executable.
+fn build(name: &str, kind: Kind, cxx: bool) -> PathBuf {
+    let s = setup();
+    let src = s.manifest.join("tests/c").join(format!("{name}.c"));
+    let exe = s
+        .out
+        .join(format!("{name}{}", if cxx { "-cxx" } else { "" }));
+    let mut cmd = if cxx {
+        let mut c = Command::new(tool("CXX", "c++"));
+        c.args(CXXFLAGS);
+        c
+    } else {
+        let mut c = Command::new(tool("CC", "cc"));
+        c.args(CFLAGS);
+        c
+    };
+    cmd.arg("-pthread")
+        .arg("-I")
+        .arg(s.manifest.join("include"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src);
+    match kind {
+        Kind::Linked => {
+            cmd.arg("-L")
+                .arg(&s.lib_dir)
+                .arg("-lcertadm_emu")
+                .arg(format!("-Wl,-rpath,{}", s.lib_dir.display()));
+        }
+        Kind::Dlopen => {
+            cmd.arg("-ldl");
+        }
+        Kind::MingwSyntaxOnly => unreachable!("not built for the host"),
+    }
+    compile(&format!("{name}.c"), cmd);
+    exe
+}
+
+/// Runs `exe` natively, then under valgrind; panics with the output on a failure.
+fn run(name: &str, exe: &Path, kind: Kind) {
+    let s = setup();
+    for under_valgrind in [false, true] {
+        let mut cmd = if under_valgrind {
+            let Some(_) = &s.valgrind else {
+                continue;
+            };
+            let mut c = Command::new("valgrind");
+            c.args(VALGRIND).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        };
+        if kind == Kind::Dlopen {
+            cmd.arg(&s.lib);
+        }
+        let scratch = s.out.join(format!(
+            "scratch-{name}-{}",
+            if under_valgrind { "valgrind" } else { "native" }
+        ));
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch).unwrap();
+        cmd.env("CERTEMU_TEST_DIR", &scratch)
+            .env("CERTEMU_LIB", &s.lib)
+            .env_remove("CERTADM_EMU_LOG");
+        let (o, took) = run_with_timeout(
+            cmd,
+            if under_valgrind {
+                VALGRIND_TIMEOUT
+            } else {
+                RUN_TIMEOUT
+            },
+        );
+        let how = if under_valgrind {
+            "under valgrind"
+        } else {
+            "natively"
+        };
+        assert!(o.status.success(), "{name} failed {how}\n{}", show(&o));
+        println!(
+            "{name}: passed {how} in {:.2}s\n{}",
+            took.as_secs_f64(),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    let _ = std::fs::remove_file(exe);
+}
+
+fn program(name: &str) {
+    let kind = PROGRAMS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, k)| *k)
+        .unwrap_or_else(|| panic!("{name} is not in PROGRAMS"));
+    let exe = build(name, kind, false);
+    run(name, &exe, kind);
+}
+
+macro_rules! c_programs {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                program(stringify!($name));
+            }
+        )*
+    };
+}
+
+c_programs!(
+    sample_is_server_online,
+    sample_backup_prepare,
+    sample_get_database_names,
+    sample_get_dynamic_file_list,
+    sample_open_file,
+    sample_read,
+    sample_close,
+    sample_get_backup_logs,
+    sample_truncate_logs,
+    sample_backup_end,
+    sample_backup_free,
+    sample_restore_get_database_locations,
+    sample_restore_prepare,
+    sample_restore_register,
+    sample_restore_register_through_file,
+    sample_restore_register_complete,
+    sample_restore_end,
+    sample_server_control,
+    scenario_backup,
+    scenario_restore,
+    dlopen_all,
+    robustness_certbcli,
+    robustness_certemu,
+    certemu_api,
+);
+
+/// `header_check.c` as C (c11, pedantic), linked and run.
+#[test]
+fn header_check_c() {
+    program("header_check");
+}
+
+/// `header_check.c` as C++ (extern "C", char16_t WCHAR, the typecheck pointers), linked
+/// and run; and the two headers alone under C99 and C++11.
+#[test]
+fn header_check_cxx() {
+    let s = setup();
+    if !have(&tool("CXX", "c++")) {
+        eprintln!("note: no C++ compiler; skipping the C++ header check");
+        return;
+    }
+    let exe = build("header_check", Kind::Linked, true);
+    run("header_check (C++)", &exe, Kind::Linked);
+
+    let probe = s.out.join("headers_only.c");
+    std::fs::write(
+        &probe,
+        "#include \"certbcli.h\"\n#include \"certemu.h\"\n#define _CERTBCLI_TYPECHECK\n\
+         #include \"certbcli.h\"\nint main(void) { return certbcli_typecheck_count() == 18 ? 0 : 1; }\n",
+    )
+    .unwrap();
+    for (compiler, flags) in [
+        (
+            tool("CC", "cc"),
+            &["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"][..],
+        ),
+        (
+            tool("CXX", "c++"),
+            &[
+                "-x",
+                "c++",
+                "-std=c++11",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-pedantic",
+            ][..],
+        ),
+    ] {
+        let mut cmd = Command::new(&compiler);
+        cmd.args(flags)
+            .arg("-fsyntax-only")
+            .arg("-I")
+            .arg(s.manifest.join("include"))
+            .arg(&probe);
+        compile(&format!("the headers with {compiler} {flags:?}"), cmd);
+    }
+}
+
+/// A second witness: mingw-w64's own certbcli.h and ours declare the same functions,
+/// typedefs and constants (compiled only; skipped without the cross compiler).
+#[test]
+fn mingw_witness() {
+    let s = setup();
+    let cc = "x86_64-w64-mingw32-gcc";
+    if !have(cc) {
+        eprintln!("note: {cc} is not installed; skipping the mingw-w64 header comparison");
+        return;
+    }
+    let mut cmd = Command::new(cc);
+    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-fsyntax-only"])
+        .arg(s.manifest.join("tests/c/mingw_witness.c"));
+    compile("mingw_witness.c", cmd);
+}
+
+/// Every `tests/c/*.c` is one of [`PROGRAMS`] (and so is built and run by a test above).
+#[test]
+fn every_program_is_listed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_suffix(".c").map(str::to_string)
+        })
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = PROGRAMS.iter().map(|(n, _)| n.to_string()).collect();
+    listed.sort();
+    assert_eq!(
+        on_disk, listed,
+        "tests/c and PROGRAMS in tests/c_clients.rs differ"
+    );
+    let _ = Kind::MingwSyntaxOnly;
+}
