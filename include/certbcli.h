@@ -55,6 +55,16 @@ typedef WCHAR const *PCWSTR;
 #ifndef FALSE
 #define FALSE 0
 #endif
+/* winerror.h basics, as windows.h provides them to Windows clients. */
+#ifndef SUCCEEDED
+#define SUCCEEDED(hr) (((HRESULT)(hr)) >= 0)
+#endif
+#ifndef FAILED
+#define FAILED(hr) (((HRESULT)(hr)) < 0)
+#endif
+#ifndef S_OK
+#define S_OK ((HRESULT)0)
+#endif
 #ifndef TRUE
 #define TRUE 1
 #endif

@@ -213,6 +213,16 @@ HRESULT certemu_ca_set_interface_flags(certemu_ca *ca, uint32_t flags);
  * The text has no whitespace between tokens. */
 HRESULT certemu_ca_report(const certemu_ca *ca, char **json);
 
+/* Installs a fault schedule given as JSON (see the README, "The bad days"):
+ * {"seed": 1, "faults": [{"kind": "fail", "function": "CertSrvBackupRead", "nth": 2,
+ *                          "hr": "RPC_S_CALL_FAILED"}]}
+ * A schedule that does not parse gets E_INVALIDARG and changes nothing. The report's
+ * "conformance"."unfired_faults" lists planned faults that never fired. */
+HRESULT certemu_ca_set_faults(certemu_ca *ca, const char *json);
+
+/* The CA's call trace, one JSON object per line. Free with certemu_free_string. */
+HRESULT certemu_ca_trace(const certemu_ca *ca, char **jsonl);
+
 /* Frees a string returned through a char ** of this API. NULL: S_FALSE. A pointer not
  * returned by this API, or already freed, is left alone: E_INVALIDARG. */
 HRESULT certemu_free_string(char *s);

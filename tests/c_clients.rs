@@ -67,6 +67,8 @@ const PROGRAMS: &[(&str, Kind)] = &[
     ("robustness_certbcli", Kind::Linked),
     ("robustness_certemu", Kind::Linked),
     ("certemu_api", Kind::Linked),
+    ("faults_and_report", Kind::Linked),
+    ("plain_agent", Kind::Linked),
     ("header_check", Kind::Linked),
     ("mingw_witness", Kind::MingwSyntaxOnly),
 ];
@@ -421,7 +423,109 @@ c_programs!(
     robustness_certbcli,
     robustness_certemu,
     certemu_api,
+    faults_and_report,
 );
+
+/// The configuration for `plain_agent`, an unmodified client: one machine, a report file.
+fn agent_config(dir: &Path, faults: &str) -> PathBuf {
+    let cfg = dir.join("config.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"machines": [{{"name": "AGENTCA", "ca": {{"records": 40, "log_capacity": 8}}, "faults": {faults}}}],
+                "report": "{}"}}"#,
+            dir.join("report.json").display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// An unmodified binary (only certbcli.h, no control API) is tested through
+/// `CERTADM_EMU_CONFIG`: the CA comes from the file, the report is written at exit,
+/// natively and under valgrind.
+#[test]
+fn plain_agent_with_a_configuration_file() {
+    let s = setup();
+    let exe = build("plain_agent", Kind::Linked, false);
+    for under_valgrind in [false, true] {
+        if under_valgrind && s.valgrind.is_none() {
+            continue;
+        }
+        let dir = s.out.join(format!("plain-agent-{under_valgrind}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = agent_config(
+            &dir,
+            r#"{"faults": [{"kind": "fail", "function": "CertSrvBackupRead", "nth": 2, "hr": "RPC_S_CALL_FAILED"}]}"#,
+        );
+        let mut cmd = if under_valgrind {
+            let mut c = Command::new("valgrind");
+            c.args(VALGRIND).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        cmd.arg("AGENTCA").arg(&dir).env("CERTADM_EMU_CONFIG", &cfg);
+        let (o, _) = run_with_timeout(cmd, VALGRIND_TIMEOUT);
+        // The planned read failure makes the backup fail, cleanly.
+        assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("[800706be]"),
+            "{}",
+            show(&o)
+        );
+        let report =
+            std::fs::read_to_string(dir.join("report.json")).expect("report written at exit");
+        // The failed backup is reported (CB06: a file not read to the end), but the agent
+        // cleaned up: no cleanup rule broken, nothing left behind.
+        assert!(report.contains("\"rule\": \"CB06\""), "{report}");
+        assert!(!report.contains("\"cleanup\": true"), "{report}");
+        assert!(report.contains("\"leftovers\": []"), "{report}");
+        assert!(report.contains("\"unfired_faults\": []"), "{report}");
+    }
+    let _ = std::fs::remove_file(exe);
+}
+
+/// `certadm-emu explore` runs the unmodified agent once per call with that call failing:
+/// the careful agent is clean; the leaky one (exit(1) without End) is caught.
+#[test]
+fn explore_a_native_client() {
+    let s = setup();
+    let exe = build("plain_agent", Kind::Linked, false);
+    let bin = env!("CARGO_BIN_EXE_certadm-emu");
+    for (mode, clean) in [("careful", true), ("leaky", false)] {
+        let dir = s.out.join(format!("explore-{mode}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("out")).unwrap();
+        let cfg = agent_config(&dir, "null");
+        let mut cmd = Command::new(bin);
+        cmd.arg("explore")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--")
+            .arg(&exe)
+            .arg("AGENTCA")
+            .arg(dir.join("out"));
+        if !clean {
+            cmd.arg("leaky");
+        }
+        let (o, _) = run_with_timeout(cmd, RUN_TIMEOUT);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("fail at every step:"), "{}", show(&o));
+        if clean {
+            assert!(o.status.success(), "{}", show(&o));
+            assert!(out.contains("no cleanup problem"), "{out}");
+        } else {
+            assert!(!o.status.success(), "{}", show(&o));
+            assert!(
+                out.contains("CB01 backup prepared but never ended"),
+                "{out}"
+            );
+        }
+    }
+    let _ = std::fs::remove_file(exe);
+}
 
 /// `header_check.c` as C (c11, pedantic), linked and run.
 #[test]

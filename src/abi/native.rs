@@ -603,14 +603,58 @@ fn report(c: &certemu_ca) -> String {
             o.push('}');
         }
     }
+    o.push_str(",\"conformance\":");
+    o.push_str(&crate::config::machine_report(ca).to_string());
     o.push('}');
     o
+}
+
+/// Installs a fault schedule (JSON, see `certadm_emu::api::faults`), replacing any other.
+/// A schedule that does not parse gets `E_INVALIDARG` and changes nothing.
+///
+/// # Safety
+/// `json` is NULL or a NUL-terminated UTF-8 string.
+#[no_mangle]
+pub unsafe extern "C" fn certemu_ca_set_faults(ca: *mut certemu_ca, json: *const c_char) -> i32 {
+    const CALL: &str = "certemu_ca_set_faults";
+    boundary(CALL, || {
+        require(CALL, "json", json)?;
+        let c = lookup(CALL, ca)?;
+        // SAFETY: non-NULL and NUL-terminated per contract.
+        let text = unsafe { CStr::from_ptr(json) }
+            .to_str()
+            .map_err(|_| Error::invalid_arg(CALL, "json is not UTF-8"))?;
+        let schedule = crate::api::faults::FaultSchedule::from_json(text)
+            .map_err(|e| Error::invalid_arg(CALL, e))?;
+        c.ca.set_faults(schedule)
+    })
+}
+
+/// The CA's call trace as JSON lines (one event per line, the `CERTADM_EMU_TRACE` format).
+/// Free `*jsonl` with `certemu_free_string`.
+///
+/// # Safety
+/// `jsonl` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn certemu_ca_trace(ca: *const certemu_ca, jsonl: *mut *mut c_char) -> i32 {
+    const CALL: &str = "certemu_ca_trace";
+    boundary(CALL, || {
+        // SAFETY: NULL or writable per contract.
+        unsafe { write(jsonl, std::ptr::null_mut()) };
+        require(CALL, "jsonl", jsonl)?;
+        let c = lookup(CALL, ca)?;
+        let text: String = c.ca.trace().iter().map(|e| e.to_json() + "\n").collect();
+        // SAFETY: checked non-NULL.
+        unsafe { write(jsonl, give_string(&text)) };
+        Ok(())
+    })
 }
 
 /// A JSON object describing the CA: `service` (`"running"`, `"stopped"`,
 /// `"suspended"`), `record_count`, `sessions_open`, `outstanding_buffers`,
 /// `log_generations`, `last_full_backup`, `last_incremental_backup`,
-/// `restore_marker_present` and more (see `certemu.h`). Free `*json` with
+/// `restore_marker_present`, `conformance` (violations with rule, call, detail and fix;
+/// leftovers; unfired faults; the call list) and more (see `certemu.h`). Free `*json` with
 /// `certemu_free_string`.
 ///
 /// # Safety

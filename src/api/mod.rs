@@ -79,11 +79,17 @@ fn arrive(call: &'static str, host: &Arc<Host>) -> Result<()> {
 }
 
 pub(crate) fn lookup_server(call: &'static str, server: &str) -> Result<Arc<Host>> {
+    crate::config::ensure_loaded();
     let Some((host, ca_part)) = registry::by_name(server) else {
         return Err(Error::ServerUnavailable {
             call,
             server: server.to_string(),
-            why: "no emulated machine has this name (create one with EmulatedCa::builder())".into(),
+            why: match crate::config::load_error() {
+                Some(e) => format!(
+                    "no emulated machine has this name; CERTADM_EMU_CONFIG did not load: {e}"
+                ),
+                None => "no emulated machine has this name (create one with EmulatedCa::builder(), or define it in the CERTADM_EMU_CONFIG file)".into(),
+            },
         });
     };
     if let Some(ca_name) = ca_part {
