@@ -617,3 +617,62 @@ fn every_program_is_listed() {
     );
     let _ = Kind::MingwSyntaxOnly;
 }
+
+/// The fenced block of `lang` in README.md (the first one).
+fn readme_block(lang: &str) -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let start = readme
+        .find(&format!("```{lang}\n"))
+        .unwrap_or_else(|| panic!("README.md has no ```{lang} block"))
+        + lang.len()
+        + 4;
+    let end = start + readme[start..].find("```").expect("closed block");
+    readme[start..end].to_string()
+}
+
+/// The README's C example, exactly as printed, compiles with the strict flags and runs.
+#[test]
+fn readme_c_example() {
+    let s = setup();
+    let src = s.out.join("readme_backup.c");
+    std::fs::write(&src, readme_block("c")).unwrap();
+    let exe = s.out.join("readme_backup");
+    let mut cmd = Command::new(tool("CC", "cc"));
+    cmd.args(CFLAGS)
+        .arg("-I")
+        .arg(s.manifest.join("include"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src)
+        .arg("-L")
+        .arg(&s.lib_dir)
+        .arg("-lcertadm_emu")
+        .arg(format!("-Wl,-rpath,{}", s.lib_dir.display()));
+    compile("README.md's C example", cmd);
+    let (o, _) = run_with_timeout(Command::new(&exe), RUN_TIMEOUT);
+    assert!(o.status.success(), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("backup: hr=0x00000000"), "{out}");
+    assert!(out.contains("\"violations\":[]"), "{out}");
+    let _ = std::fs::remove_file(exe);
+}
+
+/// The README's Python example, exactly as printed, runs against the library.
+#[test]
+fn readme_python_example() {
+    let s = setup();
+    if !have("python3") {
+        eprintln!("note: python3 is not installed; skipping the README's Python example");
+        return;
+    }
+    let script = s.out.join("readme_example.py");
+    std::fs::write(&script, readme_block("python")).unwrap();
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script).env("CERTEMU_LIB", &s.lib);
+    let (o, _) = run_with_timeout(cmd, RUN_TIMEOUT);
+    assert!(o.status.success(), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("type 'D'"), "{out}");
+    assert!(out.contains("second prepare: 0x8000FFFF"), "{out}");
+}
