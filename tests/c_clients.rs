@@ -676,3 +676,48 @@ fn readme_python_example() {
     assert!(out.contains("type 'D'"), "{out}");
     assert!(out.contains("second prepare: 0x8000FFFF"), "{out}");
 }
+
+/// The shared library exports exactly the 18 Certadm names, plus `certemu_*`, and nothing
+/// else (`nm -D`).
+#[test]
+fn exports_are_exactly_the_certadm_names_and_certemu() {
+    let s = setup();
+    if !have("nm") {
+        eprintln!("note: nm is not installed; skipping the export list check");
+        return;
+    }
+    let o = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&s.lib)
+        .output()
+        .expect("nm");
+    assert!(o.status.success(), "{}", show(&o));
+    let mut names: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
+        .filter(|n| !n.starts_with("certemu_"))
+        .collect();
+    names.sort();
+    let mut want = vec![
+        "CertSrvBackupClose",
+        "CertSrvBackupEnd",
+        "CertSrvBackupFree",
+        "CertSrvBackupGetBackupLogsW",
+        "CertSrvBackupGetDatabaseNamesW",
+        "CertSrvBackupGetDynamicFileListW",
+        "CertSrvBackupOpenFileW",
+        "CertSrvBackupPrepareW",
+        "CertSrvBackupRead",
+        "CertSrvBackupTruncateLogs",
+        "CertSrvIsServerOnlineW",
+        "CertSrvRestoreEnd",
+        "CertSrvRestoreGetDatabaseLocationsW",
+        "CertSrvRestorePrepareW",
+        "CertSrvRestoreRegisterComplete",
+        "CertSrvRestoreRegisterThroughFile",
+        "CertSrvRestoreRegisterW",
+        "CertSrvServerControlW",
+    ];
+    want.sort();
+    assert_eq!(names, want);
+}
