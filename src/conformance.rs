@@ -7,7 +7,7 @@
 
 use crate::api::trace::{Event, Value};
 use crate::core::HRESULT;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// How bad a violation is.
@@ -210,13 +210,13 @@ impl fmt::Display for Report {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default, Clone)]
 struct FileState {
     size: Option<u64>,
     read: u64,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default, Clone)]
 struct Sess {
     restore: bool,
     full: bool,
@@ -244,26 +244,71 @@ fn strip(s: &str) -> String {
     s.to_lowercase()
 }
 
-/// Checks a trace. `finished` says the trace is complete, so sessions and buffers
-/// still open at its end are reported.
-pub fn check(events: &[Event], finished: bool) -> Report {
-    let mut r = Report {
-        calls: events.iter().map(|e| e.count).sum(),
-        trace: events.iter().map(|e| e.render()).collect(),
-        ..Default::default()
-    };
-    let mut sessions: BTreeMap<u64, Sess> = BTreeMap::new();
-    let mut ended: BTreeSet<u64> = BTreeSet::new();
-    let mut buffers: BTreeMap<u64, (u64, String)> = BTreeMap::new();
-    let push = |r: &mut Report, rule: Rule, e: &Event, detail: String| {
-        r.violations.push(Violation {
-            rule,
-            seq: e.seq,
-            call: e.render(),
-            detail,
-        });
-    };
-    for e in events {
+/// A bounded set of recently ended handles (use after End is detected for these).
+#[derive(Debug, Default, Clone)]
+struct Recent {
+    set: std::collections::HashSet<u64>,
+    order: std::collections::VecDeque<u64>,
+}
+
+impl Recent {
+    const CAP: usize = 4096;
+    fn contains(&self, h: &u64) -> bool {
+        self.set.contains(h)
+    }
+    fn insert(&mut self, h: u64) {
+        if self.set.insert(h) {
+            self.order.push_back(h);
+            if self.order.len() > Self::CAP {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+    fn remove(&mut self, h: &u64) {
+        self.set.remove(h);
+    }
+}
+
+/// Most violations kept; later ones are counted in [`Checker::more_violations`].
+pub const MAX_VIOLATIONS: usize = 1000;
+
+/// The checker, fed one event at a time: its memory is bounded by what is open
+/// (sessions, buffers), not by the length of the trace.
+#[derive(Debug, Default, Clone)]
+pub struct Checker {
+    sessions: BTreeMap<u64, Sess>,
+    ended: Recent,
+    buffers: BTreeMap<u64, (u64, String)>,
+    violations: Vec<Violation>,
+    more_violations: u64,
+    calls: u64,
+    last_seq: u64,
+}
+
+fn push(v: &mut Vec<Violation>, rule: Rule, e: &Event, detail: String) {
+    v.push(Violation {
+        rule,
+        seq: e.seq,
+        call: e.render(),
+        detail,
+    });
+}
+
+impl Checker {
+    /// Checks one event.
+    pub fn feed(&mut self, e: &Event) {
+        self.calls += e.count;
+        self.last_seq = self.last_seq.max(e.seq + e.count.saturating_sub(1));
+        let before = self.violations.len();
+        let Checker {
+            sessions,
+            ended,
+            buffers,
+            violations,
+            ..
+        } = self;
         let ok = e.hr.is_ok();
         let h = e.handle().unwrap_or(0);
         if e.hr == HRESULT::E_UNEXPECTED
@@ -272,7 +317,7 @@ pub fn check(events: &[Event], finished: bool) -> Report {
                 .is_some_and(|m| m.contains("internal emulator panic"))
         {
             push(
-                &mut r,
+                violations,
                 EMULATOR_PANIC,
                 e,
                 e.message.clone().unwrap_or_default(),
@@ -280,7 +325,7 @@ pub fn check(events: &[Event], finished: bool) -> Report {
         }
         if e.hr == HRESULT::ERROR_SHARING_VIOLATION {
             push(
-                &mut r,
+                violations,
                 FILES_UNDER_RUNNING_CA,
                 e,
                 e.message.clone().unwrap_or_default(),
@@ -288,13 +333,13 @@ pub fn check(events: &[Event], finished: bool) -> Report {
         }
         if e.hr == HRESULT::E_HANDLE && h != 0 && ended.contains(&h) {
             push(
-                &mut r,
+                violations,
                 USE_AFTER_END,
                 e,
                 format!("context {h:#x} was ended before this call"),
             );
         }
-        match e.call.as_str() {
+        match e.call.as_ref() {
             "CertSrvBackupPrepareW" | "CertSrvRestorePrepareW" if ok => {
                 if let Some(hv) = e.out("hbc").and_then(Value::as_u64) {
                     ended.remove(&hv);
@@ -333,7 +378,7 @@ pub fn check(events: &[Event], finished: bool) -> Report {
                     && chars.as_str().starts_with("\\\\")
                 {
                     push(
-                        &mut r,
+                        violations,
                         NAME_WITH_PREFIX,
                         e,
                         format!(
@@ -373,7 +418,7 @@ pub fn check(events: &[Event], finished: bool) -> Report {
                     let missing = s.unsecured();
                     if !missing.is_empty() || e.hr == HRESULT::E_UNEXPECTED {
                         push(
-                            &mut r,
+                            violations,
                             TRUNCATE_EARLY,
                             e,
                             if missing.is_empty() {
@@ -389,7 +434,7 @@ pub fn check(events: &[Event], finished: bool) -> Report {
                 if let Some(s) = sessions.remove(&h) {
                     if let Some((name, _, call)) = &s.open {
                         push(
-                            &mut r,
+                            violations,
                             FILE_NOT_CLOSED,
                             e,
                             format!("{name} opened by {call} was still open at End"),
@@ -398,7 +443,7 @@ pub fn check(events: &[Event], finished: bool) -> Report {
                     let missing = s.unsecured();
                     if !missing.is_empty() {
                         push(
-                            &mut r,
+                            violations,
                             NOT_READ_TO_EOF,
                             e,
                             format!("not read to end of file: {}", missing.join(", ")),
@@ -406,7 +451,7 @@ pub fn check(events: &[Event], finished: bool) -> Report {
                     }
                     if s.full && !s.locations {
                         push(
-                            &mut r,
+                            violations,
                             LOCATIONS_NOT_FETCHED,
                             e,
                             "this full backup never called CertSrvRestoreGetDatabaseLocationsW"
@@ -429,7 +474,7 @@ pub fn check(events: &[Event], finished: bool) -> Report {
             "CertSrvRestoreEnd" if ok => {
                 if let Some(s) = sessions.remove(&h) {
                     if let Some((seq, call)) = s.registered {
-                        push(&mut r, REGISTER_WITHOUT_COMPLETE, e, format!("registered at call #{seq} ({call}) and ended without CertSrvRestoreRegisterComplete"));
+                        push(violations, REGISTER_WITHOUT_COMPLETE, e, format!("registered at call #{seq} ({call}) and ended without CertSrvRestoreRegisterComplete"));
                     }
                 }
                 ended.insert(h);
@@ -439,7 +484,12 @@ pub fn check(events: &[Event], finished: bool) -> Report {
                 if ok {
                     buffers.remove(&p);
                 } else {
-                    push(&mut r, BAD_FREE, e, e.message.clone().unwrap_or_default());
+                    push(
+                        violations,
+                        BAD_FREE,
+                        e,
+                        e.message.clone().unwrap_or_default(),
+                    );
                 }
             }
             _ => {}
@@ -449,63 +499,94 @@ pub fn check(events: &[Event], finished: bool) -> Report {
                 buffers.insert(p, (e.seq, e.render()));
             }
         }
+
+        if self.violations.len() > MAX_VIOLATIONS {
+            let extra = self.violations.len() - before.max(MAX_VIOLATIONS);
+            self.violations.truncate(before.max(MAX_VIOLATIONS));
+            self.more_violations += extra as u64;
+        }
     }
-    if finished {
-        let last = Event {
-            seq: events
-                .last()
-                .map_or(0, |e| e.seq + e.count.saturating_sub(1)),
-            call: "(end of trace)".into(),
-            client: 0,
-            args: vec![],
-            hr: HRESULT::S_OK,
-            message: None,
-            out: vec![],
-            count: 1,
-            elapsed_ns: 0,
-        };
-        for (h, s) in &sessions {
-            if s.restore {
-                if let Some((seq, call)) = &s.registered {
+
+    /// Violations beyond [`MAX_VIOLATIONS`], not kept.
+    pub fn more_violations(&self) -> u64 {
+        self.more_violations
+    }
+
+    /// The report so far. `finished` adds what is still open as violations; `trace` is
+    /// rendered at the end of the report text.
+    pub fn report(&self, finished: bool, trace: &[Event]) -> Report {
+        let mut v = self.violations.clone();
+        let sessions = &self.sessions;
+        let buffers = &self.buffers;
+        if finished {
+            let last = Event {
+                seq: self.last_seq,
+                call: "(end of trace)".into(),
+                client: 0,
+                args: vec![],
+                hr: HRESULT::S_OK,
+                message: None,
+                out: vec![],
+                count: 1,
+                elapsed_ns: 0,
+            };
+            for (h, s) in sessions {
+                if s.restore {
+                    if let Some((seq, call)) = &s.registered {
+                        push(
+                            &mut v,
+                            REGISTER_WITHOUT_COMPLETE,
+                            &last,
+                            format!("registered at call #{seq} ({call}) and never completed"),
+                        );
+                    }
                     push(
-                        &mut r,
-                        REGISTER_WITHOUT_COMPLETE,
+                        &mut v,
+                        RESTORE_NEVER_ENDED,
                         &last,
-                        format!("registered at call #{seq} ({call}) and never completed"),
+                        format!(
+                            "restore context {h:#x} from call #{} ({}) is still open",
+                            s.prepared_at.0, s.prepared_at.1
+                        ),
+                    );
+                } else {
+                    push(
+                        &mut v,
+                        PREPARE_NEVER_ENDED,
+                        &last,
+                        format!(
+                            "backup context {h:#x} from call #{} ({}) is still open",
+                            s.prepared_at.0, s.prepared_at.1
+                        ),
                     );
                 }
+            }
+            for (p, (seq, call)) in buffers {
                 push(
-                    &mut r,
-                    RESTORE_NEVER_ENDED,
+                    &mut v,
+                    BUFFER_NOT_FREED,
                     &last,
-                    format!(
-                        "restore context {h:#x} from call #{} ({}) is still open",
-                        s.prepared_at.0, s.prepared_at.1
-                    ),
-                );
-            } else {
-                push(
-                    &mut r,
-                    PREPARE_NEVER_ENDED,
-                    &last,
-                    format!(
-                        "backup context {h:#x} from call #{} ({}) is still open",
-                        s.prepared_at.0, s.prepared_at.1
-                    ),
+                    format!("buffer {p:#x} from call #{seq} ({call})"),
                 );
             }
         }
-        for (p, (seq, call)) in &buffers {
-            push(
-                &mut r,
-                BUFFER_NOT_FREED,
-                &last,
-                format!("buffer {p:#x} from call #{seq} ({call})"),
-            );
+        v.sort_by_key(|x| x.seq);
+        Report {
+            violations: v,
+            calls: self.calls,
+            trace: trace.iter().map(|e| e.render()).collect(),
         }
     }
-    r.violations.sort_by_key(|v| v.seq);
-    r
+}
+
+/// Checks a trace. `finished` says the trace is complete, so sessions and buffers
+/// still open at its end are reported.
+pub fn check(events: &[Event], finished: bool) -> Report {
+    let mut c = Checker::default();
+    for e in events {
+        c.feed(e);
+    }
+    c.report(finished, events)
 }
 
 /// Parses a trace file (JSON lines, as `CERTADM_EMU_TRACE` writes them).

@@ -11,7 +11,7 @@ use crate::api::{self, buffers, registry};
 use crate::ca::format::Position;
 use crate::ca::recovery::{RecoveryReport, RestoreMarker};
 use crate::ca::{BackupMark, Ca, CaConfig, Record, ServiceState};
-use crate::conformance::{self, Report};
+use crate::conformance::Report;
 use crate::core::{Error, Result};
 use crate::machine::{Identity, Machine};
 use crate::session::Session;
@@ -492,9 +492,11 @@ impl EmulatedCa {
             );
         }
     }
-    /// Every call routed to this CA so far (consecutive successful reads folded).
+    /// The calls routed to this CA (consecutive successful reads folded), the most recent
+    /// [`TRACE_CAPACITY`](crate::api::trace::TRACE_CAPACITY) of them; the conformance checker
+    /// has seen every one.
     pub fn trace(&self) -> Vec<Event> {
-        self.host.state.lock().trace.events().to_vec()
+        self.host.state.lock().trace.events()
     }
     /// Calls routed to this CA so far (each read counted).
     pub fn call_count(&self) -> u64 {
@@ -502,8 +504,8 @@ impl EmulatedCa {
     }
     /// The conformance report of the trace so far, open sessions and buffers included.
     pub fn report(&self) -> Report {
-        let events = self.trace();
-        conformance::check(&events, true)
+        let st = self.host.state.lock();
+        st.trace.checker().report(true, &st.trace.events())
     }
     /// `Ok` if the client kept the contract; else the report, with the fix for each violation.
     pub fn verify(&self) -> std::result::Result<(), Report> {

@@ -87,7 +87,7 @@ fn function_at(ca: &EmulatedCa, k: u64) -> String {
     ca.trace()
         .iter()
         .find(|e| e.seq <= k && k < e.seq + e.count)
-        .map_or_else(|| "?".into(), |e| e.call.clone())
+        .map_or_else(|| "?".into(), |e| e.call.to_string())
 }
 
 /// Runs `client` once on a CA from `build` to count its calls, then once per call `k`

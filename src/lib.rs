@@ -11,6 +11,7 @@ pub mod control;
 pub mod core;
 pub mod explore;
 pub mod machine;
+pub mod remote;
 pub mod session;
 
 pub use crate::core::{Error, Result, WideList, HRESULT};

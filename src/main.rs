@@ -6,6 +6,8 @@
 //!   emulated CA and verify it.
 //! * `certadm-emu lint TRACE`: the conformance report of a call trace.
 //! * `certadm-emu explore --config CFG -- CMD`: fail at every step for a native client.
+//! * `certadm-emu serve [--config CFG] [--listen ADDR | --unix PATH]`: serve emulated CAs
+//!   to other processes (`docs/PROTOCOL.md`) until a client sends `Shutdown`.
 //! * `certadm-emu bench`: speed and memory figures, each as a ratio to a baseline
 //!   measured in the same run.
 
@@ -65,6 +67,21 @@ enum Command {
         /// The full backup directory (holding DataBase\certbkxp.dat); incremental-* subfolders follow it.
         dir: PathBuf,
     },
+    /// Serve emulated CAs to other processes (docs/PROTOCOL.md) until a client sends Shutdown.
+    Serve {
+        /// Machines to create at start (the CERTADM_EMU_CONFIG format).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// TCP address to listen on (default 127.0.0.1:0: a free port, printed on stdout).
+        #[arg(long, conflicts_with = "unix")]
+        listen: Option<String>,
+        /// Listen on this Unix socket instead of TCP.
+        #[arg(long)]
+        unix: Option<PathBuf>,
+        /// Shared secret clients must present (default: $CERTADM_EMU_SECRET); required to listen on a non-loopback address.
+        #[arg(long)]
+        secret: Option<String>,
+    },
     /// Measure speed and memory as ratios against baselines run on this machine.
     Bench {
         /// Smaller sizes (for a quick look).
@@ -89,6 +106,12 @@ fn main() -> ExitCode {
             command,
         } => cli::tools::explore(&config, hr, &command),
         Command::Restore { dir } => cli::demo::restore(&dir),
+        Command::Serve {
+            config,
+            listen,
+            unix,
+            secret,
+        } => cli::serve::run(config, listen, unix, secret),
         Command::Bench { quick } => cli::bench::run(quick),
     };
     match result {

@@ -324,7 +324,10 @@ fn run_traced(seed: u64) -> Vec<(String, HRESULT)> {
             &tempfile::tempdir().unwrap().path().join(format!("b{i}")),
         );
     }
-    ca.trace().into_iter().map(|e| (e.call, e.hr)).collect()
+    ca.trace()
+        .into_iter()
+        .map(|e| (e.call.to_string(), e.hr))
+        .collect()
 }
 
 #[test]

@@ -39,21 +39,25 @@ pub unsafe fn write<T>(p: *mut T, v: T) {
 /// `p` is NULL or points to a NUL-terminated UTF-16 string.
 pub unsafe fn read_wstr(call: &'static str, param: &'static str, p: *const u16) -> Result<String> {
     require(call, param, p)?;
-    let mut units = Vec::new();
+    // Find the terminator first, then decode the whole string at once.
+    let mut len = 0usize;
     loop {
-        if units.len() > MAX_WSTR {
+        if len > MAX_WSTR {
             return Err(Error::invalid_arg(
                 call,
                 format!("{param} has no NUL terminator within {MAX_WSTR} characters"),
             ));
         }
         // SAFETY: p is non-null and the string is NUL-terminated (caller contract); we stop at the NUL.
-        let u = unsafe { p.add(units.len()).read_unaligned() };
-        if u == 0 {
+        if unsafe { p.add(len).read_unaligned() } == 0 {
             break;
         }
-        units.push(u);
+        len += 1;
     }
+    let units: Vec<u16> = (0..len)
+        // SAFETY: the `len` units before the NUL were just read.
+        .map(|i| unsafe { p.add(i).read_unaligned() })
+        .collect();
     String::from_utf16(&units)
         .map_err(|_| Error::invalid_arg(call, format!("{param} is not valid UTF-16")))
 }

@@ -162,8 +162,19 @@ pub fn by_name(server: &str) -> Option<(Arc<Host>, Option<String>)> {
         Some((h, c)) => (h, Some(c.to_string())),
         None => (s, None),
     };
-    let key = host.to_lowercase();
-    REGISTRY.names.read().get(&key).map(|h| (h.clone(), ca))
+    // Most names are short ASCII: fold them on the stack instead of allocating.
+    let mut buf = [0u8; 64];
+    let folded;
+    let key: &str = if host.is_ascii() && host.len() <= buf.len() {
+        let b = &mut buf[..host.len()];
+        b.copy_from_slice(host.as_bytes());
+        b.make_ascii_lowercase();
+        std::str::from_utf8(b).expect("ASCII")
+    } else {
+        folded = host.to_lowercase();
+        &folded
+    };
+    REGISTRY.names.read().get(key).map(|h| (h.clone(), ca))
 }
 
 /// The host with this [`Host::key`], if it is still registered.

@@ -9,8 +9,11 @@
 use crate::core::{Error, HRESULT};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value as Json};
+use std::borrow::Cow;
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
@@ -82,17 +85,17 @@ pub struct Event {
     /// Position in the host's trace (1-based; folded reads keep the first one's).
     pub seq: u64,
     /// The function.
-    pub call: String,
+    pub call: Cow<'static, str>,
     /// The calling client (thread).
     pub client: u64,
     /// Arguments, in parameter order.
-    pub args: Vec<(String, Value)>,
+    pub args: Vec<(Cow<'static, str>, Value)>,
     /// The result.
     pub hr: HRESULT,
     /// The emulator's message for a failure.
     pub message: Option<String>,
     /// Out-values (handle, size, list, bytes read).
-    pub out: Vec<(String, Value)>,
+    pub out: Vec<(Cow<'static, str>, Value)>,
     /// Identical successful calls folded into this event (reads).
     pub count: u64,
     /// Duration in nanoseconds (summed when folded).
@@ -147,10 +150,10 @@ impl Event {
 
     /// The event as one JSON line.
     pub fn to_json(&self) -> String {
-        let obj = |kv: &[(String, Value)]| {
+        let obj = |kv: &[(Cow<'static, str>, Value)]| {
             let mut m = Map::new();
             for (k, v) in kv {
-                m.insert(k.clone(), v.to_json());
+                m.insert(k.to_string(), v.to_json());
             }
             Json::Object(m)
         };
@@ -176,12 +179,12 @@ impl Event {
     /// Parses a line written by [`Event::to_json`].
     pub fn from_json(line: &str) -> Result<Event, String> {
         let j: Json = serde_json::from_str(line).map_err(|e| e.to_string())?;
-        let kv = |field: &str| -> Vec<(String, Value)> {
+        let kv = |field: &str| -> Vec<(Cow<'static, str>, Value)> {
             j.get(field)
                 .and_then(|o| o.as_object())
                 .map(|o| {
                     o.iter()
-                        .map(|(k, v)| (k.clone(), Value::from_json(k, v)))
+                        .map(|(k, v)| (Cow::Owned(k.clone()), Value::from_json(k, v)))
                         .collect()
                 })
                 .unwrap_or_default()
@@ -193,11 +196,12 @@ impl Event {
             .ok_or("missing or bad \"hr\"")?;
         Ok(Event {
             seq: j.get("seq").and_then(|v| v.as_u64()).unwrap_or(0),
-            call: j
-                .get("call")
-                .and_then(|v| v.as_str())
-                .ok_or("missing \"call\"")?
-                .to_string(),
+            call: Cow::Owned(
+                j.get("call")
+                    .and_then(|v| v.as_str())
+                    .ok_or("missing \"call\"")?
+                    .to_string(),
+            ),
             client: j.get("client").and_then(|v| v.as_u64()).unwrap_or(0),
             args: kv("args"),
             hr,
@@ -222,11 +226,17 @@ fn render_value(v: &Value) -> String {
     }
 }
 
-/// A host's trace.
+/// How many recent events a host keeps for display ([`Trace::events`]); the conformance
+/// checker sees every event as it happens, so the bound costs no check.
+pub const TRACE_CAPACITY: usize = 4096;
+
+/// A host's trace: the recent events, and the conformance checker fed with all of them.
 #[derive(Debug, Default)]
 pub struct Trace {
-    events: Vec<Event>,
+    events: VecDeque<Event>,
     next_seq: u64,
+    dropped: u64,
+    checker: crate::conformance::Checker,
 }
 
 impl Trace {
@@ -234,9 +244,13 @@ impl Trace {
     /// reads on the same handle.
     pub fn push(&mut self, mut e: Event) {
         self.next_seq += 1;
-        sink_write(&e, self.next_seq);
+        e.seq = self.next_seq;
+        if SINK_ON.load(Ordering::Relaxed) {
+            sink_write(&e);
+        }
+        self.checker.feed(&e);
         if e.call == "CertSrvBackupRead" && e.hr == HRESULT::S_OK {
-            if let Some(last) = self.events.last_mut() {
+            if let Some(last) = self.events.back_mut() {
                 if last.call == e.call && last.hr == HRESULT::S_OK && last.handle() == e.handle() {
                     last.count += 1;
                     last.elapsed_ns += e.elapsed_ns;
@@ -250,18 +264,31 @@ impl Trace {
                 }
             }
         }
-        e.seq = self.next_seq;
-        self.events.push(e);
+        if self.events.len() == TRACE_CAPACITY {
+            self.events.pop_front();
+            self.dropped += 1;
+        }
+        self.events.push_back(e);
     }
 
-    /// The events so far.
-    pub fn events(&self) -> &[Event] {
-        &self.events
+    /// The recent events (at most [`TRACE_CAPACITY`], oldest first).
+    pub fn events(&self) -> Vec<Event> {
+        self.events.iter().cloned().collect()
+    }
+
+    /// Older events no longer kept (they were checked all the same).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// Calls recorded (folded reads count each call).
     pub fn calls(&self) -> u64 {
         self.next_seq
+    }
+
+    /// The conformance checker that has seen every event.
+    pub fn checker(&self) -> &crate::conformance::Checker {
+        &self.checker
     }
 }
 
@@ -288,17 +315,20 @@ static SINK: LazyLock<Sink> = LazyLock::new(|| {
 /// A sink set by code (`certadm-emu demo --trace FILE`), taking precedence over the variable.
 static CODE_SINK: LazyLock<Mutex<Sink>> = LazyLock::new(|| Mutex::new(None));
 
+/// True when a sink may be set: checked before any lock is taken on the call path.
+static SINK_ON: LazyLock<AtomicBool> = LazyLock::new(|| AtomicBool::new(SINK.is_some()));
+
 /// Sends every traced event of this process, as JSON lines, to `w` (or stops with `None`).
 pub fn set_sink(w: Option<Box<dyn Write + Send>>) {
+    let on = w.is_some() || SINK.is_some();
     *CODE_SINK.lock() = w.map(|w| Arc::new(Mutex::new(w)));
+    SINK_ON.store(on, Ordering::Relaxed);
 }
 
-fn sink_write(e: &Event, seq: u64) {
+fn sink_write(e: &Event) {
     let code = CODE_SINK.lock().clone();
     let sink = code.or_else(|| SINK.clone());
     if let Some(s) = sink {
-        let mut e = e.clone();
-        e.seq = seq;
         let _ = writeln!(s.lock(), "{}", e.to_json());
     }
 }
@@ -342,12 +372,18 @@ pub(crate) fn instrument<R>(
         };
         let e = Event {
             seq: 0,
-            call: call.to_string(),
+            call: Cow::Borrowed(call),
             client: super::current_client(),
-            args: args.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            args: args
+                .into_iter()
+                .map(|(k, v)| (Cow::Borrowed(k), v))
+                .collect(),
             hr,
             message,
-            out: outv.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            out: outv
+                .into_iter()
+                .map(|(k, v)| (Cow::Borrowed(k), v))
+                .collect(),
             count: 1,
             elapsed_ns: elapsed,
         };
@@ -382,7 +418,7 @@ pub(crate) fn record_panic(call: &'static str, message: &str) {
     if let Some(host) = ctx.and_then(|c| c.host) {
         let e = Event {
             seq: 0,
-            call: call.to_string(),
+            call: Cow::Borrowed(call),
             client: super::current_client(),
             args: vec![],
             hr: HRESULT::E_UNEXPECTED,

@@ -9,6 +9,17 @@ pub fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The eight per-word constants of a 64-byte block (see [`word`]).
+const LANES: [u64; 8] = {
+    let mut l = [0u64; 8];
+    let mut j = 0;
+    while j < 8 {
+        l[j] = (j as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F);
+        j += 1;
+    }
+    l
+};
+
 /// The 8-byte word `index` of the padding stream for `seed`.
 ///
 /// One mixed key per 64-byte block, spread over its eight words with a cheap
@@ -34,8 +45,25 @@ pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
         pos += n as u64;
         out = &mut out[n..];
     }
-    let mut chunks = out.chunks_exact_mut(8);
     let mut idx = pos / 8;
+    // Words up to the next 64-byte block boundary.
+    while idx % 8 != 0 && out.len() >= 8 {
+        out[..8].copy_from_slice(&word(seed, idx).to_le_bytes());
+        out = &mut out[8..];
+        idx += 1;
+    }
+    // Whole blocks: one mix64 per block, its eight words are key ^ LANES[j].
+    let mut blocks = out.chunks_exact_mut(64);
+    for blk in &mut blocks {
+        let key = mix64(seed ^ (idx >> 3).wrapping_mul(0xD6E8_FEB8_6659_FD93));
+        let mut tmp = [0u8; 64];
+        for (j, w) in tmp.chunks_exact_mut(8).enumerate() {
+            w.copy_from_slice(&(key ^ LANES[j]).to_le_bytes());
+        }
+        blk.copy_from_slice(&tmp);
+        idx += 8;
+    }
+    let mut chunks = blocks.into_remainder().chunks_exact_mut(8);
     for c in &mut chunks {
         c.copy_from_slice(&word(seed, idx).to_le_bytes());
         idx += 1;
@@ -98,5 +126,42 @@ mod tests {
         assert_ne!(a, b);
         fill(1, 64, &mut b);
         assert_ne!(a, b);
+    }
+}
+
+#[cfg(test)]
+mod block_equivalence {
+    #[test]
+    fn block_fill_matches_word_definition() {
+        for seed in [0u64, 1, 0xEDB, u64::MAX] {
+            for off in [
+                0u64,
+                1,
+                7,
+                8,
+                9,
+                56,
+                63,
+                64,
+                65,
+                100,
+                1 << 40,
+                u64::MAX - 10_000,
+            ] {
+                for len in [
+                    0usize, 1, 7, 8, 9, 63, 64, 65, 127, 128, 129, 200, 4999, 5000,
+                ] {
+                    let mut a = vec![0u8; len];
+                    super::fill(seed, off, &mut a);
+                    let r: Vec<u8> = (0..len as u64)
+                        .map(|i| {
+                            let p = off + i;
+                            super::word(seed, p / 8).to_le_bytes()[(p % 8) as usize]
+                        })
+                        .collect();
+                    assert_eq!(a, r, "seed {seed} off {off} len {len}");
+                }
+            }
+        }
     }
 }

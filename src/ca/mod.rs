@@ -119,6 +119,7 @@ pub struct Ca {
     prev_crc: u32,
     checkpoint: Position,
     frozen: bool,
+    flush_deferred: bool,
     log_capacity: u32,
     virtual_size: Option<u64>,
     last_full: Option<BackupMark>,
@@ -249,6 +250,7 @@ impl Ca {
             prev_crc: 0,
             checkpoint: Position { gen: 1, pos: 0 },
             frozen: false,
+            flush_deferred: false,
             log_capacity: cfg.log_capacity,
             virtual_size: cfg.edb_size,
             last_full: None,
@@ -319,6 +321,7 @@ impl Ca {
             prev_crc: 0,
             checkpoint: Position { gen: 1, pos: 0 },
             frozen: false,
+            flush_deferred: false,
             log_capacity: v.log_capacity.max(1),
             virtual_size: v.edb_size,
             last_full: v.db_last_full_backup,
@@ -589,6 +592,8 @@ impl Ca {
         self.create_current_log(machine)?;
         if !self.frozen {
             self.flush_checkpoint(machine)?;
+        } else {
+            self.flush_deferred = true;
         }
         self.refresh_fingerprints(machine);
         Ok(sealed_gen)
@@ -683,7 +688,7 @@ impl Ca {
     pub fn unfreeze(&mut self, machine: &Machine) -> Result<()> {
         if self.frozen {
             self.frozen = false;
-            if self.service != ServiceState::Stopped {
+            if self.service != ServiceState::Stopped && std::mem::take(&mut self.flush_deferred) {
                 self.flush_checkpoint(machine)?;
             }
         }
@@ -809,6 +814,7 @@ impl Ca {
     pub fn crash(&mut self) {
         self.tampered = None;
         self.frozen = false;
+        self.flush_deferred = false;
         self.log = None;
         self.service = ServiceState::Stopped;
     }

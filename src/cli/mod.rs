@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod serve;
 pub mod tools;
 
 pub use certadm_emu::config::parse_size;

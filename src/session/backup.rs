@@ -314,6 +314,14 @@ impl BackupSession {
         Ok(())
     }
 
+    /// True if both lists were fetched (the database list in a full session) and every
+    /// listed file was read to EOF: the backup is complete.
+    pub fn is_complete(&self) -> bool {
+        (self.kind != BackupKind::Full || self.database_listed)
+            && self.log_range.is_some()
+            && self.listed.iter().all(|f| f.secured)
+    }
+
     /// The files listed but not read to EOF, and what lists are missing.
     pub fn unsecured(&self) -> Vec<String> {
         let mut v = Vec::new();
@@ -368,7 +376,7 @@ impl BackupSession {
         if self.disconnected {
             return Ok(());
         }
-        if self.unsecured().is_empty() {
+        if self.is_complete() {
             self.record(ca, m)?;
         }
         if self.kind == BackupKind::Full {

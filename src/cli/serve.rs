@@ -1,0 +1,88 @@
+//! `certadm-emu serve`: one set of emulated CAs shared by several processes.
+//!
+//! The machines of the configuration file (the `CERTADM_EMU_CONFIG` format) are created
+//! at start; clients connect with `certadm_emu::remote::client::RemoteClient` (or any
+//! implementation of `docs/PROTOCOL.md`) and may create more. The first line on stdout
+//! is `listening on ADDR` (`IP:PORT`, or `unix:PATH`), so a script can start the server
+//! on port 0 and read the port.
+//!
+//! Stopping: a client sends the `Shutdown` control request
+//! (`RemoteClient::shutdown_server`); the server answers, closes every connection, writes
+//! the report (config `report` or `CERTADM_EMU_REPORT`) and exits 0. SIGINT / SIGTERM
+//! terminate the process without a report; the CA files are consistent on disk after
+//! every call, but temporary machine roots (machines without `root`) are left behind.
+
+use certadm_emu::config::Config;
+use certadm_emu::remote::server::{Server, ServerOptions};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Runs the server until a `Shutdown` request.
+///
+/// `listen` is a TCP address (default `127.0.0.1:0`); `unix` a socket path. The secret
+/// defaults to `CERTADM_EMU_SECRET` (prefer it: a command-line argument is visible to
+/// every user of the machine). A non-loopback address needs a secret.
+pub fn run(
+    config: Option<PathBuf>,
+    listen: Option<String>,
+    unix: Option<PathBuf>,
+    secret: Option<String>,
+) -> Result<(), String> {
+    let addr = match (listen, unix) {
+        (Some(_), Some(_)) => return Err("give --listen or --unix, not both".into()),
+        (Some(l), None) => l,
+        (None, Some(p)) => format!("unix:{}", p.display()),
+        (None, None) => "127.0.0.1:0".into(),
+    };
+    let secret = secret.or_else(|| {
+        std::env::var("CERTADM_EMU_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
+    let cfg = match &config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            Some(Config::from_json(&text).map_err(|e| format!("{}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    let report = std::env::var_os("CERTADM_EMU_REPORT")
+        .map(PathBuf::from)
+        .or_else(|| cfg.as_ref().and_then(|c| c.report.clone()));
+    if let Some(t) = cfg.as_ref().and_then(|c| c.trace.as_ref()) {
+        if std::env::var_os("CERTADM_EMU_TRACE").is_none() {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(t)
+                .map_err(|e| format!("opening trace {}: {e}", t.display()))?;
+            certadm_emu::api::trace::set_sink(Some(Box::new(f)));
+        }
+    }
+    let server = Server::bind(
+        &addr,
+        ServerOptions {
+            secret,
+            config: cfg,
+            quiet: false,
+        },
+    )
+    .map_err(|e| format!("{addr}: {e}"))?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {}", server.local_addr()).map_err(|e| e.to_string())?;
+        out.flush().map_err(|e| e.to_string())?;
+    }
+    for m in server.machines() {
+        eprintln!("certadm-emu serve: machine {m}");
+    }
+    server
+        .run()
+        .map_err(|e| format!("serving {}: {e}", server.local_addr()))?;
+    if let Some(p) = report {
+        let text = serde_json::to_string_pretty(&server.reports()).unwrap_or_default();
+        std::fs::write(&p, text).map_err(|e| format!("writing report {}: {e}", p.display()))?;
+    }
+    eprintln!("certadm-emu serve: stopped");
+    Ok(())
+}
