@@ -287,11 +287,22 @@ pub struct Checker {
     last_seq: u64,
 }
 
+/// What a violation names an earlier call by (cheap: no formatting on the call path).
+fn short(e: &Event) -> String {
+    e.call.to_string()
+}
+
 fn push(v: &mut Vec<Violation>, rule: Rule, e: &Event, detail: String) {
+    // Past the cap the violation is only counted (by `feed`): skip rendering the call.
+    let call = if v.len() < MAX_VIOLATIONS {
+        e.render()
+    } else {
+        String::new()
+    };
     v.push(Violation {
         rule,
         seq: e.seq,
-        call: e.render(),
+        call,
         detail,
     });
 }
@@ -348,7 +359,7 @@ impl Checker {
                         Sess {
                             restore: e.call == "CertSrvRestorePrepareW",
                             full: e.arg("dwBackupFlags").and_then(Value::as_u64) == Some(1),
-                            prepared_at: (e.seq, e.render()),
+                            prepared_at: (e.seq, short(e)),
                             ..Default::default()
                         },
                     );
@@ -393,7 +404,7 @@ impl Checker {
                         let f = s.listed.entry(strip(name)).or_default();
                         f.size = Some(size);
                         f.read = 0;
-                        s.open = Some((strip(name), e.seq, e.render()));
+                        s.open = Some((strip(name), e.seq, short(e)));
                     }
                 }
             }
@@ -463,7 +474,7 @@ impl Checker {
             }
             "CertSrvRestoreRegisterW" | "CertSrvRestoreRegisterThroughFile" if ok => {
                 if let Some(s) = sessions.get_mut(&h) {
-                    s.registered = Some((e.seq, e.render()));
+                    s.registered = Some((e.seq, short(e)));
                 }
             }
             "CertSrvRestoreRegisterComplete" if ok => {
@@ -496,7 +507,7 @@ impl Checker {
         }
         if ok {
             if let Some(p) = e.out("buffer").and_then(Value::as_u64) {
-                buffers.insert(p, (e.seq, e.render()));
+                buffers.insert(p, (e.seq, short(e)));
             }
         }
 

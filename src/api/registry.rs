@@ -41,6 +41,8 @@ pub struct Host {
     pub(crate) slot: u16,
     pub(crate) gen: u16,
     id: u64,
+    /// Calls are traced and checked for conformance (on by default).
+    pub tracing: std::sync::atomic::AtomicBool,
 }
 
 impl Host {
@@ -131,6 +133,7 @@ pub fn register(machine: Machine, ca: Option<Ca>, identity: Identity) -> Result<
         slot,
         gen: entry.0,
         id: NEXT_HOST_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        tracing: std::sync::atomic::AtomicBool::new(true),
     });
     entry.1 = Some(host.clone());
     for k in keys {

@@ -366,6 +366,9 @@ pub(crate) fn instrument<R>(
     let elapsed = start.elapsed().as_nanos() as u64;
     let ctx = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer));
     if let Some(host) = ctx.and_then(|c| c.host) {
+        if !host.tracing.load(Ordering::Relaxed) {
+            return r;
+        }
         let (hr, message, outv) = match &r {
             Ok(v) => (HRESULT::S_OK, None, out(v)),
             Err(e) => (e.hresult(), Some(e.to_string()), Vec::new()),

@@ -631,6 +631,19 @@ pub fn run(quick: bool) -> Result<(), String> {
             target: String::new(),
             pass: None,
         });
+        // Without the call trace and the conformance checker (EmulatedCa::set_tracing).
+        ca.set_tracing(false);
+        rows.push(
+            prepare_end(
+                &wserver,
+                CSBACKUP_TYPE_FULL,
+                "1d (info) Prepare(FULL)+End, tracing off",
+                &plan,
+                true,
+            )?
+            .0,
+        );
+        ca.set_tracing(true);
     }
 
     println!(
