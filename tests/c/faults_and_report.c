@@ -55,6 +55,19 @@ int main(void)
     REQUIRE_OK(certemu_ca_report(ca, &text));
     EXPECT(strstr(text, "\"rule\":\"CB01\"") == NULL);
     EXPECT_OK(certemu_free_string(text));
+    /* A panic inside the emulator never crosses into C: E_UNEXPECTED, and a report entry. */
+    REQUIRE_OK(certemu_ca_set_faults(ca,
+        "{\"faults\": [{\"kind\": \"panic\", \"function\": \"CertSrvBackupPrepareW\"}]}"));
+    h = NULL;
+    EXPECT_HR(E_UNEXPECTED, CertSrvBackupPrepareW(server, 0, CSBACKUP_TYPE_FULL, &h));
+    EXPECT(h == NULL);
+    REQUIRE_OK(certemu_ca_report(ca, &text));
+    EXPECT(strstr(text, "\"rule\":\"EM01\"") != NULL);
+    EXPECT_OK(certemu_free_string(text));
+    REQUIRE_OK(certemu_ca_set_faults(ca, "{}"));
+    EXPECT_OK(CertSrvBackupPrepareW(server, 0, CSBACKUP_TYPE_FULL, &h));
+    EXPECT_OK(CertSrvBackupEnd(h));
+
     EXPECT_OK(certemu_ca_destroy(ca));
     return finish("faults_and_report");
 }
