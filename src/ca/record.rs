@@ -103,6 +103,21 @@ impl Record {
     }
 }
 
+/// The content digest of records: CRC-32 over each record's request id (LE), serial,
+/// subject (UTF-8) and status (`Issued` / `Revoked { at: .., reason: .. }`, Rust debug
+/// text), in the order given (request-id order from `EmulatedCa::records`).
+/// `certadm-emu demo` prints it as hex; the server's records call returns it.
+pub fn digest(records: &[Record]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for r in records {
+        h.update(&r.request_id.to_le_bytes());
+        h.update(&r.serial);
+        h.update(r.subject.as_bytes());
+        h.update(format!("{:?}", r.status).as_bytes());
+    }
+    h.finalize()
+}
+
 /// One logged change to the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Txn {

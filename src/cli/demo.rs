@@ -30,14 +30,7 @@ pub fn default_ca(records: u32, edb_size: Option<u64>) -> Result<EmulatedCa, Str
 }
 
 fn digest(records: &[Record]) -> String {
-    let mut h = crc32fast::Hasher::new();
-    for r in records {
-        h.update(&r.request_id.to_le_bytes());
-        h.update(&r.serial);
-        h.update(r.subject.as_bytes());
-        h.update(format!("{:?}", r.status).as_bytes());
-    }
-    format!("{:08x}", h.finalize())
+    format!("{:08x}", certadm_emu::ca::record::digest(records))
 }
 
 fn progress_bar() -> ProgressBar {

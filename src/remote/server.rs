@@ -12,7 +12,6 @@
 use super::protocol::*;
 use super::{Addr, Stream};
 use crate::api::{self, buffers, registry};
-use crate::ca::Record;
 use crate::config::{Config, MachineConfig};
 use crate::core::{Error, HRESULT};
 use crate::session::{Hcsbc, Session};
@@ -445,19 +444,7 @@ fn has_ca(ca: &EmulatedCa) -> bool {
     registry::by_name(ca.server_name()).is_some_and(|(h, _)| h.state.lock().ca.is_some())
 }
 
-/// The content digest of records: CRC-32 over each record's request id (LE), serial,
-/// subject (UTF-8) and status (`Issued` / `Revoked { at: .., reason: .. }`, Rust debug
-/// text), in request-id order. `certadm-emu demo` prints the same value as hex.
-pub fn records_digest(records: &[Record]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    for r in records {
-        h.update(&r.request_id.to_le_bytes());
-        h.update(&r.serial);
-        h.update(r.subject.as_bytes());
-        h.update(format!("{:?}", r.status).as_bytes());
-    }
-    h.finalize()
-}
+pub use crate::ca::record::digest as records_digest;
 
 fn state_json(ca: &EmulatedCa) -> serde_json::Value {
     let id = ca.identity();
@@ -1100,6 +1087,7 @@ fn force_end(h: Hcsbc, restore: bool, shared: &Shared) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ca::Record;
 
     #[test]
     fn non_loopback_without_secret_is_refused() {
