@@ -43,15 +43,7 @@ extern "C" {
 /* ---------------------------------------------------------------- HRESULT values
  * The codes the emulator returns (winerror.h names; defined here only if missing). */
 
-#ifndef SUCCEEDED
-#define SUCCEEDED(hr) (((HRESULT)(hr)) >= 0)
-#endif
-#ifndef FAILED
-#define FAILED(hr) (((HRESULT)(hr)) < 0)
-#endif
-#ifndef S_OK
-#define S_OK ((HRESULT)0)
-#endif
+/* SUCCEEDED, FAILED and S_OK come from certbcli.h. */
 #ifndef S_FALSE
 #define S_FALSE ((HRESULT)1)
 #endif
