@@ -457,7 +457,11 @@ impl EmulatedCa {
                     .map_err(|e| Error::io(format!("blocking {}", p.display()), e))?;
             }
         }
+        let on = !schedule.faults.is_empty();
         self.host.state.lock().faults = FaultState::new(schedule);
+        self.host
+            .faults_on
+            .store(on, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
     /// The faults that never fired.

@@ -43,6 +43,8 @@ pub struct Host {
     id: u64,
     /// Calls are traced and checked for conformance (on by default).
     pub tracing: std::sync::atomic::AtomicBool,
+    /// A fault schedule is installed (checked before taking the lock on every call).
+    pub faults_on: std::sync::atomic::AtomicBool,
 }
 
 impl Host {
@@ -134,6 +136,7 @@ pub fn register(machine: Machine, ca: Option<Ca>, identity: Identity) -> Result<
         gen: entry.0,
         id: NEXT_HOST_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         tracing: std::sync::atomic::AtomicBool::new(true),
+        faults_on: std::sync::atomic::AtomicBool::new(false),
     });
     entry.1 = Some(host.clone());
     for k in keys {
