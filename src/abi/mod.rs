@@ -2,7 +2,7 @@
 //! signatures windows-sys 0.61 declares. This module holds all of the crate's
 //! `unsafe` code. Each export is a boundary: it catches panics (a panic becomes
 //! `E_UNEXPECTED`, never an abort), checks every pointer, and converts the
-//! [`Error`](crate::Error) of the safe API into its HRESULT exactly once.
+//! [`Error`] of the safe API into its HRESULT exactly once.
 //!
 //! The detailed message of the last failure on the calling thread is kept for
 //! diagnostics: [`last_error`].
