@@ -444,7 +444,7 @@ fn h(v: Hcsbc) -> Value {
 pub fn is_server_online(server: &str) -> Result<bool> {
     instrument(
         "CertSrvIsServerOnlineW",
-        vec![("pwszServerName", Value::Str(server.into()))],
+        || vec![("pwszServerName", Value::Str(server.into()))],
         || is_server_online_impl(server),
         |o| vec![("fServerOnline", Value::U64(*o as u64))],
     )
@@ -454,11 +454,13 @@ pub fn is_server_online(server: &str) -> Result<bool> {
 pub fn backup_prepare(server: &str, grbit_jet: u32, backup_flags: u32) -> Result<Hcsbc> {
     instrument(
         "CertSrvBackupPrepareW",
-        vec![
-            ("pwszServerName", Value::Str(server.into())),
-            ("grbitJet", Value::U64(grbit_jet as u64)),
-            ("dwBackupFlags", Value::U64(backup_flags as u64)),
-        ],
+        || {
+            vec![
+                ("pwszServerName", Value::Str(server.into())),
+                ("grbitJet", Value::U64(grbit_jet as u64)),
+                ("dwBackupFlags", Value::U64(backup_flags as u64)),
+            ]
+        },
         || backup_prepare_impl(server, grbit_jet, backup_flags),
         |v| vec![("hbc", h(*v))],
     )
@@ -521,7 +523,7 @@ impl ListFn {
 fn list_call(f: ListFn, hbc: Hcsbc) -> Result<WideList> {
     instrument(
         f.name(),
-        vec![("hbc", h(hbc))],
+        || vec![("hbc", h(hbc))],
         || f.run(hbc),
         |l| {
             vec![
@@ -537,7 +539,7 @@ fn list_call(f: ListFn, hbc: Hcsbc) -> Result<WideList> {
 pub fn list_for_client(f: ListFn, hbc: Hcsbc) -> Result<(*mut u16, u32)> {
     instrument(
         f.name(),
-        vec![("hbc", h(hbc))],
+        || vec![("hbc", h(hbc))],
         || {
             let l = f.run(hbc)?;
             let owner = registry::by_handle(hbc).map_or(0, |host| host.key());
@@ -561,7 +563,7 @@ pub fn backup_free(pv: *mut core::ffi::c_void) -> Result<()> {
     const CALL: &str = "CertSrvBackupFree";
     instrument(
         CALL,
-        vec![("pv", Value::Handle(pv as usize as u64))],
+        || vec![("pv", Value::Handle(pv as usize as u64))],
         || {
             let (outcome, owner) = buffers::free(pv);
             if let Some(host) = owner.and_then(registry::by_key) {
@@ -592,11 +594,13 @@ pub fn backup_free(pv: *mut core::ffi::c_void) -> Result<()> {
 pub fn backup_open_file(hbc: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
     instrument(
         "CertSrvBackupOpenFileW",
-        vec![
-            ("hbc", h(hbc)),
-            ("pwszAttachmentName", Value::Str(name.into())),
-            ("cbReadHintSize", Value::U64(read_hint as u64)),
-        ],
+        || {
+            vec![
+                ("hbc", h(hbc)),
+                ("pwszAttachmentName", Value::Str(name.into())),
+                ("cbReadHintSize", Value::U64(read_hint as u64)),
+            ]
+        },
         || backup_open_file_impl(hbc, name, read_hint),
         |s| vec![("liFileSize", Value::U64(*s))],
     )
@@ -607,7 +611,7 @@ pub fn backup_read(hbc: Hcsbc, buf: &mut [u8]) -> Result<usize> {
     let len = buf.len() as u64;
     instrument(
         "CertSrvBackupRead",
-        vec![("hbc", h(hbc)), ("cbBuffer", Value::U64(len))],
+        || vec![("hbc", h(hbc)), ("cbBuffer", Value::U64(len))],
         || backup_read_impl(hbc, buf),
         |n| vec![("read", Value::U64(*n as u64))],
     )
@@ -617,7 +621,7 @@ pub fn backup_read(hbc: Hcsbc, buf: &mut [u8]) -> Result<usize> {
 pub fn backup_close(hbc: Hcsbc) -> Result<()> {
     instrument(
         "CertSrvBackupClose",
-        vec![("hbc", h(hbc))],
+        || vec![("hbc", h(hbc))],
         || backup_close_impl(hbc),
         |_| vec![],
     )
@@ -627,7 +631,7 @@ pub fn backup_close(hbc: Hcsbc) -> Result<()> {
 pub fn backup_truncate_logs(hbc: Hcsbc) -> Result<Vec<u32>> {
     instrument(
         "CertSrvBackupTruncateLogs",
-        vec![("hbc", h(hbc))],
+        || vec![("hbc", h(hbc))],
         || backup_truncate_logs_impl(hbc),
         |d| {
             vec![(
@@ -646,7 +650,7 @@ pub fn backup_truncate_logs(hbc: Hcsbc) -> Result<Vec<u32>> {
 pub fn backup_end(hbc: Hcsbc) -> Result<()> {
     instrument(
         "CertSrvBackupEnd",
-        vec![("hbc", h(hbc))],
+        || vec![("hbc", h(hbc))],
         || backup_end_impl(hbc),
         |_| vec![],
     )
@@ -656,10 +660,12 @@ pub fn backup_end(hbc: Hcsbc) -> Result<()> {
 pub fn server_control(server: &str, control_flags: u32) -> Result<()> {
     instrument(
         "CertSrvServerControlW",
-        vec![
-            ("pwszServerName", Value::Str(server.into())),
-            ("dwControlFlags", Value::U64(control_flags as u64)),
-        ],
+        || {
+            vec![
+                ("pwszServerName", Value::Str(server.into())),
+                ("dwControlFlags", Value::U64(control_flags as u64)),
+            ]
+        },
         || server_control_impl(server, control_flags),
         |_| vec![],
     )

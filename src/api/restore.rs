@@ -341,10 +341,12 @@ fn hv(h: Option<Hcsbc>) -> Value {
 pub fn restore_prepare(server: &str, restore_flags: u32) -> Result<Hcsbc> {
     instrument(
         "CertSrvRestorePrepareW",
-        vec![
-            ("pwszServerName", Value::Str(server.into())),
-            ("dwRestoreFlags", Value::U64(restore_flags as u64)),
-        ],
+        || {
+            vec![
+                ("pwszServerName", Value::Str(server.into())),
+                ("dwRestoreFlags", Value::U64(restore_flags as u64)),
+            ]
+        },
         || restore_prepare_impl(server, restore_flags),
         |v| vec![("hbc", hv(Some(*v)))],
     )
@@ -360,24 +362,26 @@ pub fn restore_register(h: Option<Hcsbc>, reg: &Registration, through_file: bool
         } else {
             "CertSrvRestoreRegisterW"
         },
-        vec![
-            ("hbc", hv(h)),
-            ("pwszCheckPointFilePath", s(&reg.checkpoint_path)),
-            ("pwszLogPath", s(&reg.log_path)),
-            (
-                "rgrstmap",
-                Value::List(
-                    reg.restore_map
-                        .iter()
-                        .map(|(a, b)| format!("{a} -> {b}"))
-                        .collect(),
+        || {
+            vec![
+                ("hbc", hv(h)),
+                ("pwszCheckPointFilePath", s(&reg.checkpoint_path)),
+                ("pwszLogPath", s(&reg.log_path)),
+                (
+                    "rgrstmap",
+                    Value::List(
+                        reg.restore_map
+                            .iter()
+                            .map(|(a, b)| format!("{a} -> {b}"))
+                            .collect(),
+                    ),
                 ),
-            ),
-            ("crstmap", Value::U64(reg.restore_map.len() as u64)),
-            ("pwszBackupLogPath", s(&reg.backup_log_path)),
-            ("genLow", Value::U64(reg.gen_low as u64)),
-            ("genHigh", Value::U64(reg.gen_high as u64)),
-        ],
+                ("crstmap", Value::U64(reg.restore_map.len() as u64)),
+                ("pwszBackupLogPath", s(&reg.backup_log_path)),
+                ("genLow", Value::U64(reg.gen_low as u64)),
+                ("genHigh", Value::U64(reg.gen_high as u64)),
+            ]
+        },
         || restore_register_impl(h, reg, through_file),
         |_| vec![],
     )
@@ -387,10 +391,12 @@ pub fn restore_register(h: Option<Hcsbc>, reg: &Registration, through_file: bool
 pub fn restore_register_complete(h: Option<Hcsbc>, restore_state: HRESULT) -> Result<()> {
     instrument(
         "CertSrvRestoreRegisterComplete",
-        vec![
-            ("hbc", hv(h)),
-            ("hrRestoreState", Value::Str(restore_state.to_string())),
-        ],
+        || {
+            vec![
+                ("hbc", hv(h)),
+                ("hrRestoreState", Value::Str(restore_state.to_string())),
+            ]
+        },
         || restore_register_complete_impl(h, restore_state),
         |_| vec![],
     )
@@ -400,7 +406,7 @@ pub fn restore_register_complete(h: Option<Hcsbc>, restore_state: HRESULT) -> Re
 pub fn restore_end(h: Hcsbc) -> Result<()> {
     instrument(
         "CertSrvRestoreEnd",
-        vec![("hbc", hv(Some(h)))],
+        || vec![("hbc", hv(Some(h)))],
         || restore_end_impl(h),
         |_| vec![],
     )

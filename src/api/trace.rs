@@ -356,7 +356,7 @@ pub(crate) fn routed_to(host: &Arc<super::registry::Host>) {
 /// Runs one API call: routes, records the event in the host's trace.
 pub(crate) fn instrument<R>(
     call: &'static str,
-    args: Vec<(&'static str, Value)>,
+    args: impl FnOnce() -> Vec<(&'static str, Value)>,
     f: impl FnOnce() -> crate::Result<R>,
     out: impl FnOnce(&R) -> Vec<(&'static str, Value)>,
 ) -> crate::Result<R> {
@@ -377,7 +377,7 @@ pub(crate) fn instrument<R>(
             seq: 0,
             call: Cow::Borrowed(call),
             client: super::current_client(),
-            args: args
+            args: args()
                 .into_iter()
                 .map(|(k, v)| (Cow::Borrowed(k), v))
                 .collect(),
