@@ -27,6 +27,13 @@
  *     `const WCHAR **` belong to the CA and live until certemu_ca_destroy.
  *   - After a failure, certemu_last_error explains it (for the certbcli functions too).
  *   - All functions may be called from any thread.
+ *
+ * Server mode: with CERTADM_EMU_SERVER set (an address printed by `certadm-emu serve`,
+ * and CERTADM_EMU_SECRET if the server has a secret), the certbcli functions and this
+ * API act on the CAs of that server instead of this process: certemu_ca_create creates a
+ * machine there, certemu_ca_destroy drops it, certemu_ca_host_path returns a path on the
+ * server's file system. Each thread is one connection; an unreachable server gives
+ * 0x800706BA (RPC_S_SERVER_UNAVAILABLE).
  */
 
 #ifndef CERTADM_EMU_CERTEMU_H

@@ -192,6 +192,20 @@ impl Config {
 impl MachineConfig {
     /// Creates this machine.
     pub fn build(&self) -> Result<EmulatedCa, String> {
+        self.builder()?
+            .build()
+            .map_err(|e| format!("machine {:?}: {e}", self.name))
+    }
+
+    /// Creates this machine; a failure keeps the error (and its HRESULT) of the build, a
+    /// bad `edb_size` is `E_INVALIDARG`.
+    pub fn try_build(&self) -> Result<EmulatedCa, crate::core::Error> {
+        self.builder()
+            .map_err(|e| crate::core::Error::invalid_arg("CreateMachine", e))?
+            .build()
+    }
+
+    fn builder(&self) -> Result<CaBuilder, String> {
         // Strictness is applied at exit (a panic in an exit handler helps nobody).
         let mut b = CaBuilder::default().server_name(&self.name);
         if let Some(d) = &self.dns {
@@ -226,9 +240,7 @@ impl MachineConfig {
                 });
             }
         }
-        b = b.faults(self.faults.clone().unwrap_or_default());
-        b.build()
-            .map_err(|e| format!("machine {:?}: {e}", self.name))
+        Ok(b.faults(self.faults.clone().unwrap_or_default()))
     }
 }
 

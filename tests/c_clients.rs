@@ -721,3 +721,100 @@ fn exports_are_exactly_the_certadm_names_and_certemu() {
     want.sort();
     assert_eq!(names, want);
 }
+
+/// Server mode under memcheck: the scenarios and the unmodified agent run with
+/// `CERTADM_EMU_SERVER` (every call forwarded by `src/abi/forward.rs`), natively and under
+/// valgrind. Results against in-process runs are compared in `tests/server_mode.rs`.
+#[test]
+fn server_mode_under_valgrind() {
+    use std::io::BufRead;
+    let s = setup();
+    let dir = s.out.join("server-mode");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    const FAULT: &str = r#"{"faults": [{"kind": "fail", "function": "CertSrvBackupRead", "nth": 2, "hr": "RPC_S_CALL_FAILED"}]}"#;
+    let cfg = agent_config(&dir, "null");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_certadm-emu"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&cfg)
+        .env_remove("CERTADM_EMU_SERVER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting certadm-emu serve");
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    let result = std::panic::catch_unwind(|| {
+        for name in ["scenario_backup", "scenario_restore", "plain_agent"] {
+            let exe = build(name, Kind::Linked, false);
+            for under_valgrind in [false, true] {
+                if under_valgrind && s.valgrind.is_none() {
+                    continue;
+                }
+                let scratch = dir.join(format!("{name}-{under_valgrind}"));
+                std::fs::create_dir_all(&scratch).unwrap();
+                let mut cmd = if under_valgrind {
+                    let mut c = Command::new("valgrind");
+                    c.args(VALGRIND).arg(&exe);
+                    c
+                } else {
+                    Command::new(&exe)
+                };
+                if name == "plain_agent" {
+                    // A fresh schedule for each run: its second read fails.
+                    certadm_emu::remote::client::RemoteClient::connect(&addr, None)
+                        .and_then(|c| c.set_faults_json("AGENTCA", FAULT))
+                        .unwrap();
+                    cmd.arg("AGENTCA").arg(&scratch);
+                }
+                cmd.env("CERTEMU_TEST_DIR", &scratch)
+                    .env("CERTADM_EMU_SERVER", &addr)
+                    .env_remove("CERTADM_EMU_CONFIG")
+                    .env_remove("CERTADM_EMU_LOG");
+                let (o, took) = run_with_timeout(cmd, VALGRIND_TIMEOUT);
+                if name == "plain_agent" {
+                    // The planned read failure (one per run) fails the backup, cleanly.
+                    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+                    assert!(
+                        String::from_utf8_lossy(&o.stderr).contains("[800706be]"),
+                        "{}",
+                        show(&o)
+                    );
+                } else {
+                    assert!(o.status.success(), "{name} failed\n{}", show(&o));
+                }
+                println!(
+                    "{name} via server{}: {:.2}s",
+                    if under_valgrind {
+                        " under valgrind"
+                    } else {
+                        ""
+                    },
+                    took.as_secs_f64()
+                );
+            }
+            let _ = std::fs::remove_file(exe);
+        }
+    });
+    if let Ok(c) = certadm_emu::remote::client::RemoteClient::connect(&addr, None) {
+        let _ = c.shutdown_server();
+    }
+    let status = server.wait().unwrap();
+    if let Err(p) = result {
+        std::panic::resume_unwind(p);
+    }
+    assert!(status.success(), "certadm-emu serve: {status}");
+    let report = std::fs::read_to_string(dir.join("report.json")).expect("report written");
+    assert!(report.contains("\"rule\": \"CB06\""), "{report}");
+    assert!(!report.contains("\"cleanup\": true"), "{report}");
+    assert!(report.contains("\"leftovers\": []"), "{report}");
+}

@@ -2,8 +2,8 @@
 //! (`tests/windows_sys.rs` checks them at compile time).
 #![allow(non_snake_case)]
 
-use super::boundary;
 use super::ptr::{read_opt_wstr, read_wstr, require, write};
+use super::{boundary, forward};
 use crate::api::{self, Registration};
 use crate::core::{Error, Result, HRESULT};
 use crate::session::Hcsbc;
@@ -50,7 +50,7 @@ unsafe fn list_call(
         require(call, "ppwszz", ppwszz)?;
         require(call, "pcbSize", pcb)?;
         let h = handle(call, hbc)?;
-        let (p, size) = api::list_for_client(f, h)?;
+        let (p, size) = forward::backend(call)?.list_for_client(f, h)?;
         // SAFETY: both checked non-null above.
         unsafe {
             write(ppwszz, p);
@@ -76,7 +76,7 @@ pub unsafe extern "system" fn CertSrvIsServerOnlineW(
         require(CALL, "pfServerOnline", pfserveronline)?;
         // SAFETY: per contract.
         let server = unsafe { read_wstr(CALL, "pwszServerName", pwszservername) }?;
-        let online = api::is_server_online(&server)?;
+        let online = forward::backend(CALL)?.is_server_online(&server)?;
         // SAFETY: checked non-null.
         unsafe { write(pfserveronline, online as i32) };
         Ok(())
@@ -101,7 +101,7 @@ pub unsafe extern "system" fn CertSrvBackupPrepareW(
         require(CALL, "phbc", phbc)?;
         // SAFETY: per contract.
         let server = unsafe { read_wstr(CALL, "pwszServerName", pwszservername) }?;
-        let h = api::backup_prepare(&server, grbitjet, dwbackupflags)?;
+        let h = forward::backend(CALL)?.backup_prepare(&server, grbitjet, dwbackupflags)?;
         // SAFETY: checked non-null.
         unsafe { write(phbc, h.as_ptr()) };
         Ok(())
@@ -171,7 +171,7 @@ pub unsafe extern "system" fn CertSrvBackupOpenFileW(
         // SAFETY: per contract.
         let name = unsafe { read_wstr(CALL, "pwszAttachmentName", pwszattachmentname) }?;
         let h = handle(CALL, hbc)?;
-        let size = api::backup_open_file(h, &name, cbreadhintsize)?;
+        let size = forward::backend(CALL)?.backup_open_file(h, &name, cbreadhintsize)?;
         // SAFETY: checked non-null.
         unsafe { write(plifilesize, size as i64) };
         Ok(())
@@ -198,7 +198,7 @@ pub unsafe extern "system" fn CertSrvBackupRead(
         let h = handle(CALL, hbc)?;
         // SAFETY: non-null, and valid for cbbuffer bytes per contract.
         let buf = unsafe { std::slice::from_raw_parts_mut(pvbuffer as *mut u8, cbbuffer as usize) };
-        let n = api::backup_read(h, buf)?;
+        let n = forward::backend(CALL)?.backup_read(h, buf)?;
         // SAFETY: checked non-null.
         unsafe { write(pcbread, n as u32) };
         Ok(())
@@ -212,7 +212,10 @@ pub unsafe extern "system" fn CertSrvBackupRead(
 #[no_mangle]
 pub unsafe extern "system" fn CertSrvBackupClose(hbc: *mut c_void) -> i32 {
     const CALL: &str = "CertSrvBackupClose";
-    boundary(CALL, || api::backup_close(handle(CALL, hbc)?))
+    boundary(CALL, || {
+        let h = handle(CALL, hbc)?;
+        forward::backend(CALL)?.backup_close(h)
+    })
 }
 
 /// `CertSrvBackupGetBackupLogsW`.
@@ -245,7 +248,8 @@ pub unsafe extern "system" fn CertSrvBackupGetBackupLogsW(
 pub unsafe extern "system" fn CertSrvBackupTruncateLogs(hbc: *mut c_void) -> i32 {
     const CALL: &str = "CertSrvBackupTruncateLogs";
     boundary(CALL, || {
-        api::backup_truncate_logs(handle(CALL, hbc)?).map(drop)
+        let h = handle(CALL, hbc)?;
+        forward::backend(CALL)?.backup_truncate_logs(h).map(drop)
     })
 }
 
@@ -256,7 +260,10 @@ pub unsafe extern "system" fn CertSrvBackupTruncateLogs(hbc: *mut c_void) -> i32
 #[no_mangle]
 pub unsafe extern "system" fn CertSrvBackupEnd(hbc: *mut c_void) -> i32 {
     const CALL: &str = "CertSrvBackupEnd";
-    boundary(CALL, || api::backup_end(handle(CALL, hbc)?))
+    boundary(CALL, || {
+        let h = handle(CALL, hbc)?;
+        forward::backend(CALL)?.backup_end(h)
+    })
 }
 
 /// `CertSrvBackupFree`: frees a list; NULL, unknown and already-freed pointers are ignored.
@@ -266,7 +273,7 @@ pub unsafe extern "system" fn CertSrvBackupEnd(hbc: *mut c_void) -> i32 {
 #[no_mangle]
 pub unsafe extern "system" fn CertSrvBackupFree(pv: *mut c_void) {
     const CALL: &str = "CertSrvBackupFree";
-    boundary(CALL, || api::backup_free(pv));
+    boundary(CALL, || forward::backup_free(pv));
 }
 
 /// `CertSrvRestoreGetDatabaseLocationsW`.
@@ -308,7 +315,7 @@ pub unsafe extern "system" fn CertSrvRestorePrepareW(
         require(CALL, "phbc", phbc)?;
         // SAFETY: per contract.
         let server = unsafe { read_wstr(CALL, "pwszServerName", pwszservername) }?;
-        let h = api::restore_prepare(&server, dwrestoreflags)?;
+        let h = forward::backend(CALL)?.restore_prepare(&server, dwrestoreflags)?;
         // SAFETY: checked non-null.
         unsafe { write(phbc, h.as_ptr()) };
         Ok(())
@@ -399,7 +406,7 @@ pub unsafe extern "system" fn CertSrvRestoreRegisterW(
                 genhigh,
             )
         }?;
-        api::restore_register(Hcsbc::from_ptr(hbc), &reg, false)
+        forward::backend(CALL)?.restore_register(Hcsbc::from_ptr(hbc), &reg, false)
     })
 }
 
@@ -433,7 +440,8 @@ pub unsafe extern "system" fn CertSrvRestoreRegisterThroughFile(
                 genhigh,
             )
         }?;
-        api::restore_register(Some(handle(CALL, hbc)?), &reg, true)
+        let h = handle(CALL, hbc)?;
+        forward::backend(CALL)?.restore_register(Some(h), &reg, true)
     })
 }
 
@@ -446,8 +454,10 @@ pub unsafe extern "system" fn CertSrvRestoreRegisterComplete(
     hbc: *mut c_void,
     hrrestorestate: i32,
 ) -> i32 {
-    boundary("CertSrvRestoreRegisterComplete", || {
-        api::restore_register_complete(Hcsbc::from_ptr(hbc), HRESULT(hrrestorestate))
+    const CALL: &str = "CertSrvRestoreRegisterComplete";
+    boundary(CALL, || {
+        forward::backend(CALL)?
+            .restore_register_complete(Hcsbc::from_ptr(hbc), HRESULT(hrrestorestate))
     })
 }
 
@@ -458,7 +468,10 @@ pub unsafe extern "system" fn CertSrvRestoreRegisterComplete(
 #[no_mangle]
 pub unsafe extern "system" fn CertSrvRestoreEnd(hbc: *mut c_void) -> i32 {
     const CALL: &str = "CertSrvRestoreEnd";
-    boundary(CALL, || api::restore_end(handle(CALL, hbc)?))
+    boundary(CALL, || {
+        let h = handle(CALL, hbc)?;
+        forward::backend(CALL)?.restore_end(h)
+    })
 }
 
 /// `CertSrvServerControlW`.
@@ -482,6 +495,6 @@ pub unsafe extern "system" fn CertSrvServerControlW(
         }
         // SAFETY: per contract.
         let server = unsafe { read_wstr(CALL, "pwszServerName", pwszservername) }?;
-        api::server_control(&server, dwcontrolflags)
+        forward::backend(CALL)?.server_control(&server, dwcontrolflags)
     })
 }

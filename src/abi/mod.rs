@@ -6,9 +6,13 @@
 //!
 //! The detailed message of the last failure on the calling thread is kept for
 //! diagnostics: [`last_error`].
+//!
+//! With `CERTADM_EMU_SERVER` set, the exports forward their calls to a `certadm-emu serve`
+//! process after the local argument checks ([`forward`]).
 
 pub mod client;
 mod exports;
+pub mod forward;
 pub mod native;
 pub mod ptr;
 

@@ -18,22 +18,30 @@
 //!   the CA and live until `certemu_ca_destroy`.
 //! * The message of the last failure on the calling thread (certbcli or certemu) is
 //!   available through `certemu_last_error`.
+//! * In server mode (`CERTADM_EMU_SERVER`, see [`super::forward`]) a `certemu_ca` is a
+//!   machine of the server: create, destroy and every control function are control calls
+//!   of the protocol on the calling thread's connection, and the report is built from the
+//!   server's `State` and `Report` with the same fields.
 #![allow(non_camel_case_types)]
 
-use super::boundary;
 use super::ptr::{require, write};
+use super::{boundary, forward};
 use crate::ca::record::Status;
 use crate::ca::recovery::RecoveryReport;
 use crate::ca::{BackupMark, ServiceState};
+use crate::config::{CaSection, MachineConfig, Size};
 use crate::control::EmulatedCa;
 use crate::core::{Error, Result, HRESULT};
 use crate::machine::Identity;
+use crate::remote::client::{RemoteClient, RemoteError};
 use core::ffi::{c_char, c_int};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString};
 use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock};
 
 /// `S_FALSE`: success, nothing done (NULL passed to a destroy or free function, no last error).
@@ -71,10 +79,114 @@ const _: () = assert!(std::mem::size_of::<certemu_options>() == 40);
 
 /// The opaque CA of the C API (`certemu_ca` in `certemu.h`).
 pub struct certemu_ca {
-    ca: EmulatedCa,
+    ca: Inner,
     name: CString,
     name_w: Vec<u16>,
     last_start: Mutex<Option<(HRESULT, Option<RecoveryReport>)>>,
+}
+
+/// Where the CA lives: in this process, or on the certadm-emu server of
+/// `CERTADM_EMU_SERVER` (server mode, see [`super::forward`]).
+enum Inner {
+    Local(EmulatedCa),
+    Remote { machine: String },
+}
+
+/// Runs a control call on the server (through the calling thread's connection).
+fn remote<T>(
+    call: &'static str,
+    f: impl FnOnce(&RemoteClient) -> std::result::Result<T, RemoteError>,
+) -> Result<T> {
+    match forward::client(call)? {
+        Some(c) => f(&c).map_err(|e| forward::remote_error(call, e)),
+        None => Err(Error::invalid_arg(
+            call,
+            "this CA lives on a certadm-emu server, but CERTADM_EMU_SERVER is not set",
+        )),
+    }
+}
+
+impl certemu_ca {
+    fn issue(&self, call: &'static str, n: u32) -> Result<()> {
+        match &self.ca {
+            Inner::Local(ca) => ok_or_unit(ca.issue(n)),
+            Inner::Remote { machine } => remote(call, |c| c.issue(machine, n)).map(drop),
+        }
+    }
+    fn revoke(&self, call: &'static str, request_id: u32) -> Result<()> {
+        match &self.ca {
+            Inner::Local(ca) => ca.revoke(request_id),
+            Inner::Remote { machine } => remote(call, |c| c.revoke(machine, request_id)),
+        }
+    }
+    fn stop(&self, call: &'static str) -> Result<()> {
+        match &self.ca {
+            Inner::Local(ca) => ca.stop(),
+            Inner::Remote { machine } => remote(call, |c| c.stop(machine)),
+        }
+    }
+    fn crash(&self, call: &'static str) -> Result<()> {
+        match &self.ca {
+            Inner::Local(ca) => {
+                ca.crash();
+                Ok(())
+            }
+            Inner::Remote { machine } => remote(call, |c| c.crash(machine)),
+        }
+    }
+    fn start(&self, call: &'static str) -> Result<RecoveryReport> {
+        match &self.ca {
+            Inner::Local(ca) => ca.start(),
+            Inner::Remote { machine } => remote(call, |c| c.start(machine)),
+        }
+    }
+    fn wipe_files(&self, call: &'static str) -> Result<()> {
+        match &self.ca {
+            Inner::Local(ca) => ca.wipe_files(),
+            Inner::Remote { machine } => remote(call, |c| c.wipe_files(machine)),
+        }
+    }
+    fn host_path(&self, call: &'static str, windows_path: &str) -> Result<PathBuf> {
+        match &self.ca {
+            Inner::Local(ca) => ca.host_path(windows_path),
+            Inner::Remote { machine } => remote(call, |c| c.host_path(machine, windows_path)),
+        }
+    }
+    fn set_identity(&self, call: &'static str, id: Identity) -> Result<()> {
+        match &self.ca {
+            Inner::Local(ca) => {
+                ca.set_identity(id);
+                Ok(())
+            }
+            Inner::Remote { machine } => remote(call, |c| c.set_identity(machine, id)),
+        }
+    }
+    fn set_interface_flags(&self, call: &'static str, flags: u32) -> Result<()> {
+        match &self.ca {
+            Inner::Local(ca) => {
+                ca.set_interface_flags(flags);
+                Ok(())
+            }
+            Inner::Remote { machine } => remote(call, |c| c.set_interface_flags(machine, flags)),
+        }
+    }
+    fn set_faults(
+        &self,
+        call: &'static str,
+        schedule: crate::api::faults::FaultSchedule,
+        text: &str,
+    ) -> Result<()> {
+        match &self.ca {
+            Inner::Local(ca) => ca.set_faults(schedule),
+            Inner::Remote { machine } => remote(call, |c| c.set_faults_json(machine, text)),
+        }
+    }
+    fn trace_jsonl(&self, call: &'static str) -> Result<String> {
+        match &self.ca {
+            Inner::Local(ca) => Ok(ca.trace().iter().map(|e| e.to_json() + "\n").collect()),
+            Inner::Remote { machine } => remote(call, |c| c.trace_json_lines(machine)),
+        }
+    }
 }
 
 static LIVE: LazyLock<Mutex<HashMap<usize, Arc<certemu_ca>>>> =
@@ -169,10 +281,13 @@ pub unsafe extern "C" fn certemu_ca_create(
         unsafe { write(out, std::ptr::null_mut()) };
         require(CALL, "out", out)?;
         let mut b = EmulatedCa::builder();
+        let mut given_name = None;
+        let mut given_opts = None;
         if !server_name.is_null() {
             // SAFETY: non-NULL, NUL-terminated per contract.
             let name = unsafe { read_utf8(CALL, "server_name", server_name) }?;
             b = b.server_name(&name);
+            given_name = Some(name);
         }
         if !opts.is_null() {
             // SAFETY: non-NULL; the size field comes first and is read before the rest.
@@ -210,16 +325,35 @@ pub unsafe extern "C" fn certemu_ca_create(
             if o.edb_size != 0 {
                 b = b.edb_size(o.edb_size);
             }
+            let mut ca_name = None;
             if !o.ca_name.is_null() {
                 // SAFETY: non-NULL, NUL-terminated per contract.
                 let n = unsafe { read_utf8(CALL, "opts->ca_name", o.ca_name) }?;
                 b = b.ca_name(&n);
+                ca_name = Some(n);
             }
+            given_opts = Some((o, ca_name));
         }
-        let ca = b.build()?;
-        let name = CString::new(ca.server_name())
+        let (ca, server) = if forward::server_address().is_some() {
+            let machine = remote_machine(given_name, given_opts);
+            let json = serde_json::to_string(&machine)
+                .map_err(|e| Error::invalid_arg(CALL, e.to_string()))?;
+            let mut names = remote(CALL, |c| c.create_machine_json(&json))?;
+            let server = names.pop().unwrap_or(machine.name);
+            (
+                Inner::Remote {
+                    machine: server.clone(),
+                },
+                server,
+            )
+        } else {
+            let ca = b.build()?;
+            let server = ca.server_name().to_string();
+            (Inner::Local(ca), server)
+        };
+        let name = CString::new(server.as_str())
             .map_err(|_| Error::invalid_arg(CALL, "server_name contains a NUL"))?;
-        let name_w = ca.server_name().encode_utf16().chain([0]).collect();
+        let name_w = server.encode_utf16().chain([0]).collect();
         let native = Arc::new(certemu_ca {
             ca,
             name,
@@ -232,6 +366,39 @@ pub unsafe extern "C" fn certemu_ca_create(
         unsafe { write(out, p) };
         Ok(())
     })
+}
+
+/// The machine `certemu_ca_create` asks the server for in server mode: the same CA as
+/// in process (unset options keep the defaults of both).
+fn remote_machine(
+    name: Option<String>,
+    opts: Option<(certemu_options, Option<String>)>,
+) -> MachineConfig {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let name = name.unwrap_or_else(|| {
+        format!(
+            "EMU{:X}R{}",
+            std::process::id() & 0xFFFF,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
+    });
+    let mut ca = CaSection::default();
+    if let Some((o, ca_name)) = opts {
+        ca.records = Some(o.records);
+        ca.seed = Some(o.seed);
+        ca.log_capacity = Some(o.log_capacity);
+        ca.edb_size = (o.edb_size != 0).then_some(Size::Bytes(o.edb_size));
+        ca.name = ca_name;
+    }
+    MachineConfig {
+        name,
+        dns: None,
+        root: None,
+        ca: Some(ca),
+        identity: None,
+        faults: None,
+        strict: false,
+    }
 }
 
 /// Destroys a CA: unregisters its server name, removes its disk; handles of its
@@ -248,10 +415,13 @@ pub unsafe extern "C" fn certemu_ca_destroy(ca: *mut certemu_ca) -> i32 {
     boundary(CALL, || {
         let removed = LIVE.lock().remove(&(ca as usize));
         match removed {
-            Some(native) => {
-                drop(native);
-                Ok(())
-            }
+            Some(native) => match &native.ca {
+                Inner::Local(_) => {
+                    drop(native);
+                    Ok(())
+                }
+                Inner::Remote { machine } => remote(CALL, |c| c.drop_machine(machine)),
+            },
             None => Err(Error::InvalidHandle {
                 call: CALL,
                 handle: ca as usize,
@@ -320,7 +490,7 @@ pub unsafe extern "C" fn certemu_ca_issue(ca: *mut certemu_ca, n: u32) -> i32 {
                 format!("n {n} exceeds {CERTEMU_MAX_ISSUE} per call"),
             ));
         }
-        ok_or_unit(c.ca.issue(n))
+        c.issue(CALL, n)
     })
 }
 
@@ -331,7 +501,7 @@ pub unsafe extern "C" fn certemu_ca_issue(ca: *mut certemu_ca, n: u32) -> i32 {
 #[no_mangle]
 pub unsafe extern "C" fn certemu_ca_revoke(ca: *mut certemu_ca, request_id: u32) -> i32 {
     const CALL: &str = "certemu_ca_revoke";
-    boundary(CALL, || lookup(CALL, ca)?.ca.revoke(request_id))
+    boundary(CALL, || lookup(CALL, ca)?.revoke(CALL, request_id))
 }
 
 /// Stops the service cleanly (as `net stop certsvc`); open backup sessions are disconnected.
@@ -341,7 +511,7 @@ pub unsafe extern "C" fn certemu_ca_revoke(ca: *mut certemu_ca, request_id: u32)
 #[no_mangle]
 pub unsafe extern "C" fn certemu_ca_stop(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_stop";
-    boundary(CALL, || lookup(CALL, ca)?.ca.stop())
+    boundary(CALL, || lookup(CALL, ca)?.stop(CALL))
 }
 
 /// Stops the service as a crash would: no checkpoint flush; the next start replays logs.
@@ -351,10 +521,7 @@ pub unsafe extern "C" fn certemu_ca_stop(ca: *mut certemu_ca) -> i32 {
 #[no_mangle]
 pub unsafe extern "C" fn certemu_ca_crash(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_crash";
-    boundary(CALL, || {
-        lookup(CALL, ca)?.ca.crash();
-        Ok(())
-    })
+    boundary(CALL, || lookup(CALL, ca)?.crash(CALL))
 }
 
 /// Starts the service: hard recovery of a registered restore, or soft recovery.
@@ -368,7 +535,7 @@ pub unsafe extern "C" fn certemu_ca_start(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_start";
     boundary(CALL, || {
         let c = lookup(CALL, ca)?;
-        let r = c.ca.start();
+        let r = c.start(CALL);
         *c.last_start.lock() = Some(match &r {
             Ok(rep) => (HRESULT::S_OK, Some(rep.clone())),
             Err(e) => (e.hresult(), None),
@@ -385,7 +552,7 @@ pub unsafe extern "C" fn certemu_ca_start(ca: *mut certemu_ca) -> i32 {
 #[no_mangle]
 pub unsafe extern "C" fn certemu_ca_wipe_files(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_wipe_files";
-    boundary(CALL, || lookup(CALL, ca)?.ca.wipe_files())
+    boundary(CALL, || lookup(CALL, ca)?.wipe_files(CALL))
 }
 
 /// The host path of a Windows path on the CA's machine (`C:\...` or `\\host\C$\...`),
@@ -408,7 +575,7 @@ pub unsafe extern "C" fn certemu_ca_host_path(
         let c = lookup(CALL, ca)?;
         // SAFETY: non-NULL, NUL-terminated per contract.
         let wp = unsafe { read_utf8(CALL, "windows_path", windows_path) }?;
-        let host = c.ca.host_path(&wp)?;
+        let host = c.host_path(CALL, &wp)?;
         let s = host.to_str().ok_or_else(|| {
             Error::invalid_arg(
                 CALL,
@@ -435,13 +602,15 @@ pub unsafe extern "C" fn certemu_ca_set_identity(
 ) -> i32 {
     const CALL: &str = "certemu_ca_set_identity";
     boundary(CALL, || {
-        lookup(CALL, ca)?.ca.set_identity(Identity {
-            backup_privilege: backup_privilege != 0,
-            restore_privilege: restore_privilege != 0,
-            local_admin: local_admin != 0,
-            remote: remote != 0,
-        });
-        Ok(())
+        lookup(CALL, ca)?.set_identity(
+            CALL,
+            Identity {
+                backup_privilege: backup_privilege != 0,
+                restore_privilege: restore_privilege != 0,
+                local_admin: local_admin != 0,
+                remote: remote != 0,
+            },
+        )
     })
 }
 
@@ -452,10 +621,7 @@ pub unsafe extern "C" fn certemu_ca_set_identity(
 #[no_mangle]
 pub unsafe extern "C" fn certemu_ca_set_interface_flags(ca: *mut certemu_ca, flags: u32) -> i32 {
     const CALL: &str = "certemu_ca_set_interface_flags";
-    boundary(CALL, || {
-        lookup(CALL, ca)?.ca.set_interface_flags(flags);
-        Ok(())
-    })
+    boundary(CALL, || lookup(CALL, ca)?.set_interface_flags(CALL, flags))
 }
 
 fn json_str(out: &mut String, s: &str) {
@@ -496,91 +662,220 @@ fn json_u32s(out: &mut String, v: &[u32]) {
     out.push(']');
 }
 
-fn report(c: &certemu_ca) -> String {
-    let ca = &c.ca;
+/// What `certemu_ca_report` shows, from the CA in process or from the server.
+struct ReportData {
+    server_name: String,
+    dns_name: String,
+    ca_name: String,
+    root: String,
+    service: String,
+    record_count: u64,
+    revoked_count: u64,
+    last_request_id: u64,
+    sessions_open: u64,
+    backup_in_progress: bool,
+    outstanding_buffers: u64,
+    log_generations: Vec<u32>,
+    current: (u64, u64),
+    checkpoint: (u64, u64),
+    last_full_backup: Option<BackupMark>,
+    last_incremental_backup: Option<BackupMark>,
+    last_recovery: Option<i64>,
+    /// pending, gen_low, gen_high, through_file, restore_map_count, status.
+    restore_marker: Option<(bool, u32, u32, bool, usize, Option<i32>)>,
+    interface_flags: u32,
+    identity: Identity,
+    /// The conformance report (JSON text).
+    conformance: String,
+}
+
+fn local_report_data(ca: &EmulatedCa) -> ReportData {
+    let records = ca.records();
+    let cur = ca.current_position();
+    let chk = ca.checkpoint();
+    ReportData {
+        server_name: ca.server_name().to_string(),
+        dns_name: ca.dns_name().to_string(),
+        ca_name: ca.ca_name(),
+        root: ca.machine().root().to_string_lossy().into_owned(),
+        service: match ca.service() {
+            ServiceState::Running => "running",
+            ServiceState::Stopped => "stopped",
+            ServiceState::Suspended => "suspended",
+        }
+        .to_string(),
+        record_count: records.len() as u64,
+        revoked_count: records
+            .iter()
+            .filter(|r| matches!(r.status, Status::Revoked { .. }))
+            .count() as u64,
+        last_request_id: records.last().map_or(0, |r| r.request_id) as u64,
+        sessions_open: ca.sessions_open() as u64,
+        backup_in_progress: ca.backup_in_progress(),
+        outstanding_buffers: ca.outstanding_buffers() as u64,
+        log_generations: ca.log_generations(),
+        current: (cur.gen as u64, cur.pos as u64),
+        checkpoint: (chk.gen as u64, chk.pos as u64),
+        last_full_backup: ca.last_full_backup(),
+        last_incremental_backup: ca.last_incremental_backup(),
+        last_recovery: ca.last_recovery(),
+        restore_marker: ca.restore_marker().map(|m| {
+            (
+                m.pending,
+                m.gen_low,
+                m.gen_high,
+                m.through_file,
+                m.restore_map.len(),
+                m.status.map(|h| h.0),
+            )
+        }),
+        interface_flags: ca.interface_flags(),
+        identity: ca.identity(),
+        conformance: crate::config::machine_report(ca).to_string(),
+    }
+}
+
+/// The same data from the server: its State and Report control calls.
+fn remote_report_data(call: &'static str, machine: &str) -> Result<ReportData> {
+    let (state, conformance) = remote(call, |c| Ok((c.state(machine)?, c.report_json(machine)?)))?;
+    let bad = |what: &str| {
+        Error::invalid_arg(
+            call,
+            format!("the server's state of {machine:?} has no valid {what:?}"),
+        )
+    };
+    let text =
+        |k: &str| -> Result<String> { state[k].as_str().map(str::to_string).ok_or_else(|| bad(k)) };
+    let num = |v: &serde_json::Value, k: &str| -> Result<u64> { v.as_u64().ok_or_else(|| bad(k)) };
+    let flag =
+        |v: &serde_json::Value, k: &str| -> Result<bool> { v.as_bool().ok_or_else(|| bad(k)) };
+    let pos = |k: &str| -> Result<(u64, u64)> {
+        Ok((num(&state[k]["gen"], k)?, num(&state[k]["pos"], k)?))
+    };
+    let mark = |k: &str| -> Result<Option<BackupMark>> {
+        serde_json::from_value(state[k].clone()).map_err(|_| bad(k))
+    };
+    let id = &state["identity"];
+    let restore_marker = match &state["restore_marker"] {
+        serde_json::Value::Null => None,
+        m => Some((
+            flag(&m["pending"], "pending")?,
+            num(&m["gen_low"], "gen_low")? as u32,
+            num(&m["gen_high"], "gen_high")? as u32,
+            flag(&m["through_file"], "through_file")?,
+            m["restore_map"].as_array().map_or(0, Vec::len),
+            match m["status"].as_str() {
+                None => None,
+                Some(h) => Some(
+                    u32::from_str_radix(h.trim_start_matches("0x").trim_start_matches("0X"), 16)
+                        .map_err(|_| bad("status"))? as i32,
+                ),
+            },
+        )),
+    };
+    Ok(ReportData {
+        server_name: text("server")?,
+        dns_name: text("dns")?,
+        ca_name: text("ca")?,
+        root: text("root")?,
+        service: text("service")?.to_lowercase(),
+        record_count: num(&state["records"], "records")?,
+        revoked_count: num(&state["revoked_count"], "revoked_count")?,
+        last_request_id: num(&state["last_request_id"], "last_request_id")?,
+        sessions_open: num(&state["sessions_open"], "sessions_open")?,
+        backup_in_progress: flag(&state["backup_in_progress"], "backup_in_progress")?,
+        outstanding_buffers: num(&state["outstanding_buffers"], "outstanding_buffers")?,
+        log_generations: serde_json::from_value(state["log_generations"].clone())
+            .map_err(|_| bad("log_generations"))?,
+        current: pos("current")?,
+        checkpoint: pos("checkpoint")?,
+        last_full_backup: mark("last_full_backup")?,
+        last_incremental_backup: mark("last_incremental_backup")?,
+        last_recovery: state["last_recovery"].as_i64(),
+        restore_marker,
+        interface_flags: num(&state["interface_flags"], "interface_flags")? as u32,
+        identity: Identity {
+            backup_privilege: flag(&id["backup_privilege"], "identity")?,
+            restore_privilege: flag(&id["restore_privilege"], "identity")?,
+            local_admin: flag(&id["local_admin"], "identity")?,
+            remote: flag(&id["remote"], "identity")?,
+        },
+        conformance,
+    })
+}
+
+fn report(call: &'static str, c: &certemu_ca) -> Result<String> {
+    let d = match &c.ca {
+        Inner::Local(ca) => local_report_data(ca),
+        Inner::Remote { machine } => remote_report_data(call, machine)?,
+    };
     let mut o = String::with_capacity(1024);
     o.push('{');
     o.push_str("\"server_name\":");
-    json_str(&mut o, ca.server_name());
+    json_str(&mut o, &d.server_name);
     o.push_str(",\"dns_name\":");
-    json_str(&mut o, ca.dns_name());
+    json_str(&mut o, &d.dns_name);
     o.push_str(",\"ca_name\":");
-    json_str(&mut o, &ca.ca_name());
+    json_str(&mut o, &d.ca_name);
     o.push_str(",\"root\":");
-    json_str(&mut o, &ca.machine().root().to_string_lossy());
-    let service = match ca.service() {
-        ServiceState::Running => "running",
-        ServiceState::Stopped => "stopped",
-        ServiceState::Suspended => "suspended",
-    };
-    let _ = write!(o, ",\"service\":\"{service}\"");
-    let records = ca.records();
-    let revoked = records
-        .iter()
-        .filter(|r| matches!(r.status, Status::Revoked { .. }))
-        .count();
-    let last_id = records.last().map_or(0, |r| r.request_id);
+    json_str(&mut o, &d.root);
+    o.push_str(",\"service\":");
+    json_str(&mut o, &d.service);
     let _ = write!(
         o,
-        ",\"record_count\":{},\"revoked_count\":{revoked},\"last_request_id\":{last_id}",
-        records.len()
+        ",\"record_count\":{},\"revoked_count\":{},\"last_request_id\":{}",
+        d.record_count, d.revoked_count, d.last_request_id
     );
     let _ = write!(
         o,
         ",\"sessions_open\":{},\"backup_in_progress\":{},\"outstanding_buffers\":{}",
-        ca.sessions_open(),
-        ca.backup_in_progress(),
-        ca.outstanding_buffers()
+        d.sessions_open, d.backup_in_progress, d.outstanding_buffers
     );
     o.push_str(",\"log_generations\":");
-    json_u32s(&mut o, &ca.log_generations());
-    let cur = ca.current_position();
-    let chk = ca.checkpoint();
+    json_u32s(&mut o, &d.log_generations);
     let _ = write!(
         o,
         ",\"current_generation\":{},\"current_position\":{},\"checkpoint_generation\":{},\"checkpoint_position\":{}",
-        cur.gen, cur.pos, chk.gen, chk.pos
+        d.current.0, d.current.1, d.checkpoint.0, d.checkpoint.1
     );
     o.push_str(",\"last_full_backup\":");
-    json_mark(&mut o, ca.last_full_backup());
+    json_mark(&mut o, d.last_full_backup);
     o.push_str(",\"last_incremental_backup\":");
-    json_mark(&mut o, ca.last_incremental_backup());
+    json_mark(&mut o, d.last_incremental_backup);
     o.push_str(",\"last_recovery\":");
-    match ca.last_recovery() {
+    match d.last_recovery {
         Some(t) => {
             let _ = write!(o, "{t}");
         }
         None => o.push_str("null"),
     }
-    let marker = ca.restore_marker();
-    let _ = write!(o, ",\"restore_marker_present\":{}", marker.is_some());
+    let _ = write!(
+        o,
+        ",\"restore_marker_present\":{}",
+        d.restore_marker.is_some()
+    );
     o.push_str(",\"restore_marker\":");
-    match marker {
+    match d.restore_marker {
         None => o.push_str("null"),
-        Some(m) => {
+        Some((pending, gen_low, gen_high, through_file, map_count, status)) => {
             let _ = write!(
                 o,
-                "{{\"pending\":{},\"gen_low\":{},\"gen_high\":{},\"through_file\":{},\"restore_map_count\":{},\"status\":",
-                m.pending,
-                m.gen_low,
-                m.gen_high,
-                m.through_file,
-                m.restore_map.len()
+                "{{\"pending\":{pending},\"gen_low\":{gen_low},\"gen_high\":{gen_high},\"through_file\":{through_file},\"restore_map_count\":{map_count},\"status\":"
             );
-            match m.status {
+            match status {
                 Some(hr) => {
-                    let _ = write!(o, "{}", hr.0);
+                    let _ = write!(o, "{hr}");
                 }
                 None => o.push_str("null"),
             }
             o.push('}');
         }
     }
-    let id = ca.identity();
+    let id = d.identity;
     let _ = write!(
         o,
         ",\"interface_flags\":{},\"identity\":{{\"backup_privilege\":{},\"restore_privilege\":{},\"local_admin\":{},\"remote\":{}}}",
-        ca.interface_flags(),
+        d.interface_flags,
         id.backup_privilege,
         id.restore_privilege,
         id.local_admin,
@@ -604,9 +899,9 @@ fn report(c: &certemu_ca) -> String {
         }
     }
     o.push_str(",\"conformance\":");
-    o.push_str(&crate::config::machine_report(ca).to_string());
+    o.push_str(&d.conformance);
     o.push('}');
-    o
+    Ok(o)
 }
 
 /// Installs a fault schedule (JSON, see `certadm_emu::api::faults`), replacing any other.
@@ -626,7 +921,7 @@ pub unsafe extern "C" fn certemu_ca_set_faults(ca: *mut certemu_ca, json: *const
             .map_err(|_| Error::invalid_arg(CALL, "json is not UTF-8"))?;
         let schedule = crate::api::faults::FaultSchedule::from_json(text)
             .map_err(|e| Error::invalid_arg(CALL, e))?;
-        c.ca.set_faults(schedule)
+        c.set_faults(CALL, schedule, text)
     })
 }
 
@@ -643,7 +938,7 @@ pub unsafe extern "C" fn certemu_ca_trace(ca: *const certemu_ca, jsonl: *mut *mu
         unsafe { write(jsonl, std::ptr::null_mut()) };
         require(CALL, "jsonl", jsonl)?;
         let c = lookup(CALL, ca)?;
-        let text: String = c.ca.trace().iter().map(|e| e.to_json() + "\n").collect();
+        let text = c.trace_jsonl(CALL)?;
         // SAFETY: checked non-NULL.
         unsafe { write(jsonl, give_string(&text)) };
         Ok(())
@@ -667,7 +962,7 @@ pub unsafe extern "C" fn certemu_ca_report(ca: *const certemu_ca, json: *mut *mu
         unsafe { write(json, std::ptr::null_mut()) };
         require(CALL, "json", json)?;
         let c = lookup(CALL, ca)?;
-        let text = report(&c);
+        let text = report(CALL, &c)?;
         // SAFETY: checked non-NULL.
         unsafe { write(json, give_string(&text)) };
         Ok(())

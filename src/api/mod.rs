@@ -537,24 +537,29 @@ fn list_call(f: ListFn, hbc: Hcsbc) -> Result<WideList> {
 /// A list function for the ABI: the list is copied into a buffer that
 /// `CertSrvBackupFree` releases; returns its address and `*pcbSize`.
 pub fn list_for_client(f: ListFn, hbc: Hcsbc) -> Result<(*mut u16, u32)> {
+    list_tracked(f, hbc).map(|(p, l)| (p, l.byte_len()))
+}
+
+/// [`list_for_client`] that also returns the list (for the server, which sends it and
+/// keeps the buffer for the accounting of `CertSrvBackupFree`).
+pub fn list_tracked(f: ListFn, hbc: Hcsbc) -> Result<(*mut u16, WideList)> {
     instrument(
         f.name(),
         || vec![("hbc", h(hbc))],
         || {
             let l = f.run(hbc)?;
             let owner = registry::by_handle(hbc).map_or(0, |host| host.key());
-            let (p, size) = buffers::alloc(&l, owner);
-            Ok((p, size, list_value(&l, f != ListFn::DynamicFiles)))
+            let (p, _) = buffers::alloc(&l, owner);
+            Ok((p, l))
         },
-        |(p, size, l)| {
+        |(p, l)| {
             vec![
                 ("buffer", Value::Handle(*p as usize as u64)),
-                ("cbSize", Value::U64(*size as u64)),
-                ("list", l.clone()),
+                ("cbSize", Value::U64(l.byte_len() as u64)),
+                ("list", list_value(l, f != ListFn::DynamicFiles)),
             ]
         },
     )
-    .map(|(p, s, _)| (p, s))
 }
 
 /// `CertSrvBackupFree` of a buffer from [`list_for_client`]. NULL is a no-op; an address

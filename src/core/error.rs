@@ -230,6 +230,17 @@ pub enum Error {
         /// The HRESULT the schedule asked for.
         hr: HRESULT,
     },
+    /// A call forwarded to a certadm-emu server (`CERTADM_EMU_SERVER`) failed there, or
+    /// the server could not be reached: the server's HRESULT and message.
+    #[error("{message}")]
+    Remote {
+        /// The function.
+        call: &'static str,
+        /// The HRESULT the server returned (`RPC_S_SERVER_UNAVAILABLE` when it cannot be reached).
+        hr: HRESULT,
+        /// The server's message (it names the call).
+        message: String,
+    },
     /// The emulator panicked inside a call (`E_UNEXPECTED`); this is an emulator bug.
     #[error("{call}: internal emulator panic: {message} (please report this)")]
     Panic {
@@ -270,6 +281,7 @@ impl Error {
             Error::Io { source, .. } => io_hresult(source),
             Error::Injected { hr, .. } => *hr,
             Error::RestoreReportedFailure { hr } => *hr,
+            Error::Remote { hr, .. } => *hr,
             Error::Panic { .. } => HRESULT::E_UNEXPECTED,
         }
     }

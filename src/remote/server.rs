@@ -11,7 +11,7 @@
 
 use super::protocol::*;
 use super::{Addr, Stream};
-use crate::api::{self, buffers, registry};
+use crate::api::{self, registry};
 use crate::config::{Config, MachineConfig};
 use crate::core::{Error, HRESULT};
 use crate::session::{Hcsbc, Session};
@@ -436,8 +436,7 @@ fn build_machine(m: &MachineConfig) -> Result<EmulatedCa, Error> {
             });
         }
     }
-    m.build()
-        .map_err(|e| Error::invalid_arg("CreateMachine", e))
+    m.try_build()
 }
 
 fn has_ca(ca: &EmulatedCa) -> bool {
@@ -470,6 +469,13 @@ fn state_json(ca: &EmulatedCa) -> serde_json::Value {
         v["service"] = json!(format!("{:?}", ca.service()));
         v["interface_flags"] = json!(ca.interface_flags());
         v["records"] = json!(ca.record_count());
+        // For the C API's report in server mode (`certemu_ca_report`).
+        let records = ca.records();
+        v["revoked_count"] = json!(records
+            .iter()
+            .filter(|r| matches!(r.status, crate::ca::record::Status::Revoked { .. }))
+            .count());
+        v["last_request_id"] = json!(records.last().map_or(0, |r| r.request_id));
         v["log_generations"] = json!(ca.log_generations());
         v["current"] = pos(ca.current_position());
         v["checkpoint"] = pos(ca.checkpoint());
@@ -638,11 +644,16 @@ impl Conn<'_> {
                     .map(|s| s.to_string())
                     .or_else(|| p.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "non-string panic payload".into());
-                Response::fail(
-                    code,
-                    HRESULT::E_UNEXPECTED,
-                    format!("internal emulator panic: {msg} (please report this)"),
-                )
+                // As the ABI boundary in process: the panic is an event of the CA's trace
+                // (rule EM01), and the message names the call.
+                let message = match certbcli_name(code) {
+                    Some(call) => {
+                        crate::api::trace::record_panic(call, &msg);
+                        format!("{call}: internal emulator panic: {msg} (please report this)")
+                    }
+                    None => format!("internal emulator panic: {msg} (please report this)"),
+                };
+                Response::fail(code, HRESULT::E_UNEXPECTED, message)
             });
             let mut head = std::mem::take(&mut self.head);
             let written = {
@@ -767,23 +778,32 @@ impl Conn<'_> {
             }
             GetList { kind, hbc, track } => {
                 let h = self.handle(kind.name(), hbc)?;
-                let list = match kind {
-                    ListKind::DatabaseNames => api::backup_get_database_names(h),
-                    ListKind::DynamicFiles => api::backup_get_dynamic_file_list(h),
-                    ListKind::BackupLogs => api::backup_get_backup_logs(h),
-                    ListKind::DatabaseLocations => api::restore_get_database_locations(h),
-                }?;
-                let buffer = if track {
-                    let owner = registry::by_handle(h).map_or(0, |host| host.key());
-                    let (p, _) = buffers::alloc(&list, owner);
+                if track {
+                    // As the ABI's list functions: the buffer is in the trace (`out.buffer`),
+                    // so the conformance report sees a list that is never freed.
+                    let f = match kind {
+                        ListKind::DatabaseNames => api::ListFn::DatabaseNames,
+                        ListKind::DynamicFiles => api::ListFn::DynamicFiles,
+                        ListKind::BackupLogs => api::ListFn::BackupLogs,
+                        ListKind::DatabaseLocations => api::ListFn::DatabaseLocations,
+                    };
+                    let (p, list) = api::list_tracked(f, h)?;
                     let token = p as usize as u64;
                     self.shared.buffers.lock().insert(token, self.id);
                     self.buffers.insert(token);
-                    token
+                    Out::List {
+                        buffer: token,
+                        list,
+                    }
                 } else {
-                    0
-                };
-                Out::List { buffer, list }
+                    let list = match kind {
+                        ListKind::DatabaseNames => api::backup_get_database_names(h),
+                        ListKind::DynamicFiles => api::backup_get_dynamic_file_list(h),
+                        ListKind::BackupLogs => api::backup_get_backup_logs(h),
+                        ListKind::DatabaseLocations => api::restore_get_database_locations(h),
+                    }?;
+                    Out::List { buffer: 0, list }
+                }
             }
             BackupOpenFile {
                 hbc,
@@ -1038,6 +1058,14 @@ impl Conn<'_> {
     /// Done directly on the host state, not through the API: it is not a call of the
     /// client, so it is neither traced nor counted by fault schedules.
     fn rundown(&mut self) {
+        // The lists this connection received stay outstanding, but any connection may
+        // free them now (a process frees a list after the thread that got it ended).
+        {
+            let mut owners = self.shared.buffers.lock();
+            for token in self.buffers.drain() {
+                owners.remove(&token);
+            }
+        }
         for (raw, info) in std::mem::take(&mut self.handles) {
             if !info.live {
                 continue;
@@ -1053,6 +1081,31 @@ impl Conn<'_> {
             }
         }
     }
+}
+
+/// The certbcli function of a request code (`None` for control requests).
+fn certbcli_name(code: u16) -> Option<&'static str> {
+    Some(match code {
+        op::IS_SERVER_ONLINE => "CertSrvIsServerOnlineW",
+        op::BACKUP_PREPARE => "CertSrvBackupPrepareW",
+        op::BACKUP_GET_DATABASE_NAMES => "CertSrvBackupGetDatabaseNamesW",
+        op::BACKUP_GET_DYNAMIC_FILE_LIST => "CertSrvBackupGetDynamicFileListW",
+        op::BACKUP_OPEN_FILE => "CertSrvBackupOpenFileW",
+        op::BACKUP_READ => "CertSrvBackupRead",
+        op::BACKUP_CLOSE => "CertSrvBackupClose",
+        op::BACKUP_GET_BACKUP_LOGS => "CertSrvBackupGetBackupLogsW",
+        op::BACKUP_TRUNCATE_LOGS => "CertSrvBackupTruncateLogs",
+        op::BACKUP_END => "CertSrvBackupEnd",
+        op::BACKUP_FREE => "CertSrvBackupFree",
+        op::RESTORE_GET_DATABASE_LOCATIONS => "CertSrvRestoreGetDatabaseLocationsW",
+        op::RESTORE_PREPARE => "CertSrvRestorePrepareW",
+        op::RESTORE_REGISTER => "CertSrvRestoreRegisterW",
+        op::RESTORE_REGISTER_THROUGH_FILE => "CertSrvRestoreRegisterThroughFile",
+        op::RESTORE_REGISTER_COMPLETE => "CertSrvRestoreRegisterComplete",
+        op::RESTORE_END => "CertSrvRestoreEnd",
+        op::SERVER_CONTROL => "CertSrvServerControlW",
+        _ => return None,
+    })
 }
 
 /// Ends a context without the API's checks; `Some(kind)` if there was one to end.
