@@ -920,3 +920,128 @@ fn serve_binary_prints_its_address_and_stops_on_shutdown() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// Starts the `serve` binary with `config` and returns it with its address.
+fn serve_binary(config: &Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_certadm-emu"))
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
+/// Killing the server (SIGKILL: nothing flushed at exit) and starting it again on the same
+/// machine root resumes the same CA: every acknowledged transaction, the last full backup
+/// (an incremental still chains onto it), and a CA that recovers cleanly.
+#[test]
+fn a_killed_server_restarted_on_the_same_root_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let cfg = dir.path().join("config.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"machines": [{{"name": "DURABLE", "root": "{}", "ca": {{"records": 10, "log_capacity": 4}}}}]}}"#,
+            root.display()
+        ),
+    )
+    .unwrap();
+    let (mut child, addr) = serve_binary(&cfg);
+    let c = RemoteClient::connect(&addr, None).unwrap();
+    c.issue("DURABLE", 7).unwrap();
+    let b = backup(&c, "DURABLE", &dir.path().join("full"), true, 4096);
+    let _ = b;
+    c.issue("DURABLE", 3).unwrap();
+    c.revoke("DURABLE", 2).unwrap();
+    let before = c.records("DURABLE").unwrap();
+    let state = c.state("DURABLE").unwrap();
+    drop(c);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let (mut child, addr) = serve_binary(&cfg);
+    let c = RemoteClient::connect(&addr, None).unwrap();
+    assert_eq!(c.records("DURABLE").unwrap(), before);
+    let again = c.state("DURABLE").unwrap();
+    assert_eq!(again["last_full_backup"], state["last_full_backup"]);
+    assert_eq!(again["service"], "Running");
+    // The incremental chains onto the full backup taken before the kill.
+    backup(&c, "DURABLE", &dir.path().join("inc"), false, 4096);
+    c.shutdown_server().unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// Clients killed at random points of their backups (processes, SIGKILL) leave no session
+/// behind on the server and no CA file corrupted: the next backup works and a stop/start
+/// recovers the same records.
+#[test]
+fn clients_killed_at_random_points_leave_nothing_behind() {
+    if let Ok(addr) = std::env::var("CERTADM_EMU_STRESS_CLIENT") {
+        // The child: back up in a loop until killed.
+        let c = RemoteClient::connect(&addr, None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0.. {
+            c.issue("STRESS", 1).unwrap();
+            let _ = backup(&c, "STRESS", &dir.path().join(i.to_string()), true, 512);
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.json");
+    std::fs::write(
+        &cfg,
+        r#"{"machines": [{"name": "STRESS", "ca": {"records": 50, "log_capacity": 3, "edb_size": 2000000}}]}"#,
+    )
+    .unwrap();
+    let (mut server, addr) = serve_binary(&cfg);
+    let exe = std::env::current_exe().unwrap();
+    let mut seed = 0x5EED_u64;
+    for round in 0..12 {
+        let mut child = std::process::Command::new(&exe)
+            .args([
+                "clients_killed_at_random_points_leave_nothing_behind",
+                "--exact",
+                "--nocapture",
+            ])
+            .env("CERTADM_EMU_STRESS_CLIENT", &addr)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // A pseudo-random point: 20..220 ms into the client's loop.
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(20 + (seed >> 33) % 200));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let c = RemoteClient::connect(&addr, None).unwrap();
+        // The rundown ends what the killed client left open.
+        eventually(&format!("round {round}: no session left"), || {
+            let s = c.state("STRESS").unwrap();
+            (s["sessions_open"] == 0 && s["backup_in_progress"] == false).then_some(())
+        });
+    }
+    let c = RemoteClient::connect(&addr, None).unwrap();
+    backup(&c, "STRESS", &dir.path().join("after"), true, 4096);
+    let before = c.records("STRESS").unwrap();
+    c.stop("STRESS").unwrap();
+    c.start("STRESS").unwrap();
+    assert_eq!(c.records("STRESS").unwrap(), before, "no CA file corrupted");
+    c.shutdown_server().unwrap();
+    assert!(server.wait().unwrap().success());
+}
