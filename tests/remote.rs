@@ -1045,3 +1045,35 @@ fn clients_killed_at_random_points_leave_nothing_behind() {
     c.shutdown_server().unwrap();
     assert!(server.wait().unwrap().success());
 }
+
+/// SIGTERM (and SIGINT) stop the server cleanly: it writes its report and exits 0.
+#[test]
+fn sigterm_stops_the_server_with_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.json");
+    let report = dir.path().join("report.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"machines": [{{"name": "TERMED"}}], "report": "{}"}}"#,
+            report.display()
+        ),
+    )
+    .unwrap();
+    for signal in ["TERM", "INT"] {
+        let _ = std::fs::remove_file(&report);
+        let (mut child, addr) = serve_binary(&cfg);
+        let c = RemoteClient::connect(&addr, None).unwrap();
+        let h = c.backup_prepare("TERMED", 0, CSBACKUP_TYPE_FULL).unwrap();
+        let _ = h; // left open: the report must say so
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(child.wait().unwrap().success(), "SIG{signal}");
+        let text = std::fs::read_to_string(&report).expect("report written");
+        assert!(text.contains("CB01"), "{text}");
+    }
+}

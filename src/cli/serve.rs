@@ -7,10 +7,11 @@
 //! on port 0 and read the port.
 //!
 //! Stopping: a client sends the `Shutdown` control request
-//! (`RemoteClient::shutdown_server`); the server answers, closes every connection, writes
-//! the report (config `report` or `CERTADM_EMU_REPORT`) and exits 0. SIGINT / SIGTERM
-//! terminate the process without a report; the CA files are consistent on disk after
-//! every call, but temporary machine roots (machines without `root`) are left behind.
+//! (`RemoteClient::shutdown_server`), or the process gets SIGINT or SIGTERM; the server
+//! closes every connection (their contexts are run down), writes the report (config
+//! `report` or `CERTADM_EMU_REPORT`), removes temporary machine roots and exits 0. The CA
+//! files are consistent on disk after every call, so even a SIGKILL loses nothing
+//! acknowledged on a machine with a named `root`.
 
 use certadm_emu::config::Config;
 use certadm_emu::remote::server::{Server, ServerOptions};
@@ -76,6 +77,9 @@ pub fn run(
     for m in server.machines() {
         eprintln!("certadm-emu serve: machine {m}");
     }
+    let stop = server.shutdown_handle();
+    ctrlc::set_handler(move || stop.shutdown())
+        .map_err(|e| format!("installing the SIGINT/SIGTERM handler: {e}"))?;
     server
         .run()
         .map_err(|e| format!("serving {}: {e}", server.local_addr()))?;
