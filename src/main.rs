@@ -58,6 +58,10 @@ enum Command {
         /// The HRESULT to inject (default: the realistic failure of each function).
         #[arg(long)]
         hr: Option<String>,
+        /// Run the client against a server (CERTADM_EMU_SERVER) instead of in process:
+        /// for clients that forward, such as Windows programs with the PE certadm.dll.
+        #[arg(long)]
+        server: bool,
         /// The client command and its arguments.
         #[arg(last = true, required = true)]
         command: Vec<String>,
@@ -103,8 +107,9 @@ fn main() -> ExitCode {
         Command::Explore {
             config,
             hr,
+            server,
             command,
-        } => cli::tools::explore(&config, hr, &command),
+        } => cli::tools::explore(&config, hr, server, &command),
         Command::Restore { dir } => cli::demo::restore(&dir),
         Command::Serve {
             config,

@@ -293,9 +293,13 @@ fn compile(what: &str, mut cmd: Command) {
 fn build(name: &str, kind: Kind, cxx: bool) -> PathBuf {
     let s = setup();
     let src = s.manifest.join("tests/c").join(format!("{name}.c"));
+    // A path of its own for every build: tests running in parallel build the same
+    // program (and remove their executable when done).
+    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let exe = s
         .out
-        .join(format!("{name}{}", if cxx { "-cxx" } else { "" }));
+        .join(format!("{name}{}-{n}", if cxx { "-cxx" } else { "" }));
     let mut cmd = if cxx {
         let mut c = Command::new(tool("CXX", "c++"));
         c.args(CXXFLAGS);
@@ -817,4 +821,45 @@ fn server_mode_under_valgrind() {
     assert!(report.contains("\"rule\": \"CB06\""), "{report}");
     assert!(!report.contains("\"cleanup\": true"), "{report}");
     assert!(report.contains("\"leftovers\": []"), "{report}");
+}
+
+/// The same exploration through a server (`certadm-emu explore --server`): the agent's
+/// library forwards to it; the careful agent is clean, the leaky one caught.
+#[test]
+fn explore_a_native_client_through_a_server() {
+    let s = setup();
+    let exe = build("plain_agent", Kind::Linked, false);
+    let bin = env!("CARGO_BIN_EXE_certadm-emu");
+    for (mode, clean) in [("careful", true), ("leaky", false)] {
+        let dir = s.out.join(format!("explore-server-{mode}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("out")).unwrap();
+        let cfg = agent_config(&dir, "null");
+        let mut cmd = Command::new(bin);
+        cmd.arg("explore")
+            .arg("--server")
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--")
+            .arg(&exe)
+            .arg("AGENTCA")
+            .arg(dir.join("out"));
+        if !clean {
+            cmd.arg("leaky");
+        }
+        let (o, _) = run_with_timeout(cmd, RUN_TIMEOUT);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("fail at every step:"), "{}", show(&o));
+        if clean {
+            assert!(o.status.success(), "{}", show(&o));
+            assert!(out.contains("no cleanup problem"), "{out}");
+        } else {
+            assert!(!o.status.success(), "{}", show(&o));
+            assert!(
+                out.contains("CB01 backup prepared but never ended"),
+                "{out}"
+            );
+        }
+    }
+    let _ = std::fs::remove_file(exe);
 }

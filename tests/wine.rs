@@ -494,6 +494,38 @@ fn windows_client_backs_up_and_restores_through_wine() {
     drop(rc);
     drop(served);
 
+    // Fail at every step for the Windows binary: `certadm-emu explore --server` runs
+    // client.exe once per certbcli call with that call failing, against a fresh server.
+    let cfg = dir.join("explore.json");
+    std::fs::write(
+        &cfg,
+        r#"{"machines": [{"name": "EXPLWINE", "ca": {"records": 10, "log_capacity": 4}}]}"#,
+    )
+    .unwrap();
+    let out_dir = dir.join("explore-out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_certadm-emu"));
+    cmd.arg("explore")
+        .arg("--server")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--")
+        .arg(&w.exe)
+        .arg(&w.client)
+        .arg("EXPLWINE")
+        .arg(wine_path(&out_dir))
+        .arg("full")
+        .current_dir(&dir)
+        .env("WINEPREFIX", &w.prefix)
+        .env("WINEDEBUG", "-all")
+        .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY");
+    let (status, out, err, took) = run(cmd, &dir, "explore");
+    eprintln!("--- explore client.exe ({took:.1?}): {status}\n{out}{err}");
+    assert!(status.success(), "{out}{err}");
+    assert!(out.contains("no cleanup problem"), "{out}");
+
     // No server: the DLL maps the failed connect to RPC_S_SERVER_UNAVAILABLE.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let gone = closed.local_addr().unwrap().to_string();

@@ -23,6 +23,44 @@ pub fn lint(path: &Path) -> Result<(), String> {
     }
 }
 
+/// Runs `cmd` once against a fresh in-process server hosting `config`'s machines
+/// (`CERTADM_EMU_SERVER` in its environment: the shared library and the PE certadm.dll
+/// forward to it), and returns its exit code and the first machine's report.
+fn run_once_server(config: &Config, cmd: &[String]) -> Result<(Option<i32>, Value), String> {
+    use certadm_emu::remote::server::{Server, ServerOptions};
+    let srv = Server::bind(
+        "127.0.0.1:0",
+        ServerOptions {
+            secret: None,
+            config: Some(config.clone()),
+            quiet: true,
+        },
+    )
+    .map_err(|e| format!("starting the server: {e}"))?
+    .spawn();
+    let status = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .env("CERTADM_EMU_SERVER", srv.addr())
+        .env_remove("CERTADM_EMU_CONFIG")
+        .env_remove("CERTADM_EMU_SECRET")
+        .status()
+        .map_err(|e| format!("running {}: {e}", cmd[0]))?;
+    // The client's connections close with its process; give the rundown a moment.
+    let name = &config.machines[0].name;
+    let t = std::time::Instant::now();
+    while t.elapsed() < std::time::Duration::from_secs(2)
+        && srv
+            .server()
+            .with_machine(name, |ca| ca.sessions_open() > 0)
+            .unwrap_or(false)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let report = srv.server().reports()["machines"][0].clone();
+    srv.stop().map_err(|e| e.to_string())?;
+    Ok((status.code(), report))
+}
+
 fn run_once(
     config: &Config,
     dir: &Path,
@@ -52,8 +90,16 @@ fn run_once(
     Ok((status.code(), v["machines"][0].clone()))
 }
 
-/// `certadm-emu explore --config CFG -- CMD ARGS`: fail at every step for a native client.
-pub fn explore(config_path: &Path, hr: Option<String>, cmd: &[String]) -> Result<(), String> {
+/// `certadm-emu explore --config CFG [--server] -- CMD ARGS`: fail at every step for a
+/// native client, in process (`CERTADM_EMU_CONFIG`) or through a server
+/// (`CERTADM_EMU_SERVER`, for clients that forward, such as Windows programs under Wine
+/// with the PE certadm.dll).
+pub fn explore(
+    config_path: &Path,
+    hr: Option<String>,
+    through_server: bool,
+    cmd: &[String],
+) -> Result<(), String> {
     if cmd.is_empty() {
         return Err("give the client command after --".into());
     }
@@ -64,7 +110,14 @@ pub fn explore(config_path: &Path, hr: Option<String>, cmd: &[String]) -> Result
         return Err("the configuration defines no machine".into());
     }
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let (code, first) = run_once(&config, dir.path(), "0", cmd)?;
+    let once = |config: &Config, tag: &str| {
+        if through_server {
+            run_once_server(config, cmd)
+        } else {
+            run_once(config, dir.path(), tag, cmd)
+        }
+    };
+    let (code, first) = once(&config, "0")?;
     if code != Some(0) {
         return Err(format!(
             "the client fails without any fault (exit code {code:?})"
@@ -102,7 +155,7 @@ pub fn explore(config_path: &Path, hr: Option<String>, cmd: &[String]) -> Result
                 hr: hr.clone(),
             }],
         });
-        let (code, rep) = run_once(&config, dir.path(), &k.to_string(), cmd)?;
+        let (code, rep) = once(&config, &k.to_string())?;
         let cleanup: Vec<String> = rep["violations"]
             .as_array()
             .into_iter()

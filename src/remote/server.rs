@@ -843,7 +843,18 @@ impl Conn<'_> {
             }
             BackupFree { buffer } => {
                 const CALL: &str = "CertSrvBackupFree";
-                let owner = self.shared.buffers.lock().get(&buffer).copied();
+                let mut owner = self.shared.buffers.lock().get(&buffer).copied();
+                // A process frees a list after the thread that received it ended: that
+                // thread's connection may be closing right now. Give its rundown a moment
+                // (it releases the list to every connection) before refusing.
+                let t = std::time::Instant::now();
+                while buffer != 0
+                    && owner.is_some_and(|c| c != self.id)
+                    && t.elapsed() < Duration::from_millis(500)
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                    owner = self.shared.buffers.lock().get(&buffer).copied();
+                }
                 if buffer != 0 && owner.is_some_and(|c| c != self.id) {
                     return Err(Error::invalid_arg(
                         CALL,

@@ -445,8 +445,12 @@ static HRESULT backup(const wchar_t *server, const wchar_t *dir, int full)
         printf("  dynamic file (not copied): %ls\n", p);
     }
 end: {
-    /* 14 */
+    /* 14. A session left open blocks every later backup of the CA: try End twice
+     * (certadm-emu explore found this client leaving one open when End failed once). */
     HRESULT hr_end = pBackupEnd(hbc);
+    if (FAILED(hr_end) && hr_end != (HRESULT)0x80070006) {
+        hr_end = pBackupEnd(hbc);
+    }
     if (FAILED(hr_end)) {
         failed("CertSrvBackupEnd", hr_end);
         if (SUCCEEDED(hr)) {
