@@ -491,21 +491,24 @@ fn plain_agent_with_a_configuration_file() {
     let _ = std::fs::remove_file(exe);
 }
 
-/// `certadm-emu explore` runs the unmodified agent once per call with that call failing:
-/// the careful agent is clean; the leaky one (exit(1) without End) is caught.
-#[test]
-fn explore_a_native_client() {
+/// Runs `certadm-emu explore` on the unmodified agent (in process, or `--server`):
+/// once per call with that call failing. The careful agent is clean; the leaky one
+/// (exit(1) without End) is caught.
+fn explore_agent(through_server: bool) {
     let s = setup();
     let exe = build("plain_agent", Kind::Linked, false);
     let bin = env!("CARGO_BIN_EXE_certadm-emu");
     for (mode, clean) in [("careful", true), ("leaky", false)] {
-        let dir = s.out.join(format!("explore-{mode}"));
+        let dir = s.out.join(format!("explore-{through_server}-{mode}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("out")).unwrap();
         let cfg = agent_config(&dir, "null");
         let mut cmd = Command::new(bin);
-        cmd.arg("explore")
-            .arg("--config")
+        cmd.arg("explore");
+        if through_server {
+            cmd.arg("--server");
+        }
+        cmd.arg("--config")
             .arg(&cfg)
             .arg("--")
             .arg(&exe)
@@ -529,6 +532,18 @@ fn explore_a_native_client() {
         }
     }
     let _ = std::fs::remove_file(exe);
+}
+
+/// The agent in process (`CERTADM_EMU_CONFIG`).
+#[test]
+fn explore_a_native_client() {
+    explore_agent(false);
+}
+
+/// The agent through a server (`certadm-emu explore --server`; its library forwards).
+#[test]
+fn explore_a_native_client_through_a_server() {
+    explore_agent(true);
 }
 
 /// `header_check.c` as C (c11, pedantic), linked and run.
@@ -821,45 +836,4 @@ fn server_mode_under_valgrind() {
     assert!(report.contains("\"rule\": \"CB06\""), "{report}");
     assert!(!report.contains("\"cleanup\": true"), "{report}");
     assert!(report.contains("\"leftovers\": []"), "{report}");
-}
-
-/// The same exploration through a server (`certadm-emu explore --server`): the agent's
-/// library forwards to it; the careful agent is clean, the leaky one caught.
-#[test]
-fn explore_a_native_client_through_a_server() {
-    let s = setup();
-    let exe = build("plain_agent", Kind::Linked, false);
-    let bin = env!("CARGO_BIN_EXE_certadm-emu");
-    for (mode, clean) in [("careful", true), ("leaky", false)] {
-        let dir = s.out.join(format!("explore-server-{mode}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("out")).unwrap();
-        let cfg = agent_config(&dir, "null");
-        let mut cmd = Command::new(bin);
-        cmd.arg("explore")
-            .arg("--server")
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--")
-            .arg(&exe)
-            .arg("AGENTCA")
-            .arg(dir.join("out"));
-        if !clean {
-            cmd.arg("leaky");
-        }
-        let (o, _) = run_with_timeout(cmd, RUN_TIMEOUT);
-        let out = String::from_utf8_lossy(&o.stdout);
-        assert!(out.contains("fail at every step:"), "{}", show(&o));
-        if clean {
-            assert!(o.status.success(), "{}", show(&o));
-            assert!(out.contains("no cleanup problem"), "{out}");
-        } else {
-            assert!(!o.status.success(), "{}", show(&o));
-            assert!(
-                out.contains("CB01 backup prepared but never ended"),
-                "{out}"
-            );
-        }
-    }
-    let _ = std::fs::remove_file(exe);
 }
