@@ -14,11 +14,13 @@
 //! * `CERTADM_EMU_NO_VALGRIND=1`: skip the valgrind runs (they take most of the time).
 //! * `CC` / `CXX`: the C and C++ compilers (default `cc` / `c++`).
 
-use std::io::Read;
+mod common;
+
+use common::{run_with_timeout, show};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CFLAGS: &[&str] = &["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"];
 const CXXFLAGS: &[&str] = &[
@@ -221,57 +223,6 @@ fn have(program: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// Runs `cmd` to completion or until `timeout`, collecting its output.
-fn run_with_timeout(mut cmd: Command, timeout: Duration) -> (Output, Duration) {
-    let start = Instant::now();
-    let desc = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {desc}: {e}"));
-    // Drain both pipes on their own threads so a chatty child never blocks.
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("waiting for a child") {
-            break s;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{desc} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = Output {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    };
-    (out, start.elapsed())
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn compile(what: &str, mut cmd: Command) {
@@ -746,32 +697,15 @@ fn exports_are_exactly_the_certadm_names_and_certemu() {
 /// valgrind. Results against in-process runs are compared in `tests/server_mode.rs`.
 #[test]
 fn server_mode_under_valgrind() {
-    use std::io::BufRead;
     let s = setup();
     let dir = s.out.join("server-mode");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     const FAULT: &str = r#"{"faults": [{"kind": "fail", "function": "CertSrvBackupRead", "nth": 2, "hr": "RPC_S_CALL_FAILED"}]}"#;
     let cfg = agent_config(&dir, "null");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_certadm-emu"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&cfg)
-        .env_remove("CERTADM_EMU_SERVER")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting certadm-emu serve");
-    let mut line = String::new();
-    std::io::BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
+    let (mut server, addr) = common::spawn_serve(|cmd| {
+        cmd.arg("--config").arg(&cfg);
+    });
     let result = std::panic::catch_unwind(|| {
         for name in ["scenario_backup", "scenario_restore", "plain_agent"] {
             let exe = build(name, Kind::Linked, false);

@@ -9,6 +9,8 @@ use certadm_emu::remote::protocol::{self, ListKind, Request};
 use certadm_emu::remote::server::{records_digest, RunningServer, Server, ServerOptions};
 use certadm_emu::{EmulatedCa, Hcsbc, WideList, HRESULT};
 use std::collections::BTreeMap;
+
+mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -889,7 +891,6 @@ fn clients_and_servers_cross_threads() {
 /// exits 0 after a Shutdown request.
 #[test]
 fn serve_binary_prints_its_address_and_stops_on_shutdown() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config.json");
     std::fs::write(
@@ -897,22 +898,7 @@ fn serve_binary_prints_its_address_and_stops_on_shutdown() {
         r#"{"machines": [{"name": "SERVED", "ca": {"records": 5}}]}"#,
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_certadm-emu"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&cfg)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
+    let (mut child, addr) = serve_binary(&cfg);
     let client = certadm_emu::remote::client::RemoteClient::connect(&addr, None).unwrap();
     assert!(client.is_server_online("SERVED").unwrap());
     assert_eq!(client.records("SERVED").unwrap().0, 5);
@@ -923,25 +909,9 @@ fn serve_binary_prints_its_address_and_stops_on_shutdown() {
 
 /// Starts the `serve` binary with `config` and returns it with its address.
 fn serve_binary(config: &Path) -> (std::process::Child, String) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_certadm-emu"))
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    (child, addr)
+    common::spawn_serve(|cmd| {
+        cmd.arg("--config").arg(config);
+    })
 }
 
 /// Killing the server (SIGKILL: nothing flushed at exit) and starting it again on the same

@@ -20,9 +20,11 @@
 
 use certadm_emu::remote::client::RemoteClient;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
+use common::show;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -50,33 +52,14 @@ impl Served {
 
     /// A server that wants `secret` in the handshake (given in `CERTADM_EMU_SECRET`).
     fn start_with(config: Option<&Path>, secret: Option<&str>) -> Served {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_certadm-emu"));
-        cmd.arg("serve");
-        if let Some(c) = config {
-            cmd.arg("--config").arg(c);
-        }
-        match secret {
-            Some(s) => cmd.env("CERTADM_EMU_SECRET", s),
-            None => cmd.env_remove("CERTADM_EMU_SECRET"),
-        };
-        let mut child = cmd
-            .env_remove("CERTADM_EMU_SERVER")
-            .env_remove("CERTADM_EMU_CONFIG")
-            .env_remove("CERTADM_EMU_REPORT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting certadm-emu serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let (child, addr) = common::spawn_serve(|cmd| {
+            if let Some(c) = config {
+                cmd.arg("--config").arg(c);
+            }
+            if let Some(s) = secret {
+                cmd.env("CERTADM_EMU_SECRET", s);
+            }
+        });
         Served {
             child: Some(child),
             addr,
@@ -141,50 +124,8 @@ impl Drop for Served {
 
 // ----- processes ------------------------------------------------------------------------------
 
-fn run(mut cmd: Command) -> (Output, Duration) {
-    let start = Instant::now();
-    let desc = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {desc}: {e}"));
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    };
-    let t_out = drain(Box::new(child.stdout.take().unwrap()));
-    let t_err = drain(Box::new(child.stderr.take().unwrap()));
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{desc} did not finish within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = Output {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    };
-    (out, start.elapsed())
-}
-
-fn show(o: &Output) -> String {
-    format!(
-        "exit status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+fn run(cmd: Command) -> (Output, Duration) {
+    common::run_with_timeout(cmd, TIMEOUT)
 }
 
 /// The scratch directory of this test process; those of earlier processes that are gone

@@ -24,7 +24,8 @@
 
 use certadm_emu::remote::client::RemoteClient;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -94,28 +95,9 @@ struct Served {
 
 impl Served {
     fn start(config: &Path) -> Served {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_certadm-emu"))
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .env_remove("CERTADM_EMU_SECRET")
-            .env_remove("CERTADM_EMU_SERVER")
-            .env_remove("CERTADM_EMU_CONFIG")
-            .env_remove("CERTADM_EMU_REPORT")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting certadm-emu serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
+        let (child, addr) = common::spawn_serve(|cmd| {
+            cmd.arg("--config").arg(config);
+        });
         Served {
             child: Some(child),
             addr,
