@@ -14,7 +14,6 @@ use crate::ca::{BackupMark, Ca, CaConfig, Record, ServiceState};
 use crate::conformance::Report;
 use crate::core::{Error, Result};
 use crate::machine::{Identity, Machine};
-use crate::session::Session;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -284,13 +283,7 @@ impl EmulatedCa {
     /// Stops the service as a crash would: no checkpoint flush; the next start replays logs.
     pub fn crash(&self) {
         let mut st = self.host.state.lock();
-        for (_, _, s) in st.sessions.iter_mut() {
-            if let Session::Backup(b) = s {
-                b.disconnected = true;
-                b.open = None;
-            }
-        }
-        st.active_backup = None;
+        api::disconnect_backups(&mut st);
         if let Some(ca) = st.ca.as_mut() {
             ca.crash();
         }

@@ -676,8 +676,9 @@ pub fn server_control(server: &str, control_flags: u32) -> Result<()> {
     )
 }
 
-/// Stops the CA cleanly: open backup sessions are disconnected (only End works on them).
-pub(crate) fn stop_host(st: &mut HostState, machine: &Machine) -> Result<()> {
+/// The CA service went away: open backup sessions are disconnected (only End works on
+/// them) and no backup holds the CA any more.
+pub(crate) fn disconnect_backups(st: &mut HostState) {
     for (_, _, s) in st.sessions.iter_mut() {
         if let Session::Backup(b) = s {
             b.disconnected = true;
@@ -685,6 +686,11 @@ pub(crate) fn stop_host(st: &mut HostState, machine: &Machine) -> Result<()> {
         }
     }
     st.active_backup = None;
+}
+
+/// Stops the CA cleanly: open backup sessions are disconnected (only End works on them).
+pub(crate) fn stop_host(st: &mut HostState, machine: &Machine) -> Result<()> {
+    disconnect_backups(st);
     let ca = st
         .ca
         .as_mut()
