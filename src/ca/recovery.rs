@@ -458,15 +458,7 @@ pub(crate) fn recover(ca: &Ca, machine: &Machine) -> Result<Recovered> {
         let sources = LogSources::scan(&[log_dir], Some(current));
         return replay(&ca.name, img, &sources, Mode::Soft);
     };
-    if mk.pending {
-        return Err(Error::RestoreInProgress {
-            call: "start",
-            why: "a restore is registered but CertSrvRestoreRegisterComplete was not called; Certificate Services will not start until it is (or the registration is cleared)".into(),
-        });
-    }
-    if let Some(hr) = mk.status.filter(|h| h.is_err()) {
-        return Err(Error::RestoreReportedFailure { hr });
-    }
+    // A pending or failed registration never gets here: `Ca::begin_start` refuses it.
     let (old, new) = mk.restore_map.first().cloned().unwrap_or_default();
     let db_key = ca.database_path().key();
     if machine.parse_path(&old)?.key() != db_key {
