@@ -17,97 +17,111 @@ const fn hr(v: u32) -> HRESULT {
     HRESULT(v as i32)
 }
 
-#[allow(non_upper_case_globals)]
-impl HRESULT {
-    /// Success.
-    pub const S_OK: HRESULT = hr(0);
-    /// Generic failure.
-    pub const E_FAIL: HRESULT = hr(0x8000_4005);
-    /// Sequencing violation (MS-CSRA "ERROR_UNEXPECTED_ERROR").
-    pub const E_UNEXPECTED: HRESULT = hr(0x8000_FFFF);
-    /// Access denied.
-    pub const E_ACCESSDENIED: HRESULT = hr(0x8007_0005);
-    /// Invalid handle (`ERROR_INVALID_HANDLE`).
-    pub const E_HANDLE: HRESULT = hr(0x8007_0006);
-    /// Invalid argument (`ERROR_INVALID_PARAMETER`).
-    pub const E_INVALIDARG: HRESULT = hr(0x8007_0057);
-    /// NULL pointer where one is required.
-    pub const E_POINTER: HRESULT = hr(0x8000_4003);
-    /// Out of memory.
-    pub const E_OUTOFMEMORY: HRESULT = hr(0x8007_000E);
-    /// Not implemented.
-    pub const E_NOTIMPL: HRESULT = hr(0x8000_4001);
-    /// `ERROR_FILE_NOT_FOUND`.
-    pub const ERROR_FILE_NOT_FOUND: HRESULT = hr(0x8007_0002);
-    /// `ERROR_PATH_NOT_FOUND`.
-    pub const ERROR_PATH_NOT_FOUND: HRESULT = hr(0x8007_0003);
-    /// `ERROR_SHARING_VIOLATION`: a file of a running CA was overwritten.
-    pub const ERROR_SHARING_VIOLATION: HRESULT = hr(0x8007_0020);
-    /// `ERROR_NOT_SUPPORTED`.
-    pub const ERROR_NOT_SUPPORTED: HRESULT = hr(0x8007_0032);
-    /// `ERROR_BAD_NETPATH`: a UNC path names another host or an unknown share.
-    pub const ERROR_BAD_NETPATH: HRESULT = hr(0x8007_0035);
-    /// `ERROR_INVALID_NAME`: device names, alternate data streams, bad characters.
-    pub const ERROR_INVALID_NAME: HRESULT = hr(0x8007_007B);
-    /// `ERROR_DIR_NOT_EMPTY`.
-    pub const ERROR_DIR_NOT_EMPTY: HRESULT = hr(0x8007_0091);
-    /// `ERROR_BAD_PATHNAME`: relative, empty or malformed paths.
-    pub const ERROR_BAD_PATHNAME: HRESULT = hr(0x8007_00A1);
-    /// `ERROR_ALREADY_EXISTS`: a server name is already in use.
-    pub const ERROR_ALREADY_EXISTS: HRESULT = hr(0x8007_00B7);
-    /// `ERROR_DIRECTORY`.
-    pub const ERROR_DIRECTORY: HRESULT = hr(0x8007_010B);
-    /// `ERROR_PRIVILEGE_NOT_HELD`.
-    pub const ERROR_PRIVILEGE_NOT_HELD: HRESULT = hr(0x8007_0522);
-    /// `RPC_S_SERVER_UNAVAILABLE`: the CA service is stopped or unreachable.
-    pub const RPC_S_SERVER_UNAVAILABLE: HRESULT = hr(0x8007_06BA);
-    /// `RPC_S_SERVER_TOO_BUSY`.
-    pub const RPC_S_SERVER_TOO_BUSY: HRESULT = hr(0x8007_06BB);
-    /// `RPC_S_CALL_FAILED`: the CA died during a call.
-    pub const RPC_S_CALL_FAILED: HRESULT = hr(0x8007_06BE);
-    /// `RPC_E_DISCONNECTED`: the CA shut down while a session was open.
-    pub const RPC_E_DISCONNECTED: HRESULT = hr(0x8001_0108);
-    /// `CERTSRV_E_SERVER_SUSPENDED`: suspended for a database restore.
-    pub const CERTSRV_E_SERVER_SUSPENDED: HRESULT = hr(0x8009_4006);
-    /// `CERTSRV_E_ROLECONFLICT`.
-    pub const CERTSRV_E_ROLECONFLICT: HRESULT = hr(0x8009_4008);
-    /// `CERTSRV_E_NO_DB_SESSIONS`: too many sessions open on one CA.
-    pub const CERTSRV_E_NO_DB_SESSIONS: HRESULT = hr(0x8009_400F);
-    /// `JET_errLogFileCorrupt` (-501).
-    pub const JET_errLogFileCorrupt: HRESULT = HRESULT::from_jet(-501);
-    /// `JET_errBackupInProgress` (-505) / `hrBackupInProgress`.
-    pub const JET_errBackupInProgress: HRESULT = HRESULT::from_jet(-505);
-    /// `JET_errRestoreInProgress` (-506).
-    pub const JET_errRestoreInProgress: HRESULT = HRESULT::from_jet(-506);
-    /// `JET_errNoBackup` (-520).
-    pub const JET_errNoBackup: HRESULT = HRESULT::from_jet(-520);
-    /// `JET_errInvalidBackupSequence` (-521) / `hrInvalidBackupSequence`.
-    pub const JET_errInvalidBackupSequence: HRESULT = HRESULT::from_jet(-521);
-    /// `JET_errBackupNotAllowedYet` (-523).
-    pub const JET_errBackupNotAllowedYet: HRESULT = HRESULT::from_jet(-523);
-    /// `JET_errInvalidBackup` (-526).
-    pub const JET_errInvalidBackup: HRESULT = HRESULT::from_jet(-526);
-    /// `JET_errMissingLogFile` (-528).
-    pub const JET_errMissingLogFile: HRESULT = HRESULT::from_jet(-528);
-    /// `JET_errBadLogSignature` (-530).
-    pub const JET_errBadLogSignature: HRESULT = HRESULT::from_jet(-530);
-    /// `JET_errBadDbSignature` (-531).
-    pub const JET_errBadDbSignature: HRESULT = HRESULT::from_jet(-531);
-    /// `JET_errMissingRestoreLogFiles` (-557).
-    pub const JET_errMissingRestoreLogFiles: HRESULT = HRESULT::from_jet(-557);
-    /// `JET_errMissingFullBackup` (-560) / `hrMissingFullBackup`.
-    pub const JET_errMissingFullBackup: HRESULT = HRESULT::from_jet(-560);
-    /// `JET_errRestoreOfNonBackupDatabase` (-615).
-    pub const JET_errRestoreOfNonBackupDatabase: HRESULT = HRESULT::from_jet(-615);
-    /// `JET_errBackupAbortByServer` (-801).
-    pub const JET_errBackupAbortByServer: HRESULT = HRESULT::from_jet(-801);
-    /// `JET_errFileAccessDenied` (-1032).
-    pub const JET_errFileAccessDenied: HRESULT = HRESULT::from_jet(-1032);
-    /// `JET_errVersionStoreOutOfMemory` (-1069).
-    pub const JET_errVersionStoreOutOfMemory: HRESULT = HRESULT::from_jet(-1069);
-    /// `JET_errDatabaseCorrupted` (-1206).
-    pub const JET_errDatabaseCorrupted: HRESULT = HRESULT::from_jet(-1206);
+/// The named codes: each written once, with its doc, value and Windows message (MS-ERREF);
+/// the constants, [`HRESULT::name`], [`HRESULT::message`], [`HRESULT::parse`] and
+/// [`HRESULT::known`] all come from this one table.
+macro_rules! known_codes {
+    ($( $(#[doc = $doc:literal])* $name:ident = $value:expr, $message:literal; )*) => {
+        #[allow(non_upper_case_globals)]
+        impl HRESULT {
+            $( $(#[doc = $doc])* pub const $name: HRESULT = $value; )*
+        }
+        const KNOWN: &[(HRESULT, &str, &str)] = &[ $( (HRESULT::$name, stringify!($name), $message), )* ];
+    };
+}
 
+known_codes! {
+    /// Success.
+    S_OK = hr(0), "The operation completed successfully.";
+    /// Generic failure.
+    E_FAIL = hr(0x8000_4005), "Unspecified error.";
+    /// Sequencing violation (MS-CSRA "ERROR_UNEXPECTED_ERROR").
+    E_UNEXPECTED = hr(0x8000_FFFF), "Catastrophic failure.";
+    /// Access denied.
+    E_ACCESSDENIED = hr(0x8007_0005), "Access is denied.";
+    /// Invalid handle (`ERROR_INVALID_HANDLE`).
+    E_HANDLE = hr(0x8007_0006), "The handle is invalid.";
+    /// Invalid argument (`ERROR_INVALID_PARAMETER`).
+    E_INVALIDARG = hr(0x8007_0057), "The parameter is incorrect.";
+    /// NULL pointer where one is required.
+    E_POINTER = hr(0x8000_4003), "Invalid pointer.";
+    /// Out of memory.
+    E_OUTOFMEMORY = hr(0x8007_000E), "Not enough memory resources are available to complete this operation.";
+    /// Not implemented.
+    E_NOTIMPL = hr(0x8000_4001), "Not implemented.";
+    /// `ERROR_FILE_NOT_FOUND`.
+    ERROR_FILE_NOT_FOUND = hr(0x8007_0002), "The system cannot find the file specified.";
+    /// `ERROR_PATH_NOT_FOUND`.
+    ERROR_PATH_NOT_FOUND = hr(0x8007_0003), "The system cannot find the path specified.";
+    /// `ERROR_SHARING_VIOLATION`: a file of a running CA was overwritten.
+    ERROR_SHARING_VIOLATION = hr(0x8007_0020), "The process cannot access the file because it is being used by another process.";
+    /// `ERROR_NOT_SUPPORTED`.
+    ERROR_NOT_SUPPORTED = hr(0x8007_0032), "The request is not supported.";
+    /// `ERROR_BAD_NETPATH`: a UNC path names another host or an unknown share.
+    ERROR_BAD_NETPATH = hr(0x8007_0035), "The network path was not found.";
+    /// `ERROR_INVALID_NAME`: device names, alternate data streams, bad characters.
+    ERROR_INVALID_NAME = hr(0x8007_007B), "The filename, directory name, or volume label syntax is incorrect.";
+    /// `ERROR_DIR_NOT_EMPTY`.
+    ERROR_DIR_NOT_EMPTY = hr(0x8007_0091), "The directory is not empty.";
+    /// `ERROR_BAD_PATHNAME`: relative, empty or malformed paths.
+    ERROR_BAD_PATHNAME = hr(0x8007_00A1), "The specified path is invalid.";
+    /// `ERROR_ALREADY_EXISTS`: a server name is already in use.
+    ERROR_ALREADY_EXISTS = hr(0x8007_00B7), "Cannot create a file when that file already exists.";
+    /// `ERROR_DIRECTORY`.
+    ERROR_DIRECTORY = hr(0x8007_010B), "The directory name is invalid.";
+    /// `ERROR_PRIVILEGE_NOT_HELD`.
+    ERROR_PRIVILEGE_NOT_HELD = hr(0x8007_0522), "A required privilege is not held by the client.";
+    /// `RPC_S_SERVER_UNAVAILABLE`: the CA service is stopped or unreachable.
+    RPC_S_SERVER_UNAVAILABLE = hr(0x8007_06BA), "The RPC server is unavailable.";
+    /// `RPC_S_SERVER_TOO_BUSY`.
+    RPC_S_SERVER_TOO_BUSY = hr(0x8007_06BB), "The RPC server is too busy to complete this operation.";
+    /// `RPC_S_CALL_FAILED`: the CA died during a call.
+    RPC_S_CALL_FAILED = hr(0x8007_06BE), "The remote procedure call failed.";
+    /// `RPC_E_DISCONNECTED`: the CA shut down while a session was open.
+    RPC_E_DISCONNECTED = hr(0x8001_0108), "The object invoked has disconnected from its clients.";
+    /// `CERTSRV_E_SERVER_SUSPENDED`: suspended for a database restore.
+    CERTSRV_E_SERVER_SUSPENDED = hr(0x8009_4006), "Certificate service has been suspended for a database restore operation.";
+    /// `CERTSRV_E_ROLECONFLICT`.
+    CERTSRV_E_ROLECONFLICT = hr(0x8009_4008), "The operation is denied. The user has multiple roles assigned and the certification authority is configured to enforce role separation.";
+    /// `CERTSRV_E_NO_DB_SESSIONS`: too many sessions open on one CA.
+    CERTSRV_E_NO_DB_SESSIONS = hr(0x8009_400F), "An attempt was made to open a Certification Authority database session, but there are already too many active sessions.";
+    /// `JET_errLogFileCorrupt` (-501).
+    JET_errLogFileCorrupt = HRESULT::from_jet(-501), "Log file is corrupt.";
+    /// `JET_errBackupInProgress` (-505) / `hrBackupInProgress`.
+    JET_errBackupInProgress = HRESULT::from_jet(-505), "Backup is active already.";
+    /// `JET_errRestoreInProgress` (-506).
+    JET_errRestoreInProgress = HRESULT::from_jet(-506), "Restore in progress.";
+    /// `JET_errNoBackup` (-520).
+    JET_errNoBackup = HRESULT::from_jet(-520), "No backup in progress.";
+    /// `JET_errInvalidBackupSequence` (-521) / `hrInvalidBackupSequence`.
+    JET_errInvalidBackupSequence = HRESULT::from_jet(-521), "Backup call out of sequence.";
+    /// `JET_errBackupNotAllowedYet` (-523).
+    JET_errBackupNotAllowedYet = HRESULT::from_jet(-523), "Cannot do backup now.";
+    /// `JET_errInvalidBackup` (-526).
+    JET_errInvalidBackup = HRESULT::from_jet(-526), "Cannot perform incremental backup when circular logging enabled.";
+    /// `JET_errMissingLogFile` (-528).
+    JET_errMissingLogFile = HRESULT::from_jet(-528), "Current log file missing.";
+    /// `JET_errBadLogSignature` (-530).
+    JET_errBadLogSignature = HRESULT::from_jet(-530), "Bad signature for a log file.";
+    /// `JET_errBadDbSignature` (-531).
+    JET_errBadDbSignature = HRESULT::from_jet(-531), "Bad signature for a db file.";
+    /// `JET_errMissingRestoreLogFiles` (-557).
+    JET_errMissingRestoreLogFiles = HRESULT::from_jet(-557), "Some restore log files are missing.";
+    /// `JET_errMissingFullBackup` (-560) / `hrMissingFullBackup`.
+    JET_errMissingFullBackup = HRESULT::from_jet(-560), "The database missed a previous full backup before incremental backup.";
+    /// `JET_errRestoreOfNonBackupDatabase` (-615).
+    JET_errRestoreOfNonBackupDatabase = HRESULT::from_jet(-615), "Hard restore detected that a database is not the one that was backed up.";
+    /// `JET_errBackupAbortByServer` (-801).
+    JET_errBackupAbortByServer = HRESULT::from_jet(-801), "Backup was aborted by server by calling JetTerm with JET_bitTermStopBackup or by calling JetStopBackup.";
+    /// `JET_errFileAccessDenied` (-1032).
+    JET_errFileAccessDenied = HRESULT::from_jet(-1032), "Cannot access file, the file is locked or in use.";
+    /// `JET_errVersionStoreOutOfMemory` (-1069).
+    JET_errVersionStoreOutOfMemory = HRESULT::from_jet(-1069), "Version store out of memory.";
+    /// `JET_errDatabaseCorrupted` (-1206).
+    JET_errDatabaseCorrupted = HRESULT::from_jet(-1206), "Non database file or corrupted db.";
+}
+
+impl HRESULT {
     /// `HRESULT_FROM_WIN32`: `0x8007xxxx` for a non-zero Win32 error code.
     pub const fn from_win32(code: u32) -> HRESULT {
         if code == 0 {
@@ -179,53 +193,6 @@ impl HRESULT {
         KNOWN.iter().copied()
     }
 }
-
-const KNOWN: &[(HRESULT, &str, &str)] = &[
-    (HRESULT::S_OK, "S_OK", "The operation completed successfully."),
-    (HRESULT::E_FAIL, "E_FAIL", "Unspecified error."),
-    (HRESULT::E_UNEXPECTED, "E_UNEXPECTED", "Catastrophic failure."),
-    (HRESULT::E_ACCESSDENIED, "E_ACCESSDENIED", "Access is denied."),
-    (HRESULT::E_HANDLE, "E_HANDLE", "The handle is invalid."),
-    (HRESULT::E_INVALIDARG, "E_INVALIDARG", "The parameter is incorrect."),
-    (HRESULT::E_POINTER, "E_POINTER", "Invalid pointer."),
-    (HRESULT::E_OUTOFMEMORY, "E_OUTOFMEMORY", "Not enough memory resources are available to complete this operation."),
-    (HRESULT::E_NOTIMPL, "E_NOTIMPL", "Not implemented."),
-    (HRESULT::ERROR_FILE_NOT_FOUND, "ERROR_FILE_NOT_FOUND", "The system cannot find the file specified."),
-    (HRESULT::ERROR_PATH_NOT_FOUND, "ERROR_PATH_NOT_FOUND", "The system cannot find the path specified."),
-    (HRESULT::ERROR_SHARING_VIOLATION, "ERROR_SHARING_VIOLATION", "The process cannot access the file because it is being used by another process."),
-    (HRESULT::ERROR_NOT_SUPPORTED, "ERROR_NOT_SUPPORTED", "The request is not supported."),
-    (HRESULT::ERROR_BAD_NETPATH, "ERROR_BAD_NETPATH", "The network path was not found."),
-    (HRESULT::ERROR_INVALID_NAME, "ERROR_INVALID_NAME", "The filename, directory name, or volume label syntax is incorrect."),
-    (HRESULT::ERROR_DIR_NOT_EMPTY, "ERROR_DIR_NOT_EMPTY", "The directory is not empty."),
-    (HRESULT::ERROR_BAD_PATHNAME, "ERROR_BAD_PATHNAME", "The specified path is invalid."),
-    (HRESULT::ERROR_ALREADY_EXISTS, "ERROR_ALREADY_EXISTS", "Cannot create a file when that file already exists."),
-    (HRESULT::ERROR_DIRECTORY, "ERROR_DIRECTORY", "The directory name is invalid."),
-    (HRESULT::ERROR_PRIVILEGE_NOT_HELD, "ERROR_PRIVILEGE_NOT_HELD", "A required privilege is not held by the client."),
-    (HRESULT::RPC_S_SERVER_UNAVAILABLE, "RPC_S_SERVER_UNAVAILABLE", "The RPC server is unavailable."),
-    (HRESULT::RPC_S_SERVER_TOO_BUSY, "RPC_S_SERVER_TOO_BUSY", "The RPC server is too busy to complete this operation."),
-    (HRESULT::RPC_S_CALL_FAILED, "RPC_S_CALL_FAILED", "The remote procedure call failed."),
-    (HRESULT::RPC_E_DISCONNECTED, "RPC_E_DISCONNECTED", "The object invoked has disconnected from its clients."),
-    (HRESULT::CERTSRV_E_SERVER_SUSPENDED, "CERTSRV_E_SERVER_SUSPENDED", "Certificate service has been suspended for a database restore operation."),
-    (HRESULT::CERTSRV_E_ROLECONFLICT, "CERTSRV_E_ROLECONFLICT", "The operation is denied. The user has multiple roles assigned and the certification authority is configured to enforce role separation."),
-    (HRESULT::CERTSRV_E_NO_DB_SESSIONS, "CERTSRV_E_NO_DB_SESSIONS", "An attempt was made to open a Certification Authority database session, but there are already too many active sessions."),
-    (HRESULT::JET_errLogFileCorrupt, "JET_errLogFileCorrupt", "Log file is corrupt."),
-    (HRESULT::JET_errBackupInProgress, "JET_errBackupInProgress", "Backup is active already."),
-    (HRESULT::JET_errRestoreInProgress, "JET_errRestoreInProgress", "Restore in progress."),
-    (HRESULT::JET_errNoBackup, "JET_errNoBackup", "No backup in progress."),
-    (HRESULT::JET_errInvalidBackupSequence, "JET_errInvalidBackupSequence", "Backup call out of sequence."),
-    (HRESULT::JET_errBackupNotAllowedYet, "JET_errBackupNotAllowedYet", "Cannot do backup now."),
-    (HRESULT::JET_errInvalidBackup, "JET_errInvalidBackup", "Cannot perform incremental backup when circular logging enabled."),
-    (HRESULT::JET_errMissingLogFile, "JET_errMissingLogFile", "Current log file missing."),
-    (HRESULT::JET_errBadLogSignature, "JET_errBadLogSignature", "Bad signature for a log file."),
-    (HRESULT::JET_errBadDbSignature, "JET_errBadDbSignature", "Bad signature for a db file."),
-    (HRESULT::JET_errMissingRestoreLogFiles, "JET_errMissingRestoreLogFiles", "Some restore log files are missing."),
-    (HRESULT::JET_errMissingFullBackup, "JET_errMissingFullBackup", "The database missed a previous full backup before incremental backup."),
-    (HRESULT::JET_errRestoreOfNonBackupDatabase, "JET_errRestoreOfNonBackupDatabase", "Hard restore detected that a database is not the one that was backed up."),
-    (HRESULT::JET_errBackupAbortByServer, "JET_errBackupAbortByServer", "Backup was aborted by server by calling JetTerm with JET_bitTermStopBackup or by calling JetStopBackup."),
-    (HRESULT::JET_errFileAccessDenied, "JET_errFileAccessDenied", "Cannot access file, the file is locked or in use."),
-    (HRESULT::JET_errVersionStoreOutOfMemory, "JET_errVersionStoreOutOfMemory", "Version store out of memory."),
-    (HRESULT::JET_errDatabaseCorrupted, "JET_errDatabaseCorrupted", "Non database file or corrupted db."),
-];
 
 impl fmt::Display for HRESULT {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

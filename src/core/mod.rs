@@ -1,10 +1,12 @@
 //! Core types: [`HRESULT`], [`Error`], the header constants and the UTF-16 list format.
 
+pub mod call;
 pub mod consts;
 pub mod error;
 pub mod hresult;
 pub mod wide;
 
+pub use call::{Call, ListKind, Route};
 pub use error::{Error, PathRefusal, RecoveryFailure, Result};
 pub use hresult::HRESULT;
 pub use wide::{ListEntry, WideList};
