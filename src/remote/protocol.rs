@@ -12,6 +12,12 @@
 //!   certbcli function returns (`u32` byte count, then the bytes, `*pcbSize` of them).
 //! * One [`Request`] frame, one [`Response`] frame, strictly alternating.
 //!
+//! Each request is written once, in the request table (`requests!` below): its operation
+//! code (a certbcli function's comes from the call table, [`Call::op`]), its fields with
+//! their wire types and names, and the shape of its out-values. [`Request`],
+//! [`encode_request`], [`decode_request`] and [`out_kind`] are generated from it, and
+//! [`c_header`] turns the codes and limits into the PE DLL's `protocol.h`.
+//!
 //! Decoding never panics, and never allocates more than a small multiple of the input it
 //! was given: every count is checked against the bytes left before anything is allocated.
 
