@@ -9,6 +9,7 @@
 use certadm_emu::api::Registration;
 use certadm_emu::ca::format::Position;
 use certadm_emu::ca::recovery::RecoveryReport;
+use certadm_emu::core::Call;
 use certadm_emu::machine::Identity;
 use certadm_emu::remote::protocol::*;
 use certadm_emu::{WideList, HRESULT};
@@ -115,7 +116,7 @@ fn check_decoders(bytes: &[u8]) {
             let g = general.as_ref().expect("decode_response agrees");
             assert_eq!(
                 (g.op, g.hr, &g.message),
-                (op::BACKUP_READ, r.hr, &r.message)
+                (Call::BackupRead.op(), r.hr, &r.message)
             );
             let data = match &g.out {
                 Some(Out::Bytes(b)) => Some(&b[..]),
@@ -123,7 +124,7 @@ fn check_decoders(bytes: &[u8]) {
             };
             assert_eq!(data, r.data);
         }
-        Err(_) => assert!(general.is_err() || general.unwrap().op != op::BACKUP_READ),
+        Err(_) => assert!(general.is_err() || general.unwrap().op != Call::BackupRead.op()),
     }
     let (_, p) = peak(|| decode_list(bytes));
     assert!(p <= budget(bytes.len()), "decode_list: {p} bytes");
@@ -307,46 +308,10 @@ fn request() -> impl Strategy<Value = Request> {
     prop_oneof![certbcli, control]
 }
 
-const OPS: &[u16] = &[
-    op::IS_SERVER_ONLINE,
-    op::BACKUP_PREPARE,
-    op::BACKUP_GET_DATABASE_NAMES,
-    op::BACKUP_GET_DYNAMIC_FILE_LIST,
-    op::BACKUP_OPEN_FILE,
-    op::BACKUP_READ,
-    op::BACKUP_CLOSE,
-    op::BACKUP_GET_BACKUP_LOGS,
-    op::BACKUP_TRUNCATE_LOGS,
-    op::BACKUP_END,
-    op::BACKUP_FREE,
-    op::RESTORE_GET_DATABASE_LOCATIONS,
-    op::RESTORE_PREPARE,
-    op::RESTORE_REGISTER,
-    op::RESTORE_REGISTER_THROUGH_FILE,
-    op::RESTORE_REGISTER_COMPLETE,
-    op::RESTORE_END,
-    op::SERVER_CONTROL,
-    op::CREATE_MACHINE,
-    op::DROP_MACHINE,
-    op::LIST_MACHINES,
-    op::ISSUE,
-    op::REVOKE,
-    op::ROLL_LOG,
-    op::STOP,
-    op::CRASH,
-    op::START,
-    op::WIPE_FILES,
-    op::HOST_PATH,
-    op::SET_IDENTITY,
-    op::SET_INTERFACE_FLAGS,
-    op::SET_FAULTS,
-    op::REPORT,
-    op::TRACE,
-    op::RECORDS,
-    op::STATE,
-    op::CLEAR_RESTORE_MARKER,
-    op::SHUTDOWN,
-];
+/// Every operation code of the request table.
+fn ops() -> Vec<u16> {
+    operations().collect()
+}
 
 fn recovery() -> impl Strategy<Value = RecoveryReport> {
     (
@@ -397,7 +362,7 @@ fn out(kind: OutKind) -> BoxedStrategy<Out> {
 }
 
 fn response() -> impl Strategy<Value = Response> {
-    prop::sample::select(OPS.to_vec()).prop_flat_map(|code| {
+    prop::sample::select(ops()).prop_flat_map(|code| {
         let kind = out_kind(code).expect("a known operation");
         prop_oneof![
             (any::<u16>().prop_map(|x| x as i32), out(kind)).prop_map(move |(hr, o)| Response {
@@ -484,7 +449,7 @@ proptest! {
 
     #[test]
     fn huge_announced_counts_allocate_nothing_big(
-        code in prop::sample::select(OPS.to_vec()),
+        code in prop::sample::select(ops()),
         fill in any::<u8>(),
         len in 0usize..64,
     ) {

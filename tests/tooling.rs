@@ -6,6 +6,7 @@ use certadm_emu::api::faults::{Fault, FaultSchedule};
 use certadm_emu::api::{self, trace::Event};
 use certadm_emu::conformance::{self, *};
 use certadm_emu::core::consts::*;
+use certadm_emu::core::Call;
 use certadm_emu::explore::fail_at_every_step;
 use certadm_emu::{EmulatedCa, Hcsbc, HRESULT};
 use std::path::Path;
@@ -69,7 +70,7 @@ fn fail_fault_fires_on_the_nth_call_only() {
     ca.set_faults(FaultSchedule {
         seed: 0,
         faults: vec![Fault::Fail {
-            function: "CertSrvBackupOpenFileW".into(),
+            function: Call::BackupOpenFile,
             nth: Some(2),
             hr: "RPC_S_CALL_FAILED".into(),
             probability: None,
@@ -95,7 +96,7 @@ fn service_stop_between_calls_disconnects_the_session() {
     ca.set_faults(FaultSchedule {
         seed: 0,
         faults: vec![Fault::ServiceStop {
-            before: "CertSrvBackupRead".into(),
+            before: Call::BackupRead,
             nth: Some(1),
         }],
     })
@@ -117,7 +118,7 @@ fn service_suspend_gives_server_suspended() {
     ca.set_faults(FaultSchedule {
         seed: 0,
         faults: vec![Fault::ServiceSuspend {
-            before: "CertSrvBackupGetBackupLogsW".into(),
+            before: Call::BackupGetBackupLogs,
             nth: None,
         }],
     })
@@ -287,7 +288,7 @@ fn unfired_faults_are_reported() {
     ca.set_faults(FaultSchedule {
         seed: 0,
         faults: vec![Fault::Fail {
-            function: "CertSrvBackupTruncateLogs".into(),
+            function: Call::BackupTruncateLogs,
             nth: Some(5),
             hr: "E_FAIL".into(),
             probability: None,
@@ -311,7 +312,7 @@ fn run_traced(seed: u64) -> Vec<(String, HRESULT)> {
     ca.set_faults(FaultSchedule {
         seed,
         faults: vec![Fault::Fail {
-            function: "CertSrvBackupRead".into(),
+            function: Call::BackupRead,
             nth: None,
             hr: "RPC_S_CALL_FAILED".into(),
             probability: Some(0.3),
@@ -638,7 +639,7 @@ fn a_panic_inside_the_emulator_becomes_e_unexpected_and_a_report_entry() {
     ca.set_faults(FaultSchedule {
         seed: 0,
         faults: vec![Fault::Panic {
-            function: "CertSrvBackupPrepareW".into(),
+            function: Call::BackupPrepare,
         }],
     })
     .unwrap();

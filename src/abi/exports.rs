@@ -4,8 +4,8 @@
 
 use super::ptr::{read_opt_wstr, read_wstr, require, write};
 use super::{boundary, forward};
-use crate::api::{self, Registration};
-use crate::core::{Error, Result, HRESULT};
+use crate::api::Registration;
+use crate::core::{Call, Error, ListKind, Result, HRESULT};
 use crate::session::Hcsbc;
 use core::ffi::c_void;
 
@@ -35,12 +35,12 @@ fn handle(call: &'static str, h: *const c_void) -> Result<Hcsbc> {
 /// # Safety
 /// Pointers are NULL or valid for writes.
 unsafe fn list_call(
-    call: &'static str,
+    kind: ListKind,
     hbc: *const c_void,
     ppwszz: *mut *mut u16,
     pcb: *mut u32,
-    f: api::ListFn,
 ) -> i32 {
+    let call = kind.name();
     boundary(call, || {
         // SAFETY: NULL or valid per contract.
         unsafe {
@@ -50,7 +50,7 @@ unsafe fn list_call(
         require(call, "ppwszz", ppwszz)?;
         require(call, "pcbSize", pcb)?;
         let h = handle(call, hbc)?;
-        let (p, size) = forward::backend(call)?.list_for_client(f, h)?;
+        let (p, size) = forward::backend(call)?.list_for_client(kind, h)?;
         // SAFETY: both checked non-null above.
         unsafe {
             write(ppwszz, p);
@@ -69,7 +69,7 @@ pub unsafe extern "system" fn CertSrvIsServerOnlineW(
     pwszservername: *const u16,
     pfserveronline: *mut i32,
 ) -> i32 {
-    const CALL: &str = "CertSrvIsServerOnlineW";
+    const CALL: &str = Call::IsServerOnline.name();
     boundary(CALL, || {
         // SAFETY: NULL or writable per contract.
         unsafe { write(pfserveronline, 0) };
@@ -94,7 +94,7 @@ pub unsafe extern "system" fn CertSrvBackupPrepareW(
     dwbackupflags: u32,
     phbc: *mut *mut c_void,
 ) -> i32 {
-    const CALL: &str = "CertSrvBackupPrepareW";
+    const CALL: &str = Call::BackupPrepare.name();
     boundary(CALL, || {
         // SAFETY: NULL or writable per contract.
         unsafe { write(phbc, std::ptr::null_mut()) };
@@ -121,11 +121,10 @@ pub unsafe extern "system" fn CertSrvBackupGetDatabaseNamesW(
     // SAFETY: forwarded contract.
     unsafe {
         list_call(
-            "CertSrvBackupGetDatabaseNamesW",
+            ListKind::DatabaseNames,
             hbc,
             ppwszzattachmentinformation,
             pcbsize,
-            api::ListFn::DatabaseNames,
         )
     }
 }
@@ -141,15 +140,7 @@ pub unsafe extern "system" fn CertSrvBackupGetDynamicFileListW(
     pcbsize: *mut u32,
 ) -> i32 {
     // SAFETY: forwarded contract.
-    unsafe {
-        list_call(
-            "CertSrvBackupGetDynamicFileListW",
-            hbc,
-            ppwszzfilelist,
-            pcbsize,
-            api::ListFn::DynamicFiles,
-        )
-    }
+    unsafe { list_call(ListKind::DynamicFiles, hbc, ppwszzfilelist, pcbsize) }
 }
 
 /// `CertSrvBackupOpenFileW`.
@@ -163,7 +154,7 @@ pub unsafe extern "system" fn CertSrvBackupOpenFileW(
     cbreadhintsize: u32,
     plifilesize: *mut i64,
 ) -> i32 {
-    const CALL: &str = "CertSrvBackupOpenFileW";
+    const CALL: &str = Call::BackupOpenFile.name();
     boundary(CALL, || {
         // SAFETY: NULL or writable per contract.
         unsafe { write(plifilesize, 0) };
@@ -189,7 +180,7 @@ pub unsafe extern "system" fn CertSrvBackupRead(
     cbbuffer: u32,
     pcbread: *mut u32,
 ) -> i32 {
-    const CALL: &str = "CertSrvBackupRead";
+    const CALL: &str = Call::BackupRead.name();
     boundary(CALL, || {
         // SAFETY: NULL or writable per contract.
         unsafe { write(pcbread, 0) };
@@ -211,7 +202,7 @@ pub unsafe extern "system" fn CertSrvBackupRead(
 /// None beyond the handle being any value.
 #[no_mangle]
 pub unsafe extern "system" fn CertSrvBackupClose(hbc: *mut c_void) -> i32 {
-    const CALL: &str = "CertSrvBackupClose";
+    const CALL: &str = Call::BackupClose.name();
     boundary(CALL, || {
         let h = handle(CALL, hbc)?;
         forward::backend(CALL)?.backup_close(h)
@@ -229,15 +220,7 @@ pub unsafe extern "system" fn CertSrvBackupGetBackupLogsW(
     pcbsize: *mut u32,
 ) -> i32 {
     // SAFETY: forwarded contract.
-    unsafe {
-        list_call(
-            "CertSrvBackupGetBackupLogsW",
-            hbc,
-            ppwszzbackuplogfiles,
-            pcbsize,
-            api::ListFn::BackupLogs,
-        )
-    }
+    unsafe { list_call(ListKind::BackupLogs, hbc, ppwszzbackuplogfiles, pcbsize) }
 }
 
 /// `CertSrvBackupTruncateLogs`.
@@ -246,7 +229,7 @@ pub unsafe extern "system" fn CertSrvBackupGetBackupLogsW(
 /// None beyond the handle being any value.
 #[no_mangle]
 pub unsafe extern "system" fn CertSrvBackupTruncateLogs(hbc: *mut c_void) -> i32 {
-    const CALL: &str = "CertSrvBackupTruncateLogs";
+    const CALL: &str = Call::BackupTruncateLogs.name();
     boundary(CALL, || {
         let h = handle(CALL, hbc)?;
         forward::backend(CALL)?.backup_truncate_logs(h).map(drop)
@@ -259,7 +242,7 @@ pub unsafe extern "system" fn CertSrvBackupTruncateLogs(hbc: *mut c_void) -> i32
 /// None beyond the handle being any value.
 #[no_mangle]
 pub unsafe extern "system" fn CertSrvBackupEnd(hbc: *mut c_void) -> i32 {
-    const CALL: &str = "CertSrvBackupEnd";
+    const CALL: &str = Call::BackupEnd.name();
     boundary(CALL, || {
         let h = handle(CALL, hbc)?;
         forward::backend(CALL)?.backup_end(h)
@@ -272,7 +255,7 @@ pub unsafe extern "system" fn CertSrvBackupEnd(hbc: *mut c_void) -> i32 {
 /// None: the pointer is looked up, never dereferenced unless it is a live list of ours.
 #[no_mangle]
 pub unsafe extern "system" fn CertSrvBackupFree(pv: *mut c_void) {
-    const CALL: &str = "CertSrvBackupFree";
+    const CALL: &str = Call::BackupFree.name();
     boundary(CALL, || forward::backup_free(pv));
 }
 
@@ -289,11 +272,10 @@ pub unsafe extern "system" fn CertSrvRestoreGetDatabaseLocationsW(
     // SAFETY: forwarded contract.
     unsafe {
         list_call(
-            "CertSrvRestoreGetDatabaseLocationsW",
+            ListKind::DatabaseLocations,
             hbc,
             ppwszzdatabaselocationlist,
             pcbsize,
-            api::ListFn::DatabaseLocations,
         )
     }
 }
@@ -308,7 +290,7 @@ pub unsafe extern "system" fn CertSrvRestorePrepareW(
     dwrestoreflags: u32,
     phbc: *mut *mut c_void,
 ) -> i32 {
-    const CALL: &str = "CertSrvRestorePrepareW";
+    const CALL: &str = Call::RestorePrepare.name();
     boundary(CALL, || {
         // SAFETY: NULL or writable per contract.
         unsafe { write(phbc, std::ptr::null_mut()) };
@@ -391,7 +373,7 @@ pub unsafe extern "system" fn CertSrvRestoreRegisterW(
     genlow: u32,
     genhigh: u32,
 ) -> i32 {
-    const CALL: &str = "CertSrvRestoreRegisterW";
+    const CALL: &str = Call::RestoreRegister.name();
     boundary(CALL, || {
         // SAFETY: forwarded contract.
         let reg = unsafe {
@@ -425,7 +407,7 @@ pub unsafe extern "system" fn CertSrvRestoreRegisterThroughFile(
     genlow: u32,
     genhigh: u32,
 ) -> i32 {
-    const CALL: &str = "CertSrvRestoreRegisterThroughFile";
+    const CALL: &str = Call::RestoreRegisterThroughFile.name();
     boundary(CALL, || {
         // SAFETY: forwarded contract.
         let reg = unsafe {
@@ -454,7 +436,7 @@ pub unsafe extern "system" fn CertSrvRestoreRegisterComplete(
     hbc: *mut c_void,
     hrrestorestate: i32,
 ) -> i32 {
-    const CALL: &str = "CertSrvRestoreRegisterComplete";
+    const CALL: &str = Call::RestoreRegisterComplete.name();
     boundary(CALL, || {
         forward::backend(CALL)?
             .restore_register_complete(Hcsbc::from_ptr(hbc), HRESULT(hrrestorestate))
@@ -467,7 +449,7 @@ pub unsafe extern "system" fn CertSrvRestoreRegisterComplete(
 /// None beyond the handle being any value.
 #[no_mangle]
 pub unsafe extern "system" fn CertSrvRestoreEnd(hbc: *mut c_void) -> i32 {
-    const CALL: &str = "CertSrvRestoreEnd";
+    const CALL: &str = Call::RestoreEnd.name();
     boundary(CALL, || {
         let h = handle(CALL, hbc)?;
         forward::backend(CALL)?.restore_end(h)
@@ -485,7 +467,7 @@ pub unsafe extern "system" fn CertSrvServerControlW(
     pcbout: *mut u32,
     ppbout: *mut *mut u8,
 ) -> i32 {
-    const CALL: &str = "CertSrvServerControlW";
+    const CALL: &str = Call::ServerControl.name();
     boundary(CALL, || {
         // SAFETY: optional out-parameters, NULL or writable; "the current implementation
         // does not allocate memory to ppbOut".

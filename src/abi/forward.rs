@@ -22,7 +22,7 @@
 //! * Handles are the server's, bound to the connection (thread) that prepared them: a
 //!   handle used from another thread gets `E_HANDLE`, where in process it would work.
 
-use crate::api::{self, buffers, ListFn, Registration};
+use crate::api::{self, buffers, Registration};
 use crate::core::{Error, Result, WideList, HRESULT};
 use crate::remote::client::{RemoteClient, RemoteError};
 use crate::remote::protocol::ListKind;
@@ -125,15 +125,6 @@ pub(crate) fn backend(call: &'static str) -> Result<Backend> {
     })
 }
 
-fn kind(f: ListFn) -> ListKind {
-    match f {
-        ListFn::DatabaseNames => ListKind::DatabaseNames,
-        ListFn::DynamicFiles => ListKind::DynamicFiles,
-        ListFn::BackupLogs => ListKind::BackupLogs,
-        ListFn::DatabaseLocations => ListKind::DatabaseLocations,
-    }
-}
-
 /// A list buffer of this process that came from the server.
 struct RemoteList {
     /// The connection that received it (its token is valid only there).
@@ -174,13 +165,12 @@ impl Backend {
     }
 
     /// A list for the ABI: a buffer `CertSrvBackupFree` releases, and `*pcbSize`.
-    pub(crate) fn list_for_client(&self, f: ListFn, h: Hcsbc) -> Result<(*mut u16, u32)> {
+    pub(crate) fn list_for_client(&self, f: ListKind, h: Hcsbc) -> Result<(*mut u16, u32)> {
         match self {
             Backend::Local => api::list_for_client(f, h),
             Backend::Remote(c) => {
-                let (token, list): (u64, WideList) = c
-                    .list(kind(f), h, true)
-                    .map_err(|e| remote_error(f.name(), e))?;
+                let (token, list): (u64, WideList) =
+                    c.list(f, h, true).map_err(|e| remote_error(f.name(), e))?;
                 let (p, size) = buffers::alloc(&list, 0);
                 LISTS.lock().insert(
                     p as usize,

@@ -22,7 +22,7 @@
 //! replays exactly. `file` matches a substring of the file name (case-insensitive).
 
 use crate::ca::gen::mix64;
-use crate::core::HRESULT;
+use crate::core::{Call, HRESULT};
 use serde::{Deserialize, Serialize};
 
 /// A fault schedule.
@@ -42,8 +42,8 @@ pub struct FaultSchedule {
 pub enum Fault {
     /// A function call fails with `hr` (by name or value).
     Fail {
-        /// The export name, e.g. `CertSrvBackupRead`.
-        function: String,
+        /// The function, by its export name, e.g. `CertSrvBackupRead`.
+        function: Call,
         /// The n-th call of it (from 1); every call if absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nth: Option<u64>,
@@ -63,16 +63,16 @@ pub enum Fault {
     },
     /// The CA service stops just before a call.
     ServiceStop {
-        /// The export name.
-        before: String,
+        /// The function, by its export name.
+        before: Call,
         /// Its n-th call; the first if absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nth: Option<u64>,
     },
     /// The CA is suspended just before a call.
     ServiceSuspend {
-        /// The export name.
-        before: String,
+        /// The function, by its export name.
+        before: Call,
         /// Its n-th call; the first if absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nth: Option<u64>,
@@ -107,8 +107,8 @@ pub enum Fault {
     /// The emulator panics inside a call (tests that a panic never crosses the ABI: the
     /// call returns `E_UNEXPECTED` and the trace and report record it).
     Panic {
-        /// The export name.
-        function: String,
+        /// The function, by its export name.
+        function: Call,
     },
     /// The next service start fails with `hr` (the CA stays stopped, files untouched).
     StartRefuses {
@@ -169,20 +169,6 @@ pub fn parse_hr(s: &str) -> Result<HRESULT, String> {
     HRESULT::parse(s).ok_or_else(|| format!("{s:?} is not an HRESULT name or value"))
 }
 
-/// The failure a function realistically meets when the CA or the network goes wrong.
-pub fn realistic_failure(function: &str) -> HRESULT {
-    match function {
-        "CertSrvIsServerOnlineW" | "CertSrvBackupPrepareW" | "CertSrvServerControlW" => {
-            HRESULT::RPC_S_SERVER_UNAVAILABLE
-        }
-        "CertSrvRestorePrepareW"
-        | "CertSrvRestoreRegisterW"
-        | "CertSrvRestoreRegisterThroughFile" => HRESULT::E_ACCESSDENIED,
-        "CertSrvRestoreRegisterComplete" | "CertSrvRestoreEnd" => HRESULT::E_UNEXPECTED,
-        _ => HRESULT::RPC_S_CALL_FAILED,
-    }
-}
-
 /// What a fault does to a call about to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -217,7 +203,7 @@ pub struct FaultState {
     /// Calls seen, all functions.
     pub calls: u64,
     /// Calls seen per function.
-    pub per_function: std::collections::HashMap<String, u64>,
+    pub per_function: std::collections::HashMap<Call, u64>,
 }
 
 fn matches_file(filter: &Option<String>, name: &str) -> bool {
@@ -248,10 +234,10 @@ impl FaultState {
     }
 
     /// Counts a call and returns what the faults do to it.
-    pub fn before_call(&mut self, function: &str) -> Vec<Action> {
+    pub fn before_call(&mut self, function: Call) -> Vec<Action> {
         self.calls += 1;
         let nth = {
-            let c = self.per_function.entry(function.to_string()).or_default();
+            let c = self.per_function.entry(function).or_default();
             *c += 1;
             *c
         };
@@ -263,28 +249,33 @@ impl FaultState {
                     nth: n,
                     hr,
                     probability,
-                } if f == function && n.is_none_or(|n| n == nth) => {
+                } if *f == function && n.is_none_or(|n| n == nth) => {
                     let fire = probability.is_none_or(|p| self.chance(i, p));
                     fire.then(|| Action::Fail(parse_hr(hr).unwrap_or(HRESULT::E_FAIL)))
                 }
                 Fault::FailNthCall { n, hr } if *n == self.calls => Some(Action::Fail(
                     hr.as_deref()
                         .and_then(|h| parse_hr(h).ok())
-                        .unwrap_or_else(|| realistic_failure(function)),
+                        .unwrap_or_else(|| function.realistic_failure()),
                 )),
                 Fault::ServiceStop { before, nth: n }
-                    if before == function && n.unwrap_or(1) == nth =>
+                    if *before == function && n.unwrap_or(1) == nth =>
                 {
                     Some(Action::Stop)
                 }
                 Fault::ServiceSuspend { before, nth: n }
-                    if before == function && n.unwrap_or(1) == nth =>
+                    if *before == function && n.unwrap_or(1) == nth =>
                 {
                     Some(Action::Suspend)
                 }
-                Fault::Panic { function: f } if f == function => Some(Action::Panic),
+                Fault::Panic { function: f } if *f == function => Some(Action::Panic),
                 Fault::RestoreFileUnwritable { .. }
-                    if function.starts_with("CertSrvRestoreRegister") =>
+                    if matches!(
+                        function,
+                        Call::RestoreRegister
+                            | Call::RestoreRegisterThroughFile
+                            | Call::RestoreRegisterComplete
+                    ) =>
                 {
                     // The restore ran into the blocked path (it was installed before).
                     self.fired[i] = self.fired[i].max(1);
@@ -376,7 +367,7 @@ mod tests {
             seed: 9,
             faults: vec![
                 Fault::Fail {
-                    function: "CertSrvBackupRead".into(),
+                    function: Call::BackupRead,
                     nth: Some(2),
                     hr: "RPC_S_CALL_FAILED".into(),
                     probability: None,
@@ -392,10 +383,45 @@ mod tests {
         };
         let j = s.to_json();
         assert_eq!(FaultSchedule::from_json(&j).unwrap(), s);
-        assert!(FaultSchedule::from_json(
-            r#"{"faults":[{"kind":"fail","function":"x","hr":"nope"}]}"#
-        )
+        let read = Call::BackupRead.name();
+        assert!(FaultSchedule::from_json(&format!(
+            r#"{{"faults":[{{"kind":"fail","function":"{read}","hr":"nope"}}]}}"#
+        ))
         .is_err());
+        // The JSON names functions by their export names.
+        assert!(j.contains(&format!(r#""function": "{read}""#)), "{j}");
+    }
+
+    #[test]
+    fn an_unknown_function_is_refused_by_name() {
+        for (kind, field) in [
+            ("fail", "function"),
+            ("panic", "function"),
+            ("service_stop", "before"),
+            ("service_suspend", "before"),
+        ] {
+            let json = format!(
+                r#"{{"faults":[{{"kind":"{kind}","{field}":"BackupRead","hr":"E_FAIL"}}]}}"#
+            );
+            let e = FaultSchedule::from_json(&json).unwrap_err();
+            assert!(
+                e.contains(r#""BackupRead" is not a certbcli function"#),
+                "{kind}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn fail_nth_call_uses_the_realistic_failure() {
+        let mut st = FaultState::new(FaultSchedule {
+            seed: 0,
+            faults: vec![Fault::FailNthCall { n: 2, hr: None }],
+        });
+        assert!(st.before_call(Call::BackupPrepare).is_empty());
+        assert_eq!(
+            st.before_call(Call::RestoreEnd),
+            vec![Action::Fail(HRESULT::E_UNEXPECTED)]
+        );
     }
 
     #[test]
@@ -403,27 +429,34 @@ mod tests {
         let mut st = FaultState::new(FaultSchedule {
             seed: 1,
             faults: vec![Fault::Fail {
-                function: "F".into(),
+                function: Call::BackupEnd,
                 nth: Some(2),
                 hr: "E_FAIL".into(),
                 probability: None,
             }],
         });
-        assert!(st.before_call("F").is_empty());
-        assert_eq!(st.before_call("F"), vec![Action::Fail(HRESULT::E_FAIL)]);
-        assert!(st.before_call("F").is_empty());
+        assert!(st.before_call(Call::BackupEnd).is_empty());
+        assert!(
+            st.before_call(Call::BackupRead).is_empty(),
+            "another function"
+        );
+        assert_eq!(
+            st.before_call(Call::BackupEnd),
+            vec![Action::Fail(HRESULT::E_FAIL)]
+        );
+        assert!(st.before_call(Call::BackupEnd).is_empty());
         let run = |seed| {
             let mut st = FaultState::new(FaultSchedule {
                 seed,
                 faults: vec![Fault::Fail {
-                    function: "F".into(),
+                    function: Call::BackupEnd,
                     nth: None,
                     hr: "E_FAIL".into(),
                     probability: Some(0.5),
                 }],
             });
             (0..64)
-                .map(|_| !st.before_call("F").is_empty())
+                .map(|_| !st.before_call(Call::BackupEnd).is_empty())
                 .collect::<Vec<_>>()
         };
         assert_eq!(run(3), run(3));

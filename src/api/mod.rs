@@ -15,7 +15,7 @@ pub use restore::*;
 
 use crate::ca::{Ca, ServiceState};
 use crate::core::consts::*;
-use crate::core::{Error, Result, WideList, HRESULT};
+use crate::core::{Call, Error, ListKind, Result, WideList, HRESULT};
 use crate::machine::{Identity, Machine};
 use crate::session::handle::HandleParts;
 use crate::session::{BackupKind, BackupSession, Hcsbc, Session};
@@ -43,7 +43,7 @@ pub fn current_client() -> u64 {
 }
 
 /// Runs the faults planned for this call; records the host for the trace.
-fn arrive(call: &'static str, host: &Arc<Host>) -> Result<()> {
+fn arrive(call: Call, host: &Arc<Host>) -> Result<()> {
     trace::routed_to(host);
     if !host.faults_on.load(std::sync::atomic::Ordering::Relaxed) {
         return Ok(());
@@ -59,7 +59,12 @@ fn arrive(call: &'static str, host: &Arc<Host>) -> Result<()> {
                 drop(guard);
                 panic!("deliberate panic planned by the fault schedule in {call}");
             }
-            faults::Action::Fail(hr) => return Err(Error::Injected { call, hr }),
+            faults::Action::Fail(hr) => {
+                return Err(Error::Injected {
+                    call: call.name(),
+                    hr,
+                })
+            }
             faults::Action::Stop => {
                 if st
                     .ca
@@ -81,11 +86,11 @@ fn arrive(call: &'static str, host: &Arc<Host>) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn lookup_server(call: &'static str, server: &str) -> Result<Arc<Host>> {
+pub(crate) fn lookup_server(call: Call, server: &str) -> Result<Arc<Host>> {
     crate::config::ensure_loaded();
     let Some((host, ca_part)) = registry::by_name(server) else {
         return Err(Error::ServerUnavailable {
-            call,
+            call: call.name(),
             server: server.to_string(),
             why: match crate::config::load_error() {
                 Some(e) => format!(
@@ -101,7 +106,7 @@ pub(crate) fn lookup_server(call: &'static str, server: &str) -> Result<Arc<Host
             Some(ca) if ca.name().eq_ignore_ascii_case(&ca_name) => {}
             _ => {
                 return Err(Error::FileNotFound {
-                    call,
+                    call: call.name(),
                     why: format!(
                         "machine {:?} has no CA named {ca_name:?}",
                         host.machine.netbios()
@@ -114,14 +119,14 @@ pub(crate) fn lookup_server(call: &'static str, server: &str) -> Result<Arc<Host
     Ok(host)
 }
 
-pub(crate) fn lookup_handle(call: &'static str, h: Hcsbc) -> Result<(Arc<Host>, HandleParts)> {
+pub(crate) fn lookup_handle(call: Call, h: Hcsbc) -> Result<(Arc<Host>, HandleParts)> {
     let parts = h.parts().ok_or_else(|| Error::InvalidHandle {
-        call,
+        call: call.name(),
         handle: h.as_raw(),
         why: "not a handle returned by CertSrvBackupPrepareW or CertSrvRestorePrepareW".into(),
     })?;
     let host = registry::by_handle(h).ok_or_else(|| Error::InvalidHandle {
-        call,
+        call: call.name(),
         handle: h.as_raw(),
         why: "its machine no longer exists".into(),
     })?;
@@ -129,16 +134,16 @@ pub(crate) fn lookup_handle(call: &'static str, h: Hcsbc) -> Result<(Arc<Host>, 
     Ok((host, parts))
 }
 
-fn stale(call: &'static str, h: Hcsbc) -> Error {
+fn stale(call: Call, h: Hcsbc) -> Error {
     Error::InvalidHandle {
-        call,
+        call: call.name(),
         handle: h.as_raw(),
         why: "the session was ended (or never existed); handles are dead after CertSrvBackupEnd / CertSrvRestoreEnd".into(),
     }
 }
 
 /// Rule 11 and 12 of spec §6.2: interface flags and the backup privilege.
-pub(crate) fn check_backup_access(call: &'static str, id: &Identity, flags: u32) -> Result<()> {
+pub(crate) fn check_backup_access(call: Call, id: &Identity, flags: u32) -> Result<()> {
     if id.remote && flags & IF_NOREMOTEICERTADMINBACKUP != 0 {
         return Err(Error::access_denied(
             call,
@@ -160,24 +165,24 @@ pub(crate) fn check_backup_access(call: &'static str, id: &Identity, flags: u32)
     Ok(())
 }
 
-fn running(call: &'static str, ca: &Ca, server: &str) -> Result<()> {
+fn running(call: Call, ca: &Ca, server: &str) -> Result<()> {
     match ca.service() {
         ServiceState::Running => Ok(()),
         ServiceState::Suspended => Err(Error::Suspended {
-            call,
+            call: call.name(),
             why: "the CA is suspended for a database restore (recovery in progress)".into(),
         }),
         ServiceState::Stopped => Err(Error::ServerUnavailable {
-            call,
+            call: call.name(),
             server: server.to_string(),
             why: "the CA service is stopped".into(),
         }),
     }
 }
 
-fn no_ca(call: &'static str, server: &str) -> Error {
+fn no_ca(call: impl Into<&'static str>, server: &str) -> Error {
     Error::ServerUnavailable {
-        call,
+        call: call.into(),
         server: server.to_string(),
         why: "no Certification Authority is installed on this machine".into(),
     }
@@ -185,7 +190,7 @@ fn no_ca(call: &'static str, server: &str) -> Error {
 
 /// Runs `f` on the backup session behind `h`, after the checks every backup call makes.
 fn backup_call<R>(
-    call: &'static str,
+    call: Call,
     h: Hcsbc,
     f: impl FnOnce(&mut BackupSession, &mut Ca, &Machine, &mut faults::FaultState) -> Result<R>,
 ) -> Result<R> {
@@ -208,7 +213,7 @@ fn backup_call<R>(
         ));
     };
     if b.disconnected {
-        return Err(Error::Disconnected { call });
+        return Err(Error::Disconnected { call: call.name() });
     }
     let ca = ca.as_mut().expect("a backup session implies a CA");
     running(call, ca, host.machine.netbios())?;
@@ -218,7 +223,7 @@ fn backup_call<R>(
 
 /// `CertSrvIsServerOnlineW`: `Ok(true)` when running, `Ok(false)` when suspended.
 fn is_server_online_impl(server: &str) -> Result<bool> {
-    const CALL: &str = "CertSrvIsServerOnlineW";
+    const CALL: Call = Call::IsServerOnline;
     let host = lookup_server(CALL, server)?;
     let st = host.state.lock();
     let ca = st.ca.as_ref().ok_or_else(|| no_ca(CALL, server))?;
@@ -226,7 +231,7 @@ fn is_server_online_impl(server: &str) -> Result<bool> {
         ServiceState::Running => Ok(true),
         ServiceState::Suspended => Ok(false),
         ServiceState::Stopped => Err(Error::ServerUnavailable {
-            call: CALL,
+            call: CALL.name(),
             server: server.to_string(),
             why: "Certificate Services is not running".into(),
         }),
@@ -235,7 +240,7 @@ fn is_server_online_impl(server: &str) -> Result<bool> {
 
 /// `CertSrvBackupPrepareW`.
 fn backup_prepare_impl(server: &str, grbit_jet: u32, backup_flags: u32) -> Result<Hcsbc> {
-    const CALL: &str = "CertSrvBackupPrepareW";
+    const CALL: Call = Call::BackupPrepare;
     let kind = match backup_flags {
         CSBACKUP_TYPE_FULL => BackupKind::Full,
         CSBACKUP_TYPE_LOGS_ONLY => BackupKind::LogsOnly,
@@ -268,14 +273,14 @@ fn backup_prepare_impl(server: &str, grbit_jet: u32, backup_flags: u32) -> Resul
             )
         } else {
             Error::BackupInProgress {
-                call: CALL,
+                call: CALL.name(),
                 why: "another client's backup session is running on this CA; only one online backup runs at a time".into(),
             }
         });
     }
     if kind == BackupKind::LogsOnly && ca.last_full_backup().is_none() {
         return Err(Error::MissingFullBackup {
-            call: CALL,
+            call: CALL.name(),
             why: "the database missed a previous full backup before incremental backup: run a CSBACKUP_TYPE_FULL backup first".into(),
         });
     }
@@ -283,7 +288,7 @@ fn backup_prepare_impl(server: &str, grbit_jet: u32, backup_flags: u32) -> Resul
         .sessions
         .insert(Session::Backup(BackupSession::new(kind, client)))
         .ok_or(Error::TooManySessions {
-            call: CALL,
+            call: CALL.name(),
             limit: crate::session::handle::SESSION_SLOTS,
         })?;
     if kind == BackupKind::Full {
@@ -300,14 +305,14 @@ fn backup_prepare_impl(server: &str, grbit_jet: u32, backup_flags: u32) -> Resul
 
 /// `CertSrvBackupGetDatabaseNamesW`: `'D'` + the `.edb` UNC name.
 fn backup_get_database_names_impl(h: Hcsbc) -> Result<WideList> {
-    backup_call("CertSrvBackupGetDatabaseNamesW", h, |b, ca, m, _| {
+    backup_call(Call::BackupGetDatabaseNames, h, |b, ca, m, _| {
         b.database_names(ca, m)
     })
 }
 
 /// `CertSrvBackupGetDynamicFileListW`: the CRL and CA certificate, unprefixed UNC names.
 fn backup_get_dynamic_file_list_impl(h: Hcsbc) -> Result<WideList> {
-    backup_call("CertSrvBackupGetDynamicFileListW", h, |_, ca, m, _| {
+    backup_call(Call::BackupGetDynamicFileList, h, |_, ca, m, _| {
         let names: Vec<String> = ca.dynamic_files(m).iter().map(|p| m.unc(p)).collect();
         Ok(WideList::from_entries(
             names.iter().map(|n| (None, n.as_str())),
@@ -317,14 +322,14 @@ fn backup_get_dynamic_file_list_impl(h: Hcsbc) -> Result<WideList> {
 
 /// `CertSrvBackupOpenFileW`: returns the file size.
 fn backup_open_file_impl(h: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
-    backup_call("CertSrvBackupOpenFileW", h, |b, ca, m, _| {
+    backup_call(Call::BackupOpenFile, h, |b, ca, m, _| {
         b.open_file(ca, m, name, read_hint)
     })
 }
 
 /// `CertSrvBackupRead`: fills `buf` unless the file ends; `Ok(0)` at end of file.
 fn backup_read_impl(h: Hcsbc, buf: &mut [u8]) -> Result<usize> {
-    backup_call("CertSrvBackupRead", h, |b, _, _, faults| {
+    backup_call(Call::BackupRead, h, |b, _, _, faults| {
         if faults.is_empty() {
             return b.read(buf);
         }
@@ -338,7 +343,7 @@ fn backup_read_impl(h: Hcsbc, buf: &mut [u8]) -> Result<usize> {
         let plan = faults.read_plan(&name, offset, buf.len() as u64);
         if let Some(hr) = plan.fail {
             return Err(Error::Injected {
-                call: "CertSrvBackupRead",
+                call: Call::BackupRead.name(),
                 hr,
             });
         }
@@ -358,26 +363,24 @@ fn backup_read_impl(h: Hcsbc, buf: &mut [u8]) -> Result<usize> {
 
 /// `CertSrvBackupClose`.
 fn backup_close_impl(h: Hcsbc) -> Result<()> {
-    backup_call("CertSrvBackupClose", h, |b, _, _, _| b.close())
+    backup_call(Call::BackupClose, h, |b, _, _, _| b.close())
 }
 
 /// `CertSrvBackupGetBackupLogsW`: rolls the current log; `'!'` + UNC per generation.
 fn backup_get_backup_logs_impl(h: Hcsbc) -> Result<WideList> {
-    backup_call("CertSrvBackupGetBackupLogsW", h, |b, ca, m, _| {
+    backup_call(Call::BackupGetBackupLogs, h, |b, ca, m, _| {
         b.backup_logs(ca, m)
     })
 }
 
 /// `CertSrvBackupTruncateLogs`: returns the generations deleted.
 fn backup_truncate_logs_impl(h: Hcsbc) -> Result<Vec<u32>> {
-    backup_call("CertSrvBackupTruncateLogs", h, |b, ca, m, _| {
-        b.truncate(ca, m)
-    })
+    backup_call(Call::BackupTruncateLogs, h, |b, ca, m, _| b.truncate(ca, m))
 }
 
 /// `CertSrvBackupEnd`.
 fn backup_end_impl(h: Hcsbc) -> Result<()> {
-    const CALL: &str = "CertSrvBackupEnd";
+    const CALL: Call = Call::BackupEnd;
     let (host, p) = lookup_handle(CALL, h)?;
     let mut guard = host.state.lock();
     let st = &mut *guard;
@@ -408,14 +411,14 @@ fn backup_end_impl(h: Hcsbc) -> Result<()> {
 
 /// `CertSrvServerControlW`: `CSCONTROL_SHUTDOWN` stops the service; 2 and 3 do nothing.
 fn server_control_impl(server: &str, control_flags: u32) -> Result<()> {
-    const CALL: &str = "CertSrvServerControlW";
+    const CALL: Call = Call::ServerControl;
     let host = lookup_server(CALL, server)?;
     let mut guard = host.state.lock();
     let st = &mut *guard;
     let ca = st.ca.as_ref().ok_or_else(|| no_ca(CALL, server))?;
     if ca.service() == ServiceState::Stopped {
         return Err(Error::ServerUnavailable {
-            call: CALL,
+            call: CALL.name(),
             server: server.to_string(),
             why: "the CA service is already stopped".into(),
         });
@@ -443,7 +446,7 @@ fn h(v: Hcsbc) -> Value {
 /// `CertSrvIsServerOnlineW`: `Ok(true)` when running, `Ok(false)` when suspended.
 pub fn is_server_online(server: &str) -> Result<bool> {
     instrument(
-        "CertSrvIsServerOnlineW",
+        Call::IsServerOnline.name(),
         || vec![("pwszServerName", Value::Str(server.into()))],
         || is_server_online_impl(server),
         |o| vec![("fServerOnline", Value::U64(*o as u64))],
@@ -453,7 +456,7 @@ pub fn is_server_online(server: &str) -> Result<bool> {
 /// `CertSrvBackupPrepareW`.
 pub fn backup_prepare(server: &str, grbit_jet: u32, backup_flags: u32) -> Result<Hcsbc> {
     instrument(
-        "CertSrvBackupPrepareW",
+        Call::BackupPrepare.name(),
         || {
             vec![
                 ("pwszServerName", Value::Str(server.into())),
@@ -468,67 +471,44 @@ pub fn backup_prepare(server: &str, grbit_jet: u32, backup_flags: u32) -> Result
 
 /// `CertSrvBackupGetDatabaseNamesW`: `'D'` + the `.edb` UNC name.
 pub fn backup_get_database_names(hbc: Hcsbc) -> Result<WideList> {
-    list_call(ListFn::DatabaseNames, hbc)
+    list(ListKind::DatabaseNames, hbc)
 }
 
 /// `CertSrvBackupGetDynamicFileListW`: the CRL and CA certificate, unprefixed UNC names.
 pub fn backup_get_dynamic_file_list(hbc: Hcsbc) -> Result<WideList> {
-    list_call(ListFn::DynamicFiles, hbc)
+    list(ListKind::DynamicFiles, hbc)
 }
 
 /// `CertSrvBackupGetBackupLogsW`: rolls the current log; `'!'` + UNC per generation.
 pub fn backup_get_backup_logs(hbc: Hcsbc) -> Result<WideList> {
-    list_call(ListFn::BackupLogs, hbc)
+    list(ListKind::BackupLogs, hbc)
 }
 
 /// `CertSrvRestoreGetDatabaseLocationsW`, with a backup or a restore context.
 pub fn restore_get_database_locations(hbc: Hcsbc) -> Result<WideList> {
-    list_call(ListFn::DatabaseLocations, hbc)
+    list(ListKind::DatabaseLocations, hbc)
 }
 
-/// The four functions that return a list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListFn {
-    /// `CertSrvBackupGetDatabaseNamesW`.
-    DatabaseNames,
-    /// `CertSrvBackupGetDynamicFileListW`.
-    DynamicFiles,
-    /// `CertSrvBackupGetBackupLogsW`.
-    BackupLogs,
-    /// `CertSrvRestoreGetDatabaseLocationsW`.
-    DatabaseLocations,
-}
-
-impl ListFn {
-    /// The export name.
-    pub fn name(self) -> &'static str {
-        match self {
-            ListFn::DatabaseNames => "CertSrvBackupGetDatabaseNamesW",
-            ListFn::DynamicFiles => "CertSrvBackupGetDynamicFileListW",
-            ListFn::BackupLogs => "CertSrvBackupGetBackupLogsW",
-            ListFn::DatabaseLocations => "CertSrvRestoreGetDatabaseLocationsW",
-        }
-    }
-
-    fn run(self, hbc: Hcsbc) -> Result<WideList> {
-        match self {
-            ListFn::DatabaseNames => backup_get_database_names_impl(hbc),
-            ListFn::DynamicFiles => backup_get_dynamic_file_list_impl(hbc),
-            ListFn::BackupLogs => backup_get_backup_logs_impl(hbc),
-            ListFn::DatabaseLocations => restore::restore_get_database_locations_impl(hbc),
-        }
+/// The list function `kind` without instrumentation.
+fn list_impl(kind: ListKind, hbc: Hcsbc) -> Result<WideList> {
+    match kind {
+        ListKind::DatabaseNames => backup_get_database_names_impl(hbc),
+        ListKind::DynamicFiles => backup_get_dynamic_file_list_impl(hbc),
+        ListKind::BackupLogs => backup_get_backup_logs_impl(hbc),
+        ListKind::DatabaseLocations => restore::restore_get_database_locations_impl(hbc),
     }
 }
 
-fn list_call(f: ListFn, hbc: Hcsbc) -> Result<WideList> {
+/// One of the four list functions, by its [`ListKind`].
+pub fn list(kind: ListKind, hbc: Hcsbc) -> Result<WideList> {
     instrument(
-        f.name(),
+        kind.name(),
         || vec![("hbc", h(hbc))],
-        || f.run(hbc),
+        || list_impl(kind, hbc),
         |l| {
             vec![
                 ("cbSize", Value::U64(l.byte_len() as u64)),
-                ("list", list_value(l, f != ListFn::DynamicFiles)),
+                ("list", list_value(l, kind != ListKind::DynamicFiles)),
             ]
         },
     )
@@ -536,18 +516,18 @@ fn list_call(f: ListFn, hbc: Hcsbc) -> Result<WideList> {
 
 /// A list function for the ABI: the list is copied into a buffer that
 /// `CertSrvBackupFree` releases; returns its address and `*pcbSize`.
-pub fn list_for_client(f: ListFn, hbc: Hcsbc) -> Result<(*mut u16, u32)> {
-    list_tracked(f, hbc).map(|(p, l)| (p, l.byte_len()))
+pub fn list_for_client(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, u32)> {
+    list_tracked(kind, hbc).map(|(p, l)| (p, l.byte_len()))
 }
 
 /// [`list_for_client`] that also returns the list (for the server, which sends it and
 /// keeps the buffer for the accounting of `CertSrvBackupFree`).
-pub fn list_tracked(f: ListFn, hbc: Hcsbc) -> Result<(*mut u16, WideList)> {
+pub fn list_tracked(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, WideList)> {
     instrument(
-        f.name(),
+        kind.name(),
         || vec![("hbc", h(hbc))],
         || {
-            let l = f.run(hbc)?;
+            let l = list_impl(kind, hbc)?;
             let owner = registry::by_handle(hbc).map_or(0, |host| host.key());
             let (p, _) = buffers::alloc(&l, owner);
             Ok((p, l))
@@ -556,7 +536,7 @@ pub fn list_tracked(f: ListFn, hbc: Hcsbc) -> Result<(*mut u16, WideList)> {
             vec![
                 ("buffer", Value::Handle(*p as usize as u64)),
                 ("cbSize", Value::U64(l.byte_len() as u64)),
-                ("list", list_value(l, f != ListFn::DynamicFiles)),
+                ("list", list_value(l, kind != ListKind::DynamicFiles)),
             ]
         },
     )
@@ -565,9 +545,9 @@ pub fn list_tracked(f: ListFn, hbc: Hcsbc) -> Result<(*mut u16, WideList)> {
 /// `CertSrvBackupFree` of a buffer from [`list_for_client`]. NULL is a no-op; an address
 /// that is not a live buffer (freed twice, or foreign) is ignored and reported.
 pub fn backup_free(pv: *mut core::ffi::c_void) -> Result<()> {
-    const CALL: &str = "CertSrvBackupFree";
+    const CALL: Call = Call::BackupFree;
     instrument(
-        CALL,
+        CALL.name(),
         || vec![("pv", Value::Handle(pv as usize as u64))],
         || {
             let (outcome, owner) = buffers::free(pv);
@@ -598,7 +578,7 @@ pub fn backup_free(pv: *mut core::ffi::c_void) -> Result<()> {
 /// `CertSrvBackupOpenFileW`: returns the file size.
 pub fn backup_open_file(hbc: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
     instrument(
-        "CertSrvBackupOpenFileW",
+        Call::BackupOpenFile.name(),
         || {
             vec![
                 ("hbc", h(hbc)),
@@ -615,7 +595,7 @@ pub fn backup_open_file(hbc: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
 pub fn backup_read(hbc: Hcsbc, buf: &mut [u8]) -> Result<usize> {
     let len = buf.len() as u64;
     instrument(
-        "CertSrvBackupRead",
+        Call::BackupRead.name(),
         || vec![("hbc", h(hbc)), ("cbBuffer", Value::U64(len))],
         || backup_read_impl(hbc, buf),
         |n| vec![("read", Value::U64(*n as u64))],
@@ -625,7 +605,7 @@ pub fn backup_read(hbc: Hcsbc, buf: &mut [u8]) -> Result<usize> {
 /// `CertSrvBackupClose`.
 pub fn backup_close(hbc: Hcsbc) -> Result<()> {
     instrument(
-        "CertSrvBackupClose",
+        Call::BackupClose.name(),
         || vec![("hbc", h(hbc))],
         || backup_close_impl(hbc),
         |_| vec![],
@@ -635,7 +615,7 @@ pub fn backup_close(hbc: Hcsbc) -> Result<()> {
 /// `CertSrvBackupTruncateLogs`: returns the generations deleted.
 pub fn backup_truncate_logs(hbc: Hcsbc) -> Result<Vec<u32>> {
     instrument(
-        "CertSrvBackupTruncateLogs",
+        Call::BackupTruncateLogs.name(),
         || vec![("hbc", h(hbc))],
         || backup_truncate_logs_impl(hbc),
         |d| {
@@ -654,7 +634,7 @@ pub fn backup_truncate_logs(hbc: Hcsbc) -> Result<Vec<u32>> {
 /// `CertSrvBackupEnd`.
 pub fn backup_end(hbc: Hcsbc) -> Result<()> {
     instrument(
-        "CertSrvBackupEnd",
+        Call::BackupEnd.name(),
         || vec![("hbc", h(hbc))],
         || backup_end_impl(hbc),
         |_| vec![],
@@ -664,7 +644,7 @@ pub fn backup_end(hbc: Hcsbc) -> Result<()> {
 /// `CertSrvServerControlW`: `CSCONTROL_SHUTDOWN` stops the service; 2 and 3 do nothing.
 pub fn server_control(server: &str, control_flags: u32) -> Result<()> {
     instrument(
-        "CertSrvServerControlW",
+        Call::ServerControl.name(),
         || {
             vec![
                 ("pwszServerName", Value::Str(server.into())),

@@ -6,7 +6,7 @@ use super::{check_backup_access, lookup_handle, lookup_server, stale};
 use crate::ca::recovery::{MarkerStore, RestoreMarker};
 use crate::ca::{Ca, ServiceState};
 use crate::core::consts::*;
-use crate::core::{Error, Result, WideList, HRESULT};
+use crate::core::{Call, Error, Result, WideList, HRESULT};
 use crate::machine::Machine;
 use crate::session::handle::HandleParts;
 use crate::session::{Hcsbc, RestoreSession, Session};
@@ -24,7 +24,7 @@ pub(crate) fn locations(ca: &Ca, m: &Machine) -> WideList {
 }
 
 pub(crate) fn restore_get_database_locations_impl(h: Hcsbc) -> Result<WideList> {
-    const CALL: &str = "CertSrvRestoreGetDatabaseLocationsW";
+    const CALL: Call = Call::RestoreGetDatabaseLocations;
     let (host, p) = lookup_handle(CALL, h)?;
     let mut guard = host.state.lock();
     let st = &mut *guard;
@@ -32,21 +32,21 @@ pub(crate) fn restore_get_database_locations_impl(h: Hcsbc) -> Result<WideList> 
         None => Err(stale(CALL, h)),
         Some(Session::Backup(b)) => {
             if b.disconnected {
-                return Err(Error::Disconnected { call: CALL });
+                return Err(Error::Disconnected { call: CALL.name() });
             }
             let ca = st.ca.as_ref().expect("a backup session implies a CA");
             match ca.service() {
                 ServiceState::Running => {}
                 ServiceState::Suspended => {
                     return Err(Error::Suspended {
-                        call: CALL,
+                        call: CALL.name(),
                         why: "the CA is suspended for a database restore (recovery in progress)"
                             .into(),
                     })
                 }
                 ServiceState::Stopped => {
                     return Err(Error::ServerUnavailable {
-                        call: CALL,
+                        call: CALL.name(),
                         server: host.machine.netbios().to_string(),
                         why: "the CA service is stopped".into(),
                     })
@@ -60,13 +60,13 @@ pub(crate) fn restore_get_database_locations_impl(h: Hcsbc) -> Result<WideList> 
             let ca = st.ca.as_ref().expect("a restore session implies a CA");
             if ca.service() == ServiceState::Suspended {
                 return Err(Error::Suspended {
-                    call: CALL,
+                    call: CALL.name(),
                     why: "the CA is suspended for a database restore (recovery in progress)".into(),
                 });
             }
             if ca.service() != ServiceState::Running {
                 return Err(Error::ServerUnavailable {
-                    call: CALL,
+                    call: CALL.name(),
                     server: host.machine.netbios().to_string(),
                     why: "Certificate Services must be running for this method to succeed; use the locations saved at backup time (certbkxp.dat)".into(),
                 });
@@ -78,7 +78,7 @@ pub(crate) fn restore_get_database_locations_impl(h: Hcsbc) -> Result<WideList> 
 
 /// `CertSrvRestorePrepareW`: `CSRESTORE_TYPE_FULL` for a full set, 0 for an incremental set.
 fn restore_prepare_impl(server: &str, restore_flags: u32) -> Result<Hcsbc> {
-    const CALL: &str = "CertSrvRestorePrepareW";
+    const CALL: Call = Call::RestorePrepare;
     if restore_flags & !CSRESTORE_TYPE_MASK != 0 || restore_flags & CSRESTORE_TYPE_CATCHUP != 0 {
         return Err(Error::invalid_arg(
             CALL,
@@ -91,7 +91,7 @@ fn restore_prepare_impl(server: &str, restore_flags: u32) -> Result<Hcsbc> {
     let st = &mut *guard;
     if st.ca.is_none() {
         return Err(Error::FileNotFound {
-            call: CALL,
+            call: CALL.name(),
             why: "no Certification Authority is installed on this machine".into(),
         });
     }
@@ -106,7 +106,7 @@ fn restore_prepare_impl(server: &str, restore_flags: u32) -> Result<Hcsbc> {
         .sessions
         .insert(Session::Restore(RestoreSession::new(full, client)))
         .ok_or(Error::TooManySessions {
-            call: CALL,
+            call: CALL.name(),
             limit: crate::session::handle::SESSION_SLOTS,
         })?;
     Ok(Hcsbc::encode(HandleParts {
@@ -134,12 +134,12 @@ pub struct Registration {
     pub gen_high: u32,
 }
 
-fn restore_session<'a>(
-    call: &'static str,
+fn restore_session(
+    call: Call,
     h: Hcsbc,
-    st: &'a mut HostState,
+    st: &mut HostState,
     p: HandleParts,
-) -> Result<&'a mut RestoreSession> {
+) -> Result<&mut RestoreSession> {
     match st.sessions.get_mut(p.session_slot, p.session_gen) {
         None => Err(stale(call, h)),
         Some(Session::Backup(_)) => Err(Error::sequence(
@@ -153,13 +153,9 @@ fn restore_session<'a>(
 /// `CertSrvRestoreRegisterW` (`through_file == false`, needs local administrator) or
 /// `CertSrvRestoreRegisterThroughFile` (needs only the restore privilege).
 fn restore_register_impl(h: Option<Hcsbc>, reg: &Registration, through_file: bool) -> Result<()> {
-    let call: &'static str = if through_file {
-        "CertSrvRestoreRegisterThroughFile"
-    } else {
-        "CertSrvRestoreRegisterW"
-    };
+    let call = Call::restore_register(through_file);
     let h = h.ok_or_else(|| Error::InvalidHandle {
-        call,
+        call: call.name(),
         handle: 0,
         why: "hbc is NULL; pass the context from CertSrvRestorePrepareW so the emulator knows which CA to register with".into(),
     })?;
@@ -177,14 +173,18 @@ fn restore_register_impl(h: Option<Hcsbc>, reg: &Registration, through_file: boo
     } else if !st.identity.local_admin {
         return Err(Error::access_denied(
             call,
-            "CertSrvRestoreRegisterW needs a local administrator; use CertSrvRestoreRegisterThroughFile with only SeRestorePrivilege",
+            format!(
+                "{} needs a local administrator; use {} with only SeRestorePrivilege",
+                Call::RestoreRegister,
+                Call::RestoreRegisterThroughFile
+            ),
         ));
     }
     let m = &host.machine;
     let ca = st.ca.as_mut().expect("a restore session implies a CA");
     if ca.service() != ServiceState::Stopped {
         return Err(Error::SharingViolation {
-            call,
+            call: call.name(),
             why: "Certificate Services is running and holds its database files; stop it (CertSrvServerControlW CSCONTROL_SHUTDOWN) before restoring".into(),
         });
     }
@@ -223,7 +223,7 @@ fn restore_register_impl(h: Option<Hcsbc>, reg: &Registration, through_file: boo
     if let Some(mk) = &existing {
         if mk.pending {
             return Err(Error::RestoreInProgress {
-                call,
+                call: call.name(),
                 why: "a restore is registered and CertSrvRestoreRegisterComplete was not called yet; complete it first".into(),
             });
         }
@@ -282,9 +282,9 @@ fn restore_register_impl(h: Option<Hcsbc>, reg: &Registration, through_file: boo
 
 /// `CertSrvRestoreRegisterComplete`: records `S_OK` or the failure the client reports.
 fn restore_register_complete_impl(h: Option<Hcsbc>, restore_state: HRESULT) -> Result<()> {
-    const CALL: &str = "CertSrvRestoreRegisterComplete";
+    const CALL: Call = Call::RestoreRegisterComplete;
     let h = h.ok_or_else(|| Error::InvalidHandle {
-        call: CALL,
+        call: CALL.name(),
         handle: 0,
         why: "hbc is NULL; pass the context you registered with".into(),
     })?;
@@ -324,7 +324,7 @@ fn restore_register_complete_impl(h: Option<Hcsbc>, restore_state: HRESULT) -> R
 
 /// `CertSrvRestoreEnd`.
 fn restore_end_impl(h: Hcsbc) -> Result<()> {
-    const CALL: &str = "CertSrvRestoreEnd";
+    const CALL: Call = Call::RestoreEnd;
     let (host, p) = lookup_handle(CALL, h)?;
     let mut guard = host.state.lock();
     let st = &mut *guard;
@@ -340,7 +340,7 @@ fn hv(h: Option<Hcsbc>) -> Value {
 /// `CertSrvRestorePrepareW`: `CSRESTORE_TYPE_FULL` for a full set, 0 for an incremental set.
 pub fn restore_prepare(server: &str, restore_flags: u32) -> Result<Hcsbc> {
     instrument(
-        "CertSrvRestorePrepareW",
+        Call::RestorePrepare.name(),
         || {
             vec![
                 ("pwszServerName", Value::Str(server.into())),
@@ -357,11 +357,7 @@ pub fn restore_prepare(server: &str, restore_flags: u32) -> Result<Hcsbc> {
 pub fn restore_register(h: Option<Hcsbc>, reg: &Registration, through_file: bool) -> Result<()> {
     let s = |o: &Option<String>| o.clone().map_or(Value::Null, Value::Str);
     instrument(
-        if through_file {
-            "CertSrvRestoreRegisterThroughFile"
-        } else {
-            "CertSrvRestoreRegisterW"
-        },
+        Call::restore_register(through_file).name(),
         || {
             vec![
                 ("hbc", hv(h)),
@@ -390,7 +386,7 @@ pub fn restore_register(h: Option<Hcsbc>, reg: &Registration, through_file: bool
 /// `CertSrvRestoreRegisterComplete`: records `S_OK` or the failure the client reports.
 pub fn restore_register_complete(h: Option<Hcsbc>, restore_state: HRESULT) -> Result<()> {
     instrument(
-        "CertSrvRestoreRegisterComplete",
+        Call::RestoreRegisterComplete.name(),
         || {
             vec![
                 ("hbc", hv(h)),
@@ -405,7 +401,7 @@ pub fn restore_register_complete(h: Option<Hcsbc>, restore_state: HRESULT) -> Re
 /// `CertSrvRestoreEnd`.
 pub fn restore_end(h: Hcsbc) -> Result<()> {
     instrument(
-        "CertSrvRestoreEnd",
+        Call::RestoreEnd.name(),
         || vec![("hbc", hv(Some(h)))],
         || restore_end_impl(h),
         |_| vec![],

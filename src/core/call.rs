@@ -88,6 +88,13 @@ macro_rules! calls {
                 match self { $( Call::$variant => $name, )* }
             }
 
+            /// The name of the variant: the export name without `CertSrv` and the `W`
+            /// suffix, e.g. `BackupPrepare`. Generated code derives its identifiers from it
+            /// (`OP_BACKUP_PREPARE` in the PE DLL's `protocol.h`).
+            pub const fn short_name(self) -> &'static str {
+                match self { $( Call::$variant => stringify!($variant), )* }
+            }
+
             /// The operation code of the server protocol (`docs/PROTOCOL.md`).
             pub const fn op(self) -> u16 {
                 match self { $( Call::$variant => $op, )* }
@@ -164,6 +171,16 @@ calls! {
 }
 
 impl Call {
+    /// `CertSrvRestoreRegisterThroughFile` if `through_file`, else `CertSrvRestoreRegisterW`:
+    /// the two registrations share their arguments and their implementation.
+    pub const fn restore_register(through_file: bool) -> Call {
+        if through_file {
+            Call::RestoreRegisterThroughFile
+        } else {
+            Call::RestoreRegister
+        }
+    }
+
     /// True for `CertSrvBackupFree`, the one function that returns nothing: a fault can
     /// only make it misbehave, not fail.
     pub const fn returns_void(self) -> bool {
@@ -174,6 +191,13 @@ impl Call {
 impl fmt::Display for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// The export name, for the `call` of an [`Error`](super::Error).
+impl From<Call> for &'static str {
+    fn from(call: Call) -> &'static str {
+        call.name()
     }
 }
 
@@ -205,7 +229,8 @@ mod tests {
             assert_eq!(c.op() as usize, i + 1, "{c}: op codes are dense from 0x01");
             assert_eq!(Call::from_name(c.name()), Some(c));
             assert_eq!(Call::from_op(c.op()), Some(c));
-            assert!(c.name().starts_with("CertSrv"));
+            let short = c.name().strip_prefix("CertSrv").expect("a CertSrv name");
+            assert_eq!(short.strip_suffix('W').unwrap_or(short), c.short_name());
         }
         assert_eq!(Call::from_name("certsrvbackupread"), None, "exact spelling");
         assert_eq!(Call::from_op(0), None);
@@ -218,6 +243,66 @@ mod tests {
         }
         let lists = Call::ALL.iter().filter(|c| c.list().is_some()).count();
         assert_eq!(lists, ListKind::ALL.len());
+    }
+
+    /// The names after `CERTBCLI_API` in `include/certbcli.h` (the prototypes), outside
+    /// preprocessor lines.
+    fn header_prototypes(header: &str) -> Vec<String> {
+        let code: String = header
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .flat_map(|l| [l, "\n"])
+            .collect();
+        let mut names = Vec::new();
+        let mut rest = code.as_str();
+        while let Some(at) = rest.find("CERTBCLI_API") {
+            rest = &rest[at + "CERTBCLI_API".len()..];
+            let tail = rest.trim_start();
+            let name: String = tail
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            // A prototype is `CERTBCLI_API Name(`.
+            if !name.is_empty() && tail[name.len()..].trim_start().starts_with('(') {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn the_header_declares_exactly_the_calls() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/include/certbcli.h");
+        let header = std::fs::read_to_string(path).expect("include/certbcli.h");
+        let mut declared = header_prototypes(&header);
+        declared.sort();
+        let mut want: Vec<String> = Call::ALL.iter().map(|c| c.name().to_string()).collect();
+        want.sort();
+        assert_eq!(
+            declared, want,
+            "the prototypes of include/certbcli.h and the call table (src/core/call.rs) differ"
+        );
+        // The PE DLL's module definition exports the same names.
+        let def = concat!(env!("CARGO_MANIFEST_DIR"), "/windows/certadm/certadm.def");
+        let def = std::fs::read_to_string(def).expect("windows/certadm/certadm.def");
+        let mut exported: Vec<String> = def
+            .lines()
+            .skip_while(|l| l.trim() != "EXPORTS")
+            .skip(1)
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        exported.sort();
+        assert_eq!(
+            exported, want,
+            "windows/certadm/certadm.def and the call table differ"
+        );
+    }
+
+    #[test]
+    fn header_parsing_sees_prototypes_only() {
+        let h = "#define CERTBCLI_API __declspec(dllimport) CERTBCLI_CALL\nHRESULT CERTBCLI_API FirstFn(\n  int a);\nVOID CERTBCLI_API\nSecondFn (void);";
+        assert_eq!(header_prototypes(h), ["FirstFn", "SecondFn"]);
     }
 
     #[test]

@@ -295,25 +295,25 @@ impl Error {
     }
 
     /// Shorthand for [`Error::Sequence`].
-    pub fn sequence(call: &'static str, why: impl Into<String>) -> Error {
+    pub fn sequence(call: impl Into<&'static str>, why: impl Into<String>) -> Error {
         Error::Sequence {
-            call,
+            call: call.into(),
             why: why.into(),
         }
     }
 
     /// Shorthand for [`Error::InvalidArg`].
-    pub fn invalid_arg(call: &'static str, why: impl Into<String>) -> Error {
+    pub fn invalid_arg(call: impl Into<&'static str>, why: impl Into<String>) -> Error {
         Error::InvalidArg {
-            call,
+            call: call.into(),
             why: why.into(),
         }
     }
 
     /// Shorthand for [`Error::AccessDenied`].
-    pub fn access_denied(call: &'static str, why: impl Into<String>) -> Error {
+    pub fn access_denied(call: impl Into<&'static str>, why: impl Into<String>) -> Error {
         Error::AccessDenied {
-            call,
+            call: call.into(),
             why: why.into(),
         }
     }
@@ -339,14 +339,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::Call;
 
     #[test]
     fn every_variant_has_its_code() {
-        let e = Error::sequence("CertSrvBackupRead", "no file is open");
+        let e = Error::sequence(Call::BackupRead, "no file is open");
         assert_eq!(e.hresult(), HRESULT::E_UNEXPECTED);
         assert_eq!(
             e.to_string(),
-            "CertSrvBackupRead: out of sequence: no file is open"
+            format!(
+                "{}: out of sequence: no file is open",
+                Call::BackupRead.name()
+            )
         );
         let p = Error::Path {
             kind: PathRefusal::Escapes,

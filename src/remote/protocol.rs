@@ -12,16 +12,24 @@
 //!   certbcli function returns (`u32` byte count, then the bytes, `*pcbSize` of them).
 //! * One [`Request`] frame, one [`Response`] frame, strictly alternating.
 //!
+//! Each request is written once, in the request table (`requests!` below): its operation
+//! code (a certbcli function's comes from the call table, [`Call::op`]), its fields with
+//! their wire types and names, and the shape of its out-values. [`Request`],
+//! [`encode_request`], [`decode_request`] and [`out_kind`] are generated from it, and
+//! [`c_header`] turns the codes and limits into the PE DLL's `protocol.h`.
+//!
 //! Decoding never panics, and never allocates more than a small multiple of the input it
 //! was given: every count is checked against the bytes left before anything is allocated.
 
 use crate::api::Registration;
 use crate::ca::format::Position;
 use crate::ca::recovery::RecoveryReport;
-use crate::core::{WideList, HRESULT};
+use crate::core::{Call, WideList, HRESULT};
 use crate::machine::Identity;
 use std::fmt;
 use std::io::{self, Read, Write};
+
+pub use crate::core::ListKind;
 
 /// The first 8 bytes of a [`Hello`] and a [`HelloReply`].
 pub const MAGIC: [u8; 8] = *b"CADMEMU\0";
@@ -479,687 +487,617 @@ pub fn decode_hello_reply(b: &[u8]) -> Result<HelloReply, DecodeError> {
 
 // ----- requests ---------------------------------------------------------------------------
 
-/// The four certbcli functions that return a list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ListKind {
-    /// `CertSrvBackupGetDatabaseNamesW`.
-    DatabaseNames,
-    /// `CertSrvBackupGetDynamicFileListW`.
-    DynamicFiles,
-    /// `CertSrvBackupGetBackupLogsW`.
-    BackupLogs,
-    /// `CertSrvRestoreGetDatabaseLocationsW`.
-    DatabaseLocations,
+/// A value with one wire encoding (`docs/PROTOCOL.md` §3). In the request table below, the
+/// Rust type of a field is its wire type: `String` is a `str`, `u32` / `u64` / `bool` are
+/// themselves, `HRESULT` is an `i32`, [`Registration`] and [`Identity`] are the records
+/// of §6 and §7.
+trait Wire: Sized {
+    fn put(&self, w: &mut Writer);
+    /// `what` names the field in a decode error.
+    fn get(r: &mut Reader<'_>, what: &str) -> Result<Self, DecodeError>;
 }
 
-impl ListKind {
-    /// All four.
-    pub const ALL: [ListKind; 4] = [
-        ListKind::DatabaseNames,
-        ListKind::DynamicFiles,
-        ListKind::BackupLogs,
-        ListKind::DatabaseLocations,
-    ];
-    /// The same function in the safe API.
-    pub fn api(self) -> crate::api::ListFn {
-        match self {
-            ListKind::DatabaseNames => crate::api::ListFn::DatabaseNames,
-            ListKind::DynamicFiles => crate::api::ListFn::DynamicFiles,
-            ListKind::BackupLogs => crate::api::ListFn::BackupLogs,
-            ListKind::DatabaseLocations => crate::api::ListFn::DatabaseLocations,
+impl Wire for String {
+    fn put(&self, w: &mut Writer) {
+        w.str(self);
+    }
+    fn get(r: &mut Reader<'_>, what: &str) -> Result<Self, DecodeError> {
+        r.str(what)
+    }
+}
+
+impl Wire for u32 {
+    fn put(&self, w: &mut Writer) {
+        w.u32(*self);
+    }
+    fn get(r: &mut Reader<'_>, what: &str) -> Result<Self, DecodeError> {
+        r.u32(what)
+    }
+}
+
+impl Wire for u64 {
+    fn put(&self, w: &mut Writer) {
+        w.u64(*self);
+    }
+    fn get(r: &mut Reader<'_>, what: &str) -> Result<Self, DecodeError> {
+        r.u64(what)
+    }
+}
+
+impl Wire for bool {
+    fn put(&self, w: &mut Writer) {
+        w.bool(*self);
+    }
+    fn get(r: &mut Reader<'_>, what: &str) -> Result<Self, DecodeError> {
+        r.bool(what)
+    }
+}
+
+impl Wire for HRESULT {
+    fn put(&self, w: &mut Writer) {
+        w.i32(self.0);
+    }
+    fn get(r: &mut Reader<'_>, what: &str) -> Result<Self, DecodeError> {
+        r.i32(what).map(HRESULT)
+    }
+}
+
+/// The arguments of `CertSrvRestoreRegister*` after `hbc` (§6); its fields name themselves.
+impl Wire for Registration {
+    fn put(&self, w: &mut Writer) {
+        w.opt_str(self.checkpoint_path.as_deref());
+        w.opt_str(self.log_path.as_deref());
+        w.u32(self.restore_map.len() as u32);
+        for (a, b) in &self.restore_map {
+            w.str(a);
+            w.str(b);
+        }
+        w.opt_str(self.backup_log_path.as_deref());
+        w.u32(self.gen_low);
+        w.u32(self.gen_high);
+    }
+    fn get(r: &mut Reader<'_>, _: &str) -> Result<Self, DecodeError> {
+        let checkpoint_path = r.opt_str("pwszCheckPointFilePath")?;
+        let log_path = r.opt_str("pwszLogPath")?;
+        let n = r.u32("crstmap")? as usize;
+        if n.saturating_mul(8) > r.remaining() {
+            return err(format!(
+                "crstmap {n}: the entries do not fit in the message"
+            ));
+        }
+        let mut restore_map = Vec::new();
+        for _ in 0..n {
+            let a = r.str("pwszDatabaseName")?;
+            let b = r.str("pwszNewDatabaseName")?;
+            restore_map.push((a, b));
+        }
+        Ok(Registration {
+            checkpoint_path,
+            log_path,
+            restore_map,
+            backup_log_path: r.opt_str("pwszBackupLogPath")?,
+            gen_low: r.u32("genLow")?,
+            gen_high: r.u32("genHigh")?,
+        })
+    }
+}
+
+/// Four booleans (§7, `SetIdentity`); its fields name themselves.
+impl Wire for Identity {
+    fn put(&self, w: &mut Writer) {
+        w.bool(self.backup_privilege);
+        w.bool(self.restore_privilege);
+        w.bool(self.local_admin);
+        w.bool(self.remote);
+    }
+    fn get(r: &mut Reader<'_>, _: &str) -> Result<Self, DecodeError> {
+        Ok(Identity {
+            backup_privilege: r.bool("backup_privilege")?,
+            restore_privilege: r.bool("restore_privilege")?,
+            local_admin: r.bool("local_admin")?,
+            remote: r.bool("remote")?,
+        })
+    }
+}
+
+/// A request field that travels as the operation code instead of in the payload: it
+/// selects which of several certbcli functions one request variant calls (`= op` in the
+/// table).
+trait Selector: Copy {
+    fn call(self) -> Call;
+    fn from_call(call: Call) -> Option<Self>;
+}
+
+/// Which of the four list functions.
+impl Selector for ListKind {
+    fn call(self) -> Call {
+        ListKind::call(self)
+    }
+    fn from_call(call: Call) -> Option<Self> {
+        call.list()
+    }
+}
+
+/// `through_file` of [`Request::RestoreRegister`]: `CertSrvRestoreRegisterThroughFile`
+/// rather than `CertSrvRestoreRegisterW`.
+impl Selector for bool {
+    fn call(self) -> Call {
+        if self {
+            Call::RestoreRegisterThroughFile
+        } else {
+            Call::RestoreRegister
         }
     }
-    /// The export name.
-    pub fn name(self) -> &'static str {
-        self.api().name()
-    }
-    fn op(self) -> u16 {
-        match self {
-            ListKind::DatabaseNames => op::BACKUP_GET_DATABASE_NAMES,
-            ListKind::DynamicFiles => op::BACKUP_GET_DYNAMIC_FILE_LIST,
-            ListKind::BackupLogs => op::BACKUP_GET_BACKUP_LOGS,
-            ListKind::DatabaseLocations => op::RESTORE_GET_DATABASE_LOCATIONS,
+    fn from_call(call: Call) -> Option<Self> {
+        match call {
+            Call::RestoreRegister => Some(false),
+            Call::RestoreRegisterThroughFile => Some(true),
+            _ => None,
         }
     }
 }
 
-/// Operation codes (the first `u16` of every request and response).
-pub mod op {
-    /// `CertSrvIsServerOnlineW`.
-    pub const IS_SERVER_ONLINE: u16 = 0x01;
-    /// `CertSrvBackupPrepareW`.
-    pub const BACKUP_PREPARE: u16 = 0x02;
-    /// `CertSrvBackupGetDatabaseNamesW`.
-    pub const BACKUP_GET_DATABASE_NAMES: u16 = 0x03;
-    /// `CertSrvBackupGetDynamicFileListW`.
-    pub const BACKUP_GET_DYNAMIC_FILE_LIST: u16 = 0x04;
-    /// `CertSrvBackupOpenFileW`.
-    pub const BACKUP_OPEN_FILE: u16 = 0x05;
-    /// `CertSrvBackupRead`.
-    pub const BACKUP_READ: u16 = 0x06;
-    /// `CertSrvBackupClose`.
-    pub const BACKUP_CLOSE: u16 = 0x07;
-    /// `CertSrvBackupGetBackupLogsW`.
-    pub const BACKUP_GET_BACKUP_LOGS: u16 = 0x08;
-    /// `CertSrvBackupTruncateLogs`.
-    pub const BACKUP_TRUNCATE_LOGS: u16 = 0x09;
-    /// `CertSrvBackupEnd`.
-    pub const BACKUP_END: u16 = 0x0A;
-    /// `CertSrvBackupFree`.
-    pub const BACKUP_FREE: u16 = 0x0B;
-    /// `CertSrvRestoreGetDatabaseLocationsW`.
-    pub const RESTORE_GET_DATABASE_LOCATIONS: u16 = 0x0C;
-    /// `CertSrvRestorePrepareW`.
-    pub const RESTORE_PREPARE: u16 = 0x0D;
-    /// `CertSrvRestoreRegisterW`.
-    pub const RESTORE_REGISTER: u16 = 0x0E;
-    /// `CertSrvRestoreRegisterThroughFile`.
-    pub const RESTORE_REGISTER_THROUGH_FILE: u16 = 0x0F;
-    /// `CertSrvRestoreRegisterComplete`.
-    pub const RESTORE_REGISTER_COMPLETE: u16 = 0x10;
-    /// `CertSrvRestoreEnd`.
-    pub const RESTORE_END: u16 = 0x11;
-    /// `CertSrvServerControlW`.
-    pub const SERVER_CONTROL: u16 = 0x12;
-
-    /// Control: create machines from configuration JSON.
-    pub const CREATE_MACHINE: u16 = 0x40;
-    /// Control: drop a machine.
-    pub const DROP_MACHINE: u16 = 0x41;
-    /// Control: list the machines.
-    pub const LIST_MACHINES: u16 = 0x42;
-    /// Control: issue certificates.
-    pub const ISSUE: u16 = 0x43;
-    /// Control: revoke a certificate.
-    pub const REVOKE: u16 = 0x44;
-    /// Control: roll the current log.
-    pub const ROLL_LOG: u16 = 0x45;
-    /// Control: stop the service cleanly.
-    pub const STOP: u16 = 0x46;
-    /// Control: stop the service as a crash would.
-    pub const CRASH: u16 = 0x47;
-    /// Control: start the service (runs recovery).
-    pub const START: u16 = 0x48;
-    /// Control: delete the CA's files.
-    pub const WIPE_FILES: u16 = 0x49;
-    /// Control: the host path of a Windows path.
-    pub const HOST_PATH: u16 = 0x4A;
-    /// Control: set the caller identity.
-    pub const SET_IDENTITY: u16 = 0x4B;
-    /// Control: set `InterfaceFlags`.
-    pub const SET_INTERFACE_FLAGS: u16 = 0x4C;
-    /// Control: install a fault schedule.
-    pub const SET_FAULTS: u16 = 0x4D;
-    /// Control: the conformance report (JSON).
-    pub const REPORT: u16 = 0x4E;
-    /// Control: a page of the call trace (JSON lines).
-    pub const TRACE: u16 = 0x4F;
-    /// Control: record count and digest.
-    pub const RECORDS: u16 = 0x50;
-    /// Control: machine state (JSON).
-    pub const STATE: u16 = 0x51;
-    /// Control: clear a registered restore.
-    pub const CLEAR_RESTORE_MARKER: u16 = 0x52;
-    /// Control: stop the server.
-    pub const SHUTDOWN: u16 = 0x5F;
+/// The operation code of a row: its own (`= code`), or its selector field's.
+macro_rules! request_op {
+    ([$op:expr] $($fields:tt)*) => { $op };
+    ([] $field:ident op $($rest:tt)*) => { Selector::call(*$field).op() };
+    ([] $field:ident $wire:literal $($rest:tt)*) => { request_op!([] $($rest)*) };
 }
 
-/// One request: a certbcli call or a control call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
+/// True if operation `code` (`call`, if a certbcli function) is a request of this row.
+macro_rules! request_is {
+    ($code:ident, $call:ident, [$op:expr] $($fields:tt)*) => { $code == $op };
+    ($code:ident, $call:ident, [] $ty:ident op $($rest:tt)*) => {
+        $call.and_then(<$ty as Selector>::from_call).is_some()
+    };
+    ($code:ident, $call:ident, [] $ty:ident $wire:literal $($rest:tt)*) => {
+        request_is!($code, $call, [] $($rest)*)
+    };
+}
+
+/// Writes one field (nothing for the selector: the operation code carries it).
+macro_rules! request_put {
+    ($w:ident, $field:ident, op) => {
+        let _ = $field;
+    };
+    ($w:ident, $field:ident, $wire:literal) => {
+        Wire::put($field, &mut $w)
+    };
+}
+
+/// Reads one field (the selector from the operation code).
+macro_rules! request_get {
+    ($r:ident, $call:ident, $ty:ident, op) => {
+        match $call.and_then(<$ty as Selector>::from_call) {
+            Some(v) => v,
+            None => return err("operation code and request disagree"),
+        }
+    };
+    ($r:ident, $call:ident, $ty:ident, $wire:literal) => {
+        <$ty as Wire>::get(&mut $r, $wire)?
+    };
+}
+
+/// The request table: each request written once, with its operation code, its fields
+/// (name, wire type, wire name) and the shape of its out-values. The [`Request`] enum,
+/// [`Request::op`], [`encode_request`], [`decode_request`] and [`out_kind`] come from it.
+///
+/// A row is `Variant = code => OutKind { field: Type = "wireName", ... };`. A certbcli
+/// request takes its code from the call table (`Call::X.op()`); a control request has a
+/// code of its own in 0x40..=0x5F. A row without `= code` is selected by a field
+/// `= op` ([`Selector`]): the function it calls gives the code. Fields are encoded in
+/// table order.
+macro_rules! requests {
+    ($(
+        $(#[doc = $doc:literal])*
+        $variant:ident $(= $op:expr)? => $out:ident $({
+            $( $(#[doc = $fdoc:literal])* $field:ident : $ty:ident = $wire:tt ),* $(,)?
+        })?;
+    )*) => {
+        /// One request: a certbcli call or a control call (`docs/PROTOCOL.md` §6, §7).
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Request {
+            $(
+                $(#[doc = $doc])*
+                $variant $({ $( $(#[doc = $fdoc])* $field: $ty, )* })?,
+            )*
+        }
+
+        impl Request {
+            /// The operation code.
+            #[allow(unused_variables)]
+            pub fn op(&self) -> u16 {
+                match self {
+                    $( Request::$variant { $($( $field, )*)? .. } => {
+                        request_op!([$($op)?] $($( $field $wire )*)?)
+                    } )*
+                }
+            }
+
+            /// The variant's name: the name of a control request.
+            fn variant_name(&self) -> &'static str {
+                match self {
+                    $( Request::$variant { .. } => stringify!($variant), )*
+                }
+            }
+        }
+
+        /// The control operations (codes without a certbcli function) with their names.
+        const FIXED_OPS: &[(u16, &str)] = &[ $($( ($op, stringify!($variant)), )?)* ];
+
+        /// Encodes a request (the frame payload).
+        pub fn encode_request(req: &Request) -> Vec<u8> {
+            let mut w = Writer::default();
+            w.u16(req.op());
+            match req {
+                $( Request::$variant { $($( $field, )*)? .. } => {
+                    $($( request_put!(w, $field, $wire); )*)?
+                } )*
+            }
+            w.buf
+        }
+
+        /// Decodes a request (a frame payload).
+        pub fn decode_request(b: &[u8]) -> Result<Request, DecodeError> {
+            let mut r = Reader::new(b);
+            let code = r.u16("op")?;
+            let call = Call::from_op(code);
+            $(
+                if request_is!(code, call, [$($op)?] $($( $ty $wire )*)?) {
+                    let req = Request::$variant $({ $(
+                        $field: request_get!(r, call, $ty, $wire),
+                    )* })?;
+                    r.finish("request")?;
+                    return Ok(req);
+                }
+            )*
+            err(format!("unknown operation {code:#06x}"))
+        }
+
+        /// The shape of the out-values of operation `code`; `None` for an unknown operation.
+        pub fn out_kind(code: u16) -> Option<OutKind> {
+            let call = Call::from_op(code);
+            $(
+                if request_is!(code, call, [$($op)?] $($( $ty $wire )*)?) {
+                    return Some(OutKind::$out);
+                }
+            )*
+            None
+        }
+
+        /// How many rows of the table answer operation `code` (the table's self-check).
+        #[cfg(test)]
+        fn rows_for(code: u16) -> usize {
+            let call = Call::from_op(code);
+            let mut n = 0;
+            $( n += usize::from(request_is!(code, call, [$($op)?] $($( $ty $wire )*)?)); )*
+            n
+        }
+    };
+}
+
+requests! {
+    // certbcli functions (§6): the code is the call table's.
+
     /// `CertSrvIsServerOnlineW(pwszServerName)`.
-    IsServerOnline {
+    IsServerOnline = Call::IsServerOnline.op() => Bool {
         /// `pwszServerName`.
-        server: String,
-    },
+        server: String = "pwszServerName",
+    };
     /// `CertSrvBackupPrepareW`.
-    BackupPrepare {
+    BackupPrepare = Call::BackupPrepare.op() => U64 {
         /// `pwszServerName`.
-        server: String,
+        server: String = "pwszServerName",
         /// `grbitJet`.
-        grbit_jet: u32,
+        grbit_jet: u32 = "grbitJet",
         /// `dwBackupFlags`.
-        backup_flags: u32,
-    },
+        backup_flags: u32 = "dwBackupFlags",
+    };
     /// One of the four list functions.
-    GetList {
-        /// Which function.
-        kind: ListKind,
+    GetList => List {
+        /// Which function (carried by the operation code).
+        kind: ListKind = op,
         /// `hbc`.
-        hbc: u64,
+        hbc: u64 = "hbc",
         /// Allocate a server-side buffer token for `CertSrvBackupFree` accounting.
-        track: bool,
-    },
+        track: bool = "track",
+    };
     /// `CertSrvBackupOpenFileW`.
-    BackupOpenFile {
+    BackupOpenFile = Call::BackupOpenFile.op() => U64 {
         /// `hbc`.
-        hbc: u64,
+        hbc: u64 = "hbc",
         /// `pwszAttachmentName`.
-        name: String,
+        name: String = "pwszAttachmentName",
         /// `cbReadHintSize`.
-        read_hint: u32,
-    },
+        read_hint: u32 = "cbReadHintSize",
+    };
     /// `CertSrvBackupRead` of at most `cb` bytes (at most [`MAX_READ`]).
-    BackupRead {
+    BackupRead = Call::BackupRead.op() => Bytes {
         /// `hbc`.
-        hbc: u64,
+        hbc: u64 = "hbc",
         /// `cbBuffer`.
-        cb: u32,
-    },
+        cb: u32 = "cbBuffer",
+    };
     /// `CertSrvBackupClose`.
-    BackupClose {
+    BackupClose = Call::BackupClose.op() => Unit {
         /// `hbc`.
-        hbc: u64,
-    },
+        hbc: u64 = "hbc",
+    };
     /// `CertSrvBackupTruncateLogs`.
-    BackupTruncateLogs {
+    BackupTruncateLogs = Call::BackupTruncateLogs.op() => U32s {
         /// `hbc`.
-        hbc: u64,
-    },
+        hbc: u64 = "hbc",
+    };
     /// `CertSrvBackupEnd`.
-    BackupEnd {
+    BackupEnd = Call::BackupEnd.op() => Unit {
         /// `hbc`.
-        hbc: u64,
-    },
+        hbc: u64 = "hbc",
+    };
     /// `CertSrvBackupFree` of a buffer token from a tracked list (0 is NULL).
-    BackupFree {
+    BackupFree = Call::BackupFree.op() => Unit {
         /// The token.
-        buffer: u64,
-    },
+        buffer: u64 = "pv",
+    };
     /// `CertSrvRestorePrepareW`.
-    RestorePrepare {
+    RestorePrepare = Call::RestorePrepare.op() => U64 {
         /// `pwszServerName`.
-        server: String,
+        server: String = "pwszServerName",
         /// `dwRestoreFlags`.
-        restore_flags: u32,
-    },
+        restore_flags: u32 = "dwRestoreFlags",
+    };
     /// `CertSrvRestoreRegisterW` or `CertSrvRestoreRegisterThroughFile`.
-    RestoreRegister {
+    RestoreRegister => Unit {
+        /// `CertSrvRestoreRegisterThroughFile` (carried by the operation code).
+        through_file: bool = op,
         /// `hbc` (0 is NULL).
-        hbc: u64,
-        /// `CertSrvRestoreRegisterThroughFile`.
-        through_file: bool,
+        hbc: u64 = "hbc",
         /// The other arguments.
-        reg: Registration,
-    },
+        reg: Registration = "registration",
+    };
     /// `CertSrvRestoreRegisterComplete`.
-    RestoreRegisterComplete {
+    RestoreRegisterComplete = Call::RestoreRegisterComplete.op() => Unit {
         /// `hbc` (0 is NULL).
-        hbc: u64,
+        hbc: u64 = "hbc",
         /// `hrRestoreState`.
-        restore_state: HRESULT,
-    },
+        restore_state: HRESULT = "hrRestoreState",
+    };
     /// `CertSrvRestoreEnd`.
-    RestoreEnd {
+    RestoreEnd = Call::RestoreEnd.op() => Unit {
         /// `hbc`.
-        hbc: u64,
-    },
+        hbc: u64 = "hbc",
+    };
     /// `CertSrvServerControlW`.
-    ServerControl {
+    ServerControl = Call::ServerControl.op() => Unit {
         /// `pwszServerName`.
-        server: String,
+        server: String = "pwszServerName",
         /// `dwControlFlags`.
-        control_flags: u32,
-    },
+        control_flags: u32 = "dwControlFlags",
+    };
+
+    // Control calls (§7): codes 0x40..=0x5F.
 
     /// Creates machines from JSON: a `config` machine object, or a whole configuration
     /// with `machines`.
-    CreateMachine {
+    CreateMachine = 0x40 => Texts {
         /// The JSON text.
-        json: String,
-    },
+        json: String = "json",
+    };
     /// Drops a machine: its names are free again, its handles stale.
-    DropMachine {
+    DropMachine = 0x41 => Unit {
         /// NetBIOS or DNS name.
-        machine: String,
-    },
+        machine: String = "machine",
+    };
     /// The NetBIOS names of the machines of this server.
-    ListMachines,
+    ListMachines = 0x42 => Texts;
     /// Issues `n` certificates.
-    Issue {
+    Issue = 0x43 => U32s {
         /// Machine.
-        machine: String,
+        machine: String = "machine",
         /// Count (at most [`MAX_ISSUE`]).
-        n: u32,
-    },
+        n: u32 = "n",
+    };
     /// Revokes a certificate.
-    Revoke {
+    Revoke = 0x44 => Unit {
         /// Machine.
-        machine: String,
+        machine: String = "machine",
         /// Request id.
-        request_id: u32,
-    },
+        request_id: u32 = "request_id",
+    };
     /// Rolls `edb.log` to a numbered generation.
-    RollLog {
+    RollLog = 0x45 => U32 {
         /// Machine.
-        machine: String,
-    },
+        machine: String = "machine",
+    };
     /// Stops the service cleanly.
-    Stop {
+    Stop = 0x46 => Unit {
         /// Machine.
-        machine: String,
-    },
+        machine: String = "machine",
+    };
     /// Stops the service as a crash would.
-    Crash {
+    Crash = 0x47 => Unit {
         /// Machine.
-        machine: String,
-    },
+        machine: String = "machine",
+    };
     /// Starts the service: hard recovery of a registered restore, or soft recovery.
-    Start {
+    Start = 0x48 => Recovery {
         /// Machine.
-        machine: String,
-    },
+        machine: String = "machine",
+    };
     /// Deletes the CA's database, log and checkpoint files (service stopped).
-    WipeFiles {
+    WipeFiles = 0x49 => Unit {
         /// Machine.
-        machine: String,
-    },
+        machine: String = "machine",
+    };
     /// The host path of a Windows path on the machine.
-    HostPath {
+    HostPath = 0x4A => Text {
         /// Machine.
-        machine: String,
+        machine: String = "machine",
         /// `C:\...` or `\\HOST\C$\...`.
-        windows_path: String,
-    },
+        windows_path: String = "windows_path",
+    };
     /// Sets the caller identity.
-    SetIdentity {
+    SetIdentity = 0x4B => Unit {
         /// Machine.
-        machine: String,
+        machine: String = "machine",
         /// The identity.
-        identity: Identity,
-    },
+        identity: Identity = "identity",
+    };
     /// Sets `InterfaceFlags`.
-    SetInterfaceFlags {
+    SetInterfaceFlags = 0x4C => Unit {
         /// Machine.
-        machine: String,
+        machine: String = "machine",
         /// The flags.
-        flags: u32,
-    },
+        flags: u32 = "flags",
+    };
     /// Installs a fault schedule (JSON, as `CERTADM_EMU_FAULTS`).
-    SetFaults {
+    SetFaults = 0x4D => Unit {
         /// Machine.
-        machine: String,
+        machine: String = "machine",
         /// The schedule.
-        json: String,
-    },
+        json: String = "json",
+    };
     /// The conformance report of the machine (JSON, as in the report file).
-    Report {
+    Report = 0x4E => Text {
         /// Machine.
-        machine: String,
-    },
+        machine: String = "machine",
+    };
     /// A page of the call trace: events `from..`, as JSON lines, at most `max_bytes`
     /// (one event at least).
-    Trace {
+    Trace = 0x4F => TracePage {
         /// Machine.
-        machine: String,
+        machine: String = "machine",
         /// First event index (0-based).
-        from: u64,
+        from: u64 = "from",
         /// Page size in bytes of text (0 means [`MAX_TRACE_PAGE`]).
-        max_bytes: u32,
-    },
+        max_bytes: u32 = "max_bytes",
+    };
     /// Record count and content digest.
-    Records {
+    Records = 0x50 => Records {
         /// Machine.
-        machine: String,
-    },
+        machine: String = "machine",
+    };
     /// Machine state as JSON (service, sessions, buffers, restore marker, ...).
-    State {
+    State = 0x51 => Text {
         /// Machine.
-        machine: String,
-    },
+        machine: String = "machine",
+    };
     /// Clears a registered restore.
-    ClearRestoreMarker {
+    ClearRestoreMarker = 0x52 => Unit {
         /// Machine.
-        machine: String,
-    },
+        machine: String = "machine",
+    };
     /// Stops the server after answering.
-    Shutdown,
+    Shutdown = 0x5F => Unit;
 }
 
 impl Request {
-    /// The operation code.
-    pub fn op(&self) -> u16 {
-        use Request::*;
-        match self {
-            IsServerOnline { .. } => op::IS_SERVER_ONLINE,
-            BackupPrepare { .. } => op::BACKUP_PREPARE,
-            GetList { kind, .. } => kind.op(),
-            BackupOpenFile { .. } => op::BACKUP_OPEN_FILE,
-            BackupRead { .. } => op::BACKUP_READ,
-            BackupClose { .. } => op::BACKUP_CLOSE,
-            BackupTruncateLogs { .. } => op::BACKUP_TRUNCATE_LOGS,
-            BackupEnd { .. } => op::BACKUP_END,
-            BackupFree { .. } => op::BACKUP_FREE,
-            RestorePrepare { .. } => op::RESTORE_PREPARE,
-            RestoreRegister {
-                through_file: false,
-                ..
-            } => op::RESTORE_REGISTER,
-            RestoreRegister {
-                through_file: true, ..
-            } => op::RESTORE_REGISTER_THROUGH_FILE,
-            RestoreRegisterComplete { .. } => op::RESTORE_REGISTER_COMPLETE,
-            RestoreEnd { .. } => op::RESTORE_END,
-            ServerControl { .. } => op::SERVER_CONTROL,
-            CreateMachine { .. } => op::CREATE_MACHINE,
-            DropMachine { .. } => op::DROP_MACHINE,
-            ListMachines => op::LIST_MACHINES,
-            Issue { .. } => op::ISSUE,
-            Revoke { .. } => op::REVOKE,
-            RollLog { .. } => op::ROLL_LOG,
-            Stop { .. } => op::STOP,
-            Crash { .. } => op::CRASH,
-            Start { .. } => op::START,
-            WipeFiles { .. } => op::WIPE_FILES,
-            HostPath { .. } => op::HOST_PATH,
-            SetIdentity { .. } => op::SET_IDENTITY,
-            SetInterfaceFlags { .. } => op::SET_INTERFACE_FLAGS,
-            SetFaults { .. } => op::SET_FAULTS,
-            Report { .. } => op::REPORT,
-            Trace { .. } => op::TRACE,
-            Records { .. } => op::RECORDS,
-            State { .. } => op::STATE,
-            ClearRestoreMarker { .. } => op::CLEAR_RESTORE_MARKER,
-            Shutdown => op::SHUTDOWN,
-        }
+    /// The certbcli function this request calls; `None` for a control request.
+    pub fn call(&self) -> Option<Call> {
+        Call::from_op(self.op())
+    }
+
+    /// What the request calls: the export name of a certbcli function
+    /// (`CertSrvBackupRead`), the name of a control call (`Issue`). Errors name it.
+    pub fn name(&self) -> &'static str {
+        self.call().map_or_else(|| self.variant_name(), Call::name)
     }
 }
 
-fn put_registration(w: &mut Writer, r: &Registration) {
-    w.opt_str(r.checkpoint_path.as_deref());
-    w.opt_str(r.log_path.as_deref());
-    w.u32(r.restore_map.len() as u32);
-    for (a, b) in &r.restore_map {
-        w.str(a);
-        w.str(b);
+/// The control operations: code and name (`CreateMachine`, ...), in code order.
+pub fn control_operations() -> impl Iterator<Item = (u16, &'static str)> {
+    FIXED_OPS
+        .iter()
+        .copied()
+        .filter(|(code, _)| Call::from_op(*code).is_none())
+}
+
+/// Every operation code: the certbcli functions', then the control calls'.
+pub fn operations() -> impl Iterator<Item = u16> {
+    Call::ALL
+        .iter()
+        .map(|c| c.op())
+        .chain(control_operations().map(|(code, _)| code))
+}
+
+// ----- the PE DLL's header ----------------------------------------------------------------
+
+/// The HRESULTs `windows/certadm/certadm.c` returns by itself (the others come from the
+/// server's responses).
+const C_HRESULTS: [HRESULT; 7] = [
+    HRESULT::RPC_S_SERVER_UNAVAILABLE,
+    HRESULT::RPC_S_CALL_FAILED,
+    HRESULT::E_POINTER,
+    HRESULT::E_INVALIDARG,
+    HRESULT::E_HANDLE,
+    HRESULT::E_OUTOFMEMORY,
+    HRESULT::ERROR_NOT_SUPPORTED,
+];
+
+/// `BackupGetDatabaseNames` as `BACKUP_GET_DATABASE_NAMES`.
+fn upper_snake(name: &str) -> String {
+    let mut s = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            s.push('_');
+        }
+        s.push(c.to_ascii_uppercase());
     }
-    w.opt_str(r.backup_log_path.as_deref());
-    w.u32(r.gen_low);
-    w.u32(r.gen_high);
+    s
 }
 
-fn get_registration(r: &mut Reader<'_>) -> Result<Registration, DecodeError> {
-    let checkpoint_path = r.opt_str("pwszCheckPointFilePath")?;
-    let log_path = r.opt_str("pwszLogPath")?;
-    let n = r.u32("crstmap")? as usize;
-    if n.saturating_mul(8) > r.remaining() {
-        return err(format!(
-            "crstmap {n}: the entries do not fit in the message"
-        ));
+/// The text of `windows/certadm/protocol.h`, the constants of this protocol for the PE
+/// `certadm.dll` (C): [`MAGIC`], [`VERSION`], [`MAX_FRAME`], [`MAX_HELLO_FRAME`],
+/// [`MAX_READ`], every operation code (`OP_BACKUP_READ`, `OP_CREATE_MACHINE`, ...) and
+/// the HRESULTs the DLL returns by itself (`HR_E_POINTER`, ...). The test
+/// `generated_files_are_current` keeps the checked-in file equal to it.
+pub fn c_header() -> String {
+    use std::fmt::Write as _;
+    let mut h = String::new();
+    let magic: Vec<String> = MAGIC.iter().map(|b| format!("0x{b:02X}")).collect();
+    let _ = write!(
+        h,
+        "/* protocol.h: the constants of the certadm-emu server protocol (docs/PROTOCOL.md)
+ * for windows/certadm/certadm.c.
+ *
+ * GENERATED by certadm_emu::remote::protocol::c_header() from the call table
+ * (src/core/call.rs), the request table (src/remote/protocol.rs) and the HRESULT table
+ * (src/core/hresult.rs). Do not edit: regenerate with
+ *     CERTADM_EMU_BLESS=1 cargo test generated
+ * Include it after <windows.h> (for HRESULT). */
+#ifndef CERTADM_EMU_PROTOCOL_H
+#define CERTADM_EMU_PROTOCOL_H
+
+/* The handshake and the limits. */
+#define PROTO_MAGIC_BYTES {{{magic}}} /* \"CADMEMU\\0\" */
+#define PROTO_VERSION {VERSION}
+#define PROTO_MAX_FRAME {MAX_FRAME}u /* payload bytes of a frame after the handshake */
+#define PROTO_MAX_HELLO_FRAME {MAX_HELLO_FRAME}u /* before it */
+#define PROTO_MAX_READ {MAX_READ}u /* cbBuffer of one BackupRead request */
+
+/* Operation codes of the certbcli functions. */
+",
+        magic = magic.join(", "),
+    );
+    for c in Call::ALL {
+        let _ = writeln!(
+            h,
+            "#define OP_{} 0x{:02X} /* {} */",
+            upper_snake(c.short_name()),
+            c.op(),
+            c.name()
+        );
     }
-    let mut restore_map = Vec::new();
-    for _ in 0..n {
-        let a = r.str("pwszDatabaseName")?;
-        let b = r.str("pwszNewDatabaseName")?;
-        restore_map.push((a, b));
+    h.push_str("\n/* Operation codes of the control calls. */\n");
+    for (code, name) in control_operations() {
+        let _ = writeln!(h, "#define OP_{} 0x{code:02X}", upper_snake(name));
     }
-    Ok(Registration {
-        checkpoint_path,
-        log_path,
-        restore_map,
-        backup_log_path: r.opt_str("pwszBackupLogPath")?,
-        gen_low: r.u32("genLow")?,
-        gen_high: r.u32("genHigh")?,
-    })
-}
-
-fn put_identity(w: &mut Writer, id: &Identity) {
-    w.bool(id.backup_privilege);
-    w.bool(id.restore_privilege);
-    w.bool(id.local_admin);
-    w.bool(id.remote);
-}
-
-fn get_identity(r: &mut Reader<'_>) -> Result<Identity, DecodeError> {
-    Ok(Identity {
-        backup_privilege: r.bool("backup_privilege")?,
-        restore_privilege: r.bool("restore_privilege")?,
-        local_admin: r.bool("local_admin")?,
-        remote: r.bool("remote")?,
-    })
-}
-
-/// Encodes a request (the frame payload).
-pub fn encode_request(req: &Request) -> Vec<u8> {
-    use Request::*;
-    let mut w = Writer::default();
-    w.u16(req.op());
-    match req {
-        IsServerOnline { server } => w.str(server),
-        BackupPrepare {
-            server,
-            grbit_jet,
-            backup_flags,
-        } => {
-            w.str(server);
-            w.u32(*grbit_jet);
-            w.u32(*backup_flags);
-        }
-        GetList { hbc, track, .. } => {
-            w.u64(*hbc);
-            w.bool(*track);
-        }
-        BackupOpenFile {
-            hbc,
-            name,
-            read_hint,
-        } => {
-            w.u64(*hbc);
-            w.str(name);
-            w.u32(*read_hint);
-        }
-        BackupRead { hbc, cb } => {
-            w.u64(*hbc);
-            w.u32(*cb);
-        }
-        BackupClose { hbc }
-        | BackupTruncateLogs { hbc }
-        | BackupEnd { hbc }
-        | RestoreEnd { hbc } => w.u64(*hbc),
-        BackupFree { buffer } => w.u64(*buffer),
-        RestorePrepare {
-            server,
-            restore_flags,
-        } => {
-            w.str(server);
-            w.u32(*restore_flags);
-        }
-        RestoreRegister { hbc, reg, .. } => {
-            w.u64(*hbc);
-            put_registration(&mut w, reg);
-        }
-        RestoreRegisterComplete { hbc, restore_state } => {
-            w.u64(*hbc);
-            w.i32(restore_state.0);
-        }
-        ServerControl {
-            server,
-            control_flags,
-        } => {
-            w.str(server);
-            w.u32(*control_flags);
-        }
-        CreateMachine { json } => w.str(json),
-        ListMachines | Shutdown => {}
-        DropMachine { machine }
-        | RollLog { machine }
-        | Stop { machine }
-        | Crash { machine }
-        | Start { machine }
-        | WipeFiles { machine }
-        | Report { machine }
-        | Records { machine }
-        | State { machine }
-        | ClearRestoreMarker { machine } => w.str(machine),
-        Issue { machine, n } => {
-            w.str(machine);
-            w.u32(*n);
-        }
-        Revoke {
-            machine,
-            request_id,
-        } => {
-            w.str(machine);
-            w.u32(*request_id);
-        }
-        HostPath {
-            machine,
-            windows_path,
-        } => {
-            w.str(machine);
-            w.str(windows_path);
-        }
-        SetIdentity { machine, identity } => {
-            w.str(machine);
-            put_identity(&mut w, identity);
-        }
-        SetInterfaceFlags { machine, flags } => {
-            w.str(machine);
-            w.u32(*flags);
-        }
-        SetFaults { machine, json } => {
-            w.str(machine);
-            w.str(json);
-        }
-        Trace {
-            machine,
-            from,
-            max_bytes,
-        } => {
-            w.str(machine);
-            w.u64(*from);
-            w.u32(*max_bytes);
-        }
+    h.push_str("\n/* The HRESULTs the DLL returns by itself. */\n");
+    for hr in C_HRESULTS {
+        let name = hr.name().unwrap_or("UNNAMED");
+        let _ = writeln!(h, "#define HR_{name} ((HRESULT)0x{:08X}L)", hr.as_u32());
     }
-    w.buf
-}
-
-/// Decodes a request (a frame payload).
-pub fn decode_request(b: &[u8]) -> Result<Request, DecodeError> {
-    use Request::*;
-    let mut r = Reader::new(b);
-    let code = r.u16("op")?;
-    let list = |kind: ListKind, r: &mut Reader<'_>| -> Result<Request, DecodeError> {
-        Ok(GetList {
-            kind,
-            hbc: r.u64("hbc")?,
-            track: r.bool("track")?,
-        })
-    };
-    let req = match code {
-        op::IS_SERVER_ONLINE => IsServerOnline {
-            server: r.str("pwszServerName")?,
-        },
-        op::BACKUP_PREPARE => BackupPrepare {
-            server: r.str("pwszServerName")?,
-            grbit_jet: r.u32("grbitJet")?,
-            backup_flags: r.u32("dwBackupFlags")?,
-        },
-        op::BACKUP_GET_DATABASE_NAMES => list(ListKind::DatabaseNames, &mut r)?,
-        op::BACKUP_GET_DYNAMIC_FILE_LIST => list(ListKind::DynamicFiles, &mut r)?,
-        op::BACKUP_GET_BACKUP_LOGS => list(ListKind::BackupLogs, &mut r)?,
-        op::RESTORE_GET_DATABASE_LOCATIONS => list(ListKind::DatabaseLocations, &mut r)?,
-        op::BACKUP_OPEN_FILE => BackupOpenFile {
-            hbc: r.u64("hbc")?,
-            name: r.str("pwszAttachmentName")?,
-            read_hint: r.u32("cbReadHintSize")?,
-        },
-        op::BACKUP_READ => BackupRead {
-            hbc: r.u64("hbc")?,
-            cb: r.u32("cbBuffer")?,
-        },
-        op::BACKUP_CLOSE => BackupClose { hbc: r.u64("hbc")? },
-        op::BACKUP_TRUNCATE_LOGS => BackupTruncateLogs { hbc: r.u64("hbc")? },
-        op::BACKUP_END => BackupEnd { hbc: r.u64("hbc")? },
-        op::BACKUP_FREE => BackupFree {
-            buffer: r.u64("pv")?,
-        },
-        op::RESTORE_PREPARE => RestorePrepare {
-            server: r.str("pwszServerName")?,
-            restore_flags: r.u32("dwRestoreFlags")?,
-        },
-        op::RESTORE_REGISTER | op::RESTORE_REGISTER_THROUGH_FILE => RestoreRegister {
-            hbc: r.u64("hbc")?,
-            through_file: code == op::RESTORE_REGISTER_THROUGH_FILE,
-            reg: get_registration(&mut r)?,
-        },
-        op::RESTORE_REGISTER_COMPLETE => RestoreRegisterComplete {
-            hbc: r.u64("hbc")?,
-            restore_state: HRESULT(r.i32("hrRestoreState")?),
-        },
-        op::RESTORE_END => RestoreEnd { hbc: r.u64("hbc")? },
-        op::SERVER_CONTROL => ServerControl {
-            server: r.str("pwszServerName")?,
-            control_flags: r.u32("dwControlFlags")?,
-        },
-        op::CREATE_MACHINE => CreateMachine {
-            json: r.str("json")?,
-        },
-        op::DROP_MACHINE => DropMachine {
-            machine: r.str("machine")?,
-        },
-        op::LIST_MACHINES => ListMachines,
-        op::ISSUE => Issue {
-            machine: r.str("machine")?,
-            n: r.u32("n")?,
-        },
-        op::REVOKE => Revoke {
-            machine: r.str("machine")?,
-            request_id: r.u32("request_id")?,
-        },
-        op::ROLL_LOG => RollLog {
-            machine: r.str("machine")?,
-        },
-        op::STOP => Stop {
-            machine: r.str("machine")?,
-        },
-        op::CRASH => Crash {
-            machine: r.str("machine")?,
-        },
-        op::START => Start {
-            machine: r.str("machine")?,
-        },
-        op::WIPE_FILES => WipeFiles {
-            machine: r.str("machine")?,
-        },
-        op::HOST_PATH => HostPath {
-            machine: r.str("machine")?,
-            windows_path: r.str("windows_path")?,
-        },
-        op::SET_IDENTITY => SetIdentity {
-            machine: r.str("machine")?,
-            identity: get_identity(&mut r)?,
-        },
-        op::SET_INTERFACE_FLAGS => SetInterfaceFlags {
-            machine: r.str("machine")?,
-            flags: r.u32("flags")?,
-        },
-        op::SET_FAULTS => SetFaults {
-            machine: r.str("machine")?,
-            json: r.str("json")?,
-        },
-        op::REPORT => Report {
-            machine: r.str("machine")?,
-        },
-        op::TRACE => Trace {
-            machine: r.str("machine")?,
-            from: r.u64("from")?,
-            max_bytes: r.u32("max_bytes")?,
-        },
-        op::RECORDS => Records {
-            machine: r.str("machine")?,
-        },
-        op::STATE => State {
-            machine: r.str("machine")?,
-        },
-        op::CLEAR_RESTORE_MARKER => ClearRestoreMarker {
-            machine: r.str("machine")?,
-        },
-        op::SHUTDOWN => Shutdown,
-        other => return err(format!("unknown operation {other:#06x}")),
-    };
-    r.finish("request")?;
-    Ok(req)
+    h.push_str("\n#endif /* CERTADM_EMU_PROTOCOL_H */\n");
+    h
 }
 
 // ----- responses --------------------------------------------------------------------------
@@ -1258,46 +1196,6 @@ impl Out {
             Out::Records { .. } => OutKind::Records,
         }
     }
-}
-
-/// The shape of the out-values of operation `code`; `None` for an unknown operation.
-pub fn out_kind(code: u16) -> Option<OutKind> {
-    use op::*;
-    Some(match code {
-        IS_SERVER_ONLINE => OutKind::Bool,
-        BACKUP_PREPARE | RESTORE_PREPARE | BACKUP_OPEN_FILE => OutKind::U64,
-        BACKUP_GET_DATABASE_NAMES
-        | BACKUP_GET_DYNAMIC_FILE_LIST
-        | BACKUP_GET_BACKUP_LOGS
-        | RESTORE_GET_DATABASE_LOCATIONS => OutKind::List,
-        BACKUP_READ => OutKind::Bytes,
-        BACKUP_TRUNCATE_LOGS | ISSUE => OutKind::U32s,
-        ROLL_LOG => OutKind::U32,
-        START => OutKind::Recovery,
-        HOST_PATH | REPORT | STATE => OutKind::Text,
-        CREATE_MACHINE | LIST_MACHINES => OutKind::Texts,
-        TRACE => OutKind::TracePage,
-        RECORDS => OutKind::Records,
-        BACKUP_CLOSE
-        | BACKUP_END
-        | BACKUP_FREE
-        | RESTORE_REGISTER
-        | RESTORE_REGISTER_THROUGH_FILE
-        | RESTORE_REGISTER_COMPLETE
-        | RESTORE_END
-        | SERVER_CONTROL
-        | DROP_MACHINE
-        | REVOKE
-        | STOP
-        | CRASH
-        | WIPE_FILES
-        | SET_IDENTITY
-        | SET_INTERFACE_FLAGS
-        | SET_FAULTS
-        | CLEAR_RESTORE_MARKER
-        | SHUTDOWN => OutKind::Unit,
-        _ => return None,
-    })
 }
 
 /// One response.
@@ -1438,9 +1336,10 @@ pub struct ReadReply<'a> {
 pub fn decode_read_reply(b: &[u8]) -> Result<ReadReply<'_>, DecodeError> {
     let mut r = Reader::new(b);
     let code = r.u16("op")?;
-    if code != op::BACKUP_READ {
+    if code != Call::BackupRead.op() {
         return err(format!(
-            "response to operation {code:#06x}, not CertSrvBackupRead"
+            "response to operation {code:#06x}, not {}",
+            Call::BackupRead
         ));
     }
     let hr = HRESULT(r.i32("hr")?);
@@ -1568,9 +1467,9 @@ mod tests {
 
     #[test]
     fn response_layout_is_pinned() {
-        let b = encode_response(&Response::ok(op::IS_SERVER_ONLINE, Out::Bool(true)));
+        let b = encode_response(&Response::ok(Call::IsServerOnline.op(), Out::Bool(true)));
         assert_eq!(b, [0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-        let f = Response::fail(op::BACKUP_END, HRESULT::E_HANDLE, "x");
+        let f = Response::fail(Call::BackupEnd.op(), HRESULT::E_HANDLE, "x");
         let b = encode_response(&f);
         assert_eq!(b, [0x0A, 0, 0x06, 0, 0x07, 0x80, 1, 0, 0, 0, b'x', 0]);
         assert_eq!(decode_response(&b).unwrap(), f);
@@ -1587,7 +1486,7 @@ mod tests {
             gen_high: 7,
         };
         let m = || "CA01".to_string();
-        let all = vec![
+        let mut all = vec![
             Request::IsServerOnline { server: m() },
             Request::BackupPrepare {
                 server: m(),
@@ -1672,6 +1571,17 @@ mod tests {
             Request::ClearRestoreMarker { machine: m() },
             Request::Shutdown,
         ];
+        all.extend(ListKind::ALL.map(|kind| Request::GetList {
+            kind,
+            hbc: 3,
+            track: false,
+        }));
+        let mut covered: Vec<u16> = all.iter().map(Request::op).collect();
+        covered.sort_unstable();
+        covered.dedup();
+        let mut ops: Vec<u16> = operations().collect();
+        ops.sort_unstable();
+        assert_eq!(covered, ops, "every operation has a request above");
         for req in all {
             let b = encode_request(&req);
             assert_eq!(decode_request(&b).as_ref(), Ok(&req));
@@ -1680,6 +1590,92 @@ mod tests {
                 assert!(decode_request(&b[..cut]).is_err(), "{req:?} cut at {cut}");
             }
         }
+    }
+
+    #[test]
+    fn the_table_gives_each_code_at_most_one_row() {
+        let ops: Vec<u16> = operations().collect();
+        assert_eq!(ops.len(), Call::ALL.len() + 20);
+        for code in 0..=u16::MAX {
+            let known = ops.contains(&code);
+            assert_eq!(rows_for(code), usize::from(known), "{code:#06x}");
+            assert_eq!(out_kind(code).is_some(), known, "{code:#06x}");
+        }
+        for (code, name) in control_operations() {
+            assert!((0x40..=0x5F).contains(&code), "{name}: {code:#06x}");
+        }
+    }
+
+    #[test]
+    fn requests_know_their_call_and_name() {
+        let list = Request::GetList {
+            kind: ListKind::BackupLogs,
+            hbc: 1,
+            track: false,
+        };
+        assert_eq!(list.op(), Call::BackupGetBackupLogs.op());
+        assert_eq!(list.call(), Some(Call::BackupGetBackupLogs));
+        assert_eq!(list.name(), Call::BackupGetBackupLogs.name());
+        let reg = Request::RestoreRegister {
+            hbc: 0,
+            through_file: true,
+            reg: Registration::default(),
+        };
+        assert_eq!(reg.call(), Some(Call::RestoreRegisterThroughFile));
+        let issue = Request::Issue {
+            machine: "CA".into(),
+            n: 1,
+        };
+        assert_eq!(
+            (issue.op(), issue.call(), issue.name()),
+            (0x43, None, "Issue")
+        );
+        assert_eq!(Request::Shutdown.op(), 0x5F);
+        assert_eq!(Request::Shutdown.name(), "Shutdown");
+    }
+
+    #[test]
+    fn decode_errors_name_the_wire_field() {
+        let mut b = encode_request(&Request::BackupRead { hbc: 1, cb: 2 });
+        b.truncate(12);
+        assert_eq!(
+            decode_request(&b).unwrap_err().to_string(),
+            "malformed message: cbBuffer: needs 4 bytes at offset 10, 2 left"
+        );
+        assert_eq!(
+            decode_request(&[0x3F, 0]).unwrap_err().0,
+            "unknown operation 0x003f"
+        );
+        let mut b = encode_request(&Request::BackupEnd { hbc: 1 });
+        b.push(0);
+        assert_eq!(
+            decode_request(&b).unwrap_err().0,
+            "request: 1 trailing byte(s) after the message"
+        );
+    }
+
+    /// A file generated from the tables: compared with its checked-in copy, which
+    /// `CERTADM_EMU_BLESS=1` rewrites.
+    fn check_generated(path: &str, want: &str) {
+        let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        let have = std::fs::read_to_string(&full).unwrap_or_default();
+        if have == want {
+            return;
+        }
+        if std::env::var("CERTADM_EMU_BLESS").as_deref() == Ok("1") {
+            std::fs::write(&full, want).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+            eprintln!("rewrote {path}");
+            return;
+        }
+        panic!(
+            "{path} is not what the tables generate; regenerate it with\n    \
+             CERTADM_EMU_BLESS=1 cargo test generated\nand commit the result"
+        );
+    }
+
+    #[test]
+    fn generated_files_are_current() {
+        check_generated("windows/certadm/protocol.h", &c_header());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::protocol::*;
 use super::{Addr, Stream};
 use crate::api::{self, registry};
 use crate::config::{Config, MachineConfig};
-use crate::core::{Error, HRESULT};
+use crate::core::{Call, Error, HRESULT};
 use crate::session::{Hcsbc, Session};
 use crate::EmulatedCa;
 use parking_lot::Mutex;
@@ -646,7 +646,7 @@ impl Conn<'_> {
                     .unwrap_or_else(|| "non-string panic payload".into());
                 // As the ABI boundary in process: the panic is an event of the CA's trace
                 // (rule EM01), and the message names the call.
-                let message = match certbcli_name(code) {
+                let message = match Call::from_op(code).map(Call::name) {
                     Some(call) => {
                         crate::api::trace::record_panic(call, &msg);
                         format!("{call}: internal emulator panic: {msg} (please report this)")
@@ -757,7 +757,16 @@ impl Conn<'_> {
     }
 
     fn run(&mut self, req: Request) -> Result<Out, Error> {
+        match req.call() {
+            Some(call) => self.certbcli(call, req),
+            None => self.control(req),
+        }
+    }
+
+    /// A certbcli request: the safe API, with the handles of this connection.
+    fn certbcli(&mut self, call: Call, req: Request) -> Result<Out, Error> {
         use Request::*;
+        let name = call.name();
         Ok(match req {
             IsServerOnline { server } => Out::Bool(api::is_server_online(&server)?),
             BackupPrepare {
@@ -766,28 +775,14 @@ impl Conn<'_> {
                 backup_flags,
             } => {
                 let h = api::backup_prepare(&server, grbit_jet, backup_flags)?;
-                let raw = h.as_raw() as u64;
-                self.handles.insert(
-                    raw,
-                    HandleInfo {
-                        restore: false,
-                        live: true,
-                    },
-                );
-                Out::U64(raw)
+                Out::U64(self.prepared(h, false))
             }
             GetList { kind, hbc, track } => {
-                let h = self.handle(kind.name(), hbc)?;
+                let h = self.handle(name, hbc)?;
                 if track {
                     // As the ABI's list functions: the buffer is in the trace (`out.buffer`),
                     // so the conformance report sees a list that is never freed.
-                    let f = match kind {
-                        ListKind::DatabaseNames => api::ListFn::DatabaseNames,
-                        ListKind::DynamicFiles => api::ListFn::DynamicFiles,
-                        ListKind::BackupLogs => api::ListFn::BackupLogs,
-                        ListKind::DatabaseLocations => api::ListFn::DatabaseLocations,
-                    };
-                    let (p, list) = api::list_tracked(f, h)?;
+                    let (p, list) = api::list_tracked(kind, h)?;
                     let token = p as usize as u64;
                     self.shared.buffers.lock().insert(token, self.id);
                     self.buffers.insert(token);
@@ -796,29 +791,26 @@ impl Conn<'_> {
                         list,
                     }
                 } else {
-                    let list = match kind {
-                        ListKind::DatabaseNames => api::backup_get_database_names(h),
-                        ListKind::DynamicFiles => api::backup_get_dynamic_file_list(h),
-                        ListKind::BackupLogs => api::backup_get_backup_logs(h),
-                        ListKind::DatabaseLocations => api::restore_get_database_locations(h),
-                    }?;
-                    Out::List { buffer: 0, list }
+                    Out::List {
+                        buffer: 0,
+                        list: api::list(kind, h)?,
+                    }
                 }
             }
             BackupOpenFile {
                 hbc,
-                name,
+                name: file,
                 read_hint,
-            } => {
-                let h = self.handle("CertSrvBackupOpenFileW", hbc)?;
-                Out::U64(api::backup_open_file(h, &name, read_hint)?)
-            }
+            } => Out::U64(api::backup_open_file(
+                self.handle(name, hbc)?,
+                &file,
+                read_hint,
+            )?),
             BackupRead { hbc, cb } => {
-                const CALL: &str = "CertSrvBackupRead";
-                let h = self.handle(CALL, hbc)?;
+                let h = self.handle(name, hbc)?;
                 if cb > MAX_READ {
                     return Err(Error::invalid_arg(
-                        CALL,
+                        name,
                         format!("cbBuffer {cb} exceeds the {MAX_READ} bytes one remote read carries; split the read"),
                     ));
                 }
@@ -830,43 +822,19 @@ impl Conn<'_> {
                 Out::Bytes(buf)
             }
             BackupClose { hbc } => {
-                api::backup_close(self.handle("CertSrvBackupClose", hbc)?)?;
+                api::backup_close(self.handle(name, hbc)?)?;
                 Out::Unit
             }
-            BackupTruncateLogs { hbc } => Out::U32s(api::backup_truncate_logs(
-                self.handle("CertSrvBackupTruncateLogs", hbc)?,
-            )?),
+            BackupTruncateLogs { hbc } => {
+                Out::U32s(api::backup_truncate_logs(self.handle(name, hbc)?)?)
+            }
             BackupEnd { hbc } => {
-                api::backup_end(self.handle("CertSrvBackupEnd", hbc)?)?;
+                api::backup_end(self.handle(name, hbc)?)?;
                 self.ended(hbc);
                 Out::Unit
             }
             BackupFree { buffer } => {
-                const CALL: &str = "CertSrvBackupFree";
-                let mut owner = self.shared.buffers.lock().get(&buffer).copied();
-                // A process frees a list after the thread that received it ended: that
-                // thread's connection may be closing right now. Give its rundown a moment
-                // (it releases the list to every connection) before refusing.
-                let t = std::time::Instant::now();
-                while buffer != 0
-                    && owner.is_some_and(|c| c != self.id)
-                    && t.elapsed() < Duration::from_millis(500)
-                {
-                    std::thread::sleep(Duration::from_millis(2));
-                    owner = self.shared.buffers.lock().get(&buffer).copied();
-                }
-                if buffer != 0 && owner.is_some_and(|c| c != self.id) {
-                    return Err(Error::invalid_arg(
-                        CALL,
-                        format!("{buffer:#x} is a buffer of another connection; ignored"),
-                    ));
-                }
-                let r = api::backup_free(buffer as usize as *mut core::ffi::c_void);
-                if owner.is_some() && r.is_ok() {
-                    self.shared.buffers.lock().remove(&buffer);
-                    self.buffers.remove(&buffer);
-                }
-                r?;
+                self.free(buffer)?;
                 Out::Unit
             }
             RestorePrepare {
@@ -874,36 +842,22 @@ impl Conn<'_> {
                 restore_flags,
             } => {
                 let h = api::restore_prepare(&server, restore_flags)?;
-                let raw = h.as_raw() as u64;
-                self.handles.insert(
-                    raw,
-                    HandleInfo {
-                        restore: true,
-                        live: true,
-                    },
-                );
-                Out::U64(raw)
+                Out::U64(self.prepared(h, true))
             }
             RestoreRegister {
                 hbc,
                 through_file,
                 reg,
             } => {
-                let call = if through_file {
-                    "CertSrvRestoreRegisterThroughFile"
-                } else {
-                    "CertSrvRestoreRegisterW"
-                };
-                api::restore_register(self.opt_handle(call, hbc)?, &reg, through_file)?;
+                api::restore_register(self.opt_handle(name, hbc)?, &reg, through_file)?;
                 Out::Unit
             }
             RestoreRegisterComplete { hbc, restore_state } => {
-                let h = self.opt_handle("CertSrvRestoreRegisterComplete", hbc)?;
-                api::restore_register_complete(h, restore_state)?;
+                api::restore_register_complete(self.opt_handle(name, hbc)?, restore_state)?;
                 Out::Unit
             }
             RestoreEnd { hbc } => {
-                api::restore_end(self.handle("CertSrvRestoreEnd", hbc)?)?;
+                api::restore_end(self.handle(name, hbc)?)?;
                 self.ended(hbc);
                 Out::Unit
             }
@@ -914,10 +868,80 @@ impl Conn<'_> {
                 api::server_control(&server, control_flags)?;
                 Out::Unit
             }
+            // `run` sends these to `control`; listed so that a new request cannot be
+            // forgotten here.
+            CreateMachine { .. }
+            | DropMachine { .. }
+            | ListMachines
+            | Issue { .. }
+            | Revoke { .. }
+            | RollLog { .. }
+            | Stop { .. }
+            | Crash { .. }
+            | Start { .. }
+            | WipeFiles { .. }
+            | HostPath { .. }
+            | SetIdentity { .. }
+            | SetInterfaceFlags { .. }
+            | SetFaults { .. }
+            | Report { .. }
+            | Trace { .. }
+            | Records { .. }
+            | State { .. }
+            | ClearRestoreMarker { .. }
+            | Shutdown => unreachable!("Conn::run sends control requests to Conn::control"),
+        })
+    }
 
-            CreateMachine { json } => Out::Texts(self.create(&json)?),
+    /// Records a context this connection prepared; returns its raw value.
+    fn prepared(&mut self, h: Hcsbc, restore: bool) -> u64 {
+        let raw = h.as_raw() as u64;
+        self.handles.insert(
+            raw,
+            HandleInfo {
+                restore,
+                live: true,
+            },
+        );
+        raw
+    }
+
+    /// `CertSrvBackupFree` of a tracked list's token.
+    fn free(&mut self, buffer: u64) -> Result<(), Error> {
+        let mut owner = self.shared.buffers.lock().get(&buffer).copied();
+        // A process frees a list after the thread that received it ended: that
+        // thread's connection may be closing right now. Give its rundown a moment
+        // (it releases the list to every connection) before refusing.
+        let t = std::time::Instant::now();
+        while buffer != 0
+            && owner.is_some_and(|c| c != self.id)
+            && t.elapsed() < Duration::from_millis(500)
+        {
+            std::thread::sleep(Duration::from_millis(2));
+            owner = self.shared.buffers.lock().get(&buffer).copied();
+        }
+        if buffer != 0 && owner.is_some_and(|c| c != self.id) {
+            return Err(Error::invalid_arg(
+                Call::BackupFree.name(),
+                format!("{buffer:#x} is a buffer of another connection; ignored"),
+            ));
+        }
+        let r = api::backup_free(buffer as usize as *mut core::ffi::c_void);
+        if owner.is_some() && r.is_ok() {
+            self.shared.buffers.lock().remove(&buffer);
+            self.buffers.remove(&buffer);
+        }
+        r
+    }
+
+    /// A control request: the machines of this server ([`EmulatedCa`]).
+    fn control(&mut self, req: Request) -> Result<Out, Error> {
+        use Request::*;
+        let name = req.name();
+        Ok(match req {
+            CreateMachine { json } => Out::Texts(self.create(name, &json)?),
             DropMachine { machine } => {
-                let m = self.machine("DropMachine", &machine)?;
+                let m = self.machine(name, &machine)?;
                 self.shared.machines.lock().retain(|x| !Arc::ptr_eq(x, &m));
                 Out::Unit
             }
@@ -932,62 +956,58 @@ impl Conn<'_> {
             Issue { machine, n } => {
                 if n > MAX_ISSUE {
                     return Err(Error::invalid_arg(
-                        "Issue",
+                        name,
                         format!("n = {n}: at most {MAX_ISSUE} certificates per call"),
                     ));
                 }
-                Out::U32s(self.ca("Issue", &machine)?.issue(n)?)
+                Out::U32s(self.ca(name, &machine)?.issue(n)?)
             }
             Revoke {
                 machine,
                 request_id,
             } => {
-                self.ca("Revoke", &machine)?.revoke(request_id)?;
+                self.ca(name, &machine)?.revoke(request_id)?;
                 Out::Unit
             }
-            RollLog { machine } => Out::U32(self.ca("RollLog", &machine)?.roll_log()?),
+            RollLog { machine } => Out::U32(self.ca(name, &machine)?.roll_log()?),
             Stop { machine } => {
-                self.ca("Stop", &machine)?.stop()?;
+                self.ca(name, &machine)?.stop()?;
                 Out::Unit
             }
             Crash { machine } => {
-                self.ca("Crash", &machine)?.crash();
+                self.ca(name, &machine)?.crash();
                 Out::Unit
             }
-            Start { machine } => Out::Recovery(self.ca("Start", &machine)?.start()?),
+            Start { machine } => Out::Recovery(self.ca(name, &machine)?.start()?),
             WipeFiles { machine } => {
-                self.ca("WipeFiles", &machine)?.wipe_files()?;
+                self.ca(name, &machine)?.wipe_files()?;
                 Out::Unit
             }
             HostPath {
                 machine,
                 windows_path,
             } => {
-                let p = self
-                    .machine("HostPath", &machine)?
-                    .host_path(&windows_path)?;
+                let p = self.machine(name, &machine)?.host_path(&windows_path)?;
                 Out::Text(p.to_str().map(str::to_string).ok_or_else(|| {
-                    Error::invalid_arg("HostPath", format!("{} is not valid UTF-8", p.display()))
+                    Error::invalid_arg(name, format!("{} is not valid UTF-8", p.display()))
                 })?)
             }
             SetIdentity { machine, identity } => {
-                self.machine("SetIdentity", &machine)?
-                    .set_identity(identity);
+                self.machine(name, &machine)?.set_identity(identity);
                 Out::Unit
             }
             SetInterfaceFlags { machine, flags } => {
-                self.ca("SetInterfaceFlags", &machine)?
-                    .set_interface_flags(flags);
+                self.ca(name, &machine)?.set_interface_flags(flags);
                 Out::Unit
             }
             SetFaults { machine, json } => {
                 let s = crate::api::faults::FaultSchedule::from_json(&json)
-                    .map_err(|e| Error::invalid_arg("SetFaults", e))?;
-                self.machine("SetFaults", &machine)?.set_faults(s)?;
+                    .map_err(|e| Error::invalid_arg(name, e))?;
+                self.machine(name, &machine)?.set_faults(s)?;
                 Out::Unit
             }
             Report { machine } => {
-                let m = self.ca("Report", &machine)?;
+                let m = self.ca(name, &machine)?;
                 Out::Text(crate::config::machine_report(&m).to_string())
             }
             Trace {
@@ -995,7 +1015,7 @@ impl Conn<'_> {
                 from,
                 max_bytes,
             } => {
-                let events = self.machine("Trace", &machine)?.trace();
+                let events = self.machine(name, &machine)?.trace();
                 let max = if max_bytes == 0 {
                     MAX_TRACE_PAGE
                 } else {
@@ -1016,35 +1036,49 @@ impl Conn<'_> {
                 Out::TracePage { lines, next, total }
             }
             Records { machine } => {
-                let m = self.ca("Records", &machine)?;
+                let m = self.ca(name, &machine)?;
                 let r = m.records();
                 Out::Records {
                     count: r.len() as u64,
                     digest: records_digest(&r),
                 }
             }
-            State { machine } => {
-                Out::Text(state_json(&*self.machine("State", &machine)?).to_string())
-            }
+            State { machine } => Out::Text(state_json(&*self.machine(name, &machine)?).to_string()),
             ClearRestoreMarker { machine } => {
-                self.ca("ClearRestoreMarker", &machine)?
-                    .clear_restore_marker()?;
+                self.ca(name, &machine)?.clear_restore_marker()?;
                 Out::Unit
             }
             Shutdown => Out::Unit,
+            // `run` sends these to `certbcli`; listed so that a new request cannot be
+            // forgotten here.
+            IsServerOnline { .. }
+            | BackupPrepare { .. }
+            | GetList { .. }
+            | BackupOpenFile { .. }
+            | BackupRead { .. }
+            | BackupClose { .. }
+            | BackupTruncateLogs { .. }
+            | BackupEnd { .. }
+            | BackupFree { .. }
+            | RestorePrepare { .. }
+            | RestoreRegister { .. }
+            | RestoreRegisterComplete { .. }
+            | RestoreEnd { .. }
+            | ServerControl { .. } => {
+                unreachable!("Conn::run sends certbcli requests to Conn::certbcli")
+            }
         })
     }
 
-    fn create(&self, text: &str) -> Result<Vec<String>, Error> {
-        const CALL: &str = "CreateMachine";
+    fn create(&self, call: &'static str, text: &str) -> Result<Vec<String>, Error> {
         let v: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| Error::invalid_arg(CALL, e.to_string()))?;
+            serde_json::from_str(text).map_err(|e| Error::invalid_arg(call, e.to_string()))?;
         let configs: Vec<MachineConfig> = if v.get("machines").is_some() {
             Config::from_json(text)
-                .map_err(|e| Error::invalid_arg(CALL, e))?
+                .map_err(|e| Error::invalid_arg(call, e))?
                 .machines
         } else {
-            vec![serde_json::from_value(v).map_err(|e| Error::invalid_arg(CALL, e.to_string()))?]
+            vec![serde_json::from_value(v).map_err(|e| Error::invalid_arg(call, e.to_string()))?]
         };
         let mut seen = HashSet::new();
         for m in &configs {
@@ -1092,31 +1126,6 @@ impl Conn<'_> {
             }
         }
     }
-}
-
-/// The certbcli function of a request code (`None` for control requests).
-fn certbcli_name(code: u16) -> Option<&'static str> {
-    Some(match code {
-        op::IS_SERVER_ONLINE => "CertSrvIsServerOnlineW",
-        op::BACKUP_PREPARE => "CertSrvBackupPrepareW",
-        op::BACKUP_GET_DATABASE_NAMES => "CertSrvBackupGetDatabaseNamesW",
-        op::BACKUP_GET_DYNAMIC_FILE_LIST => "CertSrvBackupGetDynamicFileListW",
-        op::BACKUP_OPEN_FILE => "CertSrvBackupOpenFileW",
-        op::BACKUP_READ => "CertSrvBackupRead",
-        op::BACKUP_CLOSE => "CertSrvBackupClose",
-        op::BACKUP_GET_BACKUP_LOGS => "CertSrvBackupGetBackupLogsW",
-        op::BACKUP_TRUNCATE_LOGS => "CertSrvBackupTruncateLogs",
-        op::BACKUP_END => "CertSrvBackupEnd",
-        op::BACKUP_FREE => "CertSrvBackupFree",
-        op::RESTORE_GET_DATABASE_LOCATIONS => "CertSrvRestoreGetDatabaseLocationsW",
-        op::RESTORE_PREPARE => "CertSrvRestorePrepareW",
-        op::RESTORE_REGISTER => "CertSrvRestoreRegisterW",
-        op::RESTORE_REGISTER_THROUGH_FILE => "CertSrvRestoreRegisterThroughFile",
-        op::RESTORE_REGISTER_COMPLETE => "CertSrvRestoreRegisterComplete",
-        op::RESTORE_END => "CertSrvRestoreEnd",
-        op::SERVER_CONTROL => "CertSrvServerControlW",
-        _ => return None,
-    })
 }
 
 /// Ends a context without the API's checks; `Some(kind)` if there was one to end.

@@ -41,43 +41,14 @@
 
 /* ------------------------------------------------------------------ constants */
 
-#define HR_RPC_SERVER_UNAVAILABLE ((HRESULT)0x800706BAL)
-#define HR_RPC_CALL_FAILED ((HRESULT)0x800706BEL)
-#define HR_E_POINTER ((HRESULT)0x80004003L)
-#define HR_E_INVALIDARG ((HRESULT)0x80070057L)
-#define HR_E_HANDLE ((HRESULT)0x80070006L)
-#define HR_E_OUTOFMEMORY ((HRESULT)0x8007000EL)
-#define HR_NOT_SUPPORTED ((HRESULT)0x80070032L)
+/* Operation codes, MAGIC, VERSION, the limits and the HRESULTs: generated from the Rust
+ * tables (CERTADM_EMU_BLESS=1 cargo test generated). */
+#include "protocol.h"
 
-#define PROTO_VERSION 1
-#define MAX_FRAME (16u * 1024u * 1024u)
-#define MAX_HELLO_FRAME (64u * 1024u)
-#define MAX_READ_DEFAULT (4u * 1024u * 1024u)
 #define MAX_WSTR 32767
 #define MAX_RSTMAP 64
 
-static const unsigned char MAGIC[8] = {0x43, 0x41, 0x44, 0x4D, 0x45, 0x4D, 0x55, 0x00};
-
-enum {
-    OP_IS_SERVER_ONLINE = 0x01,
-    OP_BACKUP_PREPARE = 0x02,
-    OP_GET_DATABASE_NAMES = 0x03,
-    OP_GET_DYNAMIC_FILE_LIST = 0x04,
-    OP_BACKUP_OPEN_FILE = 0x05,
-    OP_BACKUP_READ = 0x06,
-    OP_BACKUP_CLOSE = 0x07,
-    OP_GET_BACKUP_LOGS = 0x08,
-    OP_BACKUP_TRUNCATE_LOGS = 0x09,
-    OP_BACKUP_END = 0x0A,
-    OP_BACKUP_FREE = 0x0B,
-    OP_GET_DATABASE_LOCATIONS = 0x0C,
-    OP_RESTORE_PREPARE = 0x0D,
-    OP_RESTORE_REGISTER = 0x0E,
-    OP_RESTORE_REGISTER_THROUGH_FILE = 0x0F,
-    OP_RESTORE_REGISTER_COMPLETE = 0x10,
-    OP_RESTORE_END = 0x11,
-    OP_SERVER_CONTROL = 0x12
-};
+static const unsigned char MAGIC[8] = PROTO_MAGIC_BYTES;
 
 typedef struct {
     WCHAR *pwszDatabaseName;
@@ -463,16 +434,16 @@ static HRESULT conn_open(const char *call, Conn **out)
     *out = NULL;
     const char *addr = getenv("CERTADM_EMU_SERVER");
     if (addr == NULL || addr[0] == 0) {
-        log_failure(call, HR_RPC_SERVER_UNAVAILABLE, "CERTADM_EMU_SERVER is not set");
-        return HR_RPC_SERVER_UNAVAILABLE;
+        log_failure(call, HR_RPC_S_SERVER_UNAVAILABLE, "CERTADM_EMU_SERVER is not set");
+        return HR_RPC_S_SERVER_UNAVAILABLE;
     }
     wsa_init();
     char host[256];
     const char *colon = strrchr(addr, ':');
     if (colon == NULL || (size_t)(colon - addr) >= sizeof host || colon[1] == 0) {
-        log_failure(call, HR_RPC_SERVER_UNAVAILABLE,
+        log_failure(call, HR_RPC_S_SERVER_UNAVAILABLE,
                     "CERTADM_EMU_SERVER=%s: expected host:port", addr);
-        return HR_RPC_SERVER_UNAVAILABLE;
+        return HR_RPC_S_SERVER_UNAVAILABLE;
     }
     memcpy(host, addr, (size_t)(colon - addr));
     host[colon - addr] = 0;
@@ -489,8 +460,8 @@ static HRESULT conn_open(const char *call, Conn **out)
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_protocol = IPPROTO_TCP;
     if (getaddrinfo(h, colon + 1, &hints, &res) != 0 || res == NULL) {
-        log_failure(call, HR_RPC_SERVER_UNAVAILABLE, "cannot resolve %s", addr);
-        return HR_RPC_SERVER_UNAVAILABLE;
+        log_failure(call, HR_RPC_S_SERVER_UNAVAILABLE, "cannot resolve %s", addr);
+        return HR_RPC_S_SERVER_UNAVAILABLE;
     }
     SOCKET s = INVALID_SOCKET;
     for (struct addrinfo *a = res; a != NULL; a = a->ai_next) {
@@ -506,9 +477,9 @@ static HRESULT conn_open(const char *call, Conn **out)
     }
     freeaddrinfo(res);
     if (s == INVALID_SOCKET) {
-        log_failure(call, HR_RPC_SERVER_UNAVAILABLE, "cannot connect to %s (WSA error %d)",
+        log_failure(call, HR_RPC_S_SERVER_UNAVAILABLE, "cannot connect to %s (WSA error %d)",
                     addr, WSAGetLastError());
-        return HR_RPC_SERVER_UNAVAILABLE;
+        return HR_RPC_S_SERVER_UNAVAILABLE;
     }
     BOOL one = TRUE;
     setsockopt(s, IPPROTO_TCP, TCP_NODELAY, (const char *)&one, sizeof one);
@@ -545,20 +516,20 @@ static HRESULT conn_open(const char *call, Conn **out)
     size_t cap = 0;
     long long n = -1;
     if (send_frame(s, &b) == 0) {
-        n = recv_frame(s, &frame, &cap, MAX_HELLO_FRAME);
+        n = recv_frame(s, &frame, &cap, PROTO_MAX_HELLO_FRAME);
     }
     free(b.p);
     if (n < 0) {
         free(frame);
         closesocket(s);
-        log_failure(call, HR_RPC_SERVER_UNAVAILABLE, "handshake with %s failed", addr);
-        return HR_RPC_SERVER_UNAVAILABLE;
+        log_failure(call, HR_RPC_S_SERVER_UNAVAILABLE, "handshake with %s failed", addr);
+        return HR_RPC_S_SERVER_UNAVAILABLE;
     }
     Rd r = {frame, (size_t)n, 0, 0};
     HRESULT hr = S_OK;
-    uint32_t max_read = MAX_READ_DEFAULT;
+    uint32_t max_read = PROTO_MAX_READ;
     if (!rd_need(&r, 8) || memcmp(frame, MAGIC, 8) != 0) {
-        hr = HR_RPC_SERVER_UNAVAILABLE;
+        hr = HR_RPC_S_SERVER_UNAVAILABLE;
     } else {
         r.pos = 8;
         uint16_t version = get_u16(&r);
@@ -569,18 +540,18 @@ static HRESULT conn_open(const char *call, Conn **out)
         (void)get_u32(&r);         /* max_frame */
         max_read = get_u32(&r);
         if (r.bad || r.pos != r.len) {
-            hr = HR_RPC_SERVER_UNAVAILABLE;
+            hr = HR_RPC_S_SERVER_UNAVAILABLE;
         } else if (FAILED(rhr)) {
             hr = rhr;
             log_failure(call, hr, "%s refused the connection: %s", addr, msg ? msg : "");
         } else if (version != PROTO_VERSION) {
-            hr = HR_NOT_SUPPORTED;
+            hr = HR_ERROR_NOT_SUPPORTED;
             log_failure(call, hr, "%s speaks protocol version %u, this client %u", addr,
                         (unsigned)version, (unsigned)PROTO_VERSION);
         }
         free(msg);
     }
-    if (hr == HR_RPC_SERVER_UNAVAILABLE) {
+    if (hr == HR_RPC_S_SERVER_UNAVAILABLE) {
         log_failure(call, hr, "handshake with %s: bad reply", addr);
     }
     if (FAILED(hr)) {
@@ -597,7 +568,7 @@ static HRESULT conn_open(const char *call, Conn **out)
     c->s = s;
     InitializeCriticalSection(&c->cs);
     c->refs = 1;
-    c->max_read = max_read == 0 ? 1 : (max_read > MAX_READ_DEFAULT ? MAX_READ_DEFAULT : max_read);
+    c->max_read = max_read == 0 ? 1 : (max_read > PROTO_MAX_READ ? PROTO_MAX_READ : max_read);
     c->frame = frame;
     c->frame_cap = cap;
     *out = c;
@@ -609,7 +580,7 @@ static HRESULT conn_get(const char *call, Conn **out)
 {
     *out = NULL;
     if (g_tls == TLS_OUT_OF_INDEXES) {
-        return HR_RPC_SERVER_UNAVAILABLE;
+        return HR_RPC_S_SERVER_UNAVAILABLE;
     }
     Conn *c = (Conn *)TlsGetValue(g_tls);
     if (c == NULL) {
@@ -631,23 +602,23 @@ static HRESULT exchange_locked(Conn *c, const char *call, Buf *req, Rd *out)
     if (req->oom) {
         return HR_E_OUTOFMEMORY;
     }
-    if (req->len > MAX_FRAME) {
+    if (req->len > PROTO_MAX_FRAME) {
         log_failure(call, HR_E_INVALIDARG, "the request exceeds the frame limit");
         return HR_E_INVALIDARG;
     }
     if (c->broken) {
-        log_failure(call, HR_RPC_CALL_FAILED, "the connection to the server is broken");
-        return HR_RPC_CALL_FAILED;
+        log_failure(call, HR_RPC_S_CALL_FAILED, "the connection to the server is broken");
+        return HR_RPC_S_CALL_FAILED;
     }
     uint16_t op = (uint16_t)(req->p[0] | (req->p[1] << 8));
     long long n = -1;
     if (send_frame(c->s, req) == 0) {
-        n = recv_frame(c->s, &c->frame, &c->frame_cap, MAX_FRAME);
+        n = recv_frame(c->s, &c->frame, &c->frame_cap, PROTO_MAX_FRAME);
     }
     if (n < 0) {
         c->broken = 1;
-        log_failure(call, HR_RPC_CALL_FAILED, "the connection to the server broke");
-        return HR_RPC_CALL_FAILED;
+        log_failure(call, HR_RPC_S_CALL_FAILED, "the connection to the server broke");
+        return HR_RPC_S_CALL_FAILED;
     }
     Rd r = {c->frame, (size_t)n, 0, 0};
     uint16_t rop = get_u16(&r);
@@ -656,15 +627,15 @@ static HRESULT exchange_locked(Conn *c, const char *call, Buf *req, Rd *out)
     if (r.bad || rop != op) {
         free(msg);
         c->broken = 1;
-        log_failure(call, HR_RPC_CALL_FAILED, "protocol error: bad response");
-        return HR_RPC_CALL_FAILED;
+        log_failure(call, HR_RPC_S_CALL_FAILED, "protocol error: bad response");
+        return HR_RPC_S_CALL_FAILED;
     }
     if (FAILED(hr)) {
         if (r.pos != r.len) {
             c->broken = 1;
             free(msg);
-            log_failure(call, HR_RPC_CALL_FAILED, "protocol error: trailing bytes");
-            return HR_RPC_CALL_FAILED;
+            log_failure(call, HR_RPC_S_CALL_FAILED, "protocol error: trailing bytes");
+            return HR_RPC_S_CALL_FAILED;
         }
         log_failure(call, hr, "%s", msg ? msg : "");
     }
@@ -678,8 +649,8 @@ static HRESULT bad_out(Conn *c, const char *call, Rd *r)
 {
     (void)r;
     c->broken = 1;
-    log_failure(call, HR_RPC_CALL_FAILED, "protocol error: unexpected out-values");
-    return HR_RPC_CALL_FAILED;
+    log_failure(call, HR_RPC_S_CALL_FAILED, "protocol error: unexpected out-values");
+    return HR_RPC_S_CALL_FAILED;
 }
 
 /* A call on the calling thread's connection with no out-values (or that ignores them). */
@@ -885,14 +856,14 @@ HRESULT WINAPI CertSrvBackupPrepareW(const WCHAR *pwszServerName, ULONG grbitJet
 HRESULT WINAPI CertSrvBackupGetDatabaseNamesW(void *hbc, WCHAR **ppwszzAttachmentInformation,
                                               DWORD *pcbSize)
 {
-    return list_call("CertSrvBackupGetDatabaseNamesW", OP_GET_DATABASE_NAMES, hbc,
+    return list_call("CertSrvBackupGetDatabaseNamesW", OP_BACKUP_GET_DATABASE_NAMES, hbc,
                      ppwszzAttachmentInformation, pcbSize);
 }
 
 HRESULT WINAPI CertSrvBackupGetDynamicFileListW(void *hbc, WCHAR **ppwszzFileList,
                                                 DWORD *pcbSize)
 {
-    return list_call("CertSrvBackupGetDynamicFileListW", OP_GET_DYNAMIC_FILE_LIST, hbc,
+    return list_call("CertSrvBackupGetDynamicFileListW", OP_BACKUP_GET_DYNAMIC_FILE_LIST, hbc,
                      ppwszzFileList, pcbSize);
 }
 
@@ -1018,7 +989,7 @@ HRESULT WINAPI CertSrvBackupClose(void *hbc)
 HRESULT WINAPI CertSrvBackupGetBackupLogsW(void *hbc, WCHAR **ppwszzBackupLogFiles,
                                            DWORD *pcbSize)
 {
-    return list_call("CertSrvBackupGetBackupLogsW", OP_GET_BACKUP_LOGS, hbc,
+    return list_call("CertSrvBackupGetBackupLogsW", OP_BACKUP_GET_BACKUP_LOGS, hbc,
                      ppwszzBackupLogFiles, pcbSize);
 }
 
@@ -1107,7 +1078,7 @@ VOID WINAPI CertSrvBackupFree(void *pv)
 HRESULT WINAPI CertSrvRestoreGetDatabaseLocationsW(void *hbc, WCHAR **ppwszzDatabaseLocationList,
                                                    DWORD *pcbSize)
 {
-    return list_call("CertSrvRestoreGetDatabaseLocationsW", OP_GET_DATABASE_LOCATIONS, hbc,
+    return list_call("CertSrvRestoreGetDatabaseLocationsW", OP_RESTORE_GET_DATABASE_LOCATIONS, hbc,
                      ppwszzDatabaseLocationList, pcbSize);
 }
 
