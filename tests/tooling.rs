@@ -2,10 +2,12 @@
 
 use certadm_emu::abi::client::{backup_to_dir, restore_from_dirs, BackupOptions, RestoreOptions};
 use certadm_emu::abi::{CertSrvBackupFree, CertSrvBackupGetDatabaseNamesW};
+use certadm_emu::api;
 use certadm_emu::api::faults::{Fault, FaultSchedule};
-use certadm_emu::api::{self, trace::Event};
 use certadm_emu::conformance::{self, *};
 use certadm_emu::core::consts::*;
+use certadm_emu::core::Call;
+use certadm_emu::event::Event;
 use certadm_emu::explore::fail_at_every_step;
 use certadm_emu::{EmulatedCa, Hcsbc, HRESULT};
 use std::path::Path;
@@ -57,7 +59,7 @@ fn demo_client(ca: &EmulatedCa) -> Result<(), String> {
 fn hr_at(ca: &EmulatedCa, call: &str, nth: usize) -> HRESULT {
     ca.trace()
         .iter()
-        .filter(|e| e.call == call)
+        .filter(|e| e.call.name() == call)
         .nth(nth)
         .map(|e| e.hr)
         .unwrap()
@@ -575,7 +577,7 @@ fn consecutive_reads_fold_into_one_event() {
     let reads: Vec<Event> = ca
         .trace()
         .into_iter()
-        .filter(|e| e.call == "CertSrvBackupRead")
+        .filter(|e| e.call == Call::BackupRead)
         .collect();
     assert_eq!(reads.len(), 1);
     assert_eq!(reads[0].count, 17); // 16 full reads of 64 KiB and the short/zero one

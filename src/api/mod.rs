@@ -9,21 +9,23 @@ pub mod buffers;
 pub mod faults;
 pub mod registry;
 mod restore;
+pub mod route;
 pub mod trace;
 
 pub use restore::*;
 
 use crate::ca::{Ca, ServiceState};
 use crate::core::consts::*;
-use crate::core::{Error, Result, WideList, HRESULT};
+use crate::core::{Call, Error, Result, WideList, HRESULT};
+use crate::event::{list_value, Value};
 use crate::machine::{Identity, Machine};
 use crate::session::handle::HandleParts;
 use crate::session::{BackupKind, BackupSession, Hcsbc, Session};
 use registry::{Host, HostState};
+use route::instrument;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use trace::{instrument, list_value, Value};
 
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 thread_local! {
@@ -44,7 +46,7 @@ pub fn current_client() -> u64 {
 
 /// Runs the faults planned for this call; records the host for the trace.
 fn arrive(call: &'static str, host: &Arc<Host>) -> Result<()> {
-    trace::routed_to(host);
+    route::routed_to(host);
     if !host.faults_on.load(std::sync::atomic::Ordering::Relaxed) {
         return Ok(());
     }
@@ -82,17 +84,11 @@ fn arrive(call: &'static str, host: &Arc<Host>) -> Result<()> {
 }
 
 pub(crate) fn lookup_server(call: &'static str, server: &str) -> Result<Arc<Host>> {
-    crate::config::ensure_loaded();
     let Some((host, ca_part)) = registry::by_name(server) else {
         return Err(Error::ServerUnavailable {
             call,
             server: server.to_string(),
-            why: match crate::config::load_error() {
-                Some(e) => format!(
-                    "no emulated machine has this name; CERTADM_EMU_CONFIG did not load: {e}"
-                ),
-                None => "no emulated machine has this name (create one with EmulatedCa::builder(), or define it in the CERTADM_EMU_CONFIG file)".into(),
-            },
+            why: route::unknown_server_hint(),
         });
     };
     if let Some(ca_name) = ca_part {
@@ -443,7 +439,7 @@ fn h(v: Hcsbc) -> Value {
 /// `CertSrvIsServerOnlineW`: `Ok(true)` when running, `Ok(false)` when suspended.
 pub fn is_server_online(server: &str) -> Result<bool> {
     instrument(
-        "CertSrvIsServerOnlineW",
+        Call::IsServerOnline,
         || vec![("pwszServerName", Value::Str(server.into()))],
         || is_server_online_impl(server),
         |o| vec![("fServerOnline", Value::U64(*o as u64))],
@@ -453,7 +449,7 @@ pub fn is_server_online(server: &str) -> Result<bool> {
 /// `CertSrvBackupPrepareW`.
 pub fn backup_prepare(server: &str, grbit_jet: u32, backup_flags: u32) -> Result<Hcsbc> {
     instrument(
-        "CertSrvBackupPrepareW",
+        Call::BackupPrepare,
         || {
             vec![
                 ("pwszServerName", Value::Str(server.into())),
@@ -500,14 +496,19 @@ pub enum ListFn {
 }
 
 impl ListFn {
-    /// The export name.
-    pub fn name(self) -> &'static str {
+    /// The function.
+    pub const fn call(self) -> Call {
         match self {
-            ListFn::DatabaseNames => "CertSrvBackupGetDatabaseNamesW",
-            ListFn::DynamicFiles => "CertSrvBackupGetDynamicFileListW",
-            ListFn::BackupLogs => "CertSrvBackupGetBackupLogsW",
-            ListFn::DatabaseLocations => "CertSrvRestoreGetDatabaseLocationsW",
+            ListFn::DatabaseNames => Call::BackupGetDatabaseNames,
+            ListFn::DynamicFiles => Call::BackupGetDynamicFileList,
+            ListFn::BackupLogs => Call::BackupGetBackupLogs,
+            ListFn::DatabaseLocations => Call::RestoreGetDatabaseLocations,
         }
+    }
+
+    /// The export name.
+    pub const fn name(self) -> &'static str {
+        self.call().name()
     }
 
     fn run(self, hbc: Hcsbc) -> Result<WideList> {
@@ -522,7 +523,7 @@ impl ListFn {
 
 fn list_call(f: ListFn, hbc: Hcsbc) -> Result<WideList> {
     instrument(
-        f.name(),
+        f.call(),
         || vec![("hbc", h(hbc))],
         || f.run(hbc),
         |l| {
@@ -544,7 +545,7 @@ pub fn list_for_client(f: ListFn, hbc: Hcsbc) -> Result<(*mut u16, u32)> {
 /// keeps the buffer for the accounting of `CertSrvBackupFree`).
 pub fn list_tracked(f: ListFn, hbc: Hcsbc) -> Result<(*mut u16, WideList)> {
     instrument(
-        f.name(),
+        f.call(),
         || vec![("hbc", h(hbc))],
         || {
             let l = f.run(hbc)?;
@@ -567,7 +568,7 @@ pub fn list_tracked(f: ListFn, hbc: Hcsbc) -> Result<(*mut u16, WideList)> {
 pub fn backup_free(pv: *mut core::ffi::c_void) -> Result<()> {
     const CALL: &str = "CertSrvBackupFree";
     instrument(
-        CALL,
+        Call::BackupFree,
         || vec![("pv", Value::Handle(pv as usize as u64))],
         || {
             let (outcome, owner) = buffers::free(pv);
@@ -598,7 +599,7 @@ pub fn backup_free(pv: *mut core::ffi::c_void) -> Result<()> {
 /// `CertSrvBackupOpenFileW`: returns the file size.
 pub fn backup_open_file(hbc: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
     instrument(
-        "CertSrvBackupOpenFileW",
+        Call::BackupOpenFile,
         || {
             vec![
                 ("hbc", h(hbc)),
@@ -615,7 +616,7 @@ pub fn backup_open_file(hbc: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
 pub fn backup_read(hbc: Hcsbc, buf: &mut [u8]) -> Result<usize> {
     let len = buf.len() as u64;
     instrument(
-        "CertSrvBackupRead",
+        Call::BackupRead,
         || vec![("hbc", h(hbc)), ("cbBuffer", Value::U64(len))],
         || backup_read_impl(hbc, buf),
         |n| vec![("read", Value::U64(*n as u64))],
@@ -625,7 +626,7 @@ pub fn backup_read(hbc: Hcsbc, buf: &mut [u8]) -> Result<usize> {
 /// `CertSrvBackupClose`.
 pub fn backup_close(hbc: Hcsbc) -> Result<()> {
     instrument(
-        "CertSrvBackupClose",
+        Call::BackupClose,
         || vec![("hbc", h(hbc))],
         || backup_close_impl(hbc),
         |_| vec![],
@@ -635,7 +636,7 @@ pub fn backup_close(hbc: Hcsbc) -> Result<()> {
 /// `CertSrvBackupTruncateLogs`: returns the generations deleted.
 pub fn backup_truncate_logs(hbc: Hcsbc) -> Result<Vec<u32>> {
     instrument(
-        "CertSrvBackupTruncateLogs",
+        Call::BackupTruncateLogs,
         || vec![("hbc", h(hbc))],
         || backup_truncate_logs_impl(hbc),
         |d| {
@@ -654,7 +655,7 @@ pub fn backup_truncate_logs(hbc: Hcsbc) -> Result<Vec<u32>> {
 /// `CertSrvBackupEnd`.
 pub fn backup_end(hbc: Hcsbc) -> Result<()> {
     instrument(
-        "CertSrvBackupEnd",
+        Call::BackupEnd,
         || vec![("hbc", h(hbc))],
         || backup_end_impl(hbc),
         |_| vec![],
@@ -664,7 +665,7 @@ pub fn backup_end(hbc: Hcsbc) -> Result<()> {
 /// `CertSrvServerControlW`: `CSCONTROL_SHUTDOWN` stops the service; 2 and 3 do nothing.
 pub fn server_control(server: &str, control_flags: u32) -> Result<()> {
     instrument(
-        "CertSrvServerControlW",
+        Call::ServerControl,
         || {
             vec![
                 ("pwszServerName", Value::Str(server.into())),
