@@ -25,6 +25,7 @@
 //!
 //! Every field but `machines[].name` is optional. `"ca": null` makes a machine with no CA.
 //! `CERTADM_EMU_REPORT` and `CERTADM_EMU_TRACE` override `report` and `trace`.
+#![forbid(unsafe_code)]
 
 use crate::api::faults::FaultSchedule;
 use crate::ca::CaConfig;

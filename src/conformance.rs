@@ -4,6 +4,7 @@
 //! It works on trace events only, so the same check runs on a live CA
 //! ([`EmulatedCa::verify`](crate::EmulatedCa::verify)) and on a trace file
 //! (`certadm-emu lint TRACE`).
+#![forbid(unsafe_code)]
 
 use crate::core::{Call, HRESULT};
 use crate::event::{Event, Value};

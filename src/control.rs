@@ -7,6 +7,7 @@
 //!
 //! [`Control`] is the same set of operations for a machine wherever it runs (in process
 //! or on a server); [`CaState`] and [`MachineReport`] are the documents that describe it.
+#![forbid(unsafe_code)]
 
 mod report;
 

@@ -11,6 +11,7 @@
 //! owns them. Building an event is cheap: the function is a [`Call`] (one byte), argument
 //! and out-value names are `&'static str` borrowed from the call site; only the values a
 //! call passes (strings, lists) are copied.
+#![forbid(unsafe_code)]
 
 use crate::core::{Call, WideList, HRESULT};
 use serde::{Deserialize, Serialize};
