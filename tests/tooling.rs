@@ -584,6 +584,22 @@ fn consecutive_reads_fold_into_one_event() {
     assert_eq!(reads[0].out("read").unwrap().as_u64(), Some(1 << 20));
 }
 
+#[test]
+fn lint_names_an_unknown_function_and_its_line() {
+    let ca = ca();
+    let h = api::backup_prepare(ca.server_name(), 0, CSBACKUP_TYPE_FULL).unwrap();
+    api::backup_end(h).unwrap();
+    let good: String = ca.trace().iter().map(|e| e.to_json() + "\n").collect();
+    let bad = good.replacen("CertSrvBackupEnd", "CertSrvBackupEnds", 1);
+    let err = conformance::parse_trace(&bad).unwrap_err();
+    assert!(
+        err.starts_with("line 2: ")
+            && err.contains("\"CertSrvBackupEnds\" is not a certbcli function"),
+        "{err}"
+    );
+    assert_eq!(conformance::parse_trace(&good).unwrap(), ca.trace());
+}
+
 // ----- fail at every step ----------------------------------------------------------
 
 #[test]
