@@ -1,6 +1,6 @@
 //! The call context of the routing: which certbcli call is running on this thread and
-//! which host it reached ([`instrument`], [`routed_to`]), so that the call lands in that
-//! host's trace, also when it panics ([`record_panic`]); and the hint an unknown server
+//! which host it reached (`instrument`, `routed_to`), so that the call lands in that
+//! host's trace, also when it panics (`record_panic`); and the hint an unknown server
 //! name gets ([`set_unknown_server_hint`]).
 #![forbid(unsafe_code)]
 
