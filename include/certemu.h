@@ -195,7 +195,7 @@ HRESULT certemu_ca_set_interface_flags(certemu_ca *ca, uint32_t flags);
  *   "server_name", "dns_name", "ca_name", "root"                    strings
  *   "service"                       "running" | "stopped" | "suspended"
  *   "record_count", "revoked_count", "last_request_id"             numbers
- *   "sessions_open", "outstanding_buffers"                          numbers
+ *   "sessions_open", "outstanding_buffers", "calls"                 numbers
  *   "backup_in_progress", "restore_marker_present"                 booleans
  *   "log_generations"               numbered generations on disk, e.g. [1,2,3]
  *   "current_generation", "current_position",
@@ -209,7 +209,9 @@ HRESULT certemu_ca_set_interface_flags(certemu_ca *ca, uint32_t flags);
  *                                    "local_admin":b,"remote":b}
  *   "last_start"                    null | {"hr":n[,"hard":b,"replayed_generations":[...],
  *                                   "transactions":n,"torn_tail":b]}
- * The text has no whitespace between tokens. */
+ *   "conformance"                   the conformance report (docs/FILE-FORMATS.md 11.2)
+ * The text has no whitespace between tokens; docs/FILE-FORMATS.md 11.3 has the member
+ * order. In server mode the same members come from the server. */
 HRESULT certemu_ca_report(const certemu_ca *ca, char **json);
 
 /* Installs a fault schedule given as JSON (see the README, "The bad days"):

@@ -1,8 +1,9 @@
 //! Configuration without code: an unmodified client binary (C, C++, Python, windows-sys)
 //! that knows nothing of the control API is tested by pointing `CERTADM_EMU_CONFIG` at a
-//! JSON file. The machines it defines are created on the first certbcli call that names a
-//! server, live until the process exits, and at exit the conformance report is written
-//! where `report` says.
+//! JSON file. The machines it defines are created on the first certbcli call of the
+//! process (the ABI calls [`ensure_loaded`]; so does `certadm-emu serve`), live until the
+//! process exits, and at exit ([`finish`], which the ABI registers with the C runtime) the
+//! report file ([`ReportFile`]) is written where `report` says.
 //!
 //! ```json
 //! {
@@ -24,14 +25,14 @@
 //!
 //! Every field but `machines[].name` is optional. `"ca": null` makes a machine with no CA.
 //! `CERTADM_EMU_REPORT` and `CERTADM_EMU_TRACE` override `report` and `trace`.
+#![forbid(unsafe_code)]
 
 use crate::api::faults::FaultSchedule;
 use crate::ca::CaConfig;
-use crate::control::{CaBuilder, EmulatedCa};
+use crate::control::{CaBuilder, EmulatedCa, ReportFile};
 use crate::machine::Identity;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Once;
 
@@ -254,16 +255,12 @@ static INIT: Once = Once::new();
 static LOADED: Mutex<Option<Loaded>> = Mutex::new(None);
 static LOAD_ERROR: Mutex<Option<String>> = Mutex::new(None);
 
-extern "C" {
-    fn atexit(cb: extern "C" fn()) -> i32;
-}
-
-extern "C" fn at_exit() {
-    let _ = std::panic::catch_unwind(finish);
-}
-
-/// Loads `CERTADM_EMU_CONFIG` once per process (called on the first server-name lookup).
-pub fn ensure_loaded() {
+/// Loads `CERTADM_EMU_CONFIG` once per process. True only for the call that loaded a
+/// configuration: its caller then arranges for [`finish`] to run at exit. A file that does
+/// not load is reported on stderr, and a server name no machine has then says why
+/// ([`crate::api::route::set_unknown_server_hint`]).
+pub fn ensure_loaded() -> bool {
+    let mut loaded = false;
     INIT.call_once(|| {
         let Some(path) = std::env::var_os("CERTADM_EMU_CONFIG") else {
             return;
@@ -294,15 +291,18 @@ pub fn ensure_loaded() {
         match result {
             Ok(l) => {
                 *LOADED.lock() = Some(l);
-                // SAFETY: registering a plain extern "C" function with the C runtime.
-                unsafe { atexit(at_exit) };
+                loaded = true;
             }
             Err(e) => {
                 eprintln!("certadm-emu: CERTADM_EMU_CONFIG: {e}");
+                crate::api::route::set_unknown_server_hint(Some(format!(
+                    "no emulated machine has this name; CERTADM_EMU_CONFIG did not load: {e}"
+                )));
                 *LOAD_ERROR.lock() = Some(e);
             }
         }
     });
+    loaded
 }
 
 /// The error that kept the configuration from loading, if any.
@@ -310,50 +310,25 @@ pub fn load_error() -> Option<String> {
     LOAD_ERROR.lock().clone()
 }
 
-/// The report of one machine as JSON (what the report file holds per machine).
-pub fn machine_report(ca: &EmulatedCa) -> serde_json::Value {
-    let r = ca.report();
-    let violations: Vec<serde_json::Value> = r
-        .violations
-        .iter()
-        .map(|v| {
-            json!({
-                "rule": v.rule.id, "name": v.rule.name,
-                "severity": format!("{:?}", v.rule.severity).to_lowercase(),
-                "cleanup": v.rule.cleanup, "seq": v.seq, "call": v.call,
-                "detail": v.detail, "spec": v.rule.spec, "fix": v.rule.fix,
-            })
-        })
-        .collect();
-    let calls: Vec<serde_json::Value> = ca
-        .trace()
-        .iter()
-        .map(|e| json!([e.seq, e.call, e.count, format!("{:#010X}", e.hr.as_u32())]))
-        .collect();
-    let unfired: Vec<serde_json::Value> = ca
-        .unfired_faults()
-        .iter()
-        .map(|(i, f)| json!({"index": i, "fault": f}))
-        .collect();
-    json!({
-        "server": ca.server_name(),
-        "calls": ca.call_count(),
-        "clean": r.is_clean() && ca.leftovers().is_empty(),
-        "violations": violations,
-        "leftovers": ca.leftovers(),
-        "unfired_faults": unfired,
-        "trace": calls,
-    })
-}
-
 /// Writes the report and releases the machines (run at process exit).
 pub fn finish() {
     let Some(loaded) = LOADED.lock().take() else {
         return;
     };
-    let reports: Vec<serde_json::Value> = loaded.machines.iter().map(machine_report).collect();
-    for ((ca, rep), strict) in loaded.machines.iter().zip(&reports).zip(&loaded.strict) {
-        if *strict && rep["clean"] == false {
+    let file = ReportFile {
+        machines: loaded
+            .machines
+            .iter()
+            .map(EmulatedCa::machine_report)
+            .collect(),
+    };
+    for ((ca, rep), strict) in loaded
+        .machines
+        .iter()
+        .zip(&file.machines)
+        .zip(&loaded.strict)
+    {
+        if *strict && !rep.clean {
             eprintln!(
                 "certadm-emu: machine {}:\n{}",
                 ca.server_name(),
@@ -365,9 +340,7 @@ pub fn finish() {
         }
     }
     if let Some(p) = &loaded.report {
-        let text =
-            serde_json::to_string_pretty(&json!({ "machines": reports })).unwrap_or_default();
-        if let Err(e) = std::fs::write(p, text) {
+        if let Err(e) = std::fs::write(p, file.to_json_pretty()) {
             eprintln!("certadm-emu: writing report {}: {e}", p.display());
         }
     }

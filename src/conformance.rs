@@ -4,14 +4,18 @@
 //! It works on trace events only, so the same check runs on a live CA
 //! ([`EmulatedCa::verify`](crate::EmulatedCa::verify)) and on a trace file
 //! (`certadm-emu lint TRACE`).
+#![forbid(unsafe_code)]
 
-use crate::api::trace::{Event, Value};
-use crate::core::HRESULT;
+use crate::core::{Call, HRESULT};
+use crate::event::{Event, Value};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// How bad a violation is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// How bad a violation is (`"error"`, `"warning"` in JSON).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// A real CA would misbehave or a backup would be lost.
     Error,
@@ -307,6 +311,17 @@ fn push(v: &mut Vec<Violation>, rule: Rule, e: &Event, detail: String) {
     });
 }
 
+/// A violation found at the end of the trace (something still open), placed after its
+/// last call.
+fn push_at_end(v: &mut Vec<Violation>, rule: Rule, seq: u64, detail: String) {
+    v.push(Violation {
+        rule,
+        seq,
+        call: format!("#{seq} (end of trace)() -> {}", HRESULT::S_OK),
+        detail,
+    });
+}
+
 impl Checker {
     /// Checks one event.
     pub fn feed(&mut self, e: &Event) {
@@ -350,14 +365,14 @@ impl Checker {
                 format!("context {h:#x} was ended before this call"),
             );
         }
-        match e.call.as_ref() {
-            "CertSrvBackupPrepareW" | "CertSrvRestorePrepareW" if ok => {
+        match e.call {
+            Call::BackupPrepare | Call::RestorePrepare if ok => {
                 if let Some(hv) = e.out("hbc").and_then(Value::as_u64) {
                     ended.remove(&hv);
                     sessions.insert(
                         hv,
                         Sess {
-                            restore: e.call == "CertSrvRestorePrepareW",
+                            restore: e.call == Call::RestorePrepare,
                             full: e.arg("dwBackupFlags").and_then(Value::as_u64) == Some(1),
                             prepared_at: (e.seq, short(e)),
                             ..Default::default()
@@ -365,7 +380,7 @@ impl Checker {
                     );
                 }
             }
-            "CertSrvBackupGetDatabaseNamesW" | "CertSrvBackupGetBackupLogsW" if ok => {
+            Call::BackupGetDatabaseNames | Call::BackupGetBackupLogs if ok => {
                 if let (Some(s), Some(Value::List(l))) = (sessions.get_mut(&h), e.out("list")) {
                     for entry in l {
                         let name: String = entry.chars().skip(1).collect();
@@ -373,12 +388,12 @@ impl Checker {
                     }
                 }
             }
-            "CertSrvRestoreGetDatabaseLocationsW" if ok => {
+            Call::RestoreGetDatabaseLocations if ok => {
                 if let Some(s) = sessions.get_mut(&h) {
                     s.locations = true;
                 }
             }
-            "CertSrvBackupOpenFileW" => {
+            Call::BackupOpenFile => {
                 let name = e
                     .arg("pwszAttachmentName")
                     .and_then(Value::as_str)
@@ -408,7 +423,7 @@ impl Checker {
                     }
                 }
             }
-            "CertSrvBackupRead" if ok => {
+            Call::BackupRead if ok => {
                 if let Some(s) = sessions.get_mut(&h) {
                     if let Some((name, _, _)) = &s.open {
                         let n = e.out("read").and_then(Value::as_u64).unwrap_or(0);
@@ -419,12 +434,12 @@ impl Checker {
                 }
             }
             // A failed Close still counts as the client's attempt (End closes implicitly).
-            "CertSrvBackupClose" => {
+            Call::BackupClose => {
                 if let Some(s) = sessions.get_mut(&h) {
                     s.open = None;
                 }
             }
-            "CertSrvBackupTruncateLogs" => {
+            Call::BackupTruncateLogs => {
                 if let Some(s) = sessions.get(&h) {
                     let missing = s.unsecured();
                     if !missing.is_empty() || e.hr == HRESULT::E_UNEXPECTED {
@@ -441,7 +456,7 @@ impl Checker {
                     }
                 }
             }
-            "CertSrvBackupEnd" if ok => {
+            Call::BackupEnd if ok => {
                 if let Some(s) = sessions.remove(&h) {
                     if let Some((name, _, call)) = &s.open {
                         push(
@@ -472,17 +487,17 @@ impl Checker {
                 }
                 ended.insert(h);
             }
-            "CertSrvRestoreRegisterW" | "CertSrvRestoreRegisterThroughFile" if ok => {
+            Call::RestoreRegister | Call::RestoreRegisterThroughFile if ok => {
                 if let Some(s) = sessions.get_mut(&h) {
                     s.registered = Some((e.seq, short(e)));
                 }
             }
-            "CertSrvRestoreRegisterComplete" if ok => {
+            Call::RestoreRegisterComplete if ok => {
                 if let Some(s) = sessions.get_mut(&h) {
                     s.registered = None;
                 }
             }
-            "CertSrvRestoreEnd" if ok => {
+            Call::RestoreEnd if ok => {
                 if let Some(s) = sessions.remove(&h) {
                     if let Some((seq, call)) = s.registered {
                         push(violations, REGISTER_WITHOUT_COMPLETE, e, format!("registered at call #{seq} ({call}) and ended without CertSrvRestoreRegisterComplete"));
@@ -490,7 +505,7 @@ impl Checker {
                 }
                 ended.insert(h);
             }
-            "CertSrvBackupFree" => {
+            Call::BackupFree => {
                 let p = e.arg("pv").and_then(Value::as_u64).unwrap_or(0);
                 if ok {
                     buffers.remove(&p);
@@ -530,41 +545,31 @@ impl Checker {
         let sessions = &self.sessions;
         let buffers = &self.buffers;
         if finished {
-            let last = Event {
-                seq: self.last_seq,
-                call: "(end of trace)".into(),
-                client: 0,
-                args: vec![],
-                hr: HRESULT::S_OK,
-                message: None,
-                out: vec![],
-                count: 1,
-                elapsed_ns: 0,
-            };
+            let last = self.last_seq;
             for (h, s) in sessions {
                 if s.restore {
                     if let Some((seq, call)) = &s.registered {
-                        push(
+                        push_at_end(
                             &mut v,
                             REGISTER_WITHOUT_COMPLETE,
-                            &last,
+                            last,
                             format!("registered at call #{seq} ({call}) and never completed"),
                         );
                     }
-                    push(
+                    push_at_end(
                         &mut v,
                         RESTORE_NEVER_ENDED,
-                        &last,
+                        last,
                         format!(
                             "restore context {h:#x} from call #{} ({}) is still open",
                             s.prepared_at.0, s.prepared_at.1
                         ),
                     );
                 } else {
-                    push(
+                    push_at_end(
                         &mut v,
                         PREPARE_NEVER_ENDED,
-                        &last,
+                        last,
                         format!(
                             "backup context {h:#x} from call #{} ({}) is still open",
                             s.prepared_at.0, s.prepared_at.1
@@ -573,10 +578,10 @@ impl Checker {
                 }
             }
             for (p, (seq, call)) in buffers {
-                push(
+                push_at_end(
                     &mut v,
                     BUFFER_NOT_FREED,
-                    &last,
+                    last,
                     format!("buffer {p:#x} from call #{seq} ({call})"),
                 );
             }
@@ -600,11 +605,8 @@ pub fn check(events: &[Event], finished: bool) -> Report {
     c.report(finished, events)
 }
 
-/// Parses a trace file (JSON lines, as `CERTADM_EMU_TRACE` writes them).
+/// Parses a trace file (JSON lines, as `CERTADM_EMU_TRACE` writes them); see
+/// [`crate::event::parse_lines`].
 pub fn parse_trace(text: &str) -> Result<Vec<Event>, String> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| Event::from_json(l).map_err(|e| format!("line {}: {e}", i + 1)))
-        .collect()
+    crate::event::parse_lines(text)
 }

@@ -4,15 +4,26 @@
 //! that calls the certbcli functions with that server name (through the ABI, the safe
 //! API or windows-sys) reaches it. Dropping the guard unregisters the machine and
 //! removes its temporary disk; handles of its sessions turn stale.
+//!
+//! [`Control`] is the same set of operations for a machine wherever it runs (in process
+//! or on a server); [`CaState`] and [`MachineReport`] are the documents that describe it.
+#![forbid(unsafe_code)]
+
+mod report;
+
+pub use report::{
+    CaReport, CaState, CaStatus, LastStart, MachineReport, ReportFile, RestoreMarkerState,
+    StartRecovery, TraceEntry, UnfiredFault, ViolationEntry,
+};
 
 use crate::api::faults::{Fault, FaultSchedule, FaultState};
-use crate::api::trace::Event;
 use crate::api::{self, buffers, registry};
 use crate::ca::format::Position;
 use crate::ca::recovery::{RecoveryReport, RestoreMarker};
 use crate::ca::{BackupMark, Ca, CaConfig, Record, ServiceState};
 use crate::conformance::Report;
 use crate::core::{Error, Result};
+use crate::event::Event;
 use crate::machine::{Identity, Machine};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -559,6 +570,88 @@ impl EmulatedCa {
             std::fs::remove_file(&f.host_path)
                 .map_err(|e| Error::io(format!("deleting {}", f.host_path.display()), e))?;
         }
+        Ok(())
+    }
+}
+
+/// The control operations on one emulated machine, wherever it runs: an [`EmulatedCa`] in
+/// this process, or a machine of a `certadm-emu serve` process (the C API's server mode,
+/// `abi::forward`). Each `certemu_ca` of the C API holds one.
+pub trait Control: Send + Sync {
+    /// Issues `n` certificates; returns their request ids.
+    fn issue(&self, n: u32) -> Result<Vec<u32>>;
+    /// Revokes a certificate.
+    fn revoke(&self, request_id: u32) -> Result<()>;
+    /// Stops the service cleanly.
+    fn stop(&self) -> Result<()>;
+    /// Stops the service as a crash would.
+    fn crash(&self) -> Result<()>;
+    /// Starts the service (recovery).
+    fn start(&self) -> Result<RecoveryReport>;
+    /// Deletes the CA's database, log and checkpoint files (service stopped).
+    fn wipe_files(&self) -> Result<()>;
+    /// The host path of a Windows path on the machine (on the host that runs it).
+    fn host_path(&self, windows_path: &str) -> Result<PathBuf>;
+    /// Sets the caller identity.
+    fn set_identity(&self, id: Identity) -> Result<()>;
+    /// Sets `InterfaceFlags`.
+    fn set_interface_flags(&self, flags: u32) -> Result<()>;
+    /// Installs a fault schedule, replacing any other.
+    fn set_faults(&self, schedule: FaultSchedule) -> Result<()>;
+    /// The call trace (the recent events).
+    fn trace(&self) -> Result<Vec<Event>>;
+    /// The state of the machine and its CA.
+    fn state(&self) -> Result<CaState>;
+    /// The conformance report.
+    fn machine_report(&self) -> Result<MachineReport>;
+    /// Releases the machine where it runs (in process, dropping the value does it).
+    fn destroy(&self) -> Result<()>;
+}
+
+impl Control for EmulatedCa {
+    fn issue(&self, n: u32) -> Result<Vec<u32>> {
+        EmulatedCa::issue(self, n)
+    }
+    fn revoke(&self, request_id: u32) -> Result<()> {
+        EmulatedCa::revoke(self, request_id)
+    }
+    fn stop(&self) -> Result<()> {
+        EmulatedCa::stop(self)
+    }
+    fn crash(&self) -> Result<()> {
+        EmulatedCa::crash(self);
+        Ok(())
+    }
+    fn start(&self) -> Result<RecoveryReport> {
+        EmulatedCa::start(self)
+    }
+    fn wipe_files(&self) -> Result<()> {
+        EmulatedCa::wipe_files(self)
+    }
+    fn host_path(&self, windows_path: &str) -> Result<PathBuf> {
+        EmulatedCa::host_path(self, windows_path)
+    }
+    fn set_identity(&self, id: Identity) -> Result<()> {
+        EmulatedCa::set_identity(self, id);
+        Ok(())
+    }
+    fn set_interface_flags(&self, flags: u32) -> Result<()> {
+        EmulatedCa::set_interface_flags(self, flags);
+        Ok(())
+    }
+    fn set_faults(&self, schedule: FaultSchedule) -> Result<()> {
+        EmulatedCa::set_faults(self, schedule)
+    }
+    fn trace(&self) -> Result<Vec<Event>> {
+        Ok(EmulatedCa::trace(self))
+    }
+    fn state(&self) -> Result<CaState> {
+        Ok(EmulatedCa::state(self))
+    }
+    fn machine_report(&self) -> Result<MachineReport> {
+        Ok(EmulatedCa::machine_report(self))
+    }
+    fn destroy(&self) -> Result<()> {
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod conformance;
 pub mod control;
 pub mod core;
+pub mod event;
 pub mod explore;
 pub mod machine;
 pub mod remote;

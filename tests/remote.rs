@@ -2,11 +2,14 @@
 //! connections of their own, the same scenarios as in process.
 
 use certadm_emu::api::{self, Registration};
+use certadm_emu::ca::record::digest as records_digest;
+use certadm_emu::ca::ServiceState;
 use certadm_emu::config::Config;
 use certadm_emu::core::consts::*;
+use certadm_emu::core::Call;
 use certadm_emu::remote::client::{RemoteClient, RemoteError};
 use certadm_emu::remote::protocol::{self, ListKind, Request};
-use certadm_emu::remote::server::{records_digest, RunningServer, Server, ServerOptions};
+use certadm_emu::remote::server::{RunningServer, Server, ServerOptions};
 use certadm_emu::{EmulatedCa, Hcsbc, WideList, HRESULT};
 use std::collections::BTreeMap;
 
@@ -371,14 +374,14 @@ fn full_incremental_and_restore_match_in_process() {
 
     // The client kept the contract: the report is clean.
     let rep = c.report(m).unwrap();
-    assert_eq!(rep["violations"], serde_json::json!([]), "{rep:#}");
-    assert_eq!(rep["clean"], true, "{rep:#}");
+    assert_eq!(rep.violations, [], "{rep:#}");
+    assert!(rep.clean, "{rep:#}");
     let st = c.state(m).unwrap();
-    assert_eq!(st["service"], "Running");
-    assert_eq!(st["sessions_open"], 0);
+    assert_eq!(st.ca.as_ref().unwrap().service, ServiceState::Running);
+    assert_eq!(st.sessions_open, 0);
     // The trace went through the pages and parses.
     let trace = c.trace(m).unwrap();
-    assert!(trace.iter().any(|e| e.call == "CertSrvBackupTruncateLogs"));
+    assert!(trace.iter().any(|e| e.call == Call::BackupTruncateLogs));
     assert_eq!(trace.len(), ca.trace().len());
 }
 
@@ -420,12 +423,7 @@ fn a_handle_from_another_connection_gets_e_handle() {
     let h2 = b.backup_prepare("RMTHND", 0, CSBACKUP_TYPE_FULL).unwrap();
     b.backup_end(h2).unwrap();
     let rep = a.report("RMTHND").unwrap();
-    let rules: Vec<&str> = rep["violations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["rule"].as_str().unwrap())
-        .collect();
+    let rules: Vec<&str> = rep.violations.iter().map(|v| v.rule.as_str()).collect();
     assert!(rules.contains(&"CB09"), "{rep:#}");
 }
 
@@ -443,7 +441,7 @@ fn a_client_that_disconnects_mid_backup_is_run_down() {
         let db = a.backup_get_database_names(h).unwrap().entries(true);
         a.backup_open_file(h, &db[0].path, 0).unwrap();
         assert_eq!(a.read_chunk(h, 1000).unwrap().len(), 1000);
-        assert_eq!(observer.state(m).unwrap()["backup_in_progress"], true);
+        assert!(observer.state(m).unwrap().backup_in_progress);
         // `a` is dropped here, in the middle of the read loop.
     }
     let b = connect(&srv);
@@ -458,17 +456,10 @@ fn a_client_that_disconnects_mid_backup_is_run_down() {
     });
     b.backup_end(h).unwrap();
     let st = observer.state(m).unwrap();
-    assert_eq!(st["sessions_open"], 0, "{st:#}");
+    assert_eq!(st.sessions_open, 0, "{st:#}");
     // The rundown is not the client's End: the report still says it never ended.
     let rep = observer.report(m).unwrap();
-    assert!(
-        rep["violations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|v| v["rule"] == "CB01"),
-        "{rep:#}"
-    );
+    assert!(rep.violations.iter().any(|v| v.rule == "CB01"), "{rep:#}");
 }
 
 #[test]
@@ -492,14 +483,15 @@ fn a_registered_restore_survives_a_disconnect() {
         a.wipe_files(m).unwrap();
         let map = |p: &str| a.host_path(m, p).unwrap();
         restore(&a, m, &[tmp.path()], &map, true, false);
-        assert_eq!(observer.state(m).unwrap()["sessions_open"], 1);
+        assert_eq!(observer.state(m).unwrap().sessions_open, 1);
     }
     eventually("the rundown of the restore context", || {
-        (observer.state(m).unwrap()["sessions_open"] == 0).then_some(())
+        (observer.state(m).unwrap().sessions_open == 0).then_some(())
     });
     let st = observer.state(m).unwrap();
-    assert_eq!(st["restore_marker"]["pending"], false, "{st:#}");
-    assert_eq!(st["restore_marker"]["status"], "0x00000000", "{st:#}");
+    let marker = st.ca.as_ref().unwrap().restore_marker.unwrap();
+    assert!(!marker.pending, "{st:#}");
+    assert_eq!(marker.status, Some(HRESULT::S_OK), "{st:#}");
     let rec = observer.start(m).unwrap();
     assert!(rec.hard, "{rec:?}");
     assert_eq!(observer.records(m).unwrap(), before);
@@ -512,7 +504,7 @@ fn a_registered_restore_survives_a_disconnect() {
         a.control(m, CSCONTROL_SHUTDOWN).unwrap();
         let h = a.restore_prepare(m, CSRESTORE_TYPE_FULL).unwrap();
         let db = observer.state(m).unwrap();
-        assert_eq!(db["service"], "Stopped");
+        assert_eq!(db.ca.unwrap().service, ServiceState::Stopped);
         a.restore_register(
             Some(h),
             &Registration {
@@ -531,11 +523,17 @@ fn a_registered_restore_survives_a_disconnect() {
         .unwrap();
     }
     eventually("the rundown of the pending restore context", || {
-        (observer.state(m).unwrap()["sessions_open"] == 0).then_some(())
+        (observer.state(m).unwrap().sessions_open == 0).then_some(())
     });
-    assert_eq!(
-        observer.state(m).unwrap()["restore_marker"]["pending"],
-        true
+    assert!(
+        observer
+            .state(m)
+            .unwrap()
+            .ca
+            .unwrap()
+            .restore_marker
+            .unwrap()
+            .pending
     );
     assert!(observer.start(m).is_err());
 }
@@ -566,7 +564,7 @@ fn eight_concurrent_clients_each_with_their_own_ca() {
                 assert!(!inc.logs.is_empty());
                 assert_eq!(c.records(&name).unwrap().0, (20 + i + 5 + i + 3) as u64);
                 let rep = c.report(&name).unwrap();
-                assert_eq!(rep["violations"], serde_json::json!([]), "{rep:#}");
+                assert_eq!(rep.violations, [], "{rep:#}");
                 c.drop_machine(&name).unwrap();
                 assert!(!c.machines().unwrap().contains(&name));
             });
@@ -697,7 +695,7 @@ fn tracked_lists_and_backup_free() {
     let (t2, _) = a.list(ListKind::DatabaseLocations, h, true).unwrap();
     let (t0, _) = a.list(ListKind::DynamicFiles, h, false).unwrap();
     assert_eq!(t0, 0);
-    assert_eq!(a.state(m).unwrap()["outstanding_buffers"], 2);
+    assert_eq!(a.state(m).unwrap().outstanding_buffers, 2);
     // Another connection cannot free it.
     let e = b.backup_free(token).unwrap_err();
     assert_eq!(e.hr, HRESULT::E_INVALIDARG, "{e}");
@@ -708,22 +706,12 @@ fn tracked_lists_and_backup_free() {
     let e = a.backup_free(token).unwrap_err();
     assert_eq!(e.hr, HRESULT::E_INVALIDARG, "{e}");
     let st = a.state(m).unwrap();
-    assert_eq!(st["outstanding_buffers"], 1, "{st:#}");
+    assert_eq!(st.outstanding_buffers, 1, "{st:#}");
     let rep = a.report(m).unwrap();
-    assert!(rep["violations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|v| v["rule"] == "CB04"));
-    assert!(
-        rep["leftovers"][0]
-            .as_str()
-            .unwrap()
-            .contains("never freed"),
-        "{rep:#}"
-    );
+    assert!(rep.violations.iter().any(|v| v.rule == "CB04"));
+    assert!(rep.leftovers[0].contains("never freed"), "{rep:#}");
     a.backup_free(t2).unwrap();
-    assert_eq!(a.state(m).unwrap()["outstanding_buffers"], 0);
+    assert_eq!(a.state(m).unwrap().outstanding_buffers, 0);
 }
 
 #[test]
@@ -814,7 +802,7 @@ fn control_calls_report_errors_with_hresults() {
         .unwrap();
     let e = c.records("RMTNOCA").unwrap_err();
     assert_eq!(e.hr, HRESULT::ERROR_FILE_NOT_FOUND, "{e}");
-    assert_eq!(c.state("RMTNOCA").unwrap()["ca"], serde_json::Value::Null);
+    assert_eq!(c.state("RMTNOCA").unwrap().ca, None);
     assert!(c.is_server_online("RMTNOCA").is_err());
 }
 
@@ -947,8 +935,9 @@ fn a_killed_server_restarted_on_the_same_root_loses_nothing() {
     let c = RemoteClient::connect(&addr, None).unwrap();
     assert_eq!(c.records("DURABLE").unwrap(), before);
     let again = c.state("DURABLE").unwrap();
-    assert_eq!(again["last_full_backup"], state["last_full_backup"]);
-    assert_eq!(again["service"], "Running");
+    let (again, state) = (again.ca.unwrap(), state.ca.unwrap());
+    assert_eq!(again.last_full_backup, state.last_full_backup);
+    assert_eq!(again.service, ServiceState::Running);
     // The incremental chains onto the full backup taken before the kill.
     backup(&c, "DURABLE", &dir.path().join("inc"), false, 4096);
     c.shutdown_server().unwrap();
@@ -1003,7 +992,7 @@ fn clients_killed_at_random_points_leave_nothing_behind() {
         // The rundown ends what the killed client left open.
         eventually(&format!("round {round}: no session left"), || {
             let s = c.state("STRESS").unwrap();
-            (s["sessions_open"] == 0 && s["backup_in_progress"] == false).then_some(())
+            (s.sessions_open == 0 && !s.backup_in_progress).then_some(())
         });
     }
     let c = RemoteClient::connect(&addr, None).unwrap();

@@ -561,7 +561,7 @@ fn windows_sys_agent_through_a_server() {
         // The machine of the child is still on the server, recovered.
         let c = server.client();
         let report = c.report("WSAGENT").unwrap();
-        assert_eq!(report["clean"], true, "{report}");
+        assert!(report.clean, "{report}");
         assert_eq!(c.records("WSAGENT").unwrap().0, 250);
         server.stop();
         return;
@@ -584,10 +584,10 @@ fn windows_sys_agent_through_a_server() {
         .iter()
         .any(|f| f.extension().is_some_and(|e| e == "edb")));
     let report = control.report(&name).unwrap();
-    assert_eq!(report["clean"], true, "{report}");
+    assert!(report.clean, "{report}");
     let state = control.state(&name).unwrap();
-    assert_eq!(state["outstanding_buffers"], 0, "{state}");
-    assert_eq!(state["sessions_open"], 0, "{state}");
+    assert_eq!(state.outstanding_buffers, 0, "{state}");
+    assert_eq!(state.sessions_open, 0, "{state}");
 
     // Disk loss, then restore: the files go to the server's host paths of the CA.
     control.stop(&name).unwrap();
@@ -772,8 +772,8 @@ fn each_thread_is_a_client_of_the_server() {
         let o = in_child(NAME, &server.addr);
         print!("{}", String::from_utf8_lossy(&o.stdout));
         let state = server.client().state("THREADS").unwrap();
-        assert_eq!(state["sessions_open"], 0, "{state}");
-        assert_eq!(state["outstanding_buffers"], 0, "{state}");
+        assert_eq!(state.sessions_open, 0, "{state}");
+        assert_eq!(state.outstanding_buffers, 0, "{state}");
         server.stop();
         return;
     }
@@ -840,6 +840,6 @@ fn each_thread_is_a_client_of_the_server() {
         abi::CertSrvBackupFree(list as *mut c_void);
     }
     let state = control.state("THREADS").unwrap();
-    assert_eq!(state["sessions_open"], 0, "{state}");
+    assert_eq!(state.sessions_open, 0, "{state}");
     println!("threads as clients: rundown after {:?}", start.elapsed());
 }

@@ -2,11 +2,12 @@
 
 use certadm_emu::abi::client::{backup_to_dir, restore_from_dirs, BackupOptions, RestoreOptions};
 use certadm_emu::abi::{CertSrvBackupFree, CertSrvBackupGetDatabaseNamesW};
+use certadm_emu::api;
 use certadm_emu::api::faults::{Fault, FaultSchedule};
-use certadm_emu::api::{self, trace::Event};
 use certadm_emu::conformance::{self, *};
 use certadm_emu::core::consts::*;
 use certadm_emu::core::Call;
+use certadm_emu::event::Event;
 use certadm_emu::explore::fail_at_every_step;
 use certadm_emu::{EmulatedCa, Hcsbc, HRESULT};
 use std::path::Path;
@@ -58,7 +59,7 @@ fn demo_client(ca: &EmulatedCa) -> Result<(), String> {
 fn hr_at(ca: &EmulatedCa, call: &str, nth: usize) -> HRESULT {
     ca.trace()
         .iter()
-        .filter(|e| e.call == call)
+        .filter(|e| e.call.name() == call)
         .nth(nth)
         .map(|e| e.hr)
         .unwrap()
@@ -576,11 +577,27 @@ fn consecutive_reads_fold_into_one_event() {
     let reads: Vec<Event> = ca
         .trace()
         .into_iter()
-        .filter(|e| e.call == "CertSrvBackupRead")
+        .filter(|e| e.call == Call::BackupRead)
         .collect();
     assert_eq!(reads.len(), 1);
     assert_eq!(reads[0].count, 17); // 16 full reads of 64 KiB and the short/zero one
     assert_eq!(reads[0].out("read").unwrap().as_u64(), Some(1 << 20));
+}
+
+#[test]
+fn lint_names_an_unknown_function_and_its_line() {
+    let ca = ca();
+    let h = api::backup_prepare(ca.server_name(), 0, CSBACKUP_TYPE_FULL).unwrap();
+    api::backup_end(h).unwrap();
+    let good: String = ca.trace().iter().map(|e| e.to_json() + "\n").collect();
+    let bad = good.replacen("CertSrvBackupEnd", "CertSrvBackupEnds", 1);
+    let err = conformance::parse_trace(&bad).unwrap_err();
+    assert!(
+        err.starts_with("line 2: ")
+            && err.contains("\"CertSrvBackupEnds\" is not a certbcli function"),
+        "{err}"
+    );
+    assert_eq!(conformance::parse_trace(&good).unwrap(), ca.trace());
 }
 
 // ----- fail at every step ----------------------------------------------------------

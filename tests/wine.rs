@@ -330,13 +330,10 @@ fn windows_client_backs_up_and_restores_through_wine() {
     assert!(ok, "dll_checks.exe failed");
     let state = rc.state(MACHINE).unwrap();
     assert_eq!(
-        state["outstanding_buffers"], 0,
+        state.outstanding_buffers, 0,
         "every list was freed: {state}"
     );
-    assert_eq!(
-        state["sessions_open"], 0,
-        "every session was ended: {state}"
-    );
+    assert_eq!(state.sessions_open, 0, "every session was ended: {state}");
     eprintln!("dll checks done at {:.1?}", t0.elapsed());
 
     // The backups, while the CA works.
@@ -371,7 +368,7 @@ fn windows_client_backs_up_and_restores_through_wine() {
     rc.stop(MACHINE).unwrap();
     rc.wipe_files(MACHINE).unwrap();
     let state = rc.state(MACHINE).unwrap();
-    let dns = state["dns"].as_str().expect("dns in State").to_string();
+    let dns = state.dns_name;
     let c_root = rc.host_path(MACHINE, "C:\\").unwrap();
     std::fs::create_dir_all(&c_root).unwrap();
     let map = format!("\\\\{dns}\\C$={}", wine_path(&c_root));
@@ -398,10 +395,7 @@ fn windows_client_backs_up_and_restores_through_wine() {
     assert!(recovery.hard, "a registered restore is a hard recovery");
     let after = rc.records(MACHINE).unwrap();
     assert_eq!(after, before, "every record is back (count, digest)");
-    assert_eq!(
-        rc.state(MACHINE).unwrap()["restore_marker"],
-        serde_json::Value::Null
-    );
+    assert_eq!(rc.state(MACHINE).unwrap().ca.unwrap().restore_marker, None);
     eprintln!("restore verified at {:.1?}", t0.elapsed());
 
     // The same restore with one log missing from the full set: refused at start.

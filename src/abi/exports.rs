@@ -3,7 +3,8 @@
 #![allow(non_snake_case)]
 
 use super::ptr::{read_opt_wstr, read_wstr, require, write};
-use super::{boundary, forward};
+use super::backend::backend;
+use super::boundary;
 use crate::api::Registration;
 use crate::core::{Call, Error, ListKind, Result, HRESULT};
 use crate::session::Hcsbc;
@@ -50,7 +51,7 @@ unsafe fn list_call(
         require(call, "ppwszz", ppwszz)?;
         require(call, "pcbSize", pcb)?;
         let h = handle(call, hbc)?;
-        let (p, size) = forward::backend(call)?.list_for_client(kind, h)?;
+        let (p, size) = backend().list(kind, h)?;
         // SAFETY: both checked non-null above.
         unsafe {
             write(ppwszz, p);
@@ -76,7 +77,7 @@ pub unsafe extern "system" fn CertSrvIsServerOnlineW(
         require(CALL, "pfServerOnline", pfserveronline)?;
         // SAFETY: per contract.
         let server = unsafe { read_wstr(CALL, "pwszServerName", pwszservername) }?;
-        let online = forward::backend(CALL)?.is_server_online(&server)?;
+        let online = backend().is_server_online(&server)?;
         // SAFETY: checked non-null.
         unsafe { write(pfserveronline, online as i32) };
         Ok(())
@@ -101,7 +102,7 @@ pub unsafe extern "system" fn CertSrvBackupPrepareW(
         require(CALL, "phbc", phbc)?;
         // SAFETY: per contract.
         let server = unsafe { read_wstr(CALL, "pwszServerName", pwszservername) }?;
-        let h = forward::backend(CALL)?.backup_prepare(&server, grbitjet, dwbackupflags)?;
+        let h = backend().backup_prepare(&server, grbitjet, dwbackupflags)?;
         // SAFETY: checked non-null.
         unsafe { write(phbc, h.as_ptr()) };
         Ok(())
@@ -162,7 +163,7 @@ pub unsafe extern "system" fn CertSrvBackupOpenFileW(
         // SAFETY: per contract.
         let name = unsafe { read_wstr(CALL, "pwszAttachmentName", pwszattachmentname) }?;
         let h = handle(CALL, hbc)?;
-        let size = forward::backend(CALL)?.backup_open_file(h, &name, cbreadhintsize)?;
+        let size = backend().backup_open_file(h, &name, cbreadhintsize)?;
         // SAFETY: checked non-null.
         unsafe { write(plifilesize, size as i64) };
         Ok(())
@@ -189,7 +190,7 @@ pub unsafe extern "system" fn CertSrvBackupRead(
         let h = handle(CALL, hbc)?;
         // SAFETY: non-null, and valid for cbbuffer bytes per contract.
         let buf = unsafe { std::slice::from_raw_parts_mut(pvbuffer as *mut u8, cbbuffer as usize) };
-        let n = forward::backend(CALL)?.backup_read(h, buf)?;
+        let n = backend().backup_read(h, buf)?;
         // SAFETY: checked non-null.
         unsafe { write(pcbread, n as u32) };
         Ok(())
@@ -205,7 +206,7 @@ pub unsafe extern "system" fn CertSrvBackupClose(hbc: *mut c_void) -> i32 {
     const CALL: &str = Call::BackupClose.name();
     boundary(CALL, || {
         let h = handle(CALL, hbc)?;
-        forward::backend(CALL)?.backup_close(h)
+        backend().backup_close(h)
     })
 }
 
@@ -232,7 +233,7 @@ pub unsafe extern "system" fn CertSrvBackupTruncateLogs(hbc: *mut c_void) -> i32
     const CALL: &str = Call::BackupTruncateLogs.name();
     boundary(CALL, || {
         let h = handle(CALL, hbc)?;
-        forward::backend(CALL)?.backup_truncate_logs(h).map(drop)
+        backend().backup_truncate_logs(h).map(drop)
     })
 }
 
@@ -245,7 +246,7 @@ pub unsafe extern "system" fn CertSrvBackupEnd(hbc: *mut c_void) -> i32 {
     const CALL: &str = Call::BackupEnd.name();
     boundary(CALL, || {
         let h = handle(CALL, hbc)?;
-        forward::backend(CALL)?.backup_end(h)
+        backend().backup_end(h)
     })
 }
 
@@ -256,7 +257,7 @@ pub unsafe extern "system" fn CertSrvBackupEnd(hbc: *mut c_void) -> i32 {
 #[no_mangle]
 pub unsafe extern "system" fn CertSrvBackupFree(pv: *mut c_void) {
     const CALL: &str = Call::BackupFree.name();
-    boundary(CALL, || forward::backup_free(pv));
+    boundary(CALL, || backend().backup_free(pv));
 }
 
 /// `CertSrvRestoreGetDatabaseLocationsW`.
@@ -297,7 +298,7 @@ pub unsafe extern "system" fn CertSrvRestorePrepareW(
         require(CALL, "phbc", phbc)?;
         // SAFETY: per contract.
         let server = unsafe { read_wstr(CALL, "pwszServerName", pwszservername) }?;
-        let h = forward::backend(CALL)?.restore_prepare(&server, dwrestoreflags)?;
+        let h = backend().restore_prepare(&server, dwrestoreflags)?;
         // SAFETY: checked non-null.
         unsafe { write(phbc, h.as_ptr()) };
         Ok(())
@@ -388,7 +389,7 @@ pub unsafe extern "system" fn CertSrvRestoreRegisterW(
                 genhigh,
             )
         }?;
-        forward::backend(CALL)?.restore_register(Hcsbc::from_ptr(hbc), &reg, false)
+        backend().restore_register(Hcsbc::from_ptr(hbc), &reg, false)
     })
 }
 
@@ -423,7 +424,7 @@ pub unsafe extern "system" fn CertSrvRestoreRegisterThroughFile(
             )
         }?;
         let h = handle(CALL, hbc)?;
-        forward::backend(CALL)?.restore_register(Some(h), &reg, true)
+        backend().restore_register(Some(h), &reg, true)
     })
 }
 
@@ -438,7 +439,7 @@ pub unsafe extern "system" fn CertSrvRestoreRegisterComplete(
 ) -> i32 {
     const CALL: &str = Call::RestoreRegisterComplete.name();
     boundary(CALL, || {
-        forward::backend(CALL)?
+        backend()
             .restore_register_complete(Hcsbc::from_ptr(hbc), HRESULT(hrrestorestate))
     })
 }
@@ -452,7 +453,7 @@ pub unsafe extern "system" fn CertSrvRestoreEnd(hbc: *mut c_void) -> i32 {
     const CALL: &str = Call::RestoreEnd.name();
     boundary(CALL, || {
         let h = handle(CALL, hbc)?;
-        forward::backend(CALL)?.restore_end(h)
+        backend().restore_end(h)
     })
 }
 
@@ -477,6 +478,6 @@ pub unsafe extern "system" fn CertSrvServerControlW(
         }
         // SAFETY: per contract.
         let server = unsafe { read_wstr(CALL, "pwszServerName", pwszservername) }?;
-        forward::backend(CALL)?.server_control(&server, dwcontrolflags)
+        backend().server_control(&server, dwcontrolflags)
     })
 }

@@ -21,15 +21,27 @@
 //!   calling thread's if that one is closed: the server then accepts it from any).
 //! * Handles are the server's, bound to the connection (thread) that prepared them: a
 //!   handle used from another thread gets `E_HANDLE`, where in process it would work.
+//!
+//! [`Server`] is the [`Certbcli`] backend of server mode, [`RemoteMachine`] the
+//! [`Control`] of a `certemu_ca` that lives on the server; both go through [`rpc`], the one
+//! place where an answer of the server becomes an [`Error`].
 
-use crate::api::{self, buffers, Registration};
-use crate::core::{Error, Result, WideList, HRESULT};
+use super::backend::Certbcli;
+use crate::api::faults::FaultSchedule;
+use crate::api::{buffers, Registration};
+use crate::ca::recovery::RecoveryReport;
+use crate::config::MachineConfig;
+use crate::control::{CaState, Control, MachineReport};
+use crate::core::{Call, Error, ListKind, Result, WideList, HRESULT};
+use crate::event::Event;
+use crate::machine::Identity;
 use crate::remote::client::{RemoteClient, RemoteError};
-use crate::remote::protocol::ListKind;
 use crate::session::Hcsbc;
+use core::ffi::c_void;
 use parking_lot::Mutex;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Weak};
 
 /// Where the calls go: the server address and its secret.
@@ -61,7 +73,7 @@ pub fn server_address() -> Option<&'static str> {
 }
 
 /// Converts an error of the remote client into the emulator's error for `call`.
-pub(crate) fn remote_error(call: &'static str, e: RemoteError) -> Error {
+fn remote_error(call: &'static str, e: RemoteError) -> Error {
     // Messages of the server name the call already; transport failures of the client do not.
     let message = if e.hr == HRESULT::RPC_S_CALL_FAILED && !e.message.starts_with(call) {
         format!("{call}: certadm-emu server: {}", e.message)
@@ -75,11 +87,13 @@ pub(crate) fn remote_error(call: &'static str, e: RemoteError) -> Error {
     }
 }
 
-/// The calling thread's connection to the server, opened on first use; `None` when the
-/// process runs in process (no `CERTADM_EMU_SERVER`).
-pub(crate) fn client(call: &'static str) -> Result<Option<Arc<RemoteClient>>> {
+/// The calling thread's connection to the server, opened on first use.
+fn client(call: &'static str) -> Result<Arc<RemoteClient>> {
     let Some(t) = TARGET.as_ref() else {
-        return Ok(None);
+        return Err(Error::invalid_arg(
+            call,
+            "this call goes to a certadm-emu server, but CERTADM_EMU_SERVER is not set",
+        ));
     };
     let unavailable = |why: String| Error::Remote {
         call,
@@ -92,7 +106,7 @@ pub(crate) fn client(call: &'static str) -> Result<Option<Arc<RemoteClient>>> {
     CLIENT
         .try_with(|slot| {
             if let Some(c) = &*slot.borrow() {
-                return Ok(Some(c.clone()));
+                return Ok(c.clone());
             }
             let c = Arc::new(
                 RemoteClient::connect(&t.addr, t.secret.as_deref()).map_err(|e| {
@@ -104,25 +118,19 @@ pub(crate) fn client(call: &'static str) -> Result<Option<Arc<RemoteClient>>> {
                 })?,
             );
             *slot.borrow_mut() = Some(c.clone());
-            Ok(Some(c))
+            Ok(c)
         })
         .unwrap_or_else(|_| Err(unavailable("the calling thread is exiting".into())))
 }
 
-/// Where one call goes.
-pub(crate) enum Backend {
-    /// The emulator in this process ([`crate::api`]).
-    Local,
-    /// The calling thread's connection to the server.
-    Remote(Arc<RemoteClient>),
-}
-
-/// The backend for `call` on the calling thread (connects on first use in server mode).
-pub(crate) fn backend(call: &'static str) -> Result<Backend> {
-    Ok(match client(call)? {
-        None => Backend::Local,
-        Some(c) => Backend::Remote(c),
-    })
+/// Runs `f` for `call` on the calling thread's connection (connecting on first use): the
+/// one place where the server's answer becomes this process's [`Error`].
+fn rpc<T>(
+    call: &'static str,
+    f: impl FnOnce(&Arc<RemoteClient>) -> std::result::Result<T, RemoteError>,
+) -> Result<T> {
+    let c = client(call)?;
+    f(&c).map_err(|e| remote_error(call, e))
 }
 
 /// A list buffer of this process that came from the server.
@@ -138,193 +146,204 @@ struct RemoteList {
 static LISTS: LazyLock<Mutex<HashMap<usize, RemoteList>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-impl Backend {
-    pub(crate) fn is_server_online(&self, server: &str) -> Result<bool> {
-        const CALL: &str = "CertSrvIsServerOnlineW";
-        match self {
-            Backend::Local => api::is_server_online(server),
-            Backend::Remote(c) => c
-                .is_server_online(server)
-                .map_err(|e| remote_error(CALL, e)),
+/// The certbcli calls of server mode: each on the calling thread's connection.
+pub(crate) struct Server;
+
+impl Certbcli for Server {
+    fn is_server_online(&self, server: &str) -> Result<bool> {
+        rpc(Call::IsServerOnline.name(), |c| c.is_server_online(server))
+    }
+
+    fn backup_prepare(&self, server: &str, grbit_jet: u32, backup_flags: u32) -> Result<Hcsbc> {
+        rpc(Call::BackupPrepare.name(), |c| {
+            c.backup_prepare(server, grbit_jet, backup_flags)
+        })
+    }
+
+    /// The list is asked for with accounting and copied into a buffer of this process.
+    fn list(&self, kind: ListKind, h: Hcsbc) -> Result<(*mut u16, u32)> {
+        let (c, token, list): (Weak<RemoteClient>, u64, WideList) = rpc(kind.name(), |c| {
+            let (token, list) = c.list(kind, h, true)?;
+            Ok((Arc::downgrade(c), token, list))
+        })?;
+        let (p, size) = buffers::alloc(&list, 0);
+        LISTS.lock().insert(
+            p as usize,
+            RemoteList {
+                client: c,
+                token,
+                live: true,
+            },
+        );
+        Ok((p, size))
+    }
+
+    fn backup_open_file(&self, h: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
+        rpc(Call::BackupOpenFile.name(), |c| {
+            c.backup_open_file(h, name, read_hint)
+        })
+    }
+
+    fn backup_read(&self, h: Hcsbc, buf: &mut [u8]) -> Result<usize> {
+        rpc(Call::BackupRead.name(), |c| c.backup_read(h, buf))
+    }
+
+    fn backup_close(&self, h: Hcsbc) -> Result<()> {
+        rpc(Call::BackupClose.name(), |c| c.backup_close(h))
+    }
+
+    fn backup_truncate_logs(&self, h: Hcsbc) -> Result<Vec<u32>> {
+        rpc(Call::BackupTruncateLogs.name(), |c| {
+            c.backup_truncate_logs(h)
+        })
+    }
+
+    fn backup_end(&self, h: Hcsbc) -> Result<()> {
+        rpc(Call::BackupEnd.name(), |c| c.backup_end(h))
+    }
+
+    /// A list of the server is freed here and the free is forwarded (on the connection
+    /// that received the list, while it is open, else on the calling thread's) so the
+    /// server's accounting sees it; a second free is forwarded too (the server reports it);
+    /// NULL is a no-op; any other pointer is ignored and reported.
+    fn backup_free(&self, pv: *mut c_void) -> Result<()> {
+        const CALL: &str = Call::BackupFree.name();
+        if pv.is_null() {
+            return Ok(());
+        }
+        let found = {
+            let mut lists = LISTS.lock();
+            lists.get_mut(&(pv as usize)).map(|l| {
+                let was_live = std::mem::replace(&mut l.live, false);
+                (l.client.clone(), l.token, was_live)
+            })
+        };
+        let Some((owner, token, was_live)) = found else {
+            return Err(Error::invalid_arg(
+                CALL,
+                format!(
+                    "{pv:p} is not a live buffer of certadm-emu (it was never returned by a certbcli list function); ignored"
+                ),
+            ));
+        };
+        if was_live {
+            buffers::free(pv);
+        }
+        match owner.upgrade() {
+            Some(c) => c.backup_free(token).map_err(|e| remote_error(CALL, e)),
+            None => rpc(CALL, |c| c.backup_free(token)),
         }
     }
 
-    pub(crate) fn backup_prepare(
-        &self,
-        server: &str,
-        grbit_jet: u32,
-        backup_flags: u32,
-    ) -> Result<Hcsbc> {
-        const CALL: &str = "CertSrvBackupPrepareW";
-        match self {
-            Backend::Local => api::backup_prepare(server, grbit_jet, backup_flags),
-            Backend::Remote(c) => c
-                .backup_prepare(server, grbit_jet, backup_flags)
-                .map_err(|e| remote_error(CALL, e)),
-        }
+    fn restore_prepare(&self, server: &str, restore_flags: u32) -> Result<Hcsbc> {
+        rpc(Call::RestorePrepare.name(), |c| {
+            c.restore_prepare(server, restore_flags)
+        })
     }
 
-    /// A list for the ABI: a buffer `CertSrvBackupFree` releases, and `*pcbSize`.
-    pub(crate) fn list_for_client(&self, f: ListKind, h: Hcsbc) -> Result<(*mut u16, u32)> {
-        match self {
-            Backend::Local => api::list_for_client(f, h),
-            Backend::Remote(c) => {
-                let (token, list): (u64, WideList) =
-                    c.list(f, h, true).map_err(|e| remote_error(f.name(), e))?;
-                let (p, size) = buffers::alloc(&list, 0);
-                LISTS.lock().insert(
-                    p as usize,
-                    RemoteList {
-                        client: Arc::downgrade(c),
-                        token,
-                        live: true,
-                    },
-                );
-                Ok((p, size))
-            }
-        }
-    }
-
-    pub(crate) fn backup_open_file(&self, h: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
-        const CALL: &str = "CertSrvBackupOpenFileW";
-        match self {
-            Backend::Local => api::backup_open_file(h, name, read_hint),
-            Backend::Remote(c) => c
-                .backup_open_file(h, name, read_hint)
-                .map_err(|e| remote_error(CALL, e)),
-        }
-    }
-
-    pub(crate) fn backup_read(&self, h: Hcsbc, buf: &mut [u8]) -> Result<usize> {
-        const CALL: &str = "CertSrvBackupRead";
-        match self {
-            Backend::Local => api::backup_read(h, buf),
-            Backend::Remote(c) => c.backup_read(h, buf).map_err(|e| remote_error(CALL, e)),
-        }
-    }
-
-    pub(crate) fn backup_close(&self, h: Hcsbc) -> Result<()> {
-        const CALL: &str = "CertSrvBackupClose";
-        match self {
-            Backend::Local => api::backup_close(h),
-            Backend::Remote(c) => c.backup_close(h).map_err(|e| remote_error(CALL, e)),
-        }
-    }
-
-    pub(crate) fn backup_truncate_logs(&self, h: Hcsbc) -> Result<Vec<u32>> {
-        const CALL: &str = "CertSrvBackupTruncateLogs";
-        match self {
-            Backend::Local => api::backup_truncate_logs(h),
-            Backend::Remote(c) => c.backup_truncate_logs(h).map_err(|e| remote_error(CALL, e)),
-        }
-    }
-
-    pub(crate) fn backup_end(&self, h: Hcsbc) -> Result<()> {
-        const CALL: &str = "CertSrvBackupEnd";
-        match self {
-            Backend::Local => api::backup_end(h),
-            Backend::Remote(c) => c.backup_end(h).map_err(|e| remote_error(CALL, e)),
-        }
-    }
-
-    pub(crate) fn restore_prepare(&self, server: &str, restore_flags: u32) -> Result<Hcsbc> {
-        const CALL: &str = "CertSrvRestorePrepareW";
-        match self {
-            Backend::Local => api::restore_prepare(server, restore_flags),
-            Backend::Remote(c) => c
-                .restore_prepare(server, restore_flags)
-                .map_err(|e| remote_error(CALL, e)),
-        }
-    }
-
-    pub(crate) fn restore_register(
+    fn restore_register(
         &self,
         h: Option<Hcsbc>,
         reg: &Registration,
         through_file: bool,
     ) -> Result<()> {
         let call = if through_file {
-            "CertSrvRestoreRegisterThroughFile"
+            Call::RestoreRegisterThroughFile
         } else {
-            "CertSrvRestoreRegisterW"
+            Call::RestoreRegister
         };
-        match self {
-            Backend::Local => api::restore_register(h, reg, through_file),
-            Backend::Remote(c) => c
-                .restore_register(h, reg, through_file)
-                .map_err(|e| remote_error(call, e)),
-        }
+        rpc(call.name(), |c| c.restore_register(h, reg, through_file))
     }
 
-    pub(crate) fn restore_register_complete(
-        &self,
-        h: Option<Hcsbc>,
-        restore_state: HRESULT,
-    ) -> Result<()> {
-        const CALL: &str = "CertSrvRestoreRegisterComplete";
-        match self {
-            Backend::Local => api::restore_register_complete(h, restore_state),
-            Backend::Remote(c) => c
-                .restore_register_complete(h, restore_state)
-                .map_err(|e| remote_error(CALL, e)),
-        }
+    fn restore_register_complete(&self, h: Option<Hcsbc>, restore_state: HRESULT) -> Result<()> {
+        rpc(Call::RestoreRegisterComplete.name(), |c| {
+            c.restore_register_complete(h, restore_state)
+        })
     }
 
-    pub(crate) fn restore_end(&self, h: Hcsbc) -> Result<()> {
-        const CALL: &str = "CertSrvRestoreEnd";
-        match self {
-            Backend::Local => api::restore_end(h),
-            Backend::Remote(c) => c.restore_end(h).map_err(|e| remote_error(CALL, e)),
-        }
+    fn restore_end(&self, h: Hcsbc) -> Result<()> {
+        rpc(Call::RestoreEnd.name(), |c| c.restore_end(h))
     }
 
-    pub(crate) fn server_control(&self, server: &str, control_flags: u32) -> Result<()> {
-        const CALL: &str = "CertSrvServerControlW";
-        match self {
-            Backend::Local => api::server_control(server, control_flags),
-            Backend::Remote(c) => c
-                .server_control(server, control_flags)
-                .map_err(|e| remote_error(CALL, e)),
-        }
+    fn server_control(&self, server: &str, control_flags: u32) -> Result<()> {
+        rpc(Call::ServerControl.name(), |c| {
+            c.server_control(server, control_flags)
+        })
     }
 }
 
-/// `CertSrvBackupFree`. In process, [`api::backup_free`]. In server mode a list of the
-/// server is freed here and the free is forwarded (on the connection that received the
-/// list, while it is open) so the server's accounting sees it; a second free is forwarded
-/// too (the server reports it); NULL is a no-op; any other pointer is ignored and reported.
-pub(crate) fn backup_free(pv: *mut core::ffi::c_void) -> Result<()> {
-    const CALL: &str = "CertSrvBackupFree";
-    if TARGET.is_none() {
-        return api::backup_free(pv);
-    }
-    if pv.is_null() {
-        return Ok(());
-    }
-    let found = {
-        let mut lists = LISTS.lock();
-        lists.get_mut(&(pv as usize)).map(|l| {
-            let was_live = std::mem::replace(&mut l.live, false);
-            (l.client.clone(), l.token, was_live)
+/// A machine of the server, driven with control calls on the calling thread's
+/// connection (the `certemu_ca` of server mode). Errors name the C API function running
+/// on the thread.
+pub(crate) struct RemoteMachine {
+    machine: String,
+}
+
+impl RemoteMachine {
+    /// Creates `config` on the server.
+    pub(crate) fn create(config: &MachineConfig) -> Result<RemoteMachine> {
+        let json = serde_json::to_string(config)
+            .map_err(|e| Error::invalid_arg(super::current_call(), e.to_string()))?;
+        let mut names = rpc(super::current_call(), |c| c.create_machine_json(&json))?;
+        Ok(RemoteMachine {
+            machine: names.pop().unwrap_or_else(|| config.name.clone()),
         })
-    };
-    let Some((owner, token, was_live)) = found else {
-        return Err(Error::invalid_arg(
-            CALL,
-            format!(
-                "{pv:p} is not a live buffer of certadm-emu (it was never returned by a certbcli list function); ignored"
-            ),
-        ));
-    };
-    if was_live {
-        buffers::free(pv);
     }
-    let c = match owner.upgrade() {
-        Some(c) => c,
-        None => match client(CALL)? {
-            Some(c) => c,
-            None => return Ok(()),
-        },
-    };
-    c.backup_free(token).map_err(|e| remote_error(CALL, e))
+
+    /// The machine's name on the server.
+    pub(crate) fn name(&self) -> &str {
+        &self.machine
+    }
+
+    fn rpc<T>(
+        &self,
+        f: impl FnOnce(&RemoteClient, &str) -> std::result::Result<T, RemoteError>,
+    ) -> Result<T> {
+        rpc(super::current_call(), |c| f(c, &self.machine))
+    }
+}
+
+impl Control for RemoteMachine {
+    fn issue(&self, n: u32) -> Result<Vec<u32>> {
+        self.rpc(|c, m| c.issue(m, n))
+    }
+    fn revoke(&self, request_id: u32) -> Result<()> {
+        self.rpc(|c, m| c.revoke(m, request_id))
+    }
+    fn stop(&self) -> Result<()> {
+        self.rpc(|c, m| c.stop(m))
+    }
+    fn crash(&self) -> Result<()> {
+        self.rpc(|c, m| c.crash(m))
+    }
+    fn start(&self) -> Result<RecoveryReport> {
+        self.rpc(|c, m| c.start(m))
+    }
+    fn wipe_files(&self) -> Result<()> {
+        self.rpc(|c, m| c.wipe_files(m))
+    }
+    fn host_path(&self, windows_path: &str) -> Result<PathBuf> {
+        self.rpc(|c, m| c.host_path(m, windows_path))
+    }
+    fn set_identity(&self, id: Identity) -> Result<()> {
+        self.rpc(|c, m| c.set_identity(m, id))
+    }
+    fn set_interface_flags(&self, flags: u32) -> Result<()> {
+        self.rpc(|c, m| c.set_interface_flags(m, flags))
+    }
+    fn set_faults(&self, schedule: FaultSchedule) -> Result<()> {
+        self.rpc(|c, m| c.set_faults(m, &schedule))
+    }
+    fn trace(&self) -> Result<Vec<Event>> {
+        self.rpc(|c, m| c.trace(m))
+    }
+    fn state(&self) -> Result<CaState> {
+        self.rpc(|c, m| c.state(m))
+    }
+    fn machine_report(&self) -> Result<MachineReport> {
+        self.rpc(|c, m| c.report(m))
+    }
+    fn destroy(&self) -> Result<()> {
+        self.rpc(|c, m| c.drop_machine(m))
+    }
 }

@@ -7,9 +7,12 @@
 //! The detailed message of the last failure on the calling thread is kept for
 //! diagnostics: [`last_error`].
 //!
-//! With `CERTADM_EMU_SERVER` set, the exports forward their calls to a `certadm-emu serve`
-//! process after the local argument checks ([`forward`]).
+//! Where a call goes is chosen once per process, at the first certbcli call
+//! ([`backend`]): the emulator in this process (which then loads `CERTADM_EMU_CONFIG` and
+//! writes its report at exit), or, with `CERTADM_EMU_SERVER` set, a `certadm-emu serve`
+//! process, after the local argument checks ([`forward`]).
 
+mod backend;
 pub mod client;
 mod exports;
 pub mod forward;
@@ -19,11 +22,18 @@ pub mod ptr;
 pub use exports::*;
 
 use crate::core::{Error, Result, HRESULT};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 thread_local! {
     static LAST_ERROR: RefCell<Option<Error>> = const { RefCell::new(None) };
+    /// The export running on this thread (for the errors of a server's answers).
+    static CURRENT_CALL: Cell<&'static str> = const { Cell::new("certadm-emu") };
+}
+
+/// The export (certbcli or `certemu_*`) running on this thread.
+pub(crate) fn current_call() -> &'static str {
+    CURRENT_CALL.try_with(Cell::get).unwrap_or("certadm-emu")
 }
 
 /// The error behind the last failing certbcli call on this thread, with its full message.
@@ -47,7 +57,12 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs one export body: panics and errors become HRESULTs.
 pub(crate) fn boundary(call: &'static str, f: impl FnOnce() -> Result<()>) -> i32 {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    let outer = CURRENT_CALL.try_with(|c| c.replace(call)).ok();
+    let r = catch_unwind(AssertUnwindSafe(f));
+    if let Some(outer) = outer {
+        let _ = CURRENT_CALL.try_with(|c| c.set(outer));
+    }
+    match r {
         Ok(Ok(())) => HRESULT::S_OK.0,
         Ok(Err(e)) => {
             let hr = e.hresult();
@@ -56,7 +71,7 @@ pub(crate) fn boundary(call: &'static str, f: impl FnOnce() -> Result<()>) -> i3
         }
         Err(p) => {
             let message = panic_message(&*p);
-            crate::api::trace::record_panic(call, &message);
+            crate::api::route::record_panic(call, &message);
             let e = Error::Panic { call, message };
             let hr = e.hresult();
             set_last_error(e);

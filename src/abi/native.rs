@@ -21,26 +21,21 @@
 //! * In server mode (`CERTADM_EMU_SERVER`, see [`super::forward`]) a `certemu_ca` is a
 //!   machine of the server: create, destroy and every control function are control calls
 //!   of the protocol on the calling thread's connection, and the report is built from the
-//!   server's `State` and `Report` with the same fields.
+//!   server's `State` and `Report`, the same documents ([`CaReport`]).
 #![allow(non_camel_case_types)]
 
+use super::boundary;
+use super::forward::{self, RemoteMachine};
 use super::ptr::{require, write};
-use super::{boundary, forward};
-use crate::ca::record::Status;
-use crate::ca::recovery::RecoveryReport;
-use crate::ca::{BackupMark, ServiceState};
 use crate::config::{CaSection, MachineConfig, Size};
-use crate::control::EmulatedCa;
+use crate::control::{CaReport, Control, EmulatedCa, LastStart};
 use crate::core::{Error, Result, HRESULT};
 use crate::machine::Identity;
-use crate::remote::client::{RemoteClient, RemoteError};
 use core::ffi::{c_char, c_int};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString};
-use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock};
 
@@ -79,114 +74,11 @@ const _: () = assert!(std::mem::size_of::<certemu_options>() == 40);
 
 /// The opaque CA of the C API (`certemu_ca` in `certemu.h`).
 pub struct certemu_ca {
-    ca: Inner,
+    /// The machine: an [`EmulatedCa`] in process, a [`RemoteMachine`] in server mode.
+    ca: Box<dyn Control>,
     name: CString,
     name_w: Vec<u16>,
-    last_start: Mutex<Option<(HRESULT, Option<RecoveryReport>)>>,
-}
-
-/// Where the CA lives: in this process, or on the certadm-emu server of
-/// `CERTADM_EMU_SERVER` (server mode, see [`super::forward`]).
-enum Inner {
-    Local(EmulatedCa),
-    Remote { machine: String },
-}
-
-/// Runs a control call on the server (through the calling thread's connection).
-fn remote<T>(
-    call: &'static str,
-    f: impl FnOnce(&RemoteClient) -> std::result::Result<T, RemoteError>,
-) -> Result<T> {
-    match forward::client(call)? {
-        Some(c) => f(&c).map_err(|e| forward::remote_error(call, e)),
-        None => Err(Error::invalid_arg(
-            call,
-            "this CA lives on a certadm-emu server, but CERTADM_EMU_SERVER is not set",
-        )),
-    }
-}
-
-impl certemu_ca {
-    fn issue(&self, call: &'static str, n: u32) -> Result<()> {
-        match &self.ca {
-            Inner::Local(ca) => ok_or_unit(ca.issue(n)),
-            Inner::Remote { machine } => remote(call, |c| c.issue(machine, n)).map(drop),
-        }
-    }
-    fn revoke(&self, call: &'static str, request_id: u32) -> Result<()> {
-        match &self.ca {
-            Inner::Local(ca) => ca.revoke(request_id),
-            Inner::Remote { machine } => remote(call, |c| c.revoke(machine, request_id)),
-        }
-    }
-    fn stop(&self, call: &'static str) -> Result<()> {
-        match &self.ca {
-            Inner::Local(ca) => ca.stop(),
-            Inner::Remote { machine } => remote(call, |c| c.stop(machine)),
-        }
-    }
-    fn crash(&self, call: &'static str) -> Result<()> {
-        match &self.ca {
-            Inner::Local(ca) => {
-                ca.crash();
-                Ok(())
-            }
-            Inner::Remote { machine } => remote(call, |c| c.crash(machine)),
-        }
-    }
-    fn start(&self, call: &'static str) -> Result<RecoveryReport> {
-        match &self.ca {
-            Inner::Local(ca) => ca.start(),
-            Inner::Remote { machine } => remote(call, |c| c.start(machine)),
-        }
-    }
-    fn wipe_files(&self, call: &'static str) -> Result<()> {
-        match &self.ca {
-            Inner::Local(ca) => ca.wipe_files(),
-            Inner::Remote { machine } => remote(call, |c| c.wipe_files(machine)),
-        }
-    }
-    fn host_path(&self, call: &'static str, windows_path: &str) -> Result<PathBuf> {
-        match &self.ca {
-            Inner::Local(ca) => ca.host_path(windows_path),
-            Inner::Remote { machine } => remote(call, |c| c.host_path(machine, windows_path)),
-        }
-    }
-    fn set_identity(&self, call: &'static str, id: Identity) -> Result<()> {
-        match &self.ca {
-            Inner::Local(ca) => {
-                ca.set_identity(id);
-                Ok(())
-            }
-            Inner::Remote { machine } => remote(call, |c| c.set_identity(machine, id)),
-        }
-    }
-    fn set_interface_flags(&self, call: &'static str, flags: u32) -> Result<()> {
-        match &self.ca {
-            Inner::Local(ca) => {
-                ca.set_interface_flags(flags);
-                Ok(())
-            }
-            Inner::Remote { machine } => remote(call, |c| c.set_interface_flags(machine, flags)),
-        }
-    }
-    fn set_faults(
-        &self,
-        call: &'static str,
-        schedule: crate::api::faults::FaultSchedule,
-        text: &str,
-    ) -> Result<()> {
-        match &self.ca {
-            Inner::Local(ca) => ca.set_faults(schedule),
-            Inner::Remote { machine } => remote(call, |c| c.set_faults_json(machine, text)),
-        }
-    }
-    fn trace_jsonl(&self, call: &'static str) -> Result<String> {
-        match &self.ca {
-            Inner::Local(ca) => Ok(ca.trace().iter().map(|e| e.to_json() + "\n").collect()),
-            Inner::Remote { machine } => remote(call, |c| c.trace_json_lines(machine)),
-        }
-    }
+    last_start: Mutex<Option<LastStart>>,
 }
 
 static LIVE: LazyLock<Mutex<HashMap<usize, Arc<certemu_ca>>>> =
@@ -229,10 +121,6 @@ unsafe fn read_utf8(call: &'static str, param: &'static str, p: *const c_char) -
     s.to_str()
         .map(str::to_string)
         .map_err(|_| Error::invalid_arg(call, format!("{param} is not valid UTF-8")))
-}
-
-fn ok_or_unit<T>(r: Result<T>) -> Result<()> {
-    r.map(drop)
 }
 
 /// Fills `*opts` with the defaults: 16 records, seed 1, the default CA name, the real
@@ -334,22 +222,14 @@ pub unsafe extern "C" fn certemu_ca_create(
             }
             given_opts = Some((o, ca_name));
         }
-        let (ca, server) = if forward::server_address().is_some() {
-            let machine = remote_machine(given_name, given_opts);
-            let json = serde_json::to_string(&machine)
-                .map_err(|e| Error::invalid_arg(CALL, e.to_string()))?;
-            let mut names = remote(CALL, |c| c.create_machine_json(&json))?;
-            let server = names.pop().unwrap_or(machine.name);
-            (
-                Inner::Remote {
-                    machine: server.clone(),
-                },
-                server,
-            )
+        let (ca, server): (Box<dyn Control>, String) = if forward::server_address().is_some() {
+            let m = RemoteMachine::create(&remote_machine(given_name, given_opts))?;
+            let server = m.name().to_string();
+            (Box::new(m), server)
         } else {
             let ca = b.build()?;
             let server = ca.server_name().to_string();
-            (Inner::Local(ca), server)
+            (Box::new(ca), server)
         };
         let name = CString::new(server.as_str())
             .map_err(|_| Error::invalid_arg(CALL, "server_name contains a NUL"))?;
@@ -415,13 +295,7 @@ pub unsafe extern "C" fn certemu_ca_destroy(ca: *mut certemu_ca) -> i32 {
     boundary(CALL, || {
         let removed = LIVE.lock().remove(&(ca as usize));
         match removed {
-            Some(native) => match &native.ca {
-                Inner::Local(_) => {
-                    drop(native);
-                    Ok(())
-                }
-                Inner::Remote { machine } => remote(CALL, |c| c.drop_machine(machine)),
-            },
+            Some(native) => native.ca.destroy(),
             None => Err(Error::InvalidHandle {
                 call: CALL,
                 handle: ca as usize,
@@ -490,7 +364,7 @@ pub unsafe extern "C" fn certemu_ca_issue(ca: *mut certemu_ca, n: u32) -> i32 {
                 format!("n {n} exceeds {CERTEMU_MAX_ISSUE} per call"),
             ));
         }
-        c.issue(CALL, n)
+        c.ca.issue(n).map(drop)
     })
 }
 
@@ -501,7 +375,7 @@ pub unsafe extern "C" fn certemu_ca_issue(ca: *mut certemu_ca, n: u32) -> i32 {
 #[no_mangle]
 pub unsafe extern "C" fn certemu_ca_revoke(ca: *mut certemu_ca, request_id: u32) -> i32 {
     const CALL: &str = "certemu_ca_revoke";
-    boundary(CALL, || lookup(CALL, ca)?.revoke(CALL, request_id))
+    boundary(CALL, || lookup(CALL, ca)?.ca.revoke(request_id))
 }
 
 /// Stops the service cleanly (as `net stop certsvc`); open backup sessions are disconnected.
@@ -511,7 +385,7 @@ pub unsafe extern "C" fn certemu_ca_revoke(ca: *mut certemu_ca, request_id: u32)
 #[no_mangle]
 pub unsafe extern "C" fn certemu_ca_stop(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_stop";
-    boundary(CALL, || lookup(CALL, ca)?.stop(CALL))
+    boundary(CALL, || lookup(CALL, ca)?.ca.stop())
 }
 
 /// Stops the service as a crash would: no checkpoint flush; the next start replays logs.
@@ -521,7 +395,7 @@ pub unsafe extern "C" fn certemu_ca_stop(ca: *mut certemu_ca) -> i32 {
 #[no_mangle]
 pub unsafe extern "C" fn certemu_ca_crash(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_crash";
-    boundary(CALL, || lookup(CALL, ca)?.crash(CALL))
+    boundary(CALL, || lookup(CALL, ca)?.ca.crash())
 }
 
 /// Starts the service: hard recovery of a registered restore, or soft recovery.
@@ -535,12 +409,9 @@ pub unsafe extern "C" fn certemu_ca_start(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_start";
     boundary(CALL, || {
         let c = lookup(CALL, ca)?;
-        let r = c.start(CALL);
-        *c.last_start.lock() = Some(match &r {
-            Ok(rep) => (HRESULT::S_OK, Some(rep.clone())),
-            Err(e) => (e.hresult(), None),
-        });
-        ok_or_unit(r)
+        let r = c.ca.start();
+        *c.last_start.lock() = Some(LastStart::of(&r));
+        r.map(drop)
     })
 }
 
@@ -552,7 +423,7 @@ pub unsafe extern "C" fn certemu_ca_start(ca: *mut certemu_ca) -> i32 {
 #[no_mangle]
 pub unsafe extern "C" fn certemu_ca_wipe_files(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_wipe_files";
-    boundary(CALL, || lookup(CALL, ca)?.wipe_files(CALL))
+    boundary(CALL, || lookup(CALL, ca)?.ca.wipe_files())
 }
 
 /// The host path of a Windows path on the CA's machine (`C:\...` or `\\host\C$\...`),
@@ -575,7 +446,7 @@ pub unsafe extern "C" fn certemu_ca_host_path(
         let c = lookup(CALL, ca)?;
         // SAFETY: non-NULL, NUL-terminated per contract.
         let wp = unsafe { read_utf8(CALL, "windows_path", windows_path) }?;
-        let host = c.host_path(CALL, &wp)?;
+        let host = c.ca.host_path(&wp)?;
         let s = host.to_str().ok_or_else(|| {
             Error::invalid_arg(
                 CALL,
@@ -602,15 +473,12 @@ pub unsafe extern "C" fn certemu_ca_set_identity(
 ) -> i32 {
     const CALL: &str = "certemu_ca_set_identity";
     boundary(CALL, || {
-        lookup(CALL, ca)?.set_identity(
-            CALL,
-            Identity {
-                backup_privilege: backup_privilege != 0,
-                restore_privilege: restore_privilege != 0,
-                local_admin: local_admin != 0,
-                remote: remote != 0,
-            },
-        )
+        lookup(CALL, ca)?.ca.set_identity(Identity {
+            backup_privilege: backup_privilege != 0,
+            restore_privilege: restore_privilege != 0,
+            local_admin: local_admin != 0,
+            remote: remote != 0,
+        })
     })
 }
 
@@ -621,287 +489,17 @@ pub unsafe extern "C" fn certemu_ca_set_identity(
 #[no_mangle]
 pub unsafe extern "C" fn certemu_ca_set_interface_flags(ca: *mut certemu_ca, flags: u32) -> i32 {
     const CALL: &str = "certemu_ca_set_interface_flags";
-    boundary(CALL, || lookup(CALL, ca)?.set_interface_flags(CALL, flags))
+    boundary(CALL, || lookup(CALL, ca)?.ca.set_interface_flags(flags))
 }
 
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-fn json_mark(out: &mut String, m: Option<BackupMark>) {
-    match m {
-        None => out.push_str("null"),
-        Some(m) => {
-            let _ = write!(out, "{{\"high_gen\":{},\"at\":{}}}", m.high_gen, m.at);
-        }
-    }
-}
-
-fn json_u32s(out: &mut String, v: &[u32]) {
-    out.push('[');
-    for (i, g) in v.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "{g}");
-    }
-    out.push(']');
-}
-
-/// What `certemu_ca_report` shows, from the CA in process or from the server.
-struct ReportData {
-    server_name: String,
-    dns_name: String,
-    ca_name: String,
-    root: String,
-    service: String,
-    record_count: u64,
-    revoked_count: u64,
-    last_request_id: u64,
-    sessions_open: u64,
-    backup_in_progress: bool,
-    outstanding_buffers: u64,
-    log_generations: Vec<u32>,
-    current: (u64, u64),
-    checkpoint: (u64, u64),
-    last_full_backup: Option<BackupMark>,
-    last_incremental_backup: Option<BackupMark>,
-    last_recovery: Option<i64>,
-    /// pending, gen_low, gen_high, through_file, restore_map_count, status.
-    restore_marker: Option<(bool, u32, u32, bool, usize, Option<i32>)>,
-    interface_flags: u32,
-    identity: Identity,
-    /// The conformance report (JSON text).
-    conformance: String,
-}
-
-fn local_report_data(ca: &EmulatedCa) -> ReportData {
-    let records = ca.records();
-    let cur = ca.current_position();
-    let chk = ca.checkpoint();
-    ReportData {
-        server_name: ca.server_name().to_string(),
-        dns_name: ca.dns_name().to_string(),
-        ca_name: ca.ca_name(),
-        root: ca.machine().root().to_string_lossy().into_owned(),
-        service: match ca.service() {
-            ServiceState::Running => "running",
-            ServiceState::Stopped => "stopped",
-            ServiceState::Suspended => "suspended",
-        }
-        .to_string(),
-        record_count: records.len() as u64,
-        revoked_count: records
-            .iter()
-            .filter(|r| matches!(r.status, Status::Revoked { .. }))
-            .count() as u64,
-        last_request_id: records.last().map_or(0, |r| r.request_id) as u64,
-        sessions_open: ca.sessions_open() as u64,
-        backup_in_progress: ca.backup_in_progress(),
-        outstanding_buffers: ca.outstanding_buffers() as u64,
-        log_generations: ca.log_generations(),
-        current: (cur.gen as u64, cur.pos as u64),
-        checkpoint: (chk.gen as u64, chk.pos as u64),
-        last_full_backup: ca.last_full_backup(),
-        last_incremental_backup: ca.last_incremental_backup(),
-        last_recovery: ca.last_recovery(),
-        restore_marker: ca.restore_marker().map(|m| {
-            (
-                m.pending,
-                m.gen_low,
-                m.gen_high,
-                m.through_file,
-                m.restore_map.len(),
-                m.status.map(|h| h.0),
-            )
-        }),
-        interface_flags: ca.interface_flags(),
-        identity: ca.identity(),
-        conformance: crate::config::machine_report(ca).to_string(),
-    }
-}
-
-/// The same data from the server: its State and Report control calls.
-fn remote_report_data(call: &'static str, machine: &str) -> Result<ReportData> {
-    let (state, conformance) = remote(call, |c| Ok((c.state(machine)?, c.report_json(machine)?)))?;
-    let bad = |what: &str| {
-        Error::invalid_arg(
-            call,
-            format!("the server's state of {machine:?} has no valid {what:?}"),
-        )
+/// The `certemu_ca_report` document of `c`.
+fn report(c: &certemu_ca) -> Result<String> {
+    let report = CaReport {
+        state: c.ca.state()?,
+        last_start: c.last_start.lock().clone(),
+        conformance: c.ca.machine_report()?,
     };
-    let text =
-        |k: &str| -> Result<String> { state[k].as_str().map(str::to_string).ok_or_else(|| bad(k)) };
-    let num = |v: &serde_json::Value, k: &str| -> Result<u64> { v.as_u64().ok_or_else(|| bad(k)) };
-    let flag =
-        |v: &serde_json::Value, k: &str| -> Result<bool> { v.as_bool().ok_or_else(|| bad(k)) };
-    let pos = |k: &str| -> Result<(u64, u64)> {
-        Ok((num(&state[k]["gen"], k)?, num(&state[k]["pos"], k)?))
-    };
-    let mark = |k: &str| -> Result<Option<BackupMark>> {
-        serde_json::from_value(state[k].clone()).map_err(|_| bad(k))
-    };
-    let id = &state["identity"];
-    let restore_marker = match &state["restore_marker"] {
-        serde_json::Value::Null => None,
-        m => Some((
-            flag(&m["pending"], "pending")?,
-            num(&m["gen_low"], "gen_low")? as u32,
-            num(&m["gen_high"], "gen_high")? as u32,
-            flag(&m["through_file"], "through_file")?,
-            m["restore_map"].as_array().map_or(0, Vec::len),
-            match m["status"].as_str() {
-                None => None,
-                Some(h) => Some(
-                    u32::from_str_radix(h.trim_start_matches("0x").trim_start_matches("0X"), 16)
-                        .map_err(|_| bad("status"))? as i32,
-                ),
-            },
-        )),
-    };
-    Ok(ReportData {
-        server_name: text("server")?,
-        dns_name: text("dns")?,
-        ca_name: text("ca")?,
-        root: text("root")?,
-        service: text("service")?.to_lowercase(),
-        record_count: num(&state["records"], "records")?,
-        revoked_count: num(&state["revoked_count"], "revoked_count")?,
-        last_request_id: num(&state["last_request_id"], "last_request_id")?,
-        sessions_open: num(&state["sessions_open"], "sessions_open")?,
-        backup_in_progress: flag(&state["backup_in_progress"], "backup_in_progress")?,
-        outstanding_buffers: num(&state["outstanding_buffers"], "outstanding_buffers")?,
-        log_generations: serde_json::from_value(state["log_generations"].clone())
-            .map_err(|_| bad("log_generations"))?,
-        current: pos("current")?,
-        checkpoint: pos("checkpoint")?,
-        last_full_backup: mark("last_full_backup")?,
-        last_incremental_backup: mark("last_incremental_backup")?,
-        last_recovery: state["last_recovery"].as_i64(),
-        restore_marker,
-        interface_flags: num(&state["interface_flags"], "interface_flags")? as u32,
-        identity: Identity {
-            backup_privilege: flag(&id["backup_privilege"], "identity")?,
-            restore_privilege: flag(&id["restore_privilege"], "identity")?,
-            local_admin: flag(&id["local_admin"], "identity")?,
-            remote: flag(&id["remote"], "identity")?,
-        },
-        conformance,
-    })
-}
-
-fn report(call: &'static str, c: &certemu_ca) -> Result<String> {
-    let d = match &c.ca {
-        Inner::Local(ca) => local_report_data(ca),
-        Inner::Remote { machine } => remote_report_data(call, machine)?,
-    };
-    let mut o = String::with_capacity(1024);
-    o.push('{');
-    o.push_str("\"server_name\":");
-    json_str(&mut o, &d.server_name);
-    o.push_str(",\"dns_name\":");
-    json_str(&mut o, &d.dns_name);
-    o.push_str(",\"ca_name\":");
-    json_str(&mut o, &d.ca_name);
-    o.push_str(",\"root\":");
-    json_str(&mut o, &d.root);
-    o.push_str(",\"service\":");
-    json_str(&mut o, &d.service);
-    let _ = write!(
-        o,
-        ",\"record_count\":{},\"revoked_count\":{},\"last_request_id\":{}",
-        d.record_count, d.revoked_count, d.last_request_id
-    );
-    let _ = write!(
-        o,
-        ",\"sessions_open\":{},\"backup_in_progress\":{},\"outstanding_buffers\":{}",
-        d.sessions_open, d.backup_in_progress, d.outstanding_buffers
-    );
-    o.push_str(",\"log_generations\":");
-    json_u32s(&mut o, &d.log_generations);
-    let _ = write!(
-        o,
-        ",\"current_generation\":{},\"current_position\":{},\"checkpoint_generation\":{},\"checkpoint_position\":{}",
-        d.current.0, d.current.1, d.checkpoint.0, d.checkpoint.1
-    );
-    o.push_str(",\"last_full_backup\":");
-    json_mark(&mut o, d.last_full_backup);
-    o.push_str(",\"last_incremental_backup\":");
-    json_mark(&mut o, d.last_incremental_backup);
-    o.push_str(",\"last_recovery\":");
-    match d.last_recovery {
-        Some(t) => {
-            let _ = write!(o, "{t}");
-        }
-        None => o.push_str("null"),
-    }
-    let _ = write!(
-        o,
-        ",\"restore_marker_present\":{}",
-        d.restore_marker.is_some()
-    );
-    o.push_str(",\"restore_marker\":");
-    match d.restore_marker {
-        None => o.push_str("null"),
-        Some((pending, gen_low, gen_high, through_file, map_count, status)) => {
-            let _ = write!(
-                o,
-                "{{\"pending\":{pending},\"gen_low\":{gen_low},\"gen_high\":{gen_high},\"through_file\":{through_file},\"restore_map_count\":{map_count},\"status\":"
-            );
-            match status {
-                Some(hr) => {
-                    let _ = write!(o, "{hr}");
-                }
-                None => o.push_str("null"),
-            }
-            o.push('}');
-        }
-    }
-    let id = d.identity;
-    let _ = write!(
-        o,
-        ",\"interface_flags\":{},\"identity\":{{\"backup_privilege\":{},\"restore_privilege\":{},\"local_admin\":{},\"remote\":{}}}",
-        d.interface_flags,
-        id.backup_privilege,
-        id.restore_privilege,
-        id.local_admin,
-        id.remote
-    );
-    o.push_str(",\"last_start\":");
-    match &*c.last_start.lock() {
-        None => o.push_str("null"),
-        Some((hr, rep)) => {
-            let _ = write!(o, "{{\"hr\":{}", hr.0);
-            if let Some(r) = rep {
-                let _ = write!(o, ",\"hard\":{},\"replayed_generations\":", r.hard);
-                json_u32s(&mut o, &r.replayed_generations);
-                let _ = write!(
-                    o,
-                    ",\"transactions\":{},\"torn_tail\":{}",
-                    r.transactions, r.torn_tail
-                );
-            }
-            o.push('}');
-        }
-    }
-    o.push_str(",\"conformance\":");
-    o.push_str(&d.conformance);
-    o.push('}');
-    Ok(o)
+    Ok(serde_json::to_string(&report).expect("a report always serialises"))
 }
 
 /// Installs a fault schedule (JSON, see `certadm_emu::api::faults`), replacing any other.
@@ -921,7 +519,7 @@ pub unsafe extern "C" fn certemu_ca_set_faults(ca: *mut certemu_ca, json: *const
             .map_err(|_| Error::invalid_arg(CALL, "json is not UTF-8"))?;
         let schedule = crate::api::faults::FaultSchedule::from_json(text)
             .map_err(|e| Error::invalid_arg(CALL, e))?;
-        c.set_faults(CALL, schedule, text)
+        c.ca.set_faults(schedule)
     })
 }
 
@@ -938,7 +536,7 @@ pub unsafe extern "C" fn certemu_ca_trace(ca: *const certemu_ca, jsonl: *mut *mu
         unsafe { write(jsonl, std::ptr::null_mut()) };
         require(CALL, "jsonl", jsonl)?;
         let c = lookup(CALL, ca)?;
-        let text = c.trace_jsonl(CALL)?;
+        let text: String = c.ca.trace()?.iter().map(|e| e.to_json() + "\n").collect();
         // SAFETY: checked non-NULL.
         unsafe { write(jsonl, give_string(&text)) };
         Ok(())
@@ -962,7 +560,7 @@ pub unsafe extern "C" fn certemu_ca_report(ca: *const certemu_ca, json: *mut *mu
         unsafe { write(json, std::ptr::null_mut()) };
         require(CALL, "json", json)?;
         let c = lookup(CALL, ca)?;
-        let text = report(CALL, &c)?;
+        let text = report(&c)?;
         // SAFETY: checked non-NULL.
         unsafe { write(json, give_string(&text)) };
         Ok(())
@@ -1046,12 +644,5 @@ mod tests {
             assert!(text.contains("certemu_test_panic"), "{text}");
             assert_eq!(certemu_free_string(msg), 0);
         }
-    }
-
-    #[test]
-    fn json_escapes_control_characters() {
-        let mut s = String::new();
-        json_str(&mut s, "a\"b\\c\n\u{1}");
-        assert_eq!(s, "\"a\\\"b\\\\c\\n\\u0001\"");
     }
 }

@@ -9,6 +9,7 @@ pub mod buffers;
 pub mod faults;
 pub mod registry;
 mod restore;
+pub mod route;
 pub mod trace;
 
 pub use restore::*;
@@ -16,6 +17,7 @@ pub use restore::*;
 use crate::ca::{Ca, ServiceState};
 use crate::core::consts::*;
 use crate::core::{Call, Error, ListKind, Result, WideList, HRESULT};
+use crate::event::{list_value, Value};
 use crate::machine::{Identity, Machine};
 use crate::session::handle::HandleParts;
 use crate::session::{BackupKind, BackupSession, Hcsbc, Session};
@@ -23,7 +25,7 @@ use registry::{Host, HostState};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use trace::{instrument, list_value, Value};
+use route::instrument;
 
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 thread_local! {
@@ -44,7 +46,7 @@ pub fn current_client() -> u64 {
 
 /// Runs the faults planned for this call; records the host for the trace.
 fn arrive(call: Call, host: &Arc<Host>) -> Result<()> {
-    trace::routed_to(host);
+    route::routed_to(host);
     if !host.faults_on.load(std::sync::atomic::Ordering::Relaxed) {
         return Ok(());
     }
@@ -87,17 +89,11 @@ fn arrive(call: Call, host: &Arc<Host>) -> Result<()> {
 }
 
 pub(crate) fn lookup_server(call: Call, server: &str) -> Result<Arc<Host>> {
-    crate::config::ensure_loaded();
     let Some((host, ca_part)) = registry::by_name(server) else {
         return Err(Error::ServerUnavailable {
             call: call.name(),
             server: server.to_string(),
-            why: match crate::config::load_error() {
-                Some(e) => format!(
-                    "no emulated machine has this name; CERTADM_EMU_CONFIG did not load: {e}"
-                ),
-                None => "no emulated machine has this name (create one with EmulatedCa::builder(), or define it in the CERTADM_EMU_CONFIG file)".into(),
-            },
+            why: route::unknown_server_hint(),
         });
     };
     if let Some(ca_name) = ca_part {
@@ -446,7 +442,7 @@ fn h(v: Hcsbc) -> Value {
 /// `CertSrvIsServerOnlineW`: `Ok(true)` when running, `Ok(false)` when suspended.
 pub fn is_server_online(server: &str) -> Result<bool> {
     instrument(
-        Call::IsServerOnline.name(),
+        Call::IsServerOnline,
         || vec![("pwszServerName", Value::Str(server.into()))],
         || is_server_online_impl(server),
         |o| vec![("fServerOnline", Value::U64(*o as u64))],
@@ -456,7 +452,7 @@ pub fn is_server_online(server: &str) -> Result<bool> {
 /// `CertSrvBackupPrepareW`.
 pub fn backup_prepare(server: &str, grbit_jet: u32, backup_flags: u32) -> Result<Hcsbc> {
     instrument(
-        Call::BackupPrepare.name(),
+        Call::BackupPrepare,
         || {
             vec![
                 ("pwszServerName", Value::Str(server.into())),
@@ -502,7 +498,7 @@ fn list_impl(kind: ListKind, hbc: Hcsbc) -> Result<WideList> {
 /// One of the four list functions, by its [`ListKind`].
 pub fn list(kind: ListKind, hbc: Hcsbc) -> Result<WideList> {
     instrument(
-        kind.name(),
+        kind.call(),
         || vec![("hbc", h(hbc))],
         || list_impl(kind, hbc),
         |l| {
@@ -524,7 +520,7 @@ pub fn list_for_client(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, u32)> {
 /// keeps the buffer for the accounting of `CertSrvBackupFree`).
 pub fn list_tracked(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, WideList)> {
     instrument(
-        kind.name(),
+        kind.call(),
         || vec![("hbc", h(hbc))],
         || {
             let l = list_impl(kind, hbc)?;
@@ -547,7 +543,7 @@ pub fn list_tracked(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, WideList)> 
 pub fn backup_free(pv: *mut core::ffi::c_void) -> Result<()> {
     const CALL: Call = Call::BackupFree;
     instrument(
-        CALL.name(),
+        CALL,
         || vec![("pv", Value::Handle(pv as usize as u64))],
         || {
             let (outcome, owner) = buffers::free(pv);
@@ -578,7 +574,7 @@ pub fn backup_free(pv: *mut core::ffi::c_void) -> Result<()> {
 /// `CertSrvBackupOpenFileW`: returns the file size.
 pub fn backup_open_file(hbc: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
     instrument(
-        Call::BackupOpenFile.name(),
+        Call::BackupOpenFile,
         || {
             vec![
                 ("hbc", h(hbc)),
@@ -595,7 +591,7 @@ pub fn backup_open_file(hbc: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
 pub fn backup_read(hbc: Hcsbc, buf: &mut [u8]) -> Result<usize> {
     let len = buf.len() as u64;
     instrument(
-        Call::BackupRead.name(),
+        Call::BackupRead,
         || vec![("hbc", h(hbc)), ("cbBuffer", Value::U64(len))],
         || backup_read_impl(hbc, buf),
         |n| vec![("read", Value::U64(*n as u64))],
@@ -605,7 +601,7 @@ pub fn backup_read(hbc: Hcsbc, buf: &mut [u8]) -> Result<usize> {
 /// `CertSrvBackupClose`.
 pub fn backup_close(hbc: Hcsbc) -> Result<()> {
     instrument(
-        Call::BackupClose.name(),
+        Call::BackupClose,
         || vec![("hbc", h(hbc))],
         || backup_close_impl(hbc),
         |_| vec![],
@@ -615,7 +611,7 @@ pub fn backup_close(hbc: Hcsbc) -> Result<()> {
 /// `CertSrvBackupTruncateLogs`: returns the generations deleted.
 pub fn backup_truncate_logs(hbc: Hcsbc) -> Result<Vec<u32>> {
     instrument(
-        Call::BackupTruncateLogs.name(),
+        Call::BackupTruncateLogs,
         || vec![("hbc", h(hbc))],
         || backup_truncate_logs_impl(hbc),
         |d| {
@@ -634,7 +630,7 @@ pub fn backup_truncate_logs(hbc: Hcsbc) -> Result<Vec<u32>> {
 /// `CertSrvBackupEnd`.
 pub fn backup_end(hbc: Hcsbc) -> Result<()> {
     instrument(
-        Call::BackupEnd.name(),
+        Call::BackupEnd,
         || vec![("hbc", h(hbc))],
         || backup_end_impl(hbc),
         |_| vec![],
@@ -644,7 +640,7 @@ pub fn backup_end(hbc: Hcsbc) -> Result<()> {
 /// `CertSrvServerControlW`: `CSCONTROL_SHUTDOWN` stops the service; 2 and 3 do nothing.
 pub fn server_control(server: &str, control_flags: u32) -> Result<()> {
     instrument(
-        Call::ServerControl.name(),
+        Call::ServerControl,
         || {
             vec![
                 ("pwszServerName", Value::Str(server.into())),

@@ -1,12 +1,13 @@
 //! The restore half of certbcli (spec §5.12–§5.17, §6.2 rows 13–17).
 
 use super::registry::HostState;
-use super::trace::{instrument, Value};
+use super::route::instrument;
 use super::{check_backup_access, lookup_handle, lookup_server, stale};
 use crate::ca::recovery::{MarkerStore, RestoreMarker};
 use crate::ca::{Ca, ServiceState};
 use crate::core::consts::*;
 use crate::core::{Call, Error, Result, WideList, HRESULT};
+use crate::event::Value;
 use crate::machine::Machine;
 use crate::session::handle::HandleParts;
 use crate::session::{Hcsbc, RestoreSession, Session};
@@ -340,7 +341,7 @@ fn hv(h: Option<Hcsbc>) -> Value {
 /// `CertSrvRestorePrepareW`: `CSRESTORE_TYPE_FULL` for a full set, 0 for an incremental set.
 pub fn restore_prepare(server: &str, restore_flags: u32) -> Result<Hcsbc> {
     instrument(
-        Call::RestorePrepare.name(),
+        Call::RestorePrepare,
         || {
             vec![
                 ("pwszServerName", Value::Str(server.into())),
@@ -357,7 +358,7 @@ pub fn restore_prepare(server: &str, restore_flags: u32) -> Result<Hcsbc> {
 pub fn restore_register(h: Option<Hcsbc>, reg: &Registration, through_file: bool) -> Result<()> {
     let s = |o: &Option<String>| o.clone().map_or(Value::Null, Value::Str);
     instrument(
-        Call::restore_register(through_file).name(),
+        Call::restore_register(through_file),
         || {
             vec![
                 ("hbc", hv(h)),
@@ -386,7 +387,7 @@ pub fn restore_register(h: Option<Hcsbc>, reg: &Registration, through_file: bool
 /// `CertSrvRestoreRegisterComplete`: records `S_OK` or the failure the client reports.
 pub fn restore_register_complete(h: Option<Hcsbc>, restore_state: HRESULT) -> Result<()> {
     instrument(
-        Call::RestoreRegisterComplete.name(),
+        Call::RestoreRegisterComplete,
         || {
             vec![
                 ("hbc", hv(h)),
@@ -401,7 +402,7 @@ pub fn restore_register_complete(h: Option<Hcsbc>, restore_state: HRESULT) -> Re
 /// `CertSrvRestoreEnd`.
 pub fn restore_end(h: Hcsbc) -> Result<()> {
     instrument(
-        Call::RestoreEnd.name(),
+        Call::RestoreEnd,
         || vec![("hbc", hv(Some(h)))],
         || restore_end_impl(h),
         |_| vec![],

@@ -76,8 +76,9 @@ impl Default for CaConfig {
     }
 }
 
-/// The CA service state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The CA service state (`"stopped"`, `"running"`, `"suspended"` in JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ServiceState {
     /// Not running: backup calls get `RPC_S_SERVER_UNAVAILABLE`.
     Stopped,

@@ -103,17 +103,18 @@ impl Record {
     }
 }
 
-/// The content digest of records: CRC-32 over each record's request id (LE), serial,
-/// subject (UTF-8) and status (`Issued` / `Revoked { at: .., reason: .. }`, Rust debug
-/// text), in the order given (request-id order from `EmulatedCa::records`).
-/// `certadm-emu demo` prints it as hex; the server's records call returns it.
+/// The content digest of records: CRC-32 (IEEE, as `crc32fast`) over the concatenated
+/// database encoding of each record (`docs/FILE-FORMATS.md` §4.2: request id, serial,
+/// subject, validity, status, revocation time and reason, little-endian), in the order given
+/// (request-id order from `EmulatedCa::records`). The same bytes in process and on a server
+/// (the `Records` control call); `certadm-emu demo` prints it as 8 hex digits
+/// (`docs/FILE-FORMATS.md` §4.6).
 pub fn digest(records: &[Record]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     for r in records {
-        h.update(&r.request_id.to_le_bytes());
-        h.update(&r.serial);
-        h.update(r.subject.as_bytes());
-        h.update(format!("{:?}", r.status).as_bytes());
+        let mut w = Writer::new();
+        r.encode(&mut w);
+        h.update(&w.into_inner());
     }
     h.finalize()
 }
@@ -191,5 +192,29 @@ mod tests {
         assert_eq!(Record::generate(9, 42, 1_700_000_000), r);
         assert_ne!(Record::generate(10, 42, 1_700_000_000).serial, r.serial);
         assert_eq!(Txn::decode(&[9]), None);
+    }
+
+    /// The digest is a documented encoding, not `Debug` text: these values are pinned
+    /// (`docs/FILE-FORMATS.md` §4.6); a change here breaks the manifests of kept backups.
+    #[test]
+    fn digest_is_pinned() {
+        assert_eq!(digest(&[]), 0);
+        let mut recs: Vec<Record> = (1..=3)
+            .map(|id| Record::generate(1, id, 1_767_225_600))
+            .collect();
+        let issued = digest(&recs);
+        assert_eq!(issued, 0x6f27_9647, "issued: {issued:#010x}");
+        recs[1].status = Status::Revoked {
+            at: 1_767_225_660,
+            reason: 1,
+        };
+        let revoked = digest(&recs);
+        assert_eq!(revoked, 0xf659_a4a9, "revoked: {revoked:#010x}");
+        // Equal to the CRC of the records' database encoding, concatenated.
+        let mut w = Writer::new();
+        for r in &recs {
+            r.encode(&mut w);
+        }
+        assert_eq!(crc32fast::hash(&w.into_inner()), revoked);
     }
 }

@@ -60,6 +60,9 @@ pub fn run(
             certadm_emu::api::trace::set_sink(Some(Box::new(f)));
         }
     }
+    // `CERTADM_EMU_CONFIG` in the server's own environment defines machines of this
+    // process too (as in any process using the emulator); its report is written below.
+    certadm_emu::config::ensure_loaded();
     let server = Server::bind(
         &addr,
         ServerOptions {
@@ -84,9 +87,11 @@ pub fn run(
         .run()
         .map_err(|e| format!("serving {}: {e}", server.local_addr()))?;
     if let Some(p) = report {
-        let text = serde_json::to_string_pretty(&server.reports()).unwrap_or_default();
-        std::fs::write(&p, text).map_err(|e| format!("writing report {}: {e}", p.display()))?;
+        std::fs::write(&p, server.reports().to_json_pretty())
+            .map_err(|e| format!("writing report {}: {e}", p.display()))?;
     }
+    // The machines of `CERTADM_EMU_CONFIG`, if this process had one: its own report.
+    certadm_emu::config::finish();
     eprintln!("certadm-emu serve: stopped");
     Ok(())
 }

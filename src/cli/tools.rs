@@ -3,7 +3,7 @@
 use certadm_emu::api::faults::{Fault, FaultSchedule};
 use certadm_emu::config::Config;
 use certadm_emu::conformance;
-use serde_json::Value;
+use certadm_emu::control::{MachineReport, ReportFile};
 use std::path::Path;
 use std::process::Command;
 
@@ -26,7 +26,10 @@ pub fn lint(path: &Path) -> Result<(), String> {
 /// Runs `cmd` once against a fresh in-process server hosting `config`'s machines
 /// (`CERTADM_EMU_SERVER` in its environment: the shared library and the PE certadm.dll
 /// forward to it), and returns its exit code and the first machine's report.
-fn run_once_server(config: &Config, cmd: &[String]) -> Result<(Option<i32>, Value), String> {
+fn run_once_server(
+    config: &Config,
+    cmd: &[String],
+) -> Result<(Option<i32>, MachineReport), String> {
     use certadm_emu::remote::server::{Server, ServerOptions};
     let srv = Server::bind(
         "127.0.0.1:0",
@@ -56,7 +59,7 @@ fn run_once_server(config: &Config, cmd: &[String]) -> Result<(Option<i32>, Valu
     {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let report = srv.server().reports()["machines"][0].clone();
+    let report = first_machine(srv.server().reports())?;
     srv.stop().map_err(|e| e.to_string())?;
     Ok((status.code(), report))
 }
@@ -66,7 +69,7 @@ fn run_once(
     dir: &Path,
     tag: &str,
     cmd: &[String],
-) -> Result<(Option<i32>, Value), String> {
+) -> Result<(Option<i32>, MachineReport), String> {
     let cfg_path = dir.join(format!("config-{tag}.json"));
     let report_path = dir.join(format!("report-{tag}.json"));
     let mut c = config.clone();
@@ -86,8 +89,16 @@ fn run_once(
             cmd[0]
         )
     })?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    Ok((status.code(), v["machines"][0].clone()))
+    let file: ReportFile =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", report_path.display()))?;
+    Ok((status.code(), first_machine(file)?))
+}
+
+fn first_machine(file: ReportFile) -> Result<MachineReport, String> {
+    file.machines
+        .into_iter()
+        .next()
+        .ok_or_else(|| "the report holds no machine".to_string())
 }
 
 /// `certadm-emu explore --config CFG [--server] -- CMD ARGS`: fail at every step for a
@@ -123,21 +134,14 @@ pub fn explore(
             "the client fails without any fault (exit code {code:?})"
         ));
     }
-    let calls = first["calls"].as_u64().unwrap_or(0);
-    let functions: Vec<String> = (1..=calls)
+    let calls = first.calls;
+    let functions: Vec<&str> = (1..=calls)
         .map(|k| {
-            first["trace"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|e| {
-                    let seq = e[0].as_u64().unwrap_or(0);
-                    let count = e[2].as_u64().unwrap_or(1);
-                    seq <= k && k < seq + count
-                })
-                .and_then(|e| e[1].as_str())
-                .unwrap_or("?")
-                .to_string()
+            first
+                .trace
+                .iter()
+                .find(|e| e.0 <= k && k < e.0 + e.2)
+                .map_or("?", |e| e.1.name())
         })
         .collect();
     println!(
@@ -156,26 +160,12 @@ pub fn explore(
             }],
         });
         let (code, rep) = once(&config, &k.to_string())?;
-        let cleanup: Vec<String> = rep["violations"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|v| v["cleanup"] == true)
-            .map(|v| {
-                format!(
-                    "{} {}: {}",
-                    v["rule"].as_str().unwrap_or(""),
-                    v["name"].as_str().unwrap_or(""),
-                    v["detail"].as_str().unwrap_or("")
-                )
-            })
-            .chain(
-                rep["leftovers"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|l| format!("leftover: {}", l.as_str().unwrap_or(""))),
-            )
+        let cleanup: Vec<String> = rep
+            .violations
+            .iter()
+            .filter(|v| v.cleanup)
+            .map(|v| format!("{} {}: {}", v.rule, v.name, v.detail))
+            .chain(rep.leftovers.iter().map(|l| format!("leftover: {l}")))
             .collect();
         let status = if cleanup.is_empty() {
             "clean"

@@ -7,7 +7,7 @@ pub use path::WinPath;
 use std::path::{Path, PathBuf};
 
 /// Who is calling: privileges and whether the call comes from another machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     /// `SeBackupPrivilege` (the CA Operator role for backup methods, spec §6.2 row 12).
     pub backup_privilege: bool,

@@ -16,11 +16,12 @@
 use super::protocol::*;
 use super::{Addr, Stream};
 use crate::api::faults::FaultSchedule;
-use crate::api::trace::Event;
 use crate::api::Registration;
 use crate::ca::recovery::RecoveryReport;
 use crate::config::MachineConfig;
+use crate::control::{CaState, MachineReport};
 use crate::core::{WideList, HRESULT};
+use crate::event::Event;
 use crate::machine::Identity;
 use crate::session::Hcsbc;
 use parking_lot::Mutex;
@@ -568,14 +569,14 @@ impl RemoteClient {
     }
 
     /// The machine's report, parsed.
-    pub fn report(&self, machine: &str) -> Result<serde_json::Value> {
+    pub fn report(&self, machine: &str) -> Result<MachineReport> {
         let s = self.report_json(machine)?;
         serde_json::from_str(&s)
             .map_err(|e| RemoteError::call_failed(format!("protocol error: report: {e}")))
     }
 
     /// The machine's state (service, sessions, buffers, restore marker, ...), parsed.
-    pub fn state(&self, machine: &str) -> Result<serde_json::Value> {
+    pub fn state(&self, machine: &str) -> Result<CaState> {
         let out = self.call(&Request::State {
             machine: machine.into(),
         })?;
@@ -606,11 +607,11 @@ impl RemoteClient {
 
     /// The call trace, parsed.
     pub fn trace(&self, machine: &str) -> Result<Vec<Event>> {
-        crate::conformance::parse_trace(&self.trace_json_lines(machine)?)
+        crate::event::parse_lines(&self.trace_json_lines(machine)?)
             .map_err(|e| RemoteError::call_failed(format!("protocol error: trace: {e}")))
     }
 
-    /// Record count and content digest (see [`super::server::records_digest`]).
+    /// Record count and content digest (see [`crate::ca::record::digest`]).
     pub fn records(&self, machine: &str) -> Result<(u64, u32)> {
         let out = self.call(&Request::Records {
             machine: machine.into(),

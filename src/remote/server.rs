@@ -13,11 +13,11 @@ use super::protocol::*;
 use super::{Addr, Stream};
 use crate::api::{self, registry};
 use crate::config::{Config, MachineConfig};
+use crate::control::ReportFile;
 use crate::core::{Call, Error, HRESULT};
 use crate::session::{Hcsbc, Session};
 use crate::EmulatedCa;
 use parking_lot::Mutex;
-use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -273,15 +273,17 @@ impl Server {
         self.shared.find(name).map(|m| f(&m))
     }
 
-    /// The report of every machine, as the `CERTADM_EMU_CONFIG` report file holds it.
-    pub fn reports(&self) -> serde_json::Value {
+    /// The report of every machine with a CA, as the `CERTADM_EMU_CONFIG` report file
+    /// holds it.
+    pub fn reports(&self) -> ReportFile {
         let machines: Vec<Arc<EmulatedCa>> = self.shared.machines.lock().clone();
-        let reports: Vec<serde_json::Value> = machines
-            .iter()
-            .filter(|m| has_ca(m))
-            .map(|m| crate::config::machine_report(m))
-            .collect();
-        json!({ "machines": reports })
+        ReportFile {
+            machines: machines
+                .iter()
+                .filter(|m| has_ca(m))
+                .map(|m| m.machine_report())
+                .collect(),
+        }
     }
 
     /// Accepts connections until shut down (by a [`ShutdownHandle`] or a `Shutdown`
@@ -443,58 +445,9 @@ fn has_ca(ca: &EmulatedCa) -> bool {
     registry::by_name(ca.server_name()).is_some_and(|(h, _)| h.state.lock().ca.is_some())
 }
 
-pub use crate::ca::record::digest as records_digest;
-
-fn state_json(ca: &EmulatedCa) -> serde_json::Value {
-    let id = ca.identity();
-    let mut v = json!({
-        "server": ca.server_name(),
-        "dns": ca.dns_name(),
-        "root": ca.machine().root().display().to_string(),
-        "ca": null,
-        "identity": {
-            "backup_privilege": id.backup_privilege,
-            "restore_privilege": id.restore_privilege,
-            "local_admin": id.local_admin,
-            "remote": id.remote,
-        },
-        "sessions_open": ca.sessions_open(),
-        "backup_in_progress": ca.backup_in_progress(),
-        "outstanding_buffers": ca.outstanding_buffers(),
-        "calls": ca.call_count(),
-    });
-    if has_ca(ca) {
-        let pos = |p: crate::ca::format::Position| json!({"gen": p.gen, "pos": p.pos});
-        v["ca"] = json!(ca.ca_name());
-        v["service"] = json!(format!("{:?}", ca.service()));
-        v["interface_flags"] = json!(ca.interface_flags());
-        v["records"] = json!(ca.record_count());
-        // For the C API's report in server mode (`certemu_ca_report`).
-        let records = ca.records();
-        v["revoked_count"] = json!(records
-            .iter()
-            .filter(|r| matches!(r.status, crate::ca::record::Status::Revoked { .. }))
-            .count());
-        v["last_request_id"] = json!(records.last().map_or(0, |r| r.request_id));
-        v["log_generations"] = json!(ca.log_generations());
-        v["current"] = pos(ca.current_position());
-        v["checkpoint"] = pos(ca.checkpoint());
-        v["last_full_backup"] = json!(ca.last_full_backup());
-        v["last_incremental_backup"] = json!(ca.last_incremental_backup());
-        v["last_recovery"] = json!(ca.last_recovery());
-        v["restore_marker"] = match ca.restore_marker() {
-            None => serde_json::Value::Null,
-            Some(m) => json!({
-                "pending": m.pending,
-                "status": m.status.map(|h| format!("{:#010X}", h.as_u32())),
-                "gen_low": m.gen_low,
-                "gen_high": m.gen_high,
-                "through_file": m.through_file,
-                "restore_map": m.restore_map,
-            }),
-        };
-    }
-    v
+/// A document of the control protocol (`State`, `Report`) as JSON text.
+fn doc_text(doc: &impl serde::Serialize) -> String {
+    serde_json::to_string(doc).expect("the control documents always serialise")
 }
 
 // ----- connections ------------------------------------------------------------------------
@@ -648,7 +601,7 @@ impl Conn<'_> {
                 // (rule EM01), and the message names the call.
                 let message = match Call::from_op(code).map(Call::name) {
                     Some(call) => {
-                        crate::api::trace::record_panic(call, &msg);
+                        crate::api::route::record_panic(call, &msg);
                         format!("{call}: internal emulator panic: {msg} (please report this)")
                     }
                     None => format!("internal emulator panic: {msg} (please report this)"),
@@ -1008,7 +961,7 @@ impl Conn<'_> {
             }
             Report { machine } => {
                 let m = self.ca(name, &machine)?;
-                Out::Text(crate::config::machine_report(&m).to_string())
+                Out::Text(doc_text(&m.machine_report()))
             }
             Trace {
                 machine,
@@ -1040,10 +993,10 @@ impl Conn<'_> {
                 let r = m.records();
                 Out::Records {
                     count: r.len() as u64,
-                    digest: records_digest(&r),
+                    digest: crate::ca::record::digest(&r),
                 }
             }
-            State { machine } => Out::Text(state_json(&*self.machine(name, &machine)?).to_string()),
+            State { machine } => Out::Text(doc_text(&self.machine(name, &machine)?.state())),
             ClearRestoreMarker { machine } => {
                 self.ca(name, &machine)?.clear_restore_marker()?;
                 Out::Unit
@@ -1160,7 +1113,6 @@ fn force_end(h: Hcsbc, restore: bool, shared: &Shared) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ca::Record;
 
     #[test]
     fn non_loopback_without_secret_is_refused() {
@@ -1192,15 +1144,5 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
-    }
-
-    #[test]
-    fn digest_is_stable() {
-        assert_eq!(records_digest(&[]), 0);
-        let a = Record::generate(1, 1, 0);
-        let b = Record::generate(1, 2, 0);
-        let one = records_digest(std::slice::from_ref(&a));
-        assert_eq!(one, records_digest(std::slice::from_ref(&a)));
-        assert_ne!(one, records_digest(&[a, b]));
     }
 }

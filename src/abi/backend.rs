@@ -1,0 +1,137 @@
+//! Where the certbcli calls of this process go: one trait ([`Certbcli`]) implemented once
+//! in process ([`InProcess`], the safe API) and once for a server
+//! ([`super::forward::Server`]). The exports ask [`backend`] and make their call on it.
+
+use super::forward;
+use crate::api::{self, Registration};
+use crate::core::{ListKind, Result, HRESULT};
+use crate::session::Hcsbc;
+use core::ffi::c_void;
+use std::sync::LazyLock;
+
+/// The certbcli operations with Rust types, after the ABI's pointer checks.
+pub(crate) trait Certbcli: Sync {
+    /// `CertSrvIsServerOnlineW`.
+    fn is_server_online(&self, server: &str) -> Result<bool>;
+    /// `CertSrvBackupPrepareW`.
+    fn backup_prepare(&self, server: &str, grbit_jet: u32, backup_flags: u32) -> Result<Hcsbc>;
+    /// One of the four list functions: a buffer of this process that
+    /// [`Certbcli::backup_free`] releases, and `*pcbSize`.
+    fn list(&self, kind: ListKind, h: Hcsbc) -> Result<(*mut u16, u32)>;
+    /// `CertSrvBackupOpenFileW`: the file size.
+    fn backup_open_file(&self, h: Hcsbc, name: &str, read_hint: u32) -> Result<u64>;
+    /// `CertSrvBackupRead`: the bytes read.
+    fn backup_read(&self, h: Hcsbc, buf: &mut [u8]) -> Result<usize>;
+    /// `CertSrvBackupClose`.
+    fn backup_close(&self, h: Hcsbc) -> Result<()>;
+    /// `CertSrvBackupTruncateLogs`: the generations deleted.
+    fn backup_truncate_logs(&self, h: Hcsbc) -> Result<Vec<u32>>;
+    /// `CertSrvBackupEnd`.
+    fn backup_end(&self, h: Hcsbc) -> Result<()>;
+    /// `CertSrvBackupFree`.
+    fn backup_free(&self, pv: *mut c_void) -> Result<()>;
+    /// `CertSrvRestorePrepareW`.
+    fn restore_prepare(&self, server: &str, restore_flags: u32) -> Result<Hcsbc>;
+    /// `CertSrvRestoreRegisterW`, or `CertSrvRestoreRegisterThroughFile` if `through_file`.
+    fn restore_register(
+        &self,
+        h: Option<Hcsbc>,
+        reg: &Registration,
+        through_file: bool,
+    ) -> Result<()>;
+    /// `CertSrvRestoreRegisterComplete`.
+    fn restore_register_complete(&self, h: Option<Hcsbc>, restore_state: HRESULT) -> Result<()>;
+    /// `CertSrvRestoreEnd`.
+    fn restore_end(&self, h: Hcsbc) -> Result<()>;
+    /// `CertSrvServerControlW`.
+    fn server_control(&self, server: &str, control_flags: u32) -> Result<()>;
+}
+
+/// The emulator in this process ([`crate::api`]).
+pub(crate) struct InProcess;
+
+impl Certbcli for InProcess {
+    fn is_server_online(&self, server: &str) -> Result<bool> {
+        api::is_server_online(server)
+    }
+    fn backup_prepare(&self, server: &str, grbit_jet: u32, backup_flags: u32) -> Result<Hcsbc> {
+        api::backup_prepare(server, grbit_jet, backup_flags)
+    }
+    fn list(&self, kind: ListKind, h: Hcsbc) -> Result<(*mut u16, u32)> {
+        api::list_for_client(kind, h)
+    }
+    fn backup_open_file(&self, h: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
+        api::backup_open_file(h, name, read_hint)
+    }
+    fn backup_read(&self, h: Hcsbc, buf: &mut [u8]) -> Result<usize> {
+        api::backup_read(h, buf)
+    }
+    fn backup_close(&self, h: Hcsbc) -> Result<()> {
+        api::backup_close(h)
+    }
+    fn backup_truncate_logs(&self, h: Hcsbc) -> Result<Vec<u32>> {
+        api::backup_truncate_logs(h)
+    }
+    fn backup_end(&self, h: Hcsbc) -> Result<()> {
+        api::backup_end(h)
+    }
+    fn backup_free(&self, pv: *mut c_void) -> Result<()> {
+        api::backup_free(pv)
+    }
+    fn restore_prepare(&self, server: &str, restore_flags: u32) -> Result<Hcsbc> {
+        api::restore_prepare(server, restore_flags)
+    }
+    fn restore_register(
+        &self,
+        h: Option<Hcsbc>,
+        reg: &Registration,
+        through_file: bool,
+    ) -> Result<()> {
+        api::restore_register(h, reg, through_file)
+    }
+    fn restore_register_complete(&self, h: Option<Hcsbc>, restore_state: HRESULT) -> Result<()> {
+        api::restore_register_complete(h, restore_state)
+    }
+    fn restore_end(&self, h: Hcsbc) -> Result<()> {
+        api::restore_end(h)
+    }
+    fn server_control(&self, server: &str, control_flags: u32) -> Result<()> {
+        api::server_control(server, control_flags)
+    }
+}
+
+static BACKEND: LazyLock<&'static dyn Certbcli> = LazyLock::new(|| {
+    if forward::server_address().is_some() {
+        &forward::Server
+    } else {
+        if crate::config::ensure_loaded() {
+            at_exit::register();
+        }
+        &InProcess
+    }
+});
+
+/// The backend of this process, chosen at its first certbcli call: a server if
+/// `CERTADM_EMU_SERVER` is set, else the emulator in process, which then loads
+/// `CERTADM_EMU_CONFIG` (its report is written at exit).
+pub(crate) fn backend() -> &'static dyn Certbcli {
+    *BACKEND
+}
+
+/// The report of `CERTADM_EMU_CONFIG`, written when the process exits.
+mod at_exit {
+    extern "C" {
+        fn atexit(cb: extern "C" fn()) -> i32;
+    }
+
+    extern "C" fn write_report() {
+        let _ = std::panic::catch_unwind(crate::config::finish);
+    }
+
+    /// Registers [`crate::config::finish`] with the C runtime.
+    pub(super) fn register() {
+        // SAFETY: registering a plain extern "C" function that never unwinds (it catches
+        // panics) with the C runtime.
+        unsafe { atexit(write_report) };
+    }
+}

@@ -1,0 +1,110 @@
+//! The call context of the routing: which certbcli call is running on this thread and
+//! which host it reached ([`instrument`], [`routed_to`]), so that the call lands in that
+//! host's trace, also when it panics ([`record_panic`]); and the hint an unknown server
+//! name gets ([`set_unknown_server_hint`]).
+#![forbid(unsafe_code)]
+
+use super::registry::Host;
+use crate::core::{Call, HRESULT};
+use crate::event::{Event, Fields, Value};
+use parking_lot::RwLock;
+use std::cell::RefCell;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The call being made on this thread: the API records the host it routes to here.
+struct CallCtx {
+    call: Call,
+    host: Option<Arc<Host>>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<CallCtx>> = const { RefCell::new(None) };
+}
+
+/// Records the host the current call was routed to.
+pub(crate) fn routed_to(host: &Arc<Host>) {
+    CURRENT.with(|c| {
+        if let Some(ctx) = c.borrow_mut().as_mut() {
+            ctx.host = Some(host.clone());
+        }
+    });
+}
+
+/// Runs one API call: routes, records the event in the host's trace.
+pub(crate) fn instrument<R>(
+    call: Call,
+    args: impl FnOnce() -> Vec<(&'static str, Value)>,
+    f: impl FnOnce() -> crate::Result<R>,
+    out: impl FnOnce(&R) -> Vec<(&'static str, Value)>,
+) -> crate::Result<R> {
+    let outer = CURRENT.with(|c| c.borrow_mut().replace(CallCtx { call, host: None }));
+    let start = Instant::now();
+    let r = f();
+    let elapsed = start.elapsed().as_nanos() as u64;
+    let ctx = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer));
+    if let Some(host) = ctx.and_then(|c| c.host) {
+        if !host.tracing.load(Ordering::Relaxed) {
+            return r;
+        }
+        let hr = match &r {
+            Ok(_) => HRESULT::S_OK,
+            Err(e) => e.hresult(),
+        };
+        let mut e = Event::new(call, super::current_client(), Fields::from(args()), hr);
+        match &r {
+            Ok(v) => e.out = Fields::from(out(v)),
+            Err(err) => e.message = Some(err.to_string()),
+        }
+        e.elapsed_ns = elapsed;
+        host.state.lock().trace.push(e);
+    }
+    r
+}
+
+/// Records a panic caught at the ABI boundary (or by the server): the call running on
+/// this thread becomes an `E_UNEXPECTED` event in the trace of the host it was routed to
+/// (if it got that far). `name` is the function the boundary ran, for the message.
+pub(crate) fn record_panic(name: &str, message: &str) {
+    let ctx = CURRENT.with(|c| c.borrow_mut().take());
+    let Some(CallCtx {
+        call,
+        host: Some(host),
+    }) = ctx
+    else {
+        return;
+    };
+    let mut e = Event::new(
+        call,
+        super::current_client(),
+        Fields::default(),
+        HRESULT::E_UNEXPECTED,
+    );
+    e.message = Some(format!("{name}: internal emulator panic: {message}"));
+    // The lock may be poisoned-free (parking_lot) but held by this thread if the panic
+    // happened inside it; try_lock avoids a deadlock in that case.
+    if let Some(mut st) = host.state.try_lock() {
+        st.trace.push(e);
+    };
+}
+
+/// What the error for an unknown server name says when no hint is set.
+const DEFAULT_UNKNOWN_SERVER_HINT: &str = "no emulated machine has this name (create one with EmulatedCa::builder(), or define it in the CERTADM_EMU_CONFIG file)";
+
+static UNKNOWN_SERVER_HINT: RwLock<Option<String>> = RwLock::new(None);
+
+/// Sets what the error for a server name no machine has explains (`None`: the default,
+/// which points at `EmulatedCa::builder()` and `CERTADM_EMU_CONFIG`). The configuration
+/// loader sets it when `CERTADM_EMU_CONFIG` did not load.
+pub fn set_unknown_server_hint(hint: Option<String>) {
+    *UNKNOWN_SERVER_HINT.write() = hint;
+}
+
+/// The explanation for a server name no machine has.
+pub(crate) fn unknown_server_hint() -> String {
+    UNKNOWN_SERVER_HINT
+        .read()
+        .clone()
+        .unwrap_or_else(|| DEFAULT_UNKNOWN_SERVER_HINT.into())
+}
