@@ -271,7 +271,11 @@ fn build(name: &str, kind: Kind, cxx: bool) -> PathBuf {
             cmd.arg("-L")
                 .arg(&s.lib_dir)
                 .arg("-lcertadm_emu")
-                .arg(format!("-Wl,-rpath,{}", s.lib_dir.display()));
+                .arg(format!("-Wl,-rpath,{}", s.lib_dir.display()))
+                // DT_RPATH, not DT_RUNPATH: `cargo test` puts target/<profile> on
+                // LD_LIBRARY_PATH, where a stale libcertadm_emu.so from an earlier
+                // `cargo build` would otherwise win over this build's library.
+                .arg("-Wl,--disable-new-dtags");
         }
         Kind::Dlopen => {
             cmd.arg("-ldl");
