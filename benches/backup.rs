@@ -13,11 +13,11 @@
 //!
 //! Measurement times are short so the whole run stays within a few minutes on two cores.
 
-use certadm_emu::abi::client::{backup_to_dir, BackupOptions};
 use certadm_emu::abi::{
     CertSrvBackupClose, CertSrvBackupEnd, CertSrvBackupFree, CertSrvBackupGetDatabaseNamesW,
     CertSrvBackupOpenFileW, CertSrvBackupPrepareW, CertSrvBackupRead,
 };
+use certadm_emu::client::{backup_to_dir, BackupOptions};
 use certadm_emu::core::consts::{CSBACKUP_TYPE_FULL, CSBACKUP_TYPE_LOGS_ONLY};
 use certadm_emu::core::wide::to_wide_nul;
 use certadm_emu::{EmulatedCa, WideList};

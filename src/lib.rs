@@ -5,6 +5,7 @@
 pub mod abi;
 pub mod api;
 pub mod ca;
+pub mod client;
 pub mod config;
 pub mod conformance;
 pub mod control;

@@ -9,8 +9,11 @@
 //!
 //! With `CERTADM_EMU_SERVER` set, the exports forward their calls to a `certadm-emu serve`
 //! process after the local argument checks ([`forward`]).
+//!
+//! Rust code that drives the exports as a C client does (the reference client
+//! [`crate::client`], the benchmarks) goes through the safe layer [`call`].
 
-pub mod client;
+pub mod call;
 mod exports;
 pub mod forward;
 pub mod native;

@@ -14,12 +14,12 @@
 //! 64 MiB instead of 1 GiB and 256 MiB instead of 4 GiB.
 
 use super::human;
-use certadm_emu::abi::client::{backup_to_dir, BackupOptions};
 use certadm_emu::abi::{
     last_error, CertSrvBackupClose, CertSrvBackupEnd, CertSrvBackupFree,
     CertSrvBackupGetDatabaseNamesW, CertSrvBackupOpenFileW, CertSrvBackupPrepareW,
     CertSrvBackupRead,
 };
+use certadm_emu::client::{backup_to_dir, BackupOptions};
 use certadm_emu::core::consts::{CSBACKUP_TYPE_FULL, CSBACKUP_TYPE_LOGS_ONLY};
 use certadm_emu::core::wide::to_wide_nul;
 use certadm_emu::{EmulatedCa, WideList, HRESULT};

@@ -1,10 +1,10 @@
 //! `certadm-emu demo` and `certadm-emu restore`.
 
 use super::human;
-use certadm_emu::abi::client::{
+use certadm_emu::ca::Record;
+use certadm_emu::client::{
     backup_to_dir, read_locations, restore_from_dirs, BackupOptions, BackupSummary, RestoreOptions,
 };
-use certadm_emu::ca::Record;
 use certadm_emu::{EmulatedCa, HRESULT};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
