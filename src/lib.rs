@@ -4,6 +4,8 @@
 
 pub mod abi;
 pub mod api;
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod ca;
 pub mod client;
 pub mod config;
