@@ -330,11 +330,8 @@ mod tests {
         assert_eq!(e.hr, HRESULT::RPC_S_SERVER_UNAVAILABLE);
         let detail = e.detail.as_ref().expect("last_error is kept");
         assert_eq!(detail.hresult(), e.hr);
-        assert!(
-            e.to_string()
-                .starts_with("CertSrvBackupPrepareW failed with "),
-            "{e}"
-        );
+        let prefix = format!("{} failed with {}: ", Call::BackupPrepare, e.hr);
+        assert!(e.to_string().starts_with(&prefix), "{e}");
         let stale = Hcsbc::from_raw(0x1234_5678).expect("non-zero");
         assert_eq!(backup_end(stale).unwrap_err().hr, HRESULT::E_HANDLE);
     }

@@ -1,5 +1,6 @@
 //! `HCSBC` handles, the per-host session table, and the backup and restore
 //! session state machines.
+#![forbid(unsafe_code)]
 
 pub mod backup;
 pub mod handle;
