@@ -4,7 +4,10 @@
 
 pub mod abi;
 pub mod api;
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod ca;
+pub mod client;
 pub mod config;
 pub mod conformance;
 pub mod control;

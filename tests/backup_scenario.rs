@@ -1,11 +1,11 @@
 //! The documented backup scenario (spec §8.1), driven step by step through the
 //! `extern "system"` exports exactly as a C client calls Certadm.dll.
 
-use certadm_emu::abi::{self, client};
 use certadm_emu::ca::format::{decode_log, parse_log_file_name, EdbImage, EDB_PREFIX};
 use certadm_emu::ca::{gen, Record, Status, Txn};
 use certadm_emu::core::consts::*;
 use certadm_emu::core::wide::to_wide_nul;
+use certadm_emu::{abi, client};
 use certadm_emu::{EmulatedCa, WideList, HRESULT};
 use core::ffi::c_void;
 use std::collections::BTreeMap;

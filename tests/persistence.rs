@@ -1,9 +1,9 @@
 //! A CA on a named root comes back with its state when a new process (here: a new
 //! EmulatedCa on the same root) opens it.
 
-use certadm_emu::abi::client::{backup_to_dir, BackupOptions};
 use certadm_emu::api;
 use certadm_emu::ca::ServiceState;
+use certadm_emu::client::{backup_to_dir, BackupOptions};
 use certadm_emu::core::consts::*;
 use certadm_emu::{EmulatedCa, HRESULT};
 

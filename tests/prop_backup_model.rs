@@ -35,7 +35,6 @@
 //! after TruncateLogs in a LOGS_ONLY session, and host identities reused after 2048
 //! machines (`host_identity_is_not_reused`).
 
-use certadm_emu::abi::client::{backup_to_dir, restore_from_dirs, BackupOptions, RestoreOptions};
 use certadm_emu::abi::{
     self, CertSrvBackupClose, CertSrvBackupEnd, CertSrvBackupFree, CertSrvBackupGetBackupLogsW,
     CertSrvBackupGetDatabaseNamesW, CertSrvBackupGetDynamicFileListW, CertSrvBackupOpenFileW,
@@ -43,6 +42,7 @@ use certadm_emu::abi::{
     CertSrvRestoreGetDatabaseLocationsW, CertSrvServerControlW,
 };
 use certadm_emu::ca::ServiceState;
+use certadm_emu::client::{backup_to_dir, restore_from_dirs, BackupOptions, RestoreOptions};
 use certadm_emu::core::consts::*;
 use certadm_emu::machine::Identity;
 use certadm_emu::{EmulatedCa, Error, WideList, HRESULT};

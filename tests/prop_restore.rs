@@ -11,16 +11,16 @@
 //!   with other data; a refused start leaves the CA stopped and its files untouched, and
 //!   the set restores fine once repaired.
 
-use certadm_emu::abi::client::{
-    backup_to_dir, read_locations, restore_from_dirs, BackupOptions, BackupSummary, RestoreOptions,
-    SavedLocations,
-};
 use certadm_emu::abi::{
     CertSrvRestoreEnd, CertSrvRestorePrepareW, CertSrvRestoreRegisterComplete,
     CertSrvRestoreRegisterThroughFile, CertSrvRestoreRegisterW, CSEDB_RSTMAPW,
 };
 use certadm_emu::ca::format::{log_file_name, parse_log_file_name};
 use certadm_emu::ca::{Record, ServiceState, Status};
+use certadm_emu::client::{
+    backup_to_dir, read_locations, restore_from_dirs, BackupOptions, BackupSummary, RestoreOptions,
+    SavedLocations,
+};
 use certadm_emu::core::consts::*;
 use certadm_emu::core::wide::to_wide_nul;
 use certadm_emu::{EmulatedCa, HRESULT};

@@ -244,7 +244,7 @@ fn restore(
     end: bool,
 ) {
     let _ = c.control(server, CSCONTROL_SHUTDOWN);
-    let locs = certadm_emu::abi::client::read_locations(sets[0]).expect("certbkxp.dat");
+    let locs = certadm_emu::client::read_locations(sets[0]).expect("certbkxp.dat");
     let copy = |src: PathBuf, dst: PathBuf| {
         std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
         std::fs::copy(src, dst).unwrap();

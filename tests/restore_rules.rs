@@ -8,10 +8,6 @@
 //! Certadm.dll; the reference client (`backup_to_dir` / `restore_from_dirs`) makes the
 //! backup sets and the known-good restores.
 
-use certadm_emu::abi::client::{
-    backup_to_dir, read_locations, restore_from_dirs, BackupOptions, BackupSummary, RestoreOptions,
-    SavedLocations,
-};
 use certadm_emu::abi::{
     CertSrvBackupPrepareW, CertSrvIsServerOnlineW, CertSrvRestoreEnd,
     CertSrvRestoreGetDatabaseLocationsW, CertSrvRestorePrepareW, CertSrvRestoreRegisterComplete,
@@ -21,6 +17,10 @@ use certadm_emu::api;
 use certadm_emu::ca::format::{log_file_name, parse_log_file_name};
 use certadm_emu::ca::recovery::MarkerStore;
 use certadm_emu::ca::{Record, ServiceState};
+use certadm_emu::client::{
+    backup_to_dir, read_locations, restore_from_dirs, BackupOptions, BackupSummary, RestoreOptions,
+    SavedLocations,
+};
 use certadm_emu::core::consts::*;
 use certadm_emu::core::wide::to_wide_nul;
 use certadm_emu::machine::Identity;

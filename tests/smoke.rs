@@ -51,7 +51,7 @@ fn full_backup_through_safe_api() {
 
 #[test]
 fn round_trip_through_reference_client() {
-    use certadm_emu::abi::client::*;
+    use certadm_emu::client::*;
     let ca = EmulatedCa::builder()
         .records(50)
         .log_capacity(8)

@@ -1,9 +1,9 @@
 //! Fault schedules, the call trace, the conformance checker and fail-at-every-step.
 
-use certadm_emu::abi::client::{backup_to_dir, restore_from_dirs, BackupOptions, RestoreOptions};
 use certadm_emu::abi::{CertSrvBackupFree, CertSrvBackupGetDatabaseNamesW};
 use certadm_emu::api;
 use certadm_emu::api::faults::{Fault, FaultSchedule};
+use certadm_emu::client::{backup_to_dir, restore_from_dirs, BackupOptions, RestoreOptions};
 use certadm_emu::conformance::{self, *};
 use certadm_emu::core::consts::*;
 use certadm_emu::core::Call;

@@ -2,9 +2,9 @@
 //! (`tests/windows_sys.rs` checks them at compile time).
 #![allow(non_snake_case)]
 
-use super::ptr::{read_opt_wstr, read_wstr, require, write};
 use super::backend::backend;
 use super::boundary;
+use super::ptr::{read_opt_wstr, read_wstr, require, write};
 use crate::api::Registration;
 use crate::core::{Call, Error, ListKind, Result, HRESULT};
 use crate::session::Hcsbc;
@@ -439,8 +439,7 @@ pub unsafe extern "system" fn CertSrvRestoreRegisterComplete(
 ) -> i32 {
     const CALL: &str = Call::RestoreRegisterComplete.name();
     boundary(CALL, || {
-        backend()
-            .restore_register_complete(Hcsbc::from_ptr(hbc), HRESULT(hrrestorestate))
+        backend().restore_register_complete(Hcsbc::from_ptr(hbc), HRESULT(hrrestorestate))
     })
 }
 

@@ -11,9 +11,12 @@
 //! ([`backend`]): the emulator in this process (which then loads `CERTADM_EMU_CONFIG` and
 //! writes its report at exit), or, with `CERTADM_EMU_SERVER` set, a `certadm-emu serve`
 //! process, after the local argument checks ([`forward`]).
+//!
+//! Rust code that drives the exports as a C client does (the reference client
+//! [`crate::client`], the benchmarks) goes through the safe layer [`call`].
 
 mod backend;
-pub mod client;
+pub mod call;
 mod exports;
 pub mod forward;
 pub mod native;

@@ -20,12 +20,12 @@ use crate::core::{Call, Error, ListKind, Result, WideList, HRESULT};
 use crate::event::{list_value, Value};
 use crate::machine::{Identity, Machine};
 use crate::session::handle::HandleParts;
-use crate::session::{BackupKind, BackupSession, Hcsbc, Session};
+use crate::session::{BackupKind, BackupSession, Hcsbc, LiveBackup, Session};
 use registry::{Host, HostState};
+use route::instrument;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use route::instrument;
 
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 thread_local! {
@@ -188,7 +188,7 @@ fn no_ca(call: impl Into<&'static str>, server: &str) -> Error {
 fn backup_call<R>(
     call: Call,
     h: Hcsbc,
-    f: impl FnOnce(&mut BackupSession, &mut Ca, &Machine, &mut faults::FaultState) -> Result<R>,
+    f: impl FnOnce(&mut LiveBackup, &mut Ca, &Machine, &mut faults::FaultState) -> Result<R>,
 ) -> Result<R> {
     let (host, p) = lookup_handle(call, h)?;
     let mut guard = host.state.lock();
@@ -208,9 +208,9 @@ fn backup_call<R>(
             "this is a restore context: no CertSrvBackupPrepareW started a backup on it (spec §6.2 row 2); pass the context from CertSrvBackupPrepareW",
         ));
     };
-    if b.disconnected {
+    let BackupSession::Live(b) = b else {
         return Err(Error::Disconnected { call: call.name() });
-    }
+    };
     let ca = ca.as_mut().expect("a backup session implies a CA");
     running(call, ca, host.machine.netbios())?;
     check_backup_access(call, identity, ca.interface_flags())?;
@@ -261,7 +261,8 @@ fn backup_prepare_impl(server: &str, grbit_jet: u32, backup_flags: u32) -> Resul
     running(CALL, ca, server)?;
     check_backup_access(CALL, &st.identity, ca.interface_flags())?;
     if let Some((s, g)) = st.active_backup {
-        let same = matches!(st.sessions.get(s, g), Some(Session::Backup(b)) if b.client == client);
+        let same =
+            matches!(st.sessions.get(s, g), Some(Session::Backup(b)) if b.client() == client);
         return Err(if same {
             Error::sequence(
                 CALL,
@@ -329,11 +330,7 @@ fn backup_read_impl(h: Hcsbc, buf: &mut [u8]) -> Result<usize> {
         if faults.is_empty() {
             return b.read(buf);
         }
-        let Some((name, offset)) = b
-            .open
-            .as_ref()
-            .map(|f| (b.listed[f.index].unc.clone(), f.reader.offset()))
-        else {
+        let Some((name, offset)) = b.open_position().map(|(n, o)| (n.to_string(), o)) else {
             return b.read(buf);
         };
         let plan = faults.read_plan(&name, offset, buf.len() as u64);
@@ -389,7 +386,7 @@ fn backup_end_impl(h: Hcsbc) -> Result<()> {
             ))
         }
         Some(Session::Backup(b)) => {
-            if !b.disconnected {
+            if !b.is_disconnected() {
                 let ca = st.ca.as_ref().expect("a backup session implies a CA");
                 check_backup_access(CALL, &st.identity, ca.interface_flags())?;
             }
@@ -657,8 +654,7 @@ pub fn server_control(server: &str, control_flags: u32) -> Result<()> {
 pub(crate) fn disconnect_backups(st: &mut HostState) {
     for (_, _, s) in st.sessions.iter_mut() {
         if let Session::Backup(b) = s {
-            b.disconnected = true;
-            b.open = None;
+            b.disconnect();
         }
     }
     st.active_backup = None;

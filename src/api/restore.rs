@@ -32,7 +32,7 @@ pub(crate) fn restore_get_database_locations_impl(h: Hcsbc) -> Result<WideList> 
     match st.sessions.get_mut(p.session_slot, p.session_gen) {
         None => Err(stale(CALL, h)),
         Some(Session::Backup(b)) => {
-            if b.disconnected {
+            if b.is_disconnected() {
                 return Err(Error::Disconnected { call: CALL.name() });
             }
             let ca = st.ca.as_ref().expect("a backup session implies a CA");
@@ -54,7 +54,6 @@ pub(crate) fn restore_get_database_locations_impl(h: Hcsbc) -> Result<WideList> 
                 }
             }
             check_backup_access(CALL, &st.identity, ca.interface_flags())?;
-            b.locations_fetched = true;
             Ok(locations(ca, &host.machine))
         }
         Some(Session::Restore(_)) => {
@@ -163,7 +162,7 @@ fn restore_register_impl(h: Option<Hcsbc>, reg: &Registration, through_file: boo
     let (host, p) = lookup_handle(call, h)?;
     let mut guard = host.state.lock();
     let st = &mut *guard;
-    let full = restore_session(call, h, st, p)?.full;
+    let full = restore_session(call, h, st, p)?.is_full();
     if through_file {
         if !st.identity.restore_privilege {
             return Err(Error::access_denied(
@@ -275,9 +274,7 @@ fn restore_register_impl(h: Option<Hcsbc>, reg: &Registration, through_file: boo
     MarkerStore::save(m, ca, &marker)?;
     ca.restore.marker = Some(marker);
     ca.save_registry(m)?;
-    let r = restore_session(call, h, st, p)?;
-    r.registered = true;
-    r.completed = false;
+    restore_session(call, h, st, p)?.register();
     Ok(())
 }
 
@@ -293,25 +290,14 @@ fn restore_register_complete_impl(h: Option<Hcsbc>, restore_state: HRESULT) -> R
     let mut guard = host.state.lock();
     let st = &mut *guard;
     let r = restore_session(CALL, h, st, p)?;
-    if !r.registered {
-        return Err(Error::sequence(
-            CALL,
-            "nothing was registered through this context; call CertSrvRestoreRegisterW first",
-        ));
-    }
-    if r.completed {
-        return Err(Error::sequence(
-            CALL,
-            "this registration is already complete; register the next set first",
-        ));
-    }
+    r.check_completable(CALL.name())?;
     if restore_state.is_ok() && restore_state != HRESULT::S_OK {
         return Err(Error::invalid_arg(
             CALL,
             format!("hrRestoreState {restore_state} is a success code other than S_OK; pass S_OK or the failure HRESULT"),
         ));
     }
-    r.completed = true;
+    r.complete();
     let ca = st.ca.as_mut().expect("a restore session implies a CA");
     if let Some(mut mk) = ca.restore.marker.clone() {
         mk.pending = false;

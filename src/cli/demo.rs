@@ -1,12 +1,11 @@
 //! `certadm-emu demo` and `certadm-emu restore`.
 
-use super::human;
-use certadm_emu::abi::client::{
+use certadm_emu::ca::Record;
+use certadm_emu::client::{
     backup_to_dir, read_locations, restore_from_dirs, BackupOptions, BackupSummary, RestoreOptions,
 };
-use certadm_emu::ca::Record;
 use certadm_emu::{EmulatedCa, HRESULT};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -72,16 +71,16 @@ fn run_backup(
         println!(
             "  {:<28} {:>12}",
             f.dest.file_name().unwrap().to_string_lossy(),
-            human(f.bytes)
+            HumanBytes(f.bytes).to_string()
         );
     }
     print_calls(&sum.calls);
     println!(
         "  {} files, {} in {:.3} s ({}/s){}",
         sum.files.len(),
-        human(bytes),
+        HumanBytes(bytes),
         secs,
-        human((bytes as f64 / secs.max(1e-9)) as u64),
+        HumanBytes((bytes as f64 / secs.max(1e-9)) as u64),
         if sum.truncated {
             ", logs truncated"
         } else {

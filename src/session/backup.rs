@@ -1,17 +1,29 @@
 //! The backup session state machine (spec §5.2–§5.11, §6).
 //!
+//! A session is [`Live`](BackupSession::Live) until the CA stops under it, then
+//! [`Disconnected`](BackupSession::Disconnected): its open file is dropped, nothing more is
+//! recorded, and only `CertSrvBackupEnd` works. A live session has two independent parts,
+//! each an enum whose transitions consume the state they leave:
+//!
 //! ```text
-//! Prepared(kind) ──OpenFile──▶ FileOpen(name, offset) ──Close──▶ Prepared
-//!      │                                                    
-//!      └──End──▶ (handle dead)       any state ──CA stops──▶ Disconnected ──End──▶ dead
+//! file: Unopened ──OpenFile──▶ Open ──Close──▶ Closed ──OpenFile──▶ Open ...
+//!       (the first OpenFile sizes the read buffer; Open and Closed keep that size)
+//! logs: NotListed ──GetBackupLogs──▶ Listed ──TruncateLogs──▶ Truncated
+//!       (Truncated: the backup is recorded as the last full/incremental one)
+//!
+//! Live ──CA stops──▶ Disconnected            Live | Disconnected ──End──▶ (handle dead)
 //! ```
-//! Beside the state, a session accumulates what it listed and what it read to EOF:
-//! truncation and the "last backup" record depend on it.
+//!
+//! So a file open in a disconnected session, a file open before the read buffer was sized,
+//! a truncation before the logs were listed, or a truncated session that is not recorded
+//! cannot be written. Beside its state, a live session keeps what it listed and which of
+//! those files it read to end of file: truncation and the "last backup" record depend on it.
 
+use super::transition;
 use crate::ca::files::FileReader;
 use crate::ca::Ca;
 use crate::core::consts::{CSBFT_CERTSERVER_DATABASE, CSBFT_LOG};
-use crate::core::{Error, Result, WideList};
+use crate::core::{Call, Error, Result, WideList};
 use crate::machine::{Machine, WinPath};
 
 /// Full or incremental.
@@ -36,42 +48,6 @@ pub struct ListedFile {
     pub secured: bool,
 }
 
-/// The file currently open.
-#[derive(Debug)]
-pub struct OpenFile {
-    /// Index into [`BackupSession::listed`].
-    pub index: usize,
-    /// The reader.
-    pub reader: FileReader,
-}
-
-/// One backup session.
-#[derive(Debug)]
-pub struct BackupSession {
-    /// Full or logs only.
-    pub kind: BackupKind,
-    /// The client that prepared it.
-    pub client: u64,
-    /// The file open now, if any.
-    pub open: Option<OpenFile>,
-    /// The read buffer size chosen at the first `OpenFile` (its hint, rounded).
-    pub read_buffer_size: Option<u32>,
-    /// Files listed by GetDatabaseNames and GetBackupLogs.
-    pub listed: Vec<ListedFile>,
-    /// True once GetDatabaseNames succeeded.
-    pub database_listed: bool,
-    /// The log generations listed by GetBackupLogs.
-    pub log_range: Option<(u32, u32)>,
-    /// True once RestoreGetDatabaseLocations succeeded on this handle.
-    pub locations_fetched: bool,
-    /// True once TruncateLogs succeeded.
-    pub truncated: bool,
-    /// True once the backup was recorded as the last full/incremental.
-    pub recorded: bool,
-    /// True once the CA stopped under this session.
-    pub disconnected: bool,
-}
-
 /// Rounds a read hint as `CertSrvBackupOpenFileW` documents: a power of two between
 /// 64 KiB and 4 MiB; 0 picks 512 KiB.
 pub fn read_buffer_size(hint: u32) -> u32 {
@@ -90,39 +66,250 @@ pub fn read_buffer_size(hint: u32) -> u32 {
     }
 }
 
-impl BackupSession {
-    /// A new session.
-    pub fn new(kind: BackupKind, client: u64) -> Self {
-        BackupSession {
-            kind,
-            client,
-            open: None,
-            read_buffer_size: None,
-            listed: Vec::new(),
-            database_listed: false,
-            log_range: None,
-            locations_fetched: false,
-            truncated: false,
-            recorded: false,
-            disconnected: false,
+/// No file is open, and one was before: the read buffer is sized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClosedFile {
+    read_buffer: u32,
+}
+
+impl ClosedFile {
+    /// The state of a session whose first `OpenFile` passed `hint`: only that call sizes
+    /// the read buffer (spec §5.5).
+    fn first(hint: u32) -> ClosedFile {
+        ClosedFile {
+            read_buffer: read_buffer_size(hint),
         }
     }
 
+    /// `OpenFile` succeeded.
+    fn open(self, index: usize, reader: FileReader) -> OpenFile {
+        OpenFile {
+            read_buffer: self.read_buffer,
+            index,
+            reader,
+        }
+    }
+}
+
+/// The one file open in a session (spec §6.1: `FileOpen(name, offset, size)`).
+#[derive(Debug)]
+pub struct OpenFile {
+    read_buffer: u32,
+    /// Index into the session's listed files.
+    index: usize,
+    reader: FileReader,
+}
+
+impl OpenFile {
+    /// `Close` succeeded.
+    fn close(self) -> ClosedFile {
+        ClosedFile {
+            read_buffer: self.read_buffer,
+        }
+    }
+}
+
+/// The file side of a live session.
+#[derive(Debug)]
+pub enum FileState {
+    /// No `OpenFile` succeeded yet; the read buffer is not sized.
+    Unopened,
+    /// No file is open.
+    Closed(ClosedFile),
+    /// One file is open.
+    Open(OpenFile),
+}
+
+impl FileState {
+    /// The read buffer size the first `OpenFile` chose (its hint, rounded), once one succeeded.
+    pub fn read_buffer_size(&self) -> Option<u32> {
+        match self {
+            FileState::Unopened => None,
+            FileState::Closed(c) => Some(c.read_buffer),
+            FileState::Open(f) => Some(f.read_buffer),
+        }
+    }
+}
+
+/// The log generations a `GetBackupLogs` listed, lowest and highest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRange {
+    /// The lowest generation.
+    pub low: u32,
+    /// The highest generation (the one the listing sealed).
+    pub high: u32,
+}
+
+/// The log side of a live session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logs {
+    /// `CertSrvBackupGetBackupLogsW` was not called.
+    NotListed,
+    /// The latest listing; not truncated.
+    Listed(LogRange),
+    /// `CertSrvBackupTruncateLogs` succeeded: the backup is recorded as the last
+    /// full/incremental one. The range is the latest listing (one after the truncation
+    /// starts at the first generation still on disk).
+    Truncated(LogRange),
+}
+
+impl Logs {
+    /// The latest listing, if any.
+    pub fn range(self) -> Option<LogRange> {
+        match self {
+            Logs::NotListed => None,
+            Logs::Listed(r) | Logs::Truncated(r) => Some(r),
+        }
+    }
+
+    /// A new listing: the session stays truncated if it was.
+    fn listed(self, r: LogRange) -> Logs {
+        match self {
+            Logs::NotListed | Logs::Listed(_) => Logs::Listed(r),
+            Logs::Truncated(_) => Logs::Truncated(r),
+        }
+    }
+}
+
+/// A session the CA still serves.
+#[derive(Debug)]
+pub struct LiveBackup {
+    kind: BackupKind,
+    client: u64,
+    /// Files listed by GetDatabaseNames and GetBackupLogs, in listing order.
+    listed: Vec<ListedFile>,
+    logs: Logs,
+    file: FileState,
+}
+
+/// A session the CA stopped under: only `CertSrvBackupEnd` works on it, and ending it
+/// records nothing and releases nothing (the stop did).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisconnectedBackup {
+    /// Full or logs only.
+    pub kind: BackupKind,
+    /// The client that prepared it.
+    pub client: u64,
+}
+
+/// One backup session.
+#[derive(Debug)]
+pub enum BackupSession {
+    /// The CA serves it.
+    Live(LiveBackup),
+    /// The CA stopped under it.
+    Disconnected(DisconnectedBackup),
+}
+
+impl BackupSession {
+    /// A new session: live, nothing listed, no file opened.
+    pub fn new(kind: BackupKind, client: u64) -> Self {
+        BackupSession::Live(LiveBackup {
+            kind,
+            client,
+            listed: Vec::new(),
+            logs: Logs::NotListed,
+            file: FileState::Unopened,
+        })
+    }
+
+    /// Full or logs only.
+    pub fn kind(&self) -> BackupKind {
+        match self {
+            BackupSession::Live(b) => b.kind,
+            BackupSession::Disconnected(d) => d.kind,
+        }
+    }
+
+    /// The client that prepared it.
+    pub fn client(&self) -> u64 {
+        match self {
+            BackupSession::Live(b) => b.client,
+            BackupSession::Disconnected(d) => d.client,
+        }
+    }
+
+    /// True once the CA stopped under this session.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, BackupSession::Disconnected(_))
+    }
+
+    /// The CA service went away: a live session becomes disconnected (its open file is
+    /// dropped).
+    pub fn disconnect(&mut self) {
+        let hole = BackupSession::Disconnected(DisconnectedBackup {
+            kind: self.kind(),
+            client: self.client(),
+        });
+        transition(self, hole, |s| match s {
+            BackupSession::Live(b) => BackupSession::Disconnected(b.disconnect()),
+            d => d,
+        });
+    }
+
+    /// `CertSrvBackupEnd`: closes an open file, records a complete backup, releases the
+    /// freeze. A disconnected session has nothing left to do.
+    pub fn end(self, ca: &mut Ca, m: &Machine) -> Result<()> {
+        match self {
+            BackupSession::Live(b) => b.end(ca, m),
+            BackupSession::Disconnected(_) => Ok(()),
+        }
+    }
+}
+
+impl LiveBackup {
+    /// Full or logs only.
+    pub fn kind(&self) -> BackupKind {
+        self.kind
+    }
+
+    /// The client that prepared it.
+    pub fn client(&self) -> u64 {
+        self.client
+    }
+
+    /// Files listed by GetDatabaseNames and GetBackupLogs, in listing order.
+    pub fn listed(&self) -> &[ListedFile] {
+        &self.listed
+    }
+
+    /// The log side of the session.
+    pub fn logs(&self) -> Logs {
+        self.logs
+    }
+
+    /// The file side of the session.
+    pub fn file(&self) -> &FileState {
+        &self.file
+    }
+
+    /// The open file's listed name and read offset, if a file is open.
+    pub fn open_position(&self) -> Option<(&str, u64)> {
+        match &self.file {
+            FileState::Open(f) => Some((self.listed[f.index].unc.as_str(), f.reader.offset())),
+            _ => None,
+        }
+    }
+
+    fn database_listed(&self) -> bool {
+        self.listed.iter().any(|f| f.is_database)
+    }
+
     fn state(&self) -> String {
-        match &self.open {
-            Some(f) => format!(
+        match &self.file {
+            FileState::Open(f) => format!(
                 "file {} is open at byte {} of {}",
                 self.listed[f.index].unc,
                 f.reader.offset(),
                 f.reader.size()
             ),
-            None => "no file is open".into(),
+            _ => "no file is open".into(),
         }
     }
 
     /// `CertSrvBackupGetDatabaseNamesW`.
     pub fn database_names(&mut self, ca: &mut Ca, m: &Machine) -> Result<WideList> {
-        const CALL: &str = "CertSrvBackupGetDatabaseNamesW";
+        const CALL: &str = Call::BackupGetDatabaseNames.name();
         ca.check_files(m, CALL)?;
         if self.kind != BackupKind::Full {
             return Err(Error::InvalidBackupSequence {
@@ -132,7 +319,7 @@ impl BackupSession {
         }
         let path = ca.database_path();
         let unc = m.unc(&path);
-        if !self.listed.iter().any(|f| f.is_database) {
+        if !self.database_listed() {
             self.listed.push(ListedFile {
                 unc: unc.clone(),
                 path,
@@ -140,7 +327,6 @@ impl BackupSession {
                 secured: false,
             });
         }
-        self.database_listed = true;
         Ok(WideList::from_entries([(
             Some(CSBFT_CERTSERVER_DATABASE),
             unc.as_str(),
@@ -150,17 +336,18 @@ impl BackupSession {
     /// `CertSrvBackupGetBackupLogsW`: rolls the current log and lists the generations
     /// this backup needs.
     pub fn backup_logs(&mut self, ca: &mut Ca, m: &Machine) -> Result<WideList> {
-        ca.check_files(m, "CertSrvBackupGetBackupLogsW")?;
+        const CALL: &str = Call::BackupGetBackupLogs.name();
+        ca.check_files(m, CALL)?;
         let sealed = ca.roll(m)?;
         let low = match self.kind {
             BackupKind::Full => ca.checkpoint().gen,
             BackupKind::LogsOnly => ca.last_backup_high().map_or(1, |h| h + 1),
         };
-        let low = self.log_range.map_or(low, |(l, _)| l.min(low));
+        let low = self.logs.range().map_or(low, |r| r.low.min(low));
         let on_disk = ca.log_generations_on_disk(m);
         // This session's own truncation may have deleted the start of its range (those
         // logs were secured): a later listing starts at the first generation still there.
-        let low = if self.truncated {
+        let low = if let Logs::Truncated(_) = self.logs {
             on_disk
                 .iter()
                 .copied()
@@ -174,7 +361,7 @@ impl BackupSession {
         for g in low..=sealed {
             if !on_disk.contains(&g) {
                 return Err(Error::FileNotFound {
-                    call: "CertSrvBackupGetBackupLogsW",
+                    call: CALL,
                     why: format!(
                         "log generation {g} ({}) that this backup needs is no longer in the log directory",
                         crate::ca::format::log_file_name(g)
@@ -193,23 +380,27 @@ impl BackupSession {
                 });
             }
         }
-        self.log_range = Some((low, sealed));
+        self.logs = self.logs.listed(LogRange { low, high: sealed });
         Ok(list)
     }
 
     /// `CertSrvBackupOpenFileW`.
     pub fn open_file(&mut self, ca: &mut Ca, m: &Machine, name: &str, hint: u32) -> Result<u64> {
-        const CALL: &str = "CertSrvBackupOpenFileW";
+        const CALL: &str = Call::BackupOpenFile.name();
         ca.check_files(m, CALL)?;
-        if self.open.is_some() {
-            return Err(Error::sequence(
-                CALL,
-                format!(
-                    "{}; call CertSrvBackupClose before opening another file",
-                    self.state()
-                ),
-            ));
-        }
+        let closed = match &self.file {
+            FileState::Open(_) => {
+                return Err(Error::sequence(
+                    CALL,
+                    format!(
+                        "{}; call CertSrvBackupClose before opening another file",
+                        self.state()
+                    ),
+                ))
+            }
+            FileState::Unopened => ClosedFile::first(hint),
+            FileState::Closed(c) => *c,
+        };
         let found = self.listed.iter().position(|f| {
             f.unc.eq_ignore_ascii_case(name) || f.unc.to_lowercase() == name.to_lowercase()
         });
@@ -223,19 +414,16 @@ impl BackupSession {
         } else {
             FileReader::open_plain(&host)?
         };
-        if self.read_buffer_size.is_none() {
-            self.read_buffer_size = Some(read_buffer_size(hint));
-        }
         let size = reader.size();
         if size == 0 {
             self.listed[index].secured = true;
         }
-        self.open = Some(OpenFile { index, reader });
+        self.file = FileState::Open(closed.open(index, reader));
         Ok(size)
     }
 
     fn not_openable(&self, ca: &Ca, m: &Machine, name: &str) -> Error {
-        const CALL: &str = "CertSrvBackupOpenFileW";
+        const CALL: &str = Call::BackupOpenFile.name();
         let mut chars = name.chars();
         let first = chars.next();
         let rest: String = chars.collect();
@@ -280,8 +468,8 @@ impl BackupSession {
 
     /// `CertSrvBackupRead`: fills `buf` unless the file ends; 0 bytes at EOF.
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
-        const CALL: &str = "CertSrvBackupRead";
-        let Some(f) = self.open.as_mut() else {
+        const CALL: &str = Call::BackupRead.name();
+        let FileState::Open(f) = &mut self.file else {
             return Err(Error::sequence(
                 CALL,
                 "no file is open; call CertSrvBackupOpenFileW first",
@@ -305,30 +493,36 @@ impl BackupSession {
 
     /// `CertSrvBackupClose`.
     pub fn close(&mut self) -> Result<()> {
-        if self.open.take().is_none() {
-            return Err(Error::sequence(
-                "CertSrvBackupClose",
-                "no file is open; Close follows a successful CertSrvBackupOpenFileW",
-            ));
+        match std::mem::replace(&mut self.file, FileState::Unopened) {
+            FileState::Open(f) => {
+                self.file = FileState::Closed(f.close());
+                Ok(())
+            }
+            other => {
+                self.file = other;
+                Err(Error::sequence(
+                    Call::BackupClose.name(),
+                    "no file is open; Close follows a successful CertSrvBackupOpenFileW",
+                ))
+            }
         }
-        Ok(())
     }
 
     /// True if both lists were fetched (the database list in a full session) and every
     /// listed file was read to EOF: the backup is complete.
     pub fn is_complete(&self) -> bool {
-        (self.kind != BackupKind::Full || self.database_listed)
-            && self.log_range.is_some()
+        (self.kind != BackupKind::Full || self.database_listed())
+            && self.logs != Logs::NotListed
             && self.listed.iter().all(|f| f.secured)
     }
 
     /// The files listed but not read to EOF, and what lists are missing.
     pub fn unsecured(&self) -> Vec<String> {
         let mut v = Vec::new();
-        if self.kind == BackupKind::Full && !self.database_listed {
+        if self.kind == BackupKind::Full && !self.database_listed() {
             v.push("the database (CertSrvBackupGetDatabaseNamesW was not called)".to_string());
         }
-        if self.log_range.is_none() {
+        if self.logs == Logs::NotListed {
             v.push("the logs (CertSrvBackupGetBackupLogsW was not called)".to_string());
         }
         v.extend(
@@ -340,46 +534,55 @@ impl BackupSession {
         v
     }
 
-    /// `CertSrvBackupTruncateLogs`.
+    /// `CertSrvBackupTruncateLogs`: deletes the logs the backup secured and records the
+    /// backup (Listed → Truncated). Returns the generations deleted.
     pub fn truncate(&mut self, ca: &mut Ca, m: &Machine) -> Result<Vec<u32>> {
-        ca.check_files(m, "CertSrvBackupTruncateLogs")?;
+        const CALL: &str = Call::BackupTruncateLogs.name();
+        ca.check_files(m, CALL)?;
         let missing = self.unsecured();
-        if !missing.is_empty() {
-            return Err(Error::sequence(
-                "CertSrvBackupTruncateLogs",
-                format!(
-                    "not every file of the backup set was secured; truncating now would make the backup unrestorable. Missing: {}",
-                    missing.join("; ")
-                ),
-            ));
+        let range = match self.logs {
+            Logs::Listed(r) | Logs::Truncated(r) if missing.is_empty() => r,
+            _ => {
+                return Err(Error::sequence(
+                    CALL,
+                    format!(
+                        "not every file of the backup set was secured; truncating now would make the backup unrestorable. Missing: {}",
+                        missing.join("; ")
+                    ),
+                ))
+            }
+        };
+        let deleted = ca.truncate_logs(m, range.high)?;
+        let first = self.logs == Logs::Listed(range);
+        self.logs = Logs::Truncated(range);
+        if first {
+            // record_backup sets the CA's marks before it saves them: if the save fails,
+            // the backup is recorded all the same and the error is this call's.
+            ca.record_backup(m, self.kind == BackupKind::Full, range.high)?;
         }
-        let (_, high) = self.log_range.expect("checked by unsecured()");
-        let deleted = ca.truncate_logs(m, high)?;
-        self.truncated = true;
-        self.record(ca, m)?;
         Ok(deleted)
     }
 
-    fn record(&mut self, ca: &mut Ca, m: &Machine) -> Result<()> {
-        if !self.recorded {
-            if let Some((_, high)) = self.log_range {
-                ca.record_backup(m, self.kind == BackupKind::Full, high)?;
-                self.recorded = true;
-            }
+    /// The CA stopped under the session.
+    fn disconnect(self) -> DisconnectedBackup {
+        DisconnectedBackup {
+            kind: self.kind,
+            client: self.client,
         }
-        Ok(())
     }
 
-    /// `CertSrvBackupEnd`: closes an open file, records a complete backup, releases the freeze.
-    pub fn end(mut self, ca: &mut Ca, m: &Machine) -> Result<()> {
-        self.open = None;
-        if self.disconnected {
-            return Ok(());
+    /// `CertSrvBackupEnd` of a live session: drops an open file, records a complete
+    /// backup that TruncateLogs did not record, releases the freeze of a full backup.
+    pub fn end(self, ca: &mut Ca, m: &Machine) -> Result<()> {
+        let complete = self.is_complete();
+        let LiveBackup {
+            kind, logs, file, ..
+        } = self;
+        drop(file);
+        if let (true, Logs::Listed(r)) = (complete, logs) {
+            ca.record_backup(m, kind == BackupKind::Full, r.high)?;
         }
-        if self.is_complete() {
-            self.record(ca, m)?;
-        }
-        if self.kind == BackupKind::Full {
+        if kind == BackupKind::Full {
             ca.unfreeze(m)?;
         }
         Ok(())
@@ -388,7 +591,36 @@ impl BackupSession {
 
 #[cfg(test)]
 mod tests {
-    use super::read_buffer_size;
+    use super::*;
+
+    #[test]
+    fn a_disconnected_session_keeps_only_its_kind_and_client() {
+        let mut s = BackupSession::new(BackupKind::LogsOnly, 3);
+        let BackupSession::Live(b) = &s else {
+            panic!("a new session is live")
+        };
+        assert_eq!(b.logs(), Logs::NotListed);
+        assert_eq!(b.file().read_buffer_size(), None);
+        assert!(!b.is_complete());
+        assert_eq!(b.unsecured().len(), 1, "{:?}", b.unsecured());
+        s.disconnect();
+        assert!(s.is_disconnected());
+        assert_eq!((s.kind(), s.client()), (BackupKind::LogsOnly, 3));
+        s.disconnect();
+        assert!(s.is_disconnected());
+    }
+
+    #[test]
+    fn close_without_open_keeps_the_state() {
+        let BackupSession::Live(mut b) = BackupSession::new(BackupKind::Full, 1) else {
+            unreachable!()
+        };
+        let e = b.close().unwrap_err();
+        assert_eq!(e.hresult(), crate::core::HRESULT::E_UNEXPECTED);
+        assert!(matches!(b.file(), FileState::Unopened));
+        let e = b.read(&mut [0u8; 4]).unwrap_err();
+        assert_eq!(e.hresult(), crate::core::HRESULT::E_UNEXPECTED);
+    }
 
     #[test]
     fn read_hint_rounds_to_powers_of_two_in_range() {

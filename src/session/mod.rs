@@ -1,14 +1,15 @@
 //! `HCSBC` handles, the per-host session table, and the backup and restore
 //! session state machines.
+#![forbid(unsafe_code)]
 
 pub mod backup;
 pub mod handle;
 pub mod restore;
 pub mod table;
 
-pub use backup::{BackupKind, BackupSession};
+pub use backup::{BackupKind, BackupSession, LiveBackup};
 pub use handle::{HandleParts, Hcsbc};
-pub use restore::RestoreSession;
+pub use restore::{RestoreKind, RestoreSession};
 pub use table::SessionTable;
 
 /// A session behind a handle.
@@ -18,4 +19,12 @@ pub enum Session {
     Backup(BackupSession),
     /// From `CertSrvRestorePrepareW`.
     Restore(RestoreSession),
+}
+
+/// Moves the state out of `slot`, runs the transition `f` on it and stores the state `f`
+/// returns: transitions consume the state they leave. `hole` fills the slot meanwhile
+/// (and stays there if `f` panics).
+fn transition<S>(slot: &mut S, hole: S, f: impl FnOnce(S) -> S) {
+    let old = std::mem::replace(slot, hole);
+    *slot = f(old);
 }

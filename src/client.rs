@@ -1,6 +1,7 @@
 //! A reference client: the documented backup (spec §8.1) and restore (§8.3)
 //! procedures, driven through the `extern "system"` exports exactly as a Windows
-//! program calls Certadm.dll, writing the certutil `-backupDB` layout:
+//! program calls Certadm.dll (by way of their safe layer [`crate::abi::call`]), writing
+//! the certutil `-backupDB` layout:
 //!
 //! ```text
 //! DIR\DataBase\certbkxp.dat     (full backups: the raw CertSrvRestoreGetDatabaseLocationsW list)
@@ -11,11 +12,13 @@
 //! `certadm-emu demo` and `certadm-emu restore` use it, and so can tests: it is a
 //! known-good client to compare your own against.
 
-use super::exports::*;
+#![forbid(unsafe_code)]
+
+use crate::abi::call::{self, AbiError, List, WStr};
+use crate::api::Registration;
 use crate::core::consts::*;
-use crate::core::wide::to_wide_nul;
-use crate::core::{ListEntry, WideList, HRESULT};
-use core::ffi::c_void;
+use crate::core::{Call, ListEntry, WideList, HRESULT};
+use crate::session::Hcsbc;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -32,15 +35,13 @@ pub struct ClientError {
     pub detail: Option<String>,
 }
 
-fn check(call: &'static str, hr: i32) -> Result<(), ClientError> {
-    if hr < 0 {
-        Err(ClientError {
-            call,
-            hr: HRESULT(hr),
-            detail: super::last_error().map(|e| e.to_string()),
-        })
-    } else {
-        Ok(())
+impl From<AbiError> for ClientError {
+    fn from(e: AbiError) -> ClientError {
+        ClientError {
+            call: e.call.name(),
+            hr: e.hr,
+            detail: e.detail.map(|d| d.to_string()),
+        }
     }
 }
 
@@ -50,6 +51,21 @@ fn local(call: &'static str, e: impl std::fmt::Display) -> ClientError {
         hr: HRESULT::E_FAIL,
         detail: Some(e.to_string()),
     }
+}
+
+/// The HRESULT a call returned (every export returns `S_OK` on success).
+fn hr_of<T>(r: &call::Result<T>) -> HRESULT {
+    r.as_ref().map_or_else(|e| e.hr, |_| HRESULT::S_OK)
+}
+
+/// Records the call and its HRESULT in `calls`.
+fn record<T>(
+    calls: &mut Vec<(&'static str, HRESULT)>,
+    c: Call,
+    r: call::Result<T>,
+) -> call::Result<T> {
+    calls.push((c.name(), hr_of(&r)));
+    r
 }
 
 /// What to back up.
@@ -100,23 +116,6 @@ pub struct BackupSummary {
 /// Progress of a file copy: (file name, bytes done, bytes total).
 pub type Progress<'a> = &'a mut dyn FnMut(&str, u64, u64);
 
-struct Session {
-    h: *mut c_void,
-    ended: bool,
-}
-
-/// Reads a list returned in `p`/`cb`, then frees it with `CertSrvBackupFree`.
-///
-/// # Safety
-/// `p` was returned by a list function of this crate with `cb` bytes.
-unsafe fn take_list(p: *mut u16, cb: u32) -> Vec<u8> {
-    // SAFETY: the emulator returned `cb` bytes at `p`.
-    let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, cb as usize) }.to_vec();
-    // SAFETY: a live buffer of ours.
-    unsafe { CertSrvBackupFree(p as *mut c_void) };
-    bytes
-}
-
 fn file_name_of(unc: &str) -> &str {
     unc.rsplit('\\').next().unwrap_or(unc)
 }
@@ -132,15 +131,15 @@ pub fn backup_to_dir(
     let mut sum = BackupSummary::default();
     let db_dir = dir.join(wszDBBACKUPSUBDIR);
     std::fs::create_dir_all(&db_dir).map_err(|e| local("create backup directory", e))?;
-    let wserver = to_wide_nul(server);
-    let mut online = 0i32;
-    // SAFETY: valid string and out-pointer.
-    let hr = unsafe { CertSrvIsServerOnlineW(wserver.as_ptr(), &mut online) };
-    sum.calls.push(("CertSrvIsServerOnlineW", HRESULT(hr)));
-    check("CertSrvIsServerOnlineW", hr)?;
-    if online == 0 {
+    let wserver = WStr::new(server);
+    let online = record(
+        &mut sum.calls,
+        Call::IsServerOnline,
+        call::is_server_online(&wserver),
+    )?;
+    if !online {
         return Err(ClientError {
-            call: "CertSrvIsServerOnlineW",
+            call: Call::IsServerOnline.name(),
             hr: HRESULT::RPC_S_SERVER_UNAVAILABLE,
             detail: Some("the CA is suspended".into()),
         });
@@ -150,60 +149,41 @@ pub fn backup_to_dir(
     } else {
         CSBACKUP_TYPE_FULL
     };
-    let mut s = Session {
-        h: std::ptr::null_mut(),
-        ended: false,
-    };
-    // SAFETY: valid string and out-pointer.
-    let hr = unsafe { CertSrvBackupPrepareW(wserver.as_ptr(), 0, flags, &mut s.h) };
-    sum.calls.push(("CertSrvBackupPrepareW", HRESULT(hr)));
-    check("CertSrvBackupPrepareW", hr)?;
-    let result = backup_steps(&mut s, &db_dir, opts, &mut sum, progress);
-    if !s.ended {
-        let hr = end_with_retry(s.h, &mut sum);
+    let h = record(
+        &mut sum.calls,
+        Call::BackupPrepare,
+        call::backup_prepare(&wserver, 0, flags),
+    )?;
+    let mut ended = false;
+    let result = backup_steps(h, &mut ended, &db_dir, opts, &mut sum, progress);
+    if !ended {
+        let end = end_with_retry(h, &mut sum);
         if result.is_ok() {
-            check("CertSrvBackupEnd", hr)?;
+            end?;
         }
     }
     result.map(|()| sum)
 }
 
 /// `CertSrvBackupEnd`, tried twice: a session left open blocks every later backup.
-fn end_with_retry(h: *mut c_void, sum: &mut BackupSummary) -> i32 {
-    let mut hr = 0;
+fn end_with_retry(h: Hcsbc, sum: &mut BackupSummary) -> call::Result<()> {
+    let mut r = Ok(());
     for _ in 0..2 {
-        // SAFETY: our handle (a stale one only gets E_HANDLE).
-        hr = unsafe { CertSrvBackupEnd(h) };
-        sum.calls.push(("CertSrvBackupEnd", HRESULT(hr)));
-        if hr >= 0 || hr == HRESULT::E_HANDLE.0 {
+        r = record(&mut sum.calls, Call::BackupEnd, call::backup_end(h));
+        if hr_of(&r).is_ok() || hr_of(&r) == HRESULT::E_HANDLE {
             break;
         }
     }
-    hr
+    r
 }
 
-fn list_call(
-    name: &'static str,
-    f: unsafe extern "system" fn(*const c_void, *mut *mut u16, *mut u32) -> i32,
-    h: *mut c_void,
-    sum: &mut BackupSummary,
-) -> Result<Vec<u8>, ClientError> {
-    let mut p: *mut u16 = std::ptr::null_mut();
-    let mut cb = 0u32;
-    // SAFETY: valid out-pointers.
-    let hr = unsafe { f(h, &mut p, &mut cb) };
-    sum.calls.push((name, HRESULT(hr)));
-    check(name, hr)?;
-    // SAFETY: returned by the list function.
-    Ok(unsafe { take_list(p, cb) })
-}
-
-fn entries(bytes: &[u8]) -> Vec<ListEntry> {
-    WideList::parse_bytes(bytes, true).unwrap_or_default()
+fn entries(list: &List) -> Vec<ListEntry> {
+    list.entries(true).unwrap_or_default()
 }
 
 fn backup_steps(
-    s: &mut Session,
+    h: Hcsbc,
+    ended: &mut bool,
     db_dir: &Path,
     opts: &BackupOptions,
     sum: &mut BackupSummary,
@@ -211,71 +191,66 @@ fn backup_steps(
 ) -> Result<(), ClientError> {
     let mut buf = vec![0u8; opts.buffer_size.max(1)];
     if !opts.incremental {
-        let locs = list_call(
-            "CertSrvRestoreGetDatabaseLocationsW",
-            CertSrvRestoreGetDatabaseLocationsW,
-            s.h,
-            sum,
+        let locs = record(
+            &mut sum.calls,
+            Call::RestoreGetDatabaseLocations,
+            call::restore_get_database_locations(h),
         )?;
-        std::fs::write(db_dir.join(wszDBBACKUPCERTBACKDAT), &locs)
+        std::fs::write(db_dir.join(wszDBBACKUPCERTBACKDAT), locs.bytes())
             .map_err(|e| local("write certbkxp.dat", e))?;
-        let names = list_call(
-            "CertSrvBackupGetDatabaseNamesW",
-            CertSrvBackupGetDatabaseNamesW,
-            s.h,
-            sum,
+        let names = record(
+            &mut sum.calls,
+            Call::BackupGetDatabaseNames,
+            call::backup_get_database_names(h),
         )?;
         for e in entries(&names) {
-            copy_file(s.h, &e.path, db_dir, &mut buf, sum, progress)?;
+            copy_file(h, &e.path, db_dir, &mut buf, sum, progress)?;
         }
     }
-    let logs = list_call(
-        "CertSrvBackupGetBackupLogsW",
-        CertSrvBackupGetBackupLogsW,
-        s.h,
-        sum,
+    let logs = record(
+        &mut sum.calls,
+        Call::BackupGetBackupLogs,
+        call::backup_get_backup_logs(h),
     )?;
     let mut range: Option<(u32, u32)> = None;
     for e in entries(&logs) {
-        copy_file(s.h, &e.path, db_dir, &mut buf, sum, progress)?;
+        copy_file(h, &e.path, db_dir, &mut buf, sum, progress)?;
         if let Some(g) = crate::ca::format::parse_log_file_name(file_name_of(&e.path)) {
             range = Some(range.map_or((g, g), |(l, h)| (l.min(g), h.max(g))));
         }
     }
     sum.log_range = range;
     if opts.truncate {
-        // SAFETY: our live handle.
-        let hr = unsafe { CertSrvBackupTruncateLogs(s.h) };
-        sum.calls.push(("CertSrvBackupTruncateLogs", HRESULT(hr)));
-        check("CertSrvBackupTruncateLogs", hr)?;
+        record(
+            &mut sum.calls,
+            Call::BackupTruncateLogs,
+            call::backup_truncate_logs(h),
+        )?;
         sum.truncated = true;
     }
-    let dynamic = list_call(
-        "CertSrvBackupGetDynamicFileListW",
-        CertSrvBackupGetDynamicFileListW,
-        s.h,
-        sum,
+    record(
+        &mut sum.calls,
+        Call::BackupGetDynamicFileList,
+        call::backup_get_dynamic_file_list(h),
     )?;
-    let _ = dynamic;
-    let hr = end_with_retry(s.h, sum);
-    s.ended = true;
-    check("CertSrvBackupEnd", hr)
+    let end = end_with_retry(h, sum);
+    *ended = true;
+    Ok(end?)
 }
 
 fn copy_file(
-    h: *mut c_void,
+    h: Hcsbc,
     name: &str,
     db_dir: &Path,
     buf: &mut [u8],
     sum: &mut BackupSummary,
     progress: Progress<'_>,
 ) -> Result<(), ClientError> {
-    let wname = to_wide_nul(name);
-    let mut size = 0i64;
-    // SAFETY: valid string and out-pointer.
-    let hr = unsafe { CertSrvBackupOpenFileW(h, wname.as_ptr(), buf.len() as u32, &mut size) };
-    sum.calls.push(("CertSrvBackupOpenFileW", HRESULT(hr)));
-    check("CertSrvBackupOpenFileW", hr)?;
+    let size = record(
+        &mut sum.calls,
+        Call::BackupOpenFile,
+        call::backup_open_file(h, &WStr::new(name), buf.len() as u32),
+    )?;
     let dest = db_dir.join(file_name_of(name));
     let mut out = std::io::BufWriter::with_capacity(
         1 << 20,
@@ -283,32 +258,24 @@ fn copy_file(
     );
     let mut done = 0u64;
     loop {
-        let mut n = 0u32;
-        // SAFETY: buf is valid for buf.len() bytes.
-        let hr = unsafe {
-            CertSrvBackupRead(h, buf.as_mut_ptr() as *mut c_void, buf.len() as u32, &mut n)
+        let n = match record(&mut sum.calls, Call::BackupRead, call::backup_read(h, buf)) {
+            Ok(n) => n,
+            Err(e) => {
+                // Close the file before giving up, so End finds nothing open.
+                let _ = record(&mut sum.calls, Call::BackupClose, call::backup_close(h));
+                return Err(e.into());
+            }
         };
-        sum.calls.push(("CertSrvBackupRead", HRESULT(hr)));
-        if let Err(e) = check("CertSrvBackupRead", hr) {
-            // Close the file before giving up, so End finds nothing open.
-            // SAFETY: our live handle.
-            let hr = unsafe { CertSrvBackupClose(h) };
-            sum.calls.push(("CertSrvBackupClose", HRESULT(hr)));
-            return Err(e);
-        }
-        out.write_all(&buf[..n as usize])
+        out.write_all(&buf[..n])
             .map_err(|e| local("write backup file", e))?;
         done += n as u64;
-        progress(name, done, size as u64);
-        if (n as usize) < buf.len() {
+        progress(name, done, size);
+        if n < buf.len() {
             break;
         }
     }
     out.flush().map_err(|e| local("write backup file", e))?;
-    // SAFETY: our live handle.
-    let hr = unsafe { CertSrvBackupClose(h) };
-    sum.calls.push(("CertSrvBackupClose", HRESULT(hr)));
-    check("CertSrvBackupClose", hr)?;
+    record(&mut sum.calls, Call::BackupClose, call::backup_close(h))?;
     sum.files.push(CopiedFile {
         name: name.to_string(),
         dest,
@@ -397,23 +364,18 @@ pub fn restore_from_dirs(
     opts: &RestoreOptions,
 ) -> Result<RestoreSummary, ClientError> {
     let mut sum = RestoreSummary::default();
-    let wserver = to_wide_nul(server);
-    let mut online = 0i32;
-    // SAFETY: valid string and out-pointer.
-    let hr = unsafe { CertSrvIsServerOnlineW(wserver.as_ptr(), &mut online) };
-    sum.calls.push(("CertSrvIsServerOnlineW", HRESULT(hr)));
-    if hr >= 0 {
-        // SAFETY: valid string; optional out-pointers NULL.
-        let hr = unsafe {
-            CertSrvServerControlW(
-                wserver.as_ptr(),
-                CSCONTROL_SHUTDOWN,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            )
-        };
-        sum.calls.push(("CertSrvServerControlW", HRESULT(hr)));
-        check("CertSrvServerControlW", hr)?;
+    let wserver = WStr::new(server);
+    let online = record(
+        &mut sum.calls,
+        Call::IsServerOnline,
+        call::is_server_online(&wserver),
+    );
+    if online.is_ok() {
+        record(
+            &mut sum.calls,
+            Call::ServerControl,
+            call::server_control(&wserver, CSCONTROL_SHUTDOWN),
+        )?;
     }
     let locs = read_locations(full)?;
     let host = |p: &str| {
@@ -463,7 +425,7 @@ fn copy(src: &Path, dst: &Path, sum: &mut RestoreSummary) -> Result<(), ClientEr
 }
 
 fn register_set(
-    wserver: &[u16],
+    wserver: &WStr,
     full: bool,
     locs: &SavedLocations,
     low: u32,
@@ -471,73 +433,58 @@ fn register_set(
     opts: &RestoreOptions,
     sum: &mut RestoreSummary,
 ) -> Result<(), ClientError> {
-    let mut h: *mut c_void = std::ptr::null_mut();
     let flags = if full { CSRESTORE_TYPE_FULL } else { 0 };
-    // SAFETY: valid string and out-pointer.
-    let hr = unsafe { CertSrvRestorePrepareW(wserver.as_ptr(), flags, &mut h) };
-    sum.calls.push(("CertSrvRestorePrepareW", HRESULT(hr)));
-    check("CertSrvRestorePrepareW", hr)?;
-    let mut db = to_wide_nul(&locs.database);
-    let logdir = to_wide_nul(&locs.log_dir);
-    let sysdir = to_wide_nul(&locs.system_dir);
-    let mut map = [CSEDB_RSTMAPW {
-        pwszDatabaseName: db.as_mut_ptr(),
-        pwszNewDatabaseName: db.as_mut_ptr(),
-    }];
-    let (pmap, n) = if full {
-        (map.as_mut_ptr(), 1)
-    } else {
-        (std::ptr::null_mut(), 0)
+    let h = record(
+        &mut sum.calls,
+        Call::RestorePrepare,
+        call::restore_prepare(wserver, flags),
+    )?;
+    let reg = Registration {
+        checkpoint_path: Some(locs.system_dir.clone()),
+        log_path: Some(locs.log_dir.clone()),
+        restore_map: if full {
+            vec![(locs.database.clone(), locs.database.clone())]
+        } else {
+            Vec::new()
+        },
+        backup_log_path: Some(locs.log_dir.clone()),
+        gen_low: low,
+        gen_high: high,
     };
     let register = if opts.through_file {
-        CertSrvRestoreRegisterThroughFile
+        Call::RestoreRegisterThroughFile
     } else {
-        CertSrvRestoreRegisterW
+        Call::RestoreRegister
     };
-    let name = if opts.through_file {
-        "CertSrvRestoreRegisterThroughFile"
-    } else {
-        "CertSrvRestoreRegisterW"
-    };
-    // SAFETY: valid strings, map of n entries.
-    let hr = unsafe {
-        register(
-            h,
-            sysdir.as_ptr(),
-            logdir.as_ptr(),
-            pmap,
-            n,
-            logdir.as_ptr(),
-            low,
-            high,
-        )
-    };
-    sum.calls.push((name, HRESULT(hr)));
-    let result = check(name, hr).and_then(|()| {
+    let result = record(
+        &mut sum.calls,
+        register,
+        call::restore_register(Some(h), &reg, opts.through_file),
+    )
+    .and_then(|()| {
         // A registration left incomplete keeps the CA from starting: try twice.
-        let mut hr = 0;
+        let mut r = Ok(());
         for _ in 0..2 {
-            // SAFETY: our live handle.
-            hr = unsafe { CertSrvRestoreRegisterComplete(h, 0) };
-            sum.calls
-                .push(("CertSrvRestoreRegisterComplete", HRESULT(hr)));
-            if hr >= 0 {
+            r = record(
+                &mut sum.calls,
+                Call::RestoreRegisterComplete,
+                call::restore_register_complete(Some(h), HRESULT::S_OK),
+            );
+            if r.is_ok() {
                 break;
             }
         }
-        check("CertSrvRestoreRegisterComplete", hr)
+        r
     });
-    let mut hr = 0;
+    let mut end = Ok(());
     for _ in 0..2 {
-        // SAFETY: our live handle (a stale one only gets E_HANDLE).
-        hr = unsafe { CertSrvRestoreEnd(h) };
-        sum.calls.push(("CertSrvRestoreEnd", HRESULT(hr)));
-        if hr >= 0 || hr == HRESULT::E_HANDLE.0 {
+        end = record(&mut sum.calls, Call::RestoreEnd, call::restore_end(h));
+        if hr_of(&end).is_ok() || hr_of(&end) == HRESULT::E_HANDLE {
             break;
         }
     }
     result?;
-    check("CertSrvRestoreEnd", hr)?;
+    end?;
     sum.registered.push((low, high));
     Ok(())
 }

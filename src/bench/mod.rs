@@ -1,0 +1,586 @@
+//! The benchmark figures of `certadm-emu bench`, each measured against a baseline run in
+//! the same process on the same machine, so the ratios (not the absolute numbers) are
+//! what to compare across machines.
+//!
+//! | # | emulator | baseline | target |
+//! |---|---|---|---|
+//! | 1 | `CertSrvBackupPrepareW` + `CertSrvBackupEnd` through the ABI | insert + remove in a `parking_lot::Mutex<Vec<Option<u64>>>` with a free list | ≤ 1.5× the time |
+//! | 2 | full backup of a 1 GiB virtual `.edb` (512 KiB reads) | `File::read` of a 1 GiB file from the page cache | ≥ 0.8× the throughput |
+//! | 3 | `CertSrvBackupRead` of the virtual `.edb` | `copy_from_slice` of 512 KiB buffers | ≥ 0.5× the throughput |
+//! | 4 | VmRSS growth reading 4 GiB of a 1 TiB virtual `.edb` | a 16 MiB budget | ≤ 16 MiB |
+//! | 5 | Prepare + End through `certadm-emu serve` | two bare loopback TCP round trips | ≤ 2× the time |
+//! | 6 | a full backup through the server | the same in process | ≥ 0.5× the throughput |
+//! | 7 | 32 server clients | one client | reported |
+//!
+//! Every timed figure is the median of several rounds, emulator and baseline rounds
+//! interleaved so that load from other processes hits both alike. The quick plan uses
+//! 64 MiB instead of 1 GiB and 256 MiB instead of 4 GiB.
+//!
+//! What is timed is written once in [`work`]; the criterion benches (`benches/backup.rs`)
+//! time the same functions. The module drives the ABI only through its safe layer
+//! [`crate::abi::call`].
+#![forbid(unsafe_code)]
+
+mod server;
+pub mod work;
+
+use crate::abi::call::WStr;
+use crate::client::{backup_to_dir, BackupOptions};
+use crate::core::consts::{CSBACKUP_TYPE_FULL, CSBACKUP_TYPE_LOGS_ONLY};
+use crate::EmulatedCa;
+use indicatif::HumanBytes;
+use parking_lot::Mutex;
+use std::fmt;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+use work::{OpenEdb, Result, READ_SIZE};
+
+/// The RSS budget of figure 4.
+const RSS_BUDGET: u64 = 16 << 20;
+const MIB: f64 = (1u64 << 20) as f64;
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// Sizes and round counts of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// `--quick`.
+    pub quick: bool,
+    /// The virtual `.edb` of figures 2, 3 and 6, and the real file of the baseline.
+    pub edb: u64,
+    /// Bytes read from the 1 TiB `.edb` in figure 4.
+    pub rss_read: u64,
+    /// Rounds per timed figure (the median is reported).
+    pub rounds: usize,
+    /// Target duration of one round of figures 1 and 5.
+    pub round_time: Duration,
+}
+
+impl Plan {
+    /// The full plan, or the quick one.
+    pub fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                quick,
+                edb: 64 << 20,
+                rss_read: 256 << 20,
+                rounds: 5,
+                round_time: Duration::from_millis(40),
+            }
+        } else {
+            Plan {
+                quick,
+                edb: 1 << 30,
+                rss_read: 4 << 30,
+                rounds: 7,
+                round_time: Duration::from_millis(150),
+            }
+        }
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "certadm-emu bench{}: .edb {}, RSS read {}, median of {} rounds",
+            if self.quick { " --quick" } else { "" },
+            HumanBytes(self.edb),
+            HumanBytes(self.rss_read),
+            self.rounds
+        )
+    }
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Number and description.
+    pub figure: String,
+    /// The emulator's figure.
+    pub emulator: String,
+    /// The baseline's figure.
+    pub baseline: String,
+    /// Emulator / baseline (NaN when there is none).
+    pub ratio: f64,
+    /// The target (empty for a note row).
+    pub target: String,
+    /// Whether the target was met; `None` for an informational row.
+    pub pass: Option<bool>,
+}
+
+impl Row {
+    fn note(figure: String) -> Row {
+        Row {
+            figure,
+            emulator: String::new(),
+            baseline: String::new(),
+            ratio: f64::NAN,
+            target: String::new(),
+            pass: None,
+        }
+    }
+}
+
+/// The rows of a run, printed as the ratio table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Table(pub Vec<Row>);
+
+impl Table {
+    /// (targets met, targets scored).
+    pub fn score(&self) -> (usize, usize) {
+        let scored: Vec<bool> = self.0.iter().filter_map(|r| r.pass).collect();
+        (scored.iter().filter(|p| **p).count(), scored.len())
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rows = &self.0;
+        let width = |col: fn(&Row) -> &str, min: usize| {
+            rows.iter()
+                .map(|r| col(r).chars().count())
+                .max()
+                .unwrap_or(min)
+                .max(min)
+        };
+        let w0 = width(|r| &r.figure, 6);
+        let w1 = width(|r| &r.emulator, 8);
+        let w2 = width(|r| &r.baseline, 8);
+        writeln!(
+            f,
+            "{:<w0$}  {:>w1$}  {:>w2$}  {:>9}  {:<16}  result",
+            "figure", "emulator", "baseline", "ratio", "target"
+        )?;
+        writeln!(f, "{}", "-".repeat(w0 + w1 + w2 + 9 + 16 + 16))?;
+        for r in rows {
+            let ratio = if r.target.is_empty() {
+                String::new()
+            } else if r.ratio.is_nan() {
+                "-".to_string()
+            } else if r.ratio >= 100.0 {
+                format!("{:.0}x", r.ratio)
+            } else {
+                format!("{:.3}x", r.ratio)
+            };
+            writeln!(
+                f,
+                "{:<w0$}  {:>w1$}  {:>w2$}  {:>9}  {:<16}  {}",
+                r.figure,
+                r.emulator,
+                r.baseline,
+                ratio,
+                r.target,
+                match r.pass {
+                    Some(true) => "PASS",
+                    Some(false) => "MISS",
+                    None if r.target.is_empty() => "",
+                    None => "info",
+                }
+            )?;
+        }
+        Ok(())
+    }
+}
+
+// ----- measurement helpers ----------------------------------------------------------
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Iterations of `f` (which runs its argument's count and returns the time taken)
+/// that last about `target`.
+fn calibrate(f: &mut dyn FnMut(u64) -> Result<Duration>, target: Duration) -> Result<u64> {
+    let mut n = 1u64;
+    loop {
+        let d = f(n)?;
+        if d >= target / 10 || n >= 1 << 32 {
+            let scaled = n as f64 * target.as_secs_f64() / d.as_secs_f64().max(1e-9);
+            return Ok((scaled.ceil() as u64).max(1));
+        }
+        n *= 4;
+    }
+}
+
+/// Time per iteration (ns) of the emulator and of the baseline: both calibrated to
+/// `plan.round_time`, then `plan.rounds` interleaved rounds, medians.
+fn per_iteration(
+    plan: &Plan,
+    emu: &mut dyn FnMut(u64) -> Result<Duration>,
+    base: &mut dyn FnMut(u64) -> Result<Duration>,
+) -> Result<(f64, f64)> {
+    let n_emu = calibrate(emu, plan.round_time)?;
+    let n_base = calibrate(base, plan.round_time)?;
+    let (mut e, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..plan.rounds {
+        e.push(emu(n_emu)?.as_nanos() as f64 / n_emu as f64);
+        b.push(base(n_base)?.as_nanos() as f64 / n_base as f64);
+    }
+    Ok((median(e), median(b)))
+}
+
+fn rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn ns(d: f64) -> String {
+    if d >= 1e6 {
+        format!("{:.2} ms", d / 1e6)
+    } else if d >= 1e3 {
+        format!("{:.2} µs", d / 1e3)
+    } else {
+        format!("{d:.1} ns")
+    }
+}
+
+fn gibs(bytes_per_sec: f64) -> String {
+    format!("{:.2} GiB/s", bytes_per_sec / GIB)
+}
+
+fn tempdir() -> Result<tempfile::TempDir> {
+    tempfile::tempdir().map_err(|e| format!("creating a temporary directory: {e}"))
+}
+
+fn build_ca(b: crate::CaBuilder, what: &str) -> Result<EmulatedCa> {
+    b.build().map_err(|e| format!("creating {what}: {e}"))
+}
+
+// ----- the figures ------------------------------------------------------------------
+
+/// Figure 1: time per Prepare+End pair against time per insert+remove pair.
+/// Also returns the number of pairs run.
+fn prepare_end(
+    server: &WStr,
+    flags: u32,
+    label: &str,
+    plan: &Plan,
+    informational: bool,
+) -> Result<(Row, u64)> {
+    let mut pairs = 0u64;
+    let mut emu = |n: u64| -> Result<Duration> {
+        pairs += n;
+        let t = Instant::now();
+        for _ in 0..n {
+            work::prepare_end(server, flags)?;
+        }
+        Ok(t.elapsed())
+    };
+    let table = Mutex::new(work::FreeList::default());
+    let mut base = |n: u64| -> Result<Duration> {
+        let t = Instant::now();
+        for i in 0..n {
+            work::baseline_pair(&table, i);
+        }
+        Ok(t.elapsed())
+    };
+    let (e, b) = per_iteration(plan, &mut emu, &mut base)?;
+    let ratio = e / b;
+    let row = Row {
+        figure: label.into(),
+        emulator: format!("{}/pair", ns(e)),
+        baseline: format!("{}/pair", ns(b)),
+        ratio,
+        target: "<= 1.5x".into(),
+        pass: (!informational).then_some(ratio <= 1.5),
+    };
+    Ok((row, pairs))
+}
+
+/// Figures 1 to 1d on one CA: full and logs-only pairs, memory kept, tracing off.
+fn prepare_end_figures(plan: &Plan) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let ca = build_ca(EmulatedCa::builder(), "the CA")?;
+    let server = WStr::new(ca.server_name());
+    rows.push(
+        prepare_end(
+            &server,
+            CSBACKUP_TYPE_FULL,
+            "1  Prepare(FULL)+End vs Mutex<free list>",
+            plan,
+            false,
+        )?
+        .0,
+    );
+    // An incremental session needs a full backup first.
+    let dir = tempdir()?;
+    backup_to_dir(
+        ca.server_name(),
+        dir.path(),
+        &BackupOptions::default(),
+        &mut |_, _, _| {},
+    )
+    .map_err(|e| format!("the full backup before figure 1b: {e}"))?;
+    let before = rss_bytes().unwrap_or(0);
+    let (row, pairs) = prepare_end(
+        &server,
+        CSBACKUP_TYPE_LOGS_ONLY,
+        "1b (info) Prepare(LOGS_ONLY)+End, same",
+        plan,
+        true,
+    )?;
+    rows.push(row);
+    // Memory an ended session leaves behind (a session that is ended should leave
+    // nothing: the baseline table keeps none).
+    let kept = rss_bytes().unwrap_or(0).saturating_sub(before);
+    rows.push(Row {
+        figure: "1c (info) VmRSS kept per ended Prepare+End pair".into(),
+        emulator: format!("{:.0} B/pair", kept as f64 / pairs.max(1) as f64),
+        baseline: "0 B/pair".into(),
+        ratio: f64::NAN,
+        target: "0 B/pair".into(),
+        pass: None,
+    });
+    rows.push(Row::note(format!(
+        "   ({pairs} pairs; +{:.1} MiB in total)",
+        kept as f64 / MIB
+    )));
+    // Without the call trace and the conformance checker (EmulatedCa::set_tracing).
+    ca.set_tracing(false);
+    rows.push(
+        prepare_end(
+            &server,
+            CSBACKUP_TYPE_FULL,
+            "1d (info) Prepare(FULL)+End, tracing off",
+            plan,
+            true,
+        )?
+        .0,
+    );
+    ca.set_tracing(true);
+    Ok(rows)
+}
+
+/// Figure 2: a whole full-backup session (Prepare, GetDatabaseNames, OpenFile, Read
+/// to EOF, Close, End) against reading a real file of the same size from the page cache.
+fn full_backup(server: &WStr, plan: &Plan) -> Result<Row> {
+    let dir = tempdir()?;
+    let path = dir.path().join("baseline.edb");
+    // The emulator's logical size is what OpenFile reports; the real file matches it.
+    let probe = OpenEdb::new(server)?;
+    let size = probe.size();
+    probe.finish()?;
+    work::write_real_file(&path, size)?;
+    let mut buf = vec![1u8; READ_SIZE];
+    let (mut e, mut b) = (Vec::new(), Vec::new());
+    for round in 0..=plan.rounds {
+        let t = Instant::now();
+        let got = work::full_backup(server, &mut buf)?;
+        let te = t.elapsed().as_secs_f64();
+        if got != size {
+            return Err(format!("the backup read {got} bytes of {size}"));
+        }
+        let t = Instant::now();
+        let got = work::read_real_file(&path, &mut buf)?;
+        let tb = t.elapsed().as_secs_f64();
+        if got != size {
+            return Err(format!("the baseline read {got} bytes of {size}"));
+        }
+        // Round 0 warms both up.
+        if round > 0 {
+            e.push(size as f64 / te);
+            b.push(size as f64 / tb);
+        }
+    }
+    let (e, b) = (median(e), median(b));
+    let ratio = e / b;
+    Ok(Row {
+        figure: format!("2  full backup of {} .edb vs File::read", HumanBytes(size)),
+        emulator: gibs(e),
+        baseline: gibs(b),
+        ratio,
+        target: ">= 0.8x".into(),
+        pass: Some(ratio >= 0.8),
+    })
+}
+
+/// Figure 3: the Read loop alone (session set up outside the timing) against
+/// `copy_from_slice` of the same number of bytes in 512 KiB blocks from a buffer.
+/// With `source` larger than one block, the copies walk a source of that size (an
+/// in-memory image of the file, beyond the caches); the headline row copies the same
+/// 512 KiB block over and over (cache-resident).
+fn read_vs_memcpy(server: &WStr, plan: &Plan) -> Result<Vec<Row>> {
+    let mut dst = vec![1u8; READ_SIZE];
+    let small_src = vec![2u8; READ_SIZE];
+    let big_src_len = (256usize << 20).min(plan.edb as usize).max(READ_SIZE);
+    let mut big_src = vec![0u8; big_src_len];
+    crate::ca::gen::fill(3, 0, &mut big_src);
+    let (mut e, mut b_small, mut b_big) = (Vec::new(), Vec::new(), Vec::new());
+    let mut size = 0u64;
+    for round in 0..=plan.rounds {
+        let mut s = OpenEdb::new(server)?;
+        let t = Instant::now();
+        size = s.read_up_to(&mut dst, u64::MAX)?;
+        let te = t.elapsed().as_secs_f64();
+        s.finish()?;
+        let blocks = size.div_ceil(READ_SIZE as u64) as usize;
+        let t = Instant::now();
+        for _ in 0..blocks {
+            work::memcpy(&mut dst, &small_src);
+        }
+        let ts = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let per_pass = big_src_len / READ_SIZE;
+        for i in 0..blocks {
+            let off = (i % per_pass) * READ_SIZE;
+            work::memcpy(&mut dst, &big_src[off..off + READ_SIZE]);
+        }
+        let tg = t.elapsed().as_secs_f64();
+        if round > 0 {
+            let bytes = (blocks * READ_SIZE) as f64;
+            e.push(size as f64 / te);
+            b_small.push(bytes / ts);
+            b_big.push(bytes / tg);
+        }
+    }
+    let e = median(e);
+    let (bs, bg) = (median(b_small), median(b_big));
+    Ok(vec![
+        Row {
+            figure: format!(
+                "3  CertSrvBackupRead ({}) vs memcpy 512 KiB",
+                HumanBytes(size)
+            ),
+            emulator: gibs(e),
+            baseline: gibs(bs),
+            ratio: e / bs,
+            target: ">= 0.5x".into(),
+            pass: Some(e / bs >= 0.5),
+        },
+        Row {
+            figure: format!(
+                "3b  (info) same vs memcpy from a {} image",
+                HumanBytes(big_src_len as u64)
+            ),
+            emulator: gibs(e),
+            baseline: gibs(bg),
+            ratio: e / bg,
+            target: ">= 0.5x".into(),
+            pass: None,
+        },
+    ])
+}
+
+/// Figure 4: resident memory growth (peak of VmRSS sampled every 16 reads) while
+/// reading `plan.rss_read` bytes of a 1 TiB virtual `.edb` through the ABI.
+fn rss_growth(plan: &Plan) -> Result<Row> {
+    let ca = build_ca(EmulatedCa::builder().edb_size(1 << 40), "the 1 TiB CA")?;
+    let server = WStr::new(ca.server_name());
+    let mut buf = vec![3u8; READ_SIZE];
+    let mut s = OpenEdb::new(&server)?;
+    // One read first, so that anything allocated once per open file is in the baseline.
+    s.read_up_to(&mut buf, 1)?;
+    let before = rss_bytes().ok_or("cannot read VmRSS from /proc/self/status")?;
+    let mut peak = before;
+    let mut done = 0u64;
+    let mut reads = 0u64;
+    while done < plan.rss_read {
+        let n = s.read(&mut buf)?;
+        black_box(&buf[..n]);
+        done += n as u64;
+        reads += 1;
+        if reads % 16 == 0 {
+            peak = peak.max(rss_bytes().unwrap_or(0));
+        }
+        if n < buf.len() {
+            break;
+        }
+    }
+    peak = peak.max(rss_bytes().unwrap_or(0));
+    s.finish()?;
+    let growth = peak.saturating_sub(before);
+    let ratio = growth as f64 / RSS_BUDGET as f64;
+    Ok(Row {
+        figure: format!(
+            "4  VmRSS growth reading {} of a 1 TiB .edb",
+            HumanBytes(done)
+        ),
+        emulator: format!("+{:.2} MiB", growth as f64 / MIB),
+        baseline: format!("16 MiB budget (RSS before {:.1} MiB)", before as f64 / MIB),
+        ratio,
+        target: "<= 1.0 (16 MiB)".into(),
+        pass: Some(growth <= RSS_BUDGET),
+    })
+}
+
+/// Runs every figure of `plan`; `step` hears the name of each stage before it runs.
+pub fn run(plan: &Plan, step: &mut dyn FnMut(&str)) -> Result<Table> {
+    let mut rows = Vec::new();
+
+    step("[1/4] Prepare+End through the ABI vs Mutex<free list> insert+remove ...");
+    rows.extend(prepare_end_figures(plan)?);
+
+    step(&format!(
+        "[2/4] full backup of a {} .edb vs File::read from the page cache ...",
+        HumanBytes(plan.edb)
+    ));
+    let ca = build_ca(EmulatedCa::builder().edb_size(plan.edb), "the CA")?;
+    let server = WStr::new(ca.server_name());
+    rows.push(full_backup(&server, plan)?);
+
+    step("[3/4] CertSrvBackupRead vs copy_from_slice ...");
+    rows.extend(read_vs_memcpy(&server, plan)?);
+    drop(ca);
+
+    step(&format!(
+        "[4/4] VmRSS while reading {} of a 1 TiB .edb ...",
+        HumanBytes(plan.rss_read)
+    ));
+    rows.push(rss_growth(plan)?);
+
+    step("[5-7] server mode: loopback TCP, in-process, 32 clients ...");
+    rows.extend(server::figures(plan)?);
+    Ok(Table(rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_table() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(vec![]).is_nan());
+        let t = Table(vec![
+            Row {
+                figure: "1  x".into(),
+                emulator: "2.0 ns/pair".into(),
+                baseline: "1.0 ns/pair".into(),
+                ratio: 2.0,
+                target: "<= 1.5x".into(),
+                pass: Some(false),
+            },
+            Row::note("   (note)".into()),
+        ]);
+        assert_eq!(t.score(), (0, 1));
+        let text = t.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[0].starts_with("figure"), "{text}");
+        assert!(
+            lines[2].ends_with("2.000x  <= 1.5x           MISS"),
+            "{text}"
+        );
+        assert_eq!(lines[3].trim_end(), "   (note)");
+    }
+
+    #[test]
+    fn the_quick_plan_names_its_sizes() {
+        let p = Plan::new(true);
+        assert_eq!(
+            p.to_string(),
+            "certadm-emu bench --quick: .edb 64.00 MiB, RSS read 256.00 MiB, median of 5 rounds"
+        );
+    }
+}
