@@ -690,8 +690,17 @@ fn recorder_records_an_unmodified_client_without_changing_what_it_sees() {
     let b = side("rec", &rec, vec![real_env.clone(), anon_env]);
     let mut trace_at = 0usize;
 
-    // 3. dll_checks.exe (threads, bad pointers, frees after End) through the recorder,
-    //    recording to a file named with %p.
+    // 3. dll_checks.exe (threads, bad pointers, frees after End) through the recorder:
+    //    first without CERTADM_RECORD (only forwarding), then recording to a file named
+    //    with %p.
+    for (tag, d) in [("plain-dll_checks-0", &a), ("rec-dll_checks-0", &b)] {
+        let envs = [(real_env.0.as_str(), real_env.1.as_str())];
+        let (st, out, err) =
+            d.wine
+                .run_exe_env(&d.dir.join("dll_checks.exe"), tag, &[&machine], &envs);
+        assert_eq!(st.code(), Some(0), "{tag}: {out}{err}");
+    }
+    let _ = new_lines(&server_trace, &mut trace_at);
     let (pa, oa, _) = a.wine.run_exe_env(
         &plain.join("dll_checks.exe"),
         "plain-dll_checks",
