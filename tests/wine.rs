@@ -16,185 +16,24 @@
 //! * the same restore with one log deleted from the full set is refused at start.
 //!
 //! Skipped, with a note, when `x86_64-w64-mingw32-gcc` or Wine (`/usr/lib/wine/wine64`,
-//! `wine64` or `wine` on PATH) is missing. Debian/Ubuntu packages: `gcc-mingw-w64-x86-64`
+//! `wine64` or `wine` on PATH) is missing; failed instead under
+//! `CERTADM_EMU_REQUIRE_TOOLS=1` (`tests/common/wine.rs`). Debian/Ubuntu packages: `gcc-mingw-w64-x86-64`
 //! and `wine64` (Debian 12) or `wine` (which pulls in the 64-bit loader on newer releases).
 //!
 //! The Wine prefix is `$CARGO_TARGET_TMPDIR/wine-prefix` (override with `CERTEMU_WINEPREFIX`);
 //! its first use creates it (10-30 s).
 
-use certadm_emu::core::Call;
 use certadm_emu::remote::client::RemoteClient;
-use std::fs::File;
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use common::wine::{check_exports, compile, run, wine_path, Served, Wine};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
 
 const MACHINE: &str = "WINECA";
-const TIMEOUT: Duration = Duration::from_secs(180);
 /// JET_errMissingRestoreLogFiles.
 const JET_ERR_MISSING_RESTORE_LOG_FILES: i32 = 0xC800_022Du32 as i32;
-
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-fn mingw() -> Option<PathBuf> {
-    on_path("x86_64-w64-mingw32-gcc")
-}
-
-fn wine() -> Option<PathBuf> {
-    let lib = PathBuf::from("/usr/lib/wine/wine64");
-    if lib.is_file() {
-        return Some(lib);
-    }
-    on_path("wine64").or_else(|| on_path("wine"))
-}
-
-/// The Wine (DOS) name of a host path: `Z:` + the path with backslashes.
-fn wine_path(p: &Path) -> String {
-    let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    format!("Z:{}", abs.display()).replace('/', "\\")
-}
-
-/// Runs `cmd` with its output in files (Wine's wineserver would keep pipes open).
-fn run(mut cmd: Command, dir: &Path, tag: &str) -> (ExitStatus, String, String, Duration) {
-    let out_p = dir.join(format!("{tag}.stdout"));
-    let err_p = dir.join(format!("{tag}.stderr"));
-    let start = Instant::now();
-    let desc = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(File::create(&out_p).unwrap())
-        .stderr(File::create(&err_p).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {desc}: {e}"));
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{desc} did not finish within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let read =
-        |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
-    (status, read(&out_p), read(&err_p), start.elapsed())
-}
-
-struct Served {
-    child: Option<Child>,
-    addr: String,
-}
-
-impl Served {
-    fn start(config: &Path) -> Served {
-        let (child, addr) = common::spawn_serve(|cmd| {
-            cmd.arg("--config").arg(config);
-        });
-        Served {
-            child: Some(child),
-            addr,
-        }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            if let Ok(c) = RemoteClient::connect(&self.addr, None) {
-                let _ = c.shutdown_server();
-            }
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(20) {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-struct Wine {
-    exe: PathBuf,
-    prefix: PathBuf,
-    client: PathBuf,
-    dir: PathBuf,
-    server: String,
-}
-
-impl Wine {
-    /// Runs client.exe with `args`; returns (success, stdout, stderr).
-    fn client(&self, tag: &str, args: &[&str]) -> (bool, String, String) {
-        self.run_exe(&self.client, tag, args)
-    }
-
-    /// Runs a Windows program of the build directory with `args`.
-    fn run_exe(&self, program: &Path, tag: &str, args: &[&str]) -> (bool, String, String) {
-        let name = program.file_name().unwrap().to_string_lossy().into_owned();
-        let mut cmd = Command::new(&self.exe);
-        cmd.arg(program)
-            .args(args)
-            .current_dir(&self.dir)
-            .env("WINEPREFIX", &self.prefix)
-            .env("WINEDEBUG", "-all")
-            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
-            .env("CERTADM_EMU_SERVER", &self.server)
-            .env("CERTADM_EMU_LOG", "1")
-            .env_remove("CERTADM_EMU_SECRET")
-            .env_remove("CERTADM_EMU_PATH_MAP")
-            .env_remove("DISPLAY")
-            .env_remove("WAYLAND_DISPLAY");
-        let (status, out, err, took) = run(cmd, &self.dir, tag);
-        eprintln!(
-            "--- {name} {} ({:.1?}): {status}\n{out}{err}",
-            args.join(" "),
-            took
-        );
-        (status.success(), out, err)
-    }
-}
-
-fn compile(gcc: &Path, args: &[&str], dir: &Path, tag: &str) {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut cmd = Command::new(gcc);
-    cmd.args(args).current_dir(manifest);
-    let (status, out, err, _) = run(cmd, dir, tag);
-    assert!(status.success(), "{tag} failed:\n{out}{err}");
-}
-
-/// The DLL exports exactly the 18 certbcli names (checked with MinGW's objdump, if there).
-fn check_exports(dll: &Path, dir: &Path) {
-    let Some(objdump) = on_path("x86_64-w64-mingw32-objdump") else {
-        eprintln!("note: x86_64-w64-mingw32-objdump not found: exports not checked");
-        return;
-    };
-    let mut cmd = Command::new(objdump);
-    cmd.arg("-p").arg(dll);
-    let (status, out, err, _) = run(cmd, dir, "objdump");
-    assert!(status.success(), "objdump failed: {err}");
-    let mut names: Vec<&str> = out
-        .lines()
-        .skip_while(|l| !l.contains("[Ordinal/Name Pointer] Table"))
-        .skip(1)
-        .take_while(|l| l.trim_start().starts_with('['))
-        .filter_map(|l| l.split(']').nth(1).map(str::trim))
-        .collect();
-    names.sort_unstable();
-    let mut want: Vec<&str> = Call::ALL.iter().map(|c| c.name()).collect();
-    want.sort_unstable();
-    assert_eq!(names, want, "the exports of certadm.dll");
-}
 
 /// Deletes the middle edbXXXXX.log of a set (one with logs on both sides if it can).
 fn delete_a_log(set: &Path) -> String {
@@ -226,22 +65,15 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn windows_client_backs_up_and_restores_through_wine() {
-    let (Some(gcc), Some(wine_exe)) = (mingw(), wine()) else {
-        eprintln!(
-            "note: skipping the Wine test: x86_64-w64-mingw32-gcc or Wine (/usr/lib/wine/wine64, \
-             wine64, wine) is not installed (apt-get install gcc-mingw-w64-x86-64 wine64)"
-        );
+    let Some((gcc, wine_exe)) = common::wine::mingw_and_wine() else {
         return;
     };
     let t0 = Instant::now();
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let dir = tmp.join("wine").join(std::process::id().to_string());
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let prefix = std::env::var_os("CERTEMU_WINEPREFIX")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| tmp.join("wine-prefix"));
-    std::fs::create_dir_all(&prefix).unwrap();
+    let prefix = common::wine::prefix();
 
     // Build certadm.dll and client.exe side by side (LoadLibrary finds the DLL there).
     let dll = dir.join("certadm.dll");
@@ -315,7 +147,7 @@ fn windows_client_backs_up_and_restores_through_wine() {
         format!(r#"{{"machines": [{{"name": "{MACHINE}", "ca": {{"records": 30, "log_capacity": 4}}}}]}}"#),
     )
     .unwrap();
-    let served = Served::start(&cfg);
+    let served = Served::start(&cfg, |_| {});
     let rc = RemoteClient::connect(&served.addr, None).unwrap();
     let w = Wine {
         exe: wine_exe,

@@ -8,19 +8,54 @@ use std::path::Path;
 use std::process::Command;
 
 /// `certadm-emu lint TRACE`: the conformance report of a trace file. Fails if a rule was broken.
+///
+/// A file of the recording certadm.dll (`windows/recorder`) holds one recording per process,
+/// each starting with a `{"recording": {...}}` line and numbering its handles from 1: each
+/// recording is checked on its own.
 pub fn lint(path: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let events = conformance::parse_trace(&text)?;
-    // A file may hold several CAs' calls: their handles never collide, so one pass checks all.
-    let report = conformance::check(&events, true);
-    let mut shown = report.clone();
-    shown.trace.clear();
-    print!("{shown}");
-    if report.is_clean() {
+    let recordings = split_recordings(&text);
+    let mut violations = 0;
+    for (first_line, body) in &recordings {
+        let events = conformance::parse_trace(body)?;
+        // A file may hold several CAs' calls: their handles never collide, so one pass checks all.
+        let report = conformance::check(&events, true);
+        let mut shown = report.clone();
+        shown.trace.clear();
+        if recordings.len() > 1 {
+            println!("recording from line {first_line}:");
+        }
+        print!("{shown}");
+        violations += report.violations.len();
+    }
+    if violations == 0 {
         Ok(())
     } else {
-        Err(format!("{} violation(s)", report.violations.len()))
+        Err(format!("{violations} violation(s)"))
     }
+}
+
+/// The traces of a file, split at each recording header line, with the number of their
+/// first line; each body keeps its lines' numbers (earlier lines are blank) for
+/// [`conformance::parse_trace`]'s messages. Empty parts are dropped.
+fn split_recordings(text: &str) -> Vec<(usize, String)> {
+    let mut parts = vec![(1, String::new())];
+    for (i, line) in text.lines().enumerate() {
+        let header = line.trim_start().starts_with("{\"recording\"")
+            && serde_json::from_str::<serde_json::Value>(line)
+                .is_ok_and(|v| v.get("recording").is_some() && v.get("call").is_none());
+        if header {
+            parts.push((i + 1, "\n".repeat(i + 1)));
+        } else if let Some((_, body)) = parts.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    parts.retain(|(_, body)| !body.trim().is_empty());
+    if parts.is_empty() {
+        parts.push((1, String::new()));
+    }
+    parts
 }
 
 /// Runs `cmd` once against a fresh in-process server hosting `config`'s machines

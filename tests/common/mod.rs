@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests that run other processes.
 #![allow(dead_code)] // each test crate uses part of this module
 
+pub mod wine;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
