@@ -208,7 +208,9 @@ fn build_c_as(name: &str, linked: bool) -> PathBuf {
         cmd.arg("-L")
             .arg(lib_dir)
             .arg("-lcertadm_emu")
-            .arg(format!("-Wl,-rpath,{}", lib_dir.display()));
+            .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+            // DT_RPATH beats a stale library on cargo test's LD_LIBRARY_PATH.
+            .arg("-Wl,--disable-new-dtags");
     } else {
         cmd.arg("-ldl");
     }
