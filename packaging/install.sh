@@ -196,6 +196,9 @@ done
 printf '%s\n' "$extra_libs" | while IFS= read -r f; do
   [ -n "$f" ] || continue
   [ -f "$f" ] || die "no extra library '$f'"
+  case "$(basename "$f")" in
+    libcertadm_emu.so*) die "extra library '$f' has the name of the main library" ;;
+  esac
   install -m 755 "$f" "$dest/lib/$(basename "$f")"
   say "installed $dest/lib/$(basename "$f")"
   echo "lib/$(basename "$f")" >> "$tmp/extra"
