@@ -82,6 +82,7 @@ if [ "$uninstall" = yes ]; then
   done
   # Deepest first; a directory that holds other files stays.
   printf '%s\n' "$list" | grep '/$' | sort -r | while IFS= read -r d; do
+    [ "$d" != ./ ] || d=
     if rmdir "$dest/$d" 2>/dev/null; then say "removed $dest/$d"; fi
   done
   exit 0
@@ -150,6 +151,11 @@ created=
 note() { installed="$installed
 $1"; }
 mkdirs() { # mkdirs REL...: creates each directory under $dest, remembering the ones it made
+  if [ ! -d "$dest" ]; then
+    mkdir -p "$dest"
+    created="$created
+./"
+  fi
   for d in "$@"; do
     path=
     for part in $(echo "$d" | tr '/' ' '); do

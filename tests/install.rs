@@ -350,12 +350,14 @@ fn install_lays_out_the_prefix_and_uninstall_removes_it() {
         std::fs::read_to_string(prefix.join("share/certadm-emu/install-manifest.txt")).unwrap();
     assert_eq!(again, manifest);
 
-    // A file of someone else's stays, and so does its directory.
+    // Uninstall removes every file and the directories install created, the prefix too.
+    install_script(&prefix, &["--uninstall"]);
+    assert!(!prefix.exists(), "{:?}", tree(&prefix));
+    // A file of someone else's stays, and so do its directories.
+    install_this_build(&prefix);
     std::fs::write(prefix.join("lib/other.so"), b"not ours").unwrap();
     install_script(&prefix, &["--uninstall"]);
     assert_eq!(tree(&prefix), vec!["lib/other.so".to_string()]);
-    std::fs::remove_file(prefix.join("lib/other.so")).unwrap();
-    assert_eq!(tree(&prefix), Vec::<String>::new());
     // Nothing left to uninstall: refused, with the reason.
     let mut cmd = Command::new("sh");
     cmd.arg(manifest_dir().join("packaging/install.sh"))
