@@ -11,12 +11,16 @@
 //!
 //! Environment:
 //! * `CERTADM_EMU_LIB`: use this `libcertadm_emu.so` instead of the one next to the test.
+//!
+//! The library is linked into a private directory with its soname link
+//! (`common::link_library`). The exported symbol list and the soname are checked by
+//! `tests/install.rs`, with the installed layout and the CMake and pkg-config consumers.
 //! * `CERTADM_EMU_NO_VALGRIND=1`: skip the valgrind runs (they take most of the time).
 //! * `CC` / `CXX`: the C and C++ compilers (default `cc` / `c++`).
 
 mod common;
 
-use common::{run_with_timeout, show};
+use common::{readme_block, run_with_timeout, show};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -101,20 +105,12 @@ fn setup() -> &'static Setup {
     SETUP.get_or_init(|| {
         let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_clients");
-        remove_stale_runs(&base);
+        common::remove_stale_runs(&base);
         let out = base.join(std::process::id().to_string());
         let _ = std::fs::remove_dir_all(&out);
         let lib_dir = out.join("lib");
-        std::fs::create_dir_all(&lib_dir).unwrap();
-        let found = find_library(&manifest);
-        let lib = lib_dir.join("libcertadm_emu.so");
-        // A hard link keeps this build's file even if a later build replaces the original
-        // (linkers write a new file); a copy where links are not possible.
-        if std::fs::hard_link(&found, &lib).is_err() {
-            std::fs::copy(&found, &lib).unwrap_or_else(|e| {
-                panic!("copying {} to {}: {e}", found.display(), lib.display())
-            });
-        }
+        let found = common::built_library();
+        let lib = common::link_library(&found, &lib_dir);
         println!("library: {} (from {})", lib.display(), found.display());
         let valgrind = if std::env::var_os("CERTADM_EMU_NO_VALGRIND").is_some() {
             eprintln!("note: CERTADM_EMU_NO_VALGRIND is set; skipping the valgrind runs");
@@ -138,78 +134,6 @@ fn setup() -> &'static Setup {
             valgrind,
         }
     })
-}
-
-/// Removes the output directories of earlier test processes that are gone.
-fn remove_stale_runs(base: &Path) {
-    let Ok(entries) = std::fs::read_dir(base) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if let Ok(pid) = name.parse::<u32>() {
-            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
-}
-
-/// The cdylib built with this test binary: `target/<profile>/deps/libcertadm_emu.so`, next
-/// to the test executable (cargo emits the lib's rlib and cdylib in one rustc run), else
-/// `target/<profile>/libcertadm_emu.so`; if neither exists, build it with cargo.
-fn find_library(manifest: &Path) -> PathBuf {
-    if let Some(p) = std::env::var_os("CERTADM_EMU_LIB") {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "CERTADM_EMU_LIB={} is not a file", p.display());
-        return p;
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("the test executable has a directory");
-    let candidates = [
-        deps.join("libcertadm_emu.so"),
-        deps.parent()
-            .map(|p| p.join("libcertadm_emu.so"))
-            .unwrap_or_default(),
-    ];
-    // `cargo test --test c_clients` alone rebuilds the rlib but not the cdylib: a library
-    // older than the newest rlib next to it is stale, so build a fresh one instead.
-    let mtime = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
-    let newest_rlib = std::fs::read_dir(deps)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            n.starts_with("libcertadm_emu-") && n.ends_with(".rlib")
-        })
-        .filter_map(|e| mtime(&e.path()))
-        .max();
-    if let Some(p) = candidates
-        .iter()
-        .find(|p| p.is_file() && mtime(p) >= newest_rlib)
-    {
-        return p.clone();
-    }
-    // Not built (an unusual cargo configuration): build it in a separate target directory,
-    // so this never waits on the lock of the cargo process running the tests.
-    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_clients-build");
-    eprintln!(
-        "note: no libcertadm_emu.so next to {}; building it into {}",
-        exe.display(),
-        target.display()
-    );
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--lib", "--target-dir"])
-        .arg(&target)
-        .current_dir(manifest)
-        .status()
-        .expect("running cargo build --lib");
-    assert!(status.success(), "cargo build --lib failed");
-    let p = target.join("debug").join("libcertadm_emu.so");
-    assert!(p.is_file(), "{} was not built", p.display());
-    p
 }
 
 fn tool(var: &str, default: &str) -> String {
@@ -592,19 +516,6 @@ fn every_program_is_listed() {
     let _ = Kind::MingwSyntaxOnly;
 }
 
-/// The fenced block of `lang` in README.md (the first one).
-fn readme_block(lang: &str) -> String {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README.md");
-    let start = readme
-        .find(&format!("```{lang}\n"))
-        .unwrap_or_else(|| panic!("README.md has no ```{lang} block"))
-        + lang.len()
-        + 4;
-    let end = start + readme[start..].find("```").expect("closed block");
-    readme[start..end].to_string()
-}
-
 /// The README's C example, exactly as printed, compiles with the strict flags and runs.
 #[test]
 fn readme_c_example() {
@@ -649,51 +560,6 @@ fn readme_python_example() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("type 'D'"), "{out}");
     assert!(out.contains("second prepare: 0x8000FFFF"), "{out}");
-}
-
-/// The shared library exports exactly the 18 Certadm names, plus `certemu_*`, and nothing
-/// else (`nm -D`).
-#[test]
-fn exports_are_exactly_the_certadm_names_and_certemu() {
-    let s = setup();
-    if !have("nm") {
-        eprintln!("note: nm is not installed; skipping the export list check");
-        return;
-    }
-    let o = Command::new("nm")
-        .args(["-D", "--defined-only"])
-        .arg(&s.lib)
-        .output()
-        .expect("nm");
-    assert!(o.status.success(), "{}", show(&o));
-    let mut names: Vec<String> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
-        .filter(|n| !n.starts_with("certemu_"))
-        .collect();
-    names.sort();
-    let mut want = vec![
-        "CertSrvBackupClose",
-        "CertSrvBackupEnd",
-        "CertSrvBackupFree",
-        "CertSrvBackupGetBackupLogsW",
-        "CertSrvBackupGetDatabaseNamesW",
-        "CertSrvBackupGetDynamicFileListW",
-        "CertSrvBackupOpenFileW",
-        "CertSrvBackupPrepareW",
-        "CertSrvBackupRead",
-        "CertSrvBackupTruncateLogs",
-        "CertSrvIsServerOnlineW",
-        "CertSrvRestoreEnd",
-        "CertSrvRestoreGetDatabaseLocationsW",
-        "CertSrvRestorePrepareW",
-        "CertSrvRestoreRegisterComplete",
-        "CertSrvRestoreRegisterThroughFile",
-        "CertSrvRestoreRegisterW",
-        "CertSrvServerControlW",
-    ];
-    want.sort();
-    assert_eq!(names, want);
 }
 
 /// Server mode under memcheck: the scenarios and the unmodified agent run with

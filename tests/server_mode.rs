@@ -172,12 +172,8 @@ fn library() -> &'static PathBuf {
                 )
             }
         };
-        let dir = scratch("lib");
-        let lib = dir.join("libcertadm_emu.so");
-        if std::fs::hard_link(&found, &lib).is_err() {
-            std::fs::copy(&found, &lib).unwrap();
-        }
-        lib
+        // With the soname link, for the programs linked with -lcertadm_emu.
+        common::link_library(&found, &scratch("lib"))
     })
 }
 

@@ -4,6 +4,7 @@
 pub mod wine;
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -82,4 +83,113 @@ pub fn spawn_serve(configure: impl FnOnce(&mut Command)) -> (Child, String) {
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
     (child, addr)
+}
+
+/// The soname `build.rs` gave `libcertadm_emu.so` (docs/ABI.md): what an executable linked
+/// with `-lcertadm_emu` asks the loader for.
+pub const SONAME: &str = env!("CERTADM_EMU_SONAME");
+
+/// The cdylib built with this test binary: `target/<profile>/deps/libcertadm_emu.so`, next
+/// to the test executable (cargo emits the lib's rlib and cdylib in one rustc run), else
+/// `target/<profile>/libcertadm_emu.so`; if neither is current, build it with cargo into a
+/// directory of its own. `CERTADM_EMU_LIB` names another library instead.
+pub fn built_library() -> PathBuf {
+    if let Some(p) = std::env::var_os("CERTADM_EMU_LIB") {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "CERTADM_EMU_LIB={} is not a file", p.display());
+        return p;
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("the test executable has a directory");
+    let candidates = [
+        deps.join("libcertadm_emu.so"),
+        deps.parent()
+            .map(|p| p.join("libcertadm_emu.so"))
+            .unwrap_or_default(),
+    ];
+    // `cargo test --test c_clients` alone rebuilds the rlib but not the cdylib: a library
+    // older than the newest rlib next to it is stale, so build a fresh one instead.
+    let mtime = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
+    let newest_rlib = std::fs::read_dir(deps)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("libcertadm_emu-") && n.ends_with(".rlib")
+        })
+        .filter_map(|e| mtime(&e.path()))
+        .max();
+    if let Some(p) = candidates
+        .iter()
+        .find(|p| p.is_file() && mtime(p) >= newest_rlib)
+    {
+        return p.clone();
+    }
+    // Not built (an unusual cargo configuration): build it in a separate target directory,
+    // so this never waits on the lock of the cargo process running the tests.
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_clients-build");
+    eprintln!(
+        "note: no current libcertadm_emu.so next to {}; building it into {}",
+        exe.display(),
+        target.display()
+    );
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--lib", "--target-dir"])
+        .arg(&target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("running cargo build --lib");
+    assert!(status.success(), "cargo build --lib failed");
+    let p = target.join("debug").join("libcertadm_emu.so");
+    assert!(p.is_file(), "{} was not built", p.display());
+    p
+}
+
+/// Puts `found` into `dir` as `libcertadm_emu.so` (a hard link, which keeps this build's
+/// file even if a later build replaces the original; a copy where links are not possible)
+/// with the link `SONAME -> libcertadm_emu.so`, so programs linked with `-L dir
+/// -lcertadm_emu -Wl,-rpath,dir` load it. Returns the library's path.
+pub fn link_library(found: &Path, dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let lib = dir.join("libcertadm_emu.so");
+    let _ = std::fs::remove_file(&lib);
+    if std::fs::hard_link(found, &lib).is_err() {
+        std::fs::copy(found, &lib)
+            .unwrap_or_else(|e| panic!("copying {} to {}: {e}", found.display(), lib.display()));
+    }
+    let so = dir.join(SONAME);
+    let _ = std::fs::remove_file(&so);
+    std::os::unix::fs::symlink("libcertadm_emu.so", &so)
+        .unwrap_or_else(|e| panic!("linking {}: {e}", so.display()));
+    lib
+}
+
+/// The first fenced block of `lang` in README.md.
+pub fn readme_block(lang: &str) -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let start = readme
+        .find(&format!("```{lang}\n"))
+        .unwrap_or_else(|| panic!("README.md has no ```{lang} block"))
+        + lang.len()
+        + 4;
+    let end = start + readme[start..].find("```").expect("closed block");
+    readme[start..end].to_string()
+}
+
+/// Removes the output directories of earlier test processes that are gone.
+pub fn remove_stale_runs(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Ok(pid) = name.parse::<u32>() {
+            if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
 }
