@@ -281,7 +281,7 @@ fn backup_prepare_impl(server: &str, grbit_jet: u32, backup_flags: u32) -> Resul
             why: "the database missed a previous full backup before incremental backup: run a CSBACKUP_TYPE_FULL backup first".into(),
         });
     }
-    let (slot, gen) = st
+    let (slot, generation) = st
         .sessions
         .insert(Session::Backup(BackupSession::new(kind, client)))
         .ok_or(Error::TooManySessions {
@@ -291,12 +291,12 @@ fn backup_prepare_impl(server: &str, grbit_jet: u32, backup_flags: u32) -> Resul
     if kind == BackupKind::Full {
         ca.freeze();
     }
-    st.active_backup = Some((slot, gen));
+    st.active_backup = Some((slot, generation));
     Ok(Hcsbc::encode(HandleParts {
         host_slot: host.slot,
-        host_gen: host.gen,
+        host_gen: host.generation,
         session_slot: slot,
-        session_gen: gen,
+        session_gen: generation,
     }))
 }
 

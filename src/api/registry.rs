@@ -39,7 +39,7 @@ pub struct Host {
     /// Its mutable state.
     pub state: Mutex<HostState>,
     pub(crate) slot: u16,
-    pub(crate) gen: u16,
+    pub(crate) generation: u16,
     id: u64,
     /// Calls are traced and checked for conformance (on by default).
     pub tracing: std::sync::atomic::AtomicBool,
@@ -133,7 +133,7 @@ pub fn register(machine: Machine, ca: Option<Ca>, identity: Identity) -> Result<
             strict: false,
         }),
         slot,
-        gen: entry.0,
+        generation: entry.0,
         id: NEXT_HOST_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         tracing: std::sync::atomic::AtomicBool::new(true),
         faults_on: std::sync::atomic::AtomicBool::new(false),
@@ -152,7 +152,7 @@ pub fn unregister(host: &Host) {
     names.retain(|_, h| !std::ptr::eq(&**h, host));
     let mut slots = r.slots.write();
     if let Some(e) = slots.entries.get_mut(host.slot as usize) {
-        if e.0 == host.gen && e.1.is_some() {
+        if e.0 == host.generation && e.1.is_some() {
             e.1 = None;
             slots.free.push_back(host.slot);
         }
@@ -198,8 +198,8 @@ pub fn by_key(key: u64) -> Option<Arc<Host>> {
 pub fn by_handle(h: Hcsbc) -> Option<Arc<Host>> {
     let p = h.parts()?;
     let slots = REGISTRY.slots.read();
-    let (gen, host) = slots.entries.get(p.host_slot as usize)?;
-    if *gen != p.host_gen {
+    let (generation, host) = slots.entries.get(p.host_slot as usize)?;
+    if *generation != p.host_gen {
         return None;
     }
     host.clone()

@@ -102,7 +102,7 @@ fn restore_prepare_impl(server: &str, restore_flags: u32) -> Result<Hcsbc> {
         ));
     }
     let full = restore_flags & CSRESTORE_TYPE_FULL != 0;
-    let (slot, gen) = st
+    let (slot, generation) = st
         .sessions
         .insert(Session::Restore(RestoreSession::new(full, client)))
         .ok_or(Error::TooManySessions {
@@ -111,9 +111,9 @@ fn restore_prepare_impl(server: &str, restore_flags: u32) -> Result<Hcsbc> {
         })?;
     Ok(Hcsbc::encode(HandleParts {
         host_slot: host.slot,
-        host_gen: host.gen,
+        host_gen: host.generation,
         session_slot: slot,
-        session_gen: gen,
+        session_gen: generation,
     }))
 }
 

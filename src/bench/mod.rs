@@ -414,7 +414,7 @@ fn read_vs_memcpy(server: &WStr, plan: &Plan) -> Result<Vec<Row>> {
     let small_src = vec![2u8; READ_SIZE];
     let big_src_len = (256usize << 20).min(plan.edb as usize).max(READ_SIZE);
     let mut big_src = vec![0u8; big_src_len];
-    crate::ca::gen::fill(3, 0, &mut big_src);
+    crate::ca::content::fill(3, 0, &mut big_src);
     let (mut e, mut b_small, mut b_big) = (Vec::new(), Vec::new(), Vec::new());
     let mut size = 0u64;
     for round in 0..=plan.rounds {

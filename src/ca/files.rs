@@ -1,8 +1,8 @@
 //! Host-file helpers for the CA: atomic writes, and the reader that serves a file
 //! (with the generated padding of a virtual `.edb`) to `CertSrvBackupRead`.
 
+use super::content;
 use super::format::{EdbImage, EDB_PREFIX};
-use super::gen;
 use crate::core::{Error, Result};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -111,7 +111,7 @@ impl FileReader {
             self.offset += got as u64;
         }
         if done < want {
-            gen::fill(self.pad_seed, self.offset, &mut buf[done..want]);
+            content::fill(self.pad_seed, self.offset, &mut buf[done..want]);
             self.offset += (want - done) as u64;
         }
         Ok(want)

@@ -15,11 +15,11 @@ pub const VERSION: u16 = 1;
 pub const EDB_PREFIX: usize = 8 + 2 + 8 + 8 + 8;
 const TRAILER_MARK: u32 = 0xFFFF_FFFF;
 
-/// A point in the log stream: `pos` transactions of generation `gen` are applied.
+/// A point in the log stream: `pos` transactions of generation `generation` are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Position {
     /// Log generation.
-    pub gen: u32,
+    pub generation: u32,
     /// Transactions of that generation already applied.
     pub pos: u32,
 }
@@ -195,7 +195,7 @@ impl EdbImage {
         w.u64(self.pad_seed);
         w.str(&self.ca_name);
         w.u64(self.signature);
-        w.u32(self.checkpoint.gen);
+        w.u32(self.checkpoint.generation);
         w.u32(self.checkpoint.pos);
         w.u32(self.next_request_id);
         w.i64(self.clock);
@@ -247,7 +247,7 @@ impl EdbImage {
         let ca_name = r.str().ok_or(t.clone())?;
         let signature = r.u64().ok_or(t.clone())?;
         let checkpoint = Position {
-            gen: r.u32().ok_or(t.clone())?,
+            generation: r.u32().ok_or(t.clone())?,
             pos: r.u32().ok_or(t.clone())?,
         };
         let next_request_id = r.u32().ok_or(t.clone())?;
@@ -440,7 +440,7 @@ impl Checkpoint {
         w.u16(VERSION);
         w.str(&self.ca_name);
         w.u64(self.signature);
-        w.u32(self.position.gen);
+        w.u32(self.position.generation);
         w.u32(self.position.pos);
         let crc = crc32fast::hash(&w.0);
         w.u32(crc);
@@ -469,7 +469,7 @@ impl Checkpoint {
             ca_name: r.str().ok_or(t.clone())?,
             signature: r.u64().ok_or(t.clone())?,
             position: Position {
-                gen: r.u32().ok_or(t.clone())?,
+                generation: r.u32().ok_or(t.clone())?,
                 pos: r.u32().ok_or(t)?,
             },
         };
@@ -477,12 +477,12 @@ impl Checkpoint {
     }
 }
 
-/// The file name of log generation `gen`: `edb` + 5 hex digits (8 from 0x100000), upper case.
-pub fn log_file_name(gen: u32) -> String {
-    if gen < 0x10_0000 {
-        format!("edb{gen:05X}.log")
+/// The file name of log generation `generation`: `edb` + 5 hex digits (8 from 0x100000), upper case.
+pub fn log_file_name(generation: u32) -> String {
+    if generation < 0x10_0000 {
+        format!("edb{generation:05X}.log")
     } else {
-        format!("edb{gen:08X}.log")
+        format!("edb{generation:08X}.log")
     }
 }
 
@@ -507,7 +507,10 @@ mod tests {
         EdbImage {
             ca_name: "Contoso CA".into(),
             signature: 0x1234,
-            checkpoint: Position { gen: 3, pos: 2 },
+            checkpoint: Position {
+                generation: 3,
+                pos: 2,
+            },
             next_request_id: 3,
             clock: 99,
             records: vec![Record::generate(1, 1, 0), Record::generate(1, 2, 0)],
@@ -575,7 +578,10 @@ mod tests {
         let c = Checkpoint {
             ca_name: "X".into(),
             signature: 1,
-            position: Position { gen: 4, pos: 0 },
+            position: Position {
+                generation: 4,
+                pos: 0,
+            },
         };
         assert_eq!(Checkpoint::decode(&c.encode()).unwrap(), c);
     }

@@ -10,9 +10,9 @@
 //! * starting the service replays the logs from the checkpoint (soft recovery), or
 //!   runs the registered restore (hard recovery, see [`recovery`]).
 
+pub mod content;
 pub mod files;
 pub mod format;
-pub mod gen;
 pub mod record;
 pub mod recovery;
 
@@ -227,7 +227,7 @@ impl Ca {
         let log_dir = machine.parse_path(&cfg.log_dir)?;
         let sys_dir = machine.parse_path(&cfg.system_dir)?;
         db_dir.join(&format!("{}.edb", cfg.name))?;
-        let signature = gen::mix64(cfg.seed ^ gen::mix64(name_hash(&cfg.name))) | 1;
+        let signature = content::mix64(cfg.seed ^ content::mix64(name_hash(&cfg.name))) | 1;
         let mut records = BTreeMap::new();
         let mut clock = CLOCK_EPOCH;
         for id in 1..=cfg.records {
@@ -246,10 +246,16 @@ impl Ca {
             records,
             next_request_id: cfg.records + 1,
             clock,
-            current: Position { gen: 1, pos: 0 },
+            current: Position {
+                generation: 1,
+                pos: 0,
+            },
             log: None,
             prev_crc: 0,
-            checkpoint: Position { gen: 1, pos: 0 },
+            checkpoint: Position {
+                generation: 1,
+                pos: 0,
+            },
             frozen: false,
             flush_deferred: false,
             log_capacity: cfg.log_capacity,
@@ -317,10 +323,16 @@ impl Ca {
             records: BTreeMap::new(),
             next_request_id: 1,
             clock: CLOCK_EPOCH,
-            current: Position { gen: 1, pos: 0 },
+            current: Position {
+                generation: 1,
+                pos: 0,
+            },
             log: None,
             prev_crc: 0,
-            checkpoint: Position { gen: 1, pos: 0 },
+            checkpoint: Position {
+                generation: 1,
+                pos: 0,
+            },
             frozen: false,
             flush_deferred: false,
             log_capacity: v.log_capacity.max(1),
@@ -446,9 +458,11 @@ impl Ca {
             .join(&format!("{}.edb", self.name))
             .expect("validated at install")
     }
-    /// Numbered log file of generation `gen`.
-    pub fn log_path(&self, gen: u32) -> WinPath {
-        self.log_dir.join(&log_file_name(gen)).expect("valid name")
+    /// Numbered log file of generation `generation`.
+    pub fn log_path(&self, generation: u32) -> WinPath {
+        self.log_dir
+            .join(&log_file_name(generation))
+            .expect("valid name")
     }
     /// The current log `edb.log`.
     pub fn current_log_path(&self) -> WinPath {
@@ -566,7 +580,7 @@ impl Ca {
     /// Seals `edb.log`, renames it to its numbered name and starts the next generation.
     /// The checkpoint follows unless a full backup holds the database still.
     pub fn roll(&mut self, machine: &Machine) -> Result<u32> {
-        let sealed_gen = self.current.gen;
+        let sealed_gen = self.current.generation;
         let log = self.log.take().ok_or_else(|| {
             Error::io(
                 "rolling edb.log",
@@ -587,7 +601,7 @@ impl Ca {
         )))?;
         self.prev_crc = crc;
         self.current = Position {
-            gen: sealed_gen + 1,
+            generation: sealed_gen + 1,
             pos: 0,
         };
         self.create_current_log(machine)?;
@@ -604,7 +618,7 @@ impl Ca {
         let header = LogHeader {
             ca_name: self.name.clone(),
             signature: self.signature,
-            generation: self.current.gen,
+            generation: self.current.generation,
             prev_crc: self.prev_crc,
         }
         .encode();
@@ -665,7 +679,7 @@ impl Ca {
             clock: self.clock,
             records: self.records.values().cloned().collect(),
             logical_size: self.virtual_size.unwrap_or(0),
-            pad_seed: gen::mix64(self.signature ^ 0xEDB),
+            pad_seed: content::mix64(self.signature ^ 0xEDB),
         }
     }
 
@@ -714,7 +728,10 @@ impl Ca {
     /// Deletes numbered logs that neither the checkpoint nor a backup still needs:
     /// every generation below both the checkpoint and `backed_up_high + 1`. Returns them.
     pub fn truncate_logs(&mut self, machine: &Machine, backed_up_high: u32) -> Result<Vec<u32>> {
-        let limit = self.checkpoint.gen.min(backed_up_high.saturating_add(1));
+        let limit = self
+            .checkpoint
+            .generation
+            .min(backed_up_high.saturating_add(1));
         let mut deleted = Vec::new();
         for g in self.log_generations_on_disk(machine) {
             if g < limit {
@@ -888,7 +905,7 @@ impl Ca {
         self.prev_crc = out.prev_crc;
         if out.report.hard {
             for g in self.log_generations_on_disk(machine) {
-                if g >= self.current.gen {
+                if g >= self.current.generation {
                     let p = machine.host_path_of(&self.log_path(g));
                     std::fs::remove_file(&p)
                         .map_err(io_err(format!("deleting stale {}", p.display())))?;
@@ -908,7 +925,7 @@ impl Ca {
             // A restored database starts a new log lineage (as ESE gives the logs a new
             // signature after a restore): backups taken before the restore cannot be mixed
             // with ones taken after it (DOC:Restore), and a mix is refused at recovery.
-            self.signature = gen::mix64(self.signature ^ gen::mix64(self.clock as u64)) | 1;
+            self.signature = content::mix64(self.signature ^ content::mix64(self.clock as u64)) | 1;
             self.roll(machine)?;
         }
         self.flush_checkpoint(machine)?;

@@ -1,7 +1,7 @@
 //! Database records (issued certificates) and the transactions that change them.
 
+use super::content::mix64;
 use super::format::{Reader, Writer};
-use super::gen::mix64;
 
 /// One row of the CA database: an issued certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]

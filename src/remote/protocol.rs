@@ -1234,7 +1234,7 @@ impl Response {
 
 fn put_recovery(w: &mut Writer, r: &RecoveryReport) {
     w.bool(r.hard);
-    w.u32(r.from.gen);
+    w.u32(r.from.generation);
     w.u32(r.from.pos);
     w.u32s(&r.replayed_generations);
     w.u64(r.transactions as u64);
@@ -1246,7 +1246,7 @@ fn get_recovery(r: &mut Reader<'_>) -> Result<RecoveryReport, DecodeError> {
     Ok(RecoveryReport {
         hard: r.bool("hard")?,
         from: Position {
-            gen: r.u32("from.gen")?,
+            generation: r.u32("from.gen")?,
             pos: r.u32("from.pos")?,
         },
         replayed_generations: r.u32s("replayed_generations")?,

@@ -340,7 +340,7 @@ impl LiveBackup {
         ca.check_files(m, CALL)?;
         let sealed = ca.roll(m)?;
         let low = match self.kind {
-            BackupKind::Full => ca.checkpoint().gen,
+            BackupKind::Full => ca.checkpoint().generation,
             BackupKind::LogsOnly => ca.last_backup_high().map_or(1, |h| h + 1),
         };
         let low = self.logs.range().map_or(low, |r| r.low.min(low));

@@ -3,7 +3,7 @@
 use super::handle::SESSION_SLOTS;
 
 struct Slot<T> {
-    gen: u32,
+    generation: u32,
     value: Option<T>,
 }
 
@@ -31,7 +31,7 @@ impl<T> SessionTable<T> {
             Some(i) => i as usize,
             None if self.slots.len() < SESSION_SLOTS => {
                 self.slots.push(Slot {
-                    gen: 0,
+                    generation: 0,
                     value: None,
                 });
                 self.slots.len() - 1
@@ -39,31 +39,34 @@ impl<T> SessionTable<T> {
             None => return None,
         };
         let slot = &mut self.slots[idx];
-        slot.gen = slot.gen.wrapping_add(1);
+        slot.generation = slot.generation.wrapping_add(1);
         slot.value = Some(value);
         self.live += 1;
-        Some((idx as u8, slot.gen))
+        Some((idx as u8, slot.generation))
     }
 
-    /// The value at `slot` if its generation is `gen`.
-    pub fn get(&self, slot: u8, gen: u32) -> Option<&T> {
+    /// The value at `slot` if its generation is `generation`.
+    pub fn get(&self, slot: u8, generation: u32) -> Option<&T> {
         self.slots
             .get(slot as usize)
-            .filter(|s| s.gen == gen)
+            .filter(|s| s.generation == generation)
             .and_then(|s| s.value.as_ref())
     }
 
-    /// The value at `slot` if its generation is `gen`, mutably.
-    pub fn get_mut(&mut self, slot: u8, gen: u32) -> Option<&mut T> {
+    /// The value at `slot` if its generation is `generation`, mutably.
+    pub fn get_mut(&mut self, slot: u8, generation: u32) -> Option<&mut T> {
         self.slots
             .get_mut(slot as usize)
-            .filter(|s| s.gen == gen)
+            .filter(|s| s.generation == generation)
             .and_then(|s| s.value.as_mut())
     }
 
-    /// Removes and returns the value at `slot` if its generation is `gen`.
-    pub fn remove(&mut self, slot: u8, gen: u32) -> Option<T> {
-        let s = self.slots.get_mut(slot as usize).filter(|s| s.gen == gen)?;
+    /// Removes and returns the value at `slot` if its generation is `generation`.
+    pub fn remove(&mut self, slot: u8, generation: u32) -> Option<T> {
+        let s = self
+            .slots
+            .get_mut(slot as usize)
+            .filter(|s| s.generation == generation)?;
         let v = s.value.take()?;
         self.free.push(slot);
         self.live -= 1;
@@ -85,13 +88,13 @@ impl<T> SessionTable<T> {
         self.slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.value.as_ref().map(|v| (i as u8, s.gen, v)))
+            .filter_map(|(i, s)| s.value.as_ref().map(|v| (i as u8, s.generation, v)))
     }
 
     /// Live values, mutably.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (u8, u32, &mut T)> {
         self.slots.iter_mut().enumerate().filter_map(|(i, s)| {
-            let g = s.gen;
+            let g = s.generation;
             s.value.as_mut().map(|v| (i as u8, g, v))
         })
     }
