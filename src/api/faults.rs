@@ -21,7 +21,7 @@
 //! generator seeded by `seed`, the fault's index and the call number, so a schedule
 //! replays exactly. `file` matches a substring of the file name (case-insensitive).
 
-use crate::ca::content::mix64;
+use crate::core::mix::mix64;
 use crate::core::{Call, HRESULT};
 use serde::{Deserialize, Serialize};
 

@@ -17,6 +17,7 @@ pub mod record;
 pub mod recovery;
 
 use crate::core::consts::IF_DEFAULT;
+use crate::core::mix::mix64;
 use crate::core::{Error, Result};
 use crate::machine::{Machine, WinPath};
 use files::write_atomic;
@@ -227,7 +228,7 @@ impl Ca {
         let log_dir = machine.parse_path(&cfg.log_dir)?;
         let sys_dir = machine.parse_path(&cfg.system_dir)?;
         db_dir.join(&format!("{}.edb", cfg.name))?;
-        let signature = content::mix64(cfg.seed ^ content::mix64(name_hash(&cfg.name))) | 1;
+        let signature = mix64(cfg.seed ^ mix64(name_hash(&cfg.name))) | 1;
         let mut records = BTreeMap::new();
         let mut clock = CLOCK_EPOCH;
         for id in 1..=cfg.records {
@@ -679,7 +680,7 @@ impl Ca {
             clock: self.clock,
             records: self.records.values().cloned().collect(),
             logical_size: self.virtual_size.unwrap_or(0),
-            pad_seed: content::mix64(self.signature ^ 0xEDB),
+            pad_seed: mix64(self.signature ^ 0xEDB),
         }
     }
 
@@ -925,7 +926,7 @@ impl Ca {
             // A restored database starts a new log lineage (as ESE gives the logs a new
             // signature after a restore): backups taken before the restore cannot be mixed
             // with ones taken after it (DOC:Restore), and a mix is refused at recovery.
-            self.signature = content::mix64(self.signature ^ content::mix64(self.clock as u64)) | 1;
+            self.signature = mix64(self.signature ^ mix64(self.clock as u64)) | 1;
             self.roll(machine)?;
         }
         self.flush_checkpoint(machine)?;

@@ -1,9 +1,11 @@
 //! Core types: [`HRESULT`], [`Error`], the header constants and the UTF-16 list format.
 
 pub mod call;
+pub mod codec;
 pub mod consts;
 pub mod error;
 pub mod hresult;
+pub mod mix;
 pub mod wide;
 
 pub use call::{Call, ListKind, Route};
