@@ -15,10 +15,9 @@
 #![forbid(unsafe_code)]
 
 use crate::abi::call::{self, AbiError, List, WStr};
-use crate::api::Registration;
 use crate::core::consts::*;
 use crate::core::{Call, ListEntry, WideList, HRESULT};
-use crate::session::Hcsbc;
+use crate::session::{Hcsbc, Registration};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! client broke the documented contract, with the rule, its spec reference and the fix.
 //!
 //! It works on trace events only, so the same check runs on a live CA
-//! ([`EmulatedCa::verify`](crate::EmulatedCa::verify)) and on a trace file
+//! (`EmulatedCa::verify`, in the control layer above) and on a trace file
 //! (`certadm-emu lint TRACE`).
 #![forbid(unsafe_code)]
 

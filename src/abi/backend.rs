@@ -3,9 +3,9 @@
 //! ([`super::forward::Server`]). The exports ask [`backend`] and make their call on it.
 
 use super::forward;
-use crate::api::{self, Registration};
+use crate::api;
 use crate::core::{ListKind, Result, HRESULT};
-use crate::session::Hcsbc;
+use crate::session::{Hcsbc, Registration};
 use core::ffi::c_void;
 use std::sync::LazyLock;
 

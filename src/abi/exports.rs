@@ -5,9 +5,8 @@
 use super::backend::backend;
 use super::boundary;
 use super::ptr::{read_opt_wstr, read_wstr, require, write};
-use crate::api::Registration;
 use crate::core::{Call, Error, ListKind, Result, HRESULT};
-use crate::session::Hcsbc;
+use crate::session::{Hcsbc, Registration};
 use core::ffi::c_void;
 
 /// `CSEDB_RSTMAPW`: one restore-map entry.

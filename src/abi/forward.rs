@@ -27,8 +27,8 @@
 //! place where an answer of the server becomes an [`Error`].
 
 use super::backend::Certbcli;
+use crate::api::buffers;
 use crate::api::faults::FaultSchedule;
-use crate::api::{buffers, Registration};
 use crate::ca::recovery::RecoveryReport;
 use crate::config::MachineConfig;
 use crate::control::{CaState, Control, MachineReport};
@@ -36,7 +36,7 @@ use crate::core::{Call, Error, ListKind, Result, WideList, HRESULT};
 use crate::event::Event;
 use crate::machine::Identity;
 use crate::remote::client::{RemoteClient, RemoteError};
-use crate::session::Hcsbc;
+use crate::session::{Hcsbc, Registration};
 use core::ffi::c_void;
 use parking_lot::Mutex;
 use std::cell::RefCell;

@@ -12,8 +12,8 @@
 //! writes its report at exit), or, with `CERTADM_EMU_SERVER` set, a `certadm-emu serve`
 //! process, after the local argument checks ([`forward`]).
 //!
-//! Rust code that drives the exports as a C client does (the reference client
-//! [`crate::client`], the benchmarks) goes through the safe layer [`call`].
+//! Rust code that drives the exports as a C client does (the reference client in module
+//! `client`, the benchmarks) goes through the safe layer [`call`].
 
 mod backend;
 pub mod call;

@@ -2,8 +2,8 @@
 //!
 //! Each function routes to its host by server name or handle, checks the session
 //! protocol, and returns `Result<T, Error>`; [`Error::hresult`] is the code the
-//! ABI returns. The `extern "system"` exports in [`crate::abi`] are thin wrappers
-//! over these functions.
+//! ABI returns. The `extern "system"` exports of the ABI layer (above this one) are
+//! thin wrappers over these functions.
 
 pub mod buffers;
 pub mod faults;
@@ -12,6 +12,7 @@ mod restore;
 pub mod route;
 pub mod trace;
 
+pub use crate::session::Registration;
 pub use restore::*;
 
 use crate::ca::{Ca, ServiceState};

@@ -10,7 +10,7 @@ use crate::core::{Call, Error, Result, WideList, HRESULT};
 use crate::event::Value;
 use crate::machine::Machine;
 use crate::session::handle::HandleParts;
-use crate::session::{Hcsbc, RestoreSession, Session};
+use crate::session::{Hcsbc, Registration, RestoreSession, Session};
 
 /// The database locations list: `'D'` + database, 0x82 + log directory, 0x83 + checkpoint directory.
 pub(crate) fn locations(ca: &Ca, m: &Machine) -> WideList {
@@ -115,23 +115,6 @@ fn restore_prepare_impl(server: &str, restore_flags: u32) -> Result<Hcsbc> {
         session_slot: slot,
         session_gen: generation,
     }))
-}
-
-/// The arguments of `CertSrvRestoreRegisterW` / `...ThroughFile`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Registration {
-    /// `pwszCheckPointFilePath`.
-    pub checkpoint_path: Option<String>,
-    /// `pwszLogPath`.
-    pub log_path: Option<String>,
-    /// `rgrstmap`: (database name as backed up, new database name).
-    pub restore_map: Vec<(String, String)>,
-    /// `pwszBackupLogPath`.
-    pub backup_log_path: Option<String>,
-    /// `genLow`.
-    pub gen_low: u32,
-    /// `genHigh`.
-    pub gen_high: u32,
 }
 
 fn restore_session(

@@ -21,12 +21,12 @@
 //! Decoding never panics, and never allocates more than a small multiple of the input it
 //! was given: every count is checked against the bytes left before anything is allocated.
 
-use crate::api::Registration;
 use crate::ca::format::Position;
 use crate::ca::recovery::RecoveryReport;
 use crate::core::codec::{err, Reader, Writer};
 use crate::core::{Call, WideList, HRESULT};
 use crate::machine::Identity;
+use crate::session::Registration;
 use std::fmt;
 use std::io::{self, Read, Write};
 

@@ -9,7 +9,7 @@ pub mod table;
 
 pub use backup::{BackupKind, BackupSession, LiveBackup};
 pub use handle::{HandleParts, Hcsbc};
-pub use restore::{RestoreKind, RestoreSession};
+pub use restore::{Registration, RestoreKind, RestoreSession};
 pub use table::SessionTable;
 
 /// A session behind a handle.

@@ -71,6 +71,23 @@ impl Completed {
     }
 }
 
+/// The arguments of `CertSrvRestoreRegisterW` / `...ThroughFile`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registration {
+    /// `pwszCheckPointFilePath`.
+    pub checkpoint_path: Option<String>,
+    /// `pwszLogPath`.
+    pub log_path: Option<String>,
+    /// `rgrstmap`: (database name as backed up, new database name).
+    pub restore_map: Vec<(String, String)>,
+    /// `pwszBackupLogPath`.
+    pub backup_log_path: Option<String>,
+    /// `genLow`.
+    pub gen_low: u32,
+    /// `genHigh`.
+    pub gen_high: u32,
+}
+
 /// One restore session.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RestoreSession {
