@@ -2,7 +2,7 @@
 //! (`tests/windows_sys.rs` checks them at compile time).
 #![allow(non_snake_case)]
 
-use super::backend::backend;
+use super::backend;
 use super::boundary;
 use super::ptr::{read_opt_wstr, read_wstr, require, write};
 use crate::core::{Call, Error, ListKind, Result, HRESULT};

@@ -5,6 +5,8 @@
 //! ABI returns. The `extern "system"` exports of the ABI layer (above this one) are
 //! thin wrappers over these functions.
 
+#![forbid(unsafe_code)]
+
 pub mod buffers;
 pub mod faults;
 pub mod registry;

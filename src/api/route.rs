@@ -2,7 +2,6 @@
 //! which host it reached ([`instrument`], [`routed_to`]), so that the call lands in that
 //! host's trace, also when it panics ([`record_panic`]); and the hint an unknown server
 //! name gets ([`set_unknown_server_hint`]).
-#![forbid(unsafe_code)]
 
 use super::registry::Host;
 use crate::core::{Call, HRESULT};

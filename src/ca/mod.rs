@@ -10,6 +10,8 @@
 //! * starting the service replays the logs from the checkpoint (soft recovery), or
 //!   runs the registered restore (hard recovery, see [`recovery`]).
 
+#![forbid(unsafe_code)]
+
 pub mod content;
 pub mod files;
 pub mod format;

@@ -1,5 +1,7 @@
 //! Core types: [`HRESULT`], [`Error`], the header constants and the UTF-16 list format.
 
+#![forbid(unsafe_code)]
+
 pub mod call;
 pub mod codec;
 pub mod consts;

@@ -1,5 +1,7 @@
 //! The emulated host: its names, its disk (a host directory) and the caller's identity.
 
+#![forbid(unsafe_code)]
+
 pub mod path;
 
 use crate::core::{Error, Result};

@@ -38,6 +38,8 @@
 //!   `CertSrvBackupFree` is then a call that only does the accounting (see
 //!   [`protocol::Request::BackupFree`]).
 
+#![forbid(unsafe_code)]
+
 pub mod client;
 pub mod protocol;
 pub mod server;
