@@ -258,7 +258,7 @@ static LOAD_ERROR: Mutex<Option<String>> = Mutex::new(None);
 /// Loads `CERTADM_EMU_CONFIG` once per process. True only for the call that loaded a
 /// configuration: its caller then arranges for [`finish`] to run at exit. A file that does
 /// not load is reported on stderr, and a server name no machine has then says why
-/// ([`crate::api::route::set_unknown_server_hint`]).
+/// (`api::route::set_unknown_server_hint`).
 pub fn ensure_loaded() -> bool {
     let mut loaded = false;
     INIT.call_once(|| {
@@ -303,11 +303,6 @@ pub fn ensure_loaded() -> bool {
         }
     });
     loaded
-}
-
-/// The error that kept the configuration from loading, if any.
-pub fn load_error() -> Option<String> {
-    LOAD_ERROR.lock().clone()
 }
 
 /// Writes the report and releases the machines (run at process exit).

@@ -22,9 +22,9 @@
 //! * Handles are the server's, bound to the connection (thread) that prepared them: a
 //!   handle used from another thread gets `E_HANDLE`, where in process it would work.
 //!
-//! [`Server`] is the [`Certbcli`] backend of server mode, [`RemoteMachine`] the
-//! [`Control`] of a `certemu_ca` that lives on the server; both go through [`rpc`], the one
-//! place where an answer of the server becomes an [`Error`].
+//! `Server` is the `Certbcli` backend of server mode, `RemoteMachine` the `Control` of a
+//! `certemu_ca` that lives on the server; both go through `rpc`, the one place where an
+//! answer of the server becomes an [`Error`].
 
 use super::backend::Certbcli;
 use crate::api::buffers;

@@ -8,7 +8,7 @@
 //! diagnostics: [`last_error`].
 //!
 //! Where a call goes is chosen once per process, at the first certbcli call
-//! ([`backend`]): the emulator in this process (which then loads `CERTADM_EMU_CONFIG` and
+//! (`backend`): the emulator in this process (which then loads `CERTADM_EMU_CONFIG` and
 //! writes its report at exit), or, with `CERTADM_EMU_SERVER` set, a `certadm-emu serve`
 //! process, after the local argument checks ([`forward`]).
 //!
@@ -20,7 +20,7 @@ pub mod call;
 mod exports;
 pub mod forward;
 pub mod native;
-pub mod ptr;
+pub(crate) mod ptr;
 
 pub use exports::*;
 

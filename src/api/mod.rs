@@ -7,11 +7,11 @@
 
 #![forbid(unsafe_code)]
 
-pub mod buffers;
+pub(crate) mod buffers;
 pub mod faults;
-pub mod registry;
+pub(crate) mod registry;
 mod restore;
-pub mod route;
+pub(crate) mod route;
 pub mod trace;
 
 pub use crate::session::Registration;
@@ -19,7 +19,7 @@ pub use restore::*;
 
 use crate::ca::{Ca, ServiceState};
 use crate::core::consts::*;
-use crate::core::{Call, Error, ListKind, Result, WideList, HRESULT};
+use crate::core::{Call, Error, ListKind, Result, WideList};
 use crate::event::{list_value, Value};
 use crate::machine::{Identity, Machine};
 use crate::session::handle::HandleParts;
@@ -38,7 +38,7 @@ thread_local! {
 /// The calling client. In process, a client is a thread: a second Prepare from the
 /// same thread is a sequencing error (spec §6.2 row 3), from another thread a
 /// concurrent backup (row 10).
-pub fn current_client() -> u64 {
+pub(crate) fn current_client() -> u64 {
     CLIENT.with(|c| {
         if c.get() == 0 {
             c.set(NEXT_CLIENT.fetch_add(1, Ordering::Relaxed));
@@ -512,13 +512,13 @@ pub fn list(kind: ListKind, hbc: Hcsbc) -> Result<WideList> {
 
 /// A list function for the ABI: the list is copied into a buffer that
 /// `CertSrvBackupFree` releases; returns its address and `*pcbSize`.
-pub fn list_for_client(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, u32)> {
+pub(crate) fn list_for_client(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, u32)> {
     list_tracked(kind, hbc).map(|(p, l)| (p, l.byte_len()))
 }
 
 /// [`list_for_client`] that also returns the list (for the server, which sends it and
 /// keeps the buffer for the accounting of `CertSrvBackupFree`).
-pub fn list_tracked(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, WideList)> {
+pub(crate) fn list_tracked(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, WideList)> {
     instrument(
         kind.call(),
         || vec![("hbc", h(hbc))],
@@ -538,7 +538,7 @@ pub fn list_tracked(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, WideList)> 
     )
 }
 
-/// `CertSrvBackupFree` of a buffer from [`list_for_client`]. NULL is a no-op; an address
+/// `CertSrvBackupFree` of a list buffer the ABI handed out (`list_for_client`). NULL is a no-op; an address
 /// that is not a live buffer (freed twice, or foreign) is ignored and reported.
 pub fn backup_free(pv: *mut core::ffi::c_void) -> Result<()> {
     const CALL: Call = Call::BackupFree;
@@ -671,9 +671,4 @@ pub(crate) fn stop_host(st: &mut HostState, machine: &Machine) -> Result<()> {
         .as_mut()
         .ok_or_else(|| no_ca("stop", machine.netbios()))?;
     ca.stop(machine)
-}
-
-/// Decodes a caller-supplied HRESULT for messages.
-pub fn describe(hr: HRESULT) -> String {
-    hr.to_string()
 }

@@ -96,7 +96,7 @@ static UNKNOWN_SERVER_HINT: RwLock<Option<String>> = RwLock::new(None);
 /// Sets what the error for a server name no machine has explains (`None`: the default,
 /// which points at `EmulatedCa::builder()` and `CERTADM_EMU_CONFIG`). The configuration
 /// loader sets it when `CERTADM_EMU_CONFIG` did not load.
-pub fn set_unknown_server_hint(hint: Option<String>) {
+pub(crate) fn set_unknown_server_hint(hint: Option<String>) {
     *UNKNOWN_SERVER_HINT.write() = hint;
 }
 

@@ -54,7 +54,7 @@ impl std::fmt::Display for FormatError {
     }
 }
 
-/// The files are read with the [codec](crate::core::codec): a field that does not read
+/// The files are read with the little-endian codec of `core::codec`: a field that does not read
 /// means the file ends inside it (or a name is not UTF-8), which the formats have always
 /// reported as [`FormatError::Truncated`].
 impl From<DecodeError> for FormatError {
@@ -214,7 +214,7 @@ impl LogHeader {
 }
 
 /// Encodes one transaction frame: length, payload, checksum of the payload.
-pub fn encode_frame(payload: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_frame(payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(payload.len() + 8);
     v.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     v.extend_from_slice(payload);
@@ -224,7 +224,7 @@ pub fn encode_frame(payload: &[u8]) -> Vec<u8> {
 
 /// The bytes that seal a log: marker, count, then the checksum of everything before it.
 /// `hasher` must have seen every byte of the file so far.
-pub fn encode_trailer(count: u32, mut hasher: crc32fast::Hasher) -> (Vec<u8>, u32) {
+pub(crate) fn encode_trailer(count: u32, mut hasher: crc32fast::Hasher) -> (Vec<u8>, u32) {
     let mut v = Vec::with_capacity(12);
     v.extend_from_slice(&TRAILER_MARK.to_le_bytes());
     v.extend_from_slice(&count.to_le_bytes());

@@ -13,7 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod content;
-pub mod files;
+pub(crate) mod files;
 pub mod format;
 pub mod record;
 pub mod recovery;
@@ -33,7 +33,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 /// The first value of the virtual clock: 2026-01-01T00:00:00Z.
-pub const CLOCK_EPOCH: i64 = 1_767_225_600;
+pub(crate) const CLOCK_EPOCH: i64 = 1_767_225_600;
 
 /// How a CA is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,9 +59,9 @@ pub struct CaConfig {
 }
 
 /// The default folder of all CA database files.
-pub const DEFAULT_CERTLOG: &str = r"C:\Windows\System32\CertLog";
+pub(crate) const DEFAULT_CERTLOG: &str = r"C:\Windows\System32\CertLog";
 /// Where the CA publishes its CRL and certificate (the dynamic files).
-pub const CERTENROLL: &str = r"C:\Windows\System32\CertSrv\CertEnroll";
+pub(crate) const CERTENROLL: &str = r"C:\Windows\System32\CertSrv\CertEnroll";
 
 impl Default for CaConfig {
     fn default() -> Self {
@@ -106,7 +106,7 @@ struct OpenLog {
 }
 
 /// The emulated CA. Not thread-safe by itself: the API layer keeps it behind its host's lock.
-pub struct Ca {
+pub(crate) struct Ca {
     name: String,
     seed: u64,
     db_dir: WinPath,
@@ -186,7 +186,7 @@ struct RegistryValues {
 }
 
 /// Where the emulated registry keeps the CA's configuration.
-pub fn registry_path(machine: &Machine) -> PathBuf {
+pub(crate) fn registry_path(machine: &Machine) -> PathBuf {
     machine
         .root()
         .join("registry/HKLM/SYSTEM/CurrentControlSet/Services/CertSvc/Configuration.json")
@@ -199,7 +199,7 @@ fn io_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
 impl Ca {
     /// Installs a new CA on `machine`: creates its database, first log and checkpoint,
     /// its dynamic files, and starts the service.
-    pub fn install(machine: &Machine, cfg: &CaConfig) -> Result<Ca> {
+    pub(crate) fn install(machine: &Machine, cfg: &CaConfig) -> Result<Ca> {
         if cfg.name.trim().is_empty() {
             return Err(Error::invalid_arg("install", "the CA name is empty"));
         }
@@ -292,7 +292,7 @@ impl Ca {
     /// values and files), or installs a new one if there is none. An existing CA must
     /// have the configured name; it comes back Stopped and is then started (soft
     /// recovery), unless a restore registration keeps it from starting.
-    pub fn open_or_install(machine: &Machine, cfg: &CaConfig) -> Result<Ca> {
+    pub(crate) fn open_or_install(machine: &Machine, cfg: &CaConfig) -> Result<Ca> {
         let reg = registry_path(machine);
         let Ok(text) = std::fs::read_to_string(&reg) else {
             return Ca::install(machine, cfg);
@@ -357,7 +357,7 @@ impl Ca {
     }
 
     /// Writes the registry values (after every change to them).
-    pub fn save_registry(&self, machine: &Machine) -> Result<()> {
+    pub(crate) fn save_registry(&self, machine: &Machine) -> Result<()> {
         let v = RegistryValues {
             common_name: self.name.clone(),
             seed: self.seed,
@@ -379,104 +379,92 @@ impl Ca {
     // ----- accessors -------------------------------------------------------------
 
     /// The CA's common name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
     /// The service state.
-    pub fn service(&self) -> ServiceState {
+    pub(crate) fn service(&self) -> ServiceState {
         self.service
     }
     /// `InterfaceFlags`.
-    pub fn interface_flags(&self) -> u32 {
+    pub(crate) fn interface_flags(&self) -> u32 {
         self.interface_flags
     }
     /// Sets `InterfaceFlags`.
-    pub fn set_interface_flags(&mut self, machine: &Machine, flags: u32) -> Result<()> {
+    pub(crate) fn set_interface_flags(&mut self, machine: &Machine, flags: u32) -> Result<()> {
         self.interface_flags = flags;
         self.save_registry(machine)
     }
     /// The database signature.
-    pub fn signature(&self) -> u64 {
+    pub(crate) fn signature(&self) -> u64 {
         self.signature
     }
-    /// The seed.
-    pub fn seed(&self) -> u64 {
-        self.seed
-    }
     /// All records, by request id.
-    pub fn records(&self) -> &BTreeMap<u32, Record> {
+    pub(crate) fn records(&self) -> &BTreeMap<u32, Record> {
         &self.records
     }
     /// The current log position (generation of `edb.log`, transactions in it).
-    pub fn current(&self) -> Position {
+    pub(crate) fn current(&self) -> Position {
         self.current
     }
     /// The checkpoint position held by the `.edb` on disk.
-    pub fn checkpoint(&self) -> Position {
+    pub(crate) fn checkpoint(&self) -> Position {
         self.checkpoint
     }
     /// The last recorded full backup.
-    pub fn last_full_backup(&self) -> Option<BackupMark> {
+    pub(crate) fn last_full_backup(&self) -> Option<BackupMark> {
         self.last_full
     }
     /// The last recorded incremental backup.
-    pub fn last_incremental_backup(&self) -> Option<BackupMark> {
+    pub(crate) fn last_incremental_backup(&self) -> Option<BackupMark> {
         self.last_incremental
     }
     /// When recovery of a restore last succeeded (`DBLastRecovery`).
-    pub fn last_recovery(&self) -> Option<i64> {
+    pub(crate) fn last_recovery(&self) -> Option<i64> {
         self.last_recovery
     }
     /// The highest generation any recorded backup holds.
-    pub fn last_backup_high(&self) -> Option<u32> {
+    pub(crate) fn last_backup_high(&self) -> Option<u32> {
         match (self.last_full, self.last_incremental) {
             (Some(f), Some(i)) => Some(f.high_gen.max(i.high_gen)),
             (Some(f), None) => Some(f.high_gen),
             _ => None,
         }
     }
-    /// The virtual clock.
-    pub fn clock(&self) -> i64 {
-        self.clock
-    }
-    /// True while a full backup holds the database file still.
-    pub fn is_frozen(&self) -> bool {
-        self.frozen
-    }
     /// `DBDirectory`.
-    pub fn db_dir(&self) -> &WinPath {
+    pub(crate) fn db_dir(&self) -> &WinPath {
         &self.db_dir
     }
     /// `DBLogDirectory`.
-    pub fn log_dir(&self) -> &WinPath {
+    pub(crate) fn log_dir(&self) -> &WinPath {
         &self.log_dir
     }
     /// `DBSystemDirectory`.
-    pub fn system_dir(&self) -> &WinPath {
+    pub(crate) fn system_dir(&self) -> &WinPath {
         &self.sys_dir
     }
     /// The database file.
-    pub fn database_path(&self) -> WinPath {
+    pub(crate) fn database_path(&self) -> WinPath {
         self.db_dir
             .join(&format!("{}.edb", self.name))
             .expect("validated at install")
     }
     /// Numbered log file of generation `generation`.
-    pub fn log_path(&self, generation: u32) -> WinPath {
+    pub(crate) fn log_path(&self, generation: u32) -> WinPath {
         self.log_dir
             .join(&log_file_name(generation))
             .expect("valid name")
     }
     /// The current log `edb.log`.
-    pub fn current_log_path(&self) -> WinPath {
+    pub(crate) fn current_log_path(&self) -> WinPath {
         self.log_dir.join("edb.log").expect("valid name")
     }
     /// The checkpoint file `edb.chk`.
-    pub fn checkpoint_path(&self) -> WinPath {
+    pub(crate) fn checkpoint_path(&self) -> WinPath {
         self.sys_dir.join("edb.chk").expect("valid name")
     }
     /// The dynamic files (CRL and CA certificate), not part of the database backup.
-    pub fn dynamic_files(&self, machine: &Machine) -> Vec<WinPath> {
+    pub(crate) fn dynamic_files(&self, machine: &Machine) -> Vec<WinPath> {
         let dir = machine.parse_path(CERTENROLL).expect("constant path");
         vec![
             dir.join(&format!("{}.crl", self.name)).expect("valid"),
@@ -485,7 +473,7 @@ impl Ca {
         ]
     }
     /// Numbered log generations present in the log directory.
-    pub fn log_generations_on_disk(&self, machine: &Machine) -> Vec<u32> {
+    pub(crate) fn log_generations_on_disk(&self, machine: &Machine) -> Vec<u32> {
         let dir = machine.host_path_of(&self.log_dir);
         let mut v: Vec<u32> = std::fs::read_dir(dir)
             .into_iter()
@@ -518,7 +506,7 @@ impl Ca {
     }
 
     /// Issues `n` certificates; returns their request ids.
-    pub fn issue(&mut self, machine: &Machine, n: u32) -> Result<Vec<u32>> {
+    pub(crate) fn issue(&mut self, machine: &Machine, n: u32) -> Result<Vec<u32>> {
         self.require_running(machine, "issue")?;
         self.check_files(machine, "issue")?;
         let mut ids = Vec::with_capacity(n as usize);
@@ -532,7 +520,7 @@ impl Ca {
     }
 
     /// Revokes a certificate.
-    pub fn revoke(&mut self, machine: &Machine, request_id: u32, reason: u32) -> Result<()> {
+    pub(crate) fn revoke(&mut self, machine: &Machine, request_id: u32, reason: u32) -> Result<()> {
         self.require_running(machine, "revoke")?;
         self.check_files(machine, "revoke")?;
         match self.records.get(&request_id) {
@@ -582,7 +570,7 @@ impl Ca {
 
     /// Seals `edb.log`, renames it to its numbered name and starts the next generation.
     /// The checkpoint follows unless a full backup holds the database still.
-    pub fn roll(&mut self, machine: &Machine) -> Result<u32> {
+    pub(crate) fn roll(&mut self, machine: &Machine) -> Result<u32> {
         let sealed_gen = self.current.generation;
         let log = self.log.take().ok_or_else(|| {
             Error::io(
@@ -651,7 +639,7 @@ impl Ca {
     }
 
     /// Writes the database state at the current position to the `.edb` and `edb.chk`.
-    pub fn flush_checkpoint(&mut self, machine: &Machine) -> Result<()> {
+    pub(crate) fn flush_checkpoint(&mut self, machine: &Machine) -> Result<()> {
         self.checkpoint = self.current;
         self.write_checkpoint(machine)?;
         self.refresh_fingerprints(machine);
@@ -698,12 +686,12 @@ impl Ca {
     }
 
     /// Holds the database file still for a full backup (the checkpoint stops advancing).
-    pub fn freeze(&mut self) {
+    pub(crate) fn freeze(&mut self) {
         self.frozen = true;
     }
 
     /// Releases a freeze; the checkpoint catches up at once.
-    pub fn unfreeze(&mut self, machine: &Machine) -> Result<()> {
+    pub(crate) fn unfreeze(&mut self, machine: &Machine) -> Result<()> {
         if self.frozen {
             self.frozen = false;
             if self.service != ServiceState::Stopped && std::mem::take(&mut self.flush_deferred) {
@@ -714,7 +702,12 @@ impl Ca {
     }
 
     /// Records a finished backup.
-    pub fn record_backup(&mut self, machine: &Machine, full: bool, high_gen: u32) -> Result<()> {
+    pub(crate) fn record_backup(
+        &mut self,
+        machine: &Machine,
+        full: bool,
+        high_gen: u32,
+    ) -> Result<()> {
         let mark = BackupMark {
             high_gen,
             at: self.clock,
@@ -730,7 +723,11 @@ impl Ca {
 
     /// Deletes numbered logs that neither the checkpoint nor a backup still needs:
     /// every generation below both the checkpoint and `backed_up_high + 1`. Returns them.
-    pub fn truncate_logs(&mut self, machine: &Machine, backed_up_high: u32) -> Result<Vec<u32>> {
+    pub(crate) fn truncate_logs(
+        &mut self,
+        machine: &Machine,
+        backed_up_high: u32,
+    ) -> Result<Vec<u32>> {
         let limit = self
             .checkpoint
             .generation
@@ -750,7 +747,7 @@ impl Ca {
     // ----- service control ----------------------------------------------------------------
 
     /// Stops the service cleanly: the checkpoint is flushed, so no replay is needed at start.
-    pub fn stop(&mut self, machine: &Machine) -> Result<()> {
+    pub(crate) fn stop(&mut self, machine: &Machine) -> Result<()> {
         if self.service == ServiceState::Stopped {
             return Err(Error::ServerUnavailable {
                 call: "stop",
@@ -798,7 +795,7 @@ impl Ca {
     /// `ERROR_SHARING_VIOLATION`. The emulator cannot refuse a host write, so it notices
     /// the change here (at the next call that touches the files, and at stop) and reports it.
     /// Once noticed, the change is reported by every such call until the service stops.
-    pub fn check_files(&mut self, machine: &Machine, call: &'static str) -> Result<()> {
+    pub(crate) fn check_files(&mut self, machine: &Machine, call: &'static str) -> Result<()> {
         if self.service == ServiceState::Stopped || self.log.is_none() {
             return Ok(());
         }
@@ -832,7 +829,7 @@ impl Ca {
     }
 
     /// Stops the service as a crash would: nothing is flushed, the next start replays logs.
-    pub fn crash(&mut self) {
+    pub(crate) fn crash(&mut self) {
         self.tampered = None;
         self.frozen = false;
         self.flush_deferred = false;
@@ -843,14 +840,14 @@ impl Ca {
     /// Starts the service: runs a registered restore (hard recovery) or replays the logs
     /// since the checkpoint (soft recovery). On failure the CA stays stopped and its files
     /// are untouched.
-    pub fn start(&mut self, machine: &Machine) -> Result<recovery::RecoveryReport> {
+    pub(crate) fn start(&mut self, machine: &Machine) -> Result<recovery::RecoveryReport> {
         self.begin_start()?;
         self.finish_start(machine)
     }
 
     /// First half of a start: refuses a registered restore that was not completed, then
     /// enters Suspended (requests get `CERTSRV_E_SERVER_SUSPENDED`) until [`Ca::finish_start`].
-    pub fn begin_start(&mut self) -> Result<()> {
+    pub(crate) fn begin_start(&mut self) -> Result<()> {
         if self.service != ServiceState::Stopped {
             return Err(Error::invalid_arg(
                 "start",
@@ -873,7 +870,7 @@ impl Ca {
     }
 
     /// Second half of a start: runs recovery; Running on success, Stopped on failure.
-    pub fn finish_start(&mut self, machine: &Machine) -> Result<recovery::RecoveryReport> {
+    pub(crate) fn finish_start(&mut self, machine: &Machine) -> Result<recovery::RecoveryReport> {
         if self.service != ServiceState::Suspended || self.log.is_some() {
             return Err(Error::invalid_arg(
                 "start",
@@ -937,7 +934,7 @@ impl Ca {
     }
 
     /// Sets the service state directly (tests of the Suspended state).
-    pub fn set_service(&mut self, s: ServiceState) {
+    pub(crate) fn set_service(&mut self, s: ServiceState) {
         self.service = s;
     }
 }

@@ -86,7 +86,7 @@ fn fail(failure: RecoveryFailure, why: impl Into<String>) -> Error {
 
 /// Reads and verifies a `.edb`: checksum of the compact part, and the generated
 /// padding byte by byte if the file holds it (streamed, O(1) memory).
-pub fn read_database(path: &Path) -> Result<EdbImage> {
+pub(crate) fn read_database(path: &Path) -> Result<EdbImage> {
     let mut f = std::fs::File::open(path).map_err(|_| {
         fail(
             RecoveryFailure::DatabaseCorrupted,
@@ -152,7 +152,7 @@ pub(crate) struct LogSources {
 }
 
 impl LogSources {
-    pub fn scan(dirs: &[PathBuf], current: Option<PathBuf>) -> LogSources {
+    pub(crate) fn scan(dirs: &[PathBuf], current: Option<PathBuf>) -> LogSources {
         let mut numbered = BTreeMap::new();
         for d in dirs {
             for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
@@ -506,7 +506,7 @@ impl MarkerStore {
         r"C:\Windows\System32\CertLog\RestoreInProgress.certadm-emu.txt";
 
     /// Writes the marker where its kind of registration keeps it.
-    pub fn save(machine: &Machine, _ca: &Ca, mk: &RestoreMarker) -> Result<()> {
+    pub(crate) fn save(machine: &Machine, _ca: &Ca, mk: &RestoreMarker) -> Result<()> {
         // One registration, one file: a mixed RegisterW / ThroughFile history keeps only the latest.
         Self::clear(machine)?;
         let path = if mk.through_file {

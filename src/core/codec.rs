@@ -30,85 +30,81 @@ pub(crate) fn err<T>(what: impl Into<String>) -> Result<T, DecodeError> {
 
 /// Appends little-endian values to a byte vector.
 #[derive(Debug, Default)]
-pub struct Writer {
+pub(crate) struct Writer {
     buf: Vec<u8>,
 }
 
 impl Writer {
     /// An empty writer.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Writer::default()
     }
     /// A writer that reuses `buf`'s allocation (its bytes are cleared).
-    pub fn with_buffer(mut buf: Vec<u8>) -> Self {
+    pub(crate) fn with_buffer(mut buf: Vec<u8>) -> Self {
         buf.clear();
         Writer { buf }
     }
     /// Bytes written so far.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.buf.len()
     }
-    /// True if nothing was written.
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
     /// The bytes written so far.
-    pub fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf
     }
     /// The buffer.
-    pub fn into_inner(self) -> Vec<u8> {
+    pub(crate) fn into_inner(self) -> Vec<u8> {
         self.buf
     }
     /// A `u8`.
-    pub fn u8(&mut self, v: u8) {
+    pub(crate) fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }
     /// A boolean as one byte, 0 or 1.
-    pub fn bool(&mut self, v: bool) {
+    pub(crate) fn bool(&mut self, v: bool) {
         self.buf.push(v as u8);
     }
     /// A `u16`.
-    pub fn u16(&mut self, v: u16) {
+    pub(crate) fn u16(&mut self, v: u16) {
         self.raw(&v.to_le_bytes());
     }
     /// A `u32`.
-    pub fn u32(&mut self, v: u32) {
+    pub(crate) fn u32(&mut self, v: u32) {
         self.raw(&v.to_le_bytes());
     }
     /// An `i32`.
-    pub fn i32(&mut self, v: i32) {
+    pub(crate) fn i32(&mut self, v: i32) {
         self.raw(&v.to_le_bytes());
     }
     /// A `u64`.
-    pub fn u64(&mut self, v: u64) {
+    pub(crate) fn u64(&mut self, v: u64) {
         self.raw(&v.to_le_bytes());
     }
     /// An `i64`.
-    pub fn i64(&mut self, v: i64) {
+    pub(crate) fn i64(&mut self, v: i64) {
         self.raw(&v.to_le_bytes());
     }
     /// Bytes as they are, without a count.
-    pub fn raw(&mut self, b: &[u8]) {
+    pub(crate) fn raw(&mut self, b: &[u8]) {
         self.buf.extend_from_slice(b);
     }
     /// Overwrites the `u32` at byte `at` (a count or length known only at the end).
-    pub fn patch_u32(&mut self, at: usize, v: u32) {
+    pub(crate) fn patch_u32(&mut self, at: usize, v: u32) {
         self.buf[at..at + 4].copy_from_slice(&v.to_le_bytes());
     }
     /// Overwrites the `u64` at byte `at`.
-    pub fn patch_u64(&mut self, at: usize, v: u64) {
+    pub(crate) fn patch_u64(&mut self, at: usize, v: u64) {
         self.buf[at..at + 8].copy_from_slice(&v.to_le_bytes());
     }
     /// A string as the files store it: `u16` count of bytes, then UTF-8 (at most 65535
     /// bytes; a longer string is cut there).
-    pub fn utf8(&mut self, s: &str) {
+    pub(crate) fn utf8(&mut self, s: &str) {
         let b = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
         self.u16(b.len() as u16);
         self.raw(b);
     }
     /// A string as the wire carries it: `u32` count of UTF-16 units, then the units.
-    pub fn utf16(&mut self, s: &str) {
+    pub(crate) fn utf16(&mut self, s: &str) {
         let at = self.buf.len();
         self.u32(0);
         let mut n = 0u32;
@@ -119,7 +115,7 @@ impl Writer {
         self.patch_u32(at, n);
     }
     /// An optional [`utf16`](Self::utf16) string: one byte 0 (NULL) or 1, then the string.
-    pub fn opt_utf16(&mut self, s: Option<&str>) {
+    pub(crate) fn opt_utf16(&mut self, s: Option<&str>) {
         match s {
             None => self.u8(0),
             Some(s) => {
@@ -129,23 +125,23 @@ impl Writer {
         }
     }
     /// Bytes: `u32` count, then the bytes.
-    pub fn bytes(&mut self, b: &[u8]) {
+    pub(crate) fn bytes(&mut self, b: &[u8]) {
         self.u32(b.len() as u32);
         self.raw(b);
     }
     /// A list: `u32` byte count (`*pcbSize`), then the double-NUL UTF-16LE bytes.
-    pub fn list(&mut self, l: &WideList) {
+    pub(crate) fn list(&mut self, l: &WideList) {
         self.bytes(&l.to_bytes());
     }
     /// `u32` count, then each `u32`.
-    pub fn u32s(&mut self, v: &[u32]) {
+    pub(crate) fn u32s(&mut self, v: &[u32]) {
         self.u32(v.len() as u32);
         for x in v {
             self.u32(*x);
         }
     }
     /// `u32` count, then each [`utf16`](Self::utf16) string.
-    pub fn utf16s(&mut self, v: &[String]) {
+    pub(crate) fn utf16s(&mut self, v: &[String]) {
         self.u32(v.len() as u32);
         for s in v {
             self.utf16(s);
@@ -156,30 +152,30 @@ impl Writer {
 /// Reads little-endian values from a byte slice. Every read is bounds-checked; `what`
 /// names the field in the error.
 #[derive(Debug)]
-pub struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
     /// A reader at the start of `buf`.
-    pub fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         Reader { buf, pos: 0 }
     }
     /// Bytes not read yet.
-    pub fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
     /// Bytes read so far (the offset of the next field).
-    pub fn offset(&self) -> usize {
+    pub(crate) fn offset(&self) -> usize {
         self.pos
     }
     /// True when every byte was read.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.remaining() == 0
     }
     /// `n` bytes as they are.
-    pub fn raw(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn raw(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
         if n > self.remaining() {
             return err(format!(
                 "{what}: needs {n} bytes at offset {}, {} left",
@@ -192,18 +188,18 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
     /// `N` bytes as an array.
-    pub fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], DecodeError> {
+    pub(crate) fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], DecodeError> {
         let s = self.raw(N, what)?;
         let mut a = [0u8; N];
         a.copy_from_slice(s);
         Ok(a)
     }
     /// A `u8`.
-    pub fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
         Ok(self.array::<1>(what)?[0])
     }
     /// A boolean: exactly 0 or 1.
-    pub fn bool(&mut self, what: &str) -> Result<bool, DecodeError> {
+    pub(crate) fn bool(&mut self, what: &str) -> Result<bool, DecodeError> {
         match self.u8(what)? {
             0 => Ok(false),
             1 => Ok(true),
@@ -211,27 +207,27 @@ impl<'a> Reader<'a> {
         }
     }
     /// A `u16`.
-    pub fn u16(&mut self, what: &str) -> Result<u16, DecodeError> {
+    pub(crate) fn u16(&mut self, what: &str) -> Result<u16, DecodeError> {
         Ok(u16::from_le_bytes(self.array(what)?))
     }
     /// A `u32`.
-    pub fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
         Ok(u32::from_le_bytes(self.array(what)?))
     }
     /// An `i32`.
-    pub fn i32(&mut self, what: &str) -> Result<i32, DecodeError> {
+    pub(crate) fn i32(&mut self, what: &str) -> Result<i32, DecodeError> {
         Ok(i32::from_le_bytes(self.array(what)?))
     }
     /// A `u64`.
-    pub fn u64(&mut self, what: &str) -> Result<u64, DecodeError> {
+    pub(crate) fn u64(&mut self, what: &str) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
     /// An `i64`.
-    pub fn i64(&mut self, what: &str) -> Result<i64, DecodeError> {
+    pub(crate) fn i64(&mut self, what: &str) -> Result<i64, DecodeError> {
         Ok(i64::from_le_bytes(self.array(what)?))
     }
     /// A [`Writer::utf8`] string; fails on bytes that are not UTF-8.
-    pub fn utf8(&mut self, what: &str) -> Result<String, DecodeError> {
+    pub(crate) fn utf8(&mut self, what: &str) -> Result<String, DecodeError> {
         let n = self.u16(what)? as usize;
         match std::str::from_utf8(self.raw(n, what)?) {
             Ok(s) => Ok(s.to_owned()),
@@ -239,7 +235,7 @@ impl<'a> Reader<'a> {
         }
     }
     /// A [`Writer::utf16`] string; fails on unpaired surrogates.
-    pub fn utf16(&mut self, what: &str) -> Result<String, DecodeError> {
+    pub(crate) fn utf16(&mut self, what: &str) -> Result<String, DecodeError> {
         let n = self.u32(what)? as usize;
         let Some(len) = n.checked_mul(2) else {
             return err(format!("{what}: string length {n} overflows"));
@@ -263,7 +259,7 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
     /// A [`Writer::opt_utf16`] string.
-    pub fn opt_utf16(&mut self, what: &str) -> Result<Option<String>, DecodeError> {
+    pub(crate) fn opt_utf16(&mut self, what: &str) -> Result<Option<String>, DecodeError> {
         if self.bool(what)? {
             self.utf16(what).map(Some)
         } else {
@@ -271,18 +267,18 @@ impl<'a> Reader<'a> {
         }
     }
     /// [`Writer::bytes`].
-    pub fn bytes(&mut self, what: &str) -> Result<Vec<u8>, DecodeError> {
+    pub(crate) fn bytes(&mut self, what: &str) -> Result<Vec<u8>, DecodeError> {
         let n = self.u32(what)? as usize;
         Ok(self.raw(n, what)?.to_vec())
     }
     /// A list: canonical double-NUL UTF-16LE bytes, every entry non-empty and valid UTF-16.
-    pub fn list(&mut self, what: &str) -> Result<WideList, DecodeError> {
+    pub(crate) fn list(&mut self, what: &str) -> Result<WideList, DecodeError> {
         let n = self.u32(what)? as usize;
         let raw = self.raw(n, what)?;
         decode_list(raw).map_err(|e| DecodeError(format!("{what}: {}", e.0)))
     }
     /// A `u32` array.
-    pub fn u32s(&mut self, what: &str) -> Result<Vec<u32>, DecodeError> {
+    pub(crate) fn u32s(&mut self, what: &str) -> Result<Vec<u32>, DecodeError> {
         let n = self.u32(what)? as usize;
         if n.saturating_mul(4) > self.remaining() {
             return err(format!("{what}: {n} numbers do not fit in the message"));
@@ -290,7 +286,7 @@ impl<'a> Reader<'a> {
         (0..n).map(|_| self.u32(what)).collect()
     }
     /// A [`Writer::utf16s`] array.
-    pub fn utf16s(&mut self, what: &str) -> Result<Vec<String>, DecodeError> {
+    pub(crate) fn utf16s(&mut self, what: &str) -> Result<Vec<String>, DecodeError> {
         let n = self.u32(what)? as usize;
         if n.saturating_mul(4) > self.remaining() {
             return err(format!("{what}: {n} strings do not fit in the message"));
@@ -298,7 +294,7 @@ impl<'a> Reader<'a> {
         (0..n).map(|_| self.utf16(what)).collect()
     }
     /// Fails unless every byte was read.
-    pub fn finish(&self, what: &str) -> Result<(), DecodeError> {
+    pub(crate) fn finish(&self, what: &str) -> Result<(), DecodeError> {
         if self.remaining() != 0 {
             return err(format!(
                 "{what}: {} trailing byte(s) after the message",
@@ -418,7 +414,7 @@ mod tests {
     #[test]
     fn patches_and_reused_buffers() {
         let mut w = Writer::with_buffer(vec![9, 9, 9]);
-        assert!(w.is_empty());
+        assert!(w.as_bytes().is_empty());
         w.u32(0);
         w.u64(0);
         w.patch_u32(0, 7);

@@ -2,12 +2,12 @@
 
 #![forbid(unsafe_code)]
 
-pub mod call;
-pub mod codec;
+mod call;
+pub(crate) mod codec;
 pub mod consts;
-pub mod error;
-pub mod hresult;
-pub mod mix;
+mod error;
+mod hresult;
+pub(crate) mod mix;
 pub mod wide;
 
 pub use call::{Call, ListKind, Route};

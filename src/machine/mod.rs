@@ -2,7 +2,7 @@
 
 #![forbid(unsafe_code)]
 
-pub mod path;
+mod path;
 
 use crate::core::{Error, Result};
 pub use path::WinPath;

@@ -8,7 +8,7 @@ struct Slot<T> {
 }
 
 /// Sessions of one host.
-pub struct SessionTable<T> {
+pub(crate) struct SessionTable<T> {
     slots: Vec<Slot<T>>,
     free: Vec<u8>,
     live: usize,
@@ -26,7 +26,7 @@ impl<T> Default for SessionTable<T> {
 
 impl<T> SessionTable<T> {
     /// Inserts a value; returns its slot and generation, or `None` if all slots are used.
-    pub fn insert(&mut self, value: T) -> Option<(u8, u32)> {
+    pub(crate) fn insert(&mut self, value: T) -> Option<(u8, u32)> {
         let idx = match self.free.pop() {
             Some(i) => i as usize,
             None if self.slots.len() < SESSION_SLOTS => {
@@ -46,7 +46,7 @@ impl<T> SessionTable<T> {
     }
 
     /// The value at `slot` if its generation is `generation`.
-    pub fn get(&self, slot: u8, generation: u32) -> Option<&T> {
+    pub(crate) fn get(&self, slot: u8, generation: u32) -> Option<&T> {
         self.slots
             .get(slot as usize)
             .filter(|s| s.generation == generation)
@@ -54,7 +54,7 @@ impl<T> SessionTable<T> {
     }
 
     /// The value at `slot` if its generation is `generation`, mutably.
-    pub fn get_mut(&mut self, slot: u8, generation: u32) -> Option<&mut T> {
+    pub(crate) fn get_mut(&mut self, slot: u8, generation: u32) -> Option<&mut T> {
         self.slots
             .get_mut(slot as usize)
             .filter(|s| s.generation == generation)
@@ -62,7 +62,7 @@ impl<T> SessionTable<T> {
     }
 
     /// Removes and returns the value at `slot` if its generation is `generation`.
-    pub fn remove(&mut self, slot: u8, generation: u32) -> Option<T> {
+    pub(crate) fn remove(&mut self, slot: u8, generation: u32) -> Option<T> {
         let s = self
             .slots
             .get_mut(slot as usize)
@@ -74,25 +74,12 @@ impl<T> SessionTable<T> {
     }
 
     /// Number of live values.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.live
     }
 
-    /// True if no value is live.
-    pub fn is_empty(&self) -> bool {
-        self.live == 0
-    }
-
-    /// Live values with their slot and generation.
-    pub fn iter(&self) -> impl Iterator<Item = (u8, u32, &T)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.value.as_ref().map(|v| (i as u8, s.generation, v)))
-    }
-
     /// Live values, mutably.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (u8, u32, &mut T)> {
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (u8, u32, &mut T)> {
         self.slots.iter_mut().enumerate().filter_map(|(i, s)| {
             let g = s.generation;
             s.value.as_mut().map(|v| (i as u8, g, v))
