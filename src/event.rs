@@ -32,6 +32,27 @@ pub enum Value {
     Null,
 }
 
+/// A number argument (`DWORD`, `ULONG`, sizes).
+impl From<u32> for Value {
+    fn from(v: u32) -> Value {
+        Value::U64(v.into())
+    }
+}
+
+/// A 64-bit number argument.
+impl From<u64> for Value {
+    fn from(v: u64) -> Value {
+        Value::U64(v)
+    }
+}
+
+/// A string argument, decoded.
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::Str(s.into())
+    }
+}
+
 impl Value {
     /// The number, if this is one (handles included).
     pub fn as_u64(&self) -> Option<u64> {

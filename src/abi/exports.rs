@@ -4,7 +4,7 @@
 
 use super::backend;
 use super::boundary;
-use super::ptr::{read_opt_wstr, read_wstr, require, write};
+use super::ptr::{fill, read_opt_wstr, read_wstr, require, write};
 use crate::core::{Call, Error, ListKind, Result, HRESULT};
 use crate::session::{Hcsbc, Registration};
 use core::ffi::c_void;
@@ -28,6 +28,11 @@ fn handle(call: &'static str, h: *const c_void) -> Result<Hcsbc> {
         handle: 0,
         why: "hbc is NULL".into(),
     })
+}
+
+/// The shape shared by the functions that take only a handle: NULL is `E_HANDLE`.
+fn on_handle(call: Call, hbc: *mut c_void, f: impl FnOnce(Hcsbc) -> Result<()>) -> i32 {
+    boundary(call.name(), || f(handle(call.name(), hbc)?))
 }
 
 /// The shape shared by the four list functions taking a handle.
@@ -71,15 +76,14 @@ pub unsafe extern "system" fn CertSrvIsServerOnlineW(
 ) -> i32 {
     const CALL: &str = Call::IsServerOnline.name();
     boundary(CALL, || {
-        // SAFETY: NULL or writable per contract.
-        unsafe { write(pfserveronline, 0) };
-        require(CALL, "pfServerOnline", pfserveronline)?;
-        // SAFETY: per contract.
-        let server = unsafe { read_wstr(CALL, "pwszServerName", pwszservername) }?;
-        let online = backend().is_server_online(&server)?;
-        // SAFETY: checked non-null.
-        unsafe { write(pfserveronline, online as i32) };
-        Ok(())
+        // SAFETY: per contract, the out-parameter is NULL or writable and the string NULL
+        // or NUL-terminated.
+        unsafe {
+            fill(CALL, "pfServerOnline", pfserveronline, 0, || {
+                let server = read_wstr(CALL, "pwszServerName", pwszservername)?;
+                Ok(backend().is_server_online(&server)? as i32)
+            })
+        }
     })
 }
 
@@ -96,15 +100,16 @@ pub unsafe extern "system" fn CertSrvBackupPrepareW(
 ) -> i32 {
     const CALL: &str = Call::BackupPrepare.name();
     boundary(CALL, || {
-        // SAFETY: NULL or writable per contract.
-        unsafe { write(phbc, std::ptr::null_mut()) };
-        require(CALL, "phbc", phbc)?;
-        // SAFETY: per contract.
-        let server = unsafe { read_wstr(CALL, "pwszServerName", pwszservername) }?;
-        let h = backend().backup_prepare(&server, grbitjet, dwbackupflags)?;
-        // SAFETY: checked non-null.
-        unsafe { write(phbc, h.as_ptr()) };
-        Ok(())
+        // SAFETY: per contract, the out-parameter is NULL or writable and the string NULL
+        // or NUL-terminated.
+        unsafe {
+            fill(CALL, "phbc", phbc, std::ptr::null_mut(), || {
+                let server = read_wstr(CALL, "pwszServerName", pwszservername)?;
+                Ok(backend()
+                    .backup_prepare(&server, grbitjet, dwbackupflags)?
+                    .as_ptr())
+            })
+        }
     })
 }
 
@@ -156,16 +161,15 @@ pub unsafe extern "system" fn CertSrvBackupOpenFileW(
 ) -> i32 {
     const CALL: &str = Call::BackupOpenFile.name();
     boundary(CALL, || {
-        // SAFETY: NULL or writable per contract.
-        unsafe { write(plifilesize, 0) };
-        require(CALL, "pliFileSize", plifilesize)?;
-        // SAFETY: per contract.
-        let name = unsafe { read_wstr(CALL, "pwszAttachmentName", pwszattachmentname) }?;
-        let h = handle(CALL, hbc)?;
-        let size = backend().backup_open_file(h, &name, cbreadhintsize)?;
-        // SAFETY: checked non-null.
-        unsafe { write(plifilesize, size as i64) };
-        Ok(())
+        // SAFETY: per contract, the out-parameter is NULL or writable and the string NULL
+        // or NUL-terminated.
+        unsafe {
+            fill(CALL, "pliFileSize", plifilesize, 0, || {
+                let name = read_wstr(CALL, "pwszAttachmentName", pwszattachmentname)?;
+                let h = handle(CALL, hbc)?;
+                Ok(backend().backup_open_file(h, &name, cbreadhintsize)? as i64)
+            })
+        }
     })
 }
 
@@ -182,17 +186,16 @@ pub unsafe extern "system" fn CertSrvBackupRead(
 ) -> i32 {
     const CALL: &str = Call::BackupRead.name();
     boundary(CALL, || {
-        // SAFETY: NULL or writable per contract.
-        unsafe { write(pcbread, 0) };
-        require(CALL, "pcbRead", pcbread)?;
-        require(CALL, "pvBuffer", pvbuffer)?;
-        let h = handle(CALL, hbc)?;
-        // SAFETY: non-null, and valid for cbbuffer bytes per contract.
-        let buf = unsafe { std::slice::from_raw_parts_mut(pvbuffer as *mut u8, cbbuffer as usize) };
-        let n = backend().backup_read(h, buf)?;
-        // SAFETY: checked non-null.
-        unsafe { write(pcbread, n as u32) };
-        Ok(())
+        // SAFETY: per contract, the out-parameter is NULL or writable, and the buffer,
+        // checked non-NULL before it is used, valid for cbbuffer bytes.
+        unsafe {
+            fill(CALL, "pcbRead", pcbread, 0, || {
+                require(CALL, "pvBuffer", pvbuffer)?;
+                let h = handle(CALL, hbc)?;
+                let buf = std::slice::from_raw_parts_mut(pvbuffer as *mut u8, cbbuffer as usize);
+                Ok(backend().backup_read(h, buf)? as u32)
+            })
+        }
     })
 }
 
@@ -202,11 +205,7 @@ pub unsafe extern "system" fn CertSrvBackupRead(
 /// None beyond the handle being any value.
 #[no_mangle]
 pub unsafe extern "system" fn CertSrvBackupClose(hbc: *mut c_void) -> i32 {
-    const CALL: &str = Call::BackupClose.name();
-    boundary(CALL, || {
-        let h = handle(CALL, hbc)?;
-        backend().backup_close(h)
-    })
+    on_handle(Call::BackupClose, hbc, |h| backend().backup_close(h))
 }
 
 /// `CertSrvBackupGetBackupLogsW`.
@@ -229,9 +228,7 @@ pub unsafe extern "system" fn CertSrvBackupGetBackupLogsW(
 /// None beyond the handle being any value.
 #[no_mangle]
 pub unsafe extern "system" fn CertSrvBackupTruncateLogs(hbc: *mut c_void) -> i32 {
-    const CALL: &str = Call::BackupTruncateLogs.name();
-    boundary(CALL, || {
-        let h = handle(CALL, hbc)?;
+    on_handle(Call::BackupTruncateLogs, hbc, |h| {
         backend().backup_truncate_logs(h).map(drop)
     })
 }
@@ -242,11 +239,7 @@ pub unsafe extern "system" fn CertSrvBackupTruncateLogs(hbc: *mut c_void) -> i32
 /// None beyond the handle being any value.
 #[no_mangle]
 pub unsafe extern "system" fn CertSrvBackupEnd(hbc: *mut c_void) -> i32 {
-    const CALL: &str = Call::BackupEnd.name();
-    boundary(CALL, || {
-        let h = handle(CALL, hbc)?;
-        backend().backup_end(h)
-    })
+    on_handle(Call::BackupEnd, hbc, |h| backend().backup_end(h))
 }
 
 /// `CertSrvBackupFree`: frees a list; NULL, unknown and already-freed pointers are ignored.
@@ -292,15 +285,14 @@ pub unsafe extern "system" fn CertSrvRestorePrepareW(
 ) -> i32 {
     const CALL: &str = Call::RestorePrepare.name();
     boundary(CALL, || {
-        // SAFETY: NULL or writable per contract.
-        unsafe { write(phbc, std::ptr::null_mut()) };
-        require(CALL, "phbc", phbc)?;
-        // SAFETY: per contract.
-        let server = unsafe { read_wstr(CALL, "pwszServerName", pwszservername) }?;
-        let h = backend().restore_prepare(&server, dwrestoreflags)?;
-        // SAFETY: checked non-null.
-        unsafe { write(phbc, h.as_ptr()) };
-        Ok(())
+        // SAFETY: per contract, the out-parameter is NULL or writable and the string NULL
+        // or NUL-terminated.
+        unsafe {
+            fill(CALL, "phbc", phbc, std::ptr::null_mut(), || {
+                let server = read_wstr(CALL, "pwszServerName", pwszservername)?;
+                Ok(backend().restore_prepare(&server, dwrestoreflags)?.as_ptr())
+            })
+        }
     })
 }
 
@@ -358,74 +350,66 @@ unsafe fn registration(
     }
 }
 
-/// `CertSrvRestoreRegisterW` (needs a local administrator).
-///
-/// # Safety
-/// Strings are NULL or NUL-terminated UTF-16; `rgrstmap` is NULL or valid for `crstmap` entries.
-#[no_mangle]
-pub unsafe extern "system" fn CertSrvRestoreRegisterW(
-    hbc: *mut c_void,
-    pwszcheckpointfilepath: *const u16,
-    pwszlogpath: *const u16,
-    rgrstmap: *mut CSEDB_RSTMAPW,
-    crstmap: i32,
-    pwszbackuplogpath: *const u16,
-    genlow: u32,
-    genhigh: u32,
-) -> i32 {
-    const CALL: &str = Call::RestoreRegister.name();
-    boundary(CALL, || {
-        // SAFETY: forwarded contract.
-        let reg = unsafe {
-            registration(
-                CALL,
-                pwszcheckpointfilepath,
-                pwszlogpath,
-                rgrstmap,
-                crstmap,
-                pwszbackuplogpath,
-                genlow,
-                genhigh,
-            )
-        }?;
-        backend().restore_register(Hcsbc::from_ptr(hbc), &reg, false)
-    })
+/// Defines one of the two registration exports: they take the same arguments and share
+/// one body. `CertSrvRestoreRegisterThroughFile` refuses a NULL `hbc` here;
+/// `CertSrvRestoreRegisterW` passes it on, and the safe API says what it should have been.
+macro_rules! restore_register_export {
+    ($(#[$doc:meta])* $name:ident, through_file: $through_file:literal) => {
+        $(#[$doc])*
+        #[no_mangle]
+        pub unsafe extern "system" fn $name(
+            hbc: *mut c_void,
+            pwszcheckpointfilepath: *const u16,
+            pwszlogpath: *const u16,
+            rgrstmap: *mut CSEDB_RSTMAPW,
+            crstmap: i32,
+            pwszbackuplogpath: *const u16,
+            genlow: u32,
+            genhigh: u32,
+        ) -> i32 {
+            const CALL: &str = Call::restore_register($through_file).name();
+            boundary(CALL, || {
+                // SAFETY: forwarded contract.
+                let reg = unsafe {
+                    registration(
+                        CALL,
+                        pwszcheckpointfilepath,
+                        pwszlogpath,
+                        rgrstmap,
+                        crstmap,
+                        pwszbackuplogpath,
+                        genlow,
+                        genhigh,
+                    )
+                }?;
+                let h = if $through_file {
+                    Some(handle(CALL, hbc)?)
+                } else {
+                    Hcsbc::from_ptr(hbc)
+                };
+                backend().restore_register(h, &reg, $through_file)
+            })
+        }
+    };
 }
 
-/// `CertSrvRestoreRegisterThroughFile` (needs only the restore privilege; no W suffix, as in Certadm.dll).
-///
-/// # Safety
-/// As [`CertSrvRestoreRegisterW`].
-#[no_mangle]
-pub unsafe extern "system" fn CertSrvRestoreRegisterThroughFile(
-    hbc: *mut c_void,
-    pwszcheckpointfilepath: *const u16,
-    pwszlogpath: *const u16,
-    rgrstmap: *mut CSEDB_RSTMAPW,
-    crstmap: i32,
-    pwszbackuplogpath: *const u16,
-    genlow: u32,
-    genhigh: u32,
-) -> i32 {
-    const CALL: &str = Call::RestoreRegisterThroughFile.name();
-    boundary(CALL, || {
-        // SAFETY: forwarded contract.
-        let reg = unsafe {
-            registration(
-                CALL,
-                pwszcheckpointfilepath,
-                pwszlogpath,
-                rgrstmap,
-                crstmap,
-                pwszbackuplogpath,
-                genlow,
-                genhigh,
-            )
-        }?;
-        let h = handle(CALL, hbc)?;
-        backend().restore_register(Some(h), &reg, true)
-    })
-}
+restore_register_export!(
+    /// `CertSrvRestoreRegisterW` (needs a local administrator).
+    ///
+    /// # Safety
+    /// Strings are NULL or NUL-terminated UTF-16; `rgrstmap` is NULL or valid for `crstmap` entries.
+    CertSrvRestoreRegisterW,
+    through_file: false
+);
+
+restore_register_export!(
+    /// `CertSrvRestoreRegisterThroughFile` (needs only the restore privilege; no W suffix, as in Certadm.dll).
+    ///
+    /// # Safety
+    /// As [`CertSrvRestoreRegisterW`].
+    CertSrvRestoreRegisterThroughFile,
+    through_file: true
+);
 
 /// `CertSrvRestoreRegisterComplete`.
 ///
@@ -448,11 +432,7 @@ pub unsafe extern "system" fn CertSrvRestoreRegisterComplete(
 /// None beyond the handle being any value.
 #[no_mangle]
 pub unsafe extern "system" fn CertSrvRestoreEnd(hbc: *mut c_void) -> i32 {
-    const CALL: &str = Call::RestoreEnd.name();
-    boundary(CALL, || {
-        let h = handle(CALL, hbc)?;
-        backend().restore_end(h)
-    })
+    on_handle(Call::RestoreEnd, hbc, |h| backend().restore_end(h))
 }
 
 /// `CertSrvServerControlW`.

@@ -33,6 +33,28 @@ pub(crate) unsafe fn write<T>(p: *mut T, v: T) {
     }
 }
 
+/// Rule 2 for an out-parameter the caller must provide: `empty` is written first (so a
+/// failure leaves NULL or 0 there), NULL is refused with `E_POINTER` (named `param`), and
+/// the value `f` computes is written on success.
+///
+/// # Safety
+/// `out` is NULL or valid for a write of `T`.
+pub(crate) unsafe fn fill<T>(
+    call: &'static str,
+    param: &'static str,
+    out: *mut T,
+    empty: T,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<()> {
+    // SAFETY: NULL or valid per contract (`write` skips NULL).
+    unsafe { write(out, empty) };
+    require(call, param, out)?;
+    let v = f()?;
+    // SAFETY: checked non-NULL above.
+    unsafe { write(out, v) };
+    Ok(())
+}
+
 /// Reads a NUL-terminated UTF-16 string.
 ///
 /// # Safety

@@ -443,7 +443,7 @@ fn h(v: Hcsbc) -> Value {
 pub fn is_server_online(server: &str) -> Result<bool> {
     instrument(
         Call::IsServerOnline,
-        || vec![("pwszServerName", Value::Str(server.into()))],
+        || vec![("pwszServerName", server.into())],
         || is_server_online_impl(server),
         |o| vec![("fServerOnline", Value::U64(*o as u64))],
     )
@@ -455,9 +455,9 @@ pub fn backup_prepare(server: &str, grbit_jet: u32, backup_flags: u32) -> Result
         Call::BackupPrepare,
         || {
             vec![
-                ("pwszServerName", Value::Str(server.into())),
-                ("grbitJet", Value::U64(grbit_jet as u64)),
-                ("dwBackupFlags", Value::U64(backup_flags as u64)),
+                ("pwszServerName", server.into()),
+                ("grbitJet", grbit_jet.into()),
+                ("dwBackupFlags", backup_flags.into()),
             ]
         },
         || backup_prepare_impl(server, grbit_jet, backup_flags),
@@ -578,8 +578,8 @@ pub fn backup_open_file(hbc: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
         || {
             vec![
                 ("hbc", h(hbc)),
-                ("pwszAttachmentName", Value::Str(name.into())),
-                ("cbReadHintSize", Value::U64(read_hint as u64)),
+                ("pwszAttachmentName", name.into()),
+                ("cbReadHintSize", read_hint.into()),
             ]
         },
         || backup_open_file_impl(hbc, name, read_hint),
@@ -643,8 +643,8 @@ pub fn server_control(server: &str, control_flags: u32) -> Result<()> {
         Call::ServerControl,
         || {
             vec![
-                ("pwszServerName", Value::Str(server.into())),
-                ("dwControlFlags", Value::U64(control_flags as u64)),
+                ("pwszServerName", server.into()),
+                ("dwControlFlags", control_flags.into()),
             ]
         },
         || server_control_impl(server, control_flags),

@@ -25,6 +25,14 @@ pub struct Position {
     pub pos: u32,
 }
 
+impl Position {
+    /// The start of the log stream: generation 1, nothing applied.
+    pub const FIRST: Position = Position {
+        generation: 1,
+        pos: 0,
+    };
+}
+
 /// Why a file does not parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FormatError {

@@ -197,6 +197,39 @@ fn io_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 impl Ca {
+    /// The CA `cfg` describes, stopped, with an empty database at the first log position
+    /// and no files yet: what [`Ca::install`] fills with its records and
+    /// [`Ca::open_or_install`] with the registry values of an earlier process.
+    fn configured(machine: &Machine, cfg: &CaConfig) -> Result<Ca> {
+        Ok(Ca {
+            name: cfg.name.clone(),
+            seed: cfg.seed,
+            db_dir: machine.parse_path(&cfg.db_dir)?,
+            log_dir: machine.parse_path(&cfg.log_dir)?,
+            sys_dir: machine.parse_path(&cfg.system_dir)?,
+            interface_flags: cfg.interface_flags,
+            service: ServiceState::Stopped,
+            signature: 0,
+            records: BTreeMap::new(),
+            next_request_id: 1,
+            clock: CLOCK_EPOCH,
+            current: Position::FIRST,
+            log: None,
+            prev_crc: 0,
+            checkpoint: Position::FIRST,
+            frozen: false,
+            flush_deferred: false,
+            log_capacity: cfg.log_capacity,
+            virtual_size: cfg.edb_size,
+            last_full: None,
+            last_incremental: None,
+            last_recovery: None,
+            restore: Default::default(),
+            fingerprints: BTreeMap::new(),
+            tampered: None,
+        })
+    }
+
     /// Installs a new CA on `machine`: creates its database, first log and checkpoint,
     /// its dynamic files, and starts the service.
     pub(crate) fn install(machine: &Machine, cfg: &CaConfig) -> Result<Ca> {
@@ -226,50 +259,15 @@ impl Ca {
                 "log_capacity must be at least 1",
             ));
         }
-        let db_dir = machine.parse_path(&cfg.db_dir)?;
-        let log_dir = machine.parse_path(&cfg.log_dir)?;
-        let sys_dir = machine.parse_path(&cfg.system_dir)?;
-        db_dir.join(&format!("{}.edb", cfg.name))?;
-        let signature = mix64(cfg.seed ^ mix64(name_hash(&cfg.name))) | 1;
-        let mut records = BTreeMap::new();
-        let mut clock = CLOCK_EPOCH;
+        let mut ca = Ca::configured(machine, cfg)?;
+        ca.db_dir.join(&format!("{}.edb", cfg.name))?;
+        ca.signature = mix64(cfg.seed ^ mix64(name_hash(&cfg.name))) | 1;
         for id in 1..=cfg.records {
-            records.insert(id, Record::generate(cfg.seed, id, clock));
-            clock += 60;
+            ca.records
+                .insert(id, Record::generate(cfg.seed, id, ca.clock));
+            ca.clock += 60;
         }
-        let mut ca = Ca {
-            name: cfg.name.clone(),
-            seed: cfg.seed,
-            db_dir,
-            log_dir,
-            sys_dir,
-            interface_flags: cfg.interface_flags,
-            service: ServiceState::Stopped,
-            signature,
-            records,
-            next_request_id: cfg.records + 1,
-            clock,
-            current: Position {
-                generation: 1,
-                pos: 0,
-            },
-            log: None,
-            prev_crc: 0,
-            checkpoint: Position {
-                generation: 1,
-                pos: 0,
-            },
-            frozen: false,
-            flush_deferred: false,
-            log_capacity: cfg.log_capacity,
-            virtual_size: cfg.edb_size,
-            last_full: None,
-            last_incremental: None,
-            last_recovery: None,
-            restore: Default::default(),
-            fingerprints: BTreeMap::new(),
-            tampered: None,
-        };
+        ca.next_request_id = cfg.records + 1;
         for dir in [&ca.db_dir, &ca.log_dir, &ca.sys_dir] {
             let p = machine.host_path_of(dir);
             std::fs::create_dir_all(&p).map_err(io_err(format!("creating {}", p.display())))?;
@@ -314,41 +312,22 @@ impl Ca {
                 ),
             ));
         }
-        let mut ca = Ca {
+        let saved = CaConfig {
             name: v.common_name,
             seed: v.seed,
-            db_dir: machine.parse_path(&v.db_directory)?,
-            log_dir: machine.parse_path(&v.db_log_directory)?,
-            sys_dir: machine.parse_path(&v.db_system_directory)?,
-            interface_flags: v.interface_flags,
-            service: ServiceState::Stopped,
-            signature: 0,
-            records: BTreeMap::new(),
-            next_request_id: 1,
-            clock: CLOCK_EPOCH,
-            current: Position {
-                generation: 1,
-                pos: 0,
-            },
-            log: None,
-            prev_crc: 0,
-            checkpoint: Position {
-                generation: 1,
-                pos: 0,
-            },
-            frozen: false,
-            flush_deferred: false,
+            records: 0,
+            edb_size: v.edb_size,
             log_capacity: v.log_capacity.max(1),
-            virtual_size: v.edb_size,
-            last_full: v.db_last_full_backup,
-            last_incremental: v.db_last_incremental_backup,
-            last_recovery: v.db_last_recovery,
-            restore: recovery::RestoreState {
-                marker: v.restore_in_progress,
-            },
-            fingerprints: BTreeMap::new(),
-            tampered: None,
+            db_dir: v.db_directory,
+            log_dir: v.db_log_directory,
+            system_dir: v.db_system_directory,
+            interface_flags: v.interface_flags,
         };
+        let mut ca = Ca::configured(machine, &saved)?;
+        ca.last_full = v.db_last_full_backup;
+        ca.last_incremental = v.db_last_incremental_backup;
+        ca.last_recovery = v.db_last_recovery;
+        ca.restore.marker = v.restore_in_progress;
         if ca.restore.marker.as_ref().is_some_and(|m| m.pending) {
             return Ok(ca);
         }
