@@ -31,6 +31,21 @@ impl Position {
         generation: 1,
         pos: 0,
     };
+
+    /// Writes the position as the files and the protocol carry it: generation, then
+    /// position, each a `u32`.
+    pub(crate) fn put(&self, w: &mut Writer) {
+        w.u32(self.generation);
+        w.u32(self.pos);
+    }
+
+    /// Reads what [`Position::put`] wrote; `names` name the two fields in an error.
+    pub(crate) fn get(r: &mut Reader<'_>, names: [&str; 2]) -> Result<Position, DecodeError> {
+        Ok(Position {
+            generation: r.u32(names[0])?,
+            pos: r.u32(names[1])?,
+        })
+    }
 }
 
 /// Why a file does not parse.
@@ -127,8 +142,7 @@ impl EdbImage {
         w.u64(self.pad_seed);
         w.utf8(&self.ca_name);
         w.u64(self.signature);
-        w.u32(self.checkpoint.generation);
-        w.u32(self.checkpoint.pos);
+        self.checkpoint.put(&mut w);
         w.u32(self.next_request_id);
         w.i64(self.clock);
         w.u32(self.records.len() as u32);
@@ -169,10 +183,7 @@ impl EdbImage {
         let mut r = Reader::new(&body[EDB_PREFIX..]);
         let ca_name = r.utf8("CA name")?;
         let signature = r.u64("signature")?;
-        let checkpoint = Position {
-            generation: r.u32("checkpoint generation")?,
-            pos: r.u32("checkpoint position")?,
-        };
+        let checkpoint = Position::get(&mut r, ["checkpoint generation", "checkpoint position"])?;
         let next_request_id = r.u32("next request id")?;
         let clock = r.i64("clock")?;
         let n = r.u32("record count")?;
@@ -350,8 +361,7 @@ impl Checkpoint {
         let mut w = start(CHK_MAGIC);
         w.utf8(&self.ca_name);
         w.u64(self.signature);
-        w.u32(self.position.generation);
-        w.u32(self.position.pos);
+        self.position.put(&mut w);
         seal(w)
     }
 
@@ -369,10 +379,7 @@ impl Checkpoint {
         Ok(Checkpoint {
             ca_name: r.utf8("CA name")?,
             signature: r.u64("signature")?,
-            position: Position {
-                generation: r.u32("checkpoint generation")?,
-                pos: r.u32("checkpoint position")?,
-            },
+            position: Position::get(&mut r, ["checkpoint generation", "checkpoint position"])?,
         })
     }
 }

@@ -984,8 +984,7 @@ impl Response {
 
 fn put_recovery(w: &mut Writer, r: &RecoveryReport) {
     w.bool(r.hard);
-    w.u32(r.from.generation);
-    w.u32(r.from.pos);
+    r.from.put(w);
     w.u32s(&r.replayed_generations);
     w.u64(r.transactions as u64);
     w.bool(r.torn_tail);
@@ -995,10 +994,7 @@ fn put_recovery(w: &mut Writer, r: &RecoveryReport) {
 fn get_recovery(r: &mut Reader<'_>) -> Result<RecoveryReport, DecodeError> {
     Ok(RecoveryReport {
         hard: r.bool("hard")?,
-        from: Position {
-            generation: r.u32("from.gen")?,
-            pos: r.u32("from.pos")?,
-        },
+        from: Position::get(r, ["from.gen", "from.pos"])?,
         replayed_generations: r.u32s("replayed_generations")?,
         transactions: usize::try_from(r.u64("transactions")?)
             .map_err(|_| DecodeError("transactions overflow usize".into()))?,
