@@ -69,7 +69,7 @@ unsafe fn list_call(
 ///
 /// # Safety
 /// `pwszservername` is NULL or a NUL-terminated UTF-16 string; `pfserveronline` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvIsServerOnlineW(
     pwszservername: *const u16,
     pfserveronline: *mut i32,
@@ -91,7 +91,7 @@ pub unsafe extern "system" fn CertSrvIsServerOnlineW(
 ///
 /// # Safety
 /// `pwszservername` is NULL or a NUL-terminated UTF-16 string; `phbc` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvBackupPrepareW(
     pwszservername: *const u16,
     grbitjet: u32,
@@ -117,7 +117,7 @@ pub unsafe extern "system" fn CertSrvBackupPrepareW(
 ///
 /// # Safety
 /// Out-pointers are NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvBackupGetDatabaseNamesW(
     hbc: *const c_void,
     ppwszzattachmentinformation: *mut *mut u16,
@@ -138,7 +138,7 @@ pub unsafe extern "system" fn CertSrvBackupGetDatabaseNamesW(
 ///
 /// # Safety
 /// Out-pointers are NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvBackupGetDynamicFileListW(
     hbc: *const c_void,
     ppwszzfilelist: *mut *mut u16,
@@ -152,7 +152,7 @@ pub unsafe extern "system" fn CertSrvBackupGetDynamicFileListW(
 ///
 /// # Safety
 /// `pwszattachmentname` is NULL or a NUL-terminated UTF-16 string; `plifilesize` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvBackupOpenFileW(
     hbc: *mut c_void,
     pwszattachmentname: *const u16,
@@ -177,7 +177,7 @@ pub unsafe extern "system" fn CertSrvBackupOpenFileW(
 ///
 /// # Safety
 /// `pvbuffer` is NULL or valid for `cbbuffer` bytes of writes; `pcbread` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvBackupRead(
     hbc: *mut c_void,
     pvbuffer: *mut c_void,
@@ -203,7 +203,7 @@ pub unsafe extern "system" fn CertSrvBackupRead(
 ///
 /// # Safety
 /// None beyond the handle being any value.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvBackupClose(hbc: *mut c_void) -> i32 {
     on_handle(Call::BackupClose, hbc, |h| backend().backup_close(h))
 }
@@ -212,7 +212,7 @@ pub unsafe extern "system" fn CertSrvBackupClose(hbc: *mut c_void) -> i32 {
 ///
 /// # Safety
 /// Out-pointers are NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvBackupGetBackupLogsW(
     hbc: *const c_void,
     ppwszzbackuplogfiles: *mut *mut u16,
@@ -226,7 +226,7 @@ pub unsafe extern "system" fn CertSrvBackupGetBackupLogsW(
 ///
 /// # Safety
 /// None beyond the handle being any value.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvBackupTruncateLogs(hbc: *mut c_void) -> i32 {
     on_handle(Call::BackupTruncateLogs, hbc, |h| {
         backend().backup_truncate_logs(h).map(drop)
@@ -237,7 +237,7 @@ pub unsafe extern "system" fn CertSrvBackupTruncateLogs(hbc: *mut c_void) -> i32
 ///
 /// # Safety
 /// None beyond the handle being any value.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvBackupEnd(hbc: *mut c_void) -> i32 {
     on_handle(Call::BackupEnd, hbc, |h| backend().backup_end(h))
 }
@@ -246,7 +246,7 @@ pub unsafe extern "system" fn CertSrvBackupEnd(hbc: *mut c_void) -> i32 {
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced unless it is a live list of ours.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvBackupFree(pv: *mut c_void) {
     const CALL: &str = Call::BackupFree.name();
     boundary(CALL, || backend().backup_free(pv));
@@ -256,7 +256,7 @@ pub unsafe extern "system" fn CertSrvBackupFree(pv: *mut c_void) {
 ///
 /// # Safety
 /// Out-pointers are NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvRestoreGetDatabaseLocationsW(
     hbc: *const c_void,
     ppwszzdatabaselocationlist: *mut *mut u16,
@@ -277,7 +277,7 @@ pub unsafe extern "system" fn CertSrvRestoreGetDatabaseLocationsW(
 ///
 /// # Safety
 /// `pwszservername` is NULL or a NUL-terminated UTF-16 string; `phbc` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvRestorePrepareW(
     pwszservername: *const u16,
     dwrestoreflags: u32,
@@ -356,7 +356,7 @@ unsafe fn registration(
 macro_rules! restore_register_export {
     ($(#[$doc:meta])* $name:ident, through_file: $through_file:literal) => {
         $(#[$doc])*
-        #[no_mangle]
+        #[unsafe(no_mangle)]
         pub unsafe extern "system" fn $name(
             hbc: *mut c_void,
             pwszcheckpointfilepath: *const u16,
@@ -415,7 +415,7 @@ restore_register_export!(
 ///
 /// # Safety
 /// None beyond the handle being any value.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvRestoreRegisterComplete(
     hbc: *mut c_void,
     hrrestorestate: i32,
@@ -430,7 +430,7 @@ pub unsafe extern "system" fn CertSrvRestoreRegisterComplete(
 ///
 /// # Safety
 /// None beyond the handle being any value.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvRestoreEnd(hbc: *mut c_void) -> i32 {
     on_handle(Call::RestoreEnd, hbc, |h| backend().restore_end(h))
 }
@@ -439,7 +439,7 @@ pub unsafe extern "system" fn CertSrvRestoreEnd(hbc: *mut c_void) -> i32 {
 ///
 /// # Safety
 /// `pwszservername` is NULL or a NUL-terminated UTF-16 string; `pcbout` and `ppbout` are NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvServerControlW(
     pwszservername: *const u16,
     dwcontrolflags: u32,

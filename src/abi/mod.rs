@@ -50,7 +50,7 @@ pub(crate) fn backend() -> &'static dyn Certbcli {
 
 /// The report of `CERTADM_EMU_CONFIG`, written when the process exits.
 mod at_exit {
-    extern "C" {
+    unsafe extern "C" {
         fn atexit(cb: extern "C" fn()) -> i32;
     }
 

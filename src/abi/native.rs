@@ -128,7 +128,7 @@ unsafe fn read_utf8(call: &'static str, param: &'static str, p: *const c_char) -
 ///
 /// # Safety
 /// `opts` is NULL or valid for a write of `certemu_options`.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_options_init(opts: *mut certemu_options) -> i32 {
     const CALL: &str = "certemu_options_init";
     boundary(CALL, || {
@@ -157,7 +157,7 @@ pub unsafe extern "C" fn certemu_options_init(opts: *mut certemu_options) -> i32
 /// # Safety
 /// `server_name` is NULL or NUL-terminated; `opts` is NULL or points to a
 /// `certemu_options`; `out` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_create(
     server_name: *const c_char,
     opts: *const certemu_options,
@@ -297,7 +297,7 @@ fn remote_machine(
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_destroy(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_destroy";
     if ca.is_null() {
@@ -320,7 +320,7 @@ pub unsafe extern "C" fn certemu_ca_destroy(ca: *mut certemu_ca) -> i32 {
 ///
 /// # Safety
 /// `name` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_server_name(
     ca: *const certemu_ca,
     name: *mut *const c_char,
@@ -334,7 +334,7 @@ pub unsafe extern "C" fn certemu_ca_server_name(
 ///
 /// # Safety
 /// `name` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_server_name_w(
     ca: *const certemu_ca,
     name: *mut *const u16,
@@ -368,7 +368,7 @@ unsafe fn write_name<T>(
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_issue(ca: *mut certemu_ca, n: u32) -> i32 {
     const CALL: &str = "certemu_ca_issue";
     boundary(CALL, || {
@@ -387,7 +387,7 @@ pub unsafe extern "C" fn certemu_ca_issue(ca: *mut certemu_ca, n: u32) -> i32 {
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_revoke(ca: *mut certemu_ca, request_id: u32) -> i32 {
     const CALL: &str = "certemu_ca_revoke";
     boundary(CALL, || lookup(CALL, ca)?.ca.revoke(request_id))
@@ -397,7 +397,7 @@ pub unsafe extern "C" fn certemu_ca_revoke(ca: *mut certemu_ca, request_id: u32)
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_stop(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_stop";
     boundary(CALL, || lookup(CALL, ca)?.ca.stop())
@@ -407,7 +407,7 @@ pub unsafe extern "C" fn certemu_ca_stop(ca: *mut certemu_ca) -> i32 {
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_crash(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_crash";
     boundary(CALL, || lookup(CALL, ca)?.ca.crash())
@@ -419,7 +419,7 @@ pub unsafe extern "C" fn certemu_ca_crash(ca: *mut certemu_ca) -> i32 {
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_start(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_start";
     boundary(CALL, || {
@@ -435,7 +435,7 @@ pub unsafe extern "C" fn certemu_ca_start(ca: *mut certemu_ca) -> i32 {
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_wipe_files(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_wipe_files";
     boundary(CALL, || lookup(CALL, ca)?.ca.wipe_files())
@@ -446,7 +446,7 @@ pub unsafe extern "C" fn certemu_ca_wipe_files(ca: *mut certemu_ca) -> i32 {
 ///
 /// # Safety
 /// `windows_path` is NULL or NUL-terminated; `out` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_host_path(
     ca: *const certemu_ca,
     windows_path: *const c_char,
@@ -476,7 +476,7 @@ pub unsafe extern "C" fn certemu_ca_host_path(
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_set_identity(
     ca: *mut certemu_ca,
     backup_privilege: c_int,
@@ -499,7 +499,7 @@ pub unsafe extern "C" fn certemu_ca_set_identity(
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_set_interface_flags(ca: *mut certemu_ca, flags: u32) -> i32 {
     const CALL: &str = "certemu_ca_set_interface_flags";
     boundary(CALL, || lookup(CALL, ca)?.ca.set_interface_flags(flags))
@@ -520,7 +520,7 @@ fn report(c: &certemu_ca) -> Result<String> {
 ///
 /// # Safety
 /// `json` is NULL or a NUL-terminated UTF-8 string.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_set_faults(ca: *mut certemu_ca, json: *const c_char) -> i32 {
     const CALL: &str = "certemu_ca_set_faults";
     boundary(CALL, || {
@@ -541,7 +541,7 @@ pub unsafe extern "C" fn certemu_ca_set_faults(ca: *mut certemu_ca, json: *const
 ///
 /// # Safety
 /// `jsonl` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_trace(ca: *const certemu_ca, jsonl: *mut *mut c_char) -> i32 {
     const CALL: &str = "certemu_ca_trace";
     // SAFETY: per contract, `jsonl` is NULL or writable.
@@ -567,7 +567,7 @@ pub unsafe extern "C" fn certemu_ca_trace(ca: *const certemu_ca, jsonl: *mut *mu
 ///
 /// # Safety
 /// `json` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_report(ca: *const certemu_ca, json: *mut *mut c_char) -> i32 {
     const CALL: &str = "certemu_ca_report";
     // SAFETY: per contract, `json` is NULL or writable.
@@ -584,7 +584,7 @@ pub unsafe extern "C" fn certemu_ca_report(ca: *const certemu_ca, json: *mut *mu
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced unless it is a live string of ours.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_free_string(s: *mut c_char) -> i32 {
     const CALL: &str = "certemu_free_string";
     if s.is_null() {
@@ -611,7 +611,7 @@ pub unsafe extern "C" fn certemu_free_string(s: *mut c_char) -> i32 {
 ///
 /// # Safety
 /// `msg` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_last_error(msg: *mut *mut c_char) -> i32 {
     if msg.is_null() {
         return HRESULT::E_POINTER.0;
