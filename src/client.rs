@@ -450,11 +450,7 @@ fn register_set(
         gen_low: low,
         gen_high: high,
     };
-    let register = if opts.through_file {
-        Call::RestoreRegisterThroughFile
-    } else {
-        Call::RestoreRegister
-    };
+    let register = Call::restore_register(opts.through_file);
     let result = record(
         &mut sum.calls,
         register,

@@ -247,12 +247,9 @@ impl Certbcli for Server {
         reg: &Registration,
         through_file: bool,
     ) -> Result<()> {
-        let call = if through_file {
-            Call::RestoreRegisterThroughFile
-        } else {
-            Call::RestoreRegister
-        };
-        rpc(call.name(), |c| c.restore_register(h, reg, through_file))
+        rpc(Call::restore_register(through_file).name(), |c| {
+            c.restore_register(h, reg, through_file)
+        })
     }
 
     fn restore_register_complete(&self, h: Option<Hcsbc>, restore_state: HRESULT) -> Result<()> {
