@@ -30,9 +30,64 @@ fn handle(call: &'static str, h: *const c_void) -> Result<Hcsbc> {
     })
 }
 
+/// An out-parameter: its name (for `E_POINTER`), the pointer, and the value it holds
+/// until the call succeeds.
+type Out<T> = (&'static str, *mut T, T);
+
+/// `phbc` of the two Prepare functions: NULL until a context is returned.
+fn out_handle(phbc: *mut *mut c_void) -> Out<*mut c_void> {
+    ("phbc", phbc, std::ptr::null_mut())
+}
+
+/// The shape shared by the functions that take a server name and return one value
+/// through an out-parameter (IsServerOnline and the two Prepares): the out-parameter is
+/// checked, then the name decoded, then `f` runs on it.
+///
+/// # Safety
+/// `server` is NULL or a NUL-terminated UTF-16 string; `out`'s pointer is NULL or
+/// writable.
+unsafe fn on_server<T>(
+    call: Call,
+    server: *const u16,
+    (param, out, empty): Out<T>,
+    f: impl FnOnce(&str) -> Result<T>,
+) -> i32 {
+    let call = call.name();
+    boundary(call, || {
+        // SAFETY: per contract.
+        unsafe {
+            fill(call, param, out, empty, || {
+                let name = read_wstr(call, "pwszServerName", server)?;
+                f(&name)
+            })
+        }
+    })
+}
+
 /// The shape shared by the functions that take only a handle: NULL is `E_HANDLE`.
 fn on_handle(call: Call, hbc: *mut c_void, f: impl FnOnce(Hcsbc) -> Result<()>) -> i32 {
     boundary(call.name(), || f(handle(call.name(), hbc)?))
+}
+
+/// Defines one of the four list exports: they take a handle and return a list through the
+/// same two out-parameters (the list, and its size in bytes), and share one body
+/// ([`list_call`]).
+macro_rules! list_export {
+    ($(#[$doc:meta])* $name:ident($list:ident), $kind:expr) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// Out-pointers are NULL or writable.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "system" fn $name(
+            hbc: *const c_void,
+            $list: *mut *mut u16,
+            pcbsize: *mut u32,
+        ) -> i32 {
+            // SAFETY: forwarded contract.
+            unsafe { list_call($kind, hbc, $list, pcbsize) }
+        }
+    };
 }
 
 /// The shape shared by the four list functions taking a handle.
@@ -74,17 +129,16 @@ pub unsafe extern "system" fn CertSrvIsServerOnlineW(
     pwszservername: *const u16,
     pfserveronline: *mut i32,
 ) -> i32 {
-    const CALL: &str = Call::IsServerOnline.name();
-    boundary(CALL, || {
-        // SAFETY: per contract, the out-parameter is NULL or writable and the string NULL
-        // or NUL-terminated.
-        unsafe {
-            fill(CALL, "pfServerOnline", pfserveronline, 0, || {
-                let server = read_wstr(CALL, "pwszServerName", pwszservername)?;
-                Ok(backend().is_server_online(&server)? as i32)
-            })
-        }
-    })
+    let online = |server: &str| Ok(backend().is_server_online(server)? as i32);
+    // SAFETY: forwarded contract.
+    unsafe {
+        on_server(
+            Call::IsServerOnline,
+            pwszservername,
+            ("pfServerOnline", pfserveronline, 0),
+            online,
+        )
+    }
 }
 
 /// `CertSrvBackupPrepareW`.
@@ -98,55 +152,33 @@ pub unsafe extern "system" fn CertSrvBackupPrepareW(
     dwbackupflags: u32,
     phbc: *mut *mut c_void,
 ) -> i32 {
-    const CALL: &str = Call::BackupPrepare.name();
-    boundary(CALL, || {
-        // SAFETY: per contract, the out-parameter is NULL or writable and the string NULL
-        // or NUL-terminated.
-        unsafe {
-            fill(CALL, "phbc", phbc, std::ptr::null_mut(), || {
-                let server = read_wstr(CALL, "pwszServerName", pwszservername)?;
-                Ok(backend()
-                    .backup_prepare(&server, grbitjet, dwbackupflags)?
-                    .as_ptr())
-            })
-        }
-    })
-}
-
-/// `CertSrvBackupGetDatabaseNamesW`.
-///
-/// # Safety
-/// Out-pointers are NULL or writable.
-#[unsafe(no_mangle)]
-pub unsafe extern "system" fn CertSrvBackupGetDatabaseNamesW(
-    hbc: *const c_void,
-    ppwszzattachmentinformation: *mut *mut u16,
-    pcbsize: *mut u32,
-) -> i32 {
+    let prepare = |server: &str| {
+        Ok(backend()
+            .backup_prepare(server, grbitjet, dwbackupflags)?
+            .as_ptr())
+    };
     // SAFETY: forwarded contract.
     unsafe {
-        list_call(
-            ListKind::DatabaseNames,
-            hbc,
-            ppwszzattachmentinformation,
-            pcbsize,
+        on_server(
+            Call::BackupPrepare,
+            pwszservername,
+            out_handle(phbc),
+            prepare,
         )
     }
 }
 
-/// `CertSrvBackupGetDynamicFileListW`.
-///
-/// # Safety
-/// Out-pointers are NULL or writable.
-#[unsafe(no_mangle)]
-pub unsafe extern "system" fn CertSrvBackupGetDynamicFileListW(
-    hbc: *const c_void,
-    ppwszzfilelist: *mut *mut u16,
-    pcbsize: *mut u32,
-) -> i32 {
-    // SAFETY: forwarded contract.
-    unsafe { list_call(ListKind::DynamicFiles, hbc, ppwszzfilelist, pcbsize) }
-}
+list_export!(
+    /// `CertSrvBackupGetDatabaseNamesW`.
+    CertSrvBackupGetDatabaseNamesW(ppwszzattachmentinformation),
+    ListKind::DatabaseNames
+);
+
+list_export!(
+    /// `CertSrvBackupGetDynamicFileListW`.
+    CertSrvBackupGetDynamicFileListW(ppwszzfilelist),
+    ListKind::DynamicFiles
+);
 
 /// `CertSrvBackupOpenFileW`.
 ///
@@ -208,19 +240,11 @@ pub unsafe extern "system" fn CertSrvBackupClose(hbc: *mut c_void) -> i32 {
     on_handle(Call::BackupClose, hbc, |h| backend().backup_close(h))
 }
 
-/// `CertSrvBackupGetBackupLogsW`.
-///
-/// # Safety
-/// Out-pointers are NULL or writable.
-#[unsafe(no_mangle)]
-pub unsafe extern "system" fn CertSrvBackupGetBackupLogsW(
-    hbc: *const c_void,
-    ppwszzbackuplogfiles: *mut *mut u16,
-    pcbsize: *mut u32,
-) -> i32 {
-    // SAFETY: forwarded contract.
-    unsafe { list_call(ListKind::BackupLogs, hbc, ppwszzbackuplogfiles, pcbsize) }
-}
+list_export!(
+    /// `CertSrvBackupGetBackupLogsW`.
+    CertSrvBackupGetBackupLogsW(ppwszzbackuplogfiles),
+    ListKind::BackupLogs
+);
 
 /// `CertSrvBackupTruncateLogs`.
 ///
@@ -252,26 +276,11 @@ pub unsafe extern "system" fn CertSrvBackupFree(pv: *mut c_void) {
     boundary(CALL, || backend().backup_free(pv));
 }
 
-/// `CertSrvRestoreGetDatabaseLocationsW`.
-///
-/// # Safety
-/// Out-pointers are NULL or writable.
-#[unsafe(no_mangle)]
-pub unsafe extern "system" fn CertSrvRestoreGetDatabaseLocationsW(
-    hbc: *const c_void,
-    ppwszzdatabaselocationlist: *mut *mut u16,
-    pcbsize: *mut u32,
-) -> i32 {
-    // SAFETY: forwarded contract.
-    unsafe {
-        list_call(
-            ListKind::DatabaseLocations,
-            hbc,
-            ppwszzdatabaselocationlist,
-            pcbsize,
-        )
-    }
-}
+list_export!(
+    /// `CertSrvRestoreGetDatabaseLocationsW`.
+    CertSrvRestoreGetDatabaseLocationsW(ppwszzdatabaselocationlist),
+    ListKind::DatabaseLocations
+);
 
 /// `CertSrvRestorePrepareW`.
 ///
@@ -283,17 +292,16 @@ pub unsafe extern "system" fn CertSrvRestorePrepareW(
     dwrestoreflags: u32,
     phbc: *mut *mut c_void,
 ) -> i32 {
-    const CALL: &str = Call::RestorePrepare.name();
-    boundary(CALL, || {
-        // SAFETY: per contract, the out-parameter is NULL or writable and the string NULL
-        // or NUL-terminated.
-        unsafe {
-            fill(CALL, "phbc", phbc, std::ptr::null_mut(), || {
-                let server = read_wstr(CALL, "pwszServerName", pwszservername)?;
-                Ok(backend().restore_prepare(&server, dwrestoreflags)?.as_ptr())
-            })
-        }
-    })
+    let prepare = |server: &str| Ok(backend().restore_prepare(server, dwrestoreflags)?.as_ptr());
+    // SAFETY: forwarded contract.
+    unsafe {
+        on_server(
+            Call::RestorePrepare,
+            pwszservername,
+            out_handle(phbc),
+            prepare,
+        )
+    }
 }
 
 /// Decodes the arguments shared by both registration functions.
