@@ -536,10 +536,10 @@ fn check(all: &[Source], readme: &str) -> Vec<String> {
             }
             // Rule 2: the file it names, inside the same top-level module.
             let mut file = r.path.clone();
-            while !files.contains(&file) {
+            while !file.is_empty() && !files.contains(&file) {
                 file.pop();
             }
-            if !src.module.starts_with(&file) {
+            if !file.is_empty() && !src.module.starts_with(&file) {
                 edges
                     .entry(src.module.clone())
                     .or_default()
