@@ -114,7 +114,7 @@ fn read_512k(c: &mut Criterion) {
     g.bench_function("gen_fill_only", |b| {
         let mut offset = 0u64;
         b.iter(|| {
-            certadm_emu::ca::gen::fill(7, offset, black_box(&mut dst));
+            certadm_emu::ca::content::fill(7, offset, black_box(&mut dst));
             offset += READ_SIZE as u64;
         })
     });

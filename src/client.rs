@@ -15,10 +15,9 @@
 #![forbid(unsafe_code)]
 
 use crate::abi::call::{self, AbiError, List, WStr};
-use crate::api::Registration;
 use crate::core::consts::*;
 use crate::core::{Call, ListEntry, WideList, HRESULT};
-use crate::session::Hcsbc;
+use crate::session::{Hcsbc, Registration};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -451,11 +450,7 @@ fn register_set(
         gen_low: low,
         gen_high: high,
     };
-    let register = if opts.through_file {
-        Call::RestoreRegisterThroughFile
-    } else {
-        Call::RestoreRegister
-    };
+    let register = Call::restore_register(opts.through_file);
     let result = record(
         &mut sum.calls,
         register,

@@ -188,6 +188,28 @@ impl Config {
     pub fn build(&self) -> Result<Vec<EmulatedCa>, String> {
         self.machines.iter().map(|m| m.build()).collect()
     }
+
+    /// Copies every traced call to the configuration's `trace` file (appended), unless
+    /// `CERTADM_EMU_TRACE` is set: the variable wins.
+    pub fn install_trace(&self) -> Result<(), String> {
+        if let (Some(t), None) = (&self.trace, std::env::var_os("CERTADM_EMU_TRACE")) {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(t)
+                .map_err(|e| format!("opening trace {}: {e}", t.display()))?;
+            crate::api::trace::set_sink(Some(Box::new(f)));
+        }
+        Ok(())
+    }
+}
+
+/// Where the report of a configuration goes: `CERTADM_EMU_REPORT` if set, else the
+/// configuration's `report`.
+pub fn report_path(config: Option<&Config>) -> Option<PathBuf> {
+    std::env::var_os("CERTADM_EMU_REPORT")
+        .map(PathBuf::from)
+        .or_else(|| config.and_then(|c| c.report.clone()))
 }
 
 impl MachineConfig {
@@ -253,12 +275,11 @@ struct Loaded {
 
 static INIT: Once = Once::new();
 static LOADED: Mutex<Option<Loaded>> = Mutex::new(None);
-static LOAD_ERROR: Mutex<Option<String>> = Mutex::new(None);
 
 /// Loads `CERTADM_EMU_CONFIG` once per process. True only for the call that loaded a
 /// configuration: its caller then arranges for [`finish`] to run at exit. A file that does
 /// not load is reported on stderr, and a server name no machine has then says why
-/// ([`crate::api::route::set_unknown_server_hint`]).
+/// (`api::route::set_unknown_server_hint`).
 pub fn ensure_loaded() -> bool {
     let mut loaded = false;
     INIT.call_once(|| {
@@ -269,19 +290,10 @@ pub fn ensure_loaded() -> bool {
             .map_err(|e| format!("reading {}: {e}", PathBuf::from(&path).display()))
             .and_then(|t| Config::from_json(&t))
             .and_then(|c| {
-                if let (Some(t), None) = (&c.trace, std::env::var_os("CERTADM_EMU_TRACE")) {
-                    let f = std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(t)
-                        .map_err(|e| format!("opening trace {}: {e}", t.display()))?;
-                    crate::api::trace::set_sink(Some(Box::new(f)));
-                }
+                c.install_trace()?;
                 let machines = c.build()?;
                 let strict = c.machines.iter().map(|m| m.strict).collect();
-                let report = std::env::var_os("CERTADM_EMU_REPORT")
-                    .map(PathBuf::from)
-                    .or(c.report);
+                let report = report_path(Some(&c));
                 Ok(Loaded {
                     machines,
                     strict,
@@ -298,16 +310,10 @@ pub fn ensure_loaded() -> bool {
                 crate::api::route::set_unknown_server_hint(Some(format!(
                     "no emulated machine has this name; CERTADM_EMU_CONFIG did not load: {e}"
                 )));
-                *LOAD_ERROR.lock() = Some(e);
             }
         }
     });
     loaded
-}
-
-/// The error that kept the configuration from loading, if any.
-pub fn load_error() -> Option<String> {
-    LOAD_ERROR.lock().clone()
 }
 
 /// Writes the report and releases the machines (run at process exit).

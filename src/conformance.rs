@@ -2,7 +2,7 @@
 //! client broke the documented contract, with the rule, its spec reference and the fix.
 //!
 //! It works on trace events only, so the same check runs on a live CA
-//! ([`EmulatedCa::verify`](crate::EmulatedCa::verify)) and on a trace file
+//! (`EmulatedCa::verify`, in the control layer above) and on a trace file
 //! (`certadm-emu lint TRACE`).
 #![forbid(unsafe_code)]
 
@@ -275,18 +275,17 @@ impl Recent {
     }
 }
 
-/// Most violations kept; later ones are counted in [`Checker::more_violations`].
+/// Most violations kept; later ones are dropped (the trace still holds their calls).
 pub const MAX_VIOLATIONS: usize = 1000;
 
 /// The checker, fed one event at a time: its memory is bounded by what is open
 /// (sessions, buffers), not by the length of the trace.
 #[derive(Debug, Default, Clone)]
-pub struct Checker {
+pub(crate) struct Checker {
     sessions: BTreeMap<u64, Sess>,
     ended: Recent,
     buffers: BTreeMap<u64, (u64, String)>,
     violations: Vec<Violation>,
-    more_violations: u64,
     calls: u64,
     last_seq: u64,
 }
@@ -324,7 +323,7 @@ fn push_at_end(v: &mut Vec<Violation>, rule: Rule, seq: u64, detail: String) {
 
 impl Checker {
     /// Checks one event.
-    pub fn feed(&mut self, e: &Event) {
+    pub(crate) fn feed(&mut self, e: &Event) {
         self.calls += e.count;
         self.last_seq = self.last_seq.max(e.seq + e.count.saturating_sub(1));
         let before = self.violations.len();
@@ -527,20 +526,13 @@ impl Checker {
         }
 
         if self.violations.len() > MAX_VIOLATIONS {
-            let extra = self.violations.len() - before.max(MAX_VIOLATIONS);
             self.violations.truncate(before.max(MAX_VIOLATIONS));
-            self.more_violations += extra as u64;
         }
-    }
-
-    /// Violations beyond [`MAX_VIOLATIONS`], not kept.
-    pub fn more_violations(&self) -> u64 {
-        self.more_violations
     }
 
     /// The report so far. `finished` adds what is still open as violations; `trace` is
     /// rendered at the end of the report text.
-    pub fn report(&self, finished: bool, trace: &[Event]) -> Report {
+    pub(crate) fn report(&self, finished: bool, trace: &[Event]) -> Report {
         let mut v = self.violations.clone();
         let sessions = &self.sessions;
         let buffers = &self.buffers;
@@ -605,8 +597,8 @@ pub fn check(events: &[Event], finished: bool) -> Report {
     c.report(finished, events)
 }
 
-/// Parses a trace file (JSON lines, as `CERTADM_EMU_TRACE` writes them); see
-/// [`crate::event::parse_lines`].
+/// Parses a trace file (JSON lines, as `CERTADM_EMU_TRACE` writes them): one [`Event`] a
+/// line, blank lines skipped; an error names its line.
 pub fn parse_trace(text: &str) -> Result<Vec<Event>, String> {
     crate::event::parse_lines(text)
 }

@@ -5,8 +5,9 @@
 //! API or windows-sys) reaches it. Dropping the guard unregisters the machine and
 //! removes its temporary disk; handles of its sessions turn stale.
 //!
-//! [`Control`] is the same set of operations for a machine wherever it runs (in process
-//! or on a server); [`CaState`] and [`MachineReport`] are the documents that describe it.
+//! [`CaState`] and [`MachineReport`] are the documents that describe a machine, wherever
+//! it runs (in process or on a server: the crate's `Control` trait is the same set of
+//! operations for both).
 #![forbid(unsafe_code)]
 
 mod report;
@@ -501,7 +502,7 @@ impl EmulatedCa {
         }
     }
     /// The calls routed to this CA (consecutive successful reads folded), the most recent
-    /// [`TRACE_CAPACITY`](crate::api::trace::TRACE_CAPACITY) of them; the conformance checker
+    /// `api::trace::TRACE_CAPACITY` of them; the conformance checker
     /// has seen every one.
     pub fn trace(&self) -> Vec<Event> {
         self.host.state.lock().trace.events()
@@ -577,7 +578,7 @@ impl EmulatedCa {
 /// The control operations on one emulated machine, wherever it runs: an [`EmulatedCa`] in
 /// this process, or a machine of a `certadm-emu serve` process (the C API's server mode,
 /// `abi::forward`). Each `certemu_ca` of the C API holds one.
-pub trait Control: Send + Sync {
+pub(crate) trait Control: Send + Sync {
     /// Issues `n` certificates; returns their request ids.
     fn issue(&self, n: u32) -> Result<Vec<u32>>;
     /// Revokes a certificate.

@@ -32,6 +32,27 @@ pub enum Value {
     Null,
 }
 
+/// A number argument (`DWORD`, `ULONG`, sizes).
+impl From<u32> for Value {
+    fn from(v: u32) -> Value {
+        Value::U64(v.into())
+    }
+}
+
+/// A 64-bit number argument.
+impl From<u64> for Value {
+    fn from(v: u64) -> Value {
+        Value::U64(v)
+    }
+}
+
+/// A string argument, decoded.
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::Str(s.into())
+    }
+}
+
 impl Value {
     /// The number, if this is one (handles included).
     pub fn as_u64(&self) -> Option<u64> {
@@ -312,7 +333,7 @@ impl Event {
 }
 
 /// Parses a trace file (JSON lines; blank lines are skipped). An error names its line.
-pub fn parse_lines(text: &str) -> Result<Vec<Event>, String> {
+pub(crate) fn parse_lines(text: &str) -> Result<Vec<Event>, String> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -322,7 +343,7 @@ pub fn parse_lines(text: &str) -> Result<Vec<Event>, String> {
 
 /// A list as trace entries: printable type characters as they are, others escaped
 /// (`\u{82}`), unprefixed entries as their path.
-pub fn list_value(l: &WideList, prefixed: bool) -> Value {
+pub(crate) fn list_value(l: &WideList, prefixed: bool) -> Value {
     Value::List(
         l.entries(prefixed)
             .into_iter()
@@ -337,18 +358,18 @@ pub fn list_value(l: &WideList, prefixed: bool) -> Value {
 
 /// Serde helper for an [`HRESULT`] written as `"0x%08X"` text (`"0x800706BE"`); reads
 /// anything [`HRESULT::parse`] accepts (hex, decimal, a name).
-pub mod hr_hex {
+pub(crate) mod hr_hex {
     use crate::core::HRESULT;
     use serde::{Deserialize, Deserializer, Serializer};
     use std::borrow::Cow;
 
     /// Writes `"0x%08X"`.
-    pub fn serialize<S: Serializer>(hr: &HRESULT, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(hr: &HRESULT, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&format_args!("{:#010X}", hr.as_u32()))
     }
 
     /// Reads hex, decimal or a name.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HRESULT, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HRESULT, D::Error> {
         let s = Cow::<'de, str>::deserialize(d)?;
         HRESULT::parse(&s)
             .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not an HRESULT")))

@@ -1,6 +1,8 @@
 //! Fail at every step: run a client once to count its calls, then once more per call
 //! with that call failing, and check after each run that the client cleaned up.
 
+#![forbid(unsafe_code)]
+
 use crate::api::faults::{Fault, FaultSchedule};
 use crate::conformance::Violation;
 use crate::core::HRESULT;

@@ -11,6 +11,8 @@
 //! * `certadm-emu bench`: speed and memory figures, each as a ratio to a baseline
 //!   measured in the same run.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 
 use clap::{Parser, Subcommand};

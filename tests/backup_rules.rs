@@ -474,7 +474,7 @@ fn rule_07_truncate_needs_every_file_read_to_eof() {
     read_whole(h, &db, 4096);
 
     // Everything secured: truncation deletes the old generations.
-    let cp = ca.checkpoint().gen;
+    let cp = ca.checkpoint().generation;
     let old: Vec<u32> = ca
         .log_generations()
         .into_iter()
@@ -923,16 +923,16 @@ fn full_backup_lists_logs_from_checkpoint_to_current() {
     ca.issue(9).unwrap();
     let h = api::backup_prepare(ca.server_name(), 0, CSBACKUP_TYPE_FULL).unwrap();
     // Activity during the backup rolls logs; the checkpoint is held for the backup.
-    let cp = ca.checkpoint().gen;
+    let cp = ca.checkpoint().generation;
     ca.issue(9).unwrap();
     ca.revoke(2).unwrap();
     assert_eq!(
-        ca.checkpoint().gen,
+        ca.checkpoint().generation,
         cp,
         "the database is frozen for the backup"
     );
     let cur = ca.current_position();
-    assert!(cur.gen > cp + 1);
+    assert!(cur.generation > cp + 1);
     assert!(cur.pos > 0);
 
     let list = api::backup_get_backup_logs(h).unwrap();
@@ -940,13 +940,13 @@ fn full_backup_lists_logs_from_checkpoint_to_current() {
     assert_eq!(
         ca.current_position(),
         Position {
-            gen: cur.gen + 1,
+            generation: cur.generation + 1,
             pos: 0
         }
     );
-    assert!(ca.log_generations().contains(&cur.gen));
+    assert!(ca.log_generations().contains(&cur.generation));
     let entries = list.entries(true);
-    let expect: Vec<String> = (cp..=cur.gen)
+    let expect: Vec<String> = (cp..=cur.generation)
         .map(|g| certlog_unc(&ca, &log_file_name(g)))
         .collect();
     assert_eq!(
@@ -976,7 +976,7 @@ fn incremental_lists_only_logs_since_the_last_backup() {
     assert_eq!(ca.last_full_backup().unwrap().high_gen, full_high);
 
     ca.issue(10).unwrap();
-    let cur = ca.current_position().gen;
+    let cur = ca.current_position().generation;
     let h = api::backup_prepare(ca.server_name(), 0, CSBACKUP_TYPE_LOGS_ONLY).unwrap();
     let inc1 = secure_logs(h);
     assert_eq!(inc1, (full_high + 1..=cur).collect::<Vec<_>>());
@@ -986,14 +986,14 @@ fn incremental_lists_only_logs_since_the_last_backup() {
 
     // The next incremental starts after the previous incremental.
     ca.issue(5).unwrap();
-    let cur2 = ca.current_position().gen;
+    let cur2 = ca.current_position().generation;
     let h = api::backup_prepare(ca.server_name(), 0, CSBACKUP_TYPE_LOGS_ONLY).unwrap();
     let inc2 = secure_logs(h);
     assert_eq!(inc2, (cur + 1..=cur2).collect::<Vec<_>>());
     api::backup_end(h).unwrap();
 
     // A new full backup resets the chain: it starts at the checkpoint again.
-    let cp = ca.checkpoint().gen;
+    let cp = ca.checkpoint().generation;
     let full2 = full_backup(&ca, false);
     assert_eq!(full2.first().copied(), Some(cp));
     assert_eq!(ca.last_incremental_backup(), None);
@@ -1006,7 +1006,7 @@ fn truncation_deletes_logs_below_the_checkpoint() {
     let h = api::backup_prepare(ca.server_name(), 0, CSBACKUP_TYPE_FULL).unwrap();
     secure_database(h);
     let gens = secure_logs(h);
-    let cp = ca.checkpoint().gen;
+    let cp = ca.checkpoint().generation;
     assert_eq!(gens.first().copied(), Some(cp));
     let on_disk = ca.log_generations();
     let below: Vec<u32> = on_disk.iter().copied().filter(|g| *g < cp).collect();
@@ -1185,8 +1185,8 @@ fn lists_have_csbft_prefixes_and_exact_size() {
     assert_eq!(&bytes[bytes.len() - 4..], &[0, 0, 0, 0]);
     unsafe { abi::CertSrvBackupFree(p.cast()) };
 
-    let cp = ca.checkpoint().gen;
-    let cur = ca.current_position().gen;
+    let cp = ca.checkpoint().generation;
+    let cur = ca.current_position().generation;
     let (p, cb) = raw_list(abi::CertSrvBackupGetBackupLogsW, h);
     let expect: Vec<Vec<u16>> = (cp..=cur)
         .map(|g| prefixed(CSBFT_LOG, &format!(r"{certlog}\{}", log_file_name(g))))

@@ -2,7 +2,7 @@
 //! `extern "system"` exports exactly as a C client calls Certadm.dll.
 
 use certadm_emu::ca::format::{decode_log, parse_log_file_name, EdbImage, EDB_PREFIX};
-use certadm_emu::ca::{gen, Record, Status, Txn};
+use certadm_emu::ca::{content, Record, Status, Txn};
 use certadm_emu::core::consts::*;
 use certadm_emu::core::wide::to_wide_nul;
 use certadm_emu::{abi, client};
@@ -191,10 +191,10 @@ fn replay(edb: &[u8], logs: &[(u32, Vec<u8>)]) -> Vec<Record> {
         assert_eq!(log.header.generation, *g);
         assert_eq!(log.header.signature, img.signature);
         assert!(log.sealed_crc.is_some(), "backed-up logs are sealed");
-        if *g < img.checkpoint.gen {
+        if *g < img.checkpoint.generation {
             continue;
         }
-        let skip = if *g == img.checkpoint.gen {
+        let skip = if *g == img.checkpoint.generation {
             img.checkpoint.pos as usize
         } else {
             0
@@ -228,8 +228,8 @@ fn documented_backup_scenario_step_by_step() {
         .unwrap();
     ca.issue(10).unwrap();
     ca.revoke(4).unwrap();
-    let cp = ca.checkpoint().gen;
-    let cur = ca.current_position().gen;
+    let cp = ca.checkpoint().generation;
+    let cur = ca.current_position().generation;
     let records = ca.records();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("full");
@@ -319,7 +319,7 @@ fn virtual_edb_reads_generated_padding_beyond_the_stored_part() {
         ok(unsafe { abi::CertSrvBackupRead(h, buf.as_mut_ptr().cast(), BUF as u32, &mut n) });
         reads.push(n);
         let got = &buf[..n as usize];
-        // Stored part from the host file, the rest from gen::fill at the absolute offset.
+        // Stored part from the host file, the rest from content::fill at the absolute offset.
         let split = (compact.saturating_sub(offset) as usize).min(got.len());
         if split > 0 {
             assert_eq!(
@@ -328,7 +328,7 @@ fn virtual_edb_reads_generated_padding_beyond_the_stored_part() {
             );
         }
         let pad = &mut expect[..got.len() - split];
-        gen::fill(seed, offset + split as u64, pad);
+        content::fill(seed, offset + split as u64, pad);
         assert!(
             got[split..] == *pad,
             "padding differs in the chunk at offset {offset}"
@@ -507,8 +507,8 @@ fn eight_cas_back_up_in_parallel() {
                     ca.issue(5 + 2 * i as u32).unwrap();
                     ca.revoke(1).unwrap();
                     let records = ca.records();
-                    let cp = ca.checkpoint().gen;
-                    let cur = ca.current_position().gen;
+                    let cp = ca.checkpoint().generation;
+                    let cur = ca.current_position().generation;
                     barrier.wait();
                     // Two full backups in a row, each on its own CA, all threads at once.
                     for round in 0..2 {

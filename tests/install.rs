@@ -21,7 +21,7 @@
 
 mod common;
 
-use certadm_emu::core::call::Call;
+use certadm_emu::core::Call;
 use common::{readme_block, run_with_timeout, show};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -929,7 +929,7 @@ impl<'a> Harness<'a> {
             ListFn::Locations => CertSrvRestoreGetDatabaseLocationsW,
         };
         // What the CA says before the call, for the expected log range.
-        let checkpoint_before = self.ca.checkpoint().gen;
+        let checkpoint_before = self.ca.checkpoint().generation;
         let last_backup_high = match (
             self.ca.last_full_backup(),
             self.ca.last_incremental_backup(),
@@ -1034,7 +1034,7 @@ impl<'a> Harness<'a> {
                     format!("GetBackupLogs: generations not contiguous: {gens:?}")
                 });
                 // The range ends with edb.log, which the call rolled (spec §5.8) ...
-                let current = self.ca.current_position().gen;
+                let current = self.ca.current_position().generation;
                 self.check(gens.last() == Some(&(current - 1)), || {
                     format!("GetBackupLogs: {gens:?} does not end below the current generation {current}")
                 });

@@ -322,14 +322,16 @@ fn recovery() -> impl Strategy<Value = RecoveryReport> {
         any::<bool>(),
         prop::collection::vec(text(), 0..3),
     )
-        .prop_map(|(hard, (gen, pos), r, t, torn, ignored)| RecoveryReport {
-            hard,
-            from: Position { gen, pos },
-            replayed_generations: r,
-            transactions: t,
-            torn_tail: torn,
-            ignored,
-        })
+        .prop_map(
+            |(hard, (generation, pos), r, t, torn, ignored)| RecoveryReport {
+                hard,
+                from: Position { generation, pos },
+                replayed_generations: r,
+                transactions: t,
+                torn_tail: torn,
+                ignored,
+            },
+        )
 }
 
 fn out(kind: OutKind) -> BoxedStrategy<Out> {

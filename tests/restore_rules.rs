@@ -1048,12 +1048,15 @@ fn recopy(f: &Fixture) {
 fn recovery_missing_log_generation_is_missing_restore_log_files() {
     let f = fixture("Missing Log CA", 30);
     let (low, high) = f.range();
-    for gen in [low, (low + high) / 2, high] {
+    for generation in [low, (low + high) / 2, high] {
         assert_recovery_failure(
             &f,
             None,
             |f| {
-                let name = logs_of(&f.full)[&gen].file_name().unwrap().to_owned();
+                let name = logs_of(&f.full)[&generation]
+                    .file_name()
+                    .unwrap()
+                    .to_owned();
                 std::fs::remove_file(log_dest(&f.ca, &f.locations(), &name.to_string_lossy()))
                     .unwrap();
             },
@@ -1074,14 +1077,14 @@ fn recovery_log_of_another_ca_is_bad_log_signature() {
         fixture("Signature CA", 9031),
         fixture("Another Name CA", 9032),
     ];
-    for (other, gen) in others.iter().zip([high, high - 1]) {
+    for (other, generation) in others.iter().zip([high, high - 1]) {
         // Same activity, so the other backup set holds the same generations.
-        let src = logs_of(&other.full)[&gen].clone();
+        let src = logs_of(&other.full)[&generation].clone();
         assert_recovery_failure(
             &f,
             None,
             |f| {
-                let name = log_file_name(gen);
+                let name = log_file_name(generation);
                 std::fs::copy(&src, log_dest(&f.ca, &f.locations(), &name)).unwrap();
             },
             BAD_LOG_SIGNATURE,
@@ -1114,7 +1117,7 @@ fn recovery_swapped_log_names_is_bad_log_signature() {
 fn recovery_flipped_byte_in_a_log_is_log_file_corrupt() {
     let f = fixture("Flipped Log CA", 33);
     let (low, high) = f.range();
-    for (gen, at) in [
+    for (generation, at) in [
         (low, 3usize),
         (high, 40),
         (low + 1, usize::MAX / 2),
@@ -1124,7 +1127,10 @@ fn recovery_flipped_byte_in_a_log_is_log_file_corrupt() {
             &f,
             None,
             |f| {
-                let name = logs_of(&f.full)[&gen].file_name().unwrap().to_owned();
+                let name = logs_of(&f.full)[&generation]
+                    .file_name()
+                    .unwrap()
+                    .to_owned();
                 let p = log_dest(&f.ca, &f.locations(), &name.to_string_lossy());
                 flip_byte(&p, at);
             },
@@ -1199,7 +1205,7 @@ fn recovery_database_of_another_ca_with_the_same_name_is_refused() {
         .unwrap();
     other.issue(4 * high + 1).unwrap();
     other.stop().unwrap();
-    assert_eq!(other.checkpoint().gen, high + 1);
+    assert_eq!(other.checkpoint().generation, high + 1);
     assert_ne!(other.signature(), f.ca.signature());
     let other_edb = other.host_path(&other.database_path()).unwrap();
     f.stop_and_wipe();
@@ -1363,7 +1369,7 @@ fn two_histories() -> Histories {
     ca.start().unwrap();
     // Recovery seals the restored chain and starts a new lineage in the next generation,
     // which history A's incremental I1 also holds.
-    let gb = ca.current_position().gen;
+    let gb = ca.current_position().generation;
     assert_eq!(gb, g + 1, "history B starts at G+1");
     assert!(
         isum.log_range.unwrap().1 >= gb,
@@ -1373,7 +1379,7 @@ fn two_histories() -> Histories {
     ca.issue(1).unwrap();
     ca.stop().unwrap();
     ca.start().unwrap();
-    assert_eq!(ca.checkpoint().gen, gb);
+    assert_eq!(ca.checkpoint().generation, gb);
     assert!(ca.checkpoint().pos > 0, "B's checkpoint is inside G+1");
     let f2sum = backup(&ca, &f2, false, true);
     assert_eq!(f2sum.log_range.unwrap().0, gb);

@@ -1,13 +1,12 @@
-//! Where the certbcli calls of this process go: one trait ([`Certbcli`]) implemented once
-//! in process ([`InProcess`], the safe API) and once for a server
-//! ([`super::forward::Server`]). The exports ask [`backend`] and make their call on it.
+//! Where a certbcli call goes: one trait ([`Certbcli`]) implemented once in process
+//! ([`InProcess`], the safe API) and once for a server (`Server`, in the sibling module
+//! `forward`). The parent module chooses one per process (`abi::backend`), and the exports
+//! make their call on it.
 
-use super::forward;
-use crate::api::{self, Registration};
+use crate::api;
 use crate::core::{ListKind, Result, HRESULT};
-use crate::session::Hcsbc;
+use crate::session::{Hcsbc, Registration};
 use core::ffi::c_void;
-use std::sync::LazyLock;
 
 /// The certbcli operations with Rust types, after the ABI's pointer checks.
 pub(crate) trait Certbcli: Sync {
@@ -97,41 +96,5 @@ impl Certbcli for InProcess {
     }
     fn server_control(&self, server: &str, control_flags: u32) -> Result<()> {
         api::server_control(server, control_flags)
-    }
-}
-
-static BACKEND: LazyLock<&'static dyn Certbcli> = LazyLock::new(|| {
-    if forward::server_address().is_some() {
-        &forward::Server
-    } else {
-        if crate::config::ensure_loaded() {
-            at_exit::register();
-        }
-        &InProcess
-    }
-});
-
-/// The backend of this process, chosen at its first certbcli call: a server if
-/// `CERTADM_EMU_SERVER` is set, else the emulator in process, which then loads
-/// `CERTADM_EMU_CONFIG` (its report is written at exit).
-pub(crate) fn backend() -> &'static dyn Certbcli {
-    *BACKEND
-}
-
-/// The report of `CERTADM_EMU_CONFIG`, written when the process exits.
-mod at_exit {
-    extern "C" {
-        fn atexit(cb: extern "C" fn()) -> i32;
-    }
-
-    extern "C" fn write_report() {
-        let _ = std::panic::catch_unwind(crate::config::finish);
-    }
-
-    /// Registers [`crate::config::finish`] with the C runtime.
-    pub(super) fn register() {
-        // SAFETY: registering a plain extern "C" function that never unwinds (it catches
-        // panics) with the C runtime.
-        unsafe { atexit(write_report) };
     }
 }

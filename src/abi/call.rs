@@ -4,16 +4,15 @@
 //! `Result<_, AbiError>`; the error holds the HRESULT the export returned and the message
 //! [`last_error`] kept for it.
 //!
-//! The reference client ([`crate::client`]) and the benchmarks go through this module
-//! instead of writing their own `unsafe` wrappers. (The safe Rust API without the ABI
+//! The reference client and the benchmarks (modules `client` and `bench`, above this
+//! layer) go through this module instead of writing their own `unsafe` wrappers. (The safe Rust API without the ABI
 //! boundary is [`crate::api`].)
 
 use super::exports::*;
 use super::last_error;
-use crate::api::Registration;
 use crate::core::wide::to_wide_nul;
 use crate::core::{Call, Error, ListEntry, WideList, HRESULT};
-use crate::session::Hcsbc;
+use crate::session::{Hcsbc, Registration};
 use core::ffi::c_void;
 
 /// A failed export: which one, its HRESULT, and the emulator's explanation.

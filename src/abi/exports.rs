@@ -2,12 +2,11 @@
 //! (`tests/windows_sys.rs` checks them at compile time).
 #![allow(non_snake_case)]
 
-use super::backend::backend;
+use super::backend;
 use super::boundary;
-use super::ptr::{read_opt_wstr, read_wstr, require, write};
-use crate::api::Registration;
+use super::ptr::{fill, read_opt_wstr, read_wstr, require, write};
 use crate::core::{Call, Error, ListKind, Result, HRESULT};
-use crate::session::Hcsbc;
+use crate::session::{Hcsbc, Registration};
 use core::ffi::c_void;
 
 /// `CSEDB_RSTMAPW`: one restore-map entry.
@@ -29,6 +28,66 @@ fn handle(call: &'static str, h: *const c_void) -> Result<Hcsbc> {
         handle: 0,
         why: "hbc is NULL".into(),
     })
+}
+
+/// An out-parameter: its name (for `E_POINTER`), the pointer, and the value it holds
+/// until the call succeeds.
+type Out<T> = (&'static str, *mut T, T);
+
+/// `phbc` of the two Prepare functions: NULL until a context is returned.
+fn out_handle(phbc: *mut *mut c_void) -> Out<*mut c_void> {
+    ("phbc", phbc, std::ptr::null_mut())
+}
+
+/// The shape shared by the functions that take a server name and return one value
+/// through an out-parameter (IsServerOnline and the two Prepares): the out-parameter is
+/// checked, then the name decoded, then `f` runs on it.
+///
+/// # Safety
+/// `server` is NULL or a NUL-terminated UTF-16 string; `out`'s pointer is NULL or
+/// writable.
+unsafe fn on_server<T>(
+    call: Call,
+    server: *const u16,
+    (param, out, empty): Out<T>,
+    f: impl FnOnce(&str) -> Result<T>,
+) -> i32 {
+    let call = call.name();
+    boundary(call, || {
+        // SAFETY: per contract.
+        unsafe {
+            fill(call, param, out, empty, || {
+                let name = read_wstr(call, "pwszServerName", server)?;
+                f(&name)
+            })
+        }
+    })
+}
+
+/// The shape shared by the functions that take only a handle: NULL is `E_HANDLE`.
+fn on_handle(call: Call, hbc: *mut c_void, f: impl FnOnce(Hcsbc) -> Result<()>) -> i32 {
+    boundary(call.name(), || f(handle(call.name(), hbc)?))
+}
+
+/// Defines one of the four list exports: they take a handle and return a list through the
+/// same two out-parameters (the list, and its size in bytes), and share one body
+/// ([`list_call`]).
+macro_rules! list_export {
+    ($(#[$doc:meta])* $name:ident($list:ident), $kind:expr) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// Out-pointers are NULL or writable.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "system" fn $name(
+            hbc: *const c_void,
+            $list: *mut *mut u16,
+            pcbsize: *mut u32,
+        ) -> i32 {
+            // SAFETY: forwarded contract.
+            unsafe { list_call($kind, hbc, $list, pcbsize) }
+        }
+    };
 }
 
 /// The shape shared by the four list functions taking a handle.
@@ -65,90 +124,67 @@ unsafe fn list_call(
 ///
 /// # Safety
 /// `pwszservername` is NULL or a NUL-terminated UTF-16 string; `pfserveronline` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvIsServerOnlineW(
     pwszservername: *const u16,
     pfserveronline: *mut i32,
 ) -> i32 {
-    const CALL: &str = Call::IsServerOnline.name();
-    boundary(CALL, || {
-        // SAFETY: NULL or writable per contract.
-        unsafe { write(pfserveronline, 0) };
-        require(CALL, "pfServerOnline", pfserveronline)?;
-        // SAFETY: per contract.
-        let server = unsafe { read_wstr(CALL, "pwszServerName", pwszservername) }?;
-        let online = backend().is_server_online(&server)?;
-        // SAFETY: checked non-null.
-        unsafe { write(pfserveronline, online as i32) };
-        Ok(())
-    })
+    let online = |server: &str| Ok(backend().is_server_online(server)? as i32);
+    // SAFETY: forwarded contract.
+    unsafe {
+        on_server(
+            Call::IsServerOnline,
+            pwszservername,
+            ("pfServerOnline", pfserveronline, 0),
+            online,
+        )
+    }
 }
 
 /// `CertSrvBackupPrepareW`.
 ///
 /// # Safety
 /// `pwszservername` is NULL or a NUL-terminated UTF-16 string; `phbc` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvBackupPrepareW(
     pwszservername: *const u16,
     grbitjet: u32,
     dwbackupflags: u32,
     phbc: *mut *mut c_void,
 ) -> i32 {
-    const CALL: &str = Call::BackupPrepare.name();
-    boundary(CALL, || {
-        // SAFETY: NULL or writable per contract.
-        unsafe { write(phbc, std::ptr::null_mut()) };
-        require(CALL, "phbc", phbc)?;
-        // SAFETY: per contract.
-        let server = unsafe { read_wstr(CALL, "pwszServerName", pwszservername) }?;
-        let h = backend().backup_prepare(&server, grbitjet, dwbackupflags)?;
-        // SAFETY: checked non-null.
-        unsafe { write(phbc, h.as_ptr()) };
-        Ok(())
-    })
-}
-
-/// `CertSrvBackupGetDatabaseNamesW`.
-///
-/// # Safety
-/// Out-pointers are NULL or writable.
-#[no_mangle]
-pub unsafe extern "system" fn CertSrvBackupGetDatabaseNamesW(
-    hbc: *const c_void,
-    ppwszzattachmentinformation: *mut *mut u16,
-    pcbsize: *mut u32,
-) -> i32 {
+    let prepare = |server: &str| {
+        Ok(backend()
+            .backup_prepare(server, grbitjet, dwbackupflags)?
+            .as_ptr())
+    };
     // SAFETY: forwarded contract.
     unsafe {
-        list_call(
-            ListKind::DatabaseNames,
-            hbc,
-            ppwszzattachmentinformation,
-            pcbsize,
+        on_server(
+            Call::BackupPrepare,
+            pwszservername,
+            out_handle(phbc),
+            prepare,
         )
     }
 }
 
-/// `CertSrvBackupGetDynamicFileListW`.
-///
-/// # Safety
-/// Out-pointers are NULL or writable.
-#[no_mangle]
-pub unsafe extern "system" fn CertSrvBackupGetDynamicFileListW(
-    hbc: *const c_void,
-    ppwszzfilelist: *mut *mut u16,
-    pcbsize: *mut u32,
-) -> i32 {
-    // SAFETY: forwarded contract.
-    unsafe { list_call(ListKind::DynamicFiles, hbc, ppwszzfilelist, pcbsize) }
-}
+list_export!(
+    /// `CertSrvBackupGetDatabaseNamesW`.
+    CertSrvBackupGetDatabaseNamesW(ppwszzattachmentinformation),
+    ListKind::DatabaseNames
+);
+
+list_export!(
+    /// `CertSrvBackupGetDynamicFileListW`.
+    CertSrvBackupGetDynamicFileListW(ppwszzfilelist),
+    ListKind::DynamicFiles
+);
 
 /// `CertSrvBackupOpenFileW`.
 ///
 /// # Safety
 /// `pwszattachmentname` is NULL or a NUL-terminated UTF-16 string; `plifilesize` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvBackupOpenFileW(
     hbc: *mut c_void,
     pwszattachmentname: *const u16,
@@ -157,16 +193,15 @@ pub unsafe extern "system" fn CertSrvBackupOpenFileW(
 ) -> i32 {
     const CALL: &str = Call::BackupOpenFile.name();
     boundary(CALL, || {
-        // SAFETY: NULL or writable per contract.
-        unsafe { write(plifilesize, 0) };
-        require(CALL, "pliFileSize", plifilesize)?;
-        // SAFETY: per contract.
-        let name = unsafe { read_wstr(CALL, "pwszAttachmentName", pwszattachmentname) }?;
-        let h = handle(CALL, hbc)?;
-        let size = backend().backup_open_file(h, &name, cbreadhintsize)?;
-        // SAFETY: checked non-null.
-        unsafe { write(plifilesize, size as i64) };
-        Ok(())
+        // SAFETY: per contract, the out-parameter is NULL or writable and the string NULL
+        // or NUL-terminated.
+        unsafe {
+            fill(CALL, "pliFileSize", plifilesize, 0, || {
+                let name = read_wstr(CALL, "pwszAttachmentName", pwszattachmentname)?;
+                let h = handle(CALL, hbc)?;
+                Ok(backend().backup_open_file(h, &name, cbreadhintsize)? as i64)
+            })
+        }
     })
 }
 
@@ -174,7 +209,7 @@ pub unsafe extern "system" fn CertSrvBackupOpenFileW(
 ///
 /// # Safety
 /// `pvbuffer` is NULL or valid for `cbbuffer` bytes of writes; `pcbread` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvBackupRead(
     hbc: *mut c_void,
     pvbuffer: *mut c_void,
@@ -183,17 +218,16 @@ pub unsafe extern "system" fn CertSrvBackupRead(
 ) -> i32 {
     const CALL: &str = Call::BackupRead.name();
     boundary(CALL, || {
-        // SAFETY: NULL or writable per contract.
-        unsafe { write(pcbread, 0) };
-        require(CALL, "pcbRead", pcbread)?;
-        require(CALL, "pvBuffer", pvbuffer)?;
-        let h = handle(CALL, hbc)?;
-        // SAFETY: non-null, and valid for cbbuffer bytes per contract.
-        let buf = unsafe { std::slice::from_raw_parts_mut(pvbuffer as *mut u8, cbbuffer as usize) };
-        let n = backend().backup_read(h, buf)?;
-        // SAFETY: checked non-null.
-        unsafe { write(pcbread, n as u32) };
-        Ok(())
+        // SAFETY: per contract, the out-parameter is NULL or writable, and the buffer,
+        // checked non-NULL before it is used, valid for cbbuffer bytes.
+        unsafe {
+            fill(CALL, "pcbRead", pcbread, 0, || {
+                require(CALL, "pvBuffer", pvbuffer)?;
+                let h = handle(CALL, hbc)?;
+                let buf = std::slice::from_raw_parts_mut(pvbuffer as *mut u8, cbbuffer as usize);
+                Ok(backend().backup_read(h, buf)? as u32)
+            })
+        }
     })
 }
 
@@ -201,38 +235,24 @@ pub unsafe extern "system" fn CertSrvBackupRead(
 ///
 /// # Safety
 /// None beyond the handle being any value.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvBackupClose(hbc: *mut c_void) -> i32 {
-    const CALL: &str = Call::BackupClose.name();
-    boundary(CALL, || {
-        let h = handle(CALL, hbc)?;
-        backend().backup_close(h)
-    })
+    on_handle(Call::BackupClose, hbc, |h| backend().backup_close(h))
 }
 
-/// `CertSrvBackupGetBackupLogsW`.
-///
-/// # Safety
-/// Out-pointers are NULL or writable.
-#[no_mangle]
-pub unsafe extern "system" fn CertSrvBackupGetBackupLogsW(
-    hbc: *const c_void,
-    ppwszzbackuplogfiles: *mut *mut u16,
-    pcbsize: *mut u32,
-) -> i32 {
-    // SAFETY: forwarded contract.
-    unsafe { list_call(ListKind::BackupLogs, hbc, ppwszzbackuplogfiles, pcbsize) }
-}
+list_export!(
+    /// `CertSrvBackupGetBackupLogsW`.
+    CertSrvBackupGetBackupLogsW(ppwszzbackuplogfiles),
+    ListKind::BackupLogs
+);
 
 /// `CertSrvBackupTruncateLogs`.
 ///
 /// # Safety
 /// None beyond the handle being any value.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvBackupTruncateLogs(hbc: *mut c_void) -> i32 {
-    const CALL: &str = Call::BackupTruncateLogs.name();
-    boundary(CALL, || {
-        let h = handle(CALL, hbc)?;
+    on_handle(Call::BackupTruncateLogs, hbc, |h| {
         backend().backup_truncate_logs(h).map(drop)
     })
 }
@@ -241,68 +261,47 @@ pub unsafe extern "system" fn CertSrvBackupTruncateLogs(hbc: *mut c_void) -> i32
 ///
 /// # Safety
 /// None beyond the handle being any value.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvBackupEnd(hbc: *mut c_void) -> i32 {
-    const CALL: &str = Call::BackupEnd.name();
-    boundary(CALL, || {
-        let h = handle(CALL, hbc)?;
-        backend().backup_end(h)
-    })
+    on_handle(Call::BackupEnd, hbc, |h| backend().backup_end(h))
 }
 
 /// `CertSrvBackupFree`: frees a list; NULL, unknown and already-freed pointers are ignored.
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced unless it is a live list of ours.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvBackupFree(pv: *mut c_void) {
     const CALL: &str = Call::BackupFree.name();
     boundary(CALL, || backend().backup_free(pv));
 }
 
-/// `CertSrvRestoreGetDatabaseLocationsW`.
-///
-/// # Safety
-/// Out-pointers are NULL or writable.
-#[no_mangle]
-pub unsafe extern "system" fn CertSrvRestoreGetDatabaseLocationsW(
-    hbc: *const c_void,
-    ppwszzdatabaselocationlist: *mut *mut u16,
-    pcbsize: *mut u32,
-) -> i32 {
-    // SAFETY: forwarded contract.
-    unsafe {
-        list_call(
-            ListKind::DatabaseLocations,
-            hbc,
-            ppwszzdatabaselocationlist,
-            pcbsize,
-        )
-    }
-}
+list_export!(
+    /// `CertSrvRestoreGetDatabaseLocationsW`.
+    CertSrvRestoreGetDatabaseLocationsW(ppwszzdatabaselocationlist),
+    ListKind::DatabaseLocations
+);
 
 /// `CertSrvRestorePrepareW`.
 ///
 /// # Safety
 /// `pwszservername` is NULL or a NUL-terminated UTF-16 string; `phbc` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvRestorePrepareW(
     pwszservername: *const u16,
     dwrestoreflags: u32,
     phbc: *mut *mut c_void,
 ) -> i32 {
-    const CALL: &str = Call::RestorePrepare.name();
-    boundary(CALL, || {
-        // SAFETY: NULL or writable per contract.
-        unsafe { write(phbc, std::ptr::null_mut()) };
-        require(CALL, "phbc", phbc)?;
-        // SAFETY: per contract.
-        let server = unsafe { read_wstr(CALL, "pwszServerName", pwszservername) }?;
-        let h = backend().restore_prepare(&server, dwrestoreflags)?;
-        // SAFETY: checked non-null.
-        unsafe { write(phbc, h.as_ptr()) };
-        Ok(())
-    })
+    let prepare = |server: &str| Ok(backend().restore_prepare(server, dwrestoreflags)?.as_ptr());
+    // SAFETY: forwarded contract.
+    unsafe {
+        on_server(
+            Call::RestorePrepare,
+            pwszservername,
+            out_handle(phbc),
+            prepare,
+        )
+    }
 }
 
 /// Decodes the arguments shared by both registration functions.
@@ -359,80 +358,72 @@ unsafe fn registration(
     }
 }
 
-/// `CertSrvRestoreRegisterW` (needs a local administrator).
-///
-/// # Safety
-/// Strings are NULL or NUL-terminated UTF-16; `rgrstmap` is NULL or valid for `crstmap` entries.
-#[no_mangle]
-pub unsafe extern "system" fn CertSrvRestoreRegisterW(
-    hbc: *mut c_void,
-    pwszcheckpointfilepath: *const u16,
-    pwszlogpath: *const u16,
-    rgrstmap: *mut CSEDB_RSTMAPW,
-    crstmap: i32,
-    pwszbackuplogpath: *const u16,
-    genlow: u32,
-    genhigh: u32,
-) -> i32 {
-    const CALL: &str = Call::RestoreRegister.name();
-    boundary(CALL, || {
-        // SAFETY: forwarded contract.
-        let reg = unsafe {
-            registration(
-                CALL,
-                pwszcheckpointfilepath,
-                pwszlogpath,
-                rgrstmap,
-                crstmap,
-                pwszbackuplogpath,
-                genlow,
-                genhigh,
-            )
-        }?;
-        backend().restore_register(Hcsbc::from_ptr(hbc), &reg, false)
-    })
+/// Defines one of the two registration exports: they take the same arguments and share
+/// one body. `CertSrvRestoreRegisterThroughFile` refuses a NULL `hbc` here;
+/// `CertSrvRestoreRegisterW` passes it on, and the safe API says what it should have been.
+macro_rules! restore_register_export {
+    ($(#[$doc:meta])* $name:ident, through_file: $through_file:literal) => {
+        $(#[$doc])*
+        #[unsafe(no_mangle)]
+        pub unsafe extern "system" fn $name(
+            hbc: *mut c_void,
+            pwszcheckpointfilepath: *const u16,
+            pwszlogpath: *const u16,
+            rgrstmap: *mut CSEDB_RSTMAPW,
+            crstmap: i32,
+            pwszbackuplogpath: *const u16,
+            genlow: u32,
+            genhigh: u32,
+        ) -> i32 {
+            const CALL: &str = Call::restore_register($through_file).name();
+            boundary(CALL, || {
+                // SAFETY: forwarded contract.
+                let reg = unsafe {
+                    registration(
+                        CALL,
+                        pwszcheckpointfilepath,
+                        pwszlogpath,
+                        rgrstmap,
+                        crstmap,
+                        pwszbackuplogpath,
+                        genlow,
+                        genhigh,
+                    )
+                }?;
+                let h = if $through_file {
+                    Some(handle(CALL, hbc)?)
+                } else {
+                    Hcsbc::from_ptr(hbc)
+                };
+                backend().restore_register(h, &reg, $through_file)
+            })
+        }
+    };
 }
 
-/// `CertSrvRestoreRegisterThroughFile` (needs only the restore privilege; no W suffix, as in Certadm.dll).
-///
-/// # Safety
-/// As [`CertSrvRestoreRegisterW`].
-#[no_mangle]
-pub unsafe extern "system" fn CertSrvRestoreRegisterThroughFile(
-    hbc: *mut c_void,
-    pwszcheckpointfilepath: *const u16,
-    pwszlogpath: *const u16,
-    rgrstmap: *mut CSEDB_RSTMAPW,
-    crstmap: i32,
-    pwszbackuplogpath: *const u16,
-    genlow: u32,
-    genhigh: u32,
-) -> i32 {
-    const CALL: &str = Call::RestoreRegisterThroughFile.name();
-    boundary(CALL, || {
-        // SAFETY: forwarded contract.
-        let reg = unsafe {
-            registration(
-                CALL,
-                pwszcheckpointfilepath,
-                pwszlogpath,
-                rgrstmap,
-                crstmap,
-                pwszbackuplogpath,
-                genlow,
-                genhigh,
-            )
-        }?;
-        let h = handle(CALL, hbc)?;
-        backend().restore_register(Some(h), &reg, true)
-    })
-}
+restore_register_export!(
+    /// `CertSrvRestoreRegisterW` (needs a local administrator).
+    ///
+    /// # Safety
+    /// Strings are NULL or NUL-terminated UTF-16; `rgrstmap` is NULL or valid for `crstmap` entries.
+    CertSrvRestoreRegisterW,
+    through_file: false
+);
+
+restore_register_export!(
+    /// `CertSrvRestoreRegisterThroughFile` (needs only the restore privilege; no W suffix, as in Certadm.dll).
+    ///
+    /// # Safety
+    /// As [`CertSrvRestoreRegisterW`].
+    CertSrvRestoreRegisterThroughFile,
+    through_file: true
+);
 
 /// `CertSrvRestoreRegisterComplete`.
 ///
 /// # Safety
 /// None beyond the handle being any value.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvRestoreRegisterComplete(
     hbc: *mut c_void,
     hrrestorestate: i32,
@@ -447,20 +438,16 @@ pub unsafe extern "system" fn CertSrvRestoreRegisterComplete(
 ///
 /// # Safety
 /// None beyond the handle being any value.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvRestoreEnd(hbc: *mut c_void) -> i32 {
-    const CALL: &str = Call::RestoreEnd.name();
-    boundary(CALL, || {
-        let h = handle(CALL, hbc)?;
-        backend().restore_end(h)
-    })
+    on_handle(Call::RestoreEnd, hbc, |h| backend().restore_end(h))
 }
 
 /// `CertSrvServerControlW`.
 ///
 /// # Safety
 /// `pwszservername` is NULL or a NUL-terminated UTF-16 string; `pcbout` and `ppbout` are NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "system" fn CertSrvServerControlW(
     pwszservername: *const u16,
     dwcontrolflags: u32,

@@ -22,13 +22,13 @@
 //! * Handles are the server's, bound to the connection (thread) that prepared them: a
 //!   handle used from another thread gets `E_HANDLE`, where in process it would work.
 //!
-//! [`Server`] is the [`Certbcli`] backend of server mode, [`RemoteMachine`] the
-//! [`Control`] of a `certemu_ca` that lives on the server; both go through [`rpc`], the one
-//! place where an answer of the server becomes an [`Error`].
+//! `Server` is the `Certbcli` backend of server mode, `RemoteMachine` the `Control` of a
+//! `certemu_ca` that lives on the server; both go through `rpc`, the one place where an
+//! answer of the server becomes an [`Error`].
 
 use super::backend::Certbcli;
+use crate::api::buffers;
 use crate::api::faults::FaultSchedule;
-use crate::api::{buffers, Registration};
 use crate::ca::recovery::RecoveryReport;
 use crate::config::MachineConfig;
 use crate::control::{CaState, Control, MachineReport};
@@ -36,7 +36,7 @@ use crate::core::{Call, Error, ListKind, Result, WideList, HRESULT};
 use crate::event::Event;
 use crate::machine::Identity;
 use crate::remote::client::{RemoteClient, RemoteError};
-use crate::session::Hcsbc;
+use crate::session::{Hcsbc, Registration};
 use core::ffi::c_void;
 use parking_lot::Mutex;
 use std::cell::RefCell;
@@ -247,12 +247,9 @@ impl Certbcli for Server {
         reg: &Registration,
         through_file: bool,
     ) -> Result<()> {
-        let call = if through_file {
-            Call::RestoreRegisterThroughFile
-        } else {
-            Call::RestoreRegister
-        };
-        rpc(call.name(), |c| c.restore_register(h, reg, through_file))
+        rpc(Call::restore_register(through_file).name(), |c| {
+            c.restore_register(h, reg, through_file)
+        })
     }
 
     fn restore_register_complete(&self, h: Option<Hcsbc>, restore_state: HRESULT) -> Result<()> {

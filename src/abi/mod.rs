@@ -8,25 +8,63 @@
 //! diagnostics: [`last_error`].
 //!
 //! Where a call goes is chosen once per process, at the first certbcli call
-//! ([`backend`]): the emulator in this process (which then loads `CERTADM_EMU_CONFIG` and
+//! (`backend`): the emulator in this process (which then loads `CERTADM_EMU_CONFIG` and
 //! writes its report at exit), or, with `CERTADM_EMU_SERVER` set, a `certadm-emu serve`
 //! process, after the local argument checks ([`forward`]).
 //!
-//! Rust code that drives the exports as a C client does (the reference client
-//! [`crate::client`], the benchmarks) goes through the safe layer [`call`].
+//! Rust code that drives the exports as a C client does (the reference client in module
+//! `client`, the benchmarks) goes through the safe layer [`call`].
 
 mod backend;
 pub mod call;
 mod exports;
 pub mod forward;
 pub mod native;
-pub mod ptr;
+pub(crate) mod ptr;
 
 pub use exports::*;
 
 use crate::core::{Error, Result, HRESULT};
+use backend::{Certbcli, InProcess};
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::LazyLock;
+
+static BACKEND: LazyLock<&'static dyn Certbcli> = LazyLock::new(|| {
+    if forward::server_address().is_some() {
+        &forward::Server
+    } else {
+        if crate::config::ensure_loaded() {
+            at_exit::register();
+        }
+        &InProcess
+    }
+});
+
+/// The backend of this process, chosen at its first certbcli call: a server if
+/// `CERTADM_EMU_SERVER` is set, else the emulator in process, which then loads
+/// `CERTADM_EMU_CONFIG` (its report is written at exit).
+pub(crate) fn backend() -> &'static dyn Certbcli {
+    *BACKEND
+}
+
+/// The report of `CERTADM_EMU_CONFIG`, written when the process exits.
+mod at_exit {
+    unsafe extern "C" {
+        fn atexit(cb: extern "C" fn()) -> i32;
+    }
+
+    extern "C" fn write_report() {
+        let _ = std::panic::catch_unwind(crate::config::finish);
+    }
+
+    /// Registers [`crate::config::finish`] with the C runtime.
+    pub(super) fn register() {
+        // SAFETY: registering a plain extern "C" function that never unwinds (it catches
+        // panics) with the C runtime.
+        unsafe { atexit(write_report) };
+    }
+}
 
 thread_local! {
     static LAST_ERROR: RefCell<Option<Error>> = const { RefCell::new(None) };

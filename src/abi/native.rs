@@ -26,7 +26,7 @@
 
 use super::boundary;
 use super::forward::{self, RemoteMachine};
-use super::ptr::{require, write};
+use super::ptr::{fill, require, write};
 use crate::config::{CaSection, MachineConfig, Size};
 use crate::control::{CaReport, Control, EmulatedCa, LastStart};
 use crate::core::{Error, Result, HRESULT};
@@ -128,7 +128,7 @@ unsafe fn read_utf8(call: &'static str, param: &'static str, p: *const c_char) -
 ///
 /// # Safety
 /// `opts` is NULL or valid for a write of `certemu_options`.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_options_init(opts: *mut certemu_options) -> i32 {
     const CALL: &str = "certemu_options_init";
     boundary(CALL, || {
@@ -157,95 +157,106 @@ pub unsafe extern "C" fn certemu_options_init(opts: *mut certemu_options) -> i32
 /// # Safety
 /// `server_name` is NULL or NUL-terminated; `opts` is NULL or points to a
 /// `certemu_options`; `out` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_create(
     server_name: *const c_char,
     opts: *const certemu_options,
     out: *mut *mut certemu_ca,
 ) -> i32 {
     const CALL: &str = "certemu_ca_create";
-    boundary(CALL, || {
-        // SAFETY: NULL or writable per contract.
-        unsafe { write(out, std::ptr::null_mut()) };
-        require(CALL, "out", out)?;
-        let mut b = EmulatedCa::builder();
-        let mut given_name = None;
-        let mut given_opts = None;
-        if !server_name.is_null() {
-            // SAFETY: non-NULL, NUL-terminated per contract.
-            let name = unsafe { read_utf8(CALL, "server_name", server_name) }?;
-            b = b.server_name(&name);
-            given_name = Some(name);
-        }
-        if !opts.is_null() {
-            // SAFETY: non-NULL; the size field comes first and is read before the rest.
-            let size = unsafe { std::ptr::addr_of!((*opts).size).read_unaligned() };
-            if size as usize != std::mem::size_of::<certemu_options>() {
-                return Err(Error::invalid_arg(
-                    CALL,
-                    format!(
-                        "opts->size is {size}, expected sizeof(certemu_options) = {}; fill the options with certemu_options_init",
-                        std::mem::size_of::<certemu_options>()
-                    ),
-                ));
-            }
-            // SAFETY: non-NULL and a full certemu_options per contract (size checked).
-            let o = unsafe { opts.read_unaligned() };
-            if o.reserved != 0 {
-                return Err(Error::invalid_arg(CALL, "opts->reserved must be 0"));
-            }
-            if o.records > CERTEMU_MAX_RECORDS {
-                return Err(Error::invalid_arg(
-                    CALL,
-                    format!("opts->records {} exceeds {CERTEMU_MAX_RECORDS}", o.records),
-                ));
-            }
-            if o.log_capacity == 0 {
-                return Err(Error::invalid_arg(
-                    CALL,
-                    "opts->log_capacity must be at least 1",
-                ));
-            }
-            b = b
-                .records(o.records)
-                .seed(o.seed)
-                .log_capacity(o.log_capacity);
-            if o.edb_size != 0 {
-                b = b.edb_size(o.edb_size);
-            }
-            let mut ca_name = None;
-            if !o.ca_name.is_null() {
-                // SAFETY: non-NULL, NUL-terminated per contract.
-                let n = unsafe { read_utf8(CALL, "opts->ca_name", o.ca_name) }?;
-                b = b.ca_name(&n);
-                ca_name = Some(n);
-            }
-            given_opts = Some((o, ca_name));
-        }
-        let (ca, server): (Box<dyn Control>, String) = if forward::server_address().is_some() {
-            let m = RemoteMachine::create(&remote_machine(given_name, given_opts))?;
-            let server = m.name().to_string();
-            (Box::new(m), server)
-        } else {
-            let ca = b.build()?;
-            let server = ca.server_name().to_string();
-            (Box::new(ca), server)
-        };
-        let name = CString::new(server.as_str())
-            .map_err(|_| Error::invalid_arg(CALL, "server_name contains a NUL"))?;
-        let name_w = server.encode_utf16().chain([0]).collect();
-        let native = Arc::new(certemu_ca {
-            ca,
-            name,
-            name_w,
-            last_start: Mutex::new(None),
-        });
-        let p = Arc::as_ptr(&native) as *mut certemu_ca;
-        LIVE.lock().insert(p as usize, native);
-        // SAFETY: checked non-NULL.
-        unsafe { write(out, p) };
-        Ok(())
+    // SAFETY: per contract, `out` is NULL or writable; the pointers read below are
+    // checked non-NULL first.
+    boundary(CALL, || unsafe {
+        fill(CALL, "out", out, std::ptr::null_mut(), || {
+            create(server_name, opts)
+        })
     })
+}
+
+/// The body of [`certemu_ca_create`]: the new CA, registered as live.
+///
+/// # Safety
+/// As [`certemu_ca_create`].
+unsafe fn create(
+    server_name: *const c_char,
+    opts: *const certemu_options,
+) -> Result<*mut certemu_ca> {
+    const CALL: &str = "certemu_ca_create";
+    let mut b = EmulatedCa::builder();
+    let mut given_name = None;
+    let mut given_opts = None;
+    if !server_name.is_null() {
+        // SAFETY: non-NULL, NUL-terminated per contract.
+        let name = unsafe { read_utf8(CALL, "server_name", server_name) }?;
+        b = b.server_name(&name);
+        given_name = Some(name);
+    }
+    if !opts.is_null() {
+        // SAFETY: non-NULL; the size field comes first and is read before the rest.
+        let size = unsafe { std::ptr::addr_of!((*opts).size).read_unaligned() };
+        if size as usize != std::mem::size_of::<certemu_options>() {
+            return Err(Error::invalid_arg(
+                CALL,
+                format!(
+                    "opts->size is {size}, expected sizeof(certemu_options) = {}; fill the options with certemu_options_init",
+                    std::mem::size_of::<certemu_options>()
+                ),
+            ));
+        }
+        // SAFETY: non-NULL and a full certemu_options per contract (size checked).
+        let o = unsafe { opts.read_unaligned() };
+        if o.reserved != 0 {
+            return Err(Error::invalid_arg(CALL, "opts->reserved must be 0"));
+        }
+        if o.records > CERTEMU_MAX_RECORDS {
+            return Err(Error::invalid_arg(
+                CALL,
+                format!("opts->records {} exceeds {CERTEMU_MAX_RECORDS}", o.records),
+            ));
+        }
+        if o.log_capacity == 0 {
+            return Err(Error::invalid_arg(
+                CALL,
+                "opts->log_capacity must be at least 1",
+            ));
+        }
+        b = b
+            .records(o.records)
+            .seed(o.seed)
+            .log_capacity(o.log_capacity);
+        if o.edb_size != 0 {
+            b = b.edb_size(o.edb_size);
+        }
+        let mut ca_name = None;
+        if !o.ca_name.is_null() {
+            // SAFETY: non-NULL, NUL-terminated per contract.
+            let n = unsafe { read_utf8(CALL, "opts->ca_name", o.ca_name) }?;
+            b = b.ca_name(&n);
+            ca_name = Some(n);
+        }
+        given_opts = Some((o, ca_name));
+    }
+    let (ca, server): (Box<dyn Control>, String) = if forward::server_address().is_some() {
+        let m = RemoteMachine::create(&remote_machine(given_name, given_opts))?;
+        let server = m.name().to_string();
+        (Box::new(m), server)
+    } else {
+        let ca = b.build()?;
+        let server = ca.server_name().to_string();
+        (Box::new(ca), server)
+    };
+    let name = CString::new(server.as_str())
+        .map_err(|_| Error::invalid_arg(CALL, "server_name contains a NUL"))?;
+    let name_w = server.encode_utf16().chain([0]).collect();
+    let native = Arc::new(certemu_ca {
+        ca,
+        name,
+        name_w,
+        last_start: Mutex::new(None),
+    });
+    let p = Arc::as_ptr(&native) as *mut certemu_ca;
+    LIVE.lock().insert(p as usize, native);
+    Ok(p)
 }
 
 /// The machine `certemu_ca_create` asks the server for in server mode: the same CA as
@@ -286,7 +297,7 @@ fn remote_machine(
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_destroy(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_destroy";
     if ca.is_null() {
@@ -309,22 +320,13 @@ pub unsafe extern "C" fn certemu_ca_destroy(ca: *mut certemu_ca) -> i32 {
 ///
 /// # Safety
 /// `name` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_server_name(
     ca: *const certemu_ca,
     name: *mut *const c_char,
 ) -> i32 {
-    const CALL: &str = "certemu_ca_server_name";
-    boundary(CALL, || {
-        // SAFETY: NULL or writable per contract.
-        unsafe { write(name, std::ptr::null()) };
-        require(CALL, "name", name)?;
-        let n = lookup(CALL, ca)?;
-        // SAFETY: checked non-NULL; the CString lives in the CA, which outlives this
-        // pointer until certemu_ca_destroy (the registry holds it).
-        unsafe { write(name, n.name.as_ptr()) };
-        Ok(())
-    })
+    // SAFETY: forwarded contract.
+    unsafe { write_name("certemu_ca_server_name", ca, name, |n| n.name.as_ptr()) }
 }
 
 /// The CA's server name as a NUL-terminated UTF-16 string (what the certbcli functions
@@ -332,20 +334,33 @@ pub unsafe extern "C" fn certemu_ca_server_name(
 ///
 /// # Safety
 /// `name` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_server_name_w(
     ca: *const certemu_ca,
     name: *mut *const u16,
 ) -> i32 {
-    const CALL: &str = "certemu_ca_server_name_w";
-    boundary(CALL, || {
-        // SAFETY: NULL or writable per contract.
-        unsafe { write(name, std::ptr::null()) };
-        require(CALL, "name", name)?;
-        let n = lookup(CALL, ca)?;
-        // SAFETY: checked non-NULL; the buffer lives as long as the CA.
-        unsafe { write(name, n.name_w.as_ptr()) };
-        Ok(())
+    // SAFETY: forwarded contract.
+    unsafe { write_name("certemu_ca_server_name_w", ca, name, |n| n.name_w.as_ptr()) }
+}
+
+/// Writes one of the CA's names (`pick`, a buffer the CA owns) to `*name`: NULL first, so
+/// a failure leaves NULL there.
+///
+/// # Safety
+/// `name` is NULL or writable.
+unsafe fn write_name<T>(
+    call: &'static str,
+    ca: *const certemu_ca,
+    name: *mut *const T,
+    pick: impl FnOnce(&certemu_ca) -> *const T,
+) -> i32 {
+    // SAFETY: per contract, `name` is NULL or writable. The buffer `pick` returns lives
+    // in the CA, which outlives the pointer until certemu_ca_destroy (the registry holds
+    // it).
+    boundary(call, || unsafe {
+        fill(call, "name", name, std::ptr::null(), || {
+            Ok(pick(&*lookup(call, ca)?))
+        })
     })
 }
 
@@ -353,7 +368,7 @@ pub unsafe extern "C" fn certemu_ca_server_name_w(
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_issue(ca: *mut certemu_ca, n: u32) -> i32 {
     const CALL: &str = "certemu_ca_issue";
     boundary(CALL, || {
@@ -372,7 +387,7 @@ pub unsafe extern "C" fn certemu_ca_issue(ca: *mut certemu_ca, n: u32) -> i32 {
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_revoke(ca: *mut certemu_ca, request_id: u32) -> i32 {
     const CALL: &str = "certemu_ca_revoke";
     boundary(CALL, || lookup(CALL, ca)?.ca.revoke(request_id))
@@ -382,7 +397,7 @@ pub unsafe extern "C" fn certemu_ca_revoke(ca: *mut certemu_ca, request_id: u32)
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_stop(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_stop";
     boundary(CALL, || lookup(CALL, ca)?.ca.stop())
@@ -392,7 +407,7 @@ pub unsafe extern "C" fn certemu_ca_stop(ca: *mut certemu_ca) -> i32 {
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_crash(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_crash";
     boundary(CALL, || lookup(CALL, ca)?.ca.crash())
@@ -404,7 +419,7 @@ pub unsafe extern "C" fn certemu_ca_crash(ca: *mut certemu_ca) -> i32 {
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_start(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_start";
     boundary(CALL, || {
@@ -420,7 +435,7 @@ pub unsafe extern "C" fn certemu_ca_start(ca: *mut certemu_ca) -> i32 {
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_wipe_files(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_wipe_files";
     boundary(CALL, || lookup(CALL, ca)?.ca.wipe_files())
@@ -431,31 +446,29 @@ pub unsafe extern "C" fn certemu_ca_wipe_files(ca: *mut certemu_ca) -> i32 {
 ///
 /// # Safety
 /// `windows_path` is NULL or NUL-terminated; `out` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_host_path(
     ca: *const certemu_ca,
     windows_path: *const c_char,
     out: *mut *mut c_char,
 ) -> i32 {
     const CALL: &str = "certemu_ca_host_path";
-    boundary(CALL, || {
-        // SAFETY: NULL or writable per contract.
-        unsafe { write(out, std::ptr::null_mut()) };
-        require(CALL, "out", out)?;
-        require(CALL, "windows_path", windows_path)?;
-        let c = lookup(CALL, ca)?;
-        // SAFETY: non-NULL, NUL-terminated per contract.
-        let wp = unsafe { read_utf8(CALL, "windows_path", windows_path) }?;
-        let host = c.ca.host_path(&wp)?;
-        let s = host.to_str().ok_or_else(|| {
-            Error::invalid_arg(
-                CALL,
-                format!("host path {} is not valid UTF-8", host.display()),
-            )
-        })?;
-        // SAFETY: checked non-NULL.
-        unsafe { write(out, give_string(s)) };
-        Ok(())
+    // SAFETY: per contract, `out` is NULL or writable and `windows_path` NULL (refused
+    // first) or NUL-terminated.
+    boundary(CALL, || unsafe {
+        fill(CALL, "out", out, std::ptr::null_mut(), || {
+            require(CALL, "windows_path", windows_path)?;
+            let c = lookup(CALL, ca)?;
+            let wp = read_utf8(CALL, "windows_path", windows_path)?;
+            let host = c.ca.host_path(&wp)?;
+            let s = host.to_str().ok_or_else(|| {
+                Error::invalid_arg(
+                    CALL,
+                    format!("host path {} is not valid UTF-8", host.display()),
+                )
+            })?;
+            Ok(give_string(s))
+        })
     })
 }
 
@@ -463,7 +476,7 @@ pub unsafe extern "C" fn certemu_ca_host_path(
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_set_identity(
     ca: *mut certemu_ca,
     backup_privilege: c_int,
@@ -486,7 +499,7 @@ pub unsafe extern "C" fn certemu_ca_set_identity(
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_set_interface_flags(ca: *mut certemu_ca, flags: u32) -> i32 {
     const CALL: &str = "certemu_ca_set_interface_flags";
     boundary(CALL, || lookup(CALL, ca)?.ca.set_interface_flags(flags))
@@ -507,7 +520,7 @@ fn report(c: &certemu_ca) -> Result<String> {
 ///
 /// # Safety
 /// `json` is NULL or a NUL-terminated UTF-8 string.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_set_faults(ca: *mut certemu_ca, json: *const c_char) -> i32 {
     const CALL: &str = "certemu_ca_set_faults";
     boundary(CALL, || {
@@ -528,18 +541,20 @@ pub unsafe extern "C" fn certemu_ca_set_faults(ca: *mut certemu_ca, json: *const
 ///
 /// # Safety
 /// `jsonl` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_trace(ca: *const certemu_ca, jsonl: *mut *mut c_char) -> i32 {
     const CALL: &str = "certemu_ca_trace";
-    boundary(CALL, || {
-        // SAFETY: NULL or writable per contract.
-        unsafe { write(jsonl, std::ptr::null_mut()) };
-        require(CALL, "jsonl", jsonl)?;
-        let c = lookup(CALL, ca)?;
-        let text: String = c.ca.trace()?.iter().map(|e| e.to_json() + "\n").collect();
-        // SAFETY: checked non-NULL.
-        unsafe { write(jsonl, give_string(&text)) };
-        Ok(())
+    // SAFETY: per contract, `jsonl` is NULL or writable.
+    boundary(CALL, || unsafe {
+        fill(CALL, "jsonl", jsonl, std::ptr::null_mut(), || {
+            let text: String = lookup(CALL, ca)?
+                .ca
+                .trace()?
+                .iter()
+                .map(|e| e.to_json() + "\n")
+                .collect();
+            Ok(give_string(&text))
+        })
     })
 }
 
@@ -552,18 +567,14 @@ pub unsafe extern "C" fn certemu_ca_trace(ca: *const certemu_ca, jsonl: *mut *mu
 ///
 /// # Safety
 /// `json` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_report(ca: *const certemu_ca, json: *mut *mut c_char) -> i32 {
     const CALL: &str = "certemu_ca_report";
-    boundary(CALL, || {
-        // SAFETY: NULL or writable per contract.
-        unsafe { write(json, std::ptr::null_mut()) };
-        require(CALL, "json", json)?;
-        let c = lookup(CALL, ca)?;
-        let text = report(&c)?;
-        // SAFETY: checked non-NULL.
-        unsafe { write(json, give_string(&text)) };
-        Ok(())
+    // SAFETY: per contract, `json` is NULL or writable.
+    boundary(CALL, || unsafe {
+        fill(CALL, "json", json, std::ptr::null_mut(), || {
+            Ok(give_string(&report(&*lookup(CALL, ca)?)?))
+        })
     })
 }
 
@@ -573,7 +584,7 @@ pub unsafe extern "C" fn certemu_ca_report(ca: *const certemu_ca, json: *mut *mu
 ///
 /// # Safety
 /// None: the pointer is looked up, never dereferenced unless it is a live string of ours.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_free_string(s: *mut c_char) -> i32 {
     const CALL: &str = "certemu_free_string";
     if s.is_null() {
@@ -600,7 +611,7 @@ pub unsafe extern "C" fn certemu_free_string(s: *mut c_char) -> i32 {
 ///
 /// # Safety
 /// `msg` is NULL or writable.
-#[no_mangle]
+#[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_last_error(msg: *mut *mut c_char) -> i32 {
     if msg.is_null() {
         return HRESULT::E_POINTER.0;

@@ -11,10 +11,10 @@
 use crate::core::{Error, Result};
 
 /// Longest string accepted (the Windows extended path limit).
-pub const MAX_WSTR: usize = 32_767;
+pub(crate) const MAX_WSTR: usize = 32_767;
 
 /// Fails with `E_POINTER` if `p` is NULL.
-pub fn require<T>(call: &'static str, param: &'static str, p: *const T) -> Result<()> {
+pub(crate) fn require<T>(call: &'static str, param: &'static str, p: *const T) -> Result<()> {
     if p.is_null() {
         Err(Error::NullPointer { call, param })
     } else {
@@ -26,18 +26,44 @@ pub fn require<T>(call: &'static str, param: &'static str, p: *const T) -> Resul
 ///
 /// # Safety
 /// `p` is NULL or valid for a write of `T`.
-pub unsafe fn write<T>(p: *mut T, v: T) {
+pub(crate) unsafe fn write<T>(p: *mut T, v: T) {
     if !p.is_null() {
         // SAFETY: non-null checked; validity is the caller's contract.
         unsafe { p.write_unaligned(v) }
     }
 }
 
+/// Rule 2 for an out-parameter the caller must provide: `empty` is written first (so a
+/// failure leaves NULL or 0 there), NULL is refused with `E_POINTER` (named `param`), and
+/// the value `f` computes is written on success.
+///
+/// # Safety
+/// `out` is NULL or valid for a write of `T`.
+pub(crate) unsafe fn fill<T>(
+    call: &'static str,
+    param: &'static str,
+    out: *mut T,
+    empty: T,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<()> {
+    // SAFETY: NULL or valid per contract (`write` skips NULL).
+    unsafe { write(out, empty) };
+    require(call, param, out)?;
+    let v = f()?;
+    // SAFETY: checked non-NULL above.
+    unsafe { write(out, v) };
+    Ok(())
+}
+
 /// Reads a NUL-terminated UTF-16 string.
 ///
 /// # Safety
 /// `p` is NULL or points to a NUL-terminated UTF-16 string.
-pub unsafe fn read_wstr(call: &'static str, param: &'static str, p: *const u16) -> Result<String> {
+pub(crate) unsafe fn read_wstr(
+    call: &'static str,
+    param: &'static str,
+    p: *const u16,
+) -> Result<String> {
     require(call, param, p)?;
     // Find the terminator first, then decode the whole string at once.
     let mut len = 0usize;
@@ -66,7 +92,7 @@ pub unsafe fn read_wstr(call: &'static str, param: &'static str, p: *const u16) 
 ///
 /// # Safety
 /// As [`read_wstr`].
-pub unsafe fn read_opt_wstr(
+pub(crate) unsafe fn read_opt_wstr(
     call: &'static str,
     param: &'static str,
     p: *const u16,

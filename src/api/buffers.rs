@@ -27,7 +27,7 @@ static BUFFERS: LazyLock<Mutex<Buffers>> = LazyLock::new(|| Mutex::new(Buffers::
 
 /// What `CertSrvBackupFree` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FreeOutcome {
+pub(crate) enum FreeOutcome {
     /// NULL: nothing to do.
     Null,
     /// A live buffer, now freed.
@@ -37,7 +37,7 @@ pub enum FreeOutcome {
 }
 
 /// Copies `list` into a tracked buffer owned by host `owner`; returns its address and `*pcbSize`.
-pub fn alloc(list: &WideList, owner: u64) -> (*mut u16, u32) {
+pub(crate) fn alloc(list: &WideList, owner: u64) -> (*mut u16, u32) {
     let mut data = list.to_units().into_boxed_slice();
     let ptr = data.as_mut_ptr();
     let size = list.byte_len();
@@ -49,7 +49,7 @@ pub fn alloc(list: &WideList, owner: u64) -> (*mut u16, u32) {
 
 /// Frees a buffer returned by [`alloc`]; also says which host owned it, if known
 /// (for a second free too).
-pub fn free(p: *mut core::ffi::c_void) -> (FreeOutcome, Option<u64>) {
+pub(crate) fn free(p: *mut core::ffi::c_void) -> (FreeOutcome, Option<u64>) {
     if p.is_null() {
         return (FreeOutcome::Null, None);
     }
@@ -64,7 +64,7 @@ pub fn free(p: *mut core::ffi::c_void) -> (FreeOutcome, Option<u64>) {
 }
 
 /// Buffers of host `owner` not yet freed.
-pub fn outstanding(owner: u64) -> usize {
+pub(crate) fn outstanding(owner: u64) -> usize {
     BUFFERS
         .lock()
         .live

@@ -21,7 +21,7 @@
 //! generator seeded by `seed`, the fault's index and the call number, so a schedule
 //! replays exactly. `file` matches a substring of the file name (case-insensitive).
 
-use crate::ca::gen::mix64;
+use crate::core::mix::mix64;
 use crate::core::{Call, HRESULT};
 use serde::{Deserialize, Serialize};
 
@@ -165,13 +165,13 @@ impl FaultSchedule {
 }
 
 /// Parses an HRESULT given by name or value.
-pub fn parse_hr(s: &str) -> Result<HRESULT, String> {
+pub(crate) fn parse_hr(s: &str) -> Result<HRESULT, String> {
     HRESULT::parse(s).ok_or_else(|| format!("{s:?} is not an HRESULT name or value"))
 }
 
 /// What a fault does to a call about to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Fail with this HRESULT.
     Fail(HRESULT),
     /// Stop the service first.
@@ -184,7 +184,7 @@ pub enum Action {
 
 /// How a read is bent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReadPlan {
+pub(crate) struct ReadPlan {
     /// Deliver at most this many bytes.
     pub limit: Option<u64>,
     /// Fail with this HRESULT instead of reading.
@@ -195,7 +195,7 @@ pub struct ReadPlan {
 
 /// A schedule installed on a CA, with its accounting.
 #[derive(Debug, Clone, Default)]
-pub struct FaultState {
+pub(crate) struct FaultState {
     /// The schedule.
     pub schedule: FaultSchedule,
     /// Times each fault fired.
@@ -214,7 +214,7 @@ fn matches_file(filter: &Option<String>, name: &str) -> bool {
 
 impl FaultState {
     /// Installs a schedule.
-    pub fn new(schedule: FaultSchedule) -> Self {
+    pub(crate) fn new(schedule: FaultSchedule) -> Self {
         let n = schedule.faults.len();
         FaultState {
             schedule,
@@ -224,7 +224,7 @@ impl FaultState {
     }
 
     /// True when nothing is planned.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.schedule.faults.is_empty()
     }
 
@@ -234,7 +234,7 @@ impl FaultState {
     }
 
     /// Counts a call and returns what the faults do to it.
-    pub fn before_call(&mut self, function: Call) -> Vec<Action> {
+    pub(crate) fn before_call(&mut self, function: Call) -> Vec<Action> {
         self.calls += 1;
         let nth = {
             let c = self.per_function.entry(function).or_default();
@@ -292,7 +292,7 @@ impl FaultState {
     }
 
     /// How the next read of `file` at `offset` is bent.
-    pub fn read_plan(&mut self, file: &str, offset: u64, want: u64) -> ReadPlan {
+    pub(crate) fn read_plan(&mut self, file: &str, offset: u64, want: u64) -> ReadPlan {
         let mut plan = ReadPlan::default();
         for i in 0..self.schedule.faults.len() {
             match &self.schedule.faults[i] {
@@ -323,7 +323,7 @@ impl FaultState {
     }
 
     /// Records that a corruption was delivered.
-    pub fn corrupted(&mut self, file: &str, at: u64) {
+    pub(crate) fn corrupted(&mut self, file: &str, at: u64) {
         for i in 0..self.schedule.faults.len() {
             if let Fault::CorruptRead { offset, file: f } = &self.schedule.faults[i] {
                 if *offset == at && matches_file(f, file) {
@@ -334,7 +334,7 @@ impl FaultState {
     }
 
     /// The failure a start meets, if a `start_refuses` fault is pending (it fires once).
-    pub fn start_refusal(&mut self) -> Option<HRESULT> {
+    pub(crate) fn start_refusal(&mut self) -> Option<HRESULT> {
         for i in 0..self.schedule.faults.len() {
             if let Fault::StartRefuses { hr } = &self.schedule.faults[i] {
                 if self.fired[i] == 0 {
@@ -347,7 +347,7 @@ impl FaultState {
     }
 
     /// Faults that never fired, with their index.
-    pub fn unfired(&self) -> Vec<(usize, &Fault)> {
+    pub(crate) fn unfired(&self) -> Vec<(usize, &Fault)> {
         self.schedule
             .faults
             .iter()

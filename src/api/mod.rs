@@ -2,21 +2,24 @@
 //!
 //! Each function routes to its host by server name or handle, checks the session
 //! protocol, and returns `Result<T, Error>`; [`Error::hresult`] is the code the
-//! ABI returns. The `extern "system"` exports in [`crate::abi`] are thin wrappers
-//! over these functions.
+//! ABI returns. The `extern "system"` exports of the ABI layer (above this one) are
+//! thin wrappers over these functions.
 
-pub mod buffers;
+#![forbid(unsafe_code)]
+
+pub(crate) mod buffers;
 pub mod faults;
-pub mod registry;
+pub(crate) mod registry;
 mod restore;
-pub mod route;
+pub(crate) mod route;
 pub mod trace;
 
+pub use crate::session::Registration;
 pub use restore::*;
 
 use crate::ca::{Ca, ServiceState};
 use crate::core::consts::*;
-use crate::core::{Call, Error, ListKind, Result, WideList, HRESULT};
+use crate::core::{Call, Error, ListKind, Result, WideList};
 use crate::event::{list_value, Value};
 use crate::machine::{Identity, Machine};
 use crate::session::handle::HandleParts;
@@ -35,7 +38,7 @@ thread_local! {
 /// The calling client. In process, a client is a thread: a second Prepare from the
 /// same thread is a sequencing error (spec §6.2 row 3), from another thread a
 /// concurrent backup (row 10).
-pub fn current_client() -> u64 {
+pub(crate) fn current_client() -> u64 {
     CLIENT.with(|c| {
         if c.get() == 0 {
             c.set(NEXT_CLIENT.fetch_add(1, Ordering::Relaxed));
@@ -281,7 +284,7 @@ fn backup_prepare_impl(server: &str, grbit_jet: u32, backup_flags: u32) -> Resul
             why: "the database missed a previous full backup before incremental backup: run a CSBACKUP_TYPE_FULL backup first".into(),
         });
     }
-    let (slot, gen) = st
+    let (slot, generation) = st
         .sessions
         .insert(Session::Backup(BackupSession::new(kind, client)))
         .ok_or(Error::TooManySessions {
@@ -291,12 +294,12 @@ fn backup_prepare_impl(server: &str, grbit_jet: u32, backup_flags: u32) -> Resul
     if kind == BackupKind::Full {
         ca.freeze();
     }
-    st.active_backup = Some((slot, gen));
+    st.active_backup = Some((slot, generation));
     Ok(Hcsbc::encode(HandleParts {
         host_slot: host.slot,
-        host_gen: host.gen,
+        host_gen: host.generation,
         session_slot: slot,
-        session_gen: gen,
+        session_gen: generation,
     }))
 }
 
@@ -440,7 +443,7 @@ fn h(v: Hcsbc) -> Value {
 pub fn is_server_online(server: &str) -> Result<bool> {
     instrument(
         Call::IsServerOnline,
-        || vec![("pwszServerName", Value::Str(server.into()))],
+        || vec![("pwszServerName", server.into())],
         || is_server_online_impl(server),
         |o| vec![("fServerOnline", Value::U64(*o as u64))],
     )
@@ -452,9 +455,9 @@ pub fn backup_prepare(server: &str, grbit_jet: u32, backup_flags: u32) -> Result
         Call::BackupPrepare,
         || {
             vec![
-                ("pwszServerName", Value::Str(server.into())),
-                ("grbitJet", Value::U64(grbit_jet as u64)),
-                ("dwBackupFlags", Value::U64(backup_flags as u64)),
+                ("pwszServerName", server.into()),
+                ("grbitJet", grbit_jet.into()),
+                ("dwBackupFlags", backup_flags.into()),
             ]
         },
         || backup_prepare_impl(server, grbit_jet, backup_flags),
@@ -509,13 +512,13 @@ pub fn list(kind: ListKind, hbc: Hcsbc) -> Result<WideList> {
 
 /// A list function for the ABI: the list is copied into a buffer that
 /// `CertSrvBackupFree` releases; returns its address and `*pcbSize`.
-pub fn list_for_client(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, u32)> {
+pub(crate) fn list_for_client(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, u32)> {
     list_tracked(kind, hbc).map(|(p, l)| (p, l.byte_len()))
 }
 
 /// [`list_for_client`] that also returns the list (for the server, which sends it and
 /// keeps the buffer for the accounting of `CertSrvBackupFree`).
-pub fn list_tracked(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, WideList)> {
+pub(crate) fn list_tracked(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, WideList)> {
     instrument(
         kind.call(),
         || vec![("hbc", h(hbc))],
@@ -535,7 +538,7 @@ pub fn list_tracked(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, WideList)> 
     )
 }
 
-/// `CertSrvBackupFree` of a buffer from [`list_for_client`]. NULL is a no-op; an address
+/// `CertSrvBackupFree` of a list buffer the ABI handed out (`list_for_client`). NULL is a no-op; an address
 /// that is not a live buffer (freed twice, or foreign) is ignored and reported.
 pub fn backup_free(pv: *mut core::ffi::c_void) -> Result<()> {
     const CALL: Call = Call::BackupFree;
@@ -575,8 +578,8 @@ pub fn backup_open_file(hbc: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
         || {
             vec![
                 ("hbc", h(hbc)),
-                ("pwszAttachmentName", Value::Str(name.into())),
-                ("cbReadHintSize", Value::U64(read_hint as u64)),
+                ("pwszAttachmentName", name.into()),
+                ("cbReadHintSize", read_hint.into()),
             ]
         },
         || backup_open_file_impl(hbc, name, read_hint),
@@ -640,8 +643,8 @@ pub fn server_control(server: &str, control_flags: u32) -> Result<()> {
         Call::ServerControl,
         || {
             vec![
-                ("pwszServerName", Value::Str(server.into())),
-                ("dwControlFlags", Value::U64(control_flags as u64)),
+                ("pwszServerName", server.into()),
+                ("dwControlFlags", control_flags.into()),
             ]
         },
         || server_control_impl(server, control_flags),
@@ -668,9 +671,4 @@ pub(crate) fn stop_host(st: &mut HostState, machine: &Machine) -> Result<()> {
         .as_mut()
         .ok_or_else(|| no_ca("stop", machine.netbios()))?;
     ca.stop(machine)
-}
-
-/// Decodes a caller-supplied HRESULT for messages.
-pub fn describe(hr: HRESULT) -> String {
-    hr.to_string()
 }

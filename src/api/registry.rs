@@ -15,41 +15,41 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 /// Mutable state of one host, behind its lock.
-pub struct HostState {
+pub(crate) struct HostState {
     /// The CA, if one is installed on this machine.
-    pub ca: Option<Ca>,
+    pub(crate) ca: Option<Ca>,
     /// Open backup and restore contexts.
-    pub sessions: SessionTable<Session>,
+    pub(crate) sessions: SessionTable<Session>,
     /// The identity of callers on this host.
-    pub identity: Identity,
+    pub(crate) identity: Identity,
     /// The one backup session running on the CA (slot, generation).
-    pub active_backup: Option<(u8, u32)>,
+    pub(crate) active_backup: Option<(u8, u32)>,
     /// Every call routed here.
-    pub trace: super::trace::Trace,
+    pub(crate) trace: super::trace::Trace,
     /// The fault schedule and its accounting.
-    pub faults: super::faults::FaultState,
+    pub(crate) faults: super::faults::FaultState,
     /// Strict conformance: the guard panics on drop if the client broke a rule.
-    pub strict: bool,
+    pub(crate) strict: bool,
 }
 
 /// One emulated machine with its CA and sessions.
-pub struct Host {
+pub(crate) struct Host {
     /// The machine.
-    pub machine: Machine,
+    pub(crate) machine: Machine,
     /// Its mutable state.
-    pub state: Mutex<HostState>,
+    pub(crate) state: Mutex<HostState>,
     pub(crate) slot: u16,
-    pub(crate) gen: u16,
+    pub(crate) generation: u16,
     id: u64,
     /// Calls are traced and checked for conformance (on by default).
-    pub tracing: std::sync::atomic::AtomicBool,
+    pub(crate) tracing: std::sync::atomic::AtomicBool,
     /// A fault schedule is installed (checked before taking the lock on every call).
-    pub faults_on: std::sync::atomic::AtomicBool,
+    pub(crate) faults_on: std::sync::atomic::AtomicBool,
 }
 
 impl Host {
     /// A key that identifies this host for the life of the process (never reused).
-    pub fn key(&self) -> u64 {
+    pub(crate) fn key(&self) -> u64 {
         self.id
     }
 }
@@ -78,7 +78,7 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry {
 });
 
 /// Registers a host under its NetBIOS and DNS names.
-pub fn register(machine: Machine, ca: Option<Ca>, identity: Identity) -> Result<Arc<Host>> {
+pub(crate) fn register(machine: Machine, ca: Option<Ca>, identity: Identity) -> Result<Arc<Host>> {
     let keys: Vec<String> = {
         let mut k = vec![machine.netbios().to_lowercase()];
         let d = machine.dns().to_lowercase();
@@ -133,7 +133,7 @@ pub fn register(machine: Machine, ca: Option<Ca>, identity: Identity) -> Result<
             strict: false,
         }),
         slot,
-        gen: entry.0,
+        generation: entry.0,
         id: NEXT_HOST_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         tracing: std::sync::atomic::AtomicBool::new(true),
         faults_on: std::sync::atomic::AtomicBool::new(false),
@@ -146,13 +146,13 @@ pub fn register(machine: Machine, ca: Option<Ca>, identity: Identity) -> Result<
 }
 
 /// Removes a host: its names are free again and its handles turn stale.
-pub fn unregister(host: &Host) {
+pub(crate) fn unregister(host: &Host) {
     let r = &*REGISTRY;
     let mut names = r.names.write();
     names.retain(|_, h| !std::ptr::eq(&**h, host));
     let mut slots = r.slots.write();
     if let Some(e) = slots.entries.get_mut(host.slot as usize) {
-        if e.0 == host.gen && e.1.is_some() {
+        if e.0 == host.generation && e.1.is_some() {
             e.1 = None;
             slots.free.push_back(host.slot);
         }
@@ -161,7 +161,7 @@ pub fn unregister(host: &Host) {
 
 /// The host a server name or config string (`HOST`, `\\HOST`, `HOST\CA name`) names,
 /// with the CA part if one was given.
-pub fn by_name(server: &str) -> Option<(Arc<Host>, Option<String>)> {
+pub(crate) fn by_name(server: &str) -> Option<(Arc<Host>, Option<String>)> {
     let s = server.trim();
     let s = s.strip_prefix("\\\\").unwrap_or(s);
     let (host, ca) = match s.split_once('\\') {
@@ -184,7 +184,7 @@ pub fn by_name(server: &str) -> Option<(Arc<Host>, Option<String>)> {
 }
 
 /// The host with this [`Host::key`], if it is still registered.
-pub fn by_key(key: u64) -> Option<Arc<Host>> {
+pub(crate) fn by_key(key: u64) -> Option<Arc<Host>> {
     let slots = REGISTRY.slots.read();
     slots
         .entries
@@ -195,11 +195,11 @@ pub fn by_key(key: u64) -> Option<Arc<Host>> {
 }
 
 /// The host a handle belongs to, if its host slot and generation are live.
-pub fn by_handle(h: Hcsbc) -> Option<Arc<Host>> {
+pub(crate) fn by_handle(h: Hcsbc) -> Option<Arc<Host>> {
     let p = h.parts()?;
     let slots = REGISTRY.slots.read();
-    let (gen, host) = slots.entries.get(p.host_slot as usize)?;
-    if *gen != p.host_gen {
+    let (generation, host) = slots.entries.get(p.host_slot as usize)?;
+    if *generation != p.host_gen {
         return None;
     }
     host.clone()

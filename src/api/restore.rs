@@ -1,6 +1,6 @@
 //! The restore half of certbcli (spec §5.12–§5.17, §6.2 rows 13–17).
 
-use super::registry::HostState;
+use super::registry::{Host, HostState};
 use super::route::instrument;
 use super::{check_backup_access, lookup_handle, lookup_server, stale};
 use crate::ca::recovery::{MarkerStore, RestoreMarker};
@@ -10,7 +10,8 @@ use crate::core::{Call, Error, Result, WideList, HRESULT};
 use crate::event::Value;
 use crate::machine::Machine;
 use crate::session::handle::HandleParts;
-use crate::session::{Hcsbc, RestoreSession, Session};
+use crate::session::{Hcsbc, Registration, RestoreSession, Session};
+use std::sync::Arc;
 
 /// The database locations list: `'D'` + database, 0x82 + log directory, 0x83 + checkpoint directory.
 pub(crate) fn locations(ca: &Ca, m: &Machine) -> WideList {
@@ -102,7 +103,7 @@ fn restore_prepare_impl(server: &str, restore_flags: u32) -> Result<Hcsbc> {
         ));
     }
     let full = restore_flags & CSRESTORE_TYPE_FULL != 0;
-    let (slot, gen) = st
+    let (slot, generation) = st
         .sessions
         .insert(Session::Restore(RestoreSession::new(full, client)))
         .ok_or(Error::TooManySessions {
@@ -111,27 +112,10 @@ fn restore_prepare_impl(server: &str, restore_flags: u32) -> Result<Hcsbc> {
         })?;
     Ok(Hcsbc::encode(HandleParts {
         host_slot: host.slot,
-        host_gen: host.gen,
+        host_gen: host.generation,
         session_slot: slot,
-        session_gen: gen,
+        session_gen: generation,
     }))
-}
-
-/// The arguments of `CertSrvRestoreRegisterW` / `...ThroughFile`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Registration {
-    /// `pwszCheckPointFilePath`.
-    pub checkpoint_path: Option<String>,
-    /// `pwszLogPath`.
-    pub log_path: Option<String>,
-    /// `rgrstmap`: (database name as backed up, new database name).
-    pub restore_map: Vec<(String, String)>,
-    /// `pwszBackupLogPath`.
-    pub backup_log_path: Option<String>,
-    /// `genLow`.
-    pub gen_low: u32,
-    /// `genHigh`.
-    pub gen_high: u32,
 }
 
 fn restore_session(
@@ -150,16 +134,31 @@ fn restore_session(
     }
 }
 
+/// [`lookup_handle`] of a handle the caller may pass as NULL (the registrations take it
+/// as optional, to say here what it should have been: `instead`).
+fn lookup_optional(
+    call: Call,
+    h: Option<Hcsbc>,
+    instead: &str,
+) -> Result<(Hcsbc, Arc<Host>, HandleParts)> {
+    let h = h.ok_or_else(|| Error::InvalidHandle {
+        call: call.name(),
+        handle: 0,
+        why: format!("hbc is NULL; {instead}"),
+    })?;
+    let (host, p) = lookup_handle(call, h)?;
+    Ok((h, host, p))
+}
+
 /// `CertSrvRestoreRegisterW` (`through_file == false`, needs local administrator) or
 /// `CertSrvRestoreRegisterThroughFile` (needs only the restore privilege).
 fn restore_register_impl(h: Option<Hcsbc>, reg: &Registration, through_file: bool) -> Result<()> {
     let call = Call::restore_register(through_file);
-    let h = h.ok_or_else(|| Error::InvalidHandle {
-        call: call.name(),
-        handle: 0,
-        why: "hbc is NULL; pass the context from CertSrvRestorePrepareW so the emulator knows which CA to register with".into(),
-    })?;
-    let (host, p) = lookup_handle(call, h)?;
+    let (h, host, p) = lookup_optional(
+        call,
+        h,
+        "pass the context from CertSrvRestorePrepareW so the emulator knows which CA to register with",
+    )?;
     let mut guard = host.state.lock();
     let st = &mut *guard;
     let full = restore_session(call, h, st, p)?.is_full();
@@ -281,12 +280,7 @@ fn restore_register_impl(h: Option<Hcsbc>, reg: &Registration, through_file: boo
 /// `CertSrvRestoreRegisterComplete`: records `S_OK` or the failure the client reports.
 fn restore_register_complete_impl(h: Option<Hcsbc>, restore_state: HRESULT) -> Result<()> {
     const CALL: Call = Call::RestoreRegisterComplete;
-    let h = h.ok_or_else(|| Error::InvalidHandle {
-        call: CALL.name(),
-        handle: 0,
-        why: "hbc is NULL; pass the context you registered with".into(),
-    })?;
-    let (host, p) = lookup_handle(CALL, h)?;
+    let (h, host, p) = lookup_optional(CALL, h, "pass the context you registered with")?;
     let mut guard = host.state.lock();
     let st = &mut *guard;
     let r = restore_session(CALL, h, st, p)?;
@@ -330,8 +324,8 @@ pub fn restore_prepare(server: &str, restore_flags: u32) -> Result<Hcsbc> {
         Call::RestorePrepare,
         || {
             vec![
-                ("pwszServerName", Value::Str(server.into())),
-                ("dwRestoreFlags", Value::U64(restore_flags as u64)),
+                ("pwszServerName", server.into()),
+                ("dwRestoreFlags", restore_flags.into()),
             ]
         },
         || restore_prepare_impl(server, restore_flags),
@@ -361,8 +355,8 @@ pub fn restore_register(h: Option<Hcsbc>, reg: &Registration, through_file: bool
                 ),
                 ("crstmap", Value::U64(reg.restore_map.len() as u64)),
                 ("pwszBackupLogPath", s(&reg.backup_log_path)),
-                ("genLow", Value::U64(reg.gen_low as u64)),
-                ("genHigh", Value::U64(reg.gen_high as u64)),
+                ("genLow", reg.gen_low.into()),
+                ("genHigh", reg.gen_high.into()),
             ]
         },
         || restore_register_impl(h, reg, through_file),

@@ -2,7 +2,6 @@
 //! which host it reached ([`instrument`], [`routed_to`]), so that the call lands in that
 //! host's trace, also when it panics ([`record_panic`]); and the hint an unknown server
 //! name gets ([`set_unknown_server_hint`]).
-#![forbid(unsafe_code)]
 
 use super::registry::Host;
 use crate::core::{Call, HRESULT};
@@ -97,7 +96,7 @@ static UNKNOWN_SERVER_HINT: RwLock<Option<String>> = RwLock::new(None);
 /// Sets what the error for a server name no machine has explains (`None`: the default,
 /// which points at `EmulatedCa::builder()` and `CERTADM_EMU_CONFIG`). The configuration
 /// loader sets it when `CERTADM_EMU_CONFIG` did not load.
-pub fn set_unknown_server_hint(hint: Option<String>) {
+pub(crate) fn set_unknown_server_hint(hint: Option<String>) {
     *UNKNOWN_SERVER_HINT.write() = hint;
 }
 

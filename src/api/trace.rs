@@ -6,7 +6,6 @@
 //! `CERTADM_EMU_TRACE` copies every event as a JSON line to `stderr` or to a file,
 //! in the spirit of `WINEDEBUG=+relay`. Consecutive successful reads of one file are
 //! folded into one event with a `count`, so a 1 TiB backup does not cost 2 million events.
-#![forbid(unsafe_code)]
 
 use crate::core::{Call, HRESULT};
 use crate::event::{Event, Value};
@@ -18,11 +17,11 @@ use std::sync::{Arc, LazyLock};
 
 /// How many recent events a host keeps for display ([`Trace::events`]); the conformance
 /// checker sees every event as it happens, so the bound costs no check.
-pub const TRACE_CAPACITY: usize = 4096;
+pub(crate) const TRACE_CAPACITY: usize = 4096;
 
 /// A host's trace: the recent events, and the conformance checker fed with all of them.
 #[derive(Debug, Default)]
-pub struct Trace {
+pub(crate) struct Trace {
     events: VecDeque<Event>,
     next_seq: u64,
     dropped: u64,
@@ -32,7 +31,7 @@ pub struct Trace {
 impl Trace {
     /// Appends an event, folding it into the previous one when both are successful
     /// reads on the same handle.
-    pub fn push(&mut self, mut e: Event) {
+    pub(crate) fn push(&mut self, mut e: Event) {
         self.next_seq += 1;
         e.seq = self.next_seq;
         if SINK_ON.load(Ordering::Relaxed) {
@@ -60,22 +59,17 @@ impl Trace {
     }
 
     /// The recent events (at most [`TRACE_CAPACITY`], oldest first).
-    pub fn events(&self) -> Vec<Event> {
+    pub(crate) fn events(&self) -> Vec<Event> {
         self.events.iter().cloned().collect()
     }
 
-    /// Older events no longer kept (they were checked all the same).
-    pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
-
     /// Calls recorded (folded reads count each call).
-    pub fn calls(&self) -> u64 {
+    pub(crate) fn calls(&self) -> u64 {
         self.next_seq
     }
 
     /// The conformance checker that has seen every event.
-    pub fn checker(&self) -> &crate::conformance::Checker {
+    pub(crate) fn checker(&self) -> &crate::conformance::Checker {
         &self.checker
     }
 }

@@ -227,6 +227,40 @@ fn per_iteration(
     Ok((median(e), median(b)))
 }
 
+/// Bytes per second of the emulator and of the baseline: `plan.rounds` interleaved
+/// rounds after one that warms both up, medians. Each side moves bytes through `buf` and
+/// returns how many.
+fn throughput(
+    plan: &Plan,
+    buf: &mut [u8],
+    emu: &mut dyn FnMut(&mut [u8]) -> Result<u64>,
+    base: &mut dyn FnMut(&mut [u8]) -> Result<u64>,
+) -> Result<(f64, f64)> {
+    let rate = |side: &mut dyn FnMut(&mut [u8]) -> Result<u64>, buf: &mut [u8]| {
+        let t = Instant::now();
+        let bytes = side(buf)?;
+        Ok::<_, String>(bytes as f64 / t.elapsed().as_secs_f64())
+    };
+    let (mut e, mut b) = (Vec::new(), Vec::new());
+    for round in 0..=plan.rounds {
+        let (re, rb) = (rate(emu, buf)?, rate(base, buf)?);
+        if round > 0 {
+            e.push(re);
+            b.push(rb);
+        }
+    }
+    Ok((median(e), median(b)))
+}
+
+/// `got` if it is `size`, else an error: `what` read too little or too much.
+fn exactly(what: &str, got: u64, size: u64) -> Result<u64> {
+    if got == size {
+        Ok(got)
+    } else {
+        Err(format!("{what} read {got} bytes of {size}"))
+    }
+}
+
 fn rss_bytes() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -372,27 +406,12 @@ fn full_backup(server: &WStr, plan: &Plan) -> Result<Row> {
     probe.finish()?;
     work::write_real_file(&path, size)?;
     let mut buf = vec![1u8; READ_SIZE];
-    let (mut e, mut b) = (Vec::new(), Vec::new());
-    for round in 0..=plan.rounds {
-        let t = Instant::now();
-        let got = work::full_backup(server, &mut buf)?;
-        let te = t.elapsed().as_secs_f64();
-        if got != size {
-            return Err(format!("the backup read {got} bytes of {size}"));
-        }
-        let t = Instant::now();
-        let got = work::read_real_file(&path, &mut buf)?;
-        let tb = t.elapsed().as_secs_f64();
-        if got != size {
-            return Err(format!("the baseline read {got} bytes of {size}"));
-        }
-        // Round 0 warms both up.
-        if round > 0 {
-            e.push(size as f64 / te);
-            b.push(size as f64 / tb);
-        }
-    }
-    let (e, b) = (median(e), median(b));
+    let (e, b) = throughput(
+        plan,
+        &mut buf,
+        &mut |buf| exactly("the backup", work::full_backup(server, buf)?, size),
+        &mut |buf| exactly("the baseline", work::read_real_file(&path, buf)?, size),
+    )?;
     let ratio = e / b;
     Ok(Row {
         figure: format!("2  full backup of {} .edb vs File::read", HumanBytes(size)),
@@ -414,7 +433,7 @@ fn read_vs_memcpy(server: &WStr, plan: &Plan) -> Result<Vec<Row>> {
     let small_src = vec![2u8; READ_SIZE];
     let big_src_len = (256usize << 20).min(plan.edb as usize).max(READ_SIZE);
     let mut big_src = vec![0u8; big_src_len];
-    crate::ca::gen::fill(3, 0, &mut big_src);
+    crate::ca::content::fill(3, 0, &mut big_src);
     let (mut e, mut b_small, mut b_big) = (Vec::new(), Vec::new(), Vec::new());
     let mut size = 0u64;
     for round in 0..=plan.rounds {

@@ -2,7 +2,7 @@
 //! in-process, and with 32 clients at once.
 
 use super::work::{self, Result, READ_SIZE};
-use super::{build_ca, gibs, median, ns, per_iteration, Plan, Row};
+use super::{build_ca, exactly, gibs, ns, per_iteration, throughput, Plan, Row};
 use crate::abi::call::WStr;
 use crate::config::Config;
 use crate::core::consts::CSBACKUP_TYPE_FULL;
@@ -12,6 +12,33 @@ use crate::EmulatedCa;
 use indicatif::HumanBytes;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
+
+/// Figure 6's emulator side: a whole full-backup session of `machine` through the server
+/// (Prepare, GetDatabaseNames, OpenFile, Read to end of file, Close, End); the bytes read.
+fn remote_full_backup(client: &RemoteClient, machine: &str, buf: &mut [u8]) -> Result<u64> {
+    let err = |e: crate::remote::client::RemoteError| e.to_string();
+    let h = client
+        .backup_prepare(machine, 0, CSBACKUP_TYPE_FULL)
+        .map_err(err)?;
+    let name = client
+        .backup_get_database_names(h)
+        .map_err(err)?
+        .entries(true)[0]
+        .path
+        .clone();
+    let size = client.backup_open_file(h, &name, 0).map_err(err)?;
+    let mut got = 0u64;
+    loop {
+        let n = client.backup_read(h, buf).map_err(err)?;
+        got += n as u64;
+        if n < buf.len() {
+            break;
+        }
+    }
+    client.backup_close(h).map_err(err)?;
+    client.backup_end(h).map_err(err)?;
+    exactly("the remote backup", got, size)
+}
 
 fn start_server(config: &str) -> Result<RunningServer> {
     let config = Config::from_json(config)?;
@@ -109,42 +136,12 @@ pub(super) fn figures(plan: &Plan) -> Result<Vec<Row>> {
     let local = build_ca(EmulatedCa::builder().edb_size(plan.edb), "the CA")?;
     let wlocal = WStr::new(local.server_name());
     let mut buf = vec![0u8; READ_SIZE];
-    let (mut e, mut b) = (Vec::new(), Vec::new());
-    for round in 0..=plan.rounds {
-        let t = Instant::now();
-        let h = client
-            .backup_prepare("BENCH6", 0, CSBACKUP_TYPE_FULL)
-            .map_err(err)?;
-        let name = client
-            .backup_get_database_names(h)
-            .map_err(err)?
-            .entries(true)[0]
-            .path
-            .clone();
-        let size = client.backup_open_file(h, &name, 0).map_err(err)?;
-        let mut got = 0u64;
-        loop {
-            let n = client.backup_read(h, &mut buf).map_err(err)?;
-            got += n as u64;
-            if n < buf.len() {
-                break;
-            }
-        }
-        client.backup_close(h).map_err(err)?;
-        client.backup_end(h).map_err(err)?;
-        let te = t.elapsed().as_secs_f64();
-        if got != size {
-            return Err(format!("the remote backup read {got} bytes of {size}"));
-        }
-        let t = Instant::now();
-        let got_local = work::full_backup(&wlocal, &mut buf)?;
-        let tb = t.elapsed().as_secs_f64();
-        if round > 0 {
-            e.push(got as f64 / te);
-            b.push(got_local as f64 / tb);
-        }
-    }
-    let (e, b) = (median(e), median(b));
+    let (e, b) = throughput(
+        plan,
+        &mut buf,
+        &mut |buf| remote_full_backup(&client, "BENCH6", buf),
+        &mut |buf| work::full_backup(&wlocal, buf),
+    )?;
     rows.push(Row {
         figure: format!("6  server: {} backup vs in-process", HumanBytes(plan.edb)),
         emulator: gibs(e),

@@ -151,7 +151,7 @@ pub fn write_real_file(path: &Path, size: u64) -> Result<()> {
     let mut done = 0u64;
     while done < size {
         let n = (size - done).min(chunk.len() as u64) as usize;
-        crate::ca::gen::fill(0xF11E, done, &mut chunk[..n]);
+        crate::ca::content::fill(0xF11E, done, &mut chunk[..n]);
         f.write_all(&chunk[..n])
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
         done += n as u64;

@@ -1,15 +1,15 @@
 //! Host-file helpers for the CA: atomic writes, and the reader that serves a file
 //! (with the generated padding of a virtual `.edb`) to `CertSrvBackupRead`.
 
+use super::content;
 use super::format::{EdbImage, EDB_PREFIX};
-use super::gen;
 use crate::core::{Error, Result};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 /// Writes `bytes` to `path` through a temporary file and a rename, creating parent folders.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
@@ -24,13 +24,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Reads a whole (small) file.
-pub fn read_all(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_all(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))
 }
 
 /// A file opened for a backup read: sequential, size fixed when it was opened.
 #[derive(Debug)]
-pub struct FileReader {
+pub(crate) struct FileReader {
     file: File,
     /// Bytes served from the host file; beyond them the padding is generated.
     stored_len: u64,
@@ -41,7 +41,7 @@ pub struct FileReader {
 
 impl FileReader {
     /// Opens a plain file (a log): its size is its length now.
-    pub fn open_plain(path: &Path) -> Result<FileReader> {
+    pub(crate) fn open_plain(path: &Path) -> Result<FileReader> {
         let file =
             File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         let size = file
@@ -59,7 +59,7 @@ impl FileReader {
 
     /// Opens a `.edb`: its size is the logical size in its header; whatever the host
     /// file does not hold is generated from the padding seed.
-    pub fn open_edb(path: &Path) -> Result<FileReader> {
+    pub(crate) fn open_edb(path: &Path) -> Result<FileReader> {
         let mut r = Self::open_plain(path)?;
         let mut prefix = [0u8; EDB_PREFIX];
         r.file
@@ -81,22 +81,22 @@ impl FileReader {
     }
 
     /// The size reported by `CertSrvBackupOpenFileW`.
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.size
     }
 
     /// Bytes delivered so far.
-    pub fn offset(&self) -> u64 {
+    pub(crate) fn offset(&self) -> u64 {
         self.offset
     }
 
     /// True once every byte was delivered.
-    pub fn at_eof(&self) -> bool {
+    pub(crate) fn at_eof(&self) -> bool {
         self.offset >= self.size
     }
 
     /// Fills `buf` as far as the file goes (short only at end of file).
-    pub fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let want = (buf.len() as u64).min(self.size - self.offset) as usize;
         let mut done = 0usize;
         while done < want && self.offset < self.stored_len {
@@ -111,7 +111,7 @@ impl FileReader {
             self.offset += got as u64;
         }
         if done < want {
-            gen::fill(self.pad_seed, self.offset, &mut buf[done..want]);
+            content::fill(self.pad_seed, self.offset, &mut buf[done..want]);
             self.offset += (want - done) as u64;
         }
         Ok(want)

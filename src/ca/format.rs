@@ -2,6 +2,7 @@
 //! `docs/FILE-FORMATS.md` describes them byte by byte. All integers are little-endian.
 
 use super::record::{Record, Txn};
+use crate::core::codec::{DecodeError, Reader, Writer};
 
 /// `<CA name>.edb` magic.
 pub const EDB_MAGIC: &[u8; 8] = b"CAEMUEDB";
@@ -15,13 +16,36 @@ pub const VERSION: u16 = 1;
 pub const EDB_PREFIX: usize = 8 + 2 + 8 + 8 + 8;
 const TRAILER_MARK: u32 = 0xFFFF_FFFF;
 
-/// A point in the log stream: `pos` transactions of generation `gen` are applied.
+/// A point in the log stream: `pos` transactions of generation `generation` are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Position {
     /// Log generation.
-    pub gen: u32,
+    pub generation: u32,
     /// Transactions of that generation already applied.
     pub pos: u32,
+}
+
+impl Position {
+    /// The start of the log stream: generation 1, nothing applied.
+    pub const FIRST: Position = Position {
+        generation: 1,
+        pos: 0,
+    };
+
+    /// Writes the position as the files and the protocol carry it: generation, then
+    /// position, each a `u32`.
+    pub(crate) fn put(&self, w: &mut Writer) {
+        w.u32(self.generation);
+        w.u32(self.pos);
+    }
+
+    /// Reads what [`Position::put`] wrote; `names` name the two fields in an error.
+    pub(crate) fn get(r: &mut Reader<'_>, names: [&str; 2]) -> Result<Position, DecodeError> {
+        Ok(Position {
+            generation: r.u32(names[0])?,
+            pos: r.u32(names[1])?,
+        })
+    }
 }
 
 /// Why a file does not parse.
@@ -53,113 +77,38 @@ impl std::fmt::Display for FormatError {
     }
 }
 
-/// Little-endian writer.
-#[derive(Default)]
-pub struct Writer(Vec<u8>);
-
-impl Writer {
-    /// An empty writer.
-    pub fn new() -> Self {
-        Writer(Vec::new())
-    }
-    /// One byte.
-    pub fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    /// u16.
-    pub fn u16(&mut self, v: u16) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    /// u32.
-    pub fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    /// u64.
-    pub fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    /// i64.
-    pub fn i64(&mut self, v: i64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    /// Raw bytes.
-    pub fn bytes(&mut self, b: &[u8]) {
-        self.0.extend_from_slice(b);
-    }
-    /// A u16-length-prefixed UTF-8 string.
-    pub fn str(&mut self, s: &str) {
-        let b = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
-        self.u16(b.len() as u16);
-        self.bytes(b);
-    }
-    /// Bytes written so far.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-    /// True if nothing was written.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-    /// The buffer.
-    pub fn into_inner(self) -> Vec<u8> {
-        self.0
-    }
-    fn patch_u64(&mut self, at: usize, v: u64) {
-        self.0[at..at + 8].copy_from_slice(&v.to_le_bytes());
+/// The files are read with the little-endian codec of `core::codec`: a field that does not read
+/// means the file ends inside it (or a name is not UTF-8), which the formats have always
+/// reported as [`FormatError::Truncated`].
+impl From<DecodeError> for FormatError {
+    fn from(_: DecodeError) -> Self {
+        FormatError::Truncated
     }
 }
 
-/// Little-endian reader.
-pub struct Reader<'a>(&'a [u8]);
+/// A writer that starts a file of this kind: its magic and the format version.
+fn start(magic: &[u8; 8]) -> Writer {
+    let mut w = Writer::new();
+    w.raw(magic);
+    w.u16(VERSION);
+    w
+}
 
-impl<'a> Reader<'a> {
-    /// Reads from `b`.
-    pub fn new(b: &'a [u8]) -> Self {
-        Reader(b)
+/// The bytes of `w` followed by their CRC-32.
+fn seal(mut w: Writer) -> Vec<u8> {
+    let crc = crc32fast::hash(w.as_bytes());
+    w.u32(crc);
+    w.into_inner()
+}
+
+/// Reads the magic and the format version at the start of a file of this kind.
+fn expect_start(r: &mut Reader<'_>, magic: &[u8; 8]) -> Result<(), FormatError> {
+    if r.raw(8, "magic")? != magic {
+        return Err(FormatError::BadMagic);
     }
-    /// `n` raw bytes.
-    pub fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-    /// One byte.
-    pub fn u8(&mut self) -> Option<u8> {
-        self.bytes(1).map(|b| b[0])
-    }
-    /// u16.
-    pub fn u16(&mut self) -> Option<u16> {
-        self.bytes(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
-    }
-    /// u32.
-    pub fn u32(&mut self) -> Option<u32> {
-        self.bytes(4)
-            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
-    }
-    /// u64.
-    pub fn u64(&mut self) -> Option<u64> {
-        self.bytes(8)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
-    }
-    /// i64.
-    pub fn i64(&mut self) -> Option<i64> {
-        self.u64().map(|v| v as i64)
-    }
-    /// A u16-length-prefixed UTF-8 string.
-    pub fn str(&mut self) -> Option<String> {
-        let n = self.u16()? as usize;
-        String::from_utf8(self.bytes(n)?.to_vec()).ok()
-    }
-    /// True when everything was consumed.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-    /// Bytes left.
-    pub fn remaining(&self) -> usize {
-        self.0.len()
+    match r.u16("version")? {
+        VERSION => Ok(()),
+        v => Err(FormatError::Version(v)),
     }
 }
 
@@ -187,16 +136,13 @@ pub struct EdbImage {
 impl EdbImage {
     /// Encodes the compact part; `logical_size` is raised to at least its length.
     pub fn encode(&mut self) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.bytes(EDB_MAGIC);
-        w.u16(VERSION);
+        let mut w = start(EDB_MAGIC);
         w.u64(0); // compact length, patched below
         w.u64(0); // logical size, patched below
         w.u64(self.pad_seed);
-        w.str(&self.ca_name);
+        w.utf8(&self.ca_name);
         w.u64(self.signature);
-        w.u32(self.checkpoint.gen);
-        w.u32(self.checkpoint.pos);
+        self.checkpoint.put(&mut w);
         w.u32(self.next_request_id);
         w.i64(self.clock);
         w.u32(self.records.len() as u32);
@@ -207,24 +153,16 @@ impl EdbImage {
         self.logical_size = self.logical_size.max(compact);
         w.patch_u64(10, compact);
         w.patch_u64(18, self.logical_size);
-        let crc = crc32fast::hash(&w.0);
-        w.u32(crc);
-        w.into_inner()
+        seal(w)
     }
 
     /// Reads the fixed prefix: (compact length, logical size, padding seed).
     pub fn prefix(bytes: &[u8]) -> Result<(u64, u64, u64), FormatError> {
         let mut r = Reader::new(bytes);
-        if r.bytes(8).ok_or(FormatError::Truncated)? != EDB_MAGIC {
-            return Err(FormatError::BadMagic);
-        }
-        let v = r.u16().ok_or(FormatError::Truncated)?;
-        if v != VERSION {
-            return Err(FormatError::Version(v));
-        }
-        let compact = r.u64().ok_or(FormatError::Truncated)?;
-        let logical = r.u64().ok_or(FormatError::Truncated)?;
-        let seed = r.u64().ok_or(FormatError::Truncated)?;
+        expect_start(&mut r, EDB_MAGIC)?;
+        let compact = r.u64("compact length")?;
+        let logical = r.u64("logical size")?;
+        let seed = r.u64("padding seed")?;
         if compact < EDB_PREFIX as u64 + 4 || logical < compact {
             return Err(FormatError::Invalid("size fields"));
         }
@@ -243,19 +181,15 @@ impl EdbImage {
             return Err(FormatError::Checksum);
         }
         let mut r = Reader::new(&body[EDB_PREFIX..]);
-        let t = FormatError::Truncated;
-        let ca_name = r.str().ok_or(t.clone())?;
-        let signature = r.u64().ok_or(t.clone())?;
-        let checkpoint = Position {
-            gen: r.u32().ok_or(t.clone())?,
-            pos: r.u32().ok_or(t.clone())?,
-        };
-        let next_request_id = r.u32().ok_or(t.clone())?;
-        let clock = r.i64().ok_or(t.clone())?;
-        let n = r.u32().ok_or(t.clone())?;
+        let ca_name = r.utf8("CA name")?;
+        let signature = r.u64("signature")?;
+        let checkpoint = Position::get(&mut r, ["checkpoint generation", "checkpoint position"])?;
+        let next_request_id = r.u32("next request id")?;
+        let clock = r.i64("clock")?;
+        let n = r.u32("record count")?;
         let mut records = Vec::with_capacity((n as usize).min(r.remaining() / 40 + 1));
         for _ in 0..n {
-            records.push(Record::decode(&mut r).ok_or(FormatError::Invalid("record"))?);
+            records.push(Record::decode(&mut r).map_err(|_| FormatError::Invalid("record"))?);
         }
         if !r.is_empty() {
             return Err(FormatError::Invalid("trailing bytes"));
@@ -289,21 +223,17 @@ pub struct LogHeader {
 impl LogHeader {
     /// Encodes the header (with its own checksum).
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.bytes(LOG_MAGIC);
-        w.u16(VERSION);
-        w.str(&self.ca_name);
+        let mut w = start(LOG_MAGIC);
+        w.utf8(&self.ca_name);
         w.u64(self.signature);
         w.u32(self.generation);
         w.u32(self.prev_crc);
-        let crc = crc32fast::hash(&w.0);
-        w.u32(crc);
-        w.into_inner()
+        seal(w)
     }
 }
 
 /// Encodes one transaction frame: length, payload, checksum of the payload.
-pub fn encode_frame(payload: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_frame(payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(payload.len() + 8);
     v.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     v.extend_from_slice(payload);
@@ -313,7 +243,7 @@ pub fn encode_frame(payload: &[u8]) -> Vec<u8> {
 
 /// The bytes that seal a log: marker, count, then the checksum of everything before it.
 /// `hasher` must have seen every byte of the file so far.
-pub fn encode_trailer(count: u32, mut hasher: crc32fast::Hasher) -> (Vec<u8>, u32) {
+pub(crate) fn encode_trailer(count: u32, mut hasher: crc32fast::Hasher) -> (Vec<u8>, u32) {
     let mut v = Vec::with_capacity(12);
     v.extend_from_slice(&TRAILER_MARK.to_le_bytes());
     v.extend_from_slice(&count.to_le_bytes());
@@ -340,28 +270,21 @@ pub struct LogContents {
 /// may end in a torn frame, which is reported and ignored.
 pub fn decode_log(bytes: &[u8]) -> Result<LogContents, FormatError> {
     let mut r = Reader::new(bytes);
-    if r.bytes(8).ok_or(FormatError::Truncated)? != LOG_MAGIC {
-        return Err(FormatError::BadMagic);
-    }
-    let v = r.u16().ok_or(FormatError::Truncated)?;
-    if v != VERSION {
-        return Err(FormatError::Version(v));
-    }
-    let t = FormatError::Truncated;
+    expect_start(&mut r, LOG_MAGIC)?;
     let header = LogHeader {
-        ca_name: r.str().ok_or(t.clone())?,
-        signature: r.u64().ok_or(t.clone())?,
-        generation: r.u32().ok_or(t.clone())?,
-        prev_crc: r.u32().ok_or(t.clone())?,
+        ca_name: r.utf8("CA name")?,
+        signature: r.u64("signature")?,
+        generation: r.u32("generation")?,
+        prev_crc: r.u32("previous checksum")?,
     };
-    let hlen = bytes.len() - r.remaining();
-    let hcrc = r.u32().ok_or(t.clone())?;
+    let hlen = r.offset();
+    let hcrc = r.u32("header checksum")?;
     if crc32fast::hash(&bytes[..hlen]) != hcrc {
         return Err(FormatError::Checksum);
     }
     let mut txns = Vec::new();
     loop {
-        let at = bytes.len() - r.remaining();
+        let at = r.offset();
         if r.is_empty() {
             return Ok(LogContents {
                 header,
@@ -378,15 +301,15 @@ pub fn decode_log(bytes: &[u8]) -> Result<LogContents, FormatError> {
                 torn_tail: true,
             })
         };
-        let Some(len) = r.u32() else {
+        let Ok(len) = r.u32("frame length") else {
             return torn(txns);
         };
         if len == TRAILER_MARK {
-            let Some(count) = r.u32() else {
+            let Ok(count) = r.u32("transaction count") else {
                 return torn(txns);
             };
             let covered = &bytes[..at + 8];
-            let Some(crc) = r.u32() else {
+            let Ok(crc) = r.u32("seal checksum") else {
                 return torn(txns);
             };
             if crc32fast::hash(covered) != crc {
@@ -405,18 +328,18 @@ pub fn decode_log(bytes: &[u8]) -> Result<LogContents, FormatError> {
                 torn_tail: false,
             });
         }
-        let Some(payload) = r.bytes(len as usize) else {
+        let Ok(payload) = r.raw(len as usize, "frame") else {
             return torn(txns);
         };
-        let Some(crc) = r.u32() else {
+        let Ok(crc) = r.u32("frame checksum") else {
             return torn(txns);
         };
         if crc32fast::hash(payload) != crc {
             return torn(txns);
         }
         match Txn::decode(payload) {
-            Some(t) => txns.push(t),
-            None => return Err(FormatError::Invalid("transaction")),
+            Ok(t) => txns.push(t),
+            Err(_) => return Err(FormatError::Invalid("transaction")),
         }
     }
 }
@@ -435,16 +358,11 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Encodes the file.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.bytes(CHK_MAGIC);
-        w.u16(VERSION);
-        w.str(&self.ca_name);
+        let mut w = start(CHK_MAGIC);
+        w.utf8(&self.ca_name);
         w.u64(self.signature);
-        w.u32(self.position.gen);
-        w.u32(self.position.pos);
-        let crc = crc32fast::hash(&w.0);
-        w.u32(crc);
-        w.into_inner()
+        self.position.put(&mut w);
+        seal(w)
     }
 
     /// Decodes the file.
@@ -454,35 +372,24 @@ impl Checkpoint {
         }
         let (body, crc) = bytes.split_at(bytes.len() - 4);
         let mut r = Reader::new(body);
-        if r.bytes(8).ok_or(FormatError::Truncated)? != CHK_MAGIC {
-            return Err(FormatError::BadMagic);
-        }
-        let v = r.u16().ok_or(FormatError::Truncated)?;
-        if v != VERSION {
-            return Err(FormatError::Version(v));
-        }
+        expect_start(&mut r, CHK_MAGIC)?;
         if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().unwrap()) {
             return Err(FormatError::Checksum);
         }
-        let t = FormatError::Truncated;
-        let c = Checkpoint {
-            ca_name: r.str().ok_or(t.clone())?,
-            signature: r.u64().ok_or(t.clone())?,
-            position: Position {
-                gen: r.u32().ok_or(t.clone())?,
-                pos: r.u32().ok_or(t)?,
-            },
-        };
-        Ok(c)
+        Ok(Checkpoint {
+            ca_name: r.utf8("CA name")?,
+            signature: r.u64("signature")?,
+            position: Position::get(&mut r, ["checkpoint generation", "checkpoint position"])?,
+        })
     }
 }
 
-/// The file name of log generation `gen`: `edb` + 5 hex digits (8 from 0x100000), upper case.
-pub fn log_file_name(gen: u32) -> String {
-    if gen < 0x10_0000 {
-        format!("edb{gen:05X}.log")
+/// The file name of log generation `generation`: `edb` + 5 hex digits (8 from 0x100000), upper case.
+pub fn log_file_name(generation: u32) -> String {
+    if generation < 0x10_0000 {
+        format!("edb{generation:05X}.log")
     } else {
-        format!("edb{gen:08X}.log")
+        format!("edb{generation:08X}.log")
     }
 }
 
@@ -507,7 +414,10 @@ mod tests {
         EdbImage {
             ca_name: "Contoso CA".into(),
             signature: 0x1234,
-            checkpoint: Position { gen: 3, pos: 2 },
+            checkpoint: Position {
+                generation: 3,
+                pos: 2,
+            },
             next_request_id: 3,
             clock: 99,
             records: vec![Record::generate(1, 1, 0), Record::generate(1, 2, 0)],
@@ -575,7 +485,10 @@ mod tests {
         let c = Checkpoint {
             ca_name: "X".into(),
             signature: 1,
-            position: Position { gen: 4, pos: 0 },
+            position: Position {
+                generation: 4,
+                pos: 0,
+            },
         };
         assert_eq!(Checkpoint::decode(&c.encode()).unwrap(), c);
     }

@@ -10,13 +10,16 @@
 //! * starting the service replays the logs from the checkpoint (soft recovery), or
 //!   runs the registered restore (hard recovery, see [`recovery`]).
 
-pub mod files;
+#![forbid(unsafe_code)]
+
+pub mod content;
+pub(crate) mod files;
 pub mod format;
-pub mod gen;
 pub mod record;
 pub mod recovery;
 
 use crate::core::consts::IF_DEFAULT;
+use crate::core::mix::mix64;
 use crate::core::{Error, Result};
 use crate::machine::{Machine, WinPath};
 use files::write_atomic;
@@ -30,7 +33,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 /// The first value of the virtual clock: 2026-01-01T00:00:00Z.
-pub const CLOCK_EPOCH: i64 = 1_767_225_600;
+pub(crate) const CLOCK_EPOCH: i64 = 1_767_225_600;
 
 /// How a CA is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +59,9 @@ pub struct CaConfig {
 }
 
 /// The default folder of all CA database files.
-pub const DEFAULT_CERTLOG: &str = r"C:\Windows\System32\CertLog";
+pub(crate) const DEFAULT_CERTLOG: &str = r"C:\Windows\System32\CertLog";
 /// Where the CA publishes its CRL and certificate (the dynamic files).
-pub const CERTENROLL: &str = r"C:\Windows\System32\CertSrv\CertEnroll";
+pub(crate) const CERTENROLL: &str = r"C:\Windows\System32\CertSrv\CertEnroll";
 
 impl Default for CaConfig {
     fn default() -> Self {
@@ -103,7 +106,7 @@ struct OpenLog {
 }
 
 /// The emulated CA. Not thread-safe by itself: the API layer keeps it behind its host's lock.
-pub struct Ca {
+pub(crate) struct Ca {
     name: String,
     seed: u64,
     db_dir: WinPath,
@@ -183,7 +186,7 @@ struct RegistryValues {
 }
 
 /// Where the emulated registry keeps the CA's configuration.
-pub fn registry_path(machine: &Machine) -> PathBuf {
+pub(crate) fn registry_path(machine: &Machine) -> PathBuf {
     machine
         .root()
         .join("registry/HKLM/SYSTEM/CurrentControlSet/Services/CertSvc/Configuration.json")
@@ -194,9 +197,42 @@ fn io_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 impl Ca {
+    /// The CA `cfg` describes, stopped, with an empty database at the first log position
+    /// and no files yet: what [`Ca::install`] fills with its records and
+    /// [`Ca::open_or_install`] with the registry values of an earlier process.
+    fn configured(machine: &Machine, cfg: &CaConfig) -> Result<Ca> {
+        Ok(Ca {
+            name: cfg.name.clone(),
+            seed: cfg.seed,
+            db_dir: machine.parse_path(&cfg.db_dir)?,
+            log_dir: machine.parse_path(&cfg.log_dir)?,
+            sys_dir: machine.parse_path(&cfg.system_dir)?,
+            interface_flags: cfg.interface_flags,
+            service: ServiceState::Stopped,
+            signature: 0,
+            records: BTreeMap::new(),
+            next_request_id: 1,
+            clock: CLOCK_EPOCH,
+            current: Position::FIRST,
+            log: None,
+            prev_crc: 0,
+            checkpoint: Position::FIRST,
+            frozen: false,
+            flush_deferred: false,
+            log_capacity: cfg.log_capacity,
+            virtual_size: cfg.edb_size,
+            last_full: None,
+            last_incremental: None,
+            last_recovery: None,
+            restore: Default::default(),
+            fingerprints: BTreeMap::new(),
+            tampered: None,
+        })
+    }
+
     /// Installs a new CA on `machine`: creates its database, first log and checkpoint,
     /// its dynamic files, and starts the service.
-    pub fn install(machine: &Machine, cfg: &CaConfig) -> Result<Ca> {
+    pub(crate) fn install(machine: &Machine, cfg: &CaConfig) -> Result<Ca> {
         if cfg.name.trim().is_empty() {
             return Err(Error::invalid_arg("install", "the CA name is empty"));
         }
@@ -223,44 +259,15 @@ impl Ca {
                 "log_capacity must be at least 1",
             ));
         }
-        let db_dir = machine.parse_path(&cfg.db_dir)?;
-        let log_dir = machine.parse_path(&cfg.log_dir)?;
-        let sys_dir = machine.parse_path(&cfg.system_dir)?;
-        db_dir.join(&format!("{}.edb", cfg.name))?;
-        let signature = gen::mix64(cfg.seed ^ gen::mix64(name_hash(&cfg.name))) | 1;
-        let mut records = BTreeMap::new();
-        let mut clock = CLOCK_EPOCH;
+        let mut ca = Ca::configured(machine, cfg)?;
+        ca.db_dir.join(&format!("{}.edb", cfg.name))?;
+        ca.signature = mix64(cfg.seed ^ mix64(name_hash(&cfg.name))) | 1;
         for id in 1..=cfg.records {
-            records.insert(id, Record::generate(cfg.seed, id, clock));
-            clock += 60;
+            ca.records
+                .insert(id, Record::generate(cfg.seed, id, ca.clock));
+            ca.clock += 60;
         }
-        let mut ca = Ca {
-            name: cfg.name.clone(),
-            seed: cfg.seed,
-            db_dir,
-            log_dir,
-            sys_dir,
-            interface_flags: cfg.interface_flags,
-            service: ServiceState::Stopped,
-            signature,
-            records,
-            next_request_id: cfg.records + 1,
-            clock,
-            current: Position { gen: 1, pos: 0 },
-            log: None,
-            prev_crc: 0,
-            checkpoint: Position { gen: 1, pos: 0 },
-            frozen: false,
-            flush_deferred: false,
-            log_capacity: cfg.log_capacity,
-            virtual_size: cfg.edb_size,
-            last_full: None,
-            last_incremental: None,
-            last_recovery: None,
-            restore: Default::default(),
-            fingerprints: BTreeMap::new(),
-            tampered: None,
-        };
+        ca.next_request_id = cfg.records + 1;
         for dir in [&ca.db_dir, &ca.log_dir, &ca.sys_dir] {
             let p = machine.host_path_of(dir);
             std::fs::create_dir_all(&p).map_err(io_err(format!("creating {}", p.display())))?;
@@ -283,7 +290,7 @@ impl Ca {
     /// values and files), or installs a new one if there is none. An existing CA must
     /// have the configured name; it comes back Stopped and is then started (soft
     /// recovery), unless a restore registration keeps it from starting.
-    pub fn open_or_install(machine: &Machine, cfg: &CaConfig) -> Result<Ca> {
+    pub(crate) fn open_or_install(machine: &Machine, cfg: &CaConfig) -> Result<Ca> {
         let reg = registry_path(machine);
         let Ok(text) = std::fs::read_to_string(&reg) else {
             return Ca::install(machine, cfg);
@@ -305,35 +312,22 @@ impl Ca {
                 ),
             ));
         }
-        let mut ca = Ca {
+        let saved = CaConfig {
             name: v.common_name,
             seed: v.seed,
-            db_dir: machine.parse_path(&v.db_directory)?,
-            log_dir: machine.parse_path(&v.db_log_directory)?,
-            sys_dir: machine.parse_path(&v.db_system_directory)?,
-            interface_flags: v.interface_flags,
-            service: ServiceState::Stopped,
-            signature: 0,
-            records: BTreeMap::new(),
-            next_request_id: 1,
-            clock: CLOCK_EPOCH,
-            current: Position { gen: 1, pos: 0 },
-            log: None,
-            prev_crc: 0,
-            checkpoint: Position { gen: 1, pos: 0 },
-            frozen: false,
-            flush_deferred: false,
+            records: 0,
+            edb_size: v.edb_size,
             log_capacity: v.log_capacity.max(1),
-            virtual_size: v.edb_size,
-            last_full: v.db_last_full_backup,
-            last_incremental: v.db_last_incremental_backup,
-            last_recovery: v.db_last_recovery,
-            restore: recovery::RestoreState {
-                marker: v.restore_in_progress,
-            },
-            fingerprints: BTreeMap::new(),
-            tampered: None,
+            db_dir: v.db_directory,
+            log_dir: v.db_log_directory,
+            system_dir: v.db_system_directory,
+            interface_flags: v.interface_flags,
         };
+        let mut ca = Ca::configured(machine, &saved)?;
+        ca.last_full = v.db_last_full_backup;
+        ca.last_incremental = v.db_last_incremental_backup;
+        ca.last_recovery = v.db_last_recovery;
+        ca.restore.marker = v.restore_in_progress;
         if ca.restore.marker.as_ref().is_some_and(|m| m.pending) {
             return Ok(ca);
         }
@@ -342,7 +336,7 @@ impl Ca {
     }
 
     /// Writes the registry values (after every change to them).
-    pub fn save_registry(&self, machine: &Machine) -> Result<()> {
+    pub(crate) fn save_registry(&self, machine: &Machine) -> Result<()> {
         let v = RegistryValues {
             common_name: self.name.clone(),
             seed: self.seed,
@@ -364,102 +358,92 @@ impl Ca {
     // ----- accessors -------------------------------------------------------------
 
     /// The CA's common name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
     /// The service state.
-    pub fn service(&self) -> ServiceState {
+    pub(crate) fn service(&self) -> ServiceState {
         self.service
     }
     /// `InterfaceFlags`.
-    pub fn interface_flags(&self) -> u32 {
+    pub(crate) fn interface_flags(&self) -> u32 {
         self.interface_flags
     }
     /// Sets `InterfaceFlags`.
-    pub fn set_interface_flags(&mut self, machine: &Machine, flags: u32) -> Result<()> {
+    pub(crate) fn set_interface_flags(&mut self, machine: &Machine, flags: u32) -> Result<()> {
         self.interface_flags = flags;
         self.save_registry(machine)
     }
     /// The database signature.
-    pub fn signature(&self) -> u64 {
+    pub(crate) fn signature(&self) -> u64 {
         self.signature
     }
-    /// The seed.
-    pub fn seed(&self) -> u64 {
-        self.seed
-    }
     /// All records, by request id.
-    pub fn records(&self) -> &BTreeMap<u32, Record> {
+    pub(crate) fn records(&self) -> &BTreeMap<u32, Record> {
         &self.records
     }
     /// The current log position (generation of `edb.log`, transactions in it).
-    pub fn current(&self) -> Position {
+    pub(crate) fn current(&self) -> Position {
         self.current
     }
     /// The checkpoint position held by the `.edb` on disk.
-    pub fn checkpoint(&self) -> Position {
+    pub(crate) fn checkpoint(&self) -> Position {
         self.checkpoint
     }
     /// The last recorded full backup.
-    pub fn last_full_backup(&self) -> Option<BackupMark> {
+    pub(crate) fn last_full_backup(&self) -> Option<BackupMark> {
         self.last_full
     }
     /// The last recorded incremental backup.
-    pub fn last_incremental_backup(&self) -> Option<BackupMark> {
+    pub(crate) fn last_incremental_backup(&self) -> Option<BackupMark> {
         self.last_incremental
     }
     /// When recovery of a restore last succeeded (`DBLastRecovery`).
-    pub fn last_recovery(&self) -> Option<i64> {
+    pub(crate) fn last_recovery(&self) -> Option<i64> {
         self.last_recovery
     }
     /// The highest generation any recorded backup holds.
-    pub fn last_backup_high(&self) -> Option<u32> {
+    pub(crate) fn last_backup_high(&self) -> Option<u32> {
         match (self.last_full, self.last_incremental) {
             (Some(f), Some(i)) => Some(f.high_gen.max(i.high_gen)),
             (Some(f), None) => Some(f.high_gen),
             _ => None,
         }
     }
-    /// The virtual clock.
-    pub fn clock(&self) -> i64 {
-        self.clock
-    }
-    /// True while a full backup holds the database file still.
-    pub fn is_frozen(&self) -> bool {
-        self.frozen
-    }
     /// `DBDirectory`.
-    pub fn db_dir(&self) -> &WinPath {
+    pub(crate) fn db_dir(&self) -> &WinPath {
         &self.db_dir
     }
     /// `DBLogDirectory`.
-    pub fn log_dir(&self) -> &WinPath {
+    pub(crate) fn log_dir(&self) -> &WinPath {
         &self.log_dir
     }
     /// `DBSystemDirectory`.
-    pub fn system_dir(&self) -> &WinPath {
+    pub(crate) fn system_dir(&self) -> &WinPath {
         &self.sys_dir
     }
     /// The database file.
-    pub fn database_path(&self) -> WinPath {
+    pub(crate) fn database_path(&self) -> WinPath {
         self.db_dir
             .join(&format!("{}.edb", self.name))
             .expect("validated at install")
     }
-    /// Numbered log file of generation `gen`.
-    pub fn log_path(&self, gen: u32) -> WinPath {
-        self.log_dir.join(&log_file_name(gen)).expect("valid name")
+    /// Numbered log file of generation `generation`.
+    pub(crate) fn log_path(&self, generation: u32) -> WinPath {
+        self.log_dir
+            .join(&log_file_name(generation))
+            .expect("valid name")
     }
     /// The current log `edb.log`.
-    pub fn current_log_path(&self) -> WinPath {
+    pub(crate) fn current_log_path(&self) -> WinPath {
         self.log_dir.join("edb.log").expect("valid name")
     }
     /// The checkpoint file `edb.chk`.
-    pub fn checkpoint_path(&self) -> WinPath {
+    pub(crate) fn checkpoint_path(&self) -> WinPath {
         self.sys_dir.join("edb.chk").expect("valid name")
     }
     /// The dynamic files (CRL and CA certificate), not part of the database backup.
-    pub fn dynamic_files(&self, machine: &Machine) -> Vec<WinPath> {
+    pub(crate) fn dynamic_files(&self, machine: &Machine) -> Vec<WinPath> {
         let dir = machine.parse_path(CERTENROLL).expect("constant path");
         vec![
             dir.join(&format!("{}.crl", self.name)).expect("valid"),
@@ -468,7 +452,7 @@ impl Ca {
         ]
     }
     /// Numbered log generations present in the log directory.
-    pub fn log_generations_on_disk(&self, machine: &Machine) -> Vec<u32> {
+    pub(crate) fn log_generations_on_disk(&self, machine: &Machine) -> Vec<u32> {
         let dir = machine.host_path_of(&self.log_dir);
         let mut v: Vec<u32> = std::fs::read_dir(dir)
             .into_iter()
@@ -501,7 +485,7 @@ impl Ca {
     }
 
     /// Issues `n` certificates; returns their request ids.
-    pub fn issue(&mut self, machine: &Machine, n: u32) -> Result<Vec<u32>> {
+    pub(crate) fn issue(&mut self, machine: &Machine, n: u32) -> Result<Vec<u32>> {
         self.require_running(machine, "issue")?;
         self.check_files(machine, "issue")?;
         let mut ids = Vec::with_capacity(n as usize);
@@ -515,7 +499,7 @@ impl Ca {
     }
 
     /// Revokes a certificate.
-    pub fn revoke(&mut self, machine: &Machine, request_id: u32, reason: u32) -> Result<()> {
+    pub(crate) fn revoke(&mut self, machine: &Machine, request_id: u32, reason: u32) -> Result<()> {
         self.require_running(machine, "revoke")?;
         self.check_files(machine, "revoke")?;
         match self.records.get(&request_id) {
@@ -565,8 +549,8 @@ impl Ca {
 
     /// Seals `edb.log`, renames it to its numbered name and starts the next generation.
     /// The checkpoint follows unless a full backup holds the database still.
-    pub fn roll(&mut self, machine: &Machine) -> Result<u32> {
-        let sealed_gen = self.current.gen;
+    pub(crate) fn roll(&mut self, machine: &Machine) -> Result<u32> {
+        let sealed_gen = self.current.generation;
         let log = self.log.take().ok_or_else(|| {
             Error::io(
                 "rolling edb.log",
@@ -587,7 +571,7 @@ impl Ca {
         )))?;
         self.prev_crc = crc;
         self.current = Position {
-            gen: sealed_gen + 1,
+            generation: sealed_gen + 1,
             pos: 0,
         };
         self.create_current_log(machine)?;
@@ -604,7 +588,7 @@ impl Ca {
         let header = LogHeader {
             ca_name: self.name.clone(),
             signature: self.signature,
-            generation: self.current.gen,
+            generation: self.current.generation,
             prev_crc: self.prev_crc,
         }
         .encode();
@@ -634,7 +618,7 @@ impl Ca {
     }
 
     /// Writes the database state at the current position to the `.edb` and `edb.chk`.
-    pub fn flush_checkpoint(&mut self, machine: &Machine) -> Result<()> {
+    pub(crate) fn flush_checkpoint(&mut self, machine: &Machine) -> Result<()> {
         self.checkpoint = self.current;
         self.write_checkpoint(machine)?;
         self.refresh_fingerprints(machine);
@@ -665,7 +649,7 @@ impl Ca {
             clock: self.clock,
             records: self.records.values().cloned().collect(),
             logical_size: self.virtual_size.unwrap_or(0),
-            pad_seed: gen::mix64(self.signature ^ 0xEDB),
+            pad_seed: mix64(self.signature ^ 0xEDB),
         }
     }
 
@@ -681,12 +665,12 @@ impl Ca {
     }
 
     /// Holds the database file still for a full backup (the checkpoint stops advancing).
-    pub fn freeze(&mut self) {
+    pub(crate) fn freeze(&mut self) {
         self.frozen = true;
     }
 
     /// Releases a freeze; the checkpoint catches up at once.
-    pub fn unfreeze(&mut self, machine: &Machine) -> Result<()> {
+    pub(crate) fn unfreeze(&mut self, machine: &Machine) -> Result<()> {
         if self.frozen {
             self.frozen = false;
             if self.service != ServiceState::Stopped && std::mem::take(&mut self.flush_deferred) {
@@ -697,7 +681,12 @@ impl Ca {
     }
 
     /// Records a finished backup.
-    pub fn record_backup(&mut self, machine: &Machine, full: bool, high_gen: u32) -> Result<()> {
+    pub(crate) fn record_backup(
+        &mut self,
+        machine: &Machine,
+        full: bool,
+        high_gen: u32,
+    ) -> Result<()> {
         let mark = BackupMark {
             high_gen,
             at: self.clock,
@@ -713,8 +702,15 @@ impl Ca {
 
     /// Deletes numbered logs that neither the checkpoint nor a backup still needs:
     /// every generation below both the checkpoint and `backed_up_high + 1`. Returns them.
-    pub fn truncate_logs(&mut self, machine: &Machine, backed_up_high: u32) -> Result<Vec<u32>> {
-        let limit = self.checkpoint.gen.min(backed_up_high.saturating_add(1));
+    pub(crate) fn truncate_logs(
+        &mut self,
+        machine: &Machine,
+        backed_up_high: u32,
+    ) -> Result<Vec<u32>> {
+        let limit = self
+            .checkpoint
+            .generation
+            .min(backed_up_high.saturating_add(1));
         let mut deleted = Vec::new();
         for g in self.log_generations_on_disk(machine) {
             if g < limit {
@@ -730,7 +726,7 @@ impl Ca {
     // ----- service control ----------------------------------------------------------------
 
     /// Stops the service cleanly: the checkpoint is flushed, so no replay is needed at start.
-    pub fn stop(&mut self, machine: &Machine) -> Result<()> {
+    pub(crate) fn stop(&mut self, machine: &Machine) -> Result<()> {
         if self.service == ServiceState::Stopped {
             return Err(Error::ServerUnavailable {
                 call: "stop",
@@ -778,7 +774,7 @@ impl Ca {
     /// `ERROR_SHARING_VIOLATION`. The emulator cannot refuse a host write, so it notices
     /// the change here (at the next call that touches the files, and at stop) and reports it.
     /// Once noticed, the change is reported by every such call until the service stops.
-    pub fn check_files(&mut self, machine: &Machine, call: &'static str) -> Result<()> {
+    pub(crate) fn check_files(&mut self, machine: &Machine, call: &'static str) -> Result<()> {
         if self.service == ServiceState::Stopped || self.log.is_none() {
             return Ok(());
         }
@@ -812,7 +808,7 @@ impl Ca {
     }
 
     /// Stops the service as a crash would: nothing is flushed, the next start replays logs.
-    pub fn crash(&mut self) {
+    pub(crate) fn crash(&mut self) {
         self.tampered = None;
         self.frozen = false;
         self.flush_deferred = false;
@@ -823,14 +819,14 @@ impl Ca {
     /// Starts the service: runs a registered restore (hard recovery) or replays the logs
     /// since the checkpoint (soft recovery). On failure the CA stays stopped and its files
     /// are untouched.
-    pub fn start(&mut self, machine: &Machine) -> Result<recovery::RecoveryReport> {
+    pub(crate) fn start(&mut self, machine: &Machine) -> Result<recovery::RecoveryReport> {
         self.begin_start()?;
         self.finish_start(machine)
     }
 
     /// First half of a start: refuses a registered restore that was not completed, then
     /// enters Suspended (requests get `CERTSRV_E_SERVER_SUSPENDED`) until [`Ca::finish_start`].
-    pub fn begin_start(&mut self) -> Result<()> {
+    pub(crate) fn begin_start(&mut self) -> Result<()> {
         if self.service != ServiceState::Stopped {
             return Err(Error::invalid_arg(
                 "start",
@@ -853,7 +849,7 @@ impl Ca {
     }
 
     /// Second half of a start: runs recovery; Running on success, Stopped on failure.
-    pub fn finish_start(&mut self, machine: &Machine) -> Result<recovery::RecoveryReport> {
+    pub(crate) fn finish_start(&mut self, machine: &Machine) -> Result<recovery::RecoveryReport> {
         if self.service != ServiceState::Suspended || self.log.is_some() {
             return Err(Error::invalid_arg(
                 "start",
@@ -888,7 +884,7 @@ impl Ca {
         self.prev_crc = out.prev_crc;
         if out.report.hard {
             for g in self.log_generations_on_disk(machine) {
-                if g >= self.current.gen {
+                if g >= self.current.generation {
                     let p = machine.host_path_of(&self.log_path(g));
                     std::fs::remove_file(&p)
                         .map_err(io_err(format!("deleting stale {}", p.display())))?;
@@ -908,7 +904,7 @@ impl Ca {
             // A restored database starts a new log lineage (as ESE gives the logs a new
             // signature after a restore): backups taken before the restore cannot be mixed
             // with ones taken after it (DOC:Restore), and a mix is refused at recovery.
-            self.signature = gen::mix64(self.signature ^ gen::mix64(self.clock as u64)) | 1;
+            self.signature = mix64(self.signature ^ mix64(self.clock as u64)) | 1;
             self.roll(machine)?;
         }
         self.flush_checkpoint(machine)?;
@@ -917,7 +913,7 @@ impl Ca {
     }
 
     /// Sets the service state directly (tests of the Suspended state).
-    pub fn set_service(&mut self, s: ServiceState) {
+    pub(crate) fn set_service(&mut self, s: ServiceState) {
         self.service = s;
     }
 }

@@ -1,7 +1,7 @@
 //! Database records (issued certificates) and the transactions that change them.
 
-use super::format::{Reader, Writer};
-use super::gen::mix64;
+use crate::core::codec::{err, DecodeError, Reader, Writer};
+use crate::core::mix::mix64;
 
 /// One row of the CA database: an issued certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,8 +60,8 @@ impl Record {
 
     pub(crate) fn encode(&self, w: &mut Writer) {
         w.u32(self.request_id);
-        w.bytes(&self.serial);
-        w.str(&self.subject);
+        w.raw(&self.serial);
+        w.utf8(&self.subject);
         w.i64(self.not_before);
         w.i64(self.not_after);
         match self.status {
@@ -78,21 +78,21 @@ impl Record {
         }
     }
 
-    pub(crate) fn decode(r: &mut Reader) -> Option<Record> {
-        let request_id = r.u32()?;
-        let serial: [u8; 16] = r.bytes(16)?.try_into().ok()?;
-        let subject = r.str()?;
-        let not_before = r.i64()?;
-        let not_after = r.i64()?;
-        let tag = r.u8()?;
-        let at = r.i64()?;
-        let reason = r.u32()?;
+    pub(crate) fn decode(r: &mut Reader) -> Result<Record, DecodeError> {
+        let request_id = r.u32("request id")?;
+        let serial = r.array("serial")?;
+        let subject = r.utf8("subject")?;
+        let not_before = r.i64("not before")?;
+        let not_after = r.i64("not after")?;
+        let tag = r.u8("status")?;
+        let at = r.i64("revoked at")?;
+        let reason = r.u32("revocation reason")?;
         let status = match tag {
             0 => Status::Issued,
             1 => Status::Revoked { at, reason },
-            _ => return None,
+            t => return err(format!("status: {t} is neither 0 (issued) nor 1 (revoked)")),
         };
-        Some(Record {
+        Ok(Record {
             request_id,
             serial,
             subject,
@@ -157,18 +157,23 @@ impl Txn {
         w.into_inner()
     }
 
-    pub(crate) fn decode(payload: &[u8]) -> Option<Txn> {
+    pub(crate) fn decode(payload: &[u8]) -> Result<Txn, DecodeError> {
         let mut r = Reader::new(payload);
-        let t = match r.u8()? {
+        let t = match r.u8("transaction kind")? {
             1 => Txn::Issue(Record::decode(&mut r)?),
             2 => Txn::Revoke {
-                request_id: r.u32()?,
-                at: r.i64()?,
-                reason: r.u32()?,
+                request_id: r.u32("request id")?,
+                at: r.i64("revoked at")?,
+                reason: r.u32("revocation reason")?,
             },
-            _ => return None,
+            k => {
+                return err(format!(
+                    "transaction kind: {k} is neither 1 (issue) nor 2 (revoke)"
+                ))
+            }
         };
-        r.is_empty().then_some(t)
+        r.finish("transaction")?;
+        Ok(t)
     }
 }
 
@@ -187,11 +192,11 @@ mod tests {
                 reason: 1,
             },
         ] {
-            assert_eq!(Txn::decode(&t.encode()), Some(t));
+            assert_eq!(Txn::decode(&t.encode()), Ok(t));
         }
         assert_eq!(Record::generate(9, 42, 1_700_000_000), r);
         assert_ne!(Record::generate(10, 42, 1_700_000_000).serial, r.serial);
-        assert_eq!(Txn::decode(&[9]), None);
+        assert!(Txn::decode(&[9]).is_err());
     }
 
     /// The digest is a documented encoding, not `Debug` text: these values are pinned

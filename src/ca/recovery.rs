@@ -3,7 +3,7 @@
 
 use super::files::read_all;
 use super::format::{decode_log, log_file_name, EdbImage, FormatError, LogHeader, Position};
-use super::{apply, gen, Ca, Record, Txn};
+use super::{apply, content, Ca, Record, Txn};
 use crate::core::{Error, RecoveryFailure, Result};
 use crate::machine::Machine;
 use std::collections::BTreeMap;
@@ -86,7 +86,7 @@ fn fail(failure: RecoveryFailure, why: impl Into<String>) -> Error {
 
 /// Reads and verifies a `.edb`: checksum of the compact part, and the generated
 /// padding byte by byte if the file holds it (streamed, O(1) memory).
-pub fn read_database(path: &Path) -> Result<EdbImage> {
+pub(crate) fn read_database(path: &Path) -> Result<EdbImage> {
     let mut f = std::fs::File::open(path).map_err(|_| {
         fail(
             RecoveryFailure::DatabaseCorrupted,
@@ -128,7 +128,7 @@ pub fn read_database(path: &Path) -> Result<EdbImage> {
             let n = ((len - off) as usize).min(buf.len());
             f.read_exact(&mut buf[..n])
                 .map_err(|_| corrupt(FormatError::Truncated))?;
-            if let Some(bad) = gen::verify(seed, off, &buf[..n]) {
+            if let Some(bad) = content::verify(seed, off, &buf[..n]) {
                 return Err(fail(
                     RecoveryFailure::DatabaseCorrupted,
                     format!(
@@ -152,7 +152,7 @@ pub(crate) struct LogSources {
 }
 
 impl LogSources {
-    pub fn scan(dirs: &[PathBuf], current: Option<PathBuf>) -> LogSources {
+    pub(crate) fn scan(dirs: &[PathBuf], current: Option<PathBuf>) -> LogSources {
         let mut numbered = BTreeMap::new();
         for d in dirs {
             for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
@@ -215,12 +215,12 @@ pub(crate) fn replay(
         // A backed-up database's checkpoint lies inside the logs the backup listed, so the
         // log at the checkpoint is always among the registered ones and gets its
         // signature checked; a database beyond genHigh is not the one backed up.
-        if img.checkpoint.gen > gen_high {
+        if img.checkpoint.generation > gen_high {
             return Err(fail(
                 RecoveryFailure::RestoreOfNonBackupDatabase,
                 format!(
                     "the restored database is at log generation {} but the registered logs end at {gen_high}: it is not the database this backup set was taken with",
-                    img.checkpoint.gen
+                    img.checkpoint.generation
                 ),
             ));
         }
@@ -248,19 +248,19 @@ pub(crate) fn replay(
         },
         None => None,
     };
-    let mut gen = img.checkpoint.gen;
+    let mut generation = img.checkpoint.generation;
     let mut prev_crc: Option<u32> = None;
     let mut skip = img.checkpoint.pos as usize;
     loop {
         let strict = match mode {
             Mode::Soft => true,
-            Mode::Hard { gen_high } => gen <= gen_high,
+            Mode::Hard { gen_high } => generation <= gen_high,
         };
-        let numbered = sources.numbered.get(&gen);
+        let numbered = sources.numbered.get(&generation);
         let use_current = numbered.is_none()
             && current
                 .as_ref()
-                .is_some_and(|c| c.2.header.generation == gen);
+                .is_some_and(|c| c.2.header.generation == generation);
         let loaded = match (numbered, use_current) {
             (Some(p), _) => load_log(p).map(|(c, b)| (p.display().to_string(), c, b, true)),
             (None, true) => {
@@ -274,7 +274,7 @@ pub(crate) fn replay(
                 &contents.header,
                 ca_name,
                 img.signature,
-                gen,
+                generation,
                 prev_crc,
                 &label,
             )?;
@@ -282,7 +282,7 @@ pub(crate) fn replay(
                 return Err(fail(
                     RecoveryFailure::LogFileCorrupt,
                     format!(
-                        "{label} (generation {gen}) is not sealed: it is torn or was cut short"
+                        "{label} (generation {generation}) is not sealed: it is torn or was cut short"
                     ),
                 ));
             }
@@ -314,12 +314,12 @@ pub(crate) fn replay(
             report.transactions += 1;
         }
         skip = 0;
-        report.replayed_generations.push(gen);
+        report.replayed_generations.push(generation);
         if !sealed {
             report.torn_tail = contents.torn_tail;
             if let Mode::Hard { gen_high } = mode {
-                if gen <= gen_high {
-                    return Err(missing_restore(gen, gen_high));
+                if generation <= gen_high {
+                    return Err(missing_restore(generation, gen_high));
                 }
             }
             return Ok(Recovered {
@@ -328,7 +328,7 @@ pub(crate) fn replay(
                 next_request_id: next_id,
                 clock,
                 current: Position {
-                    gen,
+                    generation,
                     pos: contents.txns.len() as u32,
                 },
                 prev_crc: contents.header.prev_crc,
@@ -337,10 +337,12 @@ pub(crate) fn replay(
             });
         }
         prev_crc = contents.sealed_crc;
-        gen += 1;
+        generation += 1;
     }
     match mode {
-        Mode::Hard { gen_high } if gen <= gen_high => return Err(missing_restore(gen, gen_high)),
+        Mode::Hard { gen_high } if generation <= gen_high => {
+            return Err(missing_restore(generation, gen_high))
+        }
         Mode::Hard { .. } => {
             if let Some((p, _, _)) = &current {
                 report.ignored.push(p.display().to_string());
@@ -352,8 +354,8 @@ pub(crate) fn replay(
                     RecoveryFailure::MissingLogFile,
                     format!(
                         "log generation {} ({}) is missing: the database checkpoint is inside it",
-                        img.checkpoint.gen,
-                        log_file_name(img.checkpoint.gen)
+                        img.checkpoint.generation,
+                        log_file_name(img.checkpoint.generation)
                     ),
                 ));
             }
@@ -361,11 +363,11 @@ pub(crate) fn replay(
                 return Err(fail(
                     RecoveryFailure::MissingLogFile,
                     format!(
-                        "{} holds generation {} but the chain stops after generation {}: generation {gen} ({}) is missing",
+                        "{} holds generation {} but the chain stops after generation {}: generation {generation} ({}) is missing",
                         p.display(),
                         c.header.generation,
-                        gen.saturating_sub(1),
-                        log_file_name(gen)
+                        generation.saturating_sub(1),
+                        log_file_name(generation)
                     ),
                 ));
             }
@@ -374,7 +376,7 @@ pub(crate) fn replay(
     let header = LogHeader {
         ca_name: img.ca_name.clone(),
         signature: img.signature,
-        generation: gen,
+        generation,
         prev_crc: prev_crc.unwrap_or(0),
     };
     Ok(Recovered {
@@ -382,19 +384,19 @@ pub(crate) fn replay(
         records,
         next_request_id: next_id,
         clock,
-        current: Position { gen, pos: 0 },
+        current: Position { generation, pos: 0 },
         prev_crc: header.prev_crc,
         current_log_bytes: header.encode(),
         report,
     })
 }
 
-fn missing_restore(gen: u32, gen_high: u32) -> Error {
+fn missing_restore(generation: u32, gen_high: u32) -> Error {
     fail(
         RecoveryFailure::MissingRestoreLogFiles,
         format!(
-            "log generation {gen} ({}) is missing: the restored chain must reach the registered genHigh {gen_high} ({})",
-            log_file_name(gen),
+            "log generation {generation} ({}) is missing: the restored chain must reach the registered genHigh {gen_high} ({})",
+            log_file_name(generation),
             log_file_name(gen_high)
         ),
     )
@@ -404,7 +406,7 @@ fn check_header(
     h: &LogHeader,
     ca_name: &str,
     signature: u64,
-    gen: u32,
+    generation: u32,
     prev_crc: Option<u32>,
     label: &str,
 ) -> Result<()> {
@@ -417,11 +419,11 @@ fn check_header(
             ),
         ));
     }
-    if h.generation != gen {
+    if h.generation != generation {
         return Err(fail(
             RecoveryFailure::BadLogSignature,
             format!(
-                "{label} holds generation {} where generation {gen} was expected (renamed or reordered logs)",
+                "{label} holds generation {} where generation {generation} was expected (renamed or reordered logs)",
                 h.generation
             ),
         ));
@@ -504,7 +506,7 @@ impl MarkerStore {
         r"C:\Windows\System32\CertLog\RestoreInProgress.certadm-emu.txt";
 
     /// Writes the marker where its kind of registration keeps it.
-    pub fn save(machine: &Machine, _ca: &Ca, mk: &RestoreMarker) -> Result<()> {
+    pub(crate) fn save(machine: &Machine, _ca: &Ca, mk: &RestoreMarker) -> Result<()> {
         // One registration, one file: a mixed RegisterW / ThroughFile history keeps only the latest.
         Self::clear(machine)?;
         let path = if mk.through_file {

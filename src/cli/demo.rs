@@ -156,7 +156,7 @@ fn run_demo(out: Option<PathBuf>, edb_size: Option<u64>, records: u32) -> Result
     ca.revoke(7).map_err(|e| e.to_string())?;
     println!(
         "Issued 150 certificates and revoked request 7: log generation {}, {} numbered logs on disk\n",
-        ca.current_position().gen,
+        ca.current_position().generation,
         ca.log_generations().len()
     );
     let server = ca.server_name().to_string();
@@ -266,7 +266,7 @@ fn restore_and_verify(
     })?;
     println!(
         "Service start: hard recovery from checkpoint {}:{}, replayed generations {:?} ({} transactions) in {:.3} s",
-        report.from.gen,
+        report.from.generation,
         report.from.pos,
         report.replayed_generations,
         report.transactions,

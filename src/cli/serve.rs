@@ -47,18 +47,9 @@ pub fn run(
         }
         None => None,
     };
-    let report = std::env::var_os("CERTADM_EMU_REPORT")
-        .map(PathBuf::from)
-        .or_else(|| cfg.as_ref().and_then(|c| c.report.clone()));
-    if let Some(t) = cfg.as_ref().and_then(|c| c.trace.as_ref()) {
-        if std::env::var_os("CERTADM_EMU_TRACE").is_none() {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(t)
-                .map_err(|e| format!("opening trace {}: {e}", t.display()))?;
-            certadm_emu::api::trace::set_sink(Some(Box::new(f)));
-        }
+    let report = certadm_emu::config::report_path(cfg.as_ref());
+    if let Some(c) = &cfg {
+        c.install_trace()?;
     }
     // `CERTADM_EMU_CONFIG` in the server's own environment defines machines of this
     // process too (as in any process using the emulator); its report is written below.

@@ -1,9 +1,13 @@
 //! Core types: [`HRESULT`], [`Error`], the header constants and the UTF-16 list format.
 
-pub mod call;
+#![forbid(unsafe_code)]
+
+mod call;
+pub(crate) mod codec;
 pub mod consts;
-pub mod error;
-pub mod hresult;
+mod error;
+mod hresult;
+pub(crate) mod mix;
 pub mod wide;
 
 pub use call::{Call, ListKind, Route};

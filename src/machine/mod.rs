@@ -1,6 +1,8 @@
 //! The emulated host: its names, its disk (a host directory) and the caller's identity.
 
-pub mod path;
+#![forbid(unsafe_code)]
+
+mod path;
 
 use crate::core::{Error, Result};
 pub use path::WinPath;

@@ -16,14 +16,13 @@
 use super::protocol::*;
 use super::{Addr, Stream};
 use crate::api::faults::FaultSchedule;
-use crate::api::Registration;
 use crate::ca::recovery::RecoveryReport;
 use crate::config::MachineConfig;
 use crate::control::{CaState, MachineReport};
 use crate::core::{WideList, HRESULT};
 use crate::event::Event;
 use crate::machine::Identity;
-use crate::session::Hcsbc;
+use crate::session::{Hcsbc, Registration};
 use parking_lot::Mutex;
 use std::io::BufReader;
 use std::path::PathBuf;

@@ -24,7 +24,7 @@
 //! the API in process:
 //!
 //! * **A client is a connection.** In process a client is a thread
-//!   ([`crate::api::current_client`]); the server serves each connection on its own
+//!   (`api::current_client`); the server serves each connection on its own
 //!   thread, so each connection is one client: a second Prepare on the same connection
 //!   is a sequencing error, on another connection a concurrent backup.
 //! * **Handles are bound to their connection**, as RPC context handles are: a handle
@@ -37,6 +37,8 @@
 //! * **Lists are returned by value** and the client keeps its own copy;
 //!   `CertSrvBackupFree` is then a call that only does the accounting (see
 //!   [`protocol::Request::BackupFree`]).
+
+#![forbid(unsafe_code)]
 
 pub mod client;
 pub mod protocol;

@@ -21,14 +21,16 @@
 //! Decoding never panics, and never allocates more than a small multiple of the input it
 //! was given: every count is checked against the bytes left before anything is allocated.
 
-use crate::api::Registration;
 use crate::ca::format::Position;
 use crate::ca::recovery::RecoveryReport;
+use crate::core::codec::{err, Reader, Writer};
 use crate::core::{Call, WideList, HRESULT};
 use crate::machine::Identity;
+use crate::session::Registration;
 use std::fmt;
 use std::io::{self, Read, Write};
 
+pub use crate::core::codec::{decode_list, DecodeError};
 pub use crate::core::ListKind;
 
 /// The first 8 bytes of a [`Hello`] and a [`HelloReply`].
@@ -45,22 +47,6 @@ pub const MAX_READ: u32 = 4 << 20;
 pub const MAX_ISSUE: u32 = 1_000_000;
 /// Default and largest `max_bytes` of one `Trace` page (text; at most twice that as UTF-16).
 pub const MAX_TRACE_PAGE: u32 = 4 << 20;
-
-/// Why bytes do not decode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodeError(pub String);
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "malformed message: {}", self.0)
-    }
-}
-
-impl std::error::Error for DecodeError {}
-
-fn err<T>(what: impl Into<String>) -> Result<T, DecodeError> {
-    Err(DecodeError(what.into()))
-}
 
 // ----- frames -----------------------------------------------------------------------------
 
@@ -157,242 +143,6 @@ pub fn read_frame_into(
     Ok(true)
 }
 
-// ----- primitive encoding -----------------------------------------------------------------
-
-/// Appends wire values to a byte vector.
-#[derive(Debug, Default)]
-pub struct Writer {
-    /// The bytes so far.
-    pub buf: Vec<u8>,
-}
-
-impl Writer {
-    /// A `u8`.
-    pub fn u8(&mut self, v: u8) {
-        self.buf.push(v);
-    }
-    /// A boolean as one byte, 0 or 1.
-    pub fn bool(&mut self, v: bool) {
-        self.buf.push(v as u8);
-    }
-    /// A `u16` LE.
-    pub fn u16(&mut self, v: u16) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    /// A `u32` LE.
-    pub fn u32(&mut self, v: u32) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    /// An `i32` LE.
-    pub fn i32(&mut self, v: i32) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    /// A `u64` LE.
-    pub fn u64(&mut self, v: u64) {
-        self.buf.extend_from_slice(&v.to_le_bytes());
-    }
-    /// A string: `u32` count of UTF-16 units, then the units LE.
-    pub fn str(&mut self, s: &str) {
-        let at = self.buf.len();
-        self.u32(0);
-        let mut n = 0u32;
-        for u in s.encode_utf16() {
-            self.buf.extend_from_slice(&u.to_le_bytes());
-            n += 1;
-        }
-        self.buf[at..at + 4].copy_from_slice(&n.to_le_bytes());
-    }
-    /// An optional string: one byte 0 (NULL) or 1, then the string.
-    pub fn opt_str(&mut self, s: Option<&str>) {
-        match s {
-            None => self.u8(0),
-            Some(s) => {
-                self.u8(1);
-                self.str(s);
-            }
-        }
-    }
-    /// Bytes: `u32` count, then the bytes.
-    pub fn bytes(&mut self, b: &[u8]) {
-        self.u32(b.len() as u32);
-        self.buf.extend_from_slice(b);
-    }
-    /// A list: `u32` byte count (`*pcbSize`), then the double-NUL UTF-16LE bytes.
-    pub fn list(&mut self, l: &WideList) {
-        self.bytes(&l.to_bytes());
-    }
-    /// `u32` count, then each `u32`.
-    pub fn u32s(&mut self, v: &[u32]) {
-        self.u32(v.len() as u32);
-        for x in v {
-            self.u32(*x);
-        }
-    }
-    /// `u32` count, then each string.
-    pub fn strs(&mut self, v: &[String]) {
-        self.u32(v.len() as u32);
-        for s in v {
-            self.str(s);
-        }
-    }
-}
-
-/// Reads wire values from a byte slice; every read is bounds-checked.
-#[derive(Debug)]
-pub struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    /// A reader at the start of `buf`.
-    pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
-    }
-    /// Bytes not read yet.
-    pub fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], DecodeError> {
-        if n > self.remaining() {
-            return err(format!(
-                "{what}: needs {n} bytes at offset {}, {} left",
-                self.pos,
-                self.remaining()
-            ));
-        }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], DecodeError> {
-        let s = self.take(N, what)?;
-        let mut a = [0u8; N];
-        a.copy_from_slice(s);
-        Ok(a)
-    }
-    /// A `u8`.
-    pub fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
-        Ok(self.array::<1>(what)?[0])
-    }
-    /// A boolean: exactly 0 or 1.
-    pub fn bool(&mut self, what: &str) -> Result<bool, DecodeError> {
-        match self.u8(what)? {
-            0 => Ok(false),
-            1 => Ok(true),
-            v => err(format!("{what}: boolean byte {v} is not 0 or 1")),
-        }
-    }
-    /// A `u16` LE.
-    pub fn u16(&mut self, what: &str) -> Result<u16, DecodeError> {
-        Ok(u16::from_le_bytes(self.array(what)?))
-    }
-    /// A `u32` LE.
-    pub fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
-        Ok(u32::from_le_bytes(self.array(what)?))
-    }
-    /// An `i32` LE.
-    pub fn i32(&mut self, what: &str) -> Result<i32, DecodeError> {
-        Ok(i32::from_le_bytes(self.array(what)?))
-    }
-    /// A `u64` LE.
-    pub fn u64(&mut self, what: &str) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(self.array(what)?))
-    }
-    /// A string; fails on unpaired surrogates.
-    pub fn str(&mut self, what: &str) -> Result<String, DecodeError> {
-        let n = self.u32(what)? as usize;
-        let Some(len) = n.checked_mul(2) else {
-            return err(format!("{what}: string length {n} overflows"));
-        };
-        let raw = self.take(len, what)?;
-        let units = raw
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]));
-        let mut s = String::with_capacity(n);
-        for c in char::decode_utf16(units) {
-            match c {
-                Ok(c) => s.push(c),
-                Err(e) => {
-                    return err(format!(
-                        "{what}: unpaired surrogate {:#06x} (strings must be valid UTF-16)",
-                        e.unpaired_surrogate()
-                    ))
-                }
-            }
-        }
-        Ok(s)
-    }
-    /// An optional string.
-    pub fn opt_str(&mut self, what: &str) -> Result<Option<String>, DecodeError> {
-        if self.bool(what)? {
-            self.str(what).map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-    /// Bytes.
-    pub fn bytes(&mut self, what: &str) -> Result<Vec<u8>, DecodeError> {
-        let n = self.u32(what)? as usize;
-        Ok(self.take(n, what)?.to_vec())
-    }
-    /// A list: canonical double-NUL UTF-16LE bytes, every entry non-empty and valid UTF-16.
-    pub fn list(&mut self, what: &str) -> Result<WideList, DecodeError> {
-        let n = self.u32(what)? as usize;
-        let raw = self.take(n, what)?;
-        decode_list(raw).map_err(|e| DecodeError(format!("{what}: {}", e.0)))
-    }
-    /// A `u32` array.
-    pub fn u32s(&mut self, what: &str) -> Result<Vec<u32>, DecodeError> {
-        let n = self.u32(what)? as usize;
-        if n.saturating_mul(4) > self.remaining() {
-            return err(format!("{what}: {n} numbers do not fit in the message"));
-        }
-        (0..n).map(|_| self.u32(what)).collect()
-    }
-    /// A string array.
-    pub fn strs(&mut self, what: &str) -> Result<Vec<String>, DecodeError> {
-        let n = self.u32(what)? as usize;
-        if n.saturating_mul(4) > self.remaining() {
-            return err(format!("{what}: {n} strings do not fit in the message"));
-        }
-        (0..n).map(|_| self.str(what)).collect()
-    }
-    /// Fails unless every byte was consumed.
-    pub fn finish(&self, what: &str) -> Result<(), DecodeError> {
-        if self.remaining() != 0 {
-            return err(format!(
-                "{what}: {} trailing byte(s) after the message",
-                self.remaining()
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Decodes the raw bytes of a list. Accepts exactly what [`WideList::to_bytes`] produces:
-/// an even length, non-empty NUL-terminated entries of valid UTF-16, one final NUL.
-pub fn decode_list(raw: &[u8]) -> Result<WideList, DecodeError> {
-    if raw.len() < 2 || raw.len() % 2 != 0 {
-        return err(format!(
-            "list of {} bytes: a list is an even number of bytes, at least 2 (one NUL)",
-            raw.len()
-        ));
-    }
-    let units: Vec<u16> = raw
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .collect();
-    let Some(entries) = WideList::parse_units(&units, false) else {
-        return err("list is not double-NUL terminated UTF-16");
-    };
-    let list = WideList::from_entries(entries.iter().map(|e| (None, e.path.as_str())));
-    if list.byte_len() as usize != raw.len() {
-        return err("list has bytes after its terminating empty entry");
-    }
-    Ok(list)
-}
-
 // ----- handshake --------------------------------------------------------------------------
 
 /// The client's first frame.
@@ -425,12 +175,12 @@ pub struct HelloReply {
 
 /// Encodes a [`Hello`].
 pub fn encode_hello(h: &Hello) -> Vec<u8> {
-    let mut w = Writer::default();
-    w.buf.extend_from_slice(&MAGIC);
+    let mut w = Writer::new();
+    w.raw(&MAGIC);
     w.u16(h.version);
-    w.opt_str(h.secret.as_deref());
-    w.str(&h.client);
-    w.buf
+    w.opt_utf16(h.secret.as_deref());
+    w.utf16(&h.client);
+    w.into_inner()
 }
 
 fn magic(r: &mut Reader<'_>) -> Result<(), DecodeError> {
@@ -449,8 +199,8 @@ pub fn decode_hello(b: &[u8]) -> Result<Hello, DecodeError> {
     magic(&mut r)?;
     let h = Hello {
         version: r.u16("version")?,
-        secret: r.opt_str("secret")?,
-        client: r.str("client")?,
+        secret: r.opt_utf16("secret")?,
+        client: r.utf16("client")?,
     };
     r.finish("hello")?;
     Ok(h)
@@ -458,15 +208,15 @@ pub fn decode_hello(b: &[u8]) -> Result<Hello, DecodeError> {
 
 /// Encodes a [`HelloReply`].
 pub fn encode_hello_reply(h: &HelloReply) -> Vec<u8> {
-    let mut w = Writer::default();
-    w.buf.extend_from_slice(&MAGIC);
+    let mut w = Writer::new();
+    w.raw(&MAGIC);
     w.u16(h.version);
     w.i32(h.hr.0);
-    w.str(&h.message);
-    w.str(&h.server);
+    w.utf16(&h.message);
+    w.utf16(&h.server);
     w.u32(h.max_frame);
     w.u32(h.max_read);
-    w.buf
+    w.into_inner()
 }
 
 /// Decodes a [`HelloReply`].
@@ -476,8 +226,8 @@ pub fn decode_hello_reply(b: &[u8]) -> Result<HelloReply, DecodeError> {
     let h = HelloReply {
         version: r.u16("version")?,
         hr: HRESULT(r.i32("hr")?),
-        message: r.str("message")?,
-        server: r.str("server")?,
+        message: r.utf16("message")?,
+        server: r.utf16("server")?,
         max_frame: r.u32("max_frame")?,
         max_read: r.u32("max_read")?,
     };
@@ -499,10 +249,10 @@ trait Wire: Sized {
 
 impl Wire for String {
     fn put(&self, w: &mut Writer) {
-        w.str(self);
+        w.utf16(self);
     }
     fn get(r: &mut Reader<'_>, what: &str) -> Result<Self, DecodeError> {
-        r.str(what)
+        r.utf16(what)
     }
 }
 
@@ -545,20 +295,20 @@ impl Wire for HRESULT {
 /// The arguments of `CertSrvRestoreRegister*` after `hbc` (§6); its fields name themselves.
 impl Wire for Registration {
     fn put(&self, w: &mut Writer) {
-        w.opt_str(self.checkpoint_path.as_deref());
-        w.opt_str(self.log_path.as_deref());
+        w.opt_utf16(self.checkpoint_path.as_deref());
+        w.opt_utf16(self.log_path.as_deref());
         w.u32(self.restore_map.len() as u32);
         for (a, b) in &self.restore_map {
-            w.str(a);
-            w.str(b);
+            w.utf16(a);
+            w.utf16(b);
         }
-        w.opt_str(self.backup_log_path.as_deref());
+        w.opt_utf16(self.backup_log_path.as_deref());
         w.u32(self.gen_low);
         w.u32(self.gen_high);
     }
     fn get(r: &mut Reader<'_>, _: &str) -> Result<Self, DecodeError> {
-        let checkpoint_path = r.opt_str("pwszCheckPointFilePath")?;
-        let log_path = r.opt_str("pwszLogPath")?;
+        let checkpoint_path = r.opt_utf16("pwszCheckPointFilePath")?;
+        let log_path = r.opt_utf16("pwszLogPath")?;
         let n = r.u32("crstmap")? as usize;
         if n.saturating_mul(8) > r.remaining() {
             return err(format!(
@@ -567,15 +317,15 @@ impl Wire for Registration {
         }
         let mut restore_map = Vec::new();
         for _ in 0..n {
-            let a = r.str("pwszDatabaseName")?;
-            let b = r.str("pwszNewDatabaseName")?;
+            let a = r.utf16("pwszDatabaseName")?;
+            let b = r.utf16("pwszNewDatabaseName")?;
             restore_map.push((a, b));
         }
         Ok(Registration {
             checkpoint_path,
             log_path,
             restore_map,
-            backup_log_path: r.opt_str("pwszBackupLogPath")?,
+            backup_log_path: r.opt_utf16("pwszBackupLogPath")?,
             gen_low: r.u32("genLow")?,
             gen_high: r.u32("genHigh")?,
         })
@@ -727,14 +477,14 @@ macro_rules! requests {
 
         /// Encodes a request (the frame payload).
         pub fn encode_request(req: &Request) -> Vec<u8> {
-            let mut w = Writer::default();
+            let mut w = Writer::new();
             w.u16(req.op());
             match req {
                 $( Request::$variant { $($( $field, )*)? .. } => {
                     $($( request_put!(w, $field, $wire); )*)?
                 } )*
             }
-            w.buf
+            w.into_inner()
         }
 
         /// Decodes a request (a frame payload).
@@ -1234,26 +984,22 @@ impl Response {
 
 fn put_recovery(w: &mut Writer, r: &RecoveryReport) {
     w.bool(r.hard);
-    w.u32(r.from.gen);
-    w.u32(r.from.pos);
+    r.from.put(w);
     w.u32s(&r.replayed_generations);
     w.u64(r.transactions as u64);
     w.bool(r.torn_tail);
-    w.strs(&r.ignored);
+    w.utf16s(&r.ignored);
 }
 
 fn get_recovery(r: &mut Reader<'_>) -> Result<RecoveryReport, DecodeError> {
     Ok(RecoveryReport {
         hard: r.bool("hard")?,
-        from: Position {
-            gen: r.u32("from.gen")?,
-            pos: r.u32("from.pos")?,
-        },
+        from: Position::get(r, ["from.gen", "from.pos"])?,
         replayed_generations: r.u32s("replayed_generations")?,
         transactions: usize::try_from(r.u64("transactions")?)
             .map_err(|_| DecodeError("transactions overflow usize".into()))?,
         torn_tail: r.bool("torn_tail")?,
-        ignored: r.strs("ignored")?,
+        ignored: r.utf16s("ignored")?,
     })
 }
 
@@ -1261,25 +1007,22 @@ fn get_recovery(r: &mut Reader<'_>) -> Result<RecoveryReport, DecodeError> {
 /// shape [`out_kind`] gives for the operation; a mismatch is encoded as is and fails to
 /// decode on the other side.
 pub fn encode_response(resp: &Response) -> Vec<u8> {
-    let mut w = Writer::default();
+    let mut w = Writer::new();
     let tail = put_response(&mut w, resp);
-    w.buf.extend_from_slice(tail);
-    w.buf
+    w.raw(tail);
+    w.into_inner()
 }
 
 /// Encodes a response as a frame without copying the data of a read: `head` receives
 /// the length prefix and every byte before the data, the data is returned; the frame is
 /// `head` followed by the returned slice (empty for every other response).
 pub fn encode_response_frame<'a>(resp: &'a Response, head: &mut Vec<u8>) -> &'a [u8] {
-    let mut w = Writer {
-        buf: std::mem::take(head),
-    };
-    w.buf.clear();
+    let mut w = Writer::with_buffer(std::mem::take(head));
     w.u32(0);
     let tail = put_response(&mut w, resp);
-    let len = (w.buf.len() - 4 + tail.len()) as u32;
-    w.buf[..4].copy_from_slice(&len.to_le_bytes());
-    *head = w.buf;
+    let len = (w.len() - 4 + tail.len()) as u32;
+    w.patch_u32(0, len);
+    *head = w.into_inner();
     tail
 }
 
@@ -1287,7 +1030,7 @@ pub fn encode_response_frame<'a>(resp: &'a Response, head: &mut Vec<u8>) -> &'a 
 fn put_response<'a>(w: &mut Writer, resp: &'a Response) -> &'a [u8] {
     w.u16(resp.op);
     w.i32(resp.hr.0);
-    w.str(&resp.message);
+    w.utf16(&resp.message);
     if resp.hr.is_ok() {
         match resp.out.as_ref().unwrap_or(&Out::Unit) {
             Out::Unit => {}
@@ -1303,11 +1046,11 @@ fn put_response<'a>(w: &mut Writer, resp: &'a Response) -> &'a [u8] {
                 w.u32(b.len() as u32);
                 return b;
             }
-            Out::Text(s) => w.str(s),
-            Out::Texts(v) => w.strs(v),
+            Out::Text(s) => w.utf16(s),
+            Out::Texts(v) => w.utf16s(v),
             Out::Recovery(r) => put_recovery(w, r),
             Out::TracePage { lines, next, total } => {
-                w.str(lines);
+                w.utf16(lines);
                 w.u64(*next);
                 w.u64(*total);
             }
@@ -1343,10 +1086,10 @@ pub fn decode_read_reply(b: &[u8]) -> Result<ReadReply<'_>, DecodeError> {
         ));
     }
     let hr = HRESULT(r.i32("hr")?);
-    let message = r.str("message")?;
+    let message = r.utf16("message")?;
     let data = if hr.is_ok() {
         let n = r.u32("data")? as usize;
-        Some(r.take(n, "data")?)
+        Some(r.raw(n, "data")?)
     } else {
         None
     };
@@ -1362,7 +1105,7 @@ pub fn decode_response(b: &[u8]) -> Result<Response, DecodeError> {
         return err(format!("unknown operation {code:#06x}"));
     };
     let hr = HRESULT(r.i32("hr")?);
-    let message = r.str("message")?;
+    let message = r.utf16("message")?;
     let out = if hr.is_ok() {
         Some(match kind {
             OutKind::Unit => Out::Unit,
@@ -1375,11 +1118,11 @@ pub fn decode_response(b: &[u8]) -> Result<Response, DecodeError> {
                 list: r.list("list")?,
             },
             OutKind::Bytes => Out::Bytes(r.bytes("data")?),
-            OutKind::Text => Out::Text(r.str("text")?),
-            OutKind::Texts => Out::Texts(r.strs("texts")?),
+            OutKind::Text => Out::Text(r.utf16("text")?),
+            OutKind::Texts => Out::Texts(r.utf16s("texts")?),
             OutKind::Recovery => Out::Recovery(get_recovery(&mut r)?),
             OutKind::TracePage => Out::TracePage {
-                lines: r.str("lines")?,
+                lines: r.utf16("lines")?,
                 next: r.u64("next")?,
                 total: r.u64("total")?,
             },
@@ -1403,44 +1146,6 @@ pub fn decode_response(b: &[u8]) -> Result<Response, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::consts::*;
-
-    #[test]
-    fn string_is_u32_units_then_utf16le() {
-        let mut w = Writer::default();
-        w.str("Aé");
-        assert_eq!(w.buf, [2, 0, 0, 0, 0x41, 0, 0xE9, 0]);
-        assert_eq!(Reader::new(&w.buf).str("s").unwrap(), "Aé");
-        // An unpaired surrogate is refused, not replaced.
-        let bad = [1, 0, 0, 0, 0x00, 0xD8];
-        assert!(Reader::new(&bad).str("s").is_err());
-        // A count larger than the bytes left is refused before allocating.
-        let huge = [0xFF, 0xFF, 0xFF, 0xFF];
-        assert!(Reader::new(&huge).str("s").is_err());
-    }
-
-    #[test]
-    fn list_is_the_raw_pcbsize_bytes() {
-        let l = WideList::from_entries([(Some(CSBFT_CERTSERVER_DATABASE), r"\\CA1\C$\x.edb")]);
-        let mut w = Writer::default();
-        w.list(&l);
-        assert_eq!(&w.buf[..4], &l.byte_len().to_le_bytes());
-        assert_eq!(&w.buf[4..], &l.to_bytes()[..]);
-        assert_eq!(Reader::new(&w.buf).list("l").unwrap(), l);
-        // The empty list is one NUL.
-        let mut w = Writer::default();
-        w.list(&WideList::new());
-        assert_eq!(w.buf, [2, 0, 0, 0, 0, 0]);
-        assert_eq!(Reader::new(&w.buf).list("l").unwrap(), WideList::new());
-        // Odd, unterminated, or with bytes after the end: refused.
-        for bad in [
-            &[1u8, 0, 0, 0, 0][..],
-            &[2, 0, 0, 0, 0x41, 0],
-            &[6, 0, 0, 0, 0, 0, 0x41, 0, 0, 0],
-        ] {
-            assert!(Reader::new(bad).list("l").is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn request_layout_is_pinned() {

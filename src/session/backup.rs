@@ -1,7 +1,6 @@
 //! The backup session state machine (spec §5.2–§5.11, §6).
 //!
-//! A session is [`Live`](BackupSession::Live) until the CA stops under it, then
-//! [`Disconnected`](BackupSession::Disconnected): its open file is dropped, nothing more is
+//! A session is `Live` until the CA stops under it, then `Disconnected`: its open file is dropped, nothing more is
 //! recorded, and only `CertSrvBackupEnd` works. A live session has two independent parts,
 //! each an enum whose transitions consume the state they leave:
 //!
@@ -28,7 +27,7 @@ use crate::machine::{Machine, WinPath};
 
 /// Full or incremental.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackupKind {
+pub(crate) enum BackupKind {
     /// `CSBACKUP_TYPE_FULL`.
     Full,
     /// `CSBACKUP_TYPE_LOGS_ONLY`.
@@ -37,7 +36,7 @@ pub enum BackupKind {
 
 /// A file the session listed.
 #[derive(Debug, Clone)]
-pub struct ListedFile {
+pub(crate) struct ListedFile {
     /// The UNC name as listed (without prefix).
     pub unc: String,
     /// The file.
@@ -68,7 +67,7 @@ pub fn read_buffer_size(hint: u32) -> u32 {
 
 /// No file is open, and one was before: the read buffer is sized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClosedFile {
+pub(crate) struct ClosedFile {
     read_buffer: u32,
 }
 
@@ -93,7 +92,7 @@ impl ClosedFile {
 
 /// The one file open in a session (spec §6.1: `FileOpen(name, offset, size)`).
 #[derive(Debug)]
-pub struct OpenFile {
+pub(crate) struct OpenFile {
     read_buffer: u32,
     /// Index into the session's listed files.
     index: usize,
@@ -111,7 +110,7 @@ impl OpenFile {
 
 /// The file side of a live session.
 #[derive(Debug)]
-pub enum FileState {
+pub(crate) enum FileState {
     /// No `OpenFile` succeeded yet; the read buffer is not sized.
     Unopened,
     /// No file is open.
@@ -120,20 +119,9 @@ pub enum FileState {
     Open(OpenFile),
 }
 
-impl FileState {
-    /// The read buffer size the first `OpenFile` chose (its hint, rounded), once one succeeded.
-    pub fn read_buffer_size(&self) -> Option<u32> {
-        match self {
-            FileState::Unopened => None,
-            FileState::Closed(c) => Some(c.read_buffer),
-            FileState::Open(f) => Some(f.read_buffer),
-        }
-    }
-}
-
 /// The log generations a `GetBackupLogs` listed, lowest and highest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogRange {
+pub(crate) struct LogRange {
     /// The lowest generation.
     pub low: u32,
     /// The highest generation (the one the listing sealed).
@@ -142,7 +130,7 @@ pub struct LogRange {
 
 /// The log side of a live session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Logs {
+pub(crate) enum Logs {
     /// `CertSrvBackupGetBackupLogsW` was not called.
     NotListed,
     /// The latest listing; not truncated.
@@ -155,7 +143,7 @@ pub enum Logs {
 
 impl Logs {
     /// The latest listing, if any.
-    pub fn range(self) -> Option<LogRange> {
+    pub(crate) fn range(self) -> Option<LogRange> {
         match self {
             Logs::NotListed => None,
             Logs::Listed(r) | Logs::Truncated(r) => Some(r),
@@ -173,7 +161,7 @@ impl Logs {
 
 /// A session the CA still serves.
 #[derive(Debug)]
-pub struct LiveBackup {
+pub(crate) struct LiveBackup {
     kind: BackupKind,
     client: u64,
     /// Files listed by GetDatabaseNames and GetBackupLogs, in listing order.
@@ -185,7 +173,7 @@ pub struct LiveBackup {
 /// A session the CA stopped under: only `CertSrvBackupEnd` works on it, and ending it
 /// records nothing and releases nothing (the stop did).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DisconnectedBackup {
+pub(crate) struct DisconnectedBackup {
     /// Full or logs only.
     pub kind: BackupKind,
     /// The client that prepared it.
@@ -194,7 +182,7 @@ pub struct DisconnectedBackup {
 
 /// One backup session.
 #[derive(Debug)]
-pub enum BackupSession {
+pub(crate) enum BackupSession {
     /// The CA serves it.
     Live(LiveBackup),
     /// The CA stopped under it.
@@ -203,7 +191,7 @@ pub enum BackupSession {
 
 impl BackupSession {
     /// A new session: live, nothing listed, no file opened.
-    pub fn new(kind: BackupKind, client: u64) -> Self {
+    pub(crate) fn new(kind: BackupKind, client: u64) -> Self {
         BackupSession::Live(LiveBackup {
             kind,
             client,
@@ -214,7 +202,7 @@ impl BackupSession {
     }
 
     /// Full or logs only.
-    pub fn kind(&self) -> BackupKind {
+    pub(crate) fn kind(&self) -> BackupKind {
         match self {
             BackupSession::Live(b) => b.kind,
             BackupSession::Disconnected(d) => d.kind,
@@ -222,7 +210,7 @@ impl BackupSession {
     }
 
     /// The client that prepared it.
-    pub fn client(&self) -> u64 {
+    pub(crate) fn client(&self) -> u64 {
         match self {
             BackupSession::Live(b) => b.client,
             BackupSession::Disconnected(d) => d.client,
@@ -230,13 +218,13 @@ impl BackupSession {
     }
 
     /// True once the CA stopped under this session.
-    pub fn is_disconnected(&self) -> bool {
+    pub(crate) fn is_disconnected(&self) -> bool {
         matches!(self, BackupSession::Disconnected(_))
     }
 
     /// The CA service went away: a live session becomes disconnected (its open file is
     /// dropped).
-    pub fn disconnect(&mut self) {
+    pub(crate) fn disconnect(&mut self) {
         let hole = BackupSession::Disconnected(DisconnectedBackup {
             kind: self.kind(),
             client: self.client(),
@@ -249,7 +237,7 @@ impl BackupSession {
 
     /// `CertSrvBackupEnd`: closes an open file, records a complete backup, releases the
     /// freeze. A disconnected session has nothing left to do.
-    pub fn end(self, ca: &mut Ca, m: &Machine) -> Result<()> {
+    pub(crate) fn end(self, ca: &mut Ca, m: &Machine) -> Result<()> {
         match self {
             BackupSession::Live(b) => b.end(ca, m),
             BackupSession::Disconnected(_) => Ok(()),
@@ -258,33 +246,8 @@ impl BackupSession {
 }
 
 impl LiveBackup {
-    /// Full or logs only.
-    pub fn kind(&self) -> BackupKind {
-        self.kind
-    }
-
-    /// The client that prepared it.
-    pub fn client(&self) -> u64 {
-        self.client
-    }
-
-    /// Files listed by GetDatabaseNames and GetBackupLogs, in listing order.
-    pub fn listed(&self) -> &[ListedFile] {
-        &self.listed
-    }
-
-    /// The log side of the session.
-    pub fn logs(&self) -> Logs {
-        self.logs
-    }
-
-    /// The file side of the session.
-    pub fn file(&self) -> &FileState {
-        &self.file
-    }
-
     /// The open file's listed name and read offset, if a file is open.
-    pub fn open_position(&self) -> Option<(&str, u64)> {
+    pub(crate) fn open_position(&self) -> Option<(&str, u64)> {
         match &self.file {
             FileState::Open(f) => Some((self.listed[f.index].unc.as_str(), f.reader.offset())),
             _ => None,
@@ -308,7 +271,7 @@ impl LiveBackup {
     }
 
     /// `CertSrvBackupGetDatabaseNamesW`.
-    pub fn database_names(&mut self, ca: &mut Ca, m: &Machine) -> Result<WideList> {
+    pub(crate) fn database_names(&mut self, ca: &mut Ca, m: &Machine) -> Result<WideList> {
         const CALL: &str = Call::BackupGetDatabaseNames.name();
         ca.check_files(m, CALL)?;
         if self.kind != BackupKind::Full {
@@ -335,12 +298,12 @@ impl LiveBackup {
 
     /// `CertSrvBackupGetBackupLogsW`: rolls the current log and lists the generations
     /// this backup needs.
-    pub fn backup_logs(&mut self, ca: &mut Ca, m: &Machine) -> Result<WideList> {
+    pub(crate) fn backup_logs(&mut self, ca: &mut Ca, m: &Machine) -> Result<WideList> {
         const CALL: &str = Call::BackupGetBackupLogs.name();
         ca.check_files(m, CALL)?;
         let sealed = ca.roll(m)?;
         let low = match self.kind {
-            BackupKind::Full => ca.checkpoint().gen,
+            BackupKind::Full => ca.checkpoint().generation,
             BackupKind::LogsOnly => ca.last_backup_high().map_or(1, |h| h + 1),
         };
         let low = self.logs.range().map_or(low, |r| r.low.min(low));
@@ -385,7 +348,13 @@ impl LiveBackup {
     }
 
     /// `CertSrvBackupOpenFileW`.
-    pub fn open_file(&mut self, ca: &mut Ca, m: &Machine, name: &str, hint: u32) -> Result<u64> {
+    pub(crate) fn open_file(
+        &mut self,
+        ca: &mut Ca,
+        m: &Machine,
+        name: &str,
+        hint: u32,
+    ) -> Result<u64> {
         const CALL: &str = Call::BackupOpenFile.name();
         ca.check_files(m, CALL)?;
         let closed = match &self.file {
@@ -467,7 +436,7 @@ impl LiveBackup {
     }
 
     /// `CertSrvBackupRead`: fills `buf` unless the file ends; 0 bytes at EOF.
-    pub fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
         const CALL: &str = Call::BackupRead.name();
         let FileState::Open(f) = &mut self.file else {
             return Err(Error::sequence(
@@ -492,7 +461,7 @@ impl LiveBackup {
     }
 
     /// `CertSrvBackupClose`.
-    pub fn close(&mut self) -> Result<()> {
+    pub(crate) fn close(&mut self) -> Result<()> {
         match std::mem::replace(&mut self.file, FileState::Unopened) {
             FileState::Open(f) => {
                 self.file = FileState::Closed(f.close());
@@ -510,14 +479,14 @@ impl LiveBackup {
 
     /// True if both lists were fetched (the database list in a full session) and every
     /// listed file was read to EOF: the backup is complete.
-    pub fn is_complete(&self) -> bool {
+    pub(crate) fn is_complete(&self) -> bool {
         (self.kind != BackupKind::Full || self.database_listed())
             && self.logs != Logs::NotListed
             && self.listed.iter().all(|f| f.secured)
     }
 
     /// The files listed but not read to EOF, and what lists are missing.
-    pub fn unsecured(&self) -> Vec<String> {
+    pub(crate) fn unsecured(&self) -> Vec<String> {
         let mut v = Vec::new();
         if self.kind == BackupKind::Full && !self.database_listed() {
             v.push("the database (CertSrvBackupGetDatabaseNamesW was not called)".to_string());
@@ -536,7 +505,7 @@ impl LiveBackup {
 
     /// `CertSrvBackupTruncateLogs`: deletes the logs the backup secured and records the
     /// backup (Listed → Truncated). Returns the generations deleted.
-    pub fn truncate(&mut self, ca: &mut Ca, m: &Machine) -> Result<Vec<u32>> {
+    pub(crate) fn truncate(&mut self, ca: &mut Ca, m: &Machine) -> Result<Vec<u32>> {
         const CALL: &str = Call::BackupTruncateLogs.name();
         ca.check_files(m, CALL)?;
         let missing = self.unsecured();
@@ -573,7 +542,7 @@ impl LiveBackup {
 
     /// `CertSrvBackupEnd` of a live session: drops an open file, records a complete
     /// backup that TruncateLogs did not record, releases the freeze of a full backup.
-    pub fn end(self, ca: &mut Ca, m: &Machine) -> Result<()> {
+    pub(crate) fn end(self, ca: &mut Ca, m: &Machine) -> Result<()> {
         let complete = self.is_complete();
         let LiveBackup {
             kind, logs, file, ..
@@ -599,8 +568,8 @@ mod tests {
         let BackupSession::Live(b) = &s else {
             panic!("a new session is live")
         };
-        assert_eq!(b.logs(), Logs::NotListed);
-        assert_eq!(b.file().read_buffer_size(), None);
+        assert_eq!(b.logs, Logs::NotListed);
+        assert!(matches!(b.file, FileState::Unopened));
         assert!(!b.is_complete());
         assert_eq!(b.unsecured().len(), 1, "{:?}", b.unsecured());
         s.disconnect();
@@ -617,7 +586,7 @@ mod tests {
         };
         let e = b.close().unwrap_err();
         assert_eq!(e.hresult(), crate::core::HRESULT::E_UNEXPECTED);
-        assert!(matches!(b.file(), FileState::Unopened));
+        assert!(matches!(b.file, FileState::Unopened));
         let e = b.read(&mut [0u8; 4]).unwrap_err();
         assert_eq!(e.hresult(), crate::core::HRESULT::E_UNEXPECTED);
     }

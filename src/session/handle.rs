@@ -22,9 +22,9 @@ const _: () = assert!(
 );
 
 /// Host slots per process.
-pub const HOST_SLOTS: usize = 1 << 12;
+pub(crate) const HOST_SLOTS: usize = 1 << 12;
 /// Sessions per host open at once.
-pub const SESSION_SLOTS: usize = 1 << 8;
+pub(crate) const SESSION_SLOTS: usize = 1 << 8;
 const HOST_GEN_MASK: u16 = (1 << 11) - 1;
 
 /// A backup or restore context handle (`HCSBC`).

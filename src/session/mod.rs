@@ -3,18 +3,19 @@
 #![forbid(unsafe_code)]
 
 pub mod backup;
-pub mod handle;
-pub mod restore;
-pub mod table;
+pub(crate) mod handle;
+pub(crate) mod restore;
+pub(crate) mod table;
 
-pub use backup::{BackupKind, BackupSession, LiveBackup};
-pub use handle::{HandleParts, Hcsbc};
-pub use restore::{RestoreKind, RestoreSession};
-pub use table::SessionTable;
+pub(crate) use backup::{BackupKind, BackupSession, LiveBackup};
+pub use handle::Hcsbc;
+pub use restore::Registration;
+pub(crate) use restore::RestoreSession;
+pub(crate) use table::SessionTable;
 
 /// A session behind a handle.
 #[derive(Debug)]
-pub enum Session {
+pub(crate) enum Session {
     /// From `CertSrvBackupPrepareW`.
     Backup(BackupSession),
     /// From `CertSrvRestorePrepareW`.

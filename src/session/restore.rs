@@ -17,7 +17,7 @@ use crate::core::{Error, Result};
 
 /// A full set or an incremental set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestoreKind {
+pub(crate) enum RestoreKind {
     /// `CSRESTORE_TYPE_FULL`.
     Full,
     /// `dwRestoreFlags` 0: an incremental set.
@@ -26,7 +26,7 @@ pub enum RestoreKind {
 
 /// What a restore session keeps in every state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RestoreContext {
+pub(crate) struct RestoreContext {
     /// Full or incremental set.
     pub kind: RestoreKind,
     /// The client that prepared it.
@@ -35,45 +35,62 @@ pub struct RestoreContext {
 
 /// `CertSrvRestorePrepareW` succeeded; nothing registered through this handle yet.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Prepared(RestoreContext);
+pub(crate) struct Prepared(RestoreContext);
 
 /// A registration was made through this handle and not completed yet.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Registered(RestoreContext);
+pub(crate) struct Registered(RestoreContext);
 
 /// `CertSrvRestoreRegisterComplete` completed this handle's registration.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Completed(RestoreContext);
+pub(crate) struct Completed(RestoreContext);
 
 impl Prepared {
     /// `CertSrvRestoreRegisterW` / `...ThroughFile` succeeded.
-    pub fn register(self) -> Registered {
+    pub(crate) fn register(self) -> Registered {
         Registered(self.0)
     }
 }
 
 impl Registered {
     /// A new registration replaced this one (the CA's marker was cleared meanwhile).
-    pub fn register(self) -> Registered {
+    pub(crate) fn register(self) -> Registered {
         self
     }
 
     /// `CertSrvRestoreRegisterComplete` succeeded.
-    pub fn complete(self) -> Completed {
+    pub(crate) fn complete(self) -> Completed {
         Completed(self.0)
     }
 }
 
 impl Completed {
     /// The next set was registered.
-    pub fn register(self) -> Registered {
+    pub(crate) fn register(self) -> Registered {
         Registered(self.0)
     }
 }
 
+/// The arguments of `CertSrvRestoreRegisterW` / `...ThroughFile`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registration {
+    /// `pwszCheckPointFilePath`.
+    pub checkpoint_path: Option<String>,
+    /// `pwszLogPath`.
+    pub log_path: Option<String>,
+    /// `rgrstmap`: (database name as backed up, new database name).
+    pub restore_map: Vec<(String, String)>,
+    /// `pwszBackupLogPath`.
+    pub backup_log_path: Option<String>,
+    /// `genLow`.
+    pub gen_low: u32,
+    /// `genHigh`.
+    pub gen_high: u32,
+}
+
 /// One restore session.
 #[derive(Debug, PartialEq, Eq)]
-pub enum RestoreSession {
+pub(crate) enum RestoreSession {
     /// Nothing registered yet.
     Prepared(Prepared),
     /// Registered, awaiting `CertSrvRestoreRegisterComplete`.
@@ -84,7 +101,7 @@ pub enum RestoreSession {
 
 impl RestoreSession {
     /// A new session: `full` for `CSRESTORE_TYPE_FULL`.
-    pub fn new(full: bool, client: u64) -> Self {
+    pub(crate) fn new(full: bool, client: u64) -> Self {
         let kind = if full {
             RestoreKind::Full
         } else {
@@ -94,7 +111,7 @@ impl RestoreSession {
     }
 
     /// What the session keeps in every state.
-    pub fn context(&self) -> RestoreContext {
+    pub(crate) fn context(&self) -> RestoreContext {
         match self {
             RestoreSession::Prepared(Prepared(c))
             | RestoreSession::Registered(Registered(c))
@@ -103,17 +120,12 @@ impl RestoreSession {
     }
 
     /// True for a full set (`CSRESTORE_TYPE_FULL`).
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.context().kind == RestoreKind::Full
     }
 
-    /// The client that prepared it.
-    pub fn client(&self) -> u64 {
-        self.context().client
-    }
-
     /// A registration through this handle succeeded: every state goes to Registered.
-    pub fn register(&mut self) {
+    pub(crate) fn register(&mut self) {
         let hole = RestoreSession::Prepared(Prepared(self.context()));
         transition(self, hole, |s| {
             RestoreSession::Registered(match s {
@@ -126,7 +138,7 @@ impl RestoreSession {
 
     /// The state check of `CertSrvRestoreRegisterComplete` (`call`): Ok if a registration
     /// awaits completion.
-    pub fn check_completable(&self, call: &'static str) -> Result<()> {
+    pub(crate) fn check_completable(&self, call: &'static str) -> Result<()> {
         match self {
             RestoreSession::Registered(_) => Ok(()),
             RestoreSession::Prepared(_) => Err(Error::sequence(
@@ -142,7 +154,7 @@ impl RestoreSession {
 
     /// `CertSrvRestoreRegisterComplete` succeeded: Registered → Completed. Other states
     /// stay (the call refuses them: [`check_completable`](Self::check_completable)).
-    pub fn complete(&mut self) {
+    pub(crate) fn complete(&mut self) {
         let hole = RestoreSession::Prepared(Prepared(self.context()));
         transition(self, hole, |s| match s {
             RestoreSession::Registered(r) => RestoreSession::Completed(r.complete()),
@@ -161,7 +173,7 @@ mod tests {
         const CALL: &str = "test";
         let mut s = RestoreSession::new(true, 7);
         assert!(s.is_full());
-        assert_eq!(s.client(), 7);
+        assert_eq!(s.context().client, 7);
         let e = s.check_completable(CALL).unwrap_err();
         assert_eq!(e.hresult(), HRESULT::E_UNEXPECTED);
         assert!(e.to_string().contains("nothing was registered"), "{e}");

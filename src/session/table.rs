@@ -3,12 +3,12 @@
 use super::handle::SESSION_SLOTS;
 
 struct Slot<T> {
-    gen: u32,
+    generation: u32,
     value: Option<T>,
 }
 
 /// Sessions of one host.
-pub struct SessionTable<T> {
+pub(crate) struct SessionTable<T> {
     slots: Vec<Slot<T>>,
     free: Vec<u8>,
     live: usize,
@@ -26,12 +26,12 @@ impl<T> Default for SessionTable<T> {
 
 impl<T> SessionTable<T> {
     /// Inserts a value; returns its slot and generation, or `None` if all slots are used.
-    pub fn insert(&mut self, value: T) -> Option<(u8, u32)> {
+    pub(crate) fn insert(&mut self, value: T) -> Option<(u8, u32)> {
         let idx = match self.free.pop() {
             Some(i) => i as usize,
             None if self.slots.len() < SESSION_SLOTS => {
                 self.slots.push(Slot {
-                    gen: 0,
+                    generation: 0,
                     value: None,
                 });
                 self.slots.len() - 1
@@ -39,31 +39,34 @@ impl<T> SessionTable<T> {
             None => return None,
         };
         let slot = &mut self.slots[idx];
-        slot.gen = slot.gen.wrapping_add(1);
+        slot.generation = slot.generation.wrapping_add(1);
         slot.value = Some(value);
         self.live += 1;
-        Some((idx as u8, slot.gen))
+        Some((idx as u8, slot.generation))
     }
 
-    /// The value at `slot` if its generation is `gen`.
-    pub fn get(&self, slot: u8, gen: u32) -> Option<&T> {
+    /// The value at `slot` if its generation is `generation`.
+    pub(crate) fn get(&self, slot: u8, generation: u32) -> Option<&T> {
         self.slots
             .get(slot as usize)
-            .filter(|s| s.gen == gen)
+            .filter(|s| s.generation == generation)
             .and_then(|s| s.value.as_ref())
     }
 
-    /// The value at `slot` if its generation is `gen`, mutably.
-    pub fn get_mut(&mut self, slot: u8, gen: u32) -> Option<&mut T> {
+    /// The value at `slot` if its generation is `generation`, mutably.
+    pub(crate) fn get_mut(&mut self, slot: u8, generation: u32) -> Option<&mut T> {
         self.slots
             .get_mut(slot as usize)
-            .filter(|s| s.gen == gen)
+            .filter(|s| s.generation == generation)
             .and_then(|s| s.value.as_mut())
     }
 
-    /// Removes and returns the value at `slot` if its generation is `gen`.
-    pub fn remove(&mut self, slot: u8, gen: u32) -> Option<T> {
-        let s = self.slots.get_mut(slot as usize).filter(|s| s.gen == gen)?;
+    /// Removes and returns the value at `slot` if its generation is `generation`.
+    pub(crate) fn remove(&mut self, slot: u8, generation: u32) -> Option<T> {
+        let s = self
+            .slots
+            .get_mut(slot as usize)
+            .filter(|s| s.generation == generation)?;
         let v = s.value.take()?;
         self.free.push(slot);
         self.live -= 1;
@@ -71,27 +74,14 @@ impl<T> SessionTable<T> {
     }
 
     /// Number of live values.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.live
     }
 
-    /// True if no value is live.
-    pub fn is_empty(&self) -> bool {
-        self.live == 0
-    }
-
-    /// Live values with their slot and generation.
-    pub fn iter(&self) -> impl Iterator<Item = (u8, u32, &T)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.value.as_ref().map(|v| (i as u8, s.gen, v)))
-    }
-
     /// Live values, mutably.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (u8, u32, &mut T)> {
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (u8, u32, &mut T)> {
         self.slots.iter_mut().enumerate().filter_map(|(i, s)| {
-            let g = s.gen;
+            let g = s.generation;
             s.value.as_mut().map(|v| (i as u8, g, v))
         })
     }

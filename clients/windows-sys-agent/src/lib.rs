@@ -24,42 +24,46 @@ fn ok(call: &'static str, hr: i32) -> Result<(), Failure> {
 
 /// Reads a double-NUL list, then frees it.
 unsafe fn take_list(p: *mut u16, cb: u32) -> Vec<Vec<u16>> {
-    let units = std::slice::from_raw_parts(p, cb as usize / 2);
-    let out = units
-        .split(|&u| u == 0)
-        .take_while(|e| !e.is_empty())
-        .map(|e| e.to_vec())
-        .collect();
-    CertSrvBackupFree(p.cast());
-    out
+    unsafe {
+        let units = std::slice::from_raw_parts(p, cb as usize / 2);
+        let out = units
+            .split(|&u| u == 0)
+            .take_while(|e| !e.is_empty())
+            .map(|e| e.to_vec())
+            .collect();
+        CertSrvBackupFree(p.cast());
+        out
+    }
 }
 
 unsafe fn copy(hbc: *mut c_void, name: &[u16], dest: &Path) -> Result<u64, Failure> {
-    let mut zname = name.to_vec();
-    zname.push(0);
-    let mut size = 0i64;
-    ok(
-        "CertSrvBackupOpenFileW",
-        CertSrvBackupOpenFileW(hbc, zname.as_ptr(), 0, &mut size),
-    )?;
-    let mut buf = vec![0u8; 512 * 1024];
-    let mut data = Vec::with_capacity(size as usize);
-    let result = loop {
-        let mut n = 0u32;
-        let hr = CertSrvBackupRead(hbc, buf.as_mut_ptr().cast(), buf.len() as u32, &mut n);
-        if hr < 0 {
-            break Err(Failure("CertSrvBackupRead", hr));
-        }
-        data.extend_from_slice(&buf[..n as usize]);
-        if (n as usize) < buf.len() {
-            break Ok(());
-        }
-    };
-    let close = CertSrvBackupClose(hbc);
-    result?;
-    ok("CertSrvBackupClose", close)?;
-    std::fs::write(dest, &data).map_err(|_| Failure("write", -1))?;
-    Ok(data.len() as u64)
+    unsafe {
+        let mut zname = name.to_vec();
+        zname.push(0);
+        let mut size = 0i64;
+        ok(
+            "CertSrvBackupOpenFileW",
+            CertSrvBackupOpenFileW(hbc, zname.as_ptr(), 0, &mut size),
+        )?;
+        let mut buf = vec![0u8; 512 * 1024];
+        let mut data = Vec::with_capacity(size as usize);
+        let result = loop {
+            let mut n = 0u32;
+            let hr = CertSrvBackupRead(hbc, buf.as_mut_ptr().cast(), buf.len() as u32, &mut n);
+            if hr < 0 {
+                break Err(Failure("CertSrvBackupRead", hr));
+            }
+            data.extend_from_slice(&buf[..n as usize]);
+            if (n as usize) < buf.len() {
+                break Ok(());
+            }
+        };
+        let close = CertSrvBackupClose(hbc);
+        result?;
+        ok("CertSrvBackupClose", close)?;
+        std::fs::write(dest, &data).map_err(|_| Failure("write", -1))?;
+        Ok(data.len() as u64)
+    }
 }
 
 fn file_name(entry: &[u16]) -> String {

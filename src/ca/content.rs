@@ -1,13 +1,7 @@
 //! Deterministic content: record fields and the padding of a virtual `.edb`,
 //! generated from a seed and a position, in O(1) memory.
 
-/// SplitMix64 finaliser: a fast, well-mixed hash of one word.
-pub fn mix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use crate::core::mix::mix64;
 
 /// The eight per-word constants of a 64-byte block (see [`word`]).
 const LANES: [u64; 8] = {
