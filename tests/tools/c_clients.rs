@@ -14,7 +14,7 @@
 //! * `CERTADM_EMU_NO_VALGRIND=1`: skip the valgrind runs (they take most of the time).
 //! * `CC` / `CXX`: the C and C++ compilers (default `cc` / `c++`).
 
-mod common;
+use crate::common;
 
 use common::{run_with_timeout, show};
 use std::path::{Path, PathBuf};

@@ -18,9 +18,9 @@
 //! Environment: `CERTADM_EMU_LIB` overrides the library, `CC` the C compiler, `PYTHON`
 //! the interpreter (the Python test is skipped with a note when it is not installed).
 
+use crate::common;
 use certadm_emu::remote::client::RemoteClient;
 use serde_json::Value;
-mod common;
 
 use common::show;
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 #[allow(dead_code, clippy::all)]
-#[path = "../clients/windows-sys-agent/src/lib.rs"]
+#[path = "../../clients/windows-sys-agent/src/lib.rs"]
 mod agent;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -528,7 +528,8 @@ fn python_ctypes_through_a_server() {
 /// `CERTADM_EMU_SERVER=addr`; returns its output.
 fn in_child(name: &str, addr: &str) -> Output {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
+    cmd.arg(common::test_path(module_path!(), name))
+        .args(["--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD, "1")
         .env("CERTADM_EMU_SERVER", addr)
         .env_remove("CERTADM_EMU_CONFIG")
