@@ -2,6 +2,8 @@
 //! `tests/it` and `tests/tools`, include this module).
 #![allow(dead_code)] // each test crate uses part of this module
 
+pub mod cbuild;
+pub mod tool;
 pub mod wine;
 
 use std::io::{BufRead, BufReader, Read};
