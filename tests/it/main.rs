@@ -17,5 +17,6 @@ mod recorder_files;
 mod remote;
 mod restore_rules;
 mod smoke;
+mod texts;
 mod tooling;
 mod windows_sys;
