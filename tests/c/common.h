@@ -5,7 +5,7 @@
  * Every helper is `static inline` so a program that uses only some of them still
  * compiles cleanly with -Wall -Wextra -Werror -pedantic.
  *
- * Environment set by tests/c_clients.rs (both optional when run by hand):
+ * Environment set by tests/tools/c_clients.rs (both optional when run by hand):
  *   CERTEMU_TEST_DIR  a scratch directory for backup files (else one is made with mkdtemp)
  *   CERTEMU_LIB       the path of libcertadm_emu.so (for the dlopen program)
  */

@@ -1,6 +1,9 @@
-//! Helpers shared by the integration tests that run other processes.
+//! Helpers shared by the integration tests that run other processes (both test crates,
+//! `tests/it` and `tests/tools`, include this module).
 #![allow(dead_code)] // each test crate uses part of this module
 
+pub mod cbuild;
+pub mod tool;
 pub mod wine;
 
 use std::io::{BufRead, BufReader, Read};
@@ -191,5 +194,35 @@ pub fn remove_stale_runs(base: &Path) {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
+    }
+}
+
+/// Runs `certadm-emu lint` on a recording; returns whether it passed and its output.
+pub fn lint(path: &Path) -> (bool, String) {
+    let (out, _) = run_with_timeout(
+        {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_certadm-emu"));
+            c.arg("lint").arg(path);
+            c
+        },
+        Duration::from_secs(60),
+    );
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The name by which the test harness knows the test `name` of the module `module`
+/// (`module_path!()` of the caller): the module path without the crate, then the name.
+/// `--exact` needs it to run one test of a crate in a child process.
+pub fn test_path(module: &str, name: &str) -> String {
+    match module.split_once("::") {
+        Some((_crate, path)) => format!("{path}::{name}"),
+        None => name.to_string(),
     }
 }

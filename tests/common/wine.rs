@@ -1,7 +1,8 @@
-//! What the Wine tests share: finding MinGW-w64 and Wine (or failing when CI requires
-//! them), building Windows binaries, checking a DLL's exports, running programs under Wine
+//! What the Wine tests share: finding MinGW-w64 and Wine (through `tool`, so a missing
+//! one fails when CI requires it), building Windows binaries, checking a DLL's exports, running programs under Wine
 //! with their output in files, and a `certadm-emu serve` that shuts down when dropped.
 
+use super::tool::require_tool;
 use certadm_emu::remote::client::RemoteClient;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -21,60 +22,13 @@ pub fn certadm_exports() -> Vec<&'static str> {
     names
 }
 
-/// A file named `name` in a directory of `PATH`.
-pub fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-/// MinGW-w64's C compiler for 64-bit Windows.
-pub fn mingw() -> Option<PathBuf> {
-    on_path("x86_64-w64-mingw32-gcc")
-}
-
-/// The 64-bit Wine loader.
-pub fn wine() -> Option<PathBuf> {
-    let lib = PathBuf::from("/usr/lib/wine/wine64");
-    if lib.is_file() {
-        return Some(lib);
-    }
-    on_path("wine64").or_else(|| on_path("wine"))
-}
-
-/// True when `CERTADM_EMU_REQUIRE_TOOLS=1` (CI): a missing tool fails the test.
-pub fn tools_required() -> bool {
-    std::env::var("CERTADM_EMU_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
-}
-
-/// A tool is missing: panics when tools are required, else prints a note (the caller
-/// then skips).
-pub fn missing_tool(what: &str) {
-    let msg = format!(
-        "{what} is not installed (Debian/Ubuntu: apt-get install gcc-mingw-w64-x86-64 wine64)"
-    );
-    assert!(
-        !tools_required(),
-        "{msg}; CERTADM_EMU_REQUIRE_TOOLS=1 requires it"
-    );
-    eprintln!("note: skipping: {msg}");
-}
-
-/// MinGW's gcc and Wine, or `None` after [`missing_tool`] (which panics under
+/// MinGW's gcc and Wine (`.ci/tools`: `x86_64-w64-mingw32-gcc`, `wine64`), or `None`
+/// after a note for the first one missing ([`require_tool`], which panics under
 /// `CERTADM_EMU_REQUIRE_TOOLS=1`).
 pub fn mingw_and_wine() -> Option<(PathBuf, PathBuf)> {
-    match (mingw(), wine()) {
-        (Some(g), Some(w)) => Some((g, w)),
-        (None, _) => {
-            missing_tool("x86_64-w64-mingw32-gcc");
-            None
-        }
-        (_, None) => {
-            missing_tool("Wine (/usr/lib/wine/wine64, wine64 or wine)");
-            None
-        }
-    }
+    let gcc = require_tool("x86_64-w64-mingw32-gcc")?;
+    let wine = require_tool("wine64")?;
+    Some((gcc, wine))
 }
 
 /// The Wine prefix: `$CARGO_TARGET_TMPDIR/wine-prefix` or `CERTEMU_WINEPREFIX`.
@@ -130,12 +84,10 @@ pub fn compile(gcc: &Path, args: &[&str], dir: &Path, tag: &str) {
     assert!(status.success(), "{tag} failed:\n{out}{err}");
 }
 
-/// The names a PE DLL exports (MinGW's objdump), sorted; `None` after [`missing_tool`].
+/// The names a PE DLL exports (MinGW's objdump), sorted; `None` after [`require_tool`]'s
+/// note.
 pub fn exports(dll: &Path, dir: &Path) -> Option<Vec<String>> {
-    let Some(objdump) = on_path("x86_64-w64-mingw32-objdump") else {
-        missing_tool("x86_64-w64-mingw32-objdump (binutils-mingw-w64-x86-64)");
-        return None;
-    };
+    let objdump = require_tool("x86_64-w64-mingw32-objdump")?;
     let mut cmd = Command::new(objdump);
     cmd.arg("-p").arg(dll);
     let (status, out, err, _) = run(cmd, dir, "objdump");

@@ -82,8 +82,8 @@ fn hr_str(hr: i32) -> String {
 }
 
 /// With `PROP_MODEL_STATS` set, prints one line per call and result, to check what the
-/// generated sequences reach: `PROP_MODEL_STATS=1 cargo test --test prop_backup_model --
-/// --nocapture 2>&1 | grep ^STAT | sort | uniq -c`.
+/// generated sequences reach: `PROP_MODEL_STATS=1 cargo test --test it prop_backup_model
+/// -- --nocapture 2>&1 | grep ^STAT | sort | uniq -c`.
 fn stat(call: &str, hr: i32) {
     if std::env::var_os("PROP_MODEL_STATS").is_some() {
         let name = call.split('(').next().unwrap_or(call);

@@ -19,13 +19,14 @@
 //! * `CERTADM_EMU_LIB`: the library to check and install (default: the one cargo built
 //!   for this test run).
 
-mod common;
+use crate::common;
 
 use certadm_emu::core::Call;
+use common::tool::require_tool;
 use common::{readme_block, run_with_timeout, show};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -48,25 +49,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// Whether `program` runs (`program --version`). Without it the test fails when
-/// `CERTADM_EMU_REQUIRE_TOOLS=1`, and otherwise prints a note and is skipped.
-fn require(program: &str, what: &str) -> bool {
-    let found = Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var("CERTADM_EMU_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "{program} is not installed and CERTADM_EMU_REQUIRE_TOOLS=1 ({what} needs it)"
-        );
-        eprintln!("note: {program} is not installed; skipping {what} (CI installs it)");
-    }
-    found
 }
 
 /// Runs `cmd`, prints the command and its output, and panics on failure.
@@ -176,7 +158,7 @@ fn the_symbol_list_is_the_call_table_and_certemu_h() {
 /// function fails here (docs/ABI.md says which changes are allowed).
 #[test]
 fn exports_are_exactly_the_symbol_list() {
-    if !require("nm", "the export list check") {
+    if require_tool("nm").is_none() {
         return;
     }
     let lib = common::built_library();
@@ -203,7 +185,7 @@ fn exports_are_exactly_the_symbol_list() {
 /// link time by build.rs from the crate version.
 #[test]
 fn the_soname_carries_the_abi_version() {
-    if !require("readelf", "the soname check") {
+    if require_tool("readelf").is_none() {
         return;
     }
     let lib = common::built_library();
@@ -322,7 +304,7 @@ fn install_lays_out_the_prefix_and_uninstall_removes_it() {
     cmd.arg("--version");
     let o = run("certadm-emu --version", cmd);
     assert_eq!(stdout(&o).trim(), format!("certadm-emu {VERSION}"));
-    if require("pkg-config", "pkg-config --modversion") {
+    if require_tool("pkg-config").is_some() {
         let mut cmd = Command::new("pkg-config");
         cmd.args(["--modversion", "certadm-emu"])
             .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"));
@@ -377,7 +359,7 @@ fn install_lays_out_the_prefix_and_uninstall_removes_it() {
 /// 0.MINOR) at the same or a later version; EXACT needs the same version.
 #[test]
 fn the_cmake_version_file_follows_the_abi_rule() {
-    if !require("cmake", "the CMake version file check") {
+    if require_tool("cmake").is_none() {
         return;
     }
     let prefix = scratch("version-file").join("prefix");
@@ -505,7 +487,7 @@ fn run_consumer(exe: &Path, ld_path: bool, first_line: &str) {
 }
 
 fn make_tools() -> bool {
-    require("pkg-config", "the pkg-config consumer") && require("make", "the Makefile consumer")
+    require_tool("pkg-config").is_some() && require_tool("make").is_some()
 }
 
 /// `make -f tests/consumers/Makefile TARGET` with `PKG_CONFIG_PATH=<prefix>/lib/pkgconfig`.
@@ -527,7 +509,7 @@ fn make(target: &str, dir: &Path, src: &Path) -> PathBuf {
 /// example and the C++ program, found through `CMAKE_PREFIX_PATH`.
 #[test]
 fn cmake_consumer() {
-    if !require("cmake", "the CMake consumer") || !require("c++", "the CMake consumer") {
+    if require_tool("cmake").is_none() || require_tool("c++").is_none() {
         return;
     }
     let (dir, src) = consumer_dir("cmake");
@@ -581,7 +563,7 @@ fn pkg_config_makefile_consumer() {
 /// (c) C++ (g++, the Makefile's `$(CXX)`) with the same headers and pkg-config flags.
 #[test]
 fn cxx_consumer() {
-    if !make_tools() || !require("g++", "the C++ consumer") {
+    if !make_tools() || require_tool("c++").is_none() {
         return;
     }
     let (dir, src) = consumer_dir("makefile-cxx");

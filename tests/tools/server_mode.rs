@@ -16,20 +16,22 @@
 //!   local.
 //!
 //! Environment: `CERTADM_EMU_LIB` overrides the library, `CC` the C compiler, `PYTHON`
-//! the interpreter (the Python test is skipped with a note when it is not installed).
+//! the interpreter. The C programs are built by `tests/common/cbuild.rs`; a missing
+//! compiler or Python skips its test with a note, and fails it under
+//! `CERTADM_EMU_REQUIRE_TOOLS=1`.
 
+use crate::common;
 use certadm_emu::remote::client::RemoteClient;
 use serde_json::Value;
-mod common;
 
+use common::cbuild::{self, Lang, Link};
 use common::show;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 #[allow(dead_code, clippy::all)]
-#[path = "../clients/windows-sys-agent/src/lib.rs"]
+#[path = "../../clients/windows-sys-agent/src/lib.rs"]
 mod agent;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -128,95 +130,26 @@ fn run(cmd: Command) -> (Output, Duration) {
     common::run_with_timeout(cmd, TIMEOUT)
 }
 
-/// The scratch directory of this test process; those of earlier processes that are gone
-/// are removed first.
-fn base() -> &'static PathBuf {
-    static BASE: OnceLock<PathBuf> = OnceLock::new();
-    BASE.get_or_init(|| {
-        let all = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("server_mode");
-        for e in std::fs::read_dir(&all).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Ok(pid) = name.parse::<u32>() {
-                if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
-        all.join(std::process::id().to_string())
-    })
-}
-
 /// A scratch directory of this test process.
 fn scratch(name: &str) -> PathBuf {
-    let d = base().join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    cbuild::scratch(&format!("server_mode/{name}"))
 }
 
-/// The cdylib of this build (see `tests/c_clients.rs`), as a private hard link or copy.
-fn library() -> &'static PathBuf {
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let found = match std::env::var_os("CERTADM_EMU_LIB") {
-            Some(p) => PathBuf::from(p),
-            None => {
-                let exe = std::env::current_exe().unwrap();
-                let deps = exe.parent().unwrap().to_path_buf();
-                let candidates = [
-                    deps.join("libcertadm_emu.so"),
-                    deps.parent().unwrap().join("libcertadm_emu.so"),
-                ];
-                candidates.into_iter().find(|p| p.is_file()).expect(
-                    "libcertadm_emu.so not found next to the test executable; set CERTADM_EMU_LIB",
-                )
-            }
-        };
-        // With the soname link, for the programs linked with -lcertadm_emu.
-        common::link_library(&found, &scratch("lib"))
-    })
+/// The cdylib of this build, as a private hard link or copy (`tests/common/cbuild.rs`).
+fn library() -> &'static Path {
+    cbuild::library()
 }
 
-/// Compiles `tests/c/<name>.c` against the headers and the library.
-fn build_c(name: &str) -> PathBuf {
+/// Compiles `tests/c/<name>.c` against the headers and the library; `None` without a C
+/// compiler.
+fn build_c(name: &str) -> Option<PathBuf> {
     build_c_as(name, true)
 }
 
 /// Compiles `tests/c/<name>.c`, linked with the library (`linked`) or with `-ldl` only.
-fn build_c_as(name: &str, linked: bool) -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let lib = library();
-    let lib_dir = lib.parent().unwrap();
-    // A name of its own: two tests may build the same program at the same time.
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let exe = lib_dir.join(format!("{name}-{n}"));
-    let mut cmd = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
-    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"])
-        .arg("-pthread")
-        .arg("-I")
-        .arg(manifest.join("include"))
-        .arg("-o")
-        .arg(&exe)
-        .arg(manifest.join("tests/c").join(format!("{name}.c")))
-        .current_dir(manifest);
-    if linked {
-        cmd.arg("-L")
-            .arg(lib_dir)
-            .arg("-lcertadm_emu")
-            .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
-            // DT_RPATH beats a stale library on cargo test's LD_LIBRARY_PATH.
-            .arg("-Wl,--disable-new-dtags");
-    } else {
-        cmd.arg("-ldl");
-    }
-    let (o, _) = run(cmd);
-    assert!(
-        o.status.success(),
-        "compiling {name}.c failed\n{}",
-        show(&o)
-    );
-    exe
+fn build_c_as(name: &str, linked: bool) -> Option<PathBuf> {
+    let link = if linked { Link::Library } else { Link::Dlopen };
+    cbuild::build(name, link, Lang::C)
 }
 
 /// Runs a C program in process (`server` None) or through the server at `server`.
@@ -299,7 +232,9 @@ fn assert_served(trace: &Path, calls: &[&str]) {
 
 /// A C scenario in process and through a server: both pass, the reports are equal.
 fn scenario(name: &str, marker: &str) {
-    let exe = build_c(name);
+    let Some(exe) = build_c(name) else {
+        return;
+    };
     let mut reports = Vec::new();
     let (server, trace) = Served::traced(&scratch(&format!("{name}-server")));
     for via in [None, Some(server.addr.as_str())] {
@@ -380,7 +315,9 @@ fn machine_of(report: &Value, name: &str) -> Value {
 /// same as the in-process one of `CERTADM_EMU_CONFIG`.
 #[test]
 fn plain_agent_through_a_server() {
-    let exe = build_c("plain_agent");
+    let Some(exe) = build_c("plain_agent") else {
+        return;
+    };
     // In process.
     let local_dir = scratch("plain-agent-local");
     let cfg = agent_config(&local_dir);
@@ -465,14 +402,9 @@ fn plain_agent_through_a_server() {
 /// `tests/python/backup.py` through ctypes, in process and through a server.
 #[test]
 fn python_ctypes_through_a_server() {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    match Command::new(&python).arg("--version").output() {
-        Ok(o) if o.status.success() => {}
-        _ => {
-            eprintln!("note: {python} is not installed; skipping the Python ctypes test");
-            return;
-        }
-    }
+    let Some(python) = common::tool::require_tool_env("PYTHON", "python3") else {
+        return;
+    };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/backup.py");
     let (server, trace) = Served::traced(&scratch("python-server"));
     let mut reports = Vec::new();
@@ -524,7 +456,8 @@ fn python_ctypes_through_a_server() {
 /// `CERTADM_EMU_SERVER=addr`; returns its output.
 fn in_child(name: &str, addr: &str) -> Output {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
+    cmd.arg(common::test_path(module_path!(), name))
+        .args(["--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD, "1")
         .env("CERTADM_EMU_SERVER", addr)
         .env_remove("CERTADM_EMU_CONFIG")
@@ -698,6 +631,9 @@ fn every_c_program_through_a_server() {
         "faults_and_report",
         "dlopen_all",
     ];
+    if cbuild::cc().is_none() {
+        return;
+    }
     let (server, trace) = Served::traced(&scratch("every-server"));
     let addr = server.addr.clone();
     let failures: Vec<String> = std::thread::scope(|s| {
@@ -706,7 +642,7 @@ fn every_c_program_through_a_server() {
             .map(|&name| {
                 let addr = addr.clone();
                 s.spawn(move || {
-                    let exe = build_c_as(name, name != "dlopen_all");
+                    let exe = build_c_as(name, name != "dlopen_all").expect("a C compiler");
                     let lib = library().to_str().unwrap().to_string();
                     let args: Vec<&str> = if name == "dlopen_all" {
                         vec![&lib]
@@ -738,8 +674,10 @@ fn every_c_program_through_a_server() {
 /// that has it, and refuses one without it (every call fails, nothing runs in process).
 #[test]
 fn the_secret_comes_from_certadm_emu_secret() {
+    let Some(exe) = build_c("sample_backup_prepare") else {
+        return;
+    };
     let server = Served::start_with(None, Some("s3cret-for-tests"));
-    let exe = build_c("sample_backup_prepare");
     let dir = scratch("secret");
     let mut cmd = Command::new(&exe);
     cmd.env("CERTEMU_TEST_DIR", &dir)

@@ -6,36 +6,32 @@
 //! * `header_check.c` is also compiled as C++ (`c++ -x c++ -Wall -Wextra -Werror -pedantic`),
 //!   and the headers alone as C99 and C++11.
 //! * `dlopen_all.c` is linked without the library and loads it with `dlopen`.
-//! * `mingw_witness.c` is only compiled, with the mingw-w64 cross compiler when it is
-//!   installed, against mingw-w64's own `certbcli.h` (a second witness for the header).
+//! * `mingw_witness.c` is only compiled, with the mingw-w64 cross compiler, against
+//!   mingw-w64's own `certbcli.h` (a second witness for the header).
+//!
+//! The build (library, flags, rpath) is `tests/common/cbuild.rs`. A missing tool (C or C++
+//! compiler, valgrind, mingw-w64, python3, nm) skips its test with a note, and fails it
+//! under `CERTADM_EMU_REQUIRE_TOOLS=1` (`tests/common/tool.rs`).
 //!
 //! Environment:
 //! * `CERTADM_EMU_LIB`: use this `libcertadm_emu.so` instead of the one next to the test.
 //!
 //! The library is linked into a private directory with its soname link
 //! (`common::link_library`). The exported symbol list and the soname are checked by
-//! `tests/install.rs`, with the installed layout and the CMake and pkg-config consumers.
+//! `tests/tools/install.rs`, with the installed layout and the CMake and pkg-config consumers.
 //! * `CERTADM_EMU_NO_VALGRIND=1`: skip the valgrind runs (they take most of the time).
 //! * `CC` / `CXX`: the C and C++ compilers (default `cc` / `c++`).
 
-mod common;
+use crate::common;
 
+use common::cbuild::{self, compile, Lang, Link};
+use common::tool::require_tool;
 use common::{readme_block, run_with_timeout, show};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-const CFLAGS: &[&str] = &["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-g"];
-const CXXFLAGS: &[&str] = &[
-    "-x",
-    "c++",
-    "-Wall",
-    "-Wextra",
-    "-Werror",
-    "-pedantic",
-    "-g",
-];
 const VALGRIND: &[&str] = &[
     "-q",
     "--error-exitcode=1",
@@ -93,121 +89,45 @@ struct Setup {
     manifest: PathBuf,
     /// A private link to (or copy of) the library: a concurrent cargo build cannot change
     /// it under us.
-    lib_dir: PathBuf,
     lib: PathBuf,
     /// Executables and scratch directories of this test process.
     out: PathBuf,
-    valgrind: Option<String>,
 }
 
 fn setup() -> &'static Setup {
     static SETUP: OnceLock<Setup> = OnceLock::new();
-    SETUP.get_or_init(|| {
-        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_clients");
-        common::remove_stale_runs(&base);
-        let out = base.join(std::process::id().to_string());
-        let _ = std::fs::remove_dir_all(&out);
-        let lib_dir = out.join("lib");
-        let found = common::built_library();
-        let lib = common::link_library(&found, &lib_dir);
-        println!("library: {} (from {})", lib.display(), found.display());
-        let valgrind = if std::env::var_os("CERTADM_EMU_NO_VALGRIND").is_some() {
-            eprintln!("note: CERTADM_EMU_NO_VALGRIND is set; skipping the valgrind runs");
-            None
-        } else {
-            match Command::new("valgrind").arg("--version").output() {
-                Ok(o) if o.status.success() => {
-                    Some(String::from_utf8_lossy(&o.stdout).trim().to_string())
-                }
-                _ => {
-                    eprintln!("note: valgrind is not installed; the C programs run without the memcheck pass (CI installs it)");
-                    None
-                }
-            }
-        };
-        Setup {
-            manifest,
-            lib_dir,
-            lib,
-            out,
-            valgrind,
-        }
+    SETUP.get_or_init(|| Setup {
+        manifest: cbuild::manifest().to_path_buf(),
+        lib: cbuild::library().to_path_buf(),
+        out: cbuild::scratch("c_clients"),
     })
 }
 
-fn tool(var: &str, default: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| default.to_string())
+/// Valgrind, for the memcheck runs: `None` when `CERTADM_EMU_NO_VALGRIND` is set, or after
+/// [`require_tool`]'s note (a failure under `CERTADM_EMU_REQUIRE_TOOLS=1`).
+fn valgrind() -> Option<&'static Path> {
+    static VALGRIND: OnceLock<Option<PathBuf>> = OnceLock::new();
+    VALGRIND
+        .get_or_init(|| {
+            if std::env::var_os("CERTADM_EMU_NO_VALGRIND").is_some() {
+                eprintln!("note: CERTADM_EMU_NO_VALGRIND is set; skipping the valgrind runs");
+                None
+            } else {
+                require_tool("valgrind")
+            }
+        })
+        .as_deref()
 }
 
-fn have(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn compile(what: &str, mut cmd: Command) {
-    let (o, _) = run_with_timeout(
-        {
-            cmd.current_dir(&setup().manifest);
-            cmd
-        },
-        RUN_TIMEOUT,
-    );
-    assert!(o.status.success(), "compiling {what} failed\n{}", show(&o));
-    // -Werror makes any warning fatal, but print what the compiler said anyway.
-    if !o.stderr.is_empty() {
-        eprintln!("{}", String::from_utf8_lossy(&o.stderr));
-    }
-}
-
-/// Compiles `tests/c/<name>.c` (as C, or as C++ when `cxx`) into an executable.
-fn build(name: &str, kind: Kind, cxx: bool) -> PathBuf {
-    let s = setup();
-    let src = s.manifest.join("tests/c").join(format!("{name}.c"));
-    // A path of its own for every build: tests running in parallel build the same
-    // program (and remove their executable when done).
-    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let exe = s
-        .out
-        .join(format!("{name}{}-{n}", if cxx { "-cxx" } else { "" }));
-    let mut cmd = if cxx {
-        let mut c = Command::new(tool("CXX", "c++"));
-        c.args(CXXFLAGS);
-        c
-    } else {
-        let mut c = Command::new(tool("CC", "cc"));
-        c.args(CFLAGS);
-        c
-    };
-    cmd.arg("-pthread")
-        .arg("-I")
-        .arg(s.manifest.join("include"))
-        .arg("-o")
-        .arg(&exe)
-        .arg(&src);
-    match kind {
-        Kind::Linked => {
-            cmd.arg("-L")
-                .arg(&s.lib_dir)
-                .arg("-lcertadm_emu")
-                .arg(format!("-Wl,-rpath,{}", s.lib_dir.display()))
-                // DT_RPATH, not DT_RUNPATH: `cargo test` puts target/<profile> on
-                // LD_LIBRARY_PATH, where a stale libcertadm_emu.so from an earlier
-                // `cargo build` would otherwise win over this build's library.
-                .arg("-Wl,--disable-new-dtags");
-        }
-        Kind::Dlopen => {
-            cmd.arg("-ldl");
-        }
+/// Compiles `tests/c/<name>.c` (as C, or as C++ when `cxx`) into an executable; `None`
+/// when the compiler is missing.
+fn build(name: &str, kind: Kind, cxx: bool) -> Option<PathBuf> {
+    let link = match kind {
+        Kind::Linked => Link::Library,
+        Kind::Dlopen => Link::Dlopen,
         Kind::MingwSyntaxOnly => unreachable!("not built for the host"),
-    }
-    compile(&format!("{name}.c"), cmd);
-    exe
+    };
+    cbuild::build(name, link, if cxx { Lang::Cxx } else { Lang::C })
 }
 
 /// Runs `exe` natively, then under valgrind; panics with the output on a failure.
@@ -215,10 +135,10 @@ fn run(name: &str, exe: &Path, kind: Kind) {
     let s = setup();
     for under_valgrind in [false, true] {
         let mut cmd = if under_valgrind {
-            let Some(_) = &s.valgrind else {
+            let Some(valgrind) = valgrind() else {
                 continue;
             };
-            let mut c = Command::new("valgrind");
+            let mut c = Command::new(valgrind);
             c.args(VALGRIND).arg(exe);
             c
         } else {
@@ -266,7 +186,9 @@ fn program(name: &str) {
         .find(|(n, _)| *n == name)
         .map(|(_, k)| *k)
         .unwrap_or_else(|| panic!("{name} is not in PROGRAMS"));
-    let exe = build(name, kind, false);
+    let Some(exe) = build(name, kind, false) else {
+        return;
+    };
     run(name, &exe, kind);
 }
 
@@ -330,9 +252,11 @@ fn agent_config(dir: &Path, faults: &str) -> PathBuf {
 #[test]
 fn plain_agent_with_a_configuration_file() {
     let s = setup();
-    let exe = build("plain_agent", Kind::Linked, false);
+    let Some(exe) = build("plain_agent", Kind::Linked, false) else {
+        return;
+    };
     for under_valgrind in [false, true] {
-        if under_valgrind && s.valgrind.is_none() {
+        if under_valgrind && valgrind().is_none() {
             continue;
         }
         let dir = s.out.join(format!("plain-agent-{under_valgrind}"));
@@ -342,12 +266,13 @@ fn plain_agent_with_a_configuration_file() {
             &dir,
             r#"{"faults": [{"kind": "fail", "function": "CertSrvBackupRead", "nth": 2, "hr": "RPC_S_CALL_FAILED"}]}"#,
         );
-        let mut cmd = if under_valgrind {
-            let mut c = Command::new("valgrind");
-            c.args(VALGRIND).arg(&exe);
-            c
-        } else {
-            Command::new(&exe)
+        let mut cmd = match (valgrind(), under_valgrind) {
+            (Some(valgrind), true) => {
+                let mut c = Command::new(valgrind);
+                c.args(VALGRIND).arg(&exe);
+                c
+            }
+            _ => Command::new(&exe),
         };
         cmd.arg("AGENTCA").arg(&dir).env("CERTADM_EMU_CONFIG", &cfg);
         let (o, _) = run_with_timeout(cmd, VALGRIND_TIMEOUT);
@@ -375,7 +300,9 @@ fn plain_agent_with_a_configuration_file() {
 /// (exit(1) without End) is caught.
 fn explore_agent(through_server: bool) {
     let s = setup();
-    let exe = build("plain_agent", Kind::Linked, false);
+    let Some(exe) = build("plain_agent", Kind::Linked, false) else {
+        return;
+    };
     let bin = env!("CARGO_BIN_EXE_certadm-emu");
     for (mode, clean) in [("careful", true), ("leaky", false)] {
         let dir = s.out.join(format!("explore-{through_server}-{mode}"));
@@ -436,11 +363,12 @@ fn header_check_c() {
 #[test]
 fn header_check_cxx() {
     let s = setup();
-    if !have(&tool("CXX", "c++")) {
-        eprintln!("note: no C++ compiler; skipping the C++ header check");
+    let (Some(cc), Some(cxx)) = (cbuild::cc(), cbuild::cxx()) else {
         return;
-    }
-    let exe = build("header_check", Kind::Linked, true);
+    };
+    let Some(exe) = build("header_check", Kind::Linked, true) else {
+        return;
+    };
     run("header_check (C++)", &exe, Kind::Linked);
 
     let probe = s.out.join("headers_only.c");
@@ -452,11 +380,11 @@ fn header_check_cxx() {
     .unwrap();
     for (compiler, flags) in [
         (
-            tool("CC", "cc"),
+            cc,
             &["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"][..],
         ),
         (
-            tool("CXX", "c++"),
+            cxx,
             &[
                 "-x",
                 "c++",
@@ -474,20 +402,21 @@ fn header_check_cxx() {
             .arg("-I")
             .arg(s.manifest.join("include"))
             .arg(&probe);
-        compile(&format!("the headers with {compiler} {flags:?}"), cmd);
+        compile(
+            &format!("the headers with {} {flags:?}", compiler.display()),
+            cmd,
+        );
     }
 }
 
 /// A second witness: mingw-w64's own certbcli.h and ours declare the same functions,
-/// typedefs and constants (compiled only; skipped without the cross compiler).
+/// typedefs and constants (compiled only).
 #[test]
 fn mingw_witness() {
     let s = setup();
-    let cc = "x86_64-w64-mingw32-gcc";
-    if !have(cc) {
-        eprintln!("note: {cc} is not installed; skipping the mingw-w64 header comparison");
+    let Some(cc) = require_tool("x86_64-w64-mingw32-gcc") else {
         return;
-    }
+    };
     let mut cmd = Command::new(cc);
     cmd.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-fsyntax-only"])
         .arg(s.manifest.join("tests/c/mingw_witness.c"));
@@ -522,19 +451,9 @@ fn readme_c_example() {
     let s = setup();
     let src = s.out.join("readme_backup.c");
     std::fs::write(&src, readme_block("c")).unwrap();
-    let exe = s.out.join("readme_backup");
-    let mut cmd = Command::new(tool("CC", "cc"));
-    cmd.args(CFLAGS)
-        .arg("-I")
-        .arg(s.manifest.join("include"))
-        .arg("-o")
-        .arg(&exe)
-        .arg(&src)
-        .arg("-L")
-        .arg(&s.lib_dir)
-        .arg("-lcertadm_emu")
-        .arg(format!("-Wl,-rpath,{}", s.lib_dir.display()));
-    compile("README.md's C example", cmd);
+    let Some(exe) = cbuild::build_source(&src, "readme_backup", Link::Library, Lang::C) else {
+        return;
+    };
     let (o, _) = run_with_timeout(Command::new(&exe), RUN_TIMEOUT);
     assert!(o.status.success(), "{}", show(&o));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -547,13 +466,12 @@ fn readme_c_example() {
 #[test]
 fn readme_python_example() {
     let s = setup();
-    if !have("python3") {
-        eprintln!("note: python3 is not installed; skipping the README's Python example");
+    let Some(python) = common::tool::require_tool_env("PYTHON", "python3") else {
         return;
-    }
+    };
     let script = s.out.join("readme_example.py");
     std::fs::write(&script, readme_block("python")).unwrap();
-    let mut cmd = Command::new("python3");
+    let mut cmd = Command::new(python);
     cmd.arg(&script).env("CERTEMU_LIB", &s.lib);
     let (o, _) = run_with_timeout(cmd, RUN_TIMEOUT);
     assert!(o.status.success(), "{}", show(&o));
@@ -573,24 +491,30 @@ fn server_mode_under_valgrind() {
     std::fs::create_dir_all(&dir).unwrap();
     const FAULT: &str = r#"{"faults": [{"kind": "fail", "function": "CertSrvBackupRead", "nth": 2, "hr": "RPC_S_CALL_FAILED"}]}"#;
     let cfg = agent_config(&dir, "null");
+    if cbuild::cc().is_none() {
+        return;
+    }
     let (mut server, addr) = common::spawn_serve(|cmd| {
         cmd.arg("--config").arg(&cfg);
     });
     let result = std::panic::catch_unwind(|| {
         for name in ["scenario_backup", "scenario_restore", "plain_agent"] {
-            let exe = build(name, Kind::Linked, false);
+            let Some(exe) = build(name, Kind::Linked, false) else {
+                return;
+            };
             for under_valgrind in [false, true] {
-                if under_valgrind && s.valgrind.is_none() {
+                if under_valgrind && valgrind().is_none() {
                     continue;
                 }
                 let scratch = dir.join(format!("{name}-{under_valgrind}"));
                 std::fs::create_dir_all(&scratch).unwrap();
-                let mut cmd = if under_valgrind {
-                    let mut c = Command::new("valgrind");
-                    c.args(VALGRIND).arg(&exe);
-                    c
-                } else {
-                    Command::new(&exe)
+                let mut cmd = match (valgrind(), under_valgrind) {
+                    (Some(valgrind), true) => {
+                        let mut c = Command::new(valgrind);
+                        c.args(VALGRIND).arg(&exe);
+                        c
+                    }
+                    _ => Command::new(&exe),
                 };
                 if name == "plain_agent" {
                     // A fresh schedule for each run: its second read fails.

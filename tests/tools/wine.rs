@@ -23,8 +23,8 @@
 //! The Wine prefix is `$CARGO_TARGET_TMPDIR/wine-prefix` (override with `CERTEMU_WINEPREFIX`);
 //! its first use creates it (10-30 s).
 
+use crate::common;
 use certadm_emu::remote::client::RemoteClient;
-mod common;
 
 use common::wine::{check_exports, compile, run, wine_path, Served, Wine};
 use std::path::Path;

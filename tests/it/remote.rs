@@ -13,7 +13,7 @@ use certadm_emu::remote::server::{RunningServer, Server, ServerOptions};
 use certadm_emu::{EmulatedCa, Hcsbc, WideList, HRESULT};
 use std::collections::BTreeMap;
 
-mod common;
+use crate::common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -971,11 +971,11 @@ fn clients_killed_at_random_points_leave_nothing_behind() {
     let mut seed = 0x5EED_u64;
     for round in 0..12 {
         let mut child = std::process::Command::new(&exe)
-            .args([
+            .arg(common::test_path(
+                module_path!(),
                 "clients_killed_at_random_points_leave_nothing_behind",
-                "--exact",
-                "--nocapture",
-            ])
+            ))
+            .args(["--exact", "--nocapture"])
             .env("CERTADM_EMU_STRESS_CLIENT", &addr)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
