@@ -207,7 +207,7 @@ fn replay(args: &ReplayArgs, recordings: &[Recording]) -> Result<Report, String>
         .next()
         .unwrap_or(1);
     for a in &args.before {
-        r.act(first_line, a.clone(), Origin::Flag, "--before".into());
+        r.act(first_line, a.clone(), Origin::Flag, String::new());
     }
     for (i, rec) in recordings.iter().enumerate() {
         r.recording(i, rec);
@@ -1058,6 +1058,22 @@ impl Replayer<'_> {
                 names_differ = true;
             }
             if mapped == *lp {
+                if log_generation(lp).is_some() && self.gen_offset.is_none() {
+                    self.gen_offset = Some(0);
+                }
+                if self.gen_offset.is_some_and(|o| o != 0) && log_generation(lp).is_some() {
+                    let o = self.gen_offset.unwrap_or(0);
+                    self.diverge(
+                        rec,
+                        format!("entry {}", i + 1),
+                        rp,
+                        lp,
+                        None,
+                        Some(format!(
+                            "log generations: emulator = transcript here, {o:+} before"
+                        )),
+                    );
+                }
                 continue;
             }
             if mapped.eq_ignore_ascii_case(lp) {
@@ -1379,6 +1395,9 @@ impl Replayer<'_> {
         let want: BTreeSet<i64> = mapped.iter().copied().filter(|g| *g >= 1).collect();
         let got: BTreeSet<i64> = before.difference(&after).map(|g| i64::from(*g)).collect();
         let show = |s: &BTreeSet<i64>| {
+            if s.is_empty() {
+                return "none".to_string();
+            }
             s.iter()
                 .map(|g| format!("{g:#x}"))
                 .collect::<Vec<_>>()

@@ -103,7 +103,7 @@ pub struct ActionTaken {
     pub action: String,
     /// Where it came from.
     pub origin: Origin,
-    /// Why.
+    /// Why (empty for a flag or a control line).
     pub why: String,
     /// The error, if it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -262,7 +262,11 @@ impl fmt::Display for Report {
                             Origin::Inferred => "inferred",
                             Origin::Rundown => "process exit",
                         };
-                        write!(f, "  {when}: {} ({origin}: {})", a.action, a.why)?;
+                        if a.why.is_empty() {
+                            write!(f, "  {when}: {} ({origin})", a.action)?;
+                        } else {
+                            write!(f, "  {when}: {} ({origin}: {})", a.action, a.why)?;
+                        }
                         match &a.error {
                             Some(e) => writeln!(f, " FAILED: {e}")?,
                             None => writeln!(f)?,
