@@ -377,6 +377,24 @@ fn control_lines_and_before_replace_what_is_inferred() {
 }
 
 #[test]
+fn the_readme_shows_a_real_replay_report() {
+    let block = common::readme_block("console");
+    let (cmd, shown) = block.split_once('\n').unwrap();
+    let file = cmd
+        .strip_prefix("$ certadm-emu replay ")
+        .unwrap_or_else(|| panic!("the README's console block starts with the replay: {cmd}"));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_certadm-emu"));
+    c.current_dir(manifest()).arg("replay").arg(file);
+    let (out, _) = common::run_with_timeout(c, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", common::show(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        shown,
+        "the README's replay report is not what `certadm-emu replay {file}` prints"
+    );
+}
+
+#[test]
 fn a_renamed_machine_maps_every_name() {
     let (code, r) = report(
         &fixture("full"),

@@ -282,9 +282,25 @@ pub fn infer(recs: &[Recording], o: &Overrides) -> (MachineFacts, Vec<String>) {
             .find_map(|e| local_path(if dir_of_file { parent(&e.2) } else { &e.2 }))
     };
     let hca = header.map(|h| h.ca.clone()).unwrap_or_default();
+    // Directories the calls show (lists, then paths a client passed), as the API spells
+    // them: a registry value equal but for case takes their spelling.
+    let observed: Vec<String> = s
+        .entries
+        .iter()
+        .flat_map(|e| [local_path(&e.2), local_path(parent(&e.2))])
+        .chain(
+            s.paths
+                .iter()
+                .flat_map(|p| [local_path(p), local_path(parent(p))]),
+        )
+        .flatten()
+        .collect();
     let dir = |list: Option<String>, h: &Option<String>, d: &str| match (list, h) {
         (Some(l), _) => fact(l, "lists"),
-        (None, Some(h)) => fact(h.clone(), "header"),
+        (None, Some(h)) => match observed.iter().find(|o| o.eq_ignore_ascii_case(h)) {
+            Some(o) => fact(o.clone(), "header, spelt as the paths"),
+            None => fact(h.clone(), "header"),
+        },
         (None, None) => fact(d.to_string(), "default"),
     };
     let locations = certadm_emu::core::Call::RestoreGetDatabaseLocations.name();
