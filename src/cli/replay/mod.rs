@@ -96,6 +96,10 @@ static NOT_A_LIST: u8 = 0;
 const MAX_ROLLS: i64 = 4096;
 /// Largest buffer a replayed read gets.
 const MAX_READ: u64 = 256 << 20;
+/// Buffer of a read on no file the replay knows (it fails before touching it).
+const UNKNOWN_READ: u64 = 64 << 10;
+/// Most calls one folded line (or the reads to a larger file's end) replays.
+const MAX_READS: u64 = 1 << 24;
 
 /// `certadm-emu replay`.
 pub fn run(args: ReplayArgs) -> Result<(), String> {
@@ -1245,7 +1249,13 @@ impl Replayer<'_> {
         let e = &rec.event;
         let (h, n) = self.hbc(e);
         let cb = arg_u64(e, "cbBuffer");
-        let count = e.count.max(1);
+        let count = e.count.clamp(1, MAX_READS);
+        if e.count > MAX_READS {
+            self.report.notes.push(format!(
+                "line {}: {} folded reads; only the first {MAX_READS} are replayed",
+                rec.line, e.count
+            ));
+        }
         let amounts = match (e.hr == HRESULT::S_OK, out_u64(e, "read")) {
             (true, Some(total)) => split_reads(total, count, cb),
             _ => Vec::new(),
@@ -1255,11 +1265,13 @@ impl Replayer<'_> {
             if cb == 0 {
                 return 0;
             }
-            let mut len = cb.min(MAX_READ);
-            if let Some(size) = t.as_ref().and_then(|t| t.live.size) {
-                let left = size.saturating_sub(t.as_ref().map_or(0, |t| t.live.total));
-                len = len.min(left.max(1));
-            }
+            let len = match t
+                .as_ref()
+                .and_then(|t| t.live.size.map(|s| (s, t.live.total)))
+            {
+                Some((size, total)) => cb.min(MAX_READ).min(size.saturating_sub(total).max(1)),
+                None => cb.min(UNKNOWN_READ),
+            };
             len as usize
         };
         let mut hr_reported = false;
@@ -1290,7 +1302,7 @@ impl Replayer<'_> {
             if e.hr == HRESULT::S_OK && t.rec.at_end() && !t.live.at_end() && t.live.size.is_some()
             {
                 let left = t.live.size.unwrap_or(0).saturating_sub(t.live.total);
-                let most = left / cb.max(1) + 2;
+                let most = (left / cb.max(1) + 2).min(MAX_READS);
                 for _ in 0..most {
                     let l = self.run(e.client, Request::Read(h.handle(), len(&track)));
                     let t = track.as_mut().expect("present");
