@@ -434,6 +434,32 @@ fn contexts_a_process_left_open_are_run_down_before_the_next_one() {
 }
 
 #[test]
+fn a_backup_after_a_replayed_restore_finds_the_ca_running_again() {
+    let full = std::fs::read_to_string(fixture("full")).unwrap();
+    let lines: Vec<&str> = full.lines().collect();
+    let end = lines
+        .iter()
+        .find(|l| l.contains("\"CertSrvBackupEnd\""))
+        .unwrap();
+    // After the restore, a program checks the CA, prepares a backup and ends it.
+    let again = format!("{}\n{}\n{}\n{end}\n", lines[0], lines[1], lines[2]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("restore-then-backup.jsonl");
+    let restore = std::fs::read_to_string(fixture("restore")).unwrap();
+    std::fs::write(&file, format!("{restore}{again}")).unwrap();
+    let (code, r) = report(&file, &[]);
+    assert_clean("restore, then a backup", code, &r);
+    assert_eq!(
+        actions(&r),
+        ["inferred stop", "inferred wipe", "inferred start"]
+    );
+    // The transcript holds no files: the registered restore cannot be recovered, and the
+    // CA restarts from the files the wipe removed.
+    let why = r["actions"][2]["why"].as_str().unwrap();
+    assert!(why.contains("recovery failed with 0xC80004B6"), "{why}");
+}
+
+#[test]
 fn unusable_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, err) = replay(&dir.path().join("missing.jsonl"), &[]);

@@ -203,6 +203,7 @@ fn replay(args: &ReplayArgs, recordings: &[Recording]) -> Result<Report, String>
         buffers: HashMap::new(),
         model: Model::default(),
         first_unexpected: None,
+        snapshot: None,
     };
     let first_line = recordings
         .iter()
@@ -248,7 +249,7 @@ enum Buf {
 struct Model {
     contexts: BTreeSet<u64>,
     buffers: BTreeSet<u64>,
-    /// The last state mismatch reported, per kind.
+    /// The state mismatches reported and not resolved since, per kind.
     shown: HashMap<&'static str, (usize, usize)>,
 }
 
@@ -383,6 +384,39 @@ struct Replayer<'a> {
     buffers: HashMap<u64, Buf>,
     model: Model,
     first_unexpected: Option<usize>,
+    /// The CA's files as a wipe found them: a start whose recovery fails for want of the
+    /// files a restore would have copied (they are not in a transcript) puts them back.
+    snapshot: Option<Snapshot>,
+}
+
+/// Copies of the CA's files.
+struct Snapshot {
+    _dir: tempfile::TempDir,
+    files: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Snapshot {
+    fn take(ca: &EmulatedCa) -> Result<Snapshot, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut files = Vec::new();
+        for (i, f) in ca.files().into_iter().enumerate() {
+            let copy = dir.path().join(i.to_string());
+            std::fs::copy(&f.host_path, &copy)
+                .map_err(|e| format!("{}: {e}", f.host_path.display()))?;
+            files.push((f.host_path, copy));
+        }
+        Ok(Snapshot { _dir: dir, files })
+    }
+
+    fn put_back(&self) -> Result<(), String> {
+        for (orig, copy) in &self.files {
+            if let Some(p) = orig.parent() {
+                std::fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            }
+            std::fs::copy(copy, orig).map_err(|e| format!("{}: {e}", orig.display()))?;
+        }
+        Ok(())
+    }
 }
 
 fn arg_u64(e: &Event, k: &str) -> u64 {
@@ -570,7 +604,51 @@ impl Replayer<'_> {
         false
     }
 
-    fn act(&mut self, line: usize, a: Action, origin: Origin, why: String) {
+    fn act(&mut self, line: usize, a: Action, origin: Origin, mut why: String) {
+        if a == Action::Restore && self.ca.service() != ServiceState::Stopped {
+            if let Err(e) = self.ca.stop() {
+                self.push_action(line, a, origin, why, Some(e.to_string()));
+                return;
+            }
+        }
+        if matches!(a, Action::Wipe | Action::Restore)
+            && self.ca.service() == ServiceState::Stopped
+            && !self.ca.files().is_empty()
+        {
+            self.snapshot = Snapshot::take(&self.ca).ok();
+        }
+        if a == Action::Start {
+            let error = match self.ca.start() {
+                Ok(_) => {
+                    self.snapshot = None;
+                    None
+                }
+                Err(e) => match self.snapshot.take() {
+                    None => Some(format!("{} ({e})", e.hresult())),
+                    Some(snap) => {
+                        let note = format!(
+                            "recovery failed with {}: the files a restore copies are not in a \
+                             transcript, so the CA restarts from the files it had before the \
+                             wipe, without the registration",
+                            e.hresult()
+                        );
+                        why = if why.is_empty() {
+                            note
+                        } else {
+                            format!("{why}; {note}")
+                        };
+                        snap.put_back()
+                            .and_then(|()| {
+                                self.ca.clear_restore_marker().map_err(|e| e.to_string())
+                            })
+                            .and_then(|()| self.ca.start().map(drop).map_err(|e| e.to_string()))
+                            .err()
+                    }
+                },
+            };
+            self.push_action(line, a, origin, why, error);
+            return;
+        }
         let ca = &self.ca;
         let stop = || -> Result<(), String> {
             if ca.service() != ServiceState::Stopped {
@@ -586,10 +664,7 @@ impl Replayer<'_> {
         };
         let r: Result<(), String> = match &a {
             Action::Stop => stop(),
-            Action::Start => ca
-                .start()
-                .map(drop)
-                .map_err(|e| format!("{} ({})", e.hresult(), e)),
+            Action::Start => Ok(()), // above
             Action::Wipe => wipe(),
             Action::Restore => stop().and_then(|()| wipe()),
             Action::Crash => {
@@ -615,12 +690,23 @@ impl Replayer<'_> {
             Action::Issue(n) => ca.issue(*n).map(drop).map_err(|e| e.to_string()),
             Action::Revoke(id) => ca.revoke(*id).map_err(|e| e.to_string()),
         };
+        self.push_action(line, a, origin, why, r.err());
+    }
+
+    fn push_action(
+        &mut self,
+        line: usize,
+        a: Action,
+        origin: Origin,
+        why: String,
+        error: Option<String>,
+    ) {
         self.report.actions.push(ActionTaken {
             line,
             action: a.to_string(),
             origin,
             why,
-            error: r.err(),
+            error,
         });
     }
 
@@ -1533,7 +1619,8 @@ impl Replayer<'_> {
                 self.model.shown.remove(what);
                 continue;
             }
-            if self.model.shown.get(what) == Some(&(want, got)) {
+            // Reported when it appears; not again while it lasts.
+            if self.model.shown.contains_key(what) {
                 continue;
             }
             self.model.shown.insert(what, (want, got));
