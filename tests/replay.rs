@@ -3,8 +3,8 @@
 //! history as control lines, with sizes compared exactly); an edited HRESULT is caught
 //! with the call, the expected and the actual value; what happened outside certadm.dll is
 //! inferred, or given by control lines and `--before`. Also: the "verified by transcript"
-//! table of `COVERAGE.md` is generated from the fixtures (`CERTADM_EMU_BLESS=1` rewrites
-//! it).
+//! table of `COVERAGE.md` is generated from the fixtures, and the README shows a real
+//! replay report (`CERTADM_EMU_BLESS=1` rewrites both).
 
 use certadm_emu::client::{backup_to_dir, restore_from_dirs, BackupOptions, RestoreOptions};
 use certadm_emu::core::Call;
@@ -387,10 +387,19 @@ fn the_readme_shows_a_real_replay_report() {
     c.current_dir(manifest()).arg("replay").arg(file);
     let (out, _) = common::run_with_timeout(c, Duration::from_secs(60));
     assert!(out.status.success(), "{}", common::show(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    if printed != shown && std::env::var("CERTADM_EMU_BLESS").is_ok_and(|v| v == "1") {
+        let path = manifest().join("README.md");
+        let readme = std::fs::read_to_string(&path).unwrap();
+        let old = format!("{cmd}\n{shown}");
+        assert_eq!(readme.matches(&old).count(), 1);
+        std::fs::write(&path, readme.replace(&old, &format!("{cmd}\n{printed}"))).unwrap();
+        return;
+    }
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        shown,
-        "the README's replay report is not what `certadm-emu replay {file}` prints"
+        printed, shown,
+        "the README's replay report is not what `certadm-emu replay {file}` prints \
+         (CERTADM_EMU_BLESS=1 cargo test --test replay readme rewrites it)"
     );
 }
 
@@ -410,6 +419,10 @@ fn a_renamed_machine_maps_every_name() {
     assert_clean("renamed", code, &r);
     assert_eq!(r["machine"]["netbios"]["from"], "flag");
     assert_eq!(r["machine"]["dns"]["value"], "ca01.corp.test");
+    // Only the NetBIOS name: `HOST` changes, `host.example` stays.
+    let (code, r) = report(&fixture("full"), &["--server-name", "CA01"]);
+    assert_clean("renamed NetBIOS name", code, &r);
+    assert_eq!(r["machine"]["dns"]["value"], "host.example");
 }
 
 #[test]

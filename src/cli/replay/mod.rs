@@ -152,14 +152,18 @@ fn replay(args: &ReplayArgs, recordings: &[Recording]) -> Result<Report, String>
     };
     let (machine, notes) = facts::infer(recordings, &overrides);
     let (recorded, _) = facts::infer(recordings, &facts::Overrides::default());
-    let renames: Vec<(String, String)> = [
-        (&recorded.dns.value, &machine.dns.value),
-        (&recorded.netbios.value, &machine.netbios.value),
-        (&recorded.ca_name.value, &machine.ca_name.value),
+    let renames: Vec<Rename> = [
+        (&recorded.dns.value, &machine.dns.value, true),
+        (&recorded.netbios.value, &machine.netbios.value, true),
+        (&recorded.ca_name.value, &machine.ca_name.value, false),
     ]
     .into_iter()
-    .filter(|(a, b)| a != b)
-    .map(|(a, b)| (a.clone(), b.clone()))
+    .filter(|(a, b, _)| a != b)
+    .map(|(a, b, host)| Rename {
+        from: a.clone(),
+        to: b.clone(),
+        host,
+    })
     .collect();
     let ca = EmulatedCa::builder()
         .config(machine.config())
@@ -376,7 +380,7 @@ struct Replayer<'a> {
     /// live entry at the same place.
     names: HashMap<String, String>,
     /// Recorded names and the live names flags gave the machine.
-    renames: Vec<(String, String)>,
+    renames: Vec<Rename>,
     rec_index: usize,
     recorder: bool,
     anonymised: bool,
@@ -427,10 +431,19 @@ fn out_u64(e: &Event, k: &str) -> Option<u64> {
     e.out(k).and_then(Value::as_u64)
 }
 
-/// Replaces each whole-word occurrence of a name (ASCII case-insensitive).
-fn replace_words(s: &str, pairs: &[(String, String)]) -> String {
+/// A name of the transcript and the one flags gave the emulated machine.
+struct Rename {
+    from: String,
+    to: String,
+    /// A host name: a `.` belongs to the name (`HOST` is not replaced in `host.example`).
+    host: bool,
+}
+
+/// Replaces each whole-word occurrence of a name (ASCII case-insensitive; letters,
+/// digits and `-` make words, and `.` too for host names).
+fn replace_words(s: &str, renames: &[Rename]) -> String {
     let mut out = s.to_string();
-    for (from, to) in pairs {
+    for Rename { from, to, host } in renames {
         if from.is_empty() {
             continue;
         }
@@ -441,7 +454,9 @@ fn replace_words(s: &str, pairs: &[(String, String)]) -> String {
         while let Some(p) = lower[i..].find(&f) {
             let at = i + p;
             let end = at + f.len();
-            let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric());
+            let word = |c: Option<char>| {
+                c.is_some_and(|c| c.is_alphanumeric() || c == '-' || (*host && c == '.'))
+            };
             if !word(lower[..at].chars().next_back()) && !word(lower[end..].chars().next()) {
                 res.push_str(&out[i..at]);
                 res.push_str(to);
@@ -1643,12 +1658,21 @@ mod tests {
 
     #[test]
     fn names_are_replaced_as_words() {
-        let pairs = vec![("HOST".to_string(), "CA01".to_string())];
+        let host = |from: &str, to: &str, host| Rename {
+            from: from.into(),
+            to: to.into(),
+            host,
+        };
+        let pairs = [host("HOST", "CA01", true), host("CA", "Corp CA", false)];
         assert_eq!(
             replace_words(r"\\host\C$\HOST_CA.crt", &pairs),
-            r"\\CA01\C$\CA01_CA.crt"
+            r"\\CA01\C$\CA01_Corp CA.crt"
         );
-        assert_eq!(replace_words("GHOST", &pairs), "GHOST");
+        assert_eq!(
+            replace_words(r"\\host.example\C$\x\CA.edb", &pairs),
+            r"\\host.example\C$\x\Corp CA.edb"
+        );
+        assert_eq!(replace_words("GHOST sub-CA", &pairs), "GHOST sub-CA");
     }
 
     #[test]
