@@ -404,6 +404,23 @@ fn the_readme_shows_a_real_replay_report() {
 }
 
 #[test]
+fn the_emulators_trace_of_a_replay_replays_clean_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("emulator.jsonl");
+    let t = trace.to_str().unwrap();
+    let (code, r) = report(&fixture("incremental"), &["--emulator-trace", t]);
+    assert_clean("incremental", code, &r);
+    // The inferred full backup and the replayed calls, each call on its own line.
+    let lines = std::fs::read_to_string(&trace).unwrap().lines().count() as u64;
+    assert!(lines > r["emulator_calls"].as_u64().unwrap(), "{lines}");
+    let (code, r) = report(&trace, &[]);
+    assert_clean("the emulator's trace", code, &r);
+    // The full backup is in that trace now; the log generations written before the
+    // incremental are not (the replay wrote them outside certadm.dll).
+    assert_eq!(actions(&r), ["inferred roll-logs=2"]);
+}
+
+#[test]
 fn a_renamed_machine_maps_every_name() {
     let (code, r) = report(
         &fixture("full"),
