@@ -5,6 +5,8 @@
 //! * `certadm-emu restore DIR`: restore a backup directory written by `demo` into a fresh
 //!   emulated CA and verify it.
 //! * `certadm-emu lint TRACE`: the conformance report of a call trace.
+//! * `certadm-emu replay TRACE`: re-issue a recorded transcript against an emulated CA
+//!   built from it and report every divergence.
 //! * `certadm-emu explore --config CFG -- CMD`: fail at every step for a native client.
 //! * `certadm-emu serve [--config CFG] [--listen ADDR | --unix PATH]`: serve emulated CAs
 //!   to other processes (`docs/PROTOCOL.md`) until a client sends `Shutdown`.
@@ -52,6 +54,8 @@ enum Command {
         /// The trace file.
         trace: PathBuf,
     },
+    /// Re-issue a recorded transcript (the recording certadm.dll, or CERTADM_EMU_TRACE) against an emulated CA built from it, and report every divergence.
+    Replay(cli::replay::ReplayArgs),
     /// Fail at every step: run a native client once per certbcli call with that call failing.
     Explore {
         /// The CERTADM_EMU_CONFIG file defining the machine the client talks to.
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
             trace,
         } => cli::demo::run(out, edb_size, records, trace),
         Command::Lint { trace } => cli::tools::lint(&trace),
+        Command::Replay(args) => cli::replay::run(args),
         Command::Explore {
             config,
             hr,

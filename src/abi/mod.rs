@@ -13,12 +13,14 @@
 //! process, after the local argument checks ([`forward`]).
 //!
 //! Rust code that drives the exports as a C client does (the reference client in module
-//! `client`, the benchmarks) goes through the safe layer [`call`].
+//! `client`, the benchmarks) goes through the safe layer [`call`]; a caller that repeats
+//! another client's calls exactly (`certadm-emu replay`) also uses [`held`].
 
 mod backend;
 pub mod call;
 mod exports;
 pub mod forward;
+pub mod held;
 pub mod native;
 pub(crate) mod ptr;
 

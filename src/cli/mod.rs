@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod replay;
 pub mod serve;
 pub mod tools;
 

@@ -11,7 +11,8 @@ use std::process::Command;
 ///
 /// A file of the recording certadm.dll (`windows/recorder`) holds one recording per process,
 /// each starting with a `{"recording": {...}}` line and numbering its handles from 1: each
-/// recording is checked on its own.
+/// recording is checked on its own. The `{"control": ...}` lines of `certadm-emu replay`
+/// are skipped.
 pub fn lint(path: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let recordings = split_recordings(&text);
@@ -44,8 +45,16 @@ fn split_recordings(text: &str) -> Vec<(usize, String)> {
         let header = line.trim_start().starts_with("{\"recording\"")
             && serde_json::from_str::<serde_json::Value>(line)
                 .is_ok_and(|v| v.get("recording").is_some() && v.get("call").is_none());
+        // A control line of `certadm-emu replay` is no call: it keeps its place, empty.
+        let control = line.trim_start().starts_with("{\"control\"")
+            && serde_json::from_str::<serde_json::Value>(line)
+                .is_ok_and(|v| v.get("control").is_some() && v.get("call").is_none());
         if header {
             parts.push((i + 1, "\n".repeat(i + 1)));
+        } else if control {
+            if let Some((_, body)) = parts.last_mut() {
+                body.push('\n');
+            }
         } else if let Some((_, body)) = parts.last_mut() {
             body.push_str(line);
             body.push('\n');

@@ -15,6 +15,7 @@ mod prop_protocol;
 mod prop_restore;
 mod recorder_files;
 mod remote;
+mod replay;
 mod restore_rules;
 mod smoke;
 mod texts;

@@ -11,7 +11,8 @@
 //!   server of the recorded run wrote itself (`CERTADM_EMU_TRACE`): same function, same
 //!   HRESULT, same arguments and out-values (sizes, list entries with their CSBFT
 //!   characters, bytes per read), with handles and buffers as small sequence numbers;
-//! * `certadm-emu lint` accepts each recording;
+//! * `certadm-emu lint` accepts each recording, and `certadm-emu replay` replays each one
+//!   clean against an emulated CA built from it (and all three as one file);
 //! * no host or CA name is left in an anonymised recording, and no address at all;
 //! * `dll_checks.exe` (threads, bad pointers, frees after End) passes through it unchanged;
 //! * a real DLL that cannot be loaded, or that is the recorder itself, gives
@@ -29,6 +30,7 @@ use certadm_emu::HRESULT;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Instant;
 
 use crate::common;
@@ -377,6 +379,32 @@ fn rule_ids(report: &str) -> Vec<String> {
         .filter(|l| l.starts_with("- ["))
         .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
         .collect()
+}
+
+/// `certadm-emu replay --json FILE` is clean (no unexpected divergence); returns the report.
+fn replay_clean(tag: &str, file: &Path) -> Value {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_certadm-emu"));
+    c.arg("replay").arg("--json").arg(file);
+    for v in [
+        "CERTADM_EMU_SERVER",
+        "CERTADM_EMU_CONFIG",
+        "CERTADM_EMU_TRACE",
+    ] {
+        c.env_remove(v);
+    }
+    let (out, _) = common::run_with_timeout(c, std::time::Duration::from_secs(120));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{tag}: replay wrote no JSON report ({e}): {}",
+            common::show(&out)
+        )
+    });
+    assert!(
+        out.status.success() && report["clean"] == true,
+        "{tag}: the replay of the fresh recording diverges: {:#}",
+        report["divergences"]
+    );
+    report
 }
 
 /// The call sequence and HRESULTs of a recording.
@@ -731,6 +759,12 @@ fn recorder_records_an_unmodified_client_without_changing_what_it_sees() {
         }
         let (ok, out) = lint(&file);
         assert!(ok, "{tag}: lint of the recording:\n{out}");
+        // The recording replays clean against an emulated CA built from it.
+        let report = replay_clean(tag, &file);
+        eprintln!(
+            "{tag}: replayed clean ({} calls; expected differences: {})",
+            report["calls"], report["expected"]
+        );
         if let Some(leak) = anon.leaks(&r.text) {
             panic!("{tag}: a name is left in the anonymised recording: {leak}");
         }
@@ -834,7 +868,15 @@ fn recorder_records_an_unmodified_client_without_changing_what_it_sees() {
     drop(a);
     drop(b);
 
-    // 5. The transcripts for the replay.
+    // 5. The three fresh recordings in one file replay clean as one history, and so do
+    //    the transcripts kept for the replay.
+    let all = dir.join("all.jsonl");
+    let text: String = recorded
+        .iter()
+        .map(|(_, f)| std::fs::read_to_string(f).unwrap())
+        .collect();
+    std::fs::write(&all, text).unwrap();
+    replay_clean("full + incremental + restore", &all);
     let fixtures = manifest().join(FIXTURES);
     for (tag, file) in &recorded {
         let fixture = fixtures.join(format!("{tag}.jsonl"));
