@@ -9,8 +9,9 @@ use crate::session::Hcsbc;
 use core::ffi::c_void;
 use std::sync::LazyLock;
 
-/// The certbcli operations with Rust types, after the ABI's pointer checks.
-pub(crate) trait Certbcli: Sync {
+/// The certbcli operations with Rust types, after the ABI's pointer checks. Public (through
+/// [`super::entry`]) for the exports of another cdylib built on this crate.
+pub trait Certbcli: Sync {
     /// `CertSrvIsServerOnlineW`.
     fn is_server_online(&self, server: &str) -> Result<bool>;
     /// `CertSrvBackupPrepareW`.
@@ -114,7 +115,7 @@ static BACKEND: LazyLock<&'static dyn Certbcli> = LazyLock::new(|| {
 /// The backend of this process, chosen at its first certbcli call: a server if
 /// `CERTADM_EMU_SERVER` is set, else the emulator in process, which then loads
 /// `CERTADM_EMU_CONFIG` (its report is written at exit).
-pub(crate) fn backend() -> &'static dyn Certbcli {
+pub fn backend() -> &'static dyn Certbcli {
     *BACKEND
 }
 

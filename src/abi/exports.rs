@@ -4,6 +4,7 @@
 
 use super::backend::backend;
 use super::boundary;
+use super::entry::handle;
 use super::ptr::{read_opt_wstr, read_wstr, require, write};
 use crate::api::Registration;
 use crate::core::{Call, Error, ListKind, Result, HRESULT};
@@ -22,14 +23,6 @@ pub struct CSEDB_RSTMAPW {
 
 /// Most restore-map entries accepted in one call.
 pub const MAX_RSTMAP: i32 = 64;
-
-fn handle(call: &'static str, h: *const c_void) -> Result<Hcsbc> {
-    Hcsbc::from_ptr(h).ok_or(Error::InvalidHandle {
-        call,
-        handle: 0,
-        why: "hbc is NULL".into(),
-    })
-}
 
 /// The shape shared by the four list functions taking a handle.
 ///

@@ -17,6 +17,8 @@
 
 mod backend;
 pub mod call;
+#[doc(hidden)]
+pub mod entry;
 mod exports;
 pub mod forward;
 pub mod native;
@@ -58,8 +60,10 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "non-string panic payload".into())
 }
 
-/// Runs one export body: panics and errors become HRESULTs.
-pub(crate) fn boundary(call: &'static str, f: impl FnOnce() -> Result<()>) -> i32 {
+/// Runs one export body: panics and errors become HRESULTs (the error is kept for
+/// [`last_error`] and `CERTADM_EMU_LOG`). Every export of this crate, and of a cdylib built
+/// on it ([`entry`]), runs its body through here.
+pub fn boundary(call: &'static str, f: impl FnOnce() -> Result<()>) -> i32 {
     let outer = CURRENT_CALL.try_with(|c| c.replace(call)).ok();
     let r = catch_unwind(AssertUnwindSafe(f));
     if let Some(outer) = outer {
