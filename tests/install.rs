@@ -227,6 +227,7 @@ fn install_script(prefix: &Path, extra: &[&str]) -> Output {
 
 fn install_this_build(prefix: &Path) -> Output {
     let lib = common::built_library();
+    let dotnet = common::dotnet::library();
     install_script(
         prefix,
         &[
@@ -235,6 +236,8 @@ fn install_this_build(prefix: &Path) -> Output {
             lib.to_str().unwrap(),
             "--bin",
             env!("CARGO_BIN_EXE_certadm-emu"),
+            "--extra-lib",
+            dotnet.to_str().unwrap(),
         ],
     )
 }
@@ -282,6 +285,12 @@ fn install_lays_out_the_prefix_and_uninstall_removes_it() {
         "lib/pkgconfig/certadm-emu.pc".into(),
         "share/certadm-emu/install-manifest.txt".into(),
     ];
+    // The .NET entry set (packaging/extra-cdylibs): the file, and a link per other name.
+    let dotnet = common::dotnet::probe_names();
+    want.push(format!("lib/{}", dotnet[0]));
+    for alias in &dotnet[1..] {
+        want.push(format!("lib/{alias} -> {}", dotnet[0]));
+    }
     want.sort();
     assert_eq!(tree(&prefix), want);
 

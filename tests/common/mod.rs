@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests that run other processes.
 #![allow(dead_code)] // each test crate uses part of this module
 
+pub mod dotnet;
 pub mod wine;
 
 use std::io::{BufRead, BufReader, Read};
