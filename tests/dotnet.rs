@@ -13,6 +13,8 @@
 //! * `GeneratedBindings.cs`: CsWin32-style bindings (`"CERTADM.dll"`, `ExactSpelling`, `W`
 //!   names, UTF-16 pointers): backup, disk loss, restore with `CSEDB_RSTMAPW`,
 //!   `RegisterComplete`, start through `certemu_ca_start`, every record back.
+//! * `TwoSpellings.cs`: `"Certadm.dll"` and `"CERTADM.dll"` in one process are one library
+//!   through the install step's links, two emulators through two copies.
 //!
 //! Each program finds the library as the README says: `LD_LIBRARY_PATH` pointing at an
 //! install prefix made by `packaging/install.sh` (the probing names are links there), the
@@ -80,17 +82,24 @@ fn mono() -> bool {
         && require_tool("mono", "--version", "the C# clients")
 }
 
-/// The three programs, compiled once per test process: (PowerShellBackup.exe,
-/// SysadminsPing.exe, GeneratedBindings.exe) in one directory.
-fn programs() -> &'static [PathBuf; 3] {
-    static EXES: OnceLock<[PathBuf; 3]> = OnceLock::new();
+/// The programs, compiled once per test process: (PowerShellBackup.exe,
+/// SysadminsPing.exe, GeneratedBindings.exe, TwoSpellings.exe) in one directory.
+fn programs() -> &'static [PathBuf; 4] {
+    static EXES: OnceLock<[PathBuf; 4]> = OnceLock::new();
     EXES.get_or_init(|| {
         let dir = scratch("bin");
-        ["PowerShellBackup", "SysadminsPing", "GeneratedBindings"].map(|name| {
+        [
+            "PowerShellBackup",
+            "SysadminsPing",
+            "GeneratedBindings",
+            "TwoSpellings",
+        ]
+        .map(|name| {
             let exe = dir.join(format!("{name}.exe"));
             let mut cmd = Command::new("mcs");
-            // -unsafe for the generated-bindings style (pointers); mcs speaks C# 7.0.
-            cmd.args(["-nologo", "-unsafe", "-warnaserror+"])
+            // -unsafe for the generated-bindings style (pointers); -noconfig: mscorlib only
+            // (what mono-runtime brings); mcs speaks C# 7.0.
+            cmd.args(["-nologo", "-noconfig", "-unsafe", "-warnaserror+"])
                 .arg(format!("-out:{}", exe.display()))
                 .arg(manifest_dir().join(format!("tests/dotnet/{name}.cs")));
             let (o, _) = run_with_timeout(cmd, TIMEOUT);
@@ -560,7 +569,7 @@ fn the_nuget_package_serves_every_spelling() {
     std::fs::write(&ps_config, r#"{"machines": [{"name": "CA01"}]}"#).unwrap();
     let folder = dir.join("app");
     std::fs::create_dir_all(&folder).unwrap();
-    for exe in programs() {
+    for exe in &programs()[..3] {
         std::fs::copy(exe, folder.join(exe.file_name().unwrap())).unwrap();
     }
     for n in &names {
@@ -606,6 +615,41 @@ fn the_nuget_package_serves_every_spelling() {
             &ps_config,
         );
         check_generated_bindings(&o);
+    }
+}
+
+/// Two spellings in one process: one library through the install step's links, two
+/// emulators through two copies of the file (the README's advice: one spelling, or links).
+#[test]
+fn two_spellings_are_one_library_through_links_and_two_through_copies() {
+    if !mono() {
+        return;
+    }
+    let dir = scratch("two-spellings");
+    let config = dir.join("config.json");
+    std::fs::write(&config, r#"{"machines": []}"#).unwrap();
+    let copies = dir.join("copies");
+    std::fs::create_dir_all(&copies).unwrap();
+    for n in ["libCertadm.so", "libCERTADM.so"] {
+        std::fs::copy(common::dotnet::library(), copies.join(n)).unwrap();
+    }
+    for (lib, second) in [
+        (prefix_lib().as_path(), "0x00000000"),
+        (copies.as_path(), "0x800706BA"),
+    ] {
+        let (o, _) = run_mono(
+            &programs()[3],
+            &["TWO01"],
+            Some(lib),
+            Mode::InProcess,
+            &config,
+        );
+        assert_eq!(
+            stdout(&o),
+            format!("certemu_ca_create 0x00000000\nCertSrvIsServerOnlineW {second}\n"),
+            "{}",
+            lib.display()
+        );
     }
 }
 
