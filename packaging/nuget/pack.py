@@ -11,8 +11,8 @@ assets of a runtime identifier). The version is the one of Cargo.toml. --strip r
 debug sections of the copies first (binutils' strip), as a published package would.
 Prints the path of the package written, OUT_DIR/certadm-emu.VERSION.nupkg.
 
-Not `nuget pack`: Debian's nuget is NuGet 2.8.7 (2014), which rejects the license
-expression of the manifest (NuGet 4.9 and later read it). A modern `nuget pack` of the same
+Not `nuget pack`: Debian's nuget is NuGet 2.8.7 (2014), which predates the manifest's
+license expression (NuGet 4.9 added it); it was not tried. A modern `nuget pack` of the same
 manifest with a <files> section (or `dotnet pack`) gives an equivalent package (README,
 "C# and PowerShell on Linux").
 """
