@@ -7,7 +7,7 @@
 //!
 //! * [`boundary`]: panics and errors become HRESULTs, the error is kept for
 //!   [`super::last_error`];
-//! * [`crate::abi::ptr`]'s checks: [`require`], [`write`], [`read_str`] (UTF-8) and
+//! * [`crate::abi::ptr`]'s checks: [`require`], [`write()`], [`read_str`] (UTF-8) and
 //!   [`read_wstr`] (UTF-16);
 //! * [`handle`]: the `HCSBC` argument;
 //! * [`backend`]: where the process's calls go (in process with `CERTADM_EMU_CONFIG`, or a
