@@ -15,6 +15,7 @@
 #   lib/pkgconfig/certadm-emu.pc
 #   lib/cmake/certadm-emu/certadm-emuConfig.cmake, certadm-emuConfigVersion.cmake
 #   lib/lib<NAME>.so                               each extra cdylib of packaging/extra-cdylibs
+#   lib/lib<ALIAS>.so -> lib<NAME>.so              and its aliases there (the .NET names)
 #   share/certadm-emu/install-manifest.txt         what was installed, for --uninstall
 #
 # Options:
@@ -125,7 +126,8 @@ if [ -z "$lib" ] || [ -z "$bin" ]; then
 fi
 if [ "$extra_given" = no ] && grep -q '^[^#]' "$root/packaging/extra-cdylibs" 2>/dev/null; then
   [ "$no_build" = no ] || die "--no-build: give the libraries of packaging/extra-cdylibs with --extra-lib"
-  # One line per extra cdylib: PACKAGE LIBNAME (built with -p PACKAGE --lib; lib/libLIBNAME.so).
+  # One line per extra cdylib: PACKAGE LIBNAME [ALIAS...] (built with -p PACKAGE --lib;
+  # lib/libLIBNAME.so, and a link lib/libALIAS.so for each alias).
   while read -r package name _; do
     case "$package" in ''|'#'*) continue ;; esac
     [ -n "$name" ] || die "packaging/extra-cdylibs: '$package' has no library name"
@@ -205,9 +207,21 @@ printf '%s\n' "$extra_libs" | while IFS= read -r f; do
   case "$(basename "$f")" in
     libcertadm_emu.so*) die "extra library '$f' has the name of the main library" ;;
   esac
-  install -m 755 "$f" "$dest/lib/$(basename "$f")"
-  say "installed $dest/lib/$(basename "$f")"
-  echo "lib/$(basename "$f")" >> "$tmp/extra"
+  base=$(basename "$f")
+  install -m 755 "$f" "$dest/lib/$base"
+  say "installed $dest/lib/$base"
+  echo "lib/$base" >> "$tmp/extra"
+  # The aliases of packaging/extra-cdylibs' line whose LIBNAME names this file.
+  for alias in $(awk -v base="$base" '
+      $1 !~ /^#/ && NF >= 2 && "lib" $2 ".so" == base { for (i = 3; i <= NF; i++) print $i }
+    ' "$root/packaging/extra-cdylibs" 2>/dev/null); do
+    case "$alias" in
+      */*|certadm_emu*) die "packaging/extra-cdylibs: bad alias '$alias' for $base" ;;
+    esac
+    ln -sfn "$base" "$dest/lib/lib$alias.so"
+    say "installed $dest/lib/lib$alias.so -> $base"
+    echo "lib/lib$alias.so" >> "$tmp/extra"
+  done
 done
 [ ! -f "$tmp/extra" ] || installed="$installed
 $(cat "$tmp/extra")"

@@ -538,7 +538,15 @@ impl EmulatedCa {
                 self.outstanding_buffers()
             ));
         }
-        if self.restore_marker().is_some_and(|m| m.pending) {
+        // Not `restore_marker()`, which needs a CA: a machine may have none.
+        let pending = self
+            .host
+            .state
+            .lock()
+            .ca
+            .as_ref()
+            .is_some_and(|ca| ca.restore.marker.as_ref().is_some_and(|m| m.pending));
+        if pending {
             v.push(
                 "a restore is registered without RegisterComplete: the CA will not start".into(),
             );

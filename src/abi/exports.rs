@@ -4,6 +4,7 @@
 
 use super::backend;
 use super::boundary;
+use super::entry::handle;
 use super::ptr::{fill, read_opt_wstr, read_wstr, require, write};
 use crate::core::{Call, Error, ListKind, Result, HRESULT};
 use crate::session::{Hcsbc, Registration};
@@ -21,14 +22,6 @@ pub struct CSEDB_RSTMAPW {
 
 /// Most restore-map entries accepted in one call.
 pub const MAX_RSTMAP: i32 = 64;
-
-fn handle(call: &'static str, h: *const c_void) -> Result<Hcsbc> {
-    Hcsbc::from_ptr(h).ok_or(Error::InvalidHandle {
-        call,
-        handle: 0,
-        why: "hbc is NULL".into(),
-    })
-}
 
 /// An out-parameter: its name (for `E_POINTER`), the pointer, and the value it holds
 /// until the call succeeds.

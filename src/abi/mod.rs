@@ -18,6 +18,8 @@
 
 mod backend;
 pub mod call;
+#[doc(hidden)]
+pub mod entry;
 mod exports;
 pub mod forward;
 pub mod held;
@@ -46,7 +48,7 @@ static BACKEND: LazyLock<&'static dyn Certbcli> = LazyLock::new(|| {
 /// The backend of this process, chosen at its first certbcli call: a server if
 /// `CERTADM_EMU_SERVER` is set, else the emulator in process, which then loads
 /// `CERTADM_EMU_CONFIG` (its report is written at exit).
-pub(crate) fn backend() -> &'static dyn Certbcli {
+pub fn backend() -> &'static dyn Certbcli {
     *BACKEND
 }
 
@@ -98,8 +100,10 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "non-string panic payload".into())
 }
 
-/// Runs one export body: panics and errors become HRESULTs.
-pub(crate) fn boundary(call: &'static str, f: impl FnOnce() -> Result<()>) -> i32 {
+/// Runs one export body: panics and errors become HRESULTs (the error is kept for
+/// [`last_error`] and `CERTADM_EMU_LOG`). Every export of this crate, and of a cdylib built
+/// on it ([`entry`]), runs its body through here.
+pub fn boundary(call: &'static str, f: impl FnOnce() -> Result<()>) -> i32 {
     let outer = CURRENT_CALL.try_with(|c| c.replace(call)).ok();
     let r = catch_unwind(AssertUnwindSafe(f));
     if let Some(outer) = outer {

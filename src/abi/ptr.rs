@@ -6,7 +6,9 @@
 //! 2. Out-parameters are set to a defined value (NULL / 0 / FALSE) on entry, so they are
 //!    never left undefined, then overwritten on success.
 //! 3. Pointers are read and written unaligned-safe; strings are read up to
-//!    [`MAX_WSTR`] code units and must be valid UTF-16.
+//!    [`MAX_WSTR`] code units and must be valid UTF-16 ([`read_wstr`]), or, for the .NET
+//!    entry set's UTF-8 parameters ([`read_str`]), valid UTF-8 of at most as many UTF-16
+//!    code units once decoded.
 
 use crate::core::{Error, Result};
 
@@ -14,7 +16,7 @@ use crate::core::{Error, Result};
 pub(crate) const MAX_WSTR: usize = 32_767;
 
 /// Fails with `E_POINTER` if `p` is NULL.
-pub(crate) fn require<T>(call: &'static str, param: &'static str, p: *const T) -> Result<()> {
+pub fn require<T>(call: &'static str, param: &'static str, p: *const T) -> Result<()> {
     if p.is_null() {
         Err(Error::NullPointer { call, param })
     } else {
@@ -26,7 +28,7 @@ pub(crate) fn require<T>(call: &'static str, param: &'static str, p: *const T) -
 ///
 /// # Safety
 /// `p` is NULL or valid for a write of `T`.
-pub(crate) unsafe fn write<T>(p: *mut T, v: T) {
+pub unsafe fn write<T>(p: *mut T, v: T) {
     if !p.is_null() {
         // SAFETY: non-null checked; validity is the caller's contract.
         unsafe { p.write_unaligned(v) }
@@ -59,11 +61,7 @@ pub(crate) unsafe fn fill<T>(
 ///
 /// # Safety
 /// `p` is NULL or points to a NUL-terminated UTF-16 string.
-pub(crate) unsafe fn read_wstr(
-    call: &'static str,
-    param: &'static str,
-    p: *const u16,
-) -> Result<String> {
+pub unsafe fn read_wstr(call: &'static str, param: &'static str, p: *const u16) -> Result<String> {
     require(call, param, p)?;
     // Find the terminator first, then decode the whole string at once.
     let mut len = 0usize;
@@ -92,7 +90,7 @@ pub(crate) unsafe fn read_wstr(
 ///
 /// # Safety
 /// As [`read_wstr`].
-pub(crate) unsafe fn read_opt_wstr(
+pub unsafe fn read_opt_wstr(
     call: &'static str,
     param: &'static str,
     p: *const u16,
@@ -102,5 +100,69 @@ pub(crate) unsafe fn read_opt_wstr(
     } else {
         // SAFETY: forwarded contract.
         unsafe { read_wstr(call, param, p) }.map(Some)
+    }
+}
+
+/// Most bytes scanned for the NUL of a UTF-8 string: [`MAX_WSTR`] UTF-16 code units take
+/// at most 3 bytes each in UTF-8 (a 4-byte sequence is 2 units).
+pub(crate) const MAX_STR_BYTES: usize = 3 * MAX_WSTR;
+
+/// Reads a NUL-terminated UTF-8 string (the `char *` a .NET `CharSet.Auto` or `Ansi`
+/// declaration passes on Unix). The same strings as [`read_wstr`] are accepted: at most
+/// [`MAX_WSTR`] UTF-16 code units. Invalid UTF-8 is `E_INVALIDARG`, never guessed at.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated byte string.
+pub unsafe fn read_str(call: &'static str, param: &'static str, p: *const u8) -> Result<String> {
+    require(call, param, p)?;
+    let mut len = 0usize;
+    loop {
+        if len > MAX_STR_BYTES {
+            return Err(Error::invalid_arg(
+                call,
+                format!("{param} has no NUL terminator within {MAX_STR_BYTES} bytes"),
+            ));
+        }
+        // SAFETY: p is non-null and the string is NUL-terminated (caller contract); we stop at the NUL.
+        if unsafe { p.add(len).read() } == 0 {
+            break;
+        }
+        len += 1;
+    }
+    // SAFETY: the `len` bytes before the NUL were just read.
+    let bytes = unsafe { std::slice::from_raw_parts(p, len) };
+    let s = std::str::from_utf8(bytes).map_err(|e| {
+        Error::invalid_arg(
+            call,
+            format!(
+                "{param} is not valid UTF-8 (byte {} of {len}); the .NET entry points take \
+                 UTF-8 strings, the W functions UTF-16",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    if s.encode_utf16().count() > MAX_WSTR {
+        return Err(Error::invalid_arg(
+            call,
+            format!("{param} is longer than {MAX_WSTR} UTF-16 code units"),
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// Reads an optional UTF-8 string: NULL is `None`.
+///
+/// # Safety
+/// As [`read_str`].
+pub unsafe fn read_opt_str(
+    call: &'static str,
+    param: &'static str,
+    p: *const u8,
+) -> Result<Option<String>> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { read_str(call, param, p) }.map(Some)
     }
 }

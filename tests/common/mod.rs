@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test crate uses part of this module
 
 pub mod cbuild;
+pub mod dotnet;
 pub mod tool;
 pub mod wine;
 

@@ -209,6 +209,7 @@ fn install_script(prefix: &Path, extra: &[&str]) -> Output {
 
 fn install_this_build(prefix: &Path) -> Output {
     let lib = common::built_library();
+    let dotnet = common::dotnet::library();
     install_script(
         prefix,
         &[
@@ -217,6 +218,8 @@ fn install_this_build(prefix: &Path) -> Output {
             lib.to_str().unwrap(),
             "--bin",
             env!("CARGO_BIN_EXE_certadm-emu"),
+            "--extra-lib",
+            dotnet.to_str().unwrap(),
         ],
     )
 }
@@ -264,6 +267,12 @@ fn install_lays_out_the_prefix_and_uninstall_removes_it() {
         "lib/pkgconfig/certadm-emu.pc".into(),
         "share/certadm-emu/install-manifest.txt".into(),
     ];
+    // The .NET entry set (packaging/extra-cdylibs): the file, and a link per other name.
+    let dotnet = common::dotnet::probe_names();
+    want.push(format!("lib/{}", dotnet[0]));
+    for alias in &dotnet[1..] {
+        want.push(format!("lib/{alias} -> {}", dotnet[0]));
+    }
     want.sort();
     assert_eq!(tree(&prefix), want);
 
