@@ -9,7 +9,7 @@ use crate::session::{Hcsbc, Registration};
 use core::ffi::c_void;
 
 /// The certbcli operations with Rust types, after the ABI's pointer checks. Public (through
-/// [`super::entry`]) for the exports of another cdylib built on this crate.
+/// the module `entry`) for the exports of another cdylib built on this crate.
 pub trait Certbcli: Sync {
     /// `CertSrvIsServerOnlineW`.
     fn is_server_online(&self, server: &str) -> Result<bool>;

@@ -20,19 +20,7 @@ pub use super::backend;
 pub use super::backend::Certbcli;
 pub use super::boundary;
 pub use super::exports::MAX_RSTMAP;
-pub use super::ptr::{read_opt_str, read_opt_wstr, read_str, read_wstr, require, write};
+pub use super::ptr::{handle, read_opt_str, read_opt_wstr, read_str, read_wstr, require, write};
 pub use crate::api::Registration;
 pub use crate::core::{Call, Error, ListKind, Result, HRESULT};
 pub use crate::session::Hcsbc;
-
-use core::ffi::c_void;
-
-/// The `HCSBC` argument of an export: NULL is `E_HANDLE` ("hbc is NULL"); anything else is
-/// checked where the call routes.
-pub fn handle(call: &'static str, h: *const c_void) -> Result<Hcsbc> {
-    Hcsbc::from_ptr(h).ok_or(Error::InvalidHandle {
-        call,
-        handle: 0,
-        why: "hbc is NULL".into(),
-    })
-}

@@ -4,8 +4,7 @@
 
 use super::backend;
 use super::boundary;
-use super::entry::handle;
-use super::ptr::{fill, read_opt_wstr, read_wstr, require, write};
+use super::ptr::{fill, handle, read_opt_wstr, read_wstr, require, write};
 use crate::core::{Call, Error, ListKind, Result, HRESULT};
 use crate::session::{Hcsbc, Registration};
 use core::ffi::c_void;

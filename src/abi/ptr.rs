@@ -11,6 +11,8 @@
 //!    code units once decoded.
 
 use crate::core::{Error, Result};
+use crate::session::Hcsbc;
+use core::ffi::c_void;
 
 /// Longest string accepted (the Windows extended path limit).
 pub(crate) const MAX_WSTR: usize = 32_767;
@@ -165,4 +167,14 @@ pub unsafe fn read_opt_str(
         // SAFETY: forwarded contract.
         unsafe { read_str(call, param, p) }.map(Some)
     }
+}
+
+/// The `HCSBC` argument of an export: NULL is `E_HANDLE` ("hbc is NULL"); anything else is
+/// checked where the call routes.
+pub fn handle(call: &'static str, h: *const c_void) -> Result<Hcsbc> {
+    Hcsbc::from_ptr(h).ok_or(Error::InvalidHandle {
+        call,
+        handle: 0,
+        why: "hbc is NULL".into(),
+    })
 }
