@@ -474,15 +474,17 @@ pub(crate) fn recover(ca: &Ca, machine: &Machine) -> Result<Recovered> {
         ));
     }
     // The client's paths resolve beneath the root without following a link (machine::fs).
-    let db_path = machine.fs().resolve(&machine.parse_path(&new)?)?;
-    let img = read_database(&db_path)?;
+    let db = machine.parse_path(&new)?;
+    machine
+        .fs()
+        .resolve(&db)
+        .map(drop)
+        .or_else(crate::machine::fs::only_links)?;
+    let img = read_database(&machine.host_path_of(&db))?;
     let mut dirs = Vec::new();
     for p in mk.backup_log_paths.iter().chain(mk.log_path.iter()) {
         let dir = machine.parse_path(p)?;
-        machine
-            .fs()
-            .check_dir(&dir)
-            .or_else(crate::machine::fs::missing_is_ok)?;
+        machine.fs().check_tree(&dir)?;
         dirs.push(machine.host_path_of(&dir));
     }
     dirs.push(log_dir);

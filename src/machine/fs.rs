@@ -543,6 +543,44 @@ pub fn missing_is_ok(e: Error) -> Result<()> {
     }
 }
 
+/// For `Result::or_else` after a check made before another operation: a link is the
+/// refusal, any other failure (a missing folder, a file where a folder was expected) is
+/// left to the operation itself to report as it always has.
+pub fn only_links(e: Error) -> Result<()> {
+    match e {
+        Error::Path {
+            kind: PathRefusal::Symlink,
+            ..
+        } => Err(e),
+        _ => Ok(()),
+    }
+}
+
+impl Beneath<'_> {
+    /// Refuses a link at `p`, above it, or as an entry of the directory `p` (a log file
+    /// replaced by a link): what the CA's directories are checked with before it works
+    /// in them. Other failures are left to the operation (see [`only_links`]).
+    pub fn check_tree(&self, p: impl Into<Rel>) -> Result<()> {
+        let p = p.into();
+        let fd = match self.dir(&p, p.parts.len(), false) {
+            Ok(fd) => fd,
+            Err(e) => return only_links(e),
+        };
+        let Ok(dir) = rfs::Dir::read_from(&fd) else {
+            return Ok(());
+        };
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type() == FileType::Symlink
+                || (e.file_type() == FileType::Unknown && Self::is_link(&fd, &name))
+            {
+                return Err(self.link_error(&p, &fd, p.parts.len(), &name));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

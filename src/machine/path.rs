@@ -31,6 +31,17 @@ fn refuse(kind: PathRefusal, path: &str, why: impl Into<String>) -> Error {
 impl WinPath {
     /// Parses `input`; `is_local_host` says whether a UNC host name is this machine.
     pub fn parse(input: &str, is_local_host: impl Fn(&str) -> bool) -> Result<WinPath> {
+        let units = input.encode_utf16().count() as u64;
+        if !crate::core::limits::STRING_UNITS.contains(units) {
+            return Err(refuse(
+                PathRefusal::Malformed,
+                &input.chars().take(64).collect::<String>(),
+                format!(
+                    "{units} characters; a path has at most {} (the Windows extended path limit)",
+                    crate::core::limits::STRING_UNITS.max
+                ),
+            ));
+        }
         let s = input.replace('/', "\\");
         if s.starts_with("\\\\?\\") || s.starts_with("\\\\.\\") {
             return Err(refuse(
