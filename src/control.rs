@@ -137,6 +137,9 @@ impl CaBuilder {
         self
     }
     /// A machine with no CA installed (`IsServerOnline` fails, as on a host without AD CS).
+    /// The methods of [`EmulatedCa`] that describe the CA (`service`, `records`,
+    /// `record_count`, ...) panic on such a machine; the ones that act on it
+    /// (`issue`, `start`, ...) return `ERROR_FILE_NOT_FOUND`.
     pub fn without_ca(mut self) -> Self {
         self.with_ca = false;
         self
@@ -704,7 +707,7 @@ impl EmulatedCa {
     /// Deletes every file in the CA's database, log and checkpoint directories
     /// (the service must be stopped): the state a restore starts from after a disk loss.
     pub fn wipe_files(&self) -> Result<()> {
-        if self.service() != ServiceState::Stopped {
+        if self.with_ca(|ca, _| Ok(ca.service()))? != ServiceState::Stopped {
             return Err(Error::SharingViolation {
                 call: "wipe_files",
                 why: "the CA service is running; stop it first".into(),
