@@ -87,6 +87,15 @@ impl Machine {
 
     /// Checks a NetBIOS and a DNS name as [`Machine::new`] does, creating nothing.
     pub fn check_names(netbios: &str, dns: &str) -> Result<()> {
+        // What the process registry has always refused with E_INVALIDARG keeps that code.
+        for n in [netbios, dns] {
+            if n.is_empty() || n.contains('\\') || n.contains('/') {
+                return Err(Error::invalid_arg(
+                    "register",
+                    format!("{:?} is not a valid host name", n.to_lowercase()),
+                ));
+            }
+        }
         names::check_netbios(netbios)?;
         names::check_dns(dns)
     }
