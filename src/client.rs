@@ -404,7 +404,7 @@ pub fn restore_from_dirs(
             let dst = host(&format!(
                 "{}\\{}",
                 locs.log_dir,
-                src.file_name().unwrap().to_string_lossy()
+                src.file_name().unwrap_or_default().to_string_lossy()
             ))?;
             copy(src, &dst, &mut sum)?;
         }

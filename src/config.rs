@@ -179,13 +179,43 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 impl Config {
-    /// Parses a configuration.
+    /// Parses a configuration: a JSON object (`[]`, `null` or a number is refused, although
+    /// serde would read an array as the fields in order).
     pub fn from_json(text: &str) -> Result<Config, String> {
-        serde_json::from_str(text).map_err(|e| e.to_string())
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if !v.is_object() {
+            return Err(format!(
+                "a configuration is a JSON object such as {{\"machines\": [{{\"name\": \"CA01\"}}]}}, not {}",
+                match v {
+                    serde_json::Value::Array(_) => "an array",
+                    serde_json::Value::Null => "null",
+                    serde_json::Value::Bool(_) => "a boolean",
+                    serde_json::Value::Number(_) => "a number",
+                    _ => "a string",
+                }
+            ));
+        }
+        serde_json::from_value(v).map_err(|e| e.to_string())
     }
 
-    /// Creates the machines.
+    /// Checks the whole configuration, creating nothing: every machine
+    /// ([`MachineConfig::validate`]), names used twice (in the file, or by a machine of
+    /// this process already), and the directory of the report file.
+    pub fn validate(&self) -> Result<(), String> {
+        check_unique(&self.machines).map_err(|e| e.to_string())?;
+        for m in &self.machines {
+            m.validate()?;
+        }
+        if let Some(p) = &self.report {
+            check_report_path(p)?;
+        }
+        Ok(())
+    }
+
+    /// Creates the machines, after checking all of them ([`Config::validate`]): an
+    /// invalid machine anywhere in the file creates none.
     pub fn build(&self) -> Result<Vec<EmulatedCa>, String> {
+        self.validate()?;
         self.machines.iter().map(|m| m.build()).collect()
     }
 
@@ -204,6 +234,38 @@ impl Config {
     }
 }
 
+/// Refuses names that two machines of `machines` share (NetBIOS or DNS, case-insensitive),
+/// or that a machine of this process has already (`ERROR_ALREADY_EXISTS`).
+pub fn check_unique(machines: &[MachineConfig]) -> crate::core::Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for m in machines {
+        for n in [Some(&m.name), m.dns.as_ref()].into_iter().flatten() {
+            if crate::api::registry::by_name(n).is_some() || !seen.insert(n.to_lowercase()) {
+                return Err(crate::core::Error::DuplicateServerName { name: n.clone() });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks, at start, that a report can be written at `p` later: its directory exists.
+/// (Without this a mistyped directory is reported only at exit, after the whole run.)
+pub fn check_report_path(p: &std::path::Path) -> Result<(), String> {
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(format!(
+            "report {}: the directory {} does not exist; create it or name another report file",
+            p.display(),
+            dir.display()
+        ))
+    }
+}
+
 /// Where the report of a configuration goes: `CERTADM_EMU_REPORT` if set, else the
 /// configuration's `report`.
 pub fn report_path(config: Option<&Config>) -> Option<PathBuf> {
@@ -213,6 +275,21 @@ pub fn report_path(config: Option<&Config>) -> Option<PathBuf> {
 }
 
 impl MachineConfig {
+    /// Checks this machine as [`CaBuilder::validate`] does (names, limits, directories),
+    /// creating nothing.
+    pub fn validate(&self) -> Result<(), String> {
+        self.try_validate()
+            .map_err(|e| format!("machine {:?}: {e}", self.name))
+    }
+
+    /// [`MachineConfig::validate`] keeping the error and its HRESULT (`ERROR_INVALID_NAME`
+    /// for a name, `E_INVALIDARG` for a limit or a bad `edb_size`, the path codes).
+    pub fn try_validate(&self) -> Result<(), crate::core::Error> {
+        self.builder()
+            .map_err(|e| crate::core::Error::invalid_arg("CreateMachine", e))?
+            .validate()
+    }
+
     /// Creates this machine.
     pub fn build(&self) -> Result<EmulatedCa, String> {
         self.builder()?
@@ -290,10 +367,14 @@ pub fn ensure_loaded() -> bool {
             .map_err(|e| format!("reading {}: {e}", PathBuf::from(&path).display()))
             .and_then(|t| Config::from_json(&t))
             .and_then(|c| {
+                c.validate()?;
+                let report = report_path(Some(&c));
+                if let Some(p) = &report {
+                    check_report_path(p)?;
+                }
                 c.install_trace()?;
                 let machines = c.build()?;
                 let strict = c.machines.iter().map(|m| m.strict).collect();
-                let report = report_path(Some(&c));
                 Ok(Loaded {
                     machines,
                     strict,

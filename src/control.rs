@@ -23,9 +23,10 @@ use crate::ca::format::Position;
 use crate::ca::recovery::{RecoveryReport, RestoreMarker};
 use crate::ca::{BackupMark, Ca, CaConfig, Record, ServiceState};
 use crate::conformance::Report;
-use crate::core::{Error, Result};
+use crate::core::{limits, Error, Result};
 use crate::event::Event;
-use crate::machine::{Identity, Machine};
+use crate::machine::fs::{only_links, Kind, Rel};
+use crate::machine::{names, Identity, Machine, WinPath};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -136,6 +137,9 @@ impl CaBuilder {
         self
     }
     /// A machine with no CA installed (`IsServerOnline` fails, as on a host without AD CS).
+    /// The methods of [`EmulatedCa`] that describe the CA (`service`, `records`,
+    /// `record_count`, ...) panic on such a machine; the ones that act on it
+    /// (`issue`, `start`, ...) return `ERROR_FILE_NOT_FOUND`.
     pub fn without_ca(mut self) -> Self {
         self.with_ca = false;
         self
@@ -159,19 +163,67 @@ impl CaBuilder {
         self
     }
 
+    /// Checks everything [`CaBuilder::build`] would use, creating nothing: the names
+    /// (`ERROR_INVALID_NAME`, see [`crate::machine::names`]), the numeric limits
+    /// (`E_INVALIDARG`, see [`crate::core::limits`]) and the CA's directories (the path
+    /// codes). Every way of creating a machine (C API, configuration file, server
+    /// protocol, command line, this builder) goes through it before anything exists.
+    pub fn validate(&self) -> Result<()> {
+        let netbios = self.netbios.as_deref().unwrap_or("EMU0N0");
+        let dns = match &self.dns {
+            Some(d) => d.clone(),
+            None => default_dns(netbios),
+        };
+        self.validate_as(netbios, &dns)
+    }
+
+    fn validate_as(&self, netbios: &str, dns: &str) -> Result<()> {
+        Machine::check_names(netbios, dns)?;
+        if !self.with_ca {
+            return Ok(());
+        }
+        let cfg = &self.cfg;
+        limits::RECORDS.check(CREATE, cfg.records.into())?;
+        limits::LOG_CAPACITY.check(CREATE, cfg.log_capacity.into())?;
+        if let Some(size) = cfg.edb_size {
+            limits::EDB_SIZE.check(CREATE, size)?;
+        }
+        names::check_ca_name(&cfg.name)?;
+        let local = |h: &str| {
+            h.eq_ignore_ascii_case(netbios)
+                || h.eq_ignore_ascii_case(dns)
+                || h.eq_ignore_ascii_case("localhost")
+        };
+        let db = WinPath::parse(&cfg.db_dir, local)?;
+        let log = WinPath::parse(&cfg.log_dir, local)?;
+        let sys = WinPath::parse(&cfg.system_dir, local)?;
+        // The longest name each directory holds: <CA>.edb, edbFFFFFFFF.log (8 hex digits
+        // at most), edb.chk.
+        for file in [
+            db.join(&format!("{}.edb", cfg.name))?,
+            log.join("edbFFFFFFFF.log")?,
+            sys.join("edb.chk")?,
+        ] {
+            names::check_ca_file_path(&file.local())?;
+        }
+        Ok(())
+    }
+
     /// Creates the machine and CA and registers their names in this process.
     pub fn build(self) -> Result<EmulatedCa> {
-        let netbios = self.netbios.unwrap_or_else(|| {
+        let netbios = self.netbios.clone().unwrap_or_else(|| {
+            // "EMU" + at most 4 + "N" + at most 7 hex digits: 15 characters until the
+            // 268,435,456th machine of the process.
             format!(
-                "EMU{:X}N{}",
+                "EMU{:X}N{:X}",
                 std::process::id() & 0xFFFF,
                 NEXT_NAME.fetch_add(1, Ordering::Relaxed)
             )
         });
-        let dns = self
-            .dns
-            .unwrap_or_else(|| format!("{}.emu.test", netbios.to_lowercase()));
-        let machine = Machine::new(&netbios, &dns, self.root)?;
+        let dns = self.dns.clone().unwrap_or_else(|| default_dns(&netbios));
+        self.validate_as(&netbios, &dns)?;
+        let machine = Machine::new(&netbios, &dns, self.root.clone())?;
+        check_contained(&machine, self.with_ca.then_some(&self.cfg))?;
         let ca = if self.with_ca {
             Some(Ca::open_or_install(&machine, &self.cfg)?)
         } else {
@@ -189,6 +241,70 @@ impl CaBuilder {
         }
         Ok(guard)
     }
+}
+
+/// The call name of creation errors.
+const CREATE: &str = "create machine";
+
+/// The DNS name of a machine given only its NetBIOS name: `<netbios>.emu.test`, lower case.
+fn default_dns(netbios: &str) -> String {
+    format!("{}.emu.test", netbios.to_lowercase())
+}
+
+/// The emulated registry's folder of the CA configuration, under the machine root.
+const REGISTRY_DIR: &str = "registry/HKLM/SYSTEM/CurrentControlSet/Services/CertSvc";
+
+/// Refuses a machine root in which a link was planted where the CA keeps its files: the
+/// registry folder, the CA's database, log and checkpoint directories and the folder of
+/// its dynamic files, those that exist (`E_ACCESSDENIED`, see `machine::fs`). Runs before
+/// the CA is opened or installed, and before each control operation that touches the
+/// CA's files, so nothing of a machine is read or written through a planted link.
+fn check_contained(machine: &Machine, cfg: Option<&CaConfig>) -> Result<()> {
+    let mut dirs: Vec<WinPath> = Vec::new();
+    if let Some(cfg) = cfg {
+        for d in [&cfg.db_dir, &cfg.log_dir, &cfg.system_dir] {
+            dirs.push(machine.parse_path(d)?);
+        }
+    }
+    check_dirs(machine, &dirs)
+}
+
+/// [`check_contained`] for the registry, the dynamic files' folder and `dirs`.
+fn check_dirs(machine: &Machine, dirs: &[WinPath]) -> Result<()> {
+    let fs = machine.fs();
+    let mut all: Vec<Rel> = vec![Rel::host(REGISTRY_DIR)?];
+    all.push(machine.parse_path(crate::ca::CERTENROLL)?.into());
+    all.extend(dirs.iter().map(Rel::from));
+    for d in &all {
+        fs.check_tree(d)?;
+    }
+    Ok(())
+}
+
+/// [`check_dirs`] for a CA: its directories, and the paths of a registered restore (the
+/// folders of the restore map's database and of the logs; the database file itself).
+fn contained(ca: &Ca, m: &Machine) -> Result<()> {
+    let mut dirs = vec![
+        ca.db_dir().clone(),
+        ca.log_dir().clone(),
+        ca.system_dir().clone(),
+    ];
+    if let Some(mk) = &ca.restore.marker {
+        let folders = mk
+            .backup_log_paths
+            .iter()
+            .chain(&mk.log_path)
+            .chain(&mk.checkpoint_path);
+        for p in folders {
+            dirs.push(m.parse_path(p)?);
+        }
+        for (_, new) in &mk.restore_map {
+            let db = m.parse_path(new)?;
+            m.fs().resolve(&db).map(drop).or_else(only_links)?;
+            dirs.push(db.parent());
+        }
+    }
+    check_dirs(m, &dirs)
 }
 
 /// A file of the CA on the emulated disk.
@@ -274,9 +390,26 @@ impl EmulatedCa {
         self.host.machine.host_path(windows_path)
     }
 
-    /// Issues `n` certificates (logged transactions); returns their request ids.
+    /// Issues `n` certificates (logged transactions); returns their request ids. At most
+    /// [`limits::ISSUE_PER_CALL`] per call, and the database stays within
+    /// [`limits::RECORDS`] (`E_INVALIDARG`, nothing issued).
     pub fn issue(&self, n: u32) -> Result<Vec<u32>> {
-        self.with_ca(|ca, m| ca.issue(m, n))
+        const CALL: &str = "issue";
+        limits::ISSUE_PER_CALL.check(CALL, n.into())?;
+        self.with_ca(|ca, m| {
+            let after = ca.records().len() as u64 + u64::from(n);
+            if !limits::RECORDS.contains(after) {
+                return Err(Error::invalid_arg(
+                    CALL,
+                    format!(
+                        "issuing {n} would make {after} records; a CA holds at most {} (the documented limit, COVERAGE.md section C)",
+                        limits::RECORDS.max
+                    ),
+                ));
+            }
+            contained(ca, m)?;
+            ca.issue(m, n)
+        })
     }
     /// Revokes a certificate (CRL reason 1, key compromise, by default).
     pub fn revoke(&self, request_id: u32) -> Result<()> {
@@ -284,12 +417,18 @@ impl EmulatedCa {
     }
     /// Rolls the current log to a numbered generation.
     pub fn roll_log(&self) -> Result<u32> {
-        self.with_ca(|ca, m| ca.roll(m))
+        self.with_ca(|ca, m| {
+            contained(ca, m)?;
+            ca.roll(m)
+        })
     }
 
     /// Stops the service cleanly (as `net stop certsvc`); open backup sessions are disconnected.
     pub fn stop(&self) -> Result<()> {
         let mut st = self.host.state.lock();
+        if let Some(ca) = &st.ca {
+            contained(ca, &self.host.machine)?;
+        }
         api::stop_host(&mut st, &self.host.machine)
     }
     /// Stops the service as a crash would: no checkpoint flush; the next start replays logs.
@@ -312,7 +451,10 @@ impl EmulatedCa {
     /// Starts the service: hard recovery of a registered restore, or soft recovery.
     pub fn start(&self) -> Result<RecoveryReport> {
         self.start_fault()?;
-        self.with_ca(|ca, m| ca.start(m))
+        self.with_ca(|ca, m| {
+            contained(ca, m)?;
+            ca.start(m)
+        })
     }
     /// Starts the service but holds it Suspended before recovery (see [`EmulatedCa::finish_start`]).
     pub fn begin_start(&self) -> Result<()> {
@@ -321,7 +463,10 @@ impl EmulatedCa {
     }
     /// Runs the recovery of a start begun with [`EmulatedCa::begin_start`].
     pub fn finish_start(&self) -> Result<RecoveryReport> {
-        self.with_ca(|ca, m| ca.finish_start(m))
+        self.with_ca(|ca, m| {
+            contained(ca, m)?;
+            ca.finish_start(m)
+        })
     }
     /// The service state.
     pub fn service(&self) -> ServiceState {
@@ -425,22 +570,23 @@ impl EmulatedCa {
             d.dedup_by_key(|p| p.key());
             d
         });
+        let fs = self.host.machine.fs();
         let mut out = Vec::new();
         for d in dirs {
-            let host = self.host.machine.host_path_of(&d);
-            let mut entries: Vec<_> = std::fs::read_dir(&host)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter(|e| e.path().is_file())
-                .collect();
-            entries.sort_by_key(|e| e.file_name());
-            for e in entries {
-                let name = e.file_name().to_string_lossy().into_owned();
+            let rel = Rel::from(&d);
+            // A directory that is missing, or is a link (never followed), lists nothing.
+            let entries = fs.read_dir(&rel).unwrap_or_default();
+            for e in entries.into_iter().filter(|e| e.kind == Kind::File) {
+                let host_path = fs.host_path(&rel).join(&e.name);
+                let size = d
+                    .join(&e.name)
+                    .ok()
+                    .and_then(|p| fs.metadata(&p).ok())
+                    .map_or(0, |m| m.len);
                 out.push(FileInfo {
-                    windows_path: format!("{}\\{}", d.local(), name),
-                    host_path: e.path(),
-                    size: e.metadata().map(|m| m.len()).unwrap_or(0),
+                    windows_path: format!("{}\\{}", d.local(), e.name),
+                    host_path,
+                    size,
                 });
             }
         }
@@ -456,10 +602,10 @@ impl EmulatedCa {
             .map_err(|e| Error::invalid_arg("set_faults", e))?;
         for f in &schedule.faults {
             if let Fault::RestoreFileUnwritable { path } = f {
-                let p = self.host_path(path)?;
-                let _ = std::fs::remove_file(&p);
-                std::fs::create_dir_all(&p)
-                    .map_err(|e| Error::io(format!("blocking {}", p.display()), e))?;
+                let p = self.host.machine.parse_path(path)?;
+                let fs = self.host.machine.fs();
+                let _ = fs.remove(&p);
+                fs.create_dir_all(&p)?;
             }
         }
         let on = !schedule.faults.is_empty();
@@ -569,15 +715,17 @@ impl EmulatedCa {
     /// Deletes every file in the CA's database, log and checkpoint directories
     /// (the service must be stopped): the state a restore starts from after a disk loss.
     pub fn wipe_files(&self) -> Result<()> {
-        if self.service() != ServiceState::Stopped {
+        if self.with_ca(|ca, _| Ok(ca.service()))? != ServiceState::Stopped {
             return Err(Error::SharingViolation {
                 call: "wipe_files",
                 why: "the CA service is running; stop it first".into(),
             });
         }
+        // A link in place of a directory is refused (E_ACCESSDENIED), never followed.
+        self.with_ca(|ca, m| contained(ca, m))?;
+        let fs = self.host.machine.fs();
         for f in self.files() {
-            std::fs::remove_file(&f.host_path)
-                .map_err(|e| Error::io(format!("deleting {}", f.host_path.display()), e))?;
+            fs.remove(&self.host.machine.parse_path(&f.windows_path)?)?;
         }
         Ok(())
     }

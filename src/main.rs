@@ -102,6 +102,24 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // The commands that build their own CA run it, and every certbcli call, in this
+    // process: with CERTADM_EMU_SERVER set (as a shell that talks to a server has it),
+    // their calls would otherwise reach the server's machine of the same name.
+    let own_ca = match &args.command {
+        Command::Demo { .. } => Some("demo"),
+        Command::Restore { .. } => Some("restore"),
+        Command::Bench { .. } => Some("bench"),
+        Command::Serve { .. } => Some("serve"),
+        Command::Replay(_) => Some("replay"),
+        Command::Lint { .. } | Command::Explore { .. } => None,
+    };
+    if let Some(cmd) = own_ca {
+        if let Some(addr) = certadm_emu::abi::forward::run_in_process() {
+            eprintln!(
+                "certadm-emu {cmd}: CERTADM_EMU_SERVER={addr} is ignored: this command builds its own CA and runs it in this process"
+            );
+        }
+    }
     let result = match args.command {
         Command::Demo {
             out,

@@ -7,6 +7,7 @@ use crate::api;
 use crate::core::{ListKind, Result, HRESULT};
 use crate::session::{Hcsbc, Registration};
 use core::ffi::c_void;
+use std::mem::MaybeUninit;
 
 /// The certbcli operations with Rust types, after the ABI's pointer checks. Public (through
 /// the module `entry`) for the exports of another cdylib built on this crate.
@@ -20,8 +21,9 @@ pub trait Certbcli: Sync {
     fn list(&self, kind: ListKind, h: Hcsbc) -> Result<(*mut u16, u32)>;
     /// `CertSrvBackupOpenFileW`: the file size.
     fn backup_open_file(&self, h: Hcsbc, name: &str, read_hint: u32) -> Result<u64>;
-    /// `CertSrvBackupRead`: the bytes read.
-    fn backup_read(&self, h: Hcsbc, buf: &mut [u8]) -> Result<usize>;
+    /// `CertSrvBackupRead`: the bytes read. `buf` is the caller's memory, usually
+    /// uninitialised: it is only written.
+    fn backup_read(&self, h: Hcsbc, buf: &mut [MaybeUninit<u8>]) -> Result<usize>;
     /// `CertSrvBackupClose`.
     fn backup_close(&self, h: Hcsbc) -> Result<()>;
     /// `CertSrvBackupTruncateLogs`: the generations deleted.
@@ -63,7 +65,7 @@ impl Certbcli for InProcess {
     fn backup_open_file(&self, h: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
         api::backup_open_file(h, name, read_hint)
     }
-    fn backup_read(&self, h: Hcsbc, buf: &mut [u8]) -> Result<usize> {
+    fn backup_read(&self, h: Hcsbc, buf: &mut [MaybeUninit<u8>]) -> Result<usize> {
         api::backup_read(h, buf)
     }
     fn backup_close(&self, h: Hcsbc) -> Result<()> {

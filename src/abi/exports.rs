@@ -20,7 +20,7 @@ pub struct CSEDB_RSTMAPW {
 }
 
 /// Most restore-map entries accepted in one call.
-pub const MAX_RSTMAP: i32 = 64;
+pub const MAX_RSTMAP: i32 = crate::core::limits::RESTORE_MAP_ENTRIES.max as i32;
 
 /// An out-parameter: its name (for `E_POINTER`), the pointer, and the value it holds
 /// until the call succeeds.
@@ -211,12 +211,17 @@ pub unsafe extern "system" fn CertSrvBackupRead(
     const CALL: &str = Call::BackupRead.name();
     boundary(CALL, || {
         // SAFETY: per contract, the out-parameter is NULL or writable, and the buffer,
-        // checked non-NULL before it is used, valid for cbbuffer bytes.
+        // checked non-NULL before it is used, valid for cbbuffer bytes of writes. It is
+        // usually uninitialised (malloc, AllocHGlobal), so it is seen as MaybeUninit<u8>,
+        // never as u8, and only written below.
         unsafe {
             fill(CALL, "pcbRead", pcbread, 0, || {
                 require(CALL, "pvBuffer", pvbuffer)?;
                 let h = handle(CALL, hbc)?;
-                let buf = std::slice::from_raw_parts_mut(pvbuffer as *mut u8, cbbuffer as usize);
+                let buf = std::slice::from_raw_parts_mut(
+                    pvbuffer.cast::<std::mem::MaybeUninit<u8>>(),
+                    cbbuffer as usize,
+                );
                 Ok(backend().backup_read(h, buf)? as u32)
             })
         }

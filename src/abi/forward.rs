@@ -69,7 +69,27 @@ thread_local! {
 
 /// The server this process forwards to (`CERTADM_EMU_SERVER`), or `None` in process.
 pub fn server_address() -> Option<&'static str> {
+    if IN_PROCESS.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
     TARGET.as_ref().map(|t| t.addr.as_str())
+}
+
+/// Set by [`run_in_process`].
+static IN_PROCESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes this process run every certbcli call and `certemu_*` function in process,
+/// whatever `CERTADM_EMU_SERVER` says: for programs that build their own CA (the
+/// `certadm-emu` commands `demo`, `restore`, `bench` and `serve`), whose calls must reach
+/// that CA and not a server's machine of the same name. Call it before the first
+/// certbcli call (the backend is chosen then, once). Returns the address it ignores, if
+/// the variable was set.
+pub fn run_in_process() -> Option<String> {
+    IN_PROCESS.store(true, std::sync::atomic::Ordering::Relaxed);
+    std::env::var("CERTADM_EMU_SERVER")
+        .ok()
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
 }
 
 /// Converts an error of the remote client into the emulator's error for `call`.
@@ -184,7 +204,7 @@ impl Certbcli for Server {
         })
     }
 
-    fn backup_read(&self, h: Hcsbc, buf: &mut [u8]) -> Result<usize> {
+    fn backup_read(&self, h: Hcsbc, buf: &mut [std::mem::MaybeUninit<u8>]) -> Result<usize> {
         rpc(Call::BackupRead.name(), |c| c.backup_read(h, buf))
     }
 

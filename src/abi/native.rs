@@ -42,10 +42,11 @@ use std::sync::{Arc, LazyLock};
 /// `S_FALSE`: success, nothing done (NULL passed to a destroy or free function, no last error).
 const S_FALSE: i32 = 1;
 
-/// Most certificates a CA may be created with through the C API.
-pub const CERTEMU_MAX_RECORDS: u32 = 1_000_000;
-/// Most certificates one `certemu_ca_issue` call may issue.
-pub const CERTEMU_MAX_ISSUE: u32 = 1_000_000;
+/// Most certificates a CA may hold ([`crate::core::limits::RECORDS`]; `certemu.h` repeats it).
+pub const CERTEMU_MAX_RECORDS: u32 = crate::core::limits::RECORDS.max as u32;
+/// Most certificates one `certemu_ca_issue` call may issue
+/// ([`crate::core::limits::ISSUE_PER_CALL`]; `certemu.h` repeats it).
+pub const CERTEMU_MAX_ISSUE: u32 = crate::core::limits::ISSUE_PER_CALL.max as u32;
 
 /// Options of `certemu_ca_create` (`certemu_options` in `certemu.h`).
 ///
@@ -208,18 +209,8 @@ unsafe fn create(
         if o.reserved != 0 {
             return Err(Error::invalid_arg(CALL, "opts->reserved must be 0"));
         }
-        if o.records > CERTEMU_MAX_RECORDS {
-            return Err(Error::invalid_arg(
-                CALL,
-                format!("opts->records {} exceeds {CERTEMU_MAX_RECORDS}", o.records),
-            ));
-        }
-        if o.log_capacity == 0 {
-            return Err(Error::invalid_arg(
-                CALL,
-                "opts->log_capacity must be at least 1",
-            ));
-        }
+        // The numbers are checked with every other input by CaBuilder::validate below
+        // (core::limits), in process and in server mode alike.
         b = b
             .records(o.records)
             .seed(o.seed)
@@ -237,7 +228,10 @@ unsafe fn create(
         given_opts = Some((o, ca_name));
     }
     let (ca, server): (Box<dyn Control>, String) = if forward::server_address().is_some() {
-        let m = RemoteMachine::create(&remote_machine(given_name, given_opts))?;
+        let cfg = remote_machine(given_name, given_opts);
+        // The same checks as in process, before anything is sent.
+        cfg.try_validate()?;
+        let m = RemoteMachine::create(&cfg)?;
         let server = m.name().to_string();
         (Box::new(m), server)
     } else {
@@ -373,12 +367,7 @@ pub unsafe extern "C" fn certemu_ca_issue(ca: *mut certemu_ca, n: u32) -> i32 {
     const CALL: &str = "certemu_ca_issue";
     boundary(CALL, || {
         let c = lookup(CALL, ca)?;
-        if n > CERTEMU_MAX_ISSUE {
-            return Err(Error::invalid_arg(
-                CALL,
-                format!("n {n} exceeds {CERTEMU_MAX_ISSUE} per call"),
-            ));
-        }
+        crate::core::limits::ISSUE_PER_CALL.check(CALL, n.into())?;
         c.ca.issue(n).map(drop)
     })
 }

@@ -19,6 +19,7 @@ pub use restore::*;
 
 use crate::ca::{Ca, ServiceState};
 use crate::core::consts::*;
+use crate::core::outbuf::OutByte;
 use crate::core::{Call, Error, ListKind, Result, WideList};
 use crate::event::{list_value, Value};
 use crate::machine::{Identity, Machine};
@@ -328,7 +329,9 @@ fn backup_open_file_impl(h: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
 }
 
 /// `CertSrvBackupRead`: fills `buf` unless the file ends; `Ok(0)` at end of file.
-fn backup_read_impl(h: Hcsbc, buf: &mut [u8]) -> Result<usize> {
+/// `buf` may be uninitialised: it is only written (a planned corruption reads its byte
+/// into a local, flips it and writes it).
+fn backup_read_impl<B: OutByte>(h: Hcsbc, buf: &mut [B]) -> Result<usize> {
     backup_call(Call::BackupRead, h, |b, _, _, faults| {
         if faults.is_empty() {
             return b.read(buf);
@@ -346,12 +349,33 @@ fn backup_read_impl(h: Hcsbc, buf: &mut [u8]) -> Result<usize> {
         let lim = plan
             .limit
             .map_or(buf.len(), |l| (l.min(buf.len() as u64) as usize).max(1));
-        let n = b.read(&mut buf[..lim])?;
-        if let Some(at) = plan.corrupt_at {
-            if at < offset + n as u64 {
-                buf[(at - offset) as usize] ^= 0xFF;
-                faults.corrupted(&name, at);
+        let buf = &mut buf[..lim];
+        let Some(k) = plan
+            .corrupt_at
+            .filter(|at| (offset..offset + lim as u64).contains(at))
+            .map(|at| (at - offset) as usize)
+        else {
+            return b.read(buf);
+        };
+        // Up to the corrupted byte, the byte itself (flipped), then the rest: the same
+        // bytes as one read, each read full unless the file ends.
+        let mut n = 0;
+        if k > 0 {
+            n = b.read(&mut buf[..k])?;
+            if n < k {
+                return Ok(n);
             }
+        }
+        let mut one = [0u8; 1];
+        if b.read(&mut one[..])? == 0 {
+            return Ok(n);
+        }
+        one[0] ^= 0xFF;
+        B::copy(&mut buf[k..=k], &one);
+        faults.corrupted(&name, offset + k as u64);
+        n += 1;
+        if k + 1 < buf.len() {
+            n += b.read(&mut buf[k + 1..])?;
         }
         Ok(n)
     })
@@ -588,7 +612,10 @@ pub fn backup_open_file(hbc: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
 }
 
 /// `CertSrvBackupRead`: fills `buf` unless the file ends; `Ok(0)` at end of file.
-pub fn backup_read(hbc: Hcsbc, buf: &mut [u8]) -> Result<usize> {
+///
+/// `buf` is `&mut [u8]` or `&mut [MaybeUninit<u8>]` (memory nobody initialised, as a C
+/// caller's `malloc` buffer): it is only written, never read.
+pub fn backup_read<B: OutByte>(hbc: Hcsbc, buf: &mut [B]) -> Result<usize> {
     let len = buf.len() as u64;
     instrument(
         Call::BackupRead,

@@ -8,6 +8,7 @@ use crate::ca::{Ca, ServiceState};
 use crate::core::consts::*;
 use crate::core::{Call, Error, Result, WideList, HRESULT};
 use crate::event::Value;
+use crate::machine::fs::only_links;
 use crate::machine::Machine;
 use crate::session::handle::HandleParts;
 use crate::session::{Hcsbc, Registration, RestoreSession, Session};
@@ -187,6 +188,7 @@ fn restore_register_impl(h: Option<Hcsbc>, reg: &Registration, through_file: boo
             why: "Certificate Services is running and holds its database files; stop it (CertSrvServerControlW CSCONTROL_SHUTDOWN) before restoring".into(),
         });
     }
+    crate::core::limits::RESTORE_MAP_ENTRIES.check(call.name(), reg.restore_map.len() as u64)?;
     if reg.gen_low == 0 || reg.gen_low > reg.gen_high {
         return Err(Error::invalid_arg(
             call,
@@ -205,6 +207,20 @@ fn restore_register_impl(h: Option<Hcsbc>, reg: &Registration, through_file: boo
     for (old, new) in &reg.restore_map {
         m.parse_path(old)?;
         m.parse_path(new)?;
+    }
+    // The folders and the database the recovery will read: a link beneath the root is
+    // refused now (E_ACCESSDENIED), and again when recovery resolves them.
+    let fs = m.fs();
+    for path in [&reg.checkpoint_path, &reg.log_path, &reg.backup_log_path]
+        .into_iter()
+        .flatten()
+    {
+        fs.check_tree(m.parse_path(path)?)?;
+    }
+    for (_, new) in &reg.restore_map {
+        let db = m.parse_path(new)?;
+        fs.resolve(&db).map(drop).or_else(only_links)?;
+        fs.check_tree(db.parent())?;
     }
     if full && reg.restore_map.is_empty() {
         return Err(Error::invalid_arg(

@@ -2,6 +2,7 @@
 //! generated from a seed and a position, in O(1) memory.
 
 use crate::core::mix::mix64;
+use crate::core::outbuf::OutByte;
 
 /// The eight per-word constants of a 64-byte block (see [`word`]).
 const LANES: [u64; 8] = {
@@ -26,7 +27,8 @@ fn word(seed: u64, index: u64) -> u64 {
 }
 
 /// Fills `buf` with the padding bytes at absolute offsets `offset..offset+buf.len()`.
-pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
+/// `buf` may be uninitialised (`[MaybeUninit<u8>]`): it is only written.
+pub fn fill<B: OutByte>(seed: u64, offset: u64, buf: &mut [B]) {
     let mut pos = offset;
     let mut out = &mut buf[..];
     // Leading partial word.
@@ -35,14 +37,14 @@ pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
         let n = lead.min(out.len());
         let w = word(seed, pos / 8).to_le_bytes();
         let start = (pos % 8) as usize;
-        out[..n].copy_from_slice(&w[start..start + n]);
+        B::copy(&mut out[..n], &w[start..start + n]);
         pos += n as u64;
         out = &mut out[n..];
     }
     let mut idx = pos / 8;
     // Words up to the next 64-byte block boundary.
     while idx % 8 != 0 && out.len() >= 8 {
-        out[..8].copy_from_slice(&word(seed, idx).to_le_bytes());
+        B::copy(&mut out[..8], &word(seed, idx).to_le_bytes());
         out = &mut out[8..];
         idx += 1;
     }
@@ -54,19 +56,19 @@ pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
         for (j, w) in tmp.chunks_exact_mut(8).enumerate() {
             w.copy_from_slice(&(key ^ LANES[j]).to_le_bytes());
         }
-        blk.copy_from_slice(&tmp);
+        B::copy(blk, &tmp);
         idx += 8;
     }
     let mut chunks = blocks.into_remainder().chunks_exact_mut(8);
     for c in &mut chunks {
-        c.copy_from_slice(&word(seed, idx).to_le_bytes());
+        B::copy(c, &word(seed, idx).to_le_bytes());
         idx += 1;
     }
     let tail = chunks.into_remainder();
     if !tail.is_empty() {
         let w = word(seed, idx).to_le_bytes();
         let n = tail.len();
-        tail.copy_from_slice(&w[..n]);
+        B::copy(tail, &w[..n]);
     }
 }
 

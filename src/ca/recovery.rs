@@ -5,6 +5,7 @@ use super::files::read_all;
 use super::format::{decode_log, log_file_name, EdbImage, FormatError, LogHeader, Position};
 use super::{apply, content, Ca, Record, Txn};
 use crate::core::{Error, RecoveryFailure, Result};
+use crate::machine::fs::Rel;
 use crate::machine::Machine;
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -472,11 +473,19 @@ pub(crate) fn recover(ca: &Ca, machine: &Machine) -> Result<Recovered> {
             ),
         ));
     }
-    let db_path = machine.host_path(&new)?;
-    let img = read_database(&db_path)?;
+    // The client's paths resolve beneath the root without following a link (machine::fs).
+    let db = machine.parse_path(&new)?;
+    machine
+        .fs()
+        .resolve(&db)
+        .map(drop)
+        .or_else(crate::machine::fs::only_links)?;
+    let img = read_database(&machine.host_path_of(&db))?;
     let mut dirs = Vec::new();
     for p in mk.backup_log_paths.iter().chain(mk.log_path.iter()) {
-        dirs.push(machine.host_path(p)?);
+        let dir = machine.parse_path(p)?;
+        machine.fs().check_tree(&dir)?;
+        dirs.push(machine.host_path_of(&dir));
     }
     dirs.push(log_dir);
     let sources = LogSources::scan(&dirs, Some(current));
@@ -496,10 +505,12 @@ pub struct MarkerStore;
 impl MarkerStore {
     /// The emulated registry key file of `CertSrvRestoreRegisterW`.
     pub fn registry_path(machine: &Machine) -> PathBuf {
-        machine
-            .root()
-            .join("registry/HKLM/SYSTEM/CurrentControlSet/Services/CertSvc/Configuration/RestoreInProgress.txt")
+        machine.root().join(Self::REGISTRY_REL)
     }
+
+    /// [`MarkerStore::registry_path`] beneath the machine root.
+    const REGISTRY_REL: &'static str =
+        "registry/HKLM/SYSTEM/CurrentControlSet/Services/CertSvc/Configuration/RestoreInProgress.txt";
 
     /// The file `CertSrvRestoreRegisterThroughFile` writes (a Windows path on the machine).
     pub const THROUGH_FILE: &'static str =
@@ -510,26 +521,18 @@ impl MarkerStore {
         // One registration, one file: a mixed RegisterW / ThroughFile history keeps only the latest.
         Self::clear(machine)?;
         let path = if mk.through_file {
-            machine.host_path(Self::THROUGH_FILE)?
+            Rel::from(machine.parse_path(Self::THROUGH_FILE)?)
         } else {
-            Self::registry_path(machine)
+            Rel::host(Self::REGISTRY_REL)?
         };
-        super::files::write_atomic(&path, mk.to_text().as_bytes())
+        machine.fs().write_atomic(&path, mk.to_text().as_bytes())
     }
 
-    /// Removes both marker files.
+    /// Removes both marker files (beneath the root, never through a link).
     pub fn clear(machine: &Machine) -> Result<()> {
-        for p in [
-            Self::registry_path(machine),
-            machine.host_path(Self::THROUGH_FILE)?,
-        ] {
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(format!("removing {}", p.display()), e)),
-            }
-        }
-        Ok(())
+        let fs = machine.fs();
+        fs.remove_if_exists(Rel::host(Self::REGISTRY_REL)?)?;
+        fs.remove_if_exists(machine.parse_path(Self::THROUGH_FILE)?)
     }
 }
 

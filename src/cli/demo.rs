@@ -70,7 +70,7 @@ fn run_backup(
     for f in &sum.files {
         println!(
             "  {:<28} {:>12}",
-            f.dest.file_name().unwrap().to_string_lossy(),
+            f.dest.file_name().unwrap_or_default().to_string_lossy(),
             HumanBytes(f.bytes).to_string()
         );
     }

@@ -48,6 +48,9 @@ pub fn run(
         None => None,
     };
     let report = certadm_emu::config::report_path(cfg.as_ref());
+    if let Some(p) = &report {
+        certadm_emu::config::check_report_path(p)?;
+    }
     if let Some(c) = &cfg {
         c.install_trace()?;
     }

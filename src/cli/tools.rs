@@ -118,8 +118,8 @@ fn run_once(
     let report_path = dir.join(format!("report-{tag}.json"));
     let mut c = config.clone();
     c.report = Some(report_path.clone());
-    std::fs::write(&cfg_path, serde_json::to_string_pretty(&c).unwrap())
-        .map_err(|e| e.to_string())?;
+    let text = serde_json::to_string_pretty(&c).map_err(|e| e.to_string())?;
+    std::fs::write(&cfg_path, text).map_err(|e| e.to_string())?;
     let status = Command::new(&cmd[0])
         .args(&cmd[1..])
         .env("CERTADM_EMU_CONFIG", &cfg_path)

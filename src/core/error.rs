@@ -52,6 +52,9 @@ pub enum PathRefusal {
     OtherHost,
     /// `..` would climb above the drive root (`E_ACCESSDENIED`).
     Escapes,
+    /// A symbolic link beneath the machine root, which the emulator never follows
+    /// (`E_ACCESSDENIED`, as a path leaving the root).
+    Symlink,
 }
 
 /// An emulator error: what went wrong, in the client's terms.
@@ -193,6 +196,16 @@ pub enum Error {
         /// Why.
         why: String,
     },
+    /// A machine or CA name breaks the Windows naming rules (`ERROR_INVALID_NAME`).
+    #[error("{what} {name:?} refused: {why}")]
+    InvalidName {
+        /// Which name (`NetBIOS name`, `DNS name`, `CA name`).
+        what: &'static str,
+        /// The name as given.
+        name: String,
+        /// The rule it breaks.
+        why: String,
+    },
     /// A server name is already registered in this process (`ERROR_ALREADY_EXISTS`).
     #[error("server name {name:?} is already used by another emulated machine in this process; pick a unique name")]
     DuplicateServerName {
@@ -274,8 +287,9 @@ impl Error {
                 PathRefusal::Malformed => HRESULT::ERROR_BAD_PATHNAME,
                 PathRefusal::InvalidName => HRESULT::ERROR_INVALID_NAME,
                 PathRefusal::OtherHost => HRESULT::ERROR_BAD_NETPATH,
-                PathRefusal::Escapes => HRESULT::E_ACCESSDENIED,
+                PathRefusal::Escapes | PathRefusal::Symlink => HRESULT::E_ACCESSDENIED,
             },
+            Error::InvalidName { .. } => HRESULT::ERROR_INVALID_NAME,
             Error::DuplicateServerName { .. } => HRESULT::ERROR_ALREADY_EXISTS,
             Error::Recovery { failure, .. } => failure.hresult(),
             Error::Io { source, .. } => io_hresult(source),

@@ -7,7 +7,9 @@ pub(crate) mod codec;
 pub mod consts;
 mod error;
 mod hresult;
+pub mod limits;
 pub(crate) mod mix;
+pub mod outbuf;
 pub mod wide;
 
 pub use call::{Call, ListKind, Route};

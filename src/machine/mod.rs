@@ -2,9 +2,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod fs;
+pub mod names;
 mod path;
 
 use crate::core::{Error, Result};
+pub use fs::Beneath;
 pub use path::WinPath;
 use std::path::{Path, PathBuf};
 
@@ -57,7 +60,10 @@ impl std::fmt::Debug for Machine {
 
 impl Machine {
     /// A machine whose disk is `root`, or a temporary directory removed with the machine.
+    /// The names are checked first ([`names`]): a bad one is `ERROR_INVALID_NAME`, and
+    /// nothing is created.
     pub fn new(netbios: &str, dns: &str, root: Option<PathBuf>) -> Result<Machine> {
+        Machine::check_names(netbios, dns)?;
         let root = match root {
             Some(dir) => {
                 std::fs::create_dir_all(&dir).map_err(|e| {
@@ -77,6 +83,26 @@ impl Machine {
             dns: dns.to_string(),
             root,
         })
+    }
+
+    /// Checks a NetBIOS and a DNS name as [`Machine::new`] does, creating nothing.
+    pub fn check_names(netbios: &str, dns: &str) -> Result<()> {
+        // What the process registry has always refused with E_INVALIDARG keeps that code.
+        for n in [netbios, dns] {
+            if n.is_empty() || n.contains('\\') || n.contains('/') {
+                return Err(Error::invalid_arg(
+                    "register",
+                    format!("{:?} is not a valid host name", n.to_lowercase()),
+                ));
+            }
+        }
+        names::check_netbios(netbios)?;
+        names::check_dns(dns)
+    }
+
+    /// The file operations beneath this machine's root, which never follow a link.
+    pub fn fs(&self) -> Beneath<'_> {
+        Beneath::new(self.root())
     }
 
     /// The NetBIOS name.

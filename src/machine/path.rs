@@ -18,11 +18,7 @@ pub struct WinPath {
     parts: Vec<String>,
 }
 
-const DEVICE_NAMES: &[&str] = &[
-    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
-    "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9", "CONIN$",
-    "CONOUT$",
-];
+use super::names::DEVICE_NAMES;
 
 fn refuse(kind: PathRefusal, path: &str, why: impl Into<String>) -> Error {
     Error::Path {
@@ -35,6 +31,17 @@ fn refuse(kind: PathRefusal, path: &str, why: impl Into<String>) -> Error {
 impl WinPath {
     /// Parses `input`; `is_local_host` says whether a UNC host name is this machine.
     pub fn parse(input: &str, is_local_host: impl Fn(&str) -> bool) -> Result<WinPath> {
+        let units = input.encode_utf16().count() as u64;
+        if !crate::core::limits::STRING_UNITS.contains(units) {
+            return Err(refuse(
+                PathRefusal::Malformed,
+                &input.chars().take(64).collect::<String>(),
+                format!(
+                    "{units} characters; a path has at most {} (the Windows extended path limit)",
+                    crate::core::limits::STRING_UNITS.max
+                ),
+            ));
+        }
         let s = input.replace('/', "\\");
         if s.starts_with("\\\\?\\") || s.starts_with("\\\\.\\") {
             return Err(refuse(
@@ -115,7 +122,7 @@ impl WinPath {
             }
             _ => {}
         }
-        if comp.chars().count() > 255 {
+        if !crate::core::limits::PATH_COMPONENT.contains(comp.chars().count() as u64) {
             return Err(refuse(
                 PathRefusal::Malformed,
                 input,
@@ -197,11 +204,20 @@ impl WinPath {
     /// The host path under `root`: one folder per drive letter, names folded to lower case
     /// (Windows names are case-insensitive, the host file system is not).
     pub fn host_path(&self, root: &Path) -> PathBuf {
-        let mut p = root.join(self.drive.to_ascii_lowercase().to_string());
-        for part in &self.parts {
-            p.push(part.to_lowercase());
+        let mut p = root.to_path_buf();
+        for part in self.host_parts() {
+            p.push(part);
         }
         p
+    }
+
+    /// The host components under the root: the drive folder, then the components folded
+    /// to lower case (what [`WinPath::host_path`] joins, and `machine::fs` opens one by one).
+    pub fn host_parts(&self) -> Vec<String> {
+        let mut v = Vec::with_capacity(self.parts.len() + 1);
+        v.push(self.drive.to_ascii_lowercase().to_string());
+        v.extend(self.parts.iter().map(|p| p.to_lowercase()));
+        v
     }
 
     /// A case-insensitive key for comparisons.

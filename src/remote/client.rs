@@ -19,6 +19,7 @@ use crate::api::faults::FaultSchedule;
 use crate::ca::recovery::RecoveryReport;
 use crate::config::MachineConfig;
 use crate::control::{CaState, MachineReport};
+use crate::core::outbuf::OutByte;
 use crate::core::{WideList, HRESULT};
 use crate::event::Event;
 use crate::machine::Identity;
@@ -319,7 +320,9 @@ impl RemoteClient {
     /// reads, so the contract "short read only at end of file" holds; each is one call in
     /// the CA's trace and fault schedule. If a later one fails, the error is returned and
     /// the bytes of the earlier ones are lost (the file position moved past them).
-    pub fn backup_read(&self, hbc: Hcsbc, buf: &mut [u8]) -> Result<usize> {
+    ///
+    /// `buf` is `&mut [u8]` or `&mut [MaybeUninit<u8>]`: it is only written.
+    pub fn backup_read<B: OutByte>(&self, hbc: Hcsbc, buf: &mut [B]) -> Result<usize> {
         if buf.is_empty() {
             return self.read_into(hbc, buf);
         }
@@ -344,7 +347,7 @@ impl RemoteClient {
     }
 
     /// One remote read of `dst.len()` bytes at most, copied straight from the frame.
-    fn read_into(&self, hbc: Hcsbc, dst: &mut [u8]) -> Result<usize> {
+    fn read_into<B: OutByte>(&self, hbc: Hcsbc, dst: &mut [B]) -> Result<usize> {
         let req = Request::BackupRead {
             hbc: h(hbc),
             cb: dst.len().min(u32::MAX as usize) as u32,
@@ -364,7 +367,7 @@ impl RemoteClient {
                     ))
                 }
                 Some(d) => {
-                    dst[..d.len()].copy_from_slice(d);
+                    B::copy(&mut dst[..d.len()], d);
                     Ok(d.len())
                 }
             })

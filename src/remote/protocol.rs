@@ -44,7 +44,7 @@ pub const MAX_HELLO_FRAME: u32 = 64 << 10;
 /// Largest `cbBuffer` of one `CertSrvBackupRead` request. The client splits larger reads.
 pub const MAX_READ: u32 = 4 << 20;
 /// Largest `n` of one `Issue` control request.
-pub const MAX_ISSUE: u32 = 1_000_000;
+pub const MAX_ISSUE: u32 = crate::core::limits::ISSUE_PER_CALL.max as u32;
 /// Default and largest `max_bytes` of one `Trace` page (text; at most twice that as UTF-16).
 pub const MAX_TRACE_PAGE: u32 = 4 << 20;
 

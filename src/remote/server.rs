@@ -161,6 +161,9 @@ impl Server {
         // The machines first: a configuration error leaves no socket behind.
         let mut machines = Vec::new();
         if let Some(cfg) = &options.config {
+            // Every machine is checked before any is created (no named root is left behind).
+            cfg.validate()
+                .map_err(|e| refuse(io::ErrorKind::InvalidInput, e))?;
             for m in &cfg.machines {
                 machines.push(Arc::new(build_machine(m).map_err(|e| {
                     refuse(io::ErrorKind::InvalidInput, format!("{}: {e}", e.hresult()))
@@ -1040,6 +1043,10 @@ impl Conn<'_> {
                     return Err(Error::DuplicateServerName { name: n.clone() });
                 }
             }
+        }
+        // Every machine is checked before any is created.
+        for m in &configs {
+            m.try_validate()?;
         }
         let mut names = Vec::new();
         for m in &configs {

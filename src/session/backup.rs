@@ -22,6 +22,7 @@ use super::transition;
 use crate::ca::files::FileReader;
 use crate::ca::Ca;
 use crate::core::consts::{CSBFT_CERTSERVER_DATABASE, CSBFT_LOG};
+use crate::core::outbuf::OutByte;
 use crate::core::{Call, Error, Result, WideList};
 use crate::machine::{Machine, WinPath};
 
@@ -435,8 +436,9 @@ impl LiveBackup {
         }
     }
 
-    /// `CertSrvBackupRead`: fills `buf` unless the file ends; 0 bytes at EOF.
-    pub(crate) fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+    /// `CertSrvBackupRead`: fills `buf` unless the file ends; 0 bytes at EOF. `buf` may be
+    /// uninitialised: it is only written.
+    pub(crate) fn read<B: OutByte>(&mut self, buf: &mut [B]) -> Result<usize> {
         const CALL: &str = Call::BackupRead.name();
         let FileState::Open(f) = &mut self.file else {
             return Err(Error::sequence(

@@ -1,0 +1,183 @@
+//! The numeric limits of every input, defined once.
+//!
+//! Every path that takes a number from outside (the C API `certemu_*`, the configuration
+//! file, the server protocol's control requests, the command line, `CaBuilder`)
+//! checks it against the same [`Limit`] here, through one function ([`Limit::check`]), before
+//! anything is created or changed. A value outside its range fails with `E_INVALIDARG`
+//! (0x80070057) and a message that names the input, the value and the range.
+//!
+//! | limit | range | why |
+//! |---|---|---|
+//! | [`RECORDS`] | 0 ..= 1,000,000 | certificates in one CA's database (at creation, and after any issue): today's database lives in memory (about 200 bytes a record) |
+//! | [`ISSUE_PER_CALL`] | 0 ..= 1,000,000 | certificates one issue call adds |
+//! | [`EDB_SIZE`] | 0 ..= 2^50 (1 PiB) | the virtual `.edb` size: generated, never stored; fits `LARGE_INTEGER` with room |
+//! | [`LOG_CAPACITY`] | 1 ..= 1,000,000 | transactions per log generation (a log is read whole at recovery) |
+//! | [`RESTORE_MAP_ENTRIES`] | 0 ..= 64 | `crstmap` of the Register functions |
+//! | [`STRING_UNITS`] | 0 ..= 32,767 | UTF-16 units of any string argument (the Windows extended path limit) |
+//! | [`NETBIOS_NAME`] | 1 ..= 15 | characters of a NetBIOS computer name |
+//! | [`DNS_NAME`] | 1 ..= 253 | characters of a DNS name (each label 1 ..= [`DNS_LABEL`] = 63) |
+//! | [`CA_NAME`] | 1 ..= 64 | characters of a CA common name (X.520 `ub-common-name`) |
+//! | [`PATH_COMPONENT`] | 1 ..= 255 | characters of one path component (NTFS) |
+//! | [`CA_FILE_PATH`] | 1 ..= 259 | characters of the local path of a CA file (`C:\...\<CA>.edb`): `MAX_PATH` less its NUL |
+//!
+//! [`RECORDS`] is the one value that bounds the memory of a CA; it is a single constant so
+//! that a database engine whose memory does not grow with its records can raise it (to
+//! 100,000,000, the size of the largest CAs in service) without touching any caller.
+
+use super::{Error, Result};
+
+/// A range an input must fall in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// The input as the user names it (`records`, `edb_size`, ...).
+    pub name: &'static str,
+    /// The smallest value accepted.
+    pub min: u64,
+    /// The largest value accepted.
+    pub max: u64,
+}
+
+impl Limit {
+    /// `Ok` if `value` is in range; else `E_INVALIDARG` for `call`, naming the input,
+    /// the value and the range.
+    pub fn check(&self, call: &'static str, value: u64) -> Result<()> {
+        if (self.min..=self.max).contains(&value) {
+            Ok(())
+        } else {
+            Err(Error::invalid_arg(
+                call,
+                format!(
+                    "{} {value} is outside {}..={} (the documented limit, COVERAGE.md section C)",
+                    self.name, self.min, self.max
+                ),
+            ))
+        }
+    }
+
+    /// True if `value` is in range.
+    pub fn contains(&self, value: u64) -> bool {
+        (self.min..=self.max).contains(&value)
+    }
+}
+
+/// Certificates in one CA's database: at creation, and the count after any issue.
+pub const RECORDS: Limit = Limit {
+    name: "records",
+    min: 0,
+    max: 1_000_000,
+};
+
+/// Certificates one issue call (`EmulatedCa::issue`, `certemu_ca_issue`, `Issue`) adds.
+pub const ISSUE_PER_CALL: Limit = Limit {
+    name: "issue count",
+    min: 0,
+    max: 1_000_000,
+};
+
+/// The size of the virtual `.edb` in bytes (1 PiB).
+pub const EDB_SIZE: Limit = Limit {
+    name: "edb_size",
+    min: 0,
+    max: 1 << 50,
+};
+
+/// Transactions per log generation.
+pub const LOG_CAPACITY: Limit = Limit {
+    name: "log_capacity",
+    min: 1,
+    max: 1_000_000,
+};
+
+/// Entries of a restore map (`crstmap`).
+pub const RESTORE_MAP_ENTRIES: Limit = Limit {
+    name: "crstmap",
+    min: 0,
+    max: 64,
+};
+
+/// UTF-16 code units of a string argument, without its NUL.
+pub const STRING_UNITS: Limit = Limit {
+    name: "string length",
+    min: 0,
+    max: 32_767,
+};
+
+/// Characters of a NetBIOS computer name (the 16th byte is the service type).
+pub const NETBIOS_NAME: Limit = Limit {
+    name: "NetBIOS name length",
+    min: 1,
+    max: 15,
+};
+
+/// Characters of a DNS name (255 octets on the wire, less the length bytes).
+pub const DNS_NAME: Limit = Limit {
+    name: "DNS name length",
+    min: 1,
+    max: 253,
+};
+
+/// Characters of one DNS label.
+pub const DNS_LABEL: Limit = Limit {
+    name: "DNS label length",
+    min: 1,
+    max: 63,
+};
+
+/// Characters of a CA common name.
+pub const CA_NAME: Limit = Limit {
+    name: "CA name length",
+    min: 1,
+    max: 64,
+};
+
+/// Characters of one path component.
+pub const PATH_COMPONENT: Limit = Limit {
+    name: "path component length",
+    min: 1,
+    max: 255,
+};
+
+/// Characters of the local path of a CA database, log or checkpoint file.
+pub const CA_FILE_PATH: Limit = Limit {
+    name: "CA file path length",
+    min: 1,
+    max: 259,
+};
+
+/// Every limit, for documentation and tests.
+pub const ALL: &[Limit] = &[
+    RECORDS,
+    ISSUE_PER_CALL,
+    EDB_SIZE,
+    LOG_CAPACITY,
+    RESTORE_MAP_ENTRIES,
+    STRING_UNITS,
+    NETBIOS_NAME,
+    DNS_NAME,
+    DNS_LABEL,
+    CA_NAME,
+    PATH_COMPONENT,
+    CA_FILE_PATH,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::HRESULT;
+
+    #[test]
+    fn a_value_outside_its_range_is_e_invalidarg_naming_it() {
+        assert!(RECORDS.check("t", 1_000_000).is_ok());
+        let e = RECORDS.check("t", 1_000_001).unwrap_err();
+        assert_eq!(e.hresult(), HRESULT::E_INVALIDARG);
+        assert_eq!(
+            e.to_string(),
+            "t: records 1000001 is outside 0..=1000000 (the documented limit, COVERAGE.md section C)"
+        );
+        assert!(LOG_CAPACITY.check("t", 0).is_err());
+        assert!(EDB_SIZE.check("t", u64::MAX).is_err());
+        for l in ALL {
+            assert!(l.min <= l.max, "{l:?}");
+        }
+    }
+}
