@@ -4,7 +4,7 @@
 
 use super::backend;
 use super::boundary;
-use super::ptr::{fill, read_opt_wstr, read_wstr, require, write};
+use super::ptr::{fill, read_opt_wstr, read_wstr, require, with_wstr, write};
 use crate::core::{Call, Error, ListKind, Result, HRESULT};
 use crate::session::{Hcsbc, Registration};
 use core::ffi::c_void;
@@ -23,7 +23,7 @@ pub struct CSEDB_RSTMAPW {
 pub const MAX_RSTMAP: i32 = 64;
 
 fn handle(call: &'static str, h: *const c_void) -> Result<Hcsbc> {
-    Hcsbc::from_ptr(h).ok_or(Error::InvalidHandle {
+    Hcsbc::from_ptr(h).ok_or_else(|| Error::InvalidHandle {
         call,
         handle: 0,
         why: "hbc is NULL".into(),
@@ -57,8 +57,7 @@ unsafe fn on_server<T>(
         // SAFETY: per contract.
         unsafe {
             fill(call, param, out, empty, || {
-                let name = read_wstr(call, "pwszServerName", server)?;
-                f(&name)
+                with_wstr(call, "pwszServerName", server, f)
             })
         }
     })
