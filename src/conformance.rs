@@ -7,9 +7,11 @@
 #![forbid(unsafe_code)]
 
 use crate::core::{Call, HRESULT};
-use crate::event::{Event, Value};
-use std::collections::BTreeMap;
+use crate::event::{Event, Traced};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// How bad a violation is (`"error"`, `"warning"` in JSON).
 #[derive(
@@ -220,15 +222,18 @@ struct FileState {
     read: u64,
 }
 
-#[derive(Debug, Default, Clone)]
+/// Where a call is: its position in the trace and its function (written when reported).
+type At = (u64, Call);
+
+#[derive(Debug, Clone)]
 struct Sess {
     restore: bool,
     full: bool,
-    prepared_at: (u64, String),
-    open: Option<(String, u64, String)>,
+    prepared_at: At,
+    open: Option<(String, At)>,
     listed: BTreeMap<String, FileState>,
     locations: bool,
-    registered: Option<(u64, String)>,
+    registered: Option<At>,
 }
 
 impl Sess {
@@ -248,11 +253,33 @@ fn strip(s: &str) -> String {
     s.to_lowercase()
 }
 
+/// A hasher for handles and buffer addresses (words the emulator made, not chosen by an
+/// adversary): the emulator's word mixer ([`mix64`](crate::core::mix::mix64)) instead of
+/// SipHash on every call.
+#[derive(Debug, Default, Clone, Copy)]
+struct WordHasher(u64);
+
+impl Hasher for WordHasher {
+    fn finish(&self) -> u64 {
+        crate::core::mix::mix64(self.0)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = self.0.rotate_left(17) ^ n;
+    }
+}
+
+type Words = BuildHasherDefault<WordHasher>;
+
 /// A bounded set of recently ended handles (use after End is detected for these).
 #[derive(Debug, Default, Clone)]
 struct Recent {
-    set: std::collections::HashSet<u64>,
-    order: std::collections::VecDeque<u64>,
+    set: HashSet<u64, Words>,
+    order: VecDeque<u64>,
 }
 
 impl Recent {
@@ -282,31 +309,32 @@ pub const MAX_VIOLATIONS: usize = 1000;
 /// (sessions, buffers), not by the length of the trace.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Checker {
-    sessions: BTreeMap<u64, Sess>,
+    /// Open sessions by handle (reported in handle order).
+    sessions: HashMap<u64, Sess, Words>,
     ended: Recent,
-    buffers: BTreeMap<u64, (u64, String)>,
+    /// Live list buffers by address (reported in address order).
+    buffers: HashMap<u64, At, Words>,
     violations: Vec<Violation>,
     calls: u64,
     last_seq: u64,
 }
 
 /// What a violation names an earlier call by (cheap: no formatting on the call path).
-fn short(e: &Event) -> String {
-    e.call.to_string()
+fn at(e: &impl Traced) -> At {
+    (e.seq(), e.call())
 }
 
-fn push(v: &mut Vec<Violation>, rule: Rule, e: &Event, detail: String) {
-    // Past the cap the violation is only counted (by `feed`): skip rendering the call.
-    let call = if v.len() < MAX_VIOLATIONS {
-        e.render()
-    } else {
-        String::new()
-    };
+/// Records a violation at `e`. Past [`MAX_VIOLATIONS`] nothing is kept, so nothing is
+/// made: neither the rendered call nor the `detail`.
+fn push(v: &mut Vec<Violation>, rule: Rule, e: &impl Traced, detail: impl FnOnce() -> String) {
+    if v.len() >= MAX_VIOLATIONS {
+        return;
+    }
     v.push(Violation {
         rule,
-        seq: e.seq,
-        call,
-        detail,
+        seq: e.seq(),
+        call: e.render(),
+        detail: detail(),
     });
 }
 
@@ -323,10 +351,10 @@ fn push_at_end(v: &mut Vec<Violation>, rule: Rule, seq: u64, detail: String) {
 
 impl Checker {
     /// Checks one event.
-    pub(crate) fn feed(&mut self, e: &Event) {
-        self.calls += e.count;
-        self.last_seq = self.last_seq.max(e.seq + e.count.saturating_sub(1));
-        let before = self.violations.len();
+    pub(crate) fn feed(&mut self, e: &impl Traced) {
+        let (seq, count, hr) = (e.seq(), e.count(), e.hr());
+        self.calls += count;
+        self.last_seq = self.last_seq.max(seq + count.saturating_sub(1));
         let Checker {
             sessions,
             ended,
@@ -334,53 +362,44 @@ impl Checker {
             violations,
             ..
         } = self;
-        let ok = e.hr.is_ok();
+        let ok = hr.is_ok();
         let h = e.handle().unwrap_or(0);
-        if e.hr == HRESULT::E_UNEXPECTED
-            && e.message
-                .as_deref()
+        let message = || e.message().map(Cow::into_owned).unwrap_or_default();
+        if hr == HRESULT::E_UNEXPECTED
+            && e.message()
                 .is_some_and(|m| m.contains("internal emulator panic"))
         {
-            push(
-                violations,
-                EMULATOR_PANIC,
-                e,
-                e.message.clone().unwrap_or_default(),
-            );
+            push(violations, EMULATOR_PANIC, e, message);
         }
-        if e.hr == HRESULT::ERROR_SHARING_VIOLATION {
-            push(
-                violations,
-                FILES_UNDER_RUNNING_CA,
-                e,
-                e.message.clone().unwrap_or_default(),
-            );
+        if hr == HRESULT::ERROR_SHARING_VIOLATION {
+            push(violations, FILES_UNDER_RUNNING_CA, e, message);
         }
-        if e.hr == HRESULT::E_HANDLE && h != 0 && ended.contains(&h) {
-            push(
-                violations,
-                USE_AFTER_END,
-                e,
-                format!("context {h:#x} was ended before this call"),
-            );
+        if hr == HRESULT::E_HANDLE && h != 0 && ended.contains(&h) {
+            push(violations, USE_AFTER_END, e, || {
+                format!("context {h:#x} was ended before this call")
+            });
         }
-        match e.call {
+        let call = e.call();
+        match call {
             Call::BackupPrepare | Call::RestorePrepare if ok => {
-                if let Some(hv) = e.out("hbc").and_then(Value::as_u64) {
+                if let Some(hv) = e.out_u64("hbc") {
                     ended.remove(&hv);
                     sessions.insert(
                         hv,
                         Sess {
-                            restore: e.call == Call::RestorePrepare,
-                            full: e.arg("dwBackupFlags").and_then(Value::as_u64) == Some(1),
-                            prepared_at: (e.seq, short(e)),
-                            ..Default::default()
+                            restore: call == Call::RestorePrepare,
+                            full: e.arg_u64("dwBackupFlags") == Some(1),
+                            prepared_at: at(e),
+                            open: None,
+                            listed: BTreeMap::new(),
+                            locations: false,
+                            registered: None,
                         },
                     );
                 }
             }
             Call::BackupGetDatabaseNames | Call::BackupGetBackupLogs if ok => {
-                if let (Some(s), Some(Value::List(l))) = (sessions.get_mut(&h), e.out("list")) {
+                if let (Some(s), Some(l)) = (sessions.get_mut(&h), e.out_list("list")) {
                     for entry in l {
                         let name: String = entry.chars().skip(1).collect();
                         s.listed.entry(strip(&name)).or_default();
@@ -393,39 +412,33 @@ impl Checker {
                 }
             }
             Call::BackupOpenFile => {
-                let name = e
-                    .arg("pwszAttachmentName")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
+                let name = e.arg_str("pwszAttachmentName").unwrap_or("");
                 let mut chars = name.chars();
                 let first = chars.next();
                 if first.is_some_and(|c| "D!%".contains(c) || ('\u{80}'..='\u{8F}').contains(&c))
                     && chars.as_str().starts_with("\\\\")
                 {
-                    push(
-                        violations,
-                        NAME_WITH_PREFIX,
-                        e,
+                    push(violations, NAME_WITH_PREFIX, e, || {
                         format!(
                             "{name:?} starts with the type character {:?}",
                             first.unwrap()
-                        ),
-                    );
+                        )
+                    });
                 }
                 if ok {
                     if let Some(s) = sessions.get_mut(&h) {
-                        let size = e.out("liFileSize").and_then(Value::as_u64).unwrap_or(0);
+                        let size = e.out_u64("liFileSize").unwrap_or(0);
                         let f = s.listed.entry(strip(name)).or_default();
                         f.size = Some(size);
                         f.read = 0;
-                        s.open = Some((strip(name), e.seq, short(e)));
+                        s.open = Some((strip(name), at(e)));
                     }
                 }
             }
             Call::BackupRead if ok => {
                 if let Some(s) = sessions.get_mut(&h) {
-                    if let Some((name, _, _)) = &s.open {
-                        let n = e.out("read").and_then(Value::as_u64).unwrap_or(0);
+                    if let Some((name, _)) = &s.open {
+                        let n = e.out_u64("read").unwrap_or(0);
                         if let Some(f) = s.listed.get_mut(name) {
                             f.read += n;
                         }
@@ -441,54 +454,42 @@ impl Checker {
             Call::BackupTruncateLogs => {
                 if let Some(s) = sessions.get(&h) {
                     let missing = s.unsecured();
-                    if !missing.is_empty() || e.hr == HRESULT::E_UNEXPECTED {
-                        push(
-                            violations,
-                            TRUNCATE_EARLY,
-                            e,
+                    if !missing.is_empty() || hr == HRESULT::E_UNEXPECTED {
+                        push(violations, TRUNCATE_EARLY, e, || {
                             if missing.is_empty() {
-                                e.message.clone().unwrap_or_default()
+                                message()
                             } else {
                                 format!("not secured: {}", missing.join(", "))
-                            },
-                        );
+                            }
+                        });
                     }
                 }
             }
             Call::BackupEnd if ok => {
                 if let Some(s) = sessions.remove(&h) {
-                    if let Some((name, _, call)) = &s.open {
-                        push(
-                            violations,
-                            FILE_NOT_CLOSED,
-                            e,
-                            format!("{name} opened by {call} was still open at End"),
-                        );
+                    if let Some((name, (_, call))) = &s.open {
+                        push(violations, FILE_NOT_CLOSED, e, || {
+                            format!("{name} opened by {call} was still open at End")
+                        });
                     }
                     let missing = s.unsecured();
                     if !missing.is_empty() {
-                        push(
-                            violations,
-                            NOT_READ_TO_EOF,
-                            e,
-                            format!("not read to end of file: {}", missing.join(", ")),
-                        );
+                        push(violations, NOT_READ_TO_EOF, e, || {
+                            format!("not read to end of file: {}", missing.join(", "))
+                        });
                     }
                     if s.full && !s.locations {
-                        push(
-                            violations,
-                            LOCATIONS_NOT_FETCHED,
-                            e,
+                        push(violations, LOCATIONS_NOT_FETCHED, e, || {
                             "this full backup never called CertSrvRestoreGetDatabaseLocationsW"
-                                .into(),
-                        );
+                                .into()
+                        });
                     }
                 }
                 ended.insert(h);
             }
             Call::RestoreRegister | Call::RestoreRegisterThroughFile if ok => {
                 if let Some(s) = sessions.get_mut(&h) {
-                    s.registered = Some((e.seq, short(e)));
+                    s.registered = Some(at(e));
                 }
             }
             Call::RestoreRegisterComplete if ok => {
@@ -499,34 +500,27 @@ impl Checker {
             Call::RestoreEnd if ok => {
                 if let Some(s) = sessions.remove(&h) {
                     if let Some((seq, call)) = s.registered {
-                        push(violations, REGISTER_WITHOUT_COMPLETE, e, format!("registered at call #{seq} ({call}) and ended without CertSrvRestoreRegisterComplete"));
+                        push(violations, REGISTER_WITHOUT_COMPLETE, e, || {
+                            format!("registered at call #{seq} ({call}) and ended without CertSrvRestoreRegisterComplete")
+                        });
                     }
                 }
                 ended.insert(h);
             }
             Call::BackupFree => {
-                let p = e.arg("pv").and_then(Value::as_u64).unwrap_or(0);
+                let p = e.arg_u64("pv").unwrap_or(0);
                 if ok {
                     buffers.remove(&p);
                 } else {
-                    push(
-                        violations,
-                        BAD_FREE,
-                        e,
-                        e.message.clone().unwrap_or_default(),
-                    );
+                    push(violations, BAD_FREE, e, message);
                 }
             }
             _ => {}
         }
         if ok {
-            if let Some(p) = e.out("buffer").and_then(Value::as_u64) {
-                buffers.insert(p, (e.seq, short(e)));
+            if let Some(p) = e.out_u64("buffer") {
+                buffers.insert(p, at(e));
             }
-        }
-
-        if self.violations.len() > MAX_VIOLATIONS {
-            self.violations.truncate(before.max(MAX_VIOLATIONS));
         }
     }
 
@@ -534,8 +528,10 @@ impl Checker {
     /// rendered at the end of the report text.
     pub(crate) fn report(&self, finished: bool, trace: &[Event]) -> Report {
         let mut v = self.violations.clone();
-        let sessions = &self.sessions;
-        let buffers = &self.buffers;
+        let mut sessions: Vec<_> = self.sessions.iter().collect();
+        sessions.sort_unstable_by_key(|(h, _)| **h);
+        let mut buffers: Vec<_> = self.buffers.iter().collect();
+        buffers.sort_unstable_by_key(|(p, _)| **p);
         if finished {
             let last = self.last_seq;
             for (h, s) in sessions {

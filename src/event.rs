@@ -8,14 +8,18 @@
 //! ```
 //!
 //! This module sits below the conformance checker and the API: both read events, neither
-//! owns them. Building an event is cheap: the function is a [`Call`] (one byte), argument
-//! and out-value names are `&'static str` borrowed from the call site; only the values a
-//! call passes (strings, lists) are copied.
+//! owns them. On the call path an event is recorded raw ([`RawEvent`]): the function is a
+//! [`Call`] (one byte), argument and out-value names are one `&'static` slice borrowed from
+//! the call site, values sit in a fixed inline layout (numbers and handles as they are, a
+//! server name shared with the host's own name when equal, a returned list kept as the
+//! list, a failure kept as its [`Error`](crate::core::Error)). Nothing is formatted there:
+//! an [`Event`], its JSON line and [`Event::render`] are made when the trace is read.
 #![forbid(unsafe_code)]
 
 use crate::core::{Call, WideList, HRESULT};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// An argument or out-value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,6 +336,365 @@ impl Event {
     }
 }
 
+// ----- raw events: what the call path records -----------------------------------------
+
+/// An argument or out-value as the call path records it; [`RawValue::to_value`] makes the
+/// [`Value`] of the event when the trace is read.
+#[derive(Debug, Clone)]
+pub(crate) enum RawValue {
+    /// A number.
+    U64(u64),
+    /// A handle or buffer address.
+    Handle(u64),
+    /// A string, shared (with the host's own name when the client passed exactly that;
+    /// a thin pointer keeps a value, and so an event, small).
+    Str(Arc<String>),
+    /// A list a list function returned; `true` if its entries carry their CSBFT prefix.
+    /// Rendered by [`list_value`].
+    List(Box<WideList>, bool),
+    /// An HRESULT passed as an argument, written as its text (`0x00000000 S_OK`).
+    Hr(HRESULT),
+    /// Any other value, already made (the rarely called functions).
+    Value(Box<Value>),
+    /// Absent / NULL.
+    Null,
+}
+
+impl From<u32> for RawValue {
+    fn from(v: u32) -> RawValue {
+        RawValue::U64(v.into())
+    }
+}
+
+impl From<u64> for RawValue {
+    fn from(v: u64) -> RawValue {
+        RawValue::U64(v)
+    }
+}
+
+impl From<&str> for RawValue {
+    fn from(s: &str) -> RawValue {
+        RawValue::Str(Arc::new(s.to_string()))
+    }
+}
+
+impl From<Value> for RawValue {
+    fn from(v: Value) -> RawValue {
+        match v {
+            Value::U64(n) => RawValue::U64(n),
+            Value::Handle(h) => RawValue::Handle(h),
+            Value::Null => RawValue::Null,
+            v => RawValue::Value(Box::new(v)),
+        }
+    }
+}
+
+impl RawValue {
+    /// The value of the event.
+    pub(crate) fn to_value(&self) -> Value {
+        match self {
+            RawValue::U64(n) => Value::U64(*n),
+            RawValue::Handle(h) => Value::Handle(*h),
+            RawValue::Str(s) => Value::Str(String::clone(s)),
+            RawValue::List(l, prefixed) => list_value(l, *prefixed),
+            RawValue::Hr(hr) => Value::Str(hr.to_string()),
+            RawValue::Value(v) => (**v).clone(),
+            RawValue::Null => Value::Null,
+        }
+    }
+
+    /// The number, if this is one (handles included), as [`Value::as_u64`].
+    pub(crate) fn as_u64(&self) -> Option<u64> {
+        match self {
+            RawValue::U64(v) | RawValue::Handle(v) => Some(*v),
+            RawValue::Value(v) => v.as_u64(),
+            _ => None,
+        }
+    }
+
+    /// The string, if this is one, as [`Value::as_str`].
+    pub(crate) fn as_str(&self) -> Option<&str> {
+        match self {
+            RawValue::Str(s) => Some(s),
+            RawValue::Value(v) => v.as_str(),
+            _ => None,
+        }
+    }
+}
+
+/// Values held inline: every certbcli function but the two RestoreRegister functions has
+/// at most this many arguments and out-values.
+const INLINE: usize = 3;
+
+#[derive(Debug, Clone)]
+enum RawValues {
+    Inline([RawValue; INLINE]),
+    Heap(Box<[RawValue]>),
+}
+
+/// Named values in parameter order, as recorded: the names are one `&'static` slice, the
+/// values inline (up to three) or in one allocation.
+#[derive(Debug, Clone)]
+pub(crate) struct RawFields {
+    names: &'static [&'static str],
+    values: RawValues,
+}
+
+impl Default for RawFields {
+    fn default() -> Self {
+        RawFields::EMPTY
+    }
+}
+
+impl RawFields {
+    /// No value.
+    pub(crate) const EMPTY: RawFields = RawFields {
+        names: &[],
+        values: RawValues::Inline([RawValue::Null, RawValue::Null, RawValue::Null]),
+    };
+
+    /// The values `values` under the names `names`.
+    pub(crate) fn new<const N: usize>(
+        names: &'static [&'static str; N],
+        values: [RawValue; N],
+    ) -> RawFields {
+        let values = if N <= INLINE {
+            let mut values = values.into_iter();
+            RawValues::Inline(std::array::from_fn(|_| {
+                values.next().unwrap_or(RawValue::Null)
+            }))
+        } else {
+            RawValues::Heap(Box::new(values))
+        };
+        RawFields { names, values }
+    }
+
+    fn values(&self) -> &[RawValue] {
+        match &self.values {
+            RawValues::Inline(v) => &v[..self.names.len()],
+            RawValues::Heap(v) => v,
+        }
+    }
+
+    /// The value named `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&RawValue> {
+        let i = self.names.iter().position(|n| *n == name)?;
+        self.values().get(i)
+    }
+
+    /// The value named `name`, to change it.
+    pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut RawValue> {
+        let i = self.names.iter().position(|n| *n == name)?;
+        match &mut self.values {
+            RawValues::Inline(v) => v.get_mut(i),
+            RawValues::Heap(v) => v.get_mut(i),
+        }
+    }
+
+    /// The fields of the event.
+    pub(crate) fn to_fields(&self) -> Fields {
+        Fields(
+            self.names
+                .iter()
+                .zip(self.values())
+                .map(|(k, v)| (Cow::Borrowed(*k), v.to_value()))
+                .collect(),
+        )
+    }
+}
+
+/// Why a call failed, as recorded: its error (written with `to_string` when read), or a
+/// text made where there is no error value (a panic).
+#[derive(Debug, Clone)]
+pub(crate) enum RawMessage {
+    /// The error the call returned.
+    Error(crate::core::Error),
+    /// A message.
+    Text(String),
+}
+
+/// One call as recorded on the call path; [`RawEvent::to_event`] makes the [`Event`].
+#[derive(Debug, Clone)]
+pub(crate) struct RawEvent {
+    /// Position in the host's trace (set when it is pushed).
+    pub(crate) seq: u64,
+    /// The function.
+    pub(crate) call: Call,
+    /// The calling client.
+    pub(crate) client: u64,
+    /// The result.
+    pub(crate) hr: HRESULT,
+    /// Arguments, in parameter order.
+    pub(crate) args: RawFields,
+    /// Out-values.
+    pub(crate) out: RawFields,
+    /// Why it failed.
+    pub(crate) message: Option<Box<RawMessage>>,
+    /// Identical successful calls folded into this event (reads).
+    pub(crate) count: u64,
+    /// Duration in nanoseconds (summed when folded).
+    pub(crate) elapsed_ns: u64,
+}
+
+impl RawEvent {
+    /// An event of `call` with its arguments and result, not yet numbered and not folded.
+    pub(crate) fn new(
+        call: Call,
+        client: u64,
+        args: RawFields,
+        hr: HRESULT,
+        out: RawFields,
+        message: Option<RawMessage>,
+    ) -> RawEvent {
+        RawEvent {
+            seq: 0,
+            call,
+            client,
+            hr,
+            args,
+            out,
+            message: message.map(Box::new),
+            count: 1,
+            elapsed_ns: 0,
+        }
+    }
+
+    /// The handle argument, or the handle an out-value created (as [`Event::handle`]).
+    pub(crate) fn handle(&self) -> Option<u64> {
+        self.args
+            .get("hbc")
+            .or_else(|| self.out.get("hbc"))
+            .and_then(RawValue::as_u64)
+    }
+
+    /// The event, rendered: what every reader of the trace gets.
+    pub(crate) fn to_event(&self) -> Event {
+        Event {
+            seq: self.seq,
+            call: self.call,
+            client: self.client,
+            args: self.args.to_fields(),
+            hr: self.hr,
+            message: self.message.as_deref().map(|m| match m {
+                RawMessage::Error(e) => e.to_string(),
+                RawMessage::Text(t) => t.to_string(),
+            }),
+            out: self.out.to_fields(),
+            count: self.count,
+            elapsed_ns: self.elapsed_ns,
+        }
+    }
+}
+
+/// What the conformance checker reads of an event: implemented by the parsed [`Event`]
+/// (a trace file) and by the [`RawEvent`] of a live host, which it is fed as the call
+/// happens, without rendering it.
+pub(crate) trait Traced {
+    /// Position in the trace.
+    fn seq(&self) -> u64;
+    /// The function.
+    fn call(&self) -> Call;
+    /// The result.
+    fn hr(&self) -> HRESULT;
+    /// Calls folded into this event.
+    fn count(&self) -> u64;
+    /// The handle argument, or the handle an out-value created.
+    fn handle(&self) -> Option<u64>;
+    /// A number (or handle) argument.
+    fn arg_u64(&self, name: &str) -> Option<u64>;
+    /// A string argument.
+    fn arg_str(&self, name: &str) -> Option<&str>;
+    /// A number (or handle) out-value.
+    fn out_u64(&self, name: &str) -> Option<u64>;
+    /// A list out-value, its entries as the trace writes them.
+    fn out_list(&self, name: &str) -> Option<Vec<String>>;
+    /// The emulator's message for a failure.
+    fn message(&self) -> Option<Cow<'_, str>>;
+    /// The call written like C ([`Event::render`]).
+    fn render(&self) -> String;
+}
+
+impl Traced for Event {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn call(&self) -> Call {
+        self.call
+    }
+    fn hr(&self) -> HRESULT {
+        self.hr
+    }
+    fn count(&self) -> u64 {
+        self.count
+    }
+    fn handle(&self) -> Option<u64> {
+        Event::handle(self)
+    }
+    fn arg_u64(&self, name: &str) -> Option<u64> {
+        self.arg(name).and_then(Value::as_u64)
+    }
+    fn arg_str(&self, name: &str) -> Option<&str> {
+        self.arg(name).and_then(Value::as_str)
+    }
+    fn out_u64(&self, name: &str) -> Option<u64> {
+        self.out(name).and_then(Value::as_u64)
+    }
+    fn out_list(&self, name: &str) -> Option<Vec<String>> {
+        match self.out(name) {
+            Some(Value::List(l)) => Some(l.clone()),
+            _ => None,
+        }
+    }
+    fn message(&self) -> Option<Cow<'_, str>> {
+        self.message.as_deref().map(Cow::Borrowed)
+    }
+    fn render(&self) -> String {
+        Event::render(self)
+    }
+}
+
+impl Traced for RawEvent {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn call(&self) -> Call {
+        self.call
+    }
+    fn hr(&self) -> HRESULT {
+        self.hr
+    }
+    fn count(&self) -> u64 {
+        self.count
+    }
+    fn handle(&self) -> Option<u64> {
+        RawEvent::handle(self)
+    }
+    fn arg_u64(&self, name: &str) -> Option<u64> {
+        self.args.get(name).and_then(RawValue::as_u64)
+    }
+    fn arg_str(&self, name: &str) -> Option<&str> {
+        self.args.get(name).and_then(RawValue::as_str)
+    }
+    fn out_u64(&self, name: &str) -> Option<u64> {
+        self.out.get(name).and_then(RawValue::as_u64)
+    }
+    fn out_list(&self, name: &str) -> Option<Vec<String>> {
+        match self.out.get(name)?.to_value() {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+    fn message(&self) -> Option<Cow<'_, str>> {
+        self.message.as_deref().map(|m| match m {
+            RawMessage::Error(e) => Cow::Owned(e.to_string()),
+            RawMessage::Text(t) => Cow::Borrowed(&**t),
+        })
+    }
+    fn render(&self) -> String {
+        self.to_event().render()
+    }
+}
+
 /// Parses a trace file (JSON lines; blank lines are skipped). An error names its line.
 pub(crate) fn parse_lines(text: &str) -> Result<Vec<Event>, String> {
     text.lines()
@@ -448,6 +811,71 @@ mod tests {
         assert!(err.contains("\"bad\" is not an HRESULT"), "{err}");
         let err = Event::from_json(r#"{"call":"CertSrvBackupEnd"}"#).unwrap_err();
         assert!(err.contains("missing field `hr`"), "{err}");
+    }
+
+    #[test]
+    fn a_raw_event_becomes_the_event_it_recorded() {
+        let mut raw = RawEvent::new(
+            Call::BackupRead,
+            7,
+            RawFields::new(
+                &["hbc", "cbBuffer"],
+                [RawValue::Handle(0x10001), RawValue::U64(65536)],
+            ),
+            HRESULT::S_OK,
+            RawFields::new(&["read"], [RawValue::U64(65536)]),
+            None,
+        );
+        raw.seq = 3;
+        raw.elapsed_ns = 812;
+        assert_eq!(raw.handle(), Some(0x10001));
+        assert_eq!(raw.to_event(), read(0x10001, 65536));
+        assert_eq!(raw.to_event().to_json(), read(0x10001, 65536).to_json());
+
+        // More values than fit inline, strings, lists, HRESULTs, NULL and a failure.
+        let mut list = WideList::new();
+        list.push(Some(crate::core::consts::CSBFT_LOG), "\\\\H\\x.log");
+        list.push(Some(0x82), "y");
+        let raw = RawEvent::new(
+            Call::RestoreRegister,
+            1,
+            RawFields::new(
+                &["hbc", "a", "b", "c", "d"],
+                [
+                    RawValue::Handle(5),
+                    "text".into(),
+                    RawValue::Hr(HRESULT::E_HANDLE),
+                    RawValue::Null,
+                    RawValue::List(Box::new(list.clone()), true),
+                ],
+            ),
+            HRESULT::E_HANDLE,
+            RawFields::EMPTY,
+            Some(RawMessage::Text("why".into())),
+        );
+        let e = raw.to_event();
+        assert_eq!(
+            e.args,
+            Fields::from(vec![
+                ("hbc", Value::Handle(5)),
+                ("a", Value::Str("text".into())),
+                ("b", Value::Str(HRESULT::E_HANDLE.to_string())),
+                ("c", Value::Null),
+                ("d", list_value(&list, true)),
+            ])
+        );
+        assert_eq!(e.message.as_deref(), Some("why"));
+        assert!(e.out.is_empty());
+        assert_eq!(Traced::message(&raw).as_deref(), Some("why"));
+        assert_eq!(raw.out_list("d"), None);
+        assert_eq!(Traced::render(&raw), e.render());
+    }
+
+    #[test]
+    fn raw_events_stay_small() {
+        // A host keeps thousands of them, and one is written on every traced call.
+        assert_eq!(std::mem::size_of::<RawValue>(), 16);
+        assert!(std::mem::size_of::<RawEvent>() <= 192);
     }
 
     #[test]

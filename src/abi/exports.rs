@@ -4,7 +4,7 @@
 
 use super::backend;
 use super::boundary;
-use super::ptr::{fill, handle, read_opt_wstr, read_wstr, require, write};
+use super::ptr::{fill, handle, read_opt_wstr, read_wstr, require, with_wstr, write};
 use crate::core::{Call, Error, ListKind, Result, HRESULT};
 use crate::session::{Hcsbc, Registration};
 use core::ffi::c_void;
@@ -49,8 +49,7 @@ unsafe fn on_server<T>(
         // SAFETY: per contract.
         unsafe {
             fill(call, param, out, empty, || {
-                let name = read_wstr(call, "pwszServerName", server)?;
-                f(&name)
+                with_wstr(call, "pwszServerName", server, f)
             })
         }
     })

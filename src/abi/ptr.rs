@@ -88,6 +88,42 @@ pub unsafe fn read_wstr(call: &'static str, param: &'static str, p: *const u16) 
         .map_err(|_| Error::invalid_arg(call, format!("{param} is not valid UTF-16")))
 }
 
+/// Short ASCII strings (server names) are decoded on the stack by [`with_wstr`].
+const STACK_WSTR: usize = 128;
+
+/// Runs `f` on a NUL-terminated UTF-16 string, decoded as [`read_wstr`] does (same checks,
+/// same errors), without allocating when it is short ASCII (a server name).
+///
+/// # Safety
+/// As [`read_wstr`].
+pub(crate) unsafe fn with_wstr<T>(
+    call: &'static str,
+    param: &'static str,
+    p: *const u16,
+    f: impl FnOnce(&str) -> Result<T>,
+) -> Result<T> {
+    require(call, param, p)?;
+    let mut buf = [0u8; STACK_WSTR];
+    let mut len = 0usize;
+    loop {
+        // SAFETY: p is non-null and the string is NUL-terminated (caller contract); we
+        // stop at the NUL.
+        let u = unsafe { p.add(len).read_unaligned() };
+        if u == 0 {
+            break;
+        }
+        if u >= 0x80 || len == STACK_WSTR {
+            // SAFETY: forwarded contract.
+            let s = unsafe { read_wstr(call, param, p) }?;
+            return f(&s);
+        }
+        buf[len] = u as u8;
+        len += 1;
+    }
+    // SAFETY: every byte was checked to be ASCII (below 0x80) above: valid UTF-8.
+    f(unsafe { std::str::from_utf8_unchecked(&buf[..len]) })
+}
+
 /// Reads an optional string: NULL is `None`.
 ///
 /// # Safety
@@ -172,7 +208,7 @@ pub unsafe fn read_opt_str(
 /// The `HCSBC` argument of an export: NULL is `E_HANDLE` ("hbc is NULL"); anything else is
 /// checked where the call routes.
 pub fn handle(call: &'static str, h: *const c_void) -> Result<Hcsbc> {
-    Hcsbc::from_ptr(h).ok_or(Error::InvalidHandle {
+    Hcsbc::from_ptr(h).ok_or_else(|| Error::InvalidHandle {
         call,
         handle: 0,
         why: "hbc is NULL".into(),

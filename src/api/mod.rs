@@ -21,7 +21,7 @@ use crate::ca::{Ca, ServiceState};
 use crate::core::consts::*;
 use crate::core::outbuf::OutByte;
 use crate::core::{Call, Error, ListKind, Result, WideList};
-use crate::event::{list_value, Value};
+use crate::event::{RawFields, RawValue, Value};
 use crate::machine::{Identity, Machine};
 use crate::session::handle::HandleParts;
 use crate::session::{BackupKind, BackupSession, Hcsbc, LiveBackup, Session};
@@ -103,7 +103,7 @@ pub(crate) fn lookup_server(call: Call, server: &str) -> Result<Arc<Host>> {
     if let Some(ca_name) = ca_part {
         let st = host.state.lock();
         match &st.ca {
-            Some(ca) if ca.name().eq_ignore_ascii_case(&ca_name) => {}
+            Some(ca) if ca.name().eq_ignore_ascii_case(ca_name) => {}
             _ => {
                 return Err(Error::FileNotFound {
                     call: call.name(),
@@ -288,7 +288,7 @@ fn backup_prepare_impl(server: &str, grbit_jet: u32, backup_flags: u32) -> Resul
     let (slot, generation) = st
         .sessions
         .insert(Session::Backup(BackupSession::new(kind, client)))
-        .ok_or(Error::TooManySessions {
+        .ok_or_else(|| Error::TooManySessions {
             call: CALL.name(),
             limit: crate::session::handle::SESSION_SLOTS,
         })?;
@@ -459,17 +459,17 @@ fn server_control_impl(server: &str, control_flags: u32) -> Result<()> {
     }
 }
 
-fn h(v: Hcsbc) -> Value {
-    Value::Handle(v.as_raw() as u64)
+fn h(v: Hcsbc) -> RawValue {
+    RawValue::Handle(v.as_raw() as u64)
 }
 
 /// `CertSrvIsServerOnlineW`: `Ok(true)` when running, `Ok(false)` when suspended.
 pub fn is_server_online(server: &str) -> Result<bool> {
     instrument(
         Call::IsServerOnline,
-        || vec![("pwszServerName", server.into())],
+        |host| RawFields::new(&["pwszServerName"], [host.name_value(server)]),
         || is_server_online_impl(server),
-        |o| vec![("fServerOnline", Value::U64(*o as u64))],
+        |o| RawFields::new(&["fServerOnline"], [RawValue::U64(*o as u64)]),
     )
 }
 
@@ -477,15 +477,18 @@ pub fn is_server_online(server: &str) -> Result<bool> {
 pub fn backup_prepare(server: &str, grbit_jet: u32, backup_flags: u32) -> Result<Hcsbc> {
     instrument(
         Call::BackupPrepare,
-        || {
-            vec![
-                ("pwszServerName", server.into()),
-                ("grbitJet", grbit_jet.into()),
-                ("dwBackupFlags", backup_flags.into()),
-            ]
+        |host| {
+            RawFields::new(
+                &["pwszServerName", "grbitJet", "dwBackupFlags"],
+                [
+                    host.name_value(server),
+                    grbit_jet.into(),
+                    backup_flags.into(),
+                ],
+            )
         },
         || backup_prepare_impl(server, grbit_jet, backup_flags),
-        |v| vec![("hbc", h(*v))],
+        |v| RawFields::new(&["hbc"], [h(*v)]),
     )
 }
 
@@ -523,13 +526,16 @@ fn list_impl(kind: ListKind, hbc: Hcsbc) -> Result<WideList> {
 pub fn list(kind: ListKind, hbc: Hcsbc) -> Result<WideList> {
     instrument(
         kind.call(),
-        || vec![("hbc", h(hbc))],
+        |_| RawFields::new(&["hbc"], [h(hbc)]),
         || list_impl(kind, hbc),
         |l| {
-            vec![
-                ("cbSize", Value::U64(l.byte_len() as u64)),
-                ("list", list_value(l, kind != ListKind::DynamicFiles)),
-            ]
+            RawFields::new(
+                &["cbSize", "list"],
+                [
+                    RawValue::U64(l.byte_len() as u64),
+                    RawValue::List(Box::new(l.clone()), kind != ListKind::DynamicFiles),
+                ],
+            )
         },
     )
 }
@@ -545,7 +551,7 @@ pub(crate) fn list_for_client(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, u
 pub(crate) fn list_tracked(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, WideList)> {
     instrument(
         kind.call(),
-        || vec![("hbc", h(hbc))],
+        |_| RawFields::new(&["hbc"], [h(hbc)]),
         || {
             let l = list_impl(kind, hbc)?;
             let owner = registry::by_handle(hbc).map_or(0, |host| host.key());
@@ -553,11 +559,14 @@ pub(crate) fn list_tracked(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, Wide
             Ok((p, l))
         },
         |(p, l)| {
-            vec![
-                ("buffer", Value::Handle(*p as usize as u64)),
-                ("cbSize", Value::U64(l.byte_len() as u64)),
-                ("list", list_value(l, kind != ListKind::DynamicFiles)),
-            ]
+            RawFields::new(
+                &["buffer", "cbSize", "list"],
+                [
+                    RawValue::Handle(*p as usize as u64),
+                    RawValue::U64(l.byte_len() as u64),
+                    RawValue::List(Box::new(l.clone()), kind != ListKind::DynamicFiles),
+                ],
+            )
         },
     )
 }
@@ -568,7 +577,7 @@ pub fn backup_free(pv: *mut core::ffi::c_void) -> Result<()> {
     const CALL: Call = Call::BackupFree;
     instrument(
         CALL,
-        || vec![("pv", Value::Handle(pv as usize as u64))],
+        |_| RawFields::new(&["pv"], [RawValue::Handle(pv as usize as u64)]),
         || {
             let (outcome, owner) = buffers::free(pv);
             if let Some(host) = owner.and_then(registry::by_key) {
@@ -591,7 +600,7 @@ pub fn backup_free(pv: *mut core::ffi::c_void) -> Result<()> {
                 _ => Ok(()),
             }
         },
-        |_| vec![],
+        |_| RawFields::EMPTY,
     )
 }
 
@@ -599,15 +608,14 @@ pub fn backup_free(pv: *mut core::ffi::c_void) -> Result<()> {
 pub fn backup_open_file(hbc: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
     instrument(
         Call::BackupOpenFile,
-        || {
-            vec![
-                ("hbc", h(hbc)),
-                ("pwszAttachmentName", name.into()),
-                ("cbReadHintSize", read_hint.into()),
-            ]
+        |_| {
+            RawFields::new(
+                &["hbc", "pwszAttachmentName", "cbReadHintSize"],
+                [h(hbc), name.into(), read_hint.into()],
+            )
         },
         || backup_open_file_impl(hbc, name, read_hint),
-        |s| vec![("liFileSize", Value::U64(*s))],
+        |s| RawFields::new(&["liFileSize"], [RawValue::U64(*s)]),
     )
 }
 
@@ -619,9 +627,9 @@ pub fn backup_read<B: OutByte>(hbc: Hcsbc, buf: &mut [B]) -> Result<usize> {
     let len = buf.len() as u64;
     instrument(
         Call::BackupRead,
-        || vec![("hbc", h(hbc)), ("cbBuffer", Value::U64(len))],
+        |_| RawFields::new(&["hbc", "cbBuffer"], [h(hbc), RawValue::U64(len)]),
         || backup_read_impl(hbc, buf),
-        |n| vec![("read", Value::U64(*n as u64))],
+        |n| RawFields::new(&["read"], [RawValue::U64(*n as u64)]),
     )
 }
 
@@ -629,9 +637,9 @@ pub fn backup_read<B: OutByte>(hbc: Hcsbc, buf: &mut [B]) -> Result<usize> {
 pub fn backup_close(hbc: Hcsbc) -> Result<()> {
     instrument(
         Call::BackupClose,
-        || vec![("hbc", h(hbc))],
+        |_| RawFields::new(&["hbc"], [h(hbc)]),
         || backup_close_impl(hbc),
-        |_| vec![],
+        |_| RawFields::EMPTY,
     )
 }
 
@@ -639,17 +647,18 @@ pub fn backup_close(hbc: Hcsbc) -> Result<()> {
 pub fn backup_truncate_logs(hbc: Hcsbc) -> Result<Vec<u32>> {
     instrument(
         Call::BackupTruncateLogs,
-        || vec![("hbc", h(hbc))],
+        |_| RawFields::new(&["hbc"], [h(hbc)]),
         || backup_truncate_logs_impl(hbc),
         |d| {
-            vec![(
-                "deleted",
-                Value::List(
+            RawFields::new(
+                &["deleted"],
+                [Value::List(
                     d.iter()
                         .map(|g| crate::ca::format::log_file_name(*g))
                         .collect(),
-                ),
-            )]
+                )
+                .into()],
+            )
         },
     )
 }
@@ -658,9 +667,9 @@ pub fn backup_truncate_logs(hbc: Hcsbc) -> Result<Vec<u32>> {
 pub fn backup_end(hbc: Hcsbc) -> Result<()> {
     instrument(
         Call::BackupEnd,
-        || vec![("hbc", h(hbc))],
+        |_| RawFields::new(&["hbc"], [h(hbc)]),
         || backup_end_impl(hbc),
-        |_| vec![],
+        |_| RawFields::EMPTY,
     )
 }
 
@@ -668,14 +677,14 @@ pub fn backup_end(hbc: Hcsbc) -> Result<()> {
 pub fn server_control(server: &str, control_flags: u32) -> Result<()> {
     instrument(
         Call::ServerControl,
-        || {
-            vec![
-                ("pwszServerName", server.into()),
-                ("dwControlFlags", control_flags.into()),
-            ]
+        |host| {
+            RawFields::new(
+                &["pwszServerName", "dwControlFlags"],
+                [host.name_value(server), control_flags.into()],
+            )
         },
         || server_control_impl(server, control_flags),
-        |_| vec![],
+        |_| RawFields::EMPTY,
     )
 }
 

@@ -4,15 +4,26 @@
 //! by server name (Prepare, IsServerOnline, ServerControl) or by the host slot
 //! and generation packed into its handle. Tests on parallel threads each own
 //! their host and never share state.
+//!
+//! The tables change only when a machine is registered or removed; calls only read them.
+//! So a call routes without taking a lock: each thread keeps the routes it used last
+//! (handle host slot and generation → host, server name as passed → host), valid while
+//! the process-wide epoch, bumped after every change of the tables, is the one the routes
+//! were read at. Only a route the thread has not used since the last change reads the
+//! tables under their lock. A route holds its host weakly: a removed machine is freed at
+//! once, and its handles and names stop routing at the change.
 
 use crate::ca::Ca;
 use crate::core::{Error, Result};
+use crate::event::RawValue;
 use crate::machine::{Identity, Machine};
 use crate::session::handle::{Hcsbc, HOST_SLOTS};
 use crate::session::{Session, SessionTable};
 use parking_lot::{Mutex, RwLock};
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Weak};
 
 /// Mutable state of one host, behind its lock.
 pub(crate) struct HostState {
@@ -41,6 +52,9 @@ pub(crate) struct Host {
     pub(crate) slot: u16,
     pub(crate) generation: u16,
     id: u64,
+    /// The NetBIOS and DNS names as registered (their spelling), shared by the trace
+    /// events of the calls that pass them.
+    names: [Arc<String>; 2],
     /// Calls are traced and checked for conformance (on by default).
     pub(crate) tracing: std::sync::atomic::AtomicBool,
     /// A fault schedule is installed (checked before taking the lock on every call).
@@ -51,6 +65,15 @@ impl Host {
     /// A key that identifies this host for the life of the process (never reused).
     pub(crate) fn key(&self) -> u64 {
         self.id
+    }
+
+    /// A server name a call passed, for its trace event: shared with the host's own name
+    /// when it is spelled exactly so (no allocation), else a copy.
+    pub(crate) fn name_value(&self, server: &str) -> RawValue {
+        match self.names.iter().find(|n| n.as_str() == server) {
+            Some(n) => RawValue::Str(n.clone()),
+            None => RawValue::Str(Arc::new(server.to_string())),
+        }
     }
 }
 
@@ -121,7 +144,12 @@ pub(crate) fn register(machine: Machine, ca: Option<Ca>, identity: Identity) -> 
     };
     let entry = &mut slots.entries[slot as usize];
     entry.0 = Hcsbc::host_gen_bits(entry.0.wrapping_add(1));
+    let own_names = [
+        Arc::new(machine.netbios().to_string()),
+        Arc::new(machine.dns().to_string()),
+    ];
     let host = Arc::new(Host {
+        names: own_names,
         machine,
         state: Mutex::new(HostState {
             ca,
@@ -142,6 +170,7 @@ pub(crate) fn register(machine: Machine, ca: Option<Ca>, identity: Identity) -> 
     for k in keys {
         names.insert(k, host.clone());
     }
+    EPOCH.fetch_add(1, Ordering::Release);
     Ok(host)
 }
 
@@ -157,17 +186,143 @@ pub(crate) fn unregister(host: &Host) {
             slots.free.push_back(host.slot);
         }
     }
+    EPOCH.fetch_add(1, Ordering::Release);
+}
+
+// ----- the routes of this thread ----------------------------------------------------
+
+/// Bumped after every change of the tables (a machine registered or removed).
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// Routes a thread keeps of each kind (most recently used first).
+const ROUTES: usize = 8;
+
+/// Where the CA part of a server name is (`HOST\CA name`): start and length.
+type CaPart = Option<(usize, usize)>;
+
+/// One route: what it was found by, what else was worked out then, and the host.
+struct Route<K, T> {
+    key: K,
+    extra: T,
+    host: Weak<Host>,
+}
+
+/// The routes this thread used, read at `epoch`.
+struct Routes {
+    epoch: u64,
+    /// Host slot and generation of a handle → its host.
+    handles: Vec<Route<(u16, u16), ()>>,
+    /// A server name exactly as passed → its host, and where its CA part starts.
+    names: Vec<Route<Box<str>, CaPart>>,
+}
+
+impl Routes {
+    /// Forgets every route if the tables changed since they were read.
+    fn validate(&mut self) {
+        let now = EPOCH.load(Ordering::Acquire);
+        if now != self.epoch {
+            self.handles.clear();
+            self.names.clear();
+            self.epoch = now;
+        }
+    }
+}
+
+/// Keeps `route` first in `routes`, at most [`ROUTES`] of them.
+fn remember<K, T>(routes: &mut Vec<Route<K, T>>, route: Route<K, T>) {
+    if routes.len() == ROUTES {
+        routes.pop();
+    }
+    routes.insert(0, route);
+}
+
+thread_local! {
+    static ROUTES_OF_THREAD: RefCell<Routes> = const {
+        RefCell::new(Routes {
+            epoch: 0,
+            handles: Vec::new(),
+            names: Vec::new(),
+        })
+    };
+}
+
+/// The host `find` finds among this thread's routes, or else `slow` in the tables (then
+/// remembered under `key`).
+fn route<K, T: Copy>(
+    pick: fn(&mut Routes) -> &mut Vec<Route<K, T>>,
+    find: impl Fn(&K) -> bool,
+    key: impl FnOnce() -> K,
+    slow: impl FnOnce() -> Option<(Arc<Host>, T)>,
+) -> Option<(Arc<Host>, T)> {
+    let cached = ROUTES_OF_THREAD.try_with(|r| {
+        let mut r = r.borrow_mut();
+        r.validate();
+        let epoch = r.epoch;
+        let list = pick(&mut r);
+        if let Some(found) = list
+            .iter()
+            .find(|r| find(&r.key))
+            .and_then(|r| Some((r.host.upgrade()?, r.extra)))
+        {
+            return Ok(found);
+        }
+        Err(epoch)
+    });
+    let epoch = match cached {
+        Ok(Ok(found)) => return Some(found),
+        Ok(Err(epoch)) => Some(epoch),
+        // The thread is exiting: no routes to keep.
+        Err(_) => None,
+    };
+    let (host, t) = slow()?;
+    if let Some(epoch) = epoch {
+        let _ = ROUTES_OF_THREAD.try_with(|r| {
+            let mut r = r.borrow_mut();
+            // The tables were read after `epoch` was: if they changed meanwhile, the
+            // epoch moved on and the next call forgets this route.
+            if r.epoch == epoch {
+                let list = pick(&mut r);
+                list.retain(|r| !find(&r.key));
+                remember(
+                    list,
+                    Route {
+                        key: key(),
+                        extra: t,
+                        host: Arc::downgrade(&host),
+                    },
+                );
+            }
+        });
+    }
+    Some((host, t))
 }
 
 /// The host a server name or config string (`HOST`, `\\HOST`, `HOST\CA name`) names,
 /// with the CA part if one was given.
-pub(crate) fn by_name(server: &str) -> Option<(Arc<Host>, Option<String>)> {
-    let s = server.trim();
-    let s = s.strip_prefix("\\\\").unwrap_or(s);
-    let (host, ca) = match s.split_once('\\') {
-        Some((h, c)) => (h, Some(c.to_string())),
-        None => (s, None),
-    };
+pub(crate) fn by_name(server: &str) -> Option<(Arc<Host>, Option<&str>)> {
+    let (host, ca_at) = route(
+        |r| &mut r.names,
+        |k| **k == *server,
+        || server.into(),
+        || {
+            let s = server.trim();
+            let s = s.strip_prefix("\\\\").unwrap_or(s);
+            let (host, ca_at) = match s.split_once('\\') {
+                // Where the CA part is in `server` (trimmed at both ends).
+                Some((h, c)) => (
+                    h,
+                    Some((c.as_ptr() as usize - server.as_ptr() as usize, c.len())),
+                ),
+                None => (s, None),
+            };
+            Some((by_name_in_table(host)?, ca_at))
+        },
+    )?;
+    Some((host, ca_at.map(|(at, len)| &server[at..at + len])))
+}
+
+/// The host named `host` (case-insensitive), from the table.
+fn by_name_in_table(host: &str) -> Option<Arc<Host>> {
     // Most names are short ASCII: fold them on the stack instead of allocating.
     let mut buf = [0u8; 64];
     let folded;
@@ -180,7 +335,7 @@ pub(crate) fn by_name(server: &str) -> Option<(Arc<Host>, Option<String>)> {
         folded = host.to_lowercase();
         &folded
     };
-    REGISTRY.names.read().get(key).map(|h| (h.clone(), ca))
+    REGISTRY.names.read().get(key).cloned()
 }
 
 /// The host with this [`Host::key`], if it is still registered.
@@ -197,10 +352,19 @@ pub(crate) fn by_key(key: u64) -> Option<Arc<Host>> {
 /// The host a handle belongs to, if its host slot and generation are live.
 pub(crate) fn by_handle(h: Hcsbc) -> Option<Arc<Host>> {
     let p = h.parts()?;
-    let slots = REGISTRY.slots.read();
-    let (generation, host) = slots.entries.get(p.host_slot as usize)?;
-    if *generation != p.host_gen {
-        return None;
-    }
-    host.clone()
+    let key = (p.host_slot, p.host_gen);
+    let (host, ()) = route(
+        |r| &mut r.handles,
+        |k| *k == key,
+        || key,
+        || {
+            let slots = REGISTRY.slots.read();
+            let (generation, host) = slots.entries.get(p.host_slot as usize)?;
+            if *generation != p.host_gen {
+                return None;
+            }
+            Some((host.clone()?, ()))
+        },
+    )?;
+    Some(host)
 }

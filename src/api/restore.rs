@@ -7,7 +7,7 @@ use crate::ca::recovery::{MarkerStore, RestoreMarker};
 use crate::ca::{Ca, ServiceState};
 use crate::core::consts::*;
 use crate::core::{Call, Error, Result, WideList, HRESULT};
-use crate::event::Value;
+use crate::event::{RawFields, RawValue, Value};
 use crate::machine::fs::only_links;
 use crate::machine::Machine;
 use crate::session::handle::HandleParts;
@@ -107,7 +107,7 @@ fn restore_prepare_impl(server: &str, restore_flags: u32) -> Result<Hcsbc> {
     let (slot, generation) = st
         .sessions
         .insert(Session::Restore(RestoreSession::new(full, client)))
-        .ok_or(Error::TooManySessions {
+        .ok_or_else(|| Error::TooManySessions {
             call: CALL.name(),
             limit: crate::session::handle::SESSION_SLOTS,
         })?;
@@ -330,53 +330,63 @@ fn restore_end_impl(h: Hcsbc) -> Result<()> {
     Ok(())
 }
 
-fn hv(h: Option<Hcsbc>) -> Value {
-    Value::Handle(h.map_or(0, |h| h.as_raw() as u64))
+fn hv(h: Option<Hcsbc>) -> RawValue {
+    RawValue::Handle(h.map_or(0, |h| h.as_raw() as u64))
 }
 
 /// `CertSrvRestorePrepareW`: `CSRESTORE_TYPE_FULL` for a full set, 0 for an incremental set.
 pub fn restore_prepare(server: &str, restore_flags: u32) -> Result<Hcsbc> {
     instrument(
         Call::RestorePrepare,
-        || {
-            vec![
-                ("pwszServerName", server.into()),
-                ("dwRestoreFlags", restore_flags.into()),
-            ]
+        |host| {
+            RawFields::new(
+                &["pwszServerName", "dwRestoreFlags"],
+                [host.name_value(server), restore_flags.into()],
+            )
         },
         || restore_prepare_impl(server, restore_flags),
-        |v| vec![("hbc", hv(Some(*v)))],
+        |v| RawFields::new(&["hbc"], [hv(Some(*v))]),
     )
 }
 
 /// `CertSrvRestoreRegisterW` (`through_file == false`, needs local administrator) or
 /// `CertSrvRestoreRegisterThroughFile` (needs only the restore privilege).
 pub fn restore_register(h: Option<Hcsbc>, reg: &Registration, through_file: bool) -> Result<()> {
-    let s = |o: &Option<String>| o.clone().map_or(Value::Null, Value::Str);
+    let s = |o: &Option<String>| o.as_deref().map_or(RawValue::Null, RawValue::from);
     instrument(
         Call::restore_register(through_file),
-        || {
-            vec![
-                ("hbc", hv(h)),
-                ("pwszCheckPointFilePath", s(&reg.checkpoint_path)),
-                ("pwszLogPath", s(&reg.log_path)),
-                (
+        |_| {
+            RawFields::new(
+                &[
+                    "hbc",
+                    "pwszCheckPointFilePath",
+                    "pwszLogPath",
                     "rgrstmap",
+                    "crstmap",
+                    "pwszBackupLogPath",
+                    "genLow",
+                    "genHigh",
+                ],
+                [
+                    hv(h),
+                    s(&reg.checkpoint_path),
+                    s(&reg.log_path),
                     Value::List(
                         reg.restore_map
                             .iter()
                             .map(|(a, b)| format!("{a} -> {b}"))
                             .collect(),
-                    ),
-                ),
-                ("crstmap", Value::U64(reg.restore_map.len() as u64)),
-                ("pwszBackupLogPath", s(&reg.backup_log_path)),
-                ("genLow", reg.gen_low.into()),
-                ("genHigh", reg.gen_high.into()),
-            ]
+                    )
+                    .into(),
+                    RawValue::U64(reg.restore_map.len() as u64),
+                    s(&reg.backup_log_path),
+                    reg.gen_low.into(),
+                    reg.gen_high.into(),
+                ],
+            )
         },
         || restore_register_impl(h, reg, through_file),
-        |_| vec![],
+        |_| RawFields::EMPTY,
     )
 }
 
@@ -384,14 +394,14 @@ pub fn restore_register(h: Option<Hcsbc>, reg: &Registration, through_file: bool
 pub fn restore_register_complete(h: Option<Hcsbc>, restore_state: HRESULT) -> Result<()> {
     instrument(
         Call::RestoreRegisterComplete,
-        || {
-            vec![
-                ("hbc", hv(h)),
-                ("hrRestoreState", Value::Str(restore_state.to_string())),
-            ]
+        |_| {
+            RawFields::new(
+                &["hbc", "hrRestoreState"],
+                [hv(h), RawValue::Hr(restore_state)],
+            )
         },
         || restore_register_complete_impl(h, restore_state),
-        |_| vec![],
+        |_| RawFields::EMPTY,
     )
 }
 
@@ -399,8 +409,8 @@ pub fn restore_register_complete(h: Option<Hcsbc>, restore_state: HRESULT) -> Re
 pub fn restore_end(h: Hcsbc) -> Result<()> {
     instrument(
         Call::RestoreEnd,
-        || vec![("hbc", hv(Some(h)))],
+        |_| RawFields::new(&["hbc"], [hv(Some(h))]),
         || restore_end_impl(h),
-        |_| vec![],
+        |_| RawFields::EMPTY,
     )
 }

@@ -5,57 +5,72 @@
 
 use super::registry::Host;
 use crate::core::{Call, HRESULT};
-use crate::event::{Event, Fields, Value};
+use crate::event::{RawEvent, RawFields, RawMessage};
 use parking_lot::RwLock;
 use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The call being made on this thread: the API records the host it routes to here.
+/// The call being made on this thread: the API records the host it routes to here, and
+/// when that host traces its calls, the time the call reached it.
 struct CallCtx {
     call: Call,
     host: Option<Arc<Host>>,
+    start: Option<Instant>,
 }
 
 thread_local! {
     static CURRENT: RefCell<Option<CallCtx>> = const { RefCell::new(None) };
 }
 
-/// Records the host the current call was routed to.
+/// Records the host the current call was routed to (and starts its clock if the host
+/// traces: a host with tracing off costs no clock read).
 pub(crate) fn routed_to(host: &Arc<Host>) {
     CURRENT.with(|c| {
         if let Some(ctx) = c.borrow_mut().as_mut() {
+            if ctx.start.is_none() && host.tracing.load(Ordering::Relaxed) {
+                ctx.start = Some(Instant::now());
+            }
             ctx.host = Some(host.clone());
         }
     });
 }
 
-/// Runs one API call: routes, records the event in the host's trace.
+/// Runs one API call: routes, records the event in the host's trace. `args` and `out`
+/// record the arguments and out-values raw (they run only when the host traces).
 pub(crate) fn instrument<R>(
     call: Call,
-    args: impl FnOnce() -> Vec<(&'static str, Value)>,
+    args: impl FnOnce(&Host) -> RawFields,
     f: impl FnOnce() -> crate::Result<R>,
-    out: impl FnOnce(&R) -> Vec<(&'static str, Value)>,
+    out: impl FnOnce(&R) -> RawFields,
 ) -> crate::Result<R> {
-    let outer = CURRENT.with(|c| c.borrow_mut().replace(CallCtx { call, host: None }));
-    let start = Instant::now();
+    let outer = CURRENT.with(|c| {
+        c.borrow_mut().replace(CallCtx {
+            call,
+            host: None,
+            start: None,
+        })
+    });
     let r = f();
-    let elapsed = start.elapsed().as_nanos() as u64;
     let ctx = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer));
-    if let Some(host) = ctx.and_then(|c| c.host) {
-        if !host.tracing.load(Ordering::Relaxed) {
-            return r;
-        }
-        let hr = match &r {
-            Ok(_) => HRESULT::S_OK,
-            Err(e) => e.hresult(),
+    if let Some(CallCtx {
+        host: Some(host),
+        start: Some(start),
+        ..
+    }) = ctx
+    {
+        let elapsed = start.elapsed().as_nanos() as u64;
+        let (hr, outs, message) = match &r {
+            Ok(v) => (HRESULT::S_OK, out(v), None),
+            Err(e) => (
+                e.hresult(),
+                RawFields::EMPTY,
+                Some(RawMessage::Error(e.clone())),
+            ),
         };
-        let mut e = Event::new(call, super::current_client(), Fields::from(args()), hr);
-        match &r {
-            Ok(v) => e.out = Fields::from(out(v)),
-            Err(err) => e.message = Some(err.to_string()),
-        }
+        let args = args(&host);
+        let mut e = RawEvent::new(call, super::current_client(), args, hr, outs, message);
         e.elapsed_ns = elapsed;
         host.state.lock().trace.push(e);
     }
@@ -70,17 +85,21 @@ pub(crate) fn record_panic(name: &str, message: &str) {
     let Some(CallCtx {
         call,
         host: Some(host),
+        ..
     }) = ctx
     else {
         return;
     };
-    let mut e = Event::new(
+    let e = RawEvent::new(
         call,
         super::current_client(),
-        Fields::default(),
+        RawFields::EMPTY,
         HRESULT::E_UNEXPECTED,
+        RawFields::EMPTY,
+        Some(RawMessage::Text(format!(
+            "{name}: internal emulator panic: {message}"
+        ))),
     );
-    e.message = Some(format!("{name}: internal emulator panic: {message}"));
     // The lock may be poisoned-free (parking_lot) but held by this thread if the panic
     // happened inside it; try_lock avoids a deadlock in that case.
     if let Some(mut st) = host.state.try_lock() {

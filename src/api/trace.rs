@@ -2,13 +2,16 @@
 //! (strings decoded), result, out-values and duration (the events are
 //! [`crate::event::Event`]).
 //!
-//! Each host keeps its trace in memory (the conformance checker reads it), and
-//! `CERTADM_EMU_TRACE` copies every event as a JSON line to `stderr` or to a file,
-//! in the spirit of `WINEDEBUG=+relay`. Consecutive successful reads of one file are
-//! folded into one event with a `count`, so a 1 TiB backup does not cost 2 million events.
+//! Each host keeps its recent events in memory, raw ([`RawEvent`]: nothing formatted on
+//! the call path), and feeds every event to its conformance checker as it happens.
+//! Events are rendered when the trace is read ([`Trace::events`]), and, when a sink is
+//! set, as each call happens: `CERTADM_EMU_TRACE` copies every event as a JSON line to
+//! `stderr` or to a file, in the spirit of `WINEDEBUG=+relay`. Consecutive successful
+//! reads of one file are folded into one event with a `count`, so a 1 TiB backup does not
+//! cost 2 million events.
 
 use crate::core::{Call, HRESULT};
-use crate::event::{Event, Value};
+use crate::event::{Event, RawEvent, RawValue};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::io::Write;
@@ -22,7 +25,7 @@ pub(crate) const TRACE_CAPACITY: usize = 4096;
 /// A host's trace: the recent events, and the conformance checker fed with all of them.
 #[derive(Debug, Default)]
 pub(crate) struct Trace {
-    events: VecDeque<Event>,
+    events: VecDeque<RawEvent>,
     next_seq: u64,
     dropped: u64,
     checker: crate::conformance::Checker,
@@ -31,11 +34,11 @@ pub(crate) struct Trace {
 impl Trace {
     /// Appends an event, folding it into the previous one when both are successful
     /// reads on the same handle.
-    pub(crate) fn push(&mut self, mut e: Event) {
+    pub(crate) fn push(&mut self, mut e: RawEvent) {
         self.next_seq += 1;
         e.seq = self.next_seq;
         if SINK_ON.load(Ordering::Relaxed) {
-            sink_write(&e);
+            sink_write(&e.to_event());
         }
         self.checker.feed(&e);
         if e.call == Call::BackupRead && e.hr == HRESULT::S_OK {
@@ -43,8 +46,8 @@ impl Trace {
                 if last.call == e.call && last.hr == HRESULT::S_OK && last.handle() == e.handle() {
                     last.count += 1;
                     last.elapsed_ns += e.elapsed_ns;
-                    let add = e.out("read").and_then(|v| v.as_u64()).unwrap_or(0);
-                    if let Some(Value::U64(total)) = last.out.get_mut("read") {
+                    let add = e.out.get("read").and_then(RawValue::as_u64).unwrap_or(0);
+                    if let Some(RawValue::U64(total)) = last.out.get_mut("read") {
                         *total += add;
                     }
                     return;
@@ -58,9 +61,9 @@ impl Trace {
         self.events.push_back(e);
     }
 
-    /// The recent events (at most [`TRACE_CAPACITY`], oldest first).
+    /// The recent events (at most [`TRACE_CAPACITY`], oldest first), rendered.
     pub(crate) fn events(&self) -> Vec<Event> {
-        self.events.iter().cloned().collect()
+        self.events.iter().map(RawEvent::to_event).collect()
     }
 
     /// Calls recorded (folded reads count each call).

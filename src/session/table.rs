@@ -1,16 +1,27 @@
-//! A dense table of sessions keyed by slot and generation (slab-style, O(1)).
+//! A dense table of sessions keyed by slot and generation: a slab (a `Vec` of entries
+//! whose vacant ones chain the free list through themselves, so insert and remove touch
+//! one entry and two words) with a generation per entry.
 
 use super::handle::SESSION_SLOTS;
 
+/// No vacant entry after this one.
+const NONE: u16 = u16::MAX;
+
+enum Entry<T> {
+    Vacant { next: u16 },
+    Occupied(T),
+}
+
 struct Slot<T> {
     generation: u32,
-    value: Option<T>,
+    entry: Entry<T>,
 }
 
 /// Sessions of one host.
 pub(crate) struct SessionTable<T> {
     slots: Vec<Slot<T>>,
-    free: Vec<u8>,
+    /// The first vacant entry ([`NONE`] if every entry is occupied).
+    free: u16,
     live: usize,
 }
 
@@ -18,7 +29,7 @@ impl<T> Default for SessionTable<T> {
     fn default() -> Self {
         SessionTable {
             slots: Vec::new(),
-            free: Vec::new(),
+            free: NONE,
             live: 0,
         }
     }
@@ -27,48 +38,62 @@ impl<T> Default for SessionTable<T> {
 impl<T> SessionTable<T> {
     /// Inserts a value; returns its slot and generation, or `None` if all slots are used.
     pub(crate) fn insert(&mut self, value: T) -> Option<(u8, u32)> {
-        let idx = match self.free.pop() {
-            Some(i) => i as usize,
-            None if self.slots.len() < SESSION_SLOTS => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    value: None,
-                });
-                self.slots.len() - 1
-            }
-            None => return None,
+        let idx = if self.free != NONE {
+            let idx = self.free as usize;
+            let slot = &mut self.slots[idx];
+            let Entry::Vacant { next } = slot.entry else {
+                unreachable!("the free list holds vacant entries only")
+            };
+            self.free = next;
+            slot.generation = slot.generation.wrapping_add(1);
+            slot.entry = Entry::Occupied(value);
+            idx
+        } else if self.slots.len() < SESSION_SLOTS {
+            self.slots.push(Slot {
+                generation: 1,
+                entry: Entry::Occupied(value),
+            });
+            self.slots.len() - 1
+        } else {
+            return None;
         };
-        let slot = &mut self.slots[idx];
-        slot.generation = slot.generation.wrapping_add(1);
-        slot.value = Some(value);
         self.live += 1;
-        Some((idx as u8, slot.generation))
+        Some((idx as u8, self.slots[idx].generation))
     }
 
     /// The value at `slot` if its generation is `generation`.
     pub(crate) fn get(&self, slot: u8, generation: u32) -> Option<&T> {
-        self.slots
-            .get(slot as usize)
-            .filter(|s| s.generation == generation)
-            .and_then(|s| s.value.as_ref())
+        match self.slots.get(slot as usize) {
+            Some(Slot {
+                generation: g,
+                entry: Entry::Occupied(v),
+            }) if *g == generation => Some(v),
+            _ => None,
+        }
     }
 
     /// The value at `slot` if its generation is `generation`, mutably.
     pub(crate) fn get_mut(&mut self, slot: u8, generation: u32) -> Option<&mut T> {
-        self.slots
-            .get_mut(slot as usize)
-            .filter(|s| s.generation == generation)
-            .and_then(|s| s.value.as_mut())
+        match self.slots.get_mut(slot as usize) {
+            Some(Slot {
+                generation: g,
+                entry: Entry::Occupied(v),
+            }) if *g == generation => Some(v),
+            _ => None,
+        }
     }
 
     /// Removes and returns the value at `slot` if its generation is `generation`.
     pub(crate) fn remove(&mut self, slot: u8, generation: u32) -> Option<T> {
-        let s = self
-            .slots
-            .get_mut(slot as usize)
-            .filter(|s| s.generation == generation)?;
-        let v = s.value.take()?;
-        self.free.push(slot);
+        let s = self.slots.get_mut(slot as usize)?;
+        if s.generation != generation || !matches!(s.entry, Entry::Occupied(_)) {
+            return None;
+        }
+        let Entry::Occupied(v) = std::mem::replace(&mut s.entry, Entry::Vacant { next: self.free })
+        else {
+            unreachable!("checked above")
+        };
+        self.free = slot as u16;
         self.live -= 1;
         Some(v)
     }
@@ -82,7 +107,10 @@ impl<T> SessionTable<T> {
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (u8, u32, &mut T)> {
         self.slots.iter_mut().enumerate().filter_map(|(i, s)| {
             let g = s.generation;
-            s.value.as_mut().map(|v| (i as u8, g, v))
+            match &mut s.entry {
+                Entry::Occupied(v) => Some((i as u8, g, v)),
+                Entry::Vacant { .. } => None,
+            }
         })
     }
 }
@@ -112,5 +140,29 @@ mod tests {
             assert!(t.insert(i).is_some());
         }
         assert!(t.insert(0).is_none());
+        // A freed slot is reused, with a new generation; the others stay where they are.
+        assert_eq!(t.remove(7, 1), Some(7));
+        assert_eq!(t.remove(7, 1), None);
+        assert_eq!(t.insert(1000), Some((7, 2)));
+        assert_eq!(t.get(7, 1), None);
+        assert_eq!(t.get(7, 2), Some(&1000));
+        assert_eq!(t.get(8, 1), Some(&8));
+        assert_eq!(t.len(), SESSION_SLOTS);
+    }
+
+    #[test]
+    fn the_free_list_reuses_the_last_freed_slot_first() {
+        let mut t = SessionTable::default();
+        let a = t.insert('a').unwrap();
+        let b = t.insert('b').unwrap();
+        let c = t.insert('c').unwrap();
+        assert_eq!(t.remove(a.0, a.1), Some('a'));
+        assert_eq!(t.remove(c.0, c.1), Some('c'));
+        assert_eq!(t.insert('d').unwrap().0, c.0);
+        assert_eq!(t.insert('e').unwrap().0, a.0);
+        assert_eq!(t.insert('f').unwrap().0, 3);
+        let live: Vec<char> = t.iter_mut().map(|(_, _, v)| *v).collect();
+        assert_eq!(live, ['e', 'b', 'd', 'f']);
+        assert_eq!(t.get(b.0, b.1), Some(&'b'));
     }
 }

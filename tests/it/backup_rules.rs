@@ -1245,3 +1245,46 @@ fn backup_free_buffers_stay_valid_after_end() {
     }
     assert_eq!(ca.outstanding_buffers(), 0);
 }
+
+// ----- routing ---------------------------------------------------------------------
+
+/// A thread keeps the routes it used; registering or removing a machine anywhere makes
+/// it read the tables again. So a name reused by a new machine reaches that machine, and
+/// never the removed one, and a handle of the removed machine stays dead, also on the
+/// thread that routed to it a moment ago and on the other threads.
+#[test]
+fn routes_follow_the_machines_that_have_the_names_now() {
+    const NAME: &str = "ROUTEREUSE1";
+    let a = EmulatedCa::builder().server_name(NAME).build().unwrap();
+    assert!(api::is_server_online(NAME).unwrap());
+    assert!(api::is_server_online("routereuse1").unwrap());
+    let ha = api::backup_prepare(NAME, 0, CSBACKUP_TYPE_FULL).unwrap();
+    assert_eq!(a.call_count(), 3);
+    drop(a);
+    assert_eq!(
+        err(api::is_server_online(NAME)),
+        HRESULT::RPC_S_SERVER_UNAVAILABLE
+    );
+    assert_eq!(err(api::backup_end(ha)), HRESULT::E_HANDLE);
+
+    let b = EmulatedCa::builder().server_name(NAME).build().unwrap();
+    assert!(api::is_server_online(NAME).unwrap());
+    assert_eq!(b.call_count(), 1);
+    assert_eq!(err(api::backup_end(ha)), HRESULT::E_HANDLE);
+    let hb = api::backup_prepare(NAME, 0, CSBACKUP_TYPE_FULL).unwrap();
+    assert_ne!(hb, ha);
+    // Other threads route the same name and handle to the same machine.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                assert!(api::is_server_online(NAME).unwrap());
+                assert_eq!(err(api::backup_end(ha)), HRESULT::E_HANDLE);
+            });
+        }
+    });
+    // The four Ends of `ha` never reach `b`.
+    assert_eq!(b.call_count(), 2 + 4);
+    api::backup_end(hb).unwrap();
+    assert_eq!(b.sessions_open(), 0);
+    assert_eq!(err(api::backup_end(hb)), HRESULT::E_HANDLE);
+}
