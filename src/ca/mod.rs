@@ -4,7 +4,8 @@
 //! The model (documented for users in `docs/FILE-FORMATS.md`):
 //! * every change is a transaction appended to the current log `edb.log`;
 //! * after `log_capacity` transactions `edb.log` is sealed and renamed `edbXXXXX.log`;
-//! * the `.edb` holds the state up to its checkpoint position, `edb.chk` repeats it;
+//! * the `.edb` holds the state up to its checkpoint position, `edb.chk` repeats it; it is
+//!   a page file ([`pager`]): a checkpoint writes the pages changed since the last one;
 //! * the checkpoint advances at each log roll and at a clean stop, except while a
 //!   full backup is running (the database file is frozen for the backup's duration);
 //! * starting the service replays the logs from the checkpoint (soft recovery), or
@@ -15,6 +16,7 @@
 pub mod content;
 pub(crate) mod files;
 pub mod format;
+pub(crate) mod pager;
 pub mod record;
 pub mod recovery;
 
@@ -23,14 +25,16 @@ use crate::core::mix::mix64;
 use crate::core::{Error, Result};
 use crate::machine::{Machine, WinPath};
 use files::write_atomic;
-use format::{
-    encode_frame, encode_trailer, log_file_name, Checkpoint, EdbImage, LogHeader, Position,
-};
+use format::{encode_frame, encode_trailer, log_file_name, Checkpoint, EdbHeader, LogHeader, Position};
+use pager::Pager;
 pub use record::{Record, Status, Txn};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
+
+/// Records read per step when records are streamed (a digest, `EmulatedCa::records`).
+pub(crate) const RECORD_CHUNK: usize = 4096;
 
 /// The first value of the virtual clock: 2026-01-01T00:00:00Z.
 pub(crate) const CLOCK_EPOCH: i64 = 1_767_225_600;
@@ -115,7 +119,9 @@ pub(crate) struct Ca {
     interface_flags: u32,
     service: ServiceState,
     signature: u64,
-    records: BTreeMap<u32, Record>,
+    /// The open page file while the service runs; `None` when stopped (reads then go to
+    /// the `.edb` on disk).
+    db: Option<Pager>,
     next_request_id: u32,
     clock: i64,
     current: Position,
@@ -152,7 +158,7 @@ impl std::fmt::Debug for Ca {
         f.debug_struct("Ca")
             .field("name", &self.name)
             .field("service", &self.service)
-            .field("records", &self.records.len())
+            .field("records", &self.next_request_id.saturating_sub(1))
             .field("current", &self.current)
             .field("checkpoint", &self.checkpoint)
             .finish()
@@ -210,7 +216,7 @@ impl Ca {
             interface_flags: cfg.interface_flags,
             service: ServiceState::Stopped,
             signature: 0,
-            records: BTreeMap::new(),
+            db: None,
             next_request_id: 1,
             clock: CLOCK_EPOCH,
             current: Position::FIRST,
@@ -262,12 +268,11 @@ impl Ca {
         let mut ca = Ca::configured(machine, cfg)?;
         ca.db_dir.join(&format!("{}.edb", cfg.name))?;
         ca.signature = mix64(cfg.seed ^ mix64(name_hash(&cfg.name))) | 1;
-        for id in 1..=cfg.records {
-            ca.records
-                .insert(id, Record::generate(cfg.seed, id, ca.clock));
-            ca.clock += 60;
-        }
-        ca.next_request_id = cfg.records + 1;
+        let Some(next) = cfg.records.checked_add(1) else {
+            return Err(Error::invalid_arg("install", "too many records"));
+        };
+        ca.next_request_id = next;
+        ca.clock = CLOCK_EPOCH + 60 * cfg.records as i64;
         for dir in [&ca.db_dir, &ca.log_dir, &ca.sys_dir] {
             let p = machine.host_path_of(dir);
             std::fs::create_dir_all(&p).map_err(io_err(format!("creating {}", p.display())))?;
@@ -277,7 +282,16 @@ impl Ca {
             let p = machine.host_path_of(&ca.log_path(g));
             std::fs::remove_file(&p).map_err(io_err(format!("deleting {}", p.display())))?;
         }
-        ca.write_checkpoint(machine)?;
+        // Records 1..=n, written page by page once (record id has the clock of its creation).
+        let seed = cfg.seed;
+        let pager = Pager::create(
+            &machine.host_path_of(&ca.database_path()),
+            &machine.host_path_of(&ca.journal_path()),
+            &ca.header(0),
+            |id| Record::generate(seed, id, CLOCK_EPOCH + 60 * (id as i64 - 1)),
+        )?;
+        ca.db = Some(pager);
+        ca.write_chk(machine)?;
         ca.create_current_log(machine)?;
         ca.write_dynamic_files(machine)?;
         ca.save_registry(machine)?;
@@ -378,9 +392,63 @@ impl Ca {
     pub(crate) fn signature(&self) -> u64 {
         self.signature
     }
-    /// All records, by request id.
-    pub(crate) fn records(&self) -> &BTreeMap<u32, Record> {
-        &self.records
+    /// Records in the database (request ids 1 ..= this): the running CA's count, or the
+    /// count in the header of the `.edb` on disk when the service is stopped (0 if the
+    /// file cannot be read).
+    pub(crate) fn record_count(&self, machine: &Machine) -> u32 {
+        match &self.db {
+            Some(db) => db.records(),
+            None => self.disk_header(machine).map_or(0, |h| h.records()),
+        }
+    }
+    /// Revoked records, from the same source as [`Ca::record_count`].
+    pub(crate) fn revoked_count(&self, machine: &Machine) -> u32 {
+        match &self.db {
+            Some(db) => db.revoked(),
+            None => self.disk_header(machine).map_or(0, |h| h.revoked),
+        }
+    }
+    fn disk_header(&self, machine: &Machine) -> Option<EdbHeader> {
+        let mut none = Vec::new();
+        pager::read_records_on_disk(&machine.host_path_of(&self.database_path()), 1, 0, &mut none)
+            .ok()
+    }
+    /// Up to `max` records from request id `from` on, in request-id order, appended to
+    /// `out` (streamed from the pages; a stopped CA's from its `.edb` on disk).
+    pub(crate) fn read_records(
+        &self,
+        machine: &Machine,
+        from: u32,
+        max: usize,
+        out: &mut Vec<Record>,
+    ) -> Result<()> {
+        match &self.db {
+            Some(db) => db.read_records(from, max, out),
+            None => {
+                let p = machine.host_path_of(&self.database_path());
+                if !p.exists() {
+                    return Ok(());
+                }
+                pager::read_records_on_disk(&p, from, max, out).map(drop)
+            }
+        }
+    }
+    /// The records digest (`docs/FILE-FORMATS.md` §4.6), streamed page by page.
+    pub(crate) fn records_digest(&self, machine: &Machine) -> Result<u32> {
+        let mut d = record::Digest::new();
+        let mut chunk = Vec::with_capacity(RECORD_CHUNK);
+        let mut from = 1;
+        loop {
+            chunk.clear();
+            self.read_records(machine, from, RECORD_CHUNK, &mut chunk)?;
+            for r in &chunk {
+                d.update(r);
+            }
+            match chunk.last() {
+                Some(r) if chunk.len() == RECORD_CHUNK => from = r.request_id + 1,
+                _ => return Ok(d.finish()),
+            }
+        }
     }
     /// The current log position (generation of `edb.log`, transactions in it).
     pub(crate) fn current(&self) -> Position {
@@ -437,6 +505,10 @@ impl Ca {
     /// The current log `edb.log`.
     pub(crate) fn current_log_path(&self) -> WinPath {
         self.log_dir.join("edb.log").expect("valid name")
+    }
+    /// The page journal `edb.jrn` (next to the `.edb`): pages not yet checkpointed.
+    pub(crate) fn journal_path(&self) -> WinPath {
+        self.db_dir.join("edb.jrn").expect("valid name")
     }
     /// The checkpoint file `edb.chk`.
     pub(crate) fn checkpoint_path(&self) -> WinPath {
@@ -502,7 +574,11 @@ impl Ca {
     pub(crate) fn revoke(&mut self, machine: &Machine, request_id: u32, reason: u32) -> Result<()> {
         self.require_running(machine, "revoke")?;
         self.check_files(machine, "revoke")?;
-        match self.records.get(&request_id) {
+        let rec = match self.db.as_mut() {
+            Some(db) => db.get(request_id)?,
+            None => None,
+        };
+        match rec {
             None => Err(Error::FileNotFound {
                 call: "revoke",
                 why: format!("no certificate with request id {request_id}"),
@@ -538,7 +614,9 @@ impl Ca {
         if let Some(fp) = fingerprint(&path) {
             self.fingerprints.insert(path, fp);
         }
-        apply(&mut self.records, &mut self.next_request_id, &txn);
+        let db = self.db.as_mut().expect("a running CA has its database open");
+        db.apply(&txn)?;
+        self.next_request_id = db.records() + 1;
         self.clock += 60;
         self.current.pos += 1;
         if self.current.pos >= self.log_capacity {
@@ -626,9 +704,14 @@ impl Ca {
     }
 
     fn write_checkpoint(&mut self, machine: &Machine) -> Result<()> {
-        let mut img = self.image();
-        let bytes = img.encode();
-        write_atomic(&machine.host_path_of(&self.database_path()), &bytes)?;
+        let header = self.header(self.db.as_ref().map_or(0, |d| d.revoked()));
+        if let Some(db) = self.db.as_mut() {
+            db.checkpoint(&header)?;
+        }
+        self.write_chk(machine)
+    }
+
+    fn write_chk(&self, machine: &Machine) -> Result<()> {
         let chk = Checkpoint {
             ca_name: self.name.clone(),
             signature: self.signature,
@@ -640,14 +723,15 @@ impl Ca {
         )
     }
 
-    fn image(&self) -> EdbImage {
-        EdbImage {
+    /// The header page of the database at the checkpoint position.
+    fn header(&self, revoked: u32) -> EdbHeader {
+        EdbHeader {
             ca_name: self.name.clone(),
             signature: self.signature,
             checkpoint: self.checkpoint,
             next_request_id: self.next_request_id,
             clock: self.clock,
-            records: self.records.values().cloned().collect(),
+            revoked,
             logical_size: self.virtual_size.unwrap_or(0),
             pad_seed: mix64(self.signature ^ 0xEDB),
         }
@@ -745,6 +829,7 @@ impl Ca {
         self.frozen = false;
         let r = self.flush_checkpoint(machine);
         self.log = None;
+        self.db = None;
         self.service = ServiceState::Stopped;
         tampered.and(r)
     }
@@ -813,6 +898,8 @@ impl Ca {
         self.frozen = false;
         self.flush_deferred = false;
         self.log = None;
+        // The page cache is lost; the journal stays on disk as the process left it.
+        self.db = None;
         self.service = ServiceState::Stopped;
     }
 
@@ -877,8 +964,13 @@ impl Ca {
         out: recovery::Recovered,
     ) -> Result<recovery::RecoveryReport> {
         self.signature = out.signature;
-        self.records = out.records;
-        self.next_request_id = out.next_request_id;
+        let mut db = out.db;
+        // The CA keeps its database at its own path, compact (a restored copy may hold the
+        // materialised padding, or lie at another name of the restore map).
+        db.relocate(&machine.host_path_of(&self.database_path()))?;
+        db.trim()?;
+        self.next_request_id = db.records() + 1;
+        self.db = Some(db);
         self.clock = out.clock;
         self.current = out.current;
         self.prev_crc = out.prev_crc;
@@ -924,26 +1016,4 @@ fn name_hash(s: &str) -> u64 {
         .fold(0xCBF2_9CE4_8422_2325u64, |h, b| {
             (h ^ b as u64).wrapping_mul(0x100_0000_01B3)
         })
-}
-
-/// Applies one transaction to a record set.
-pub(crate) fn apply(records: &mut BTreeMap<u32, Record>, next_id: &mut u32, txn: &Txn) {
-    match txn {
-        Txn::Issue(r) => {
-            *next_id = (*next_id).max(r.request_id + 1);
-            records.insert(r.request_id, r.clone());
-        }
-        Txn::Revoke {
-            request_id,
-            at,
-            reason,
-        } => {
-            if let Some(r) = records.get_mut(request_id) {
-                r.status = Status::Revoked {
-                    at: *at,
-                    reason: *reason,
-                };
-            }
-        }
-    }
 }
