@@ -46,6 +46,17 @@ pub(crate) fn create(path: &Path) -> Result<File> {
     File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))
 }
 
+/// Creates (or truncates) a file for positioned reads and writes.
+pub(crate) fn create_rw(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))
+}
+
 /// The length of an open file.
 pub(crate) fn len(f: &File, path: &Path) -> Result<u64> {
     f.metadata()

@@ -146,7 +146,9 @@ pub fn data_pages(records: u32) -> u32 {
 /// Records held by data page `pgno` of a database of `records` records.
 pub fn records_in_page(pgno: u32, records: u32) -> u32 {
     let first = (pgno - 1) as u64 * SLOTS_PER_PAGE as u64;
-    (records as u64).saturating_sub(first).min(SLOTS_PER_PAGE as u64) as u32
+    (records as u64)
+        .saturating_sub(first)
+        .min(SLOTS_PER_PAGE as u64) as u32
 }
 
 /// The header page (page 0) of a `.edb`: everything but the records.
@@ -325,7 +327,9 @@ pub fn encode_slot(rec: &Record, slot: &mut [u8]) -> Result<(), FormatError> {
     rec.encode(&mut w);
     let b = w.into_inner();
     if b.len() > SLOT_SIZE {
-        return Err(FormatError::Invalid("record: longer than a slot (96 bytes)"));
+        return Err(FormatError::Invalid(
+            "record: longer than a slot (96 bytes)",
+        ));
     }
     slot[..b.len()].copy_from_slice(&b);
     slot[b.len()..].fill(0);
@@ -407,7 +411,9 @@ impl EdbImage {
             let page = &bytes[pgno as usize * PAGE_SIZE..][..PAGE_SIZE];
             revoked += check_page(page, pgno, n, true)?;
             for s in 0..records_in_page(pgno, n) as usize {
-                records.push(decode_slot(&page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE])?);
+                records.push(decode_slot(
+                    &page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE],
+                )?);
             }
         }
         if revoked != header.revoked {
@@ -649,7 +655,16 @@ mod tests {
         assert_eq!(img.header.logical_size, bytes.len() as u64);
         assert_eq!(EdbImage::decode(&bytes).unwrap(), img);
         // A flipped byte anywhere: header, page head, a record, an empty slot, a CRC.
-        for i in [0usize, 12, 40, 100, PAGE_SIZE - 1, PAGE_SIZE + 5, PAGE_SIZE + 40, bytes.len() - 1] {
+        for i in [
+            0usize,
+            12,
+            40,
+            100,
+            PAGE_SIZE - 1,
+            PAGE_SIZE + 5,
+            PAGE_SIZE + 40,
+            bytes.len() - 1,
+        ] {
             let mut b = bytes.clone();
             b[i] ^= 0x40;
             assert!(EdbImage::decode(&b).is_err(), "flip at {i}");
@@ -668,7 +683,10 @@ mod tests {
         assert_eq!(EdbImage::decode(&b).unwrap(), big);
         big.header.revoked = 0;
         let b = big.encode().unwrap();
-        assert_eq!(EdbImage::decode(&b), Err(FormatError::Invalid("revoked count")));
+        assert_eq!(
+            EdbImage::decode(&b),
+            Err(FormatError::Invalid("revoked count"))
+        );
     }
 
     #[test]

@@ -25,7 +25,9 @@ use crate::core::mix::mix64;
 use crate::core::{Error, Result};
 use crate::machine::{Machine, WinPath};
 use files::write_atomic;
-use format::{encode_frame, encode_trailer, log_file_name, Checkpoint, EdbHeader, LogHeader, Position};
+use format::{
+    encode_frame, encode_trailer, log_file_name, Checkpoint, EdbHeader, LogHeader, Position,
+};
 use pager::Pager;
 pub use record::{Record, Status, Txn};
 use std::collections::BTreeMap;
@@ -119,8 +121,9 @@ pub(crate) struct Ca {
     interface_flags: u32,
     service: ServiceState,
     signature: u64,
-    /// The open page file while the service runs; `None` when stopped (reads then go to
-    /// the `.edb` on disk).
+    /// The page file: open while the service runs; after a stop or a crash it still shows
+    /// the state the service had (nothing writes through it until a start replaces it).
+    /// `None` before the first start of a CA opened from disk (reads then go to the `.edb`).
     db: Option<Pager>,
     next_request_id: u32,
     clock: i64,
@@ -410,8 +413,13 @@ impl Ca {
     }
     fn disk_header(&self, machine: &Machine) -> Option<EdbHeader> {
         let mut none = Vec::new();
-        pager::read_records_on_disk(&machine.host_path_of(&self.database_path()), 1, 0, &mut none)
-            .ok()
+        pager::read_records_on_disk(
+            &machine.host_path_of(&self.database_path()),
+            1,
+            0,
+            &mut none,
+        )
+        .ok()
     }
     /// Up to `max` records from request id `from` on, in request-id order, appended to
     /// `out` (streamed from the pages; a stopped CA's from its `.edb` on disk).
@@ -614,7 +622,10 @@ impl Ca {
         if let Some(fp) = fingerprint(&path) {
             self.fingerprints.insert(path, fp);
         }
-        let db = self.db.as_mut().expect("a running CA has its database open");
+        let db = self
+            .db
+            .as_mut()
+            .expect("a running CA has its database open");
         db.apply(&txn)?;
         self.next_request_id = db.records() + 1;
         self.clock += 60;
@@ -829,7 +840,6 @@ impl Ca {
         self.frozen = false;
         let r = self.flush_checkpoint(machine);
         self.log = None;
-        self.db = None;
         self.service = ServiceState::Stopped;
         tampered.and(r)
     }
@@ -898,8 +908,10 @@ impl Ca {
         self.frozen = false;
         self.flush_deferred = false;
         self.log = None;
-        // The page cache is lost; the journal stays on disk as the process left it.
-        self.db = None;
+        // Nothing is written: the `.edb` stays at its checkpoint and an uncheckpointed
+        // journal on disk is discarded by the next start, which replays the logs. The
+        // pager is kept only to show the state the service had until then (as a stop
+        // does); nothing writes through it until a start replaces it.
         self.service = ServiceState::Stopped;
     }
 
@@ -1017,3 +1029,6 @@ fn name_hash(s: &str) -> u64 {
             (h ^ b as u64).wrapping_mul(0x100_0000_01B3)
         })
 }
+
+#[cfg(test)]
+mod tests;

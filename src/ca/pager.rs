@@ -261,8 +261,10 @@ pub(crate) fn finish_interrupted_checkpoint(db: &Path, journal: &Path) -> Result
 /// page, every data page's CRC and head, every slot, the revoked count, the file length
 /// (compact or logical) and, if the file holds it, every padding byte.
 pub(crate) fn verify(path: &Path) -> Result<EdbHeader> {
-    let f = files::open_read(path)
-        .map_err(|_| corrupt(path, "the database file is missing"))?;
+    let f = files::open_read(path).map_err(|_| Error::Recovery {
+        failure: RecoveryFailure::DatabaseCorrupted,
+        why: format!("the database file {} is missing", path.display()),
+    })?;
     let len = files::len(&f, path)?;
     let mut head = vec![0u8; PAGE_SIZE];
     if len < format::EDB_PREFIX as u64 {
@@ -320,8 +322,8 @@ pub(crate) fn read_records_on_disk(
     max: usize,
     out: &mut Vec<Record>,
 ) -> Result<EdbHeader> {
-    let f = files::open_read(path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let f =
+        files::open_read(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     let mut page = vec![0u8; PAGE_SIZE];
     files::read_at(&f, path, &mut page, 0)?;
     let header = EdbHeader::decode(&page).map_err(|e| corrupt(path, e))?;
@@ -466,7 +468,7 @@ impl Pager {
     /// Appends one page image to the journal (starting it if needed).
     fn journal_append(&mut self, pgno: u32, page: &[u8]) -> Result<()> {
         if self.journal.file.is_none() {
-            let f = files::create(&self.journal.path)?;
+            let f = files::create_rw(&self.journal.path)?;
             self.journal.file = Some(f);
             self.journal.len = 0;
             self.journal.hasher = crc32fast::Hasher::new();
@@ -614,8 +616,8 @@ impl Pager {
                 };
                 self.put(r)?;
                 self.records = self.records.max(id);
-                self.revoked = self.revoked - u32::from(was_revoked)
-                    + u32::from(r.status != Status::Issued);
+                self.revoked =
+                    self.revoked - u32::from(was_revoked) + u32::from(r.status != Status::Issued);
             }
             Txn::Revoke {
                 request_id,

@@ -33,11 +33,19 @@ fn records_logs_and_last_backup_survive_a_restart() {
         )
         .unwrap();
         ca.issue(3).unwrap(); // in edb.log only: no clean stop before the "process" ends
-        (ca.records(), ca.last_full_backup(), ca.log_generations())
+        (
+            ca.records().collect::<Vec<_>>(),
+            ca.last_full_backup(),
+            ca.log_generations(),
+        )
     };
     let ca = open(root.path());
     assert_eq!(ca.service(), ServiceState::Running);
-    assert_eq!(ca.records(), records, "soft recovery replayed edb.log");
+    assert_eq!(
+        ca.records().collect::<Vec<_>>(),
+        records,
+        "soft recovery replayed edb.log"
+    );
     assert_eq!(ca.last_full_backup(), last_full);
     assert_eq!(ca.log_generations(), gens);
     // The chain continues: an incremental after the restart needs the full from before it.
