@@ -103,6 +103,23 @@ pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
     }
 }
 
+/// Writes `bytes` over the start of `path` (created if missing) and cuts it to their
+/// length, without a temporary file: for a small file rewritten often whose torn state
+/// nothing reads (`edb.chk`).
+pub(crate) fn overwrite(path: &Path, bytes: &[u8]) -> Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    write_at(&f, path, bytes, 0)?;
+    if len(&f, path)? != bytes.len() as u64 {
+        set_len(&f, path, bytes.len() as u64)?;
+    }
+    Ok(())
+}
+
 /// Reads a whole (small) file.
 pub(crate) fn read_all(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))

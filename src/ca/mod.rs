@@ -109,6 +109,8 @@ pub struct BackupMark {
 struct OpenLog {
     file: File,
     hasher: crc32fast::Hasher,
+    /// Bytes in the file (all written by the CA).
+    len: u64,
 }
 
 /// The emulated CA. Not thread-safe by itself: the API layer keeps it behind its host's lock.
@@ -140,6 +142,9 @@ pub(crate) struct Ca {
     last_recovery: Option<i64>,
     pub(crate) restore: recovery::RestoreState,
     fingerprints: BTreeMap<PathBuf, Fingerprint>,
+    /// `edb.log` was appended to since its fingerprint was taken (taken again, lazily, by
+    /// the next [`Ca::check_files`]: no `stat` per transaction).
+    log_fp_stale: bool,
     tampered: Option<String>,
 }
 
@@ -235,6 +240,7 @@ impl Ca {
             last_recovery: None,
             restore: Default::default(),
             fingerprints: BTreeMap::new(),
+            log_fp_stale: false,
             tampered: None,
         })
     }
@@ -619,9 +625,8 @@ impl Ca {
             .write_all(&frame)
             .map_err(io_err(format!("appending to {}", path.display())))?;
         log.hasher.update(&frame);
-        if let Some(fp) = fingerprint(&path) {
-            self.fingerprints.insert(path, fp);
-        }
+        log.len += frame.len() as u64;
+        self.log_fp_stale = true;
         let db = self
             .db
             .as_mut()
@@ -669,7 +674,7 @@ impl Ca {
         } else {
             self.flush_deferred = true;
         }
-        self.refresh_fingerprints(machine);
+        self.touch_fingerprints(&[numbered, cur]);
         Ok(sealed_gen)
     }
 
@@ -688,7 +693,12 @@ impl Ca {
             .map_err(io_err(format!("writing {}", path.display())))?;
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&header);
-        self.log = Some(OpenLog { file, hasher });
+        self.log = Some(OpenLog {
+            file,
+            hasher,
+            len: header.len() as u64,
+        });
+        self.log_fp_stale = false;
         Ok(())
     }
 
@@ -702,7 +712,12 @@ impl Ca {
             .map_err(io_err(format!("opening {}", path.display())))?;
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(bytes);
-        self.log = Some(OpenLog { file, hasher });
+        self.log = Some(OpenLog {
+            file,
+            hasher,
+            len: bytes.len() as u64,
+        });
+        self.log_fp_stale = false;
         Ok(())
     }
 
@@ -710,7 +725,10 @@ impl Ca {
     pub(crate) fn flush_checkpoint(&mut self, machine: &Machine) -> Result<()> {
         self.checkpoint = self.current;
         self.write_checkpoint(machine)?;
-        self.refresh_fingerprints(machine);
+        self.touch_fingerprints(&[
+            machine.host_path_of(&self.database_path()),
+            machine.host_path_of(&self.checkpoint_path()),
+        ]);
         Ok(())
     }
 
@@ -722,13 +740,14 @@ impl Ca {
         self.write_chk(machine)
     }
 
+    /// Writes `edb.chk` (in place: it is never read by recovery, see FILE-FORMATS Doubts).
     fn write_chk(&self, machine: &Machine) -> Result<()> {
         let chk = Checkpoint {
             ca_name: self.name.clone(),
             signature: self.signature,
             position: self.checkpoint,
         };
-        write_atomic(
+        files::overwrite(
             &machine.host_path_of(&self.checkpoint_path()),
             &chk.encode(),
         )
@@ -838,7 +857,12 @@ impl Ca {
         let tampered = self.check_files(machine, "stop");
         self.tampered = None;
         self.frozen = false;
-        let r = self.flush_checkpoint(machine);
+        let r = self
+            .flush_checkpoint(machine)
+            .and_then(|_| match self.db.as_mut() {
+                Some(db) => db.retire_journal(),
+                None => Ok(()),
+            });
         self.log = None;
         self.service = ServiceState::Stopped;
         tampered.and(r)
@@ -863,6 +887,17 @@ impl Ca {
 
     fn refresh_fingerprints(&mut self, machine: &Machine) {
         self.fingerprints = self.scan_files(machine);
+        self.log_fp_stale = false;
+    }
+
+    /// Takes again the fingerprints of files the CA itself just wrote.
+    fn touch_fingerprints(&mut self, paths: &[PathBuf]) {
+        for p in paths {
+            match fingerprint(p) {
+                Some(fp) => self.fingerprints.insert(p.clone(), fp),
+                None => self.fingerprints.remove(p),
+            };
+        }
     }
 
     /// Windows holds a running CA's files open: overwriting them fails with
@@ -878,6 +913,14 @@ impl Ca {
                 call,
                 why: why.clone(),
             });
+        }
+        if std::mem::take(&mut self.log_fp_stale) {
+            // The CA's own appends: adopted if the file has exactly the bytes it wrote.
+            let p = machine.host_path_of(&self.current_log_path());
+            let len = self.log.as_ref().map(|l| l.len);
+            if let Some(fp) = fingerprint(&p).filter(|fp| Some(fp.0) == len) {
+                self.fingerprints.insert(p, fp);
+            }
         }
         let now = self.scan_files(machine);
         if now == self.fingerprints {

@@ -8,10 +8,12 @@
 //!   cache must evict is appended to the journal `edb.jrn`, never written into the `.edb`:
 //!   the `.edb` holds exactly its checkpoint's state until the next checkpoint.
 //! * A checkpoint appends the remaining dirty pages and the new header page to the
-//!   journal, seals it with a commit record, then copies those pages into the `.edb` and
-//!   deletes the journal. A crash before the commit record leaves the `.edb` as it was
-//!   (the logs replay); a crash after it is finished at the next start from the journal
-//!   ([`finish_interrupted_checkpoint`]). So a torn page write cannot lose anything.
+//!   journal, seals it with a commit record, then copies those pages into the `.edb`; the
+//!   next checkpoint writes its journal over this one from the start, under a new epoch
+//!   (no file is created or deleted per checkpoint). A crash before the commit record
+//!   leaves the `.edb` as it was (the logs replay); a crash after it is finished at the
+//!   next start from the journal ([`finish_interrupted_checkpoint`]). So a torn page
+//!   write cannot lose anything. A clean stop deletes the journal.
 //! * While a full backup holds the database still, no checkpoint runs: the `.edb` does
 //!   not change under the reader, and the checkpoint held back costs the pages changed.
 
@@ -32,8 +34,8 @@ pub(crate) const CACHE_PAGES: usize = 512;
 /// The journal's magic.
 const JRN_MAGIC: &[u8; 8] = b"CAEMUJRN";
 const JRN_VERSION: u16 = 1;
-/// Journal header: magic, version, base signature, base checkpoint, CRC.
-const JRN_HEAD: usize = 8 + 2 + 8 + 8 + 4;
+/// Journal header: magic, version, epoch, base signature, base checkpoint, CRC.
+const JRN_HEAD: usize = 8 + 2 + 8 + 8 + 8 + 4;
 /// A journal frame: page number and page.
 const JRN_FRAME: usize = 4 + PAGE_SIZE;
 /// The marker of the commit record (in the place of a page number).
@@ -69,7 +71,10 @@ struct Frame {
 struct Journal {
     path: PathBuf,
     file: Option<File>,
+    /// Bytes of the current epoch (0: no epoch started since the last checkpoint).
     len: u64,
+    /// The current epoch's number (frames of older epochs may follow its end).
+    epoch: u64,
     hasher: crc32fast::Hasher,
     /// Page number → offset of its latest image in the journal.
     index: BTreeMap<u32, u64>,
@@ -110,15 +115,17 @@ impl Journal {
             path,
             file: None,
             len: 0,
+            epoch: 0,
             hasher: crc32fast::Hasher::new(),
             index: BTreeMap::new(),
         }
     }
 
-    fn head(base: &EdbHeader) -> Vec<u8> {
+    fn head(epoch: u64, base: &EdbHeader) -> Vec<u8> {
         let mut v = Vec::with_capacity(JRN_HEAD);
         v.extend_from_slice(JRN_MAGIC);
         v.extend_from_slice(&JRN_VERSION.to_le_bytes());
+        v.extend_from_slice(&epoch.to_le_bytes());
         v.extend_from_slice(&base.signature.to_le_bytes());
         v.extend_from_slice(&base.checkpoint.generation.to_le_bytes());
         v.extend_from_slice(&base.checkpoint.pos.to_le_bytes());
@@ -155,10 +162,10 @@ fn scan_journal(path: &Path) -> Result<Option<JournalScan>> {
         return Ok(None);
     }
     let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
-    let base_signature = u64::from_le_bytes(head[10..18].try_into().unwrap());
+    let base_signature = u64::from_le_bytes(head[18..26].try_into().unwrap());
     let base = Position {
-        generation: u32_at(&head, 18),
-        pos: u32_at(&head, 22),
+        generation: u32_at(&head, 26),
+        pos: u32_at(&head, 30),
     };
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&head);
@@ -178,10 +185,9 @@ fn scan_journal(path: &Path) -> Result<Option<JournalScan>> {
             files::read_at(&f, path, &mut rec, off)?;
             hasher.update(&rec[..16]);
             let frames = (off - JRN_HEAD as u64) / JRN_FRAME as u64;
-            if u32_at(&rec, 4) as u64 == frames
-                && hasher.clone().finalize() == u32_at(&rec, 16)
-                && off + 20 == len
-            {
+            // A commit record of an older epoch (after a shorter journal of this one)
+            // does not match this epoch's running CRC.
+            if u32_at(&rec, 4) as u64 == frames && hasher.clone().finalize() == u32_at(&rec, 16) {
                 committed = Some(std::mem::take(&mut index));
             }
             break;
@@ -468,11 +474,13 @@ impl Pager {
     /// Appends one page image to the journal (starting it if needed).
     fn journal_append(&mut self, pgno: u32, page: &[u8]) -> Result<()> {
         if self.journal.file.is_none() {
-            let f = files::create_rw(&self.journal.path)?;
-            self.journal.file = Some(f);
+            self.journal.file = Some(files::create_rw(&self.journal.path)?);
             self.journal.len = 0;
+        }
+        if self.journal.len == 0 {
+            self.journal.epoch += 1;
             self.journal.hasher = crc32fast::Hasher::new();
-            let head = Journal::head(&self.disk);
+            let head = Journal::head(self.journal.epoch, &self.disk);
             self.hooked_write(true, &head, 0)?;
             self.journal.hasher.update(&head);
             self.journal.len = head.len() as u64;
@@ -693,10 +701,18 @@ impl Pager {
             self.hooked_write(false, &page, pgno as u64 * PAGE_SIZE as u64)?;
         }
         self.hooked_write(false, &head, 0)?;
-        self.journal.file = None;
-        files::remove_if_exists(&self.journal.path)?;
+        // The next epoch overwrites this journal from its start.
+        self.journal.len = 0;
         self.disk = header.clone();
         Ok(())
+    }
+
+    /// Deletes the journal (a clean stop, after the checkpoint: nothing is pending).
+    pub(crate) fn retire_journal(&mut self) -> Result<()> {
+        debug_assert!(self.journal.index.is_empty());
+        self.journal.file = None;
+        self.journal.len = 0;
+        files::remove_if_exists(&self.journal.path)
     }
 
     /// Drops every change not yet checkpointed (a failed recovery): the journal is
