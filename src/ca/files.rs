@@ -120,6 +120,29 @@ pub(crate) fn overwrite(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Rewrites a small text file in place with one write at offset 0, padded with spaces to
+/// its old length, so that it is never absent and never shorter than before (a JSON
+/// document stays valid: trailing spaces are whitespace). Without a temporary file and a
+/// rename over the old one, which on ext4 forces the new data out at once.
+pub(crate) fn overwrite_padded(path: &Path, text: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let old = len(&f, path)? as usize;
+    let mut buf = text.to_vec();
+    if buf.len() < old {
+        buf.resize(old, b' ');
+    }
+    write_at(&f, path, &buf, 0)
+}
+
 /// Reads a whole (small) file.
 pub(crate) fn read_all(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))

@@ -1,7 +1,7 @@
 //! The binary formats of the CA's files (`<CA>.edb`, `edb*.log`, `edb.chk`).
 //! `docs/FILE-FORMATS.md` describes them byte by byte. All integers are little-endian.
 
-use super::record::{Record, Status, Txn};
+use super::record::{Record, Txn};
 use crate::core::codec::{DecodeError, Reader, Writer};
 
 /// `<CA name>.edb` magic.
@@ -308,15 +308,36 @@ pub fn check_page(
             let slot = &page[PAGE_HEAD + s * SLOT_SIZE..PAGE_HEAD + (s + 1) * SLOT_SIZE];
             if (s as u32) < count {
                 let id = (pgno - 1) * SLOTS_PER_PAGE + 1 + s as u32;
-                let r = decode_slot(slot).map_err(|_| FormatError::Invalid("record"))?;
-                if r.request_id != id {
-                    return Err(FormatError::Invalid("record request id"));
-                }
-                revoked += u32::from(r.status != Status::Issued);
+                revoked += u32::from(validate_slot(slot, id)?);
             } else if slot.iter().any(|b| *b != 0) {
                 return Err(FormatError::Invalid("empty slot"));
             }
         }
+    }
+    Ok(revoked)
+}
+
+/// Checks, without decoding it, that a slot holds the record of request id `id` as
+/// [`encode_slot`] writes it (a valid status, zero revocation fields when issued, UTF-8
+/// subject, zero padding); returns whether it is revoked.
+fn validate_slot(slot: &[u8], id: u32) -> Result<bool, FormatError> {
+    let bad = FormatError::Invalid("record");
+    if u32::from_le_bytes(slot[..4].try_into().unwrap()) != id {
+        return Err(FormatError::Invalid("record request id"));
+    }
+    let n = u16::from_le_bytes([slot[20], slot[21]]) as usize;
+    let end = 22 + n + 8 + 8 + 1 + 8 + 4;
+    if end > SLOT_SIZE || std::str::from_utf8(&slot[22..22 + n]).is_err() {
+        return Err(bad);
+    }
+    let st = 22 + n + 16;
+    let revoked = match slot[st] {
+        0 if slot[st + 1..end].iter().all(|b| *b == 0) => false,
+        1 => true,
+        _ => return Err(bad),
+    };
+    if slot[end..].iter().any(|b| *b != 0) {
+        return Err(FormatError::Invalid("record padding"));
     }
     Ok(revoked)
 }
@@ -625,6 +646,7 @@ pub fn parse_log_file_name(name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ca::record::Status;
 
     fn image(n: u32) -> EdbImage {
         EdbImage {

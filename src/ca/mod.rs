@@ -375,7 +375,7 @@ impl Ca {
             restore_in_progress: self.restore.marker.clone(),
         };
         let text = serde_json::to_string_pretty(&v).expect("serialisable");
-        write_atomic(&registry_path(machine), text.as_bytes())
+        files::overwrite_padded(&registry_path(machine), text.as_bytes())
     }
 
     // ----- accessors -------------------------------------------------------------

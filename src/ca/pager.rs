@@ -42,6 +42,8 @@ const JRN_FRAME: usize = 4 + PAGE_SIZE;
 const COMMIT_MARK: u32 = 0xFFFF_FFFF;
 /// Bytes read at a time when a whole file is verified or copied.
 const CHUNK: usize = 1 << 20;
+/// At most this many threads verify a database's pages at a start.
+const VERIFY_THREADS: usize = 2;
 
 fn corrupt(path: &Path, why: impl std::fmt::Display) -> Error {
     Error::Recovery {
@@ -290,22 +292,46 @@ pub(crate) fn verify(path: &Path) -> Result<EdbHeader> {
     }
     let header = EdbHeader::decode(&head).map_err(|e| corrupt(path, e))?;
     let records = header.records();
-    let mut buf = vec![0u8; CHUNK];
-    let mut off = PAGE_SIZE as u64;
-    let mut revoked = 0u32;
-    while off < compact {
-        let n = ((compact - off) as usize).min(CHUNK);
-        files::read_at(&f, path, &mut buf[..n], off)?;
-        for (i, page) in buf[..n].chunks_exact(PAGE_SIZE).enumerate() {
-            let pgno = (off / PAGE_SIZE as u64) as u32 + i as u32;
-            revoked += check_page(page, pgno, records, true)
-                .map_err(|e| corrupt(path, format!("page {pgno}: {e}")))?;
+    // The data pages, split among up to VERIFY_THREADS threads (each with its own buffer).
+    let pages = data_pages(records);
+    let threads = if pages < 1024 {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(VERIFY_THREADS))
+    } as u32;
+    let per = pages.div_ceil(threads).max(1);
+    let check_range = |first: u32, last: u32| -> Result<u32> {
+        let mut buf = vec![0u8; CHUNK];
+        let mut revoked = 0u32;
+        let mut pgno = first;
+        while pgno <= last {
+            let n = ((last - pgno + 1) as usize).min(CHUNK / PAGE_SIZE);
+            let bytes = &mut buf[..n * PAGE_SIZE];
+            files::read_at(&f, path, bytes, pgno as u64 * PAGE_SIZE as u64)?;
+            for (i, page) in bytes.chunks_exact(PAGE_SIZE).enumerate() {
+                let p = pgno + i as u32;
+                revoked += check_page(page, p, records, true)
+                    .map_err(|e| corrupt(path, format!("page {p}: {e}")))?;
+            }
+            pgno += n as u32;
         }
-        off += n as u64;
-    }
+        Ok(revoked)
+    };
+    let revoked = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| (1 + t * per, ((t + 1) * per).min(pages)))
+            .filter(|(a, b)| a <= b)
+            .map(|(a, b)| s.spawn(move || check_range(a, b)))
+            .collect();
+        workers.into_iter().try_fold(0u32, |acc, w| {
+            Ok::<_, Error>(acc + w.join().expect("a verifier thread panicked")?)
+        })
+    })?;
     if revoked != header.revoked {
         return Err(corrupt(path, FormatError::Invalid("revoked count")));
     }
+    let mut buf = vec![0u8; CHUNK];
+    let mut off = compact;
     while off < len {
         let n = ((len - off) as usize).min(CHUNK);
         files::read_at(&f, path, &mut buf[..n], off)?;
