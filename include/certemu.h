@@ -127,7 +127,7 @@ extern "C" {
 typedef struct certemu_ca certemu_ca;
 
 /* Most records at creation, and most certificates per certemu_ca_issue call. */
-#define CERTEMU_MAX_RECORDS 1000000u
+#define CERTEMU_MAX_RECORDS 100000000u
 #define CERTEMU_MAX_ISSUE 1000000u
 
 /* Options of certemu_ca_create. Fill with certemu_options_init, then change fields. */

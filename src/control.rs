@@ -397,16 +397,7 @@ impl EmulatedCa {
         const CALL: &str = "issue";
         limits::ISSUE_PER_CALL.check(CALL, n.into())?;
         self.with_ca(|ca, m| {
-            let after = ca.records().len() as u64 + u64::from(n);
-            if !limits::RECORDS.contains(after) {
-                return Err(Error::invalid_arg(
-                    CALL,
-                    format!(
-                        "issuing {n} would make {after} records; a CA holds at most {} (the documented limit, COVERAGE.md section C)",
-                        limits::RECORDS.max
-                    ),
-                ));
-            }
+            limits::check_issue(CALL, ca.record_count(m), n)?;
             contained(ca, m)?;
             ca.issue(m, n)
         })
@@ -490,13 +481,31 @@ impl EmulatedCa {
         let _ = self.with_ca(|ca, m| ca.set_interface_flags(m, flags));
     }
 
-    /// All records, ordered by request id.
-    pub fn records(&self) -> Vec<Record> {
-        self.read(|ca| ca.records().values().cloned().collect())
+    /// All records, ordered by request id, streamed from the database pages
+    /// ([`Records`]: O(1) memory whatever the count; `.collect::<Vec<_>>()` for a small CA).
+    /// A stopped CA's records are those of its `.edb` on disk.
+    pub fn records(&self) -> Records<'_> {
+        Records {
+            ca: self,
+            next: 1,
+            buf: Vec::new(),
+            at: 0,
+            done: false,
+            error: None,
+        }
     }
-    /// Number of records.
+    /// Number of records (a counter the database maintains, not a count of a stream).
     pub fn record_count(&self) -> usize {
-        self.read(|ca| ca.records().len())
+        self.read(|ca| ca.record_count(&self.host.machine) as usize)
+    }
+    /// Number of revoked records (a maintained counter).
+    pub fn revoked_count(&self) -> usize {
+        self.read(|ca| ca.revoked_count(&self.host.machine) as usize)
+    }
+    /// The records digest (`docs/FILE-FORMATS.md` §4.6) of every record, streamed under
+    /// one hold of the CA's lock (a consistent state; O(1) memory).
+    pub fn records_digest(&self) -> Result<u32> {
+        self.read(|ca| ca.records_digest(&self.host.machine))
     }
     /// Backup and restore contexts open on this machine.
     pub fn sessions_open(&self) -> usize {
@@ -728,6 +737,63 @@ impl EmulatedCa {
             fs.remove(&self.host.machine.parse_path(&f.windows_path)?)?;
         }
         Ok(())
+    }
+}
+
+/// The records of an [`EmulatedCa`], in request-id order ([`EmulatedCa::records`]).
+///
+/// Read in steps of 4,096 records, each under one hold of the CA's lock, so other calls
+/// (even on the same CA from the loop's body) run between steps; records issued while
+/// the iteration runs may or may not appear. A read error ends the iteration and is kept
+/// in [`Records::error`].
+#[derive(Debug)]
+pub struct Records<'a> {
+    ca: &'a EmulatedCa,
+    next: u32,
+    buf: Vec<Record>,
+    at: usize,
+    done: bool,
+    error: Option<Error>,
+}
+
+impl Records<'_> {
+    /// The error that ended the iteration early, if one did.
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+}
+
+impl Iterator for Records<'_> {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        if self.at == self.buf.len() {
+            if self.done {
+                return None;
+            }
+            self.buf.clear();
+            self.at = 0;
+            let (from, buf) = (self.next, &mut self.buf);
+            let r = self.ca.read(|ca| {
+                ca.read_records(&self.ca.host.machine, from, crate::ca::RECORD_CHUNK, buf)
+            });
+            if let Err(e) = r {
+                self.error = Some(e);
+                self.done = true;
+            }
+            match self.buf.last() {
+                Some(r) if self.buf.len() == crate::ca::RECORD_CHUNK => {
+                    self.next = r.request_id + 1
+                }
+                _ => self.done = true,
+            }
+            if self.buf.is_empty() {
+                return None;
+            }
+        }
+        let r = std::mem::replace(&mut self.buf[self.at], Record::EMPTY);
+        self.at += 1;
+        Some(r)
     }
 }
 

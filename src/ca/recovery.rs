@@ -2,13 +2,13 @@
 //! and hard recovery of a registered restore (spec §8.5).
 
 use super::files::read_all;
-use super::format::{decode_log, log_file_name, EdbImage, FormatError, LogHeader, Position};
-use super::{apply, content, Ca, Record, Txn};
+use super::format::{decode_log, log_file_name, EdbHeader, LogHeader, Position};
+use super::pager::{self, Pager};
+use super::{Ca, Txn};
 use crate::core::{Error, RecoveryFailure, Result};
 use crate::machine::fs::Rel;
 use crate::machine::Machine;
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// What a start did.
@@ -69,13 +69,37 @@ impl RestoreState {
 /// The state a recovery produced, adopted by the CA if it succeeded.
 pub(crate) struct Recovered {
     pub signature: u64,
-    pub records: BTreeMap<u32, Record>,
-    pub next_request_id: u32,
+    /// The database with the replayed changes paged in (not yet checkpointed).
+    pub db: Pager,
     pub clock: i64,
     pub current: Position,
     pub prev_crc: u32,
     pub current_log_bytes: Vec<u8>,
     pub report: RecoveryReport,
+}
+
+/// What a replay found, before the CA adopts it with its database.
+pub(crate) struct Replayed {
+    pub signature: u64,
+    pub clock: i64,
+    pub current: Position,
+    pub prev_crc: u32,
+    pub current_log_bytes: Vec<u8>,
+    pub report: RecoveryReport,
+}
+
+impl Replayed {
+    fn with(self, db: Pager) -> Recovered {
+        Recovered {
+            signature: self.signature,
+            db,
+            clock: self.clock,
+            current: self.current,
+            prev_crc: self.prev_crc,
+            current_log_bytes: self.current_log_bytes,
+            report: self.report,
+        }
+    }
 }
 
 fn fail(failure: RecoveryFailure, why: impl Into<String>) -> Error {
@@ -85,63 +109,10 @@ fn fail(failure: RecoveryFailure, why: impl Into<String>) -> Error {
     }
 }
 
-/// Reads and verifies a `.edb`: checksum of the compact part, and the generated
-/// padding byte by byte if the file holds it (streamed, O(1) memory).
-pub(crate) fn read_database(path: &Path) -> Result<EdbImage> {
-    let mut f = std::fs::File::open(path).map_err(|_| {
-        fail(
-            RecoveryFailure::DatabaseCorrupted,
-            format!("the database file {} is missing", path.display()),
-        )
-    })?;
-    let len = f
-        .metadata()
-        .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
-        .len();
-    let corrupt = |e: FormatError| {
-        fail(
-            RecoveryFailure::DatabaseCorrupted,
-            format!("{}: {e}", path.display()),
-        )
-    };
-    let mut prefix = vec![0u8; super::format::EDB_PREFIX];
-    f.read_exact(&mut prefix)
-        .map_err(|_| corrupt(FormatError::Truncated))?;
-    let (compact, logical, seed) = EdbImage::prefix(&prefix).map_err(corrupt)?;
-    if len != compact && len != logical {
-        return Err(fail(
-            RecoveryFailure::DatabaseCorrupted,
-            format!(
-                "{} is {len} bytes; a database of this header is {compact} (compact) or {logical} bytes",
-                path.display()
-            ),
-        ));
-    }
-    let mut body = prefix;
-    body.resize(compact as usize, 0);
-    f.read_exact(&mut body[super::format::EDB_PREFIX..])
-        .map_err(|_| corrupt(FormatError::Truncated))?;
-    let img = EdbImage::decode(&body).map_err(corrupt)?;
-    if len > compact {
-        let mut buf = vec![0u8; 1 << 20];
-        let mut off = compact;
-        while off < len {
-            let n = ((len - off) as usize).min(buf.len());
-            f.read_exact(&mut buf[..n])
-                .map_err(|_| corrupt(FormatError::Truncated))?;
-            if let Some(bad) = content::verify(seed, off, &buf[..n]) {
-                return Err(fail(
-                    RecoveryFailure::DatabaseCorrupted,
-                    format!(
-                        "{}: byte {bad} differs from the database content",
-                        path.display()
-                    ),
-                ));
-            }
-            off += n as u64;
-        }
-    }
-    Ok(img)
+/// Reads and verifies a `.edb` (`docs/FILE-FORMATS.md` §4.5): every page's checksum and
+/// every padding byte the file holds, streamed in O(1) memory. Returns its header.
+pub(crate) fn read_database(path: &Path) -> Result<EdbHeader> {
+    pager::verify(path)
 }
 
 /// Where the logs of a replay come from.
@@ -195,13 +166,16 @@ fn load_log(p: &Path) -> Result<(super::format::LogContents, Vec<u8>)> {
     Ok((c, bytes))
 }
 
-/// Replays the logs onto `img` from its checkpoint.
+/// Replays the logs into `db` (whose verified header is `img`) from its checkpoint. The
+/// changes stay in the pager (its cache and journal) until the CA adopts the result: a
+/// failed replay changes no database file.
 pub(crate) fn replay(
     ca_name: &str,
-    img: EdbImage,
+    img: &EdbHeader,
+    db: &mut Pager,
     sources: &LogSources,
     mode: Mode,
-) -> Result<Recovered> {
+) -> Result<Replayed> {
     if !img.ca_name.eq_ignore_ascii_case(ca_name) {
         return Err(fail(
             RecoveryFailure::BadDbSignature,
@@ -226,12 +200,6 @@ pub(crate) fn replay(
             ));
         }
     }
-    let mut records: BTreeMap<u32, Record> = img
-        .records
-        .iter()
-        .map(|r| (r.request_id, r.clone()))
-        .collect();
-    let mut next_id = img.next_request_id;
     let mut clock = img.clock;
     let mut report = RecoveryReport {
         hard,
@@ -310,7 +278,7 @@ pub(crate) fn replay(
         };
         let _ = label;
         for t in &contents.txns[skip..] {
-            apply(&mut records, &mut next_id, t);
+            db.apply(t)?;
             clock += 60;
             report.transactions += 1;
         }
@@ -323,10 +291,8 @@ pub(crate) fn replay(
                     return Err(missing_restore(generation, gen_high));
                 }
             }
-            return Ok(Recovered {
+            return Ok(Replayed {
                 signature: img.signature,
-                records,
-                next_request_id: next_id,
                 clock,
                 current: Position {
                     generation,
@@ -380,10 +346,8 @@ pub(crate) fn replay(
         generation,
         prev_crc: prev_crc.unwrap_or(0),
     };
-    Ok(Recovered {
+    Ok(Replayed {
         signature: img.signature,
-        records,
-        next_request_id: next_id,
         clock,
         current: Position { generation, pos: 0 },
         prev_crc: header.prev_crc,
@@ -453,50 +417,67 @@ fn valid_prefix(raw: &[u8], c: &super::format::LogContents) -> Vec<u8> {
 }
 
 /// Runs the recovery a start needs: hard recovery of a completed restore, or soft recovery.
+/// On failure no database file is changed (the pages the replay changed are discarded
+/// with the journal).
 pub(crate) fn recover(ca: &Ca, machine: &Machine) -> Result<Recovered> {
     let log_dir = machine.host_path_of(&ca.log_dir);
     let current = machine.host_path_of(&ca.current_log_path());
-    let Some(mk) = &ca.restore.marker else {
-        let img = read_database(&machine.host_path_of(&ca.database_path()))?;
-        let sources = LogSources::scan(&[log_dir], Some(current));
-        return replay(&ca.name, img, &sources, Mode::Soft);
+    let journal = machine.host_path_of(&ca.journal_path());
+    let (db_path, sources, mode) = match &ca.restore.marker {
+        None => {
+            // A checkpoint a crash interrupted after its commit record is finished first.
+            let db_path = machine.host_path_of(&ca.database_path());
+            pager::finish_interrupted_checkpoint(&db_path, &journal)?;
+            let sources = LogSources::scan(&[log_dir], Some(current));
+            (db_path, sources, Mode::Soft)
+        }
+        Some(mk) => {
+            // A pending or failed registration never gets here: `Ca::begin_start` refuses it.
+            let (old, new) = mk.restore_map.first().cloned().unwrap_or_default();
+            let db_key = ca.database_path().key();
+            if machine.parse_path(&old)?.key() != db_key {
+                return Err(fail(
+                    RecoveryFailure::RestoreOfNonBackupDatabase,
+                    format!(
+                        "the restore map names {old:?} as the backed-up database, but this CA's database is {}",
+                        ca.database_path().local()
+                    ),
+                ));
+            }
+            // The client's paths resolve beneath the root without following a link
+            // (machine::fs).
+            let db = machine.parse_path(&new)?;
+            machine
+                .fs()
+                .resolve(&db)
+                .map(drop)
+                .or_else(crate::machine::fs::only_links)?;
+            let db_path = machine.host_path_of(&db);
+            let mut dirs = Vec::new();
+            for p in mk.backup_log_paths.iter().chain(mk.log_path.iter()) {
+                let dir = machine.parse_path(p)?;
+                machine.fs().check_tree(&dir)?;
+                dirs.push(machine.host_path_of(&dir));
+            }
+            dirs.push(log_dir);
+            let sources = LogSources::scan(&dirs, Some(current));
+            // A journal of the database the restore replaced is not this database's.
+            super::files::remove_if_exists(&journal)?;
+            let mode = Mode::Hard {
+                gen_high: mk.gen_high,
+            };
+            (db_path, sources, mode)
+        }
     };
-    // A pending or failed registration never gets here: `Ca::begin_start` refuses it.
-    let (old, new) = mk.restore_map.first().cloned().unwrap_or_default();
-    let db_key = ca.database_path().key();
-    if machine.parse_path(&old)?.key() != db_key {
-        return Err(fail(
-            RecoveryFailure::RestoreOfNonBackupDatabase,
-            format!(
-                "the restore map names {old:?} as the backed-up database, but this CA's database is {}",
-                ca.database_path().local()
-            ),
-        ));
+    let img = read_database(&db_path)?;
+    let mut db = Pager::open(&db_path, &journal, img.clone())?;
+    match replay(&ca.name, &img, &mut db, &sources, mode) {
+        Ok(r) => Ok(r.with(db)),
+        Err(e) => {
+            db.discard()?;
+            Err(e)
+        }
     }
-    // The client's paths resolve beneath the root without following a link (machine::fs).
-    let db = machine.parse_path(&new)?;
-    machine
-        .fs()
-        .resolve(&db)
-        .map(drop)
-        .or_else(crate::machine::fs::only_links)?;
-    let img = read_database(&machine.host_path_of(&db))?;
-    let mut dirs = Vec::new();
-    for p in mk.backup_log_paths.iter().chain(mk.log_path.iter()) {
-        let dir = machine.parse_path(p)?;
-        machine.fs().check_tree(&dir)?;
-        dirs.push(machine.host_path_of(&dir));
-    }
-    dirs.push(log_dir);
-    let sources = LogSources::scan(&dirs, Some(current));
-    replay(
-        &ca.name,
-        img,
-        &sources,
-        Mode::Hard {
-            gen_high: mk.gen_high,
-        },
-    )
 }
 
 /// Where restore registrations are written (documented in `docs/FILE-FORMATS.md`).

@@ -284,7 +284,6 @@ impl EmulatedCa {
         let machine = &self.host.machine;
         let st = self.host.state.lock();
         let ca = st.ca.as_ref().map(|ca| {
-            let records = ca.records();
             let (cur, chk) = (ca.current(), ca.checkpoint());
             let restore_marker = ca.restore.marker.as_ref().map(|m| RestoreMarkerState {
                 pending: m.pending,
@@ -297,12 +296,10 @@ impl EmulatedCa {
             CaStatus {
                 ca_name: ca.name().to_string(),
                 service: ca.service(),
-                record_count: records.len() as u64,
-                revoked_count: records
-                    .values()
-                    .filter(|r| matches!(r.status, crate::ca::record::Status::Revoked { .. }))
-                    .count() as u64,
-                last_request_id: records.keys().next_back().map_or(0, |&id| id as u64),
+                // Maintained counters: request ids are dense, so the last is the count.
+                record_count: ca.record_count(machine) as u64,
+                revoked_count: ca.revoked_count(machine) as u64,
+                last_request_id: ca.record_count(machine) as u64,
                 log_generations: ca.log_generations_on_disk(machine),
                 current_generation: cur.generation,
                 current_position: cur.pos,

@@ -993,10 +993,9 @@ impl Conn<'_> {
             }
             Records { machine } => {
                 let m = self.ca(name, &machine)?;
-                let r = m.records();
                 Out::Records {
-                    count: r.len() as u64,
-                    digest: crate::ca::record::digest(&r),
+                    count: m.record_count() as u64,
+                    digest: m.records_digest()?,
                 }
             }
             State { machine } => Out::Text(doc_text(&self.machine(name, &machine)?.state())),

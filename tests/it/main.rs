@@ -18,6 +18,7 @@ mod recorder_files;
 mod remote;
 mod replay;
 mod restore_rules;
+mod scale;
 mod smoke;
 mod texts;
 mod tooling;

@@ -166,7 +166,6 @@ fn do_act(ca: &EmulatedCa, a: &Act) -> Result<(), TestCaseError> {
         Act::Revoke(i) => {
             let issued: Vec<u32> = ca
                 .records()
-                .iter()
                 .filter(|r| r.status == Status::Issued)
                 .map(|r| r.request_id)
                 .collect();
@@ -178,17 +177,21 @@ fn do_act(ca: &EmulatedCa, a: &Act) -> Result<(), TestCaseError> {
             ca.roll_log().unwrap();
         }
         Act::CrashRestart => {
-            let before = ca.records();
+            let before = ca.records().collect::<Vec<_>>();
             ca.crash();
             let report = ca.start().unwrap();
             prop_assert!(!report.hard);
-            prop_assert_eq!(ca.records(), before, "soft recovery after a crash");
+            prop_assert_eq!(
+                ca.records().collect::<Vec<_>>(),
+                before,
+                "soft recovery after a crash"
+            );
         }
         Act::StopStart => {
-            let before = ca.records();
+            let before = ca.records().collect::<Vec<_>>();
             ca.stop().unwrap();
             ca.start().unwrap();
-            prop_assert_eq!(ca.records(), before);
+            prop_assert_eq!(ca.records().collect::<Vec<_>>(), before);
         }
     }
     Ok(())
@@ -204,7 +207,7 @@ struct History {
     full: Option<(PathBuf, BackupSummary)>,
     /// The incremental backups after it.
     incs: Vec<(PathBuf, BackupSummary)>,
-    /// `ca.records()` after the last backup.
+    /// `ca.records().collect::<Vec<_>>()` after the last backup.
     at_last_backup: Vec<Record>,
     /// Incremental backups refused because no full backup was taken yet.
     refused_incrementals: usize,
@@ -254,7 +257,7 @@ impl History {
         assert!(sum.log_range.is_some());
         self.full = Some((dir, sum));
         self.incs.clear();
-        self.at_last_backup = self.ca.records();
+        self.at_last_backup = self.ca.records().collect::<Vec<_>>();
     }
 
     /// An incremental backup: refused with `JET_errMissingFullBackup` before any full one.
@@ -283,7 +286,7 @@ impl History {
             .unwrap();
         prop_assert_eq!(low, prev.1 + 1, "incrementals chain on the previous backup");
         self.incs.push((dir, sum));
-        self.at_last_backup = self.ca.records();
+        self.at_last_backup = self.ca.records().collect::<Vec<_>>();
         Ok(())
     }
 
@@ -369,7 +372,7 @@ fn live(s: &RoundTrip) -> Result<(History, Vec<Record>), TestCaseError> {
     for a in &s.tail {
         do_act(&h.ca, a)?;
     }
-    let at_stop = h.ca.records();
+    let at_stop = h.ca.records().collect::<Vec<_>>();
     if s.crash_at_end {
         h.ca.crash();
     } else {
@@ -384,16 +387,16 @@ fn start_restored(h: &History, expected: &[Record]) -> Result<(), TestCaseError>
     let report = ca.start().unwrap();
     prop_assert!(report.hard);
     prop_assert_eq!(ca.service(), ServiceState::Running);
-    prop_assert_eq!(ca.records(), expected);
+    prop_assert_eq!(ca.records().collect::<Vec<_>>(), expected);
     prop_assert!(ca.restore_marker().is_none());
     prop_assert!(ca.last_recovery().is_some());
     prop_assert_eq!(ca.last_full_backup(), None);
     // It runs on: a soft restart after a crash keeps everything.
     ca.issue(2).unwrap();
-    let now = ca.records();
+    let now = ca.records().collect::<Vec<_>>();
     ca.crash();
     prop_assert!(!ca.start().unwrap().hard);
-    prop_assert_eq!(ca.records(), now);
+    prop_assert_eq!(ca.records().collect::<Vec<_>>(), now);
     Ok(())
 }
 
@@ -1100,7 +1103,7 @@ fn run_mutation(c: &MutationCase) -> Result<(), TestCaseError> {
         Ok(()) => {
             before_start = Some(snapshot(&h.ca));
             match h.ca.start() {
-                Ok(_) if h.ca.records() == original => Outcome::Original,
+                Ok(_) if h.ca.records().collect::<Vec<_>>() == original => Outcome::Original,
                 Ok(_) => Outcome::Different(h.ca.record_count()),
                 Err(e) => Outcome::Refused("start", e.hresult()),
             }
@@ -1157,7 +1160,12 @@ fn run_mutation(c: &MutationCase) -> Result<(), TestCaseError> {
         }
         let report = h.ca.start().unwrap();
         prop_assert!(report.hard);
-        prop_assert_eq!(h.ca.records(), original, "{}: after the repair", kind);
+        prop_assert_eq!(
+            h.ca.records().collect::<Vec<_>>(),
+            original,
+            "{}: after the repair",
+            kind
+        );
     }
     prop_assert_eq!(h.ca.service(), ServiceState::Running);
     prop_assert!(h.ca.restore_marker().is_none());

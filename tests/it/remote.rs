@@ -342,7 +342,7 @@ fn full_incremental_and_restore_match_in_process() {
 
     let (count, digest) = c.records(m).unwrap();
     assert_eq!(count as usize, ca.record_count());
-    assert_eq!(digest, records_digest(&ca.records()));
+    assert_eq!(digest, records_digest(&ca.records().collect::<Vec<_>>()));
 
     // Disk loss, restore, recovery: remote and in process.
     c.control(m, CSCONTROL_SHUTDOWN).unwrap();

@@ -57,7 +57,7 @@ struct Fixture {
     dir: tempfile::TempDir,
     full: PathBuf,
     summary: BackupSummary,
-    /// `ca.records()` when the full backup finished.
+    /// `ca.records().collect::<Vec<_>>()` when the full backup finished.
     at_backup: Vec<Record>,
 }
 
@@ -80,7 +80,7 @@ fn fixture(ca_name: &str, seed: u64) -> Fixture {
     let summary = full_backup_during_activity(&ca, &full);
     let (low, high) = summary.log_range.unwrap();
     assert!(high > low, "the fixture's full set holds several logs");
-    let at_backup = ca.records();
+    let at_backup = ca.records().collect::<Vec<_>>();
     Fixture {
         ca,
         dir,
@@ -375,7 +375,7 @@ fn start_and_expect(ca: &EmulatedCa, expected: &[Record]) {
     let report = ca.start().unwrap();
     assert!(report.hard, "a registered restore runs hard recovery");
     assert_eq!(ca.service(), ServiceState::Running);
-    assert_eq!(ca.records(), expected);
+    assert_eq!(ca.records().collect::<Vec<_>>(), expected);
     assert!(ca.restore_marker().is_none());
     assert!(!registry_marker(ca).exists());
     assert!(!through_file_marker(ca).exists());
@@ -388,7 +388,7 @@ fn rule13_restore_needs_the_ca_not_online() {
     let f = fixture("Rule13 CA", 13);
     let locs = f.locations();
     let (low, high) = f.range();
-    let before = f.ca.records();
+    let before = f.ca.records().collect::<Vec<_>>();
     // RestorePrepare is local and does not fail while the CA runs (spec §5.13 emulator note).
     let h = prepare(f.ca.server_name(), CSRESTORE_TYPE_FULL).unwrap();
     for through_file in [false, true] {
@@ -404,7 +404,7 @@ fn rule13_restore_needs_the_ca_not_online() {
     // Nothing registered, so there is nothing to complete.
     assert_eq!(complete(h, HRESULT::S_OK), UNEXPECTED);
     assert_eq!(end(h), HRESULT::S_OK);
-    assert_eq!(f.ca.records(), before);
+    assert_eq!(f.ca.records().collect::<Vec<_>>(), before);
     f.ca.issue(1).unwrap(); // lost with the wiped files below
 
     // Suspended (recovering) is online too: a second registration is refused the same way.
@@ -422,7 +422,7 @@ fn rule13_restore_needs_the_ca_not_online() {
     assert_eq!(f.ca.service(), ServiceState::Suspended);
     let report = f.ca.finish_start().unwrap();
     assert!(report.hard);
-    assert_eq!(f.ca.records(), f.at_backup);
+    assert_eq!(f.ca.records().collect::<Vec<_>>(), f.at_backup);
 }
 
 #[test]
@@ -616,7 +616,7 @@ fn rule15_second_register_before_complete_is_refused() {
     let inc = f.dir.path().join("inc");
     f.ca.issue(5).unwrap();
     let isum = backup(&f.ca, &inc, true, false);
-    let at_incremental = f.ca.records();
+    let at_incremental = f.ca.records().collect::<Vec<_>>();
     f.stop_and_wipe();
     f.copy_full_set();
     let locs = f.locations();
@@ -678,7 +678,7 @@ fn rule16_incremental_before_full_is_refused() {
     let inc = f.dir.path().join("inc");
     f.ca.issue(3).unwrap();
     let isum = backup(&f.ca, &inc, true, false);
-    let at_incremental = f.ca.records();
+    let at_incremental = f.ca.records().collect::<Vec<_>>();
     f.stop_and_wipe();
     let locs = f.locations();
     copy_set(&f.ca, &inc, &locs, false);
@@ -721,7 +721,7 @@ fn rule16_incrementals_in_any_order_after_the_full() {
             let s = backup(&f.ca, &dir, true, i == 1);
             incs.push((dir, s.log_range.unwrap()));
         }
-        let expected = f.ca.records();
+        let expected = f.ca.records().collect::<Vec<_>>();
         f.ca.issue(2).unwrap(); // after the last backup: lost with the wiped files
         f.stop_and_wipe();
         f.copy_full_set();
@@ -756,7 +756,7 @@ fn rule17_registered_restore_suspends_the_ca_until_recovered() {
     backup(&f.ca, &inc, true, true);
     assert!(f.ca.last_full_backup().is_some());
     assert!(f.ca.last_incremental_backup().is_some());
-    let expected = f.ca.records();
+    let expected = f.ca.records().collect::<Vec<_>>();
     f.stop_and_wipe();
     let sum = restore_from_dirs(
         f.ca.server_name(),
@@ -789,7 +789,7 @@ fn rule17_registered_restore_suspends_the_ca_until_recovered() {
     assert!(report.hard);
     assert_eq!(f.ca.service(), ServiceState::Running);
     assert_eq!(is_online(f.ca.server_name()), (HRESULT::S_OK, 1));
-    assert_eq!(f.ca.records(), expected);
+    assert_eq!(f.ca.records().collect::<Vec<_>>(), expected);
     assert!(f.ca.restore_marker().is_none());
     assert!(!registry_marker(&f.ca).exists());
     assert!(f.ca.last_recovery().is_some());
@@ -1251,7 +1251,7 @@ fn restore_without_wiping_keeps_the_transactions_after_the_backup() {
     while f.ca.current_position().pos == 0 {
         f.ca.issue(1).unwrap(); // leave transactions in edb.log too
     }
-    let at_stop = f.ca.records();
+    let at_stop = f.ca.records().collect::<Vec<_>>();
     assert_ne!(at_stop, f.at_backup);
     // restore_from_dirs shuts the running CA down itself (CertSrvServerControlW).
     restore_from_dirs(
@@ -1269,14 +1269,14 @@ fn restore_without_wiping_keeps_the_transactions_after_the_backup() {
         report.replayed_generations.last().unwrap() > &f.range().1,
         "{report:?}"
     );
-    assert_eq!(f.ca.records(), at_stop);
+    assert_eq!(f.ca.records().collect::<Vec<_>>(), at_stop);
 
     // The CA goes on from there, and a soft restart keeps everything.
     f.ca.issue(3).unwrap();
-    let now = f.ca.records();
+    let now = f.ca.records().collect::<Vec<_>>();
     f.ca.crash();
     f.ca.start().unwrap();
-    assert_eq!(f.ca.records(), now);
+    assert_eq!(f.ca.records().collect::<Vec<_>>(), now);
 }
 
 #[test]
@@ -1284,7 +1284,7 @@ fn restore_after_losing_only_the_database_keeps_the_transactions_after_the_backu
     let f = fixture("Lost Db CA", 41);
     f.ca.issue(7).unwrap();
     f.ca.revoke(21).unwrap();
-    let at_stop = f.ca.records();
+    let at_stop = f.ca.records().collect::<Vec<_>>();
     f.ca.stop().unwrap();
     std::fs::remove_file(f.ca.host_path(&f.ca.database_path()).unwrap()).unwrap();
     restore_from_dirs(
@@ -1296,7 +1296,7 @@ fn restore_after_losing_only_the_database_keeps_the_transactions_after_the_backu
     )
     .unwrap();
     f.ca.start().unwrap();
-    assert_eq!(f.ca.records(), at_stop);
+    assert_eq!(f.ca.records().collect::<Vec<_>>(), at_stop);
 }
 
 #[test]
@@ -1354,7 +1354,7 @@ fn two_histories() -> Histories {
     ca.issue(3).unwrap();
     let isum = backup(&ca, &i1, true, false);
     assert_eq!(isum.log_range.unwrap().0, g);
-    let at_i1 = ca.records();
+    let at_i1 = ca.records().collect::<Vec<_>>();
 
     ca.stop().unwrap();
     ca.wipe_files().unwrap();
@@ -1383,7 +1383,7 @@ fn two_histories() -> Histories {
     assert!(ca.checkpoint().pos > 0, "B's checkpoint is inside G+1");
     let f2sum = backup(&ca, &f2, false, true);
     assert_eq!(f2sum.log_range.unwrap().0, gb);
-    let at_f2 = ca.records();
+    let at_f2 = ca.records().collect::<Vec<_>>();
     assert_ne!(at_i1, at_f2);
     ca.stop().unwrap();
     ca.wipe_files().unwrap();
@@ -1427,7 +1427,7 @@ fn mixing_a_pre_restore_incremental_with_a_post_restore_full_is_refused() {
     .unwrap();
     let files = snapshot(&h.ca);
     let result = h.ca.start();
-    let now = h.ca.records();
+    let now = h.ca.records().collect::<Vec<_>>();
     assert!(
         result.is_err(),
         "the CA started with {} records, neither history A ({}) nor B ({}): {}",
@@ -1486,7 +1486,7 @@ fn restore_register_paths_outside_the_root_are_refused() {
     let full = outer.path().join("full");
     let sum = backup(&ca, &full, false, true);
     let (low, high) = sum.log_range.unwrap();
-    let expected = ca.records();
+    let expected = ca.records().collect::<Vec<_>>();
     ca.stop().unwrap();
     let locs = read_locations(&full).unwrap();
     let good = Reg::full(&locs, low, high);
@@ -1546,7 +1546,7 @@ fn restore_locations_outside_the_root_are_refused() {
     ca.issue(4).unwrap();
     let full = outer.path().join("full");
     backup(&ca, &full, false, true);
-    let expected = ca.records();
+    let expected = ca.records().collect::<Vec<_>>();
     ca.stop().unwrap();
     let dat = db_dir(&full).join(wszDBBACKUPCERTBACKDAT);
     let saved = std::fs::read(&dat).unwrap();
@@ -1617,5 +1617,5 @@ fn restore_locations_outside_the_root_are_refused() {
     )
     .unwrap();
     ca.start().unwrap();
-    assert_eq!(ca.records(), expected);
+    assert_eq!(ca.records().collect::<Vec<_>>(), expected);
 }

@@ -77,7 +77,7 @@ fn round_trip_through_reference_client() {
         ..Default::default()
     };
     backup_to_dir(ca.server_name(), &inc, &opts, &mut |_, _, _| {}).unwrap();
-    let expected = ca.records();
+    let expected = ca.records().collect::<Vec<_>>();
     ca.stop().unwrap();
     ca.wipe_files().unwrap();
     let r = restore_from_dirs(
@@ -91,7 +91,7 @@ fn round_trip_through_reference_client() {
     println!("{:?}", r.registered);
     let rep = ca.start().unwrap();
     println!("{rep:?}");
-    assert_eq!(ca.records(), expected);
+    assert_eq!(ca.records().collect::<Vec<_>>(), expected);
     assert!(ca.restore_marker().is_none());
 }
 
