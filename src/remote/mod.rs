@@ -118,6 +118,12 @@ impl Stream {
             Stream::Unix(s) => s.set_read_timeout(t),
         }
     }
+    pub(crate) fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(t),
+            Stream::Unix(s) => s.set_write_timeout(t),
+        }
+    }
     pub(crate) fn peer(&self) -> String {
         match self {
             Stream::Tcp(s) => s
