@@ -172,7 +172,11 @@ pub fn read_frame_metered(
     let len = announced as usize;
     let mut done = 0;
     while done < len {
-        let step = (len - done).min(done.max(64 << 10));
+        let mut step = (len - done).min(done.max(64 << 10));
+        if done < free {
+            // The free part first, whole: it is kept even if growth is refused.
+            step = step.min(free - done);
+        }
         let more = (done + step).saturating_sub(free) - done.saturating_sub(free);
         if more > 0 && !grow(more) {
             // Refused: read the rest into a small scratch buffer and drop it.
