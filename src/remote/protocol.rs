@@ -167,12 +167,13 @@ pub fn read_frame_metered(
             FrameError::Io(e)
         }
     };
-    // Grow by at most what already arrived (64 KiB at first), and read each step with
-    // `read_exact` so that a large frame takes few large reads.
+    // Grow by at most what already arrived (4 KiB at first, so that a peer that announces
+    // a frame and sends little costs little), and read each step with `read_exact` so
+    // that a large frame takes few large reads.
     let len = announced as usize;
     let mut done = 0;
     while done < len {
-        let mut step = (len - done).min(done.max(64 << 10));
+        let mut step = (len - done).min(done.max(4 << 10));
         if done < free {
             // The free part first, whole: it is kept even if growth is refused.
             step = step.min(free - done);

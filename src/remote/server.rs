@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 /// Default of [`Limits::max_connections`]: authenticated connections served at once.
 pub const MAX_CONNECTIONS: usize = 1024;
 /// Default of [`Limits::max_pending`]: connections that have not completed the handshake.
-pub const MAX_PENDING: usize = 512;
+pub const MAX_PENDING: usize = 1024;
 /// Default of [`Limits::handshake_timeout`]: how long a new connection has, from its
 /// accept, to complete its [`Hello`].
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -731,6 +731,10 @@ impl Drop for Server {
         if let Listener::Unix(_, p) = &self.listener {
             let _ = std::fs::remove_file(p);
         }
+        // The machines go now, with their temporary roots, even if a [`ShutdownHandle`]
+        // being used on another thread (a signal handler) briefly holds the shared state.
+        let machines = std::mem::take(&mut *self.shared.machines.lock());
+        drop(machines);
     }
 }
 
@@ -856,7 +860,7 @@ enum Refusal {
 
 /// Reads through a deadline: each read waits at most until `until`.
 struct Deadline<'a> {
-    io: &'a mut BufReader<Stream>,
+    io: &'a mut Stream,
     until: Instant,
 }
 
@@ -869,9 +873,7 @@ impl Read for Deadline<'_> {
                 "the handshake deadline passed",
             ));
         }
-        if self.io.buffer().is_empty() {
-            self.io.get_ref().set_read_timeout(Some(left))?;
-        }
+        self.io.set_read_timeout(Some(left))?;
         self.io.read(buf)
     }
 }
@@ -917,10 +919,13 @@ fn bad_handshake(shared: &Shared, id: u64) {
 }
 
 /// Runs the handshake; `Err` is the reason to close.
+///
+/// It reads the stream itself, with exact reads (nothing past the Hello), so a connection
+/// costs no read buffer before it is authenticated.
 fn handshake(
     shared: &Shared,
     id: u64,
-    io: &mut BufReader<Stream>,
+    io: &mut Stream,
     accepted_at: Instant,
 ) -> Result<String, String> {
     let limits = &shared.limits;
@@ -979,7 +984,7 @@ fn handshake(
             .secret
             .as_deref()
             .is_some_and(|c| constant_time_eq(c.as_bytes(), s.as_bytes()));
-        let key = peer_key(io.get_ref());
+        let key = peer_key(io);
         match verdict_time(shared, key, ok) {
             Err(wait) => {
                 bump(&shared.stats.throttled);
@@ -1033,26 +1038,25 @@ fn handshake(
         reply.hr = *hr;
         reply.message = msg.clone();
     }
-    let _ = io.get_ref().set_read_timeout(None);
+    let _ = io.set_read_timeout(None);
     // The reply is small: it fits in the socket's buffer unless the peer stopped reading.
-    let _ = io
-        .get_ref()
-        .set_write_timeout(Some(limits.handshake_timeout));
-    let sent = write_frame(io.get_mut(), &encode_hello_reply(&reply));
+    let _ = io.set_write_timeout(Some(limits.handshake_timeout));
+    let sent = write_frame(io, &encode_hello_reply(&reply));
     if let Some((_, msg)) = refusal {
         return Err(format!("handshake refused ({}): {msg}", hello.client));
     }
     sent.map_err(|e| format!("handshake: {e}"))?;
     bump(&shared.stats.authenticated);
     // A peer that stops reading its responses is idle too.
-    let _ = io.get_ref().set_read_timeout(limits.idle_timeout);
-    let _ = io.get_ref().set_write_timeout(limits.idle_timeout);
+    let _ = io.set_read_timeout(limits.idle_timeout);
+    let _ = io.set_write_timeout(limits.idle_timeout);
     Ok(hello.client)
 }
 
-fn serve_connection(shared: &Shared, stream: Stream, id: u64, accepted_at: Instant) {
+fn serve_connection(shared: &Shared, mut stream: Stream, id: u64, accepted_at: Instant) {
     let peer = stream.peer();
-    let mut io = BufReader::with_capacity(64 << 10, stream);
+    let shaken = handshake(shared, id, &mut stream, accepted_at);
+    let mut io = BufReader::with_capacity(if shaken.is_ok() { 64 << 10 } else { 0 }, stream);
     let mut conn = Conn {
         shared,
         id,
@@ -1063,12 +1067,14 @@ fn serve_connection(shared: &Shared, stream: Stream, id: u64, accepted_at: Insta
         read_buf: Vec::new(),
         reserved: 0,
     };
-    let closed = match handshake(shared, id, &mut io, accepted_at) {
+    let closed = match shaken {
         // A flood of these is summarised by the accept loop ([`Shared::summarize`]),
         // not logged line by line.
         Err(_) => None,
         Ok(_client) => conn.serve(&mut io),
     };
+    // A frame the connection was reading when it ended gives its bytes back.
+    shared.release(std::mem::take(&mut conn.reserved));
     if let Some(reason) = closed {
         shared.log(format!("connection {id} ({peer}) closed: {reason}"));
     }

@@ -16,6 +16,7 @@ mod prop_restore;
 mod recorder_files;
 mod remote;
 mod restore_rules;
+mod server_limits;
 mod smoke;
 mod texts;
 mod tooling;
