@@ -41,6 +41,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod fuzz;
 pub mod protocol;
 pub mod server;
 
