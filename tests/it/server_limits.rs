@@ -919,3 +919,46 @@ fn the_frame_budget_is_returned_when_peers_leave() {
     }
     full_backup(&good(&addr), "LIMRETURN").unwrap();
 }
+
+/// `serve` started with a soft limit of open files below its hard limit raises it: its
+/// connection budgets need about 4,200 descriptors, more than the usual soft 1024.
+#[test]
+fn serve_raises_its_open_files_limit() {
+    let (_, hard) = open_files();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(dir.path(), &["LIMNOFILE"]);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -Sn 256 && exec \"$0\" serve --config \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_certadm-emu"))
+        .arg(&cfg)
+        .env_remove("CERTADM_EMU_SERVER")
+        .env_remove("CERTADM_EMU_CONFIG")
+        .env_remove("CERTADM_EMU_REPORT")
+        .env("CERTADM_EMU_SECRET", SECRET)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+        .unwrap();
+    let want = hard.map_or("unlimited".to_string(), |h| h.to_string());
+    assert_eq!(soft, want, "{limits}");
+    good(&addr).shutdown_server().unwrap();
+    assert!(child.wait().unwrap().success());
+}
