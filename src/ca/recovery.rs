@@ -58,18 +58,19 @@ impl std::fmt::Display for DataLoss {
         let from = self.missing_from;
         match (self.missing_through, self.lost_transactions, &self.backup) {
             (Some(to), Some(n), Some(b)) => {
-                let gens = if to == from {
-                    format!("generation {from} ({}) is", log_file_name(from))
+                let (gens, them) = if to == from {
+                    (format!("generation {from} ({}) is", log_file_name(from)), "it")
                 } else {
-                    format!(
+                    let gens = format!(
                         "generations {from}..{to} ({} .. {}) are",
                         log_file_name(from),
                         log_file_name(to)
-                    )
+                    );
+                    (gens, "them")
                 };
                 write!(
                     f,
-                    "the restore ends before the end of its backup set: {gens} missing; {b} listed them, and {n} of its transactions are lost"
+                    "the restore ends before the end of its backup set: {gens} missing; {b} listed {them}, and {n} of its transactions are lost"
                 )
             }
             _ => write!(
