@@ -1049,6 +1049,24 @@ fn put_recovery(w: &mut Writer, r: &RecoveryReport) {
     w.u64(r.transactions as u64);
     w.bool(r.torn_tail);
     w.utf16s(&r.ignored);
+    // Plain data (numbers and a unit enum): serialising cannot fail.
+    let end = r.backup_end.and_then(|b| serde_json::to_string(&b).ok());
+    w.opt_utf16(end.as_deref());
+    let loss = r
+        .data_loss
+        .as_ref()
+        .and_then(|d| serde_json::to_string(d).ok());
+    w.opt_utf16(loss.as_deref());
+}
+
+/// An optional JSON member of a response (`what` names it in an error).
+fn get_json<T: serde::de::DeserializeOwned>(
+    r: &mut Reader<'_>,
+    what: &str,
+) -> Result<Option<T>, DecodeError> {
+    r.opt_utf16(what)?
+        .map(|t| serde_json::from_str(&t).map_err(|e| DecodeError(format!("{what}: {e}"))))
+        .transpose()
 }
 
 fn get_recovery(r: &mut Reader<'_>) -> Result<RecoveryReport, DecodeError> {
@@ -1060,6 +1078,8 @@ fn get_recovery(r: &mut Reader<'_>) -> Result<RecoveryReport, DecodeError> {
             .map_err(|_| DecodeError("transactions overflow usize".into()))?,
         torn_tail: r.bool("torn_tail")?,
         ignored: r.utf16s("ignored")?,
+        backup_end: get_json(r, "backup_end")?,
+        data_loss: get_json(r, "data_loss")?,
     })
 }
 

@@ -11,8 +11,8 @@
 //!   in the normal suite).
 
 use certadm_emu::api::Registration;
-use certadm_emu::ca::format::Position;
-use certadm_emu::ca::recovery::RecoveryReport;
+use certadm_emu::ca::format::{BackupEnd, BackupSetKind, Position};
+use certadm_emu::ca::recovery::{DataLoss, RecoveryReport};
 use certadm_emu::core::Call;
 use certadm_emu::machine::Identity;
 use certadm_emu::remote::fuzz;
@@ -318,6 +318,38 @@ fn ops() -> Vec<u16> {
     operations().collect()
 }
 
+fn backup_set() -> impl Strategy<Value = BackupEnd> {
+    (any::<bool>(), any::<(u32, u32, u64)>()).prop_map(
+        |(full, (low_gen, high_gen, transactions))| BackupEnd {
+            kind: if full {
+                BackupSetKind::Full
+            } else {
+                BackupSetKind::Incremental
+            },
+            low_gen,
+            high_gen,
+            transactions,
+        },
+    )
+}
+
+fn data_loss() -> impl Strategy<Value = DataLoss> {
+    (
+        any::<u32>(),
+        any::<Option<u32>>(),
+        any::<Option<u64>>(),
+        prop::option::of(backup_set()),
+    )
+        .prop_map(
+            |(missing_from, missing_through, lost_transactions, backup)| DataLoss {
+                missing_from,
+                missing_through,
+                lost_transactions,
+                backup,
+            },
+        )
+}
+
 fn recovery() -> impl Strategy<Value = RecoveryReport> {
     (
         any::<bool>(),
@@ -326,15 +358,21 @@ fn recovery() -> impl Strategy<Value = RecoveryReport> {
         0usize..1_000_000,
         any::<bool>(),
         prop::collection::vec(text(), 0..3),
+        prop::option::of(backup_set()),
+        prop::option::of(data_loss()),
     )
         .prop_map(
-            |(hard, (generation, pos), r, t, torn, ignored)| RecoveryReport {
-                hard,
-                from: Position { generation, pos },
-                replayed_generations: r,
-                transactions: t,
-                torn_tail: torn,
-                ignored,
+            |(hard, (generation, pos), r, t, torn, ignored, backup_end, data_loss)| {
+                RecoveryReport {
+                    hard,
+                    from: Position { generation, pos },
+                    replayed_generations: r,
+                    transactions: t,
+                    torn_tail: torn,
+                    ignored,
+                    backup_end,
+                    data_loss,
+                }
             },
         )
 }
