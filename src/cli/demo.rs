@@ -174,9 +174,12 @@ fn run_demo(out: Option<PathBuf>, edb_size: Option<u64>, records: u32) -> Result
         ca.last_full_backup().map(|m| m.high_gen),
         ca.log_generations()
     );
-    ca.issue(40).map_err(|e| e.to_string())?;
-    ca.revoke(1005).map_err(|e| e.to_string())?;
-    println!("Issued 40 more certificates and revoked request 1005\n");
+    // Revoke one certificate of this batch: its request id depends on the
+    // CA's size (`--records`), so it is taken from what `issue` returned.
+    let batch = ca.issue(40).map_err(|e| e.to_string())?;
+    let revoked = batch[batch.len() / 2];
+    ca.revoke(revoked).map_err(|e| e.to_string())?;
+    println!("Issued 40 more certificates and revoked request {revoked}\n");
     let inc_dir = dir.join("incremental-1");
     let opts = BackupOptions {
         incremental: true,
