@@ -15,7 +15,7 @@
 
 use crate::ca::Ca;
 use crate::core::{Error, Result};
-use crate::event::RawValue;
+use crate::event::{Extras, Slot};
 use crate::machine::{Identity, Machine};
 use crate::session::handle::{Hcsbc, HOST_SLOTS};
 use crate::session::{Session, SessionTable};
@@ -52,9 +52,6 @@ pub(crate) struct Host {
     pub(crate) slot: u16,
     pub(crate) generation: u16,
     id: u64,
-    /// The NetBIOS and DNS names as registered (their spelling), shared by the trace
-    /// events of the calls that pass them.
-    names: [Arc<String>; 2],
     /// Calls are traced and checked for conformance (on by default).
     pub(crate) tracing: std::sync::atomic::AtomicBool,
     /// A fault schedule is installed (checked before taking the lock on every call).
@@ -67,12 +64,15 @@ impl Host {
         self.id
     }
 
-    /// A server name a call passed, for its trace event: shared with the host's own name
-    /// when it is spelled exactly so (no allocation), else a copy.
-    pub(crate) fn name_value(&self, server: &str) -> RawValue {
-        match self.names.iter().find(|n| n.as_str() == server) {
-            Some(n) => RawValue::Str(n.clone()),
-            None => RawValue::Str(Arc::new(server.to_string())),
+    /// A server name a call passed, for its trace event: the host's own name when it is
+    /// spelled exactly so (stored in place, no allocation), else a copy.
+    pub(crate) fn name_value(&self, server: &str, x: &mut Extras) -> Slot {
+        if server == self.machine.netbios() {
+            Slot::host_name(0)
+        } else if server == self.machine.dns() {
+            Slot::host_name(1)
+        } else {
+            x.str(server)
         }
     }
 }
@@ -144,19 +144,15 @@ pub(crate) fn register(machine: Machine, ca: Option<Ca>, identity: Identity) -> 
     };
     let entry = &mut slots.entries[slot as usize];
     entry.0 = Hcsbc::host_gen_bits(entry.0.wrapping_add(1));
-    let own_names = [
-        Arc::new(machine.netbios().to_string()),
-        Arc::new(machine.dns().to_string()),
-    ];
+    let own_names = [machine.netbios().into(), machine.dns().into()];
     let host = Arc::new(Host {
-        names: own_names,
         machine,
         state: Mutex::new(HostState {
             ca,
             sessions: SessionTable::default(),
             identity,
             active_backup: None,
-            trace: Default::default(),
+            trace: super::trace::Trace::new(own_names),
             faults: Default::default(),
             strict: false,
         }),
@@ -347,6 +343,15 @@ pub(crate) fn by_key(key: u64) -> Option<Arc<Host>> {
         .filter_map(|(_, h)| h.as_ref())
         .find(|h| h.id == key)
         .cloned()
+}
+
+/// The host in this slot, if it has this generation (from the table: for the rare paths).
+pub(crate) fn by_slot(slot: u16, generation: u16) -> Option<Arc<Host>> {
+    let slots = REGISTRY.slots.read();
+    match slots.entries.get(slot as usize)? {
+        (g, Some(host)) if *g == generation => Some(host.clone()),
+        _ => None,
+    }
 }
 
 /// The host a handle belongs to, if its host slot and generation are live.

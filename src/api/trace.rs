@@ -11,7 +11,7 @@
 //! cost 2 million events.
 
 use crate::core::{Call, HRESULT};
-use crate::event::{Event, RawEvent, RawValue};
+use crate::event::{Event, Extra, HostNames, RawEvent, RawView};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::io::Write;
@@ -23,47 +23,93 @@ use std::sync::{Arc, LazyLock};
 pub(crate) const TRACE_CAPACITY: usize = 4096;
 
 /// A host's trace: the recent events, and the conformance checker fed with all of them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Trace {
+    /// The recent events: plain records, so that the ring copies them in and evicts them
+    /// without drop work.
     events: VecDeque<RawEvent>,
+    /// The extras of the events that have one, in the same order.
+    extras: VecDeque<Extra>,
+    /// The host's own names, which events refer to.
+    names: HostNames,
     next_seq: u64,
     dropped: u64,
     checker: crate::conformance::Checker,
 }
 
 impl Trace {
-    /// Appends an event, folding it into the previous one when both are successful
-    /// reads on the same handle.
-    pub(crate) fn push(&mut self, mut e: RawEvent) {
+    /// An empty trace of the host with these names.
+    pub(crate) fn new(names: HostNames) -> Trace {
+        Trace {
+            events: VecDeque::new(),
+            extras: VecDeque::new(),
+            names,
+            next_seq: 0,
+            dropped: 0,
+            checker: Default::default(),
+        }
+    }
+
+    /// Appends an event (and its extra), folding it into the previous one when both are
+    /// successful reads on the same handle.
+    pub(crate) fn push(&mut self, mut e: RawEvent, mut extra: Option<Extra>) {
         self.next_seq += 1;
         e.seq = self.next_seq;
-        if SINK_ON.load(Ordering::Relaxed) {
-            sink_write(&e.to_event());
+        if let Some(x) = &mut extra {
+            x.seq = e.seq;
         }
-        self.checker.feed(&e);
-        if e.call == Call::BackupRead && e.hr == HRESULT::S_OK {
+        let view = RawView {
+            event: &e,
+            extra: extra.as_ref(),
+            names: &self.names,
+        };
+        if SINK_ON.load(Ordering::Relaxed) {
+            sink_write(&view.to_event());
+        }
+        self.checker.feed(&view);
+        if e.call == Call::BackupRead && e.hr == HRESULT::S_OK && extra.is_none() {
             if let Some(last) = self.events.back_mut() {
-                if last.call == e.call && last.hr == HRESULT::S_OK && last.handle() == e.handle() {
-                    last.count += 1;
-                    last.elapsed_ns += e.elapsed_ns;
-                    let add = e.out.get("read").and_then(RawValue::as_u64).unwrap_or(0);
-                    if let Some(RawValue::U64(total)) = last.out.get_mut("read") {
-                        *total += add;
-                    }
+                if last.call == e.call
+                    && last.hr == HRESULT::S_OK
+                    && !last.has_extra
+                    && last.inline_handle() == e.inline_handle()
+                {
+                    last.fold(&e);
                     return;
                 }
             }
         }
         if self.events.len() == TRACE_CAPACITY {
-            self.events.pop_front();
+            if let Some(old) = self.events.pop_front() {
+                if old.has_extra {
+                    let x = self.extras.pop_front();
+                    debug_assert_eq!(x.map(|x| x.seq), Some(old.seq));
+                }
+            }
             self.dropped += 1;
         }
         self.events.push_back(e);
+        if let Some(x) = extra {
+            self.extras.push_back(x);
+        }
     }
 
     /// The recent events (at most [`TRACE_CAPACITY`], oldest first), rendered.
     pub(crate) fn events(&self) -> Vec<Event> {
-        self.events.iter().map(RawEvent::to_event).collect()
+        let mut extras = self.extras.iter();
+        self.events
+            .iter()
+            .map(|e| {
+                let extra = if e.has_extra { extras.next() } else { None };
+                debug_assert_eq!(extra.map(|x| x.seq), e.has_extra.then_some(e.seq));
+                RawView {
+                    event: e,
+                    extra,
+                    names: &self.names,
+                }
+                .to_event()
+            })
+            .collect()
     }
 
     /// Calls recorded (folded reads count each call).
