@@ -296,6 +296,65 @@ impl Hasher for WordHasher {
 
 type Words = BuildHasherDefault<WordHasher>;
 
+/// Open sessions by handle: a map that keeps the session prepared last beside the others,
+/// so that a client with one session open (the usual case) prepares and ends it without
+/// hashing.
+#[derive(Debug, Default, Clone)]
+struct Sessions {
+    last: Option<(u64, Sess)>,
+    others: HashMap<u64, Sess, Words>,
+}
+
+impl Sessions {
+    /// Opens `s` under `h` (replacing a session under the same handle).
+    fn insert(&mut self, h: u64, s: Sess) {
+        if !self.others.is_empty() {
+            self.others.remove(&h);
+        }
+        if let Some((old, sess)) = self.last.replace((h, s)) {
+            if old != h {
+                self.others.insert(old, sess);
+            }
+        }
+    }
+
+    fn get(&self, h: u64) -> Option<&Sess> {
+        match &self.last {
+            Some((l, s)) if *l == h => Some(s),
+            _ if self.others.is_empty() => None,
+            _ => self.others.get(&h),
+        }
+    }
+
+    fn get_mut(&mut self, h: u64) -> Option<&mut Sess> {
+        match &mut self.last {
+            Some((l, s)) if *l == h => Some(s),
+            _ if self.others.is_empty() => None,
+            _ => self.others.get_mut(&h),
+        }
+    }
+
+    fn contains(&self, h: u64) -> bool {
+        self.get(h).is_some()
+    }
+
+    fn remove(&mut self, h: u64) -> Option<Sess> {
+        match &self.last {
+            Some((l, _)) if *l == h => self.last.take().map(|(_, s)| s),
+            _ if self.others.is_empty() => None,
+            _ => self.others.remove(&h),
+        }
+    }
+
+    /// Every open session, in no order.
+    fn iter(&self) -> impl Iterator<Item = (&u64, &Sess)> {
+        self.last
+            .iter()
+            .map(|(h, s)| (h, s))
+            .chain(self.others.iter())
+    }
+}
+
 /// The handles most recently ended (use after End is detected for these): a ring, so
 /// that an End costs a store. It is searched only when a call fails with `E_HANDLE`; a
 /// handle ended and then returned again by a Prepare is live while its new session is
@@ -326,7 +385,7 @@ pub const MAX_VIOLATIONS: usize = 1000;
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Checker {
     /// Open sessions by handle (reported in handle order).
-    sessions: HashMap<u64, Sess, Words>,
+    sessions: Sessions,
     /// Handles ended lately. One that is among the open sessions again was returned anew
     /// by a Prepare: it is live, not ended.
     ended: Recent,
@@ -392,7 +451,7 @@ impl Checker {
         if hr == HRESULT::ERROR_SHARING_VIOLATION {
             push(violations, FILES_UNDER_RUNNING_CA, e, message);
         }
-        if hr == HRESULT::E_HANDLE && h != 0 && ended.contains(h) && !sessions.contains_key(&h) {
+        if hr == HRESULT::E_HANDLE && h != 0 && ended.contains(h) && !sessions.contains(h) {
             push(violations, USE_AFTER_END, e, || {
                 format!("context {h:#x} was ended before this call")
             });
@@ -415,7 +474,7 @@ impl Checker {
                 }
             }
             Call::BackupGetDatabaseNames | Call::BackupGetBackupLogs if ok => {
-                if let (Some(s), Some(l)) = (sessions.get_mut(&h), e.out_list(Field::List)) {
+                if let (Some(s), Some(l)) = (sessions.get_mut(h), e.out_list(Field::List)) {
                     for entry in l {
                         let name: String = entry.chars().skip(1).collect();
                         s.files().listed.entry(strip(&name)).or_default();
@@ -423,7 +482,7 @@ impl Checker {
                 }
             }
             Call::RestoreGetDatabaseLocations if ok => {
-                if let Some(s) = sessions.get_mut(&h) {
+                if let Some(s) = sessions.get_mut(h) {
                     s.locations = true;
                 }
             }
@@ -442,7 +501,7 @@ impl Checker {
                     });
                 }
                 if ok {
-                    if let Some(s) = sessions.get_mut(&h) {
+                    if let Some(s) = sessions.get_mut(h) {
                         let size = e.out_u64(Field::FileSize).unwrap_or(0);
                         let files = s.files();
                         let f = files.listed.entry(strip(name)).or_default();
@@ -456,7 +515,7 @@ impl Checker {
                 if let Some(Files {
                     open: Some((name, _)),
                     listed,
-                }) = sessions.get_mut(&h).and_then(|s| s.files.as_deref_mut())
+                }) = sessions.get_mut(h).and_then(|s| s.files.as_deref_mut())
                 {
                     let n = e.out_u64(Field::Read).unwrap_or(0);
                     if let Some(f) = listed.get_mut(name) {
@@ -466,12 +525,12 @@ impl Checker {
             }
             // A failed Close still counts as the client's attempt (End closes implicitly).
             Call::BackupClose => {
-                if let Some(files) = sessions.get_mut(&h).and_then(|s| s.files.as_deref_mut()) {
+                if let Some(files) = sessions.get_mut(h).and_then(|s| s.files.as_deref_mut()) {
                     files.open = None;
                 }
             }
             Call::BackupTruncateLogs => {
-                if let Some(s) = sessions.get(&h) {
+                if let Some(s) = sessions.get(h) {
                     let missing = s.unsecured();
                     if !missing.is_empty() || hr == HRESULT::E_UNEXPECTED {
                         push(violations, TRUNCATE_EARLY, e, || {
@@ -485,7 +544,7 @@ impl Checker {
                 }
             }
             Call::BackupEnd if ok => {
-                if let Some(s) = sessions.remove(&h) {
+                if let Some(s) = sessions.remove(h) {
                     if let Some((name, (_, call))) = s.open() {
                         push(violations, FILE_NOT_CLOSED, e, || {
                             format!("{name} opened by {call} was still open at End")
@@ -507,17 +566,17 @@ impl Checker {
                 ended.insert(h);
             }
             Call::RestoreRegister | Call::RestoreRegisterThroughFile if ok => {
-                if let Some(s) = sessions.get_mut(&h) {
+                if let Some(s) = sessions.get_mut(h) {
                     s.registered = Some(at(e));
                 }
             }
             Call::RestoreRegisterComplete if ok => {
-                if let Some(s) = sessions.get_mut(&h) {
+                if let Some(s) = sessions.get_mut(h) {
                     s.registered = None;
                 }
             }
             Call::RestoreEnd if ok => {
-                if let Some(s) = sessions.remove(&h) {
+                if let Some(s) = sessions.remove(h) {
                     if let Some((seq, call)) = s.registered {
                         push(violations, REGISTER_WITHOUT_COMPLETE, e, || {
                             format!("registered at call #{seq} ({call}) and ended without CertSrvRestoreRegisterComplete")

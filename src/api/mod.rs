@@ -49,16 +49,24 @@ pub(crate) fn current_client() -> u64 {
 }
 
 /// The call reaches `host` ([`Frame::reach`]), then the faults planned for it run.
+#[inline]
 fn arrive<'h>(fr: &mut Frame<'h>, host: Arc<Host>) -> Result<&'h Arc<Host>> {
-    let call = fr.call();
     let host = fr.reach(host);
     if !host.faults_on.load(std::sync::atomic::Ordering::Relaxed) {
         return Ok(host);
     }
+    run_faults(fr.call(), host)?;
+    Ok(host)
+}
+
+/// Runs the faults planned for `call` on `host` (a fault schedule is installed).
+#[cold]
+#[inline(never)]
+fn run_faults(call: Call, host: &Host) -> Result<()> {
     let mut guard = host.state.lock();
     let st = &mut *guard;
     if st.faults.is_empty() {
-        return Ok(host);
+        return Ok(());
     }
     for action in st.faults.before_call(call) {
         match action {
@@ -90,56 +98,75 @@ fn arrive<'h>(fr: &mut Frame<'h>, host: Arc<Host>) -> Result<&'h Arc<Host>> {
             }
         }
     }
-    Ok(host)
+    Ok(())
 }
 
 /// Routes the call by server name (`HOST`, `\\HOST`, `HOST\CA name`).
+#[inline]
 pub(crate) fn lookup_server<'h>(fr: &mut Frame<'h>, server: &str) -> Result<&'h Arc<Host>> {
-    let call = fr.call();
     let Some((host, ca_part)) = registry::by_name(server) else {
-        return Err(Error::ServerUnavailable {
-            call: call.name(),
-            server: server.to_string(),
-            why: route::unknown_server_hint(),
-        });
+        return Err(unknown_server(fr.call(), server));
     };
     if let Some(ca_name) = ca_part {
-        let st = host.state.lock();
-        match &st.ca {
-            Some(ca) if ca.name().eq_ignore_ascii_case(ca_name) => {}
-            _ => {
-                return Err(Error::FileNotFound {
-                    call: call.name(),
-                    why: format!(
-                        "machine {:?} has no CA named {ca_name:?}",
-                        host.machine.netbios()
-                    ),
-                })
-            }
-        }
+        check_ca_name(fr.call(), &host, ca_name)?;
     }
     arrive(fr, host)
 }
 
+#[cold]
+fn unknown_server(call: Call, server: &str) -> Error {
+    Error::ServerUnavailable {
+        call: call.name(),
+        server: server.to_string(),
+        why: route::unknown_server_hint(),
+    }
+}
+
+/// The CA part of a server name (`HOST\CA name`) names the CA of `host`.
+#[cold]
+fn check_ca_name(call: Call, host: &Host, ca_name: &str) -> Result<()> {
+    let st = host.state.lock();
+    match &st.ca {
+        Some(ca) if ca.name().eq_ignore_ascii_case(ca_name) => Ok(()),
+        _ => Err(Error::FileNotFound {
+            call: call.name(),
+            why: format!(
+                "machine {:?} has no CA named {ca_name:?}",
+                host.machine.netbios()
+            ),
+        }),
+    }
+}
+
 /// Routes the call by its context handle.
+#[inline]
 pub(crate) fn lookup_handle<'h>(
     fr: &mut Frame<'h>,
     h: Hcsbc,
 ) -> Result<(&'h Arc<Host>, HandleParts)> {
-    let call = fr.call();
-    let parts = h.parts().ok_or_else(|| Error::InvalidHandle {
-        call: call.name(),
-        handle: h.as_raw(),
-        why: "not a handle returned by CertSrvBackupPrepareW or CertSrvRestorePrepareW".into(),
-    })?;
-    let host = registry::by_handle(h).ok_or_else(|| Error::InvalidHandle {
-        call: call.name(),
-        handle: h.as_raw(),
-        why: "its machine no longer exists".into(),
-    })?;
+    let Some(parts) = h.parts() else {
+        return Err(bad_handle(
+            fr.call(),
+            h,
+            "not a handle returned by CertSrvBackupPrepareW or CertSrvRestorePrepareW",
+        ));
+    };
+    let Some(host) = registry::by_handle(h) else {
+        return Err(bad_handle(fr.call(), h, "its machine no longer exists"));
+    };
     Ok((arrive(fr, host)?, parts))
 }
 
+#[cold]
+fn bad_handle(call: Call, h: Hcsbc, why: &str) -> Error {
+    Error::InvalidHandle {
+        call: call.name(),
+        handle: h.as_raw(),
+        why: why.into(),
+    }
+}
+
+#[cold]
 fn stale(call: Call, h: Hcsbc) -> Error {
     Error::InvalidHandle {
         call: call.name(),
@@ -149,43 +176,60 @@ fn stale(call: Call, h: Hcsbc) -> Error {
 }
 
 /// Rule 11 and 12 of spec §6.2: interface flags and the backup privilege.
+#[inline]
 pub(crate) fn check_backup_access(call: Call, id: &Identity, flags: u32) -> Result<()> {
-    if id.remote && flags & IF_NOREMOTEICERTADMINBACKUP != 0 {
-        return Err(Error::access_denied(
-            call,
-            "the caller is remote and InterfaceFlags has IF_NOREMOTEICERTADMINBACKUP (part of IF_DEFAULT); run the backup on the CA host or clear the flag",
-        ));
-    }
-    if !id.remote && flags & IF_NOLOCALICERTADMINBACKUP != 0 {
-        return Err(Error::access_denied(
-            call,
-            "InterfaceFlags has IF_NOLOCALICERTADMINBACKUP",
-        ));
-    }
-    if !id.backup_privilege {
-        return Err(Error::access_denied(
-            call,
-            "the caller lacks SeBackupPrivilege (the CA Operator role)",
-        ));
+    let denied = (id.remote && flags & IF_NOREMOTEICERTADMINBACKUP != 0)
+        || (!id.remote && flags & IF_NOLOCALICERTADMINBACKUP != 0)
+        || !id.backup_privilege;
+    if denied {
+        return Err(backup_access_denied(call, id, flags));
     }
     Ok(())
 }
 
-fn running(call: Call, ca: &Ca, server: &str) -> Result<()> {
-    match ca.service() {
-        ServiceState::Running => Ok(()),
-        ServiceState::Suspended => Err(Error::Suspended {
-            call: call.name(),
-            why: "the CA is suspended for a database restore (recovery in progress)".into(),
-        }),
-        ServiceState::Stopped => Err(Error::ServerUnavailable {
-            call: call.name(),
-            server: server.to_string(),
-            why: "the CA service is stopped".into(),
-        }),
+/// Why [`check_backup_access`] refused the caller.
+#[cold]
+fn backup_access_denied(call: Call, id: &Identity, flags: u32) -> Error {
+    if id.remote && flags & IF_NOREMOTEICERTADMINBACKUP != 0 {
+        Error::access_denied(
+            call,
+            "the caller is remote and InterfaceFlags has IF_NOREMOTEICERTADMINBACKUP (part of IF_DEFAULT); run the backup on the CA host or clear the flag",
+        )
+    } else if !id.remote && flags & IF_NOLOCALICERTADMINBACKUP != 0 {
+        Error::access_denied(call, "InterfaceFlags has IF_NOLOCALICERTADMINBACKUP")
+    } else {
+        Error::access_denied(
+            call,
+            "the caller lacks SeBackupPrivilege (the CA Operator role)",
+        )
     }
 }
 
+/// The CA service runs.
+#[inline]
+fn running(call: Call, ca: &Ca, server: &str) -> Result<()> {
+    match ca.service() {
+        ServiceState::Running => Ok(()),
+        state => Err(not_running(call, state, server)),
+    }
+}
+
+#[cold]
+fn not_running(call: Call, state: ServiceState, server: &str) -> Error {
+    match state {
+        ServiceState::Stopped => Error::ServerUnavailable {
+            call: call.name(),
+            server: server.to_string(),
+            why: "the CA service is stopped".into(),
+        },
+        _ => Error::Suspended {
+            call: call.name(),
+            why: "the CA is suspended for a database restore (recovery in progress)".into(),
+        },
+    }
+}
+
+#[cold]
 fn no_ca(call: impl Into<&'static str>, server: &str) -> Error {
     Error::ServerUnavailable {
         call: call.into(),

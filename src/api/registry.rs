@@ -214,13 +214,19 @@ struct Routes {
 
 impl Routes {
     /// Forgets every route if the tables changed since they were read.
+    #[inline]
     fn validate(&mut self) {
         let now = EPOCH.load(Ordering::Acquire);
         if now != self.epoch {
-            self.handles.clear();
-            self.names.clear();
-            self.epoch = now;
+            self.reset(now);
         }
+    }
+
+    #[cold]
+    fn reset(&mut self, epoch: u64) {
+        self.handles.clear();
+        self.names.clear();
+        self.epoch = epoch;
     }
 }
 

@@ -52,6 +52,7 @@ impl Trace {
 
     /// Appends an event (and its extra), folding it into the previous one when both are
     /// successful reads on the same handle.
+    #[inline]
     pub(crate) fn push(&mut self, mut e: RawEvent, mut extra: Option<Extra>) {
         self.next_seq += 1;
         e.seq = self.next_seq;
