@@ -684,7 +684,7 @@ pub(crate) struct Extra {
 impl RawEvent {
     /// The event of `call` with its arguments, result and (on success) out-values, not yet
     /// numbered and not folded, and its extra if it needs one.
-    #[inline]
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new<const A: usize, const O: usize>(
         call: Call,
@@ -837,6 +837,21 @@ impl<'a> RawView<'a> {
         }
     }
 
+    /// The number (or handle) at `i`: in place, read at once; a kept value (a number the
+    /// rare calls made) through [`RawView::value`].
+    #[inline]
+    fn num(&self, i: usize) -> Option<u64> {
+        let e = self.event;
+        if e.len() <= INLINE {
+            match e.tags[i] {
+                Tag::U64 | Tag::Handle => return Some(e.words[i]),
+                Tag::Hr | Tag::Null | Tag::HostName => return None,
+                Tag::Kept => {}
+            }
+        }
+        self.value(i).as_u64()
+    }
+
     fn arg(&self, f: Field) -> Option<Val<'a>> {
         self.event.arg_index(f).map(|i| self.value(i))
     }
@@ -961,16 +976,16 @@ impl Traced for RawView<'_> {
         self.event.count
     }
     fn handle(&self) -> Option<u64> {
-        self.event.hbc().and_then(|i| self.value(i).as_u64())
+        self.event.hbc().and_then(|i| self.num(i))
     }
     fn arg_u64(&self, f: Field) -> Option<u64> {
-        self.arg(f).and_then(Val::as_u64)
+        self.event.arg_index(f).and_then(|i| self.num(i))
     }
     fn arg_str(&self, f: Field) -> Option<&str> {
         self.arg(f).and_then(Val::as_str)
     }
     fn out_u64(&self, f: Field) -> Option<u64> {
-        self.out(f).and_then(Val::as_u64)
+        self.event.out_index(f).and_then(|i| self.num(i))
     }
     fn out_list(&self, f: Field) -> Option<Vec<String>> {
         match self.out(f)?.to_value() {

@@ -238,6 +238,7 @@ impl BackupSession {
 
     /// `CertSrvBackupEnd`: closes an open file, records a complete backup, releases the
     /// freeze. A disconnected session has nothing left to do.
+    #[inline]
     pub(crate) fn end(self, ca: &mut Ca, m: &Machine) -> Result<()> {
         match self {
             BackupSession::Live(b) => b.end(ca, m),
@@ -544,6 +545,7 @@ impl LiveBackup {
 
     /// `CertSrvBackupEnd` of a live session: drops an open file, records a complete
     /// backup that TruncateLogs did not record, releases the freeze of a full backup.
+    #[inline]
     pub(crate) fn end(self, ca: &mut Ca, m: &Machine) -> Result<()> {
         let complete = self.is_complete();
         let LiveBackup {
