@@ -48,10 +48,11 @@ pub(crate) fn current_client() -> u64 {
     })
 }
 
-/// The call reaches `host` ([`Frame::reach`]), then the faults planned for it run.
+/// The call reaches `host`, the one it holds ([`Frame::reach`]), then the faults planned
+/// for it run.
 #[inline]
-fn arrive<'h>(fr: &mut Frame<'h>, host: Arc<Host>) -> Result<&'h Arc<Host>> {
-    let host = fr.reach(host);
+fn arrive<'h>(fr: &mut Frame<'h>, host: &'h Arc<Host>) -> Result<&'h Arc<Host>> {
+    fr.reach(host);
     if !host.faults_on.load(std::sync::atomic::Ordering::Relaxed) {
         return Ok(host);
     }
@@ -104,11 +105,12 @@ fn run_faults(call: Call, host: &Host) -> Result<()> {
 /// Routes the call by server name (`HOST`, `\\HOST`, `HOST\CA name`).
 #[inline]
 pub(crate) fn lookup_server<'h>(fr: &mut Frame<'h>, server: &str) -> Result<&'h Arc<Host>> {
-    let Some((host, ca_part)) = registry::by_name(server) else {
+    let Some((host, ca_part, loan)) = registry::lend_by_name(server) else {
         return Err(unknown_server(fr.call(), server));
     };
+    let host = fr.hold(host, loan);
     if let Some(ca_name) = ca_part {
-        check_ca_name(fr.call(), &host, ca_name)?;
+        check_ca_name(fr.call(), host, ca_name)?;
     }
     arrive(fr, host)
 }
@@ -151,9 +153,10 @@ pub(crate) fn lookup_handle<'h>(
             "not a handle returned by CertSrvBackupPrepareW or CertSrvRestorePrepareW",
         ));
     };
-    let Some(host) = registry::by_handle(h) else {
+    let Some((host, loan)) = registry::lend_by_handle(h) else {
         return Err(bad_handle(fr.call(), h, "its machine no longer exists"));
     };
+    let host = fr.hold(host, loan);
     Ok((arrive(fr, host)?, parts))
 }
 
@@ -636,6 +639,7 @@ pub fn backup_free(pv: *mut core::ffi::c_void) -> Result<()> {
             if let Some(host) = owner.and_then(registry::by_key) {
                 // Counted like every call (fault positions stay aligned with the trace);
                 // a void function has no failure to inject.
+                let host = fr.hold(host, None);
                 let _ = arrive(fr, host);
             }
             match outcome {

@@ -4,7 +4,7 @@
 //! the trace of the host it reached ([`record_panic`]); and the hint an unknown server
 //! name gets ([`set_unknown_server_hint`]).
 
-use super::registry::{self, Host, HostState};
+use super::registry::{self, Host, HostState, Loan};
 use crate::core::{Call, HRESULT};
 use crate::event::{Extras, Form, RawEvent, RawMessage, Slot};
 use parking_lot::{MutexGuard, RwLock};
@@ -32,6 +32,8 @@ thread_local! {
 pub(crate) struct Frame<'h> {
     call: Call,
     host: &'h OnceCell<Arc<Host>>,
+    /// The route of this thread that lent the host, which it goes back to.
+    loan: Option<Loan>,
     guard: Option<MutexGuard<'h, HostState>>,
     /// When the call reached a host that traces.
     start: Option<Instant>,
@@ -43,11 +45,28 @@ impl<'h> Frame<'h> {
         self.call
     }
 
-    /// The call reached `host`: its event goes to that host's trace (and a panic from now
-    /// on), and its clock starts if the host traces (a host with tracing off costs no
-    /// clock read). A call reaches one host; reaching it again keeps the first.
-    pub(crate) fn reach(&mut self, host: Arc<Host>) -> &'h Arc<Host> {
-        let host: &'h Arc<Host> = self.host.get_or_init(|| host);
+    /// The call holds `host` until it ends (lent by a route of this thread if `loan` says
+    /// so, to which it goes back then). A call holds one host; holding another keeps the
+    /// first.
+    #[inline]
+    pub(crate) fn hold(&mut self, host: Arc<Host>, loan: Option<Loan>) -> &'h Arc<Host> {
+        match self.host.set(host) {
+            Ok(()) => self.loan = loan,
+            Err(other) => {
+                if let Some(loan) = loan {
+                    registry::give_back(loan, other);
+                }
+            }
+        }
+        let held: &'h OnceCell<Arc<Host>> = self.host;
+        held.get().expect("set above")
+    }
+
+    /// The call reached `host`, the one it holds: its event goes to that host's trace
+    /// (and a panic from now on), and its clock starts if the host traces (a host with
+    /// tracing off costs no clock read).
+    #[inline]
+    pub(crate) fn reach(&mut self, host: &Host) {
         if self.start.is_none() && host.tracing.load(Ordering::Relaxed) {
             self.start = Some(Instant::now());
         }
@@ -58,7 +77,6 @@ impl<'h> Frame<'h> {
                 c.set(Some(r));
             }
         });
-        host
     }
 
     /// The host reached, if any.
@@ -66,13 +84,13 @@ impl<'h> Frame<'h> {
         self.host.get()
     }
 
-    /// Locks the host reached (once: locking again returns the same state). The lock is
+    /// Locks the host held (once: locking again returns the same state). The lock is
     /// held until the call is recorded.
     ///
     /// # Panics
-    /// If the call reached no host yet.
+    /// If the call holds no host yet.
     pub(crate) fn lock(&mut self) -> &mut HostState {
-        let host: &'h Arc<Host> = self.host.get().expect("a call locks the host it reached");
+        let host: &'h Arc<Host> = self.host.get().expect("a call locks the host it holds");
         self.guard.get_or_insert_with(|| host.state.lock())
     }
 }
@@ -93,6 +111,7 @@ pub(crate) fn instrument<R, const A: usize, const O: usize>(
     let mut frame = Frame {
         call,
         host: &host,
+        loan: None,
         guard: None,
         start: None,
     };
@@ -122,6 +141,12 @@ pub(crate) fn instrument<R, const A: usize, const O: usize>(
         );
         e.elapsed_ns = elapsed;
         frame.lock().trace.push(e, extra);
+    }
+    // The lock first, then the host back to its route.
+    let loan = frame.loan;
+    drop(frame);
+    if let (Some(loan), Some(host)) = (loan, host.into_inner()) {
+        registry::give_back(loan, host);
     }
     r
 }
