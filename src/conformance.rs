@@ -9,7 +9,7 @@
 use crate::core::{Call, HRESULT};
 use crate::event::{Event, Field, Traced};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -307,6 +307,7 @@ struct Sessions {
 
 impl Sessions {
     /// Opens `s` under `h` (replacing a session under the same handle).
+    #[inline]
     fn insert(&mut self, h: u64, s: Sess) {
         if !self.others.is_empty() {
             self.others.remove(&h);
@@ -318,6 +319,7 @@ impl Sessions {
         }
     }
 
+    #[inline]
     fn get(&self, h: u64) -> Option<&Sess> {
         match &self.last {
             Some((l, s)) if *l == h => Some(s),
@@ -326,6 +328,7 @@ impl Sessions {
         }
     }
 
+    #[inline]
     fn get_mut(&mut self, h: u64) -> Option<&mut Sess> {
         match &mut self.last {
             Some((l, s)) if *l == h => Some(s),
@@ -338,6 +341,7 @@ impl Sessions {
         self.get(h).is_some()
     }
 
+    #[inline]
     fn remove(&mut self, h: u64) -> Option<Sess> {
         match &self.last {
             Some((l, _)) if *l == h => self.last.take().map(|(_, s)| s),
@@ -361,7 +365,9 @@ impl Sessions {
 /// open (see [`Checker::ended`]).
 #[derive(Debug, Default, Clone)]
 struct Recent {
-    ring: VecDeque<u64>,
+    /// Filled up to [`Recent::CAP`], then each handle overwrites the oldest, at `oldest`.
+    ring: Vec<u64>,
+    oldest: usize,
 }
 
 impl Recent {
@@ -369,11 +375,14 @@ impl Recent {
     fn contains(&self, h: u64) -> bool {
         self.ring.contains(&h)
     }
+    #[inline]
     fn insert(&mut self, h: u64) {
-        if self.ring.len() == Self::CAP {
-            self.ring.pop_front();
+        if self.ring.len() < Self::CAP {
+            self.ring.push(h);
+        } else {
+            self.ring[self.oldest] = h;
+            self.oldest = (self.oldest + 1) % Self::CAP;
         }
-        self.ring.push_back(h);
     }
 }
 

@@ -103,7 +103,7 @@ fn run_faults(call: Call, host: &Host) -> Result<()> {
 }
 
 /// Routes the call by server name (`HOST`, `\\HOST`, `HOST\CA name`).
-#[inline]
+#[inline(always)]
 pub(crate) fn lookup_server<'h>(fr: &mut Frame<'h>, server: &str) -> Result<&'h Arc<Host>> {
     let Some((host, ca_part, loan)) = registry::lend_by_name(server) else {
         return Err(unknown_server(fr.call(), server));
@@ -141,7 +141,7 @@ fn check_ca_name(call: Call, host: &Host, ca_name: &str) -> Result<()> {
 }
 
 /// Routes the call by its context handle.
-#[inline]
+#[inline(always)]
 pub(crate) fn lookup_handle<'h>(
     fr: &mut Frame<'h>,
     h: Hcsbc,
@@ -292,6 +292,7 @@ fn is_server_online_impl(fr: &mut Frame<'_>, server: &str) -> Result<bool> {
 }
 
 /// `CertSrvBackupPrepareW`.
+#[inline]
 fn backup_prepare_impl(
     fr: &mut Frame<'_>,
     server: &str,
@@ -450,6 +451,7 @@ fn backup_truncate_logs_impl(fr: &mut Frame<'_>, h: Hcsbc) -> Result<Vec<u32>> {
 }
 
 /// `CertSrvBackupEnd`.
+#[inline]
 fn backup_end_impl(fr: &mut Frame<'_>, h: Hcsbc) -> Result<()> {
     const CALL: Call = Call::BackupEnd;
     let (host, p) = lookup_handle(fr, h)?;
