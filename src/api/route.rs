@@ -1,8 +1,9 @@
-//! One API call in progress ([`instrument`], [`Frame`]): it reaches its host at most once,
-//! holds it for the call, and, when the host traces, records the call's event under the
-//! lock the call took anyway; the call running on this thread, so that a panic lands in
-//! the trace of the host it reached ([`record_panic`]); and the hint an unknown server
-//! name gets ([`set_unknown_server_hint`]).
+//! One API call in progress ([`instrument`], [`Frame`]): it routes once, holds its host
+//! for the call (on loan from the route of this thread that found it, given back when the
+//! call ends), locks it once, and, when the host traces, records the call's event under
+//! that lock; the call running on this thread, so that a panic lands in the trace of the
+//! host it reached ([`record_panic`]); and the hint an unknown server name gets
+//! ([`set_unknown_server_hint`]).
 
 use super::registry::{self, Host, HostState, Loan};
 use crate::core::{Call, HRESULT};
@@ -25,10 +26,11 @@ thread_local! {
     static CURRENT: Cell<Option<Running>> = const { Cell::new(None) };
 }
 
-/// One API call in progress. The call's implementation routes through it ([`Frame::reach`],
-/// once) and locks its host through it ([`Frame::lock`]): the host and the lock are held
-/// until the call's event is recorded, so that recording costs neither a second lookup nor
-/// a second lock.
+/// One API call in progress. The call's implementation holds the host it routed to
+/// through it ([`Frame::hold`], once), marks it reached once its checks pass
+/// ([`Frame::reach`]) and locks it through it ([`Frame::lock`]): the host and the lock are
+/// held until the call's event is recorded, so that recording costs neither a second
+/// lookup nor a second lock.
 pub(crate) struct Frame<'h> {
     call: Call,
     host: &'h OnceCell<Arc<Host>>,
