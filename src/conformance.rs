@@ -437,6 +437,7 @@ fn push_at_end(v: &mut Vec<Violation>, rule: Rule, seq: u64, detail: String) {
 
 impl Checker {
     /// Checks one event.
+    #[inline]
     pub(crate) fn feed(&mut self, e: &impl Traced) {
         let (seq, count, hr) = (e.seq(), e.count(), e.hr());
         self.calls += count;
