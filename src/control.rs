@@ -224,14 +224,20 @@ impl CaBuilder {
         self.validate_as(&netbios, &dns)?;
         let machine = Machine::new(&netbios, &dns, self.root.clone())?;
         check_contained(&machine, self.with_ca.then_some(&self.cfg))?;
-        let ca = if self.with_ca {
-            Some(Ca::open_or_install(&machine, &self.cfg)?)
+        let (ca, recovered) = if self.with_ca {
+            let (ca, report) = Ca::open_or_install(&machine, &self.cfg)?;
+            (Some(ca), report)
         } else {
-            None
+            (None, None)
         };
         let host = registry::register(machine, ca, self.identity)?;
         let guard = EmulatedCa { host };
-        guard.host.state.lock().strict = self.strict;
+        {
+            let mut st = guard.host.state.lock();
+            st.strict = self.strict;
+            // A CA reopened with a completed registration recovered it at this start.
+            note_recovery(&mut st, recovered.as_ref());
+        }
         let schedule = match self.faults {
             Some(s) => Some(s),
             None => faults_from_env()?,
@@ -305,6 +311,13 @@ fn contained(ca: &Ca, m: &Machine) -> Result<()> {
         }
     }
     check_dirs(m, &dirs)
+}
+
+/// Reports what a start's recovery lost (conformance rule CR04) to the machine's checker.
+fn note_recovery(st: &mut registry::HostState, report: Option<&RecoveryReport>) {
+    if let Some(loss) = report.and_then(|r| r.data_loss.as_ref()) {
+        st.trace.checker_mut().restore_lost_data(loss.to_string());
+    }
 }
 
 /// A file of the CA on the emulated disk.
@@ -397,16 +410,7 @@ impl EmulatedCa {
         const CALL: &str = "issue";
         limits::ISSUE_PER_CALL.check(CALL, n.into())?;
         self.with_ca(|ca, m| {
-            let after = ca.records().len() as u64 + u64::from(n);
-            if !limits::RECORDS.contains(after) {
-                return Err(Error::invalid_arg(
-                    CALL,
-                    format!(
-                        "issuing {n} would make {after} records; a CA holds at most {} (the documented limit, COVERAGE.md section C)",
-                        limits::RECORDS.max
-                    ),
-                ));
-            }
+            limits::check_issue(CALL, ca.record_count(m), n)?;
             contained(ca, m)?;
             ca.issue(m, n)
         })
@@ -449,24 +453,42 @@ impl EmulatedCa {
         }
     }
     /// Starts the service: hard recovery of a registered restore, or soft recovery.
+    ///
+    /// A registration that was never completed (no `CertSrvRestoreRegisterComplete`)
+    /// holds the start: the service stays Suspended and this returns
+    /// `CERTSRV_E_SERVER_SUSPENDED`. Complete the registration (or clear it,
+    /// [`EmulatedCa::clear_restore_marker`]), then restart the service ([`EmulatedCa::stop`],
+    /// `start`), or call [`EmulatedCa::finish_start`]. A hard recovery that lost the end
+    /// of its backup set succeeds with [`RecoveryReport::data_loss`] and a CR04 violation.
     pub fn start(&self) -> Result<RecoveryReport> {
         self.start_fault()?;
-        self.with_ca(|ca, m| {
-            contained(ca, m)?;
-            ca.start(m)
-        })
+        self.recovering(|ca, m| ca.start(m))
     }
     /// Starts the service but holds it Suspended before recovery (see [`EmulatedCa::finish_start`]).
     pub fn begin_start(&self) -> Result<()> {
         self.start_fault()?;
         self.with_ca(|ca, _| ca.begin_start())
     }
-    /// Runs the recovery of a start begun with [`EmulatedCa::begin_start`].
+    /// Runs the recovery of a start begun with [`EmulatedCa::begin_start`], or of a start
+    /// held by a registration that was since completed or cleared.
     pub fn finish_start(&self) -> Result<RecoveryReport> {
-        self.with_ca(|ca, m| {
-            contained(ca, m)?;
-            ca.finish_start(m)
-        })
+        self.recovering(|ca, m| ca.finish_start(m))
+    }
+    /// Runs a start `f` (after the containment check) and reports what its recovery lost.
+    fn recovering(
+        &self,
+        f: impl FnOnce(&mut Ca, &Machine) -> Result<RecoveryReport>,
+    ) -> Result<RecoveryReport> {
+        let mut st = self.host.state.lock();
+        let ca = st.ca.as_mut().ok_or_else(|| Error::FileNotFound {
+            call: "control",
+            why: "no CA is installed on this machine".into(),
+        })?;
+        let m = &self.host.machine;
+        contained(ca, m)?;
+        let r = f(ca, m);
+        note_recovery(&mut st, r.as_ref().ok());
+        r
     }
     /// The service state.
     pub fn service(&self) -> ServiceState {
@@ -490,13 +512,31 @@ impl EmulatedCa {
         let _ = self.with_ca(|ca, m| ca.set_interface_flags(m, flags));
     }
 
-    /// All records, ordered by request id.
-    pub fn records(&self) -> Vec<Record> {
-        self.read(|ca| ca.records().values().cloned().collect())
+    /// All records, ordered by request id, streamed from the database pages
+    /// ([`Records`]: O(1) memory whatever the count; `.collect::<Vec<_>>()` for a small CA).
+    /// A stopped CA's records are those of its `.edb` on disk.
+    pub fn records(&self) -> Records<'_> {
+        Records {
+            ca: self,
+            next: 1,
+            buf: Vec::new(),
+            at: 0,
+            done: false,
+            error: None,
+        }
     }
-    /// Number of records.
+    /// Number of records (a counter the database maintains, not a count of a stream).
     pub fn record_count(&self) -> usize {
-        self.read(|ca| ca.records().len())
+        self.read(|ca| ca.record_count(&self.host.machine) as usize)
+    }
+    /// Number of revoked records (a maintained counter).
+    pub fn revoked_count(&self) -> usize {
+        self.read(|ca| ca.revoked_count(&self.host.machine) as usize)
+    }
+    /// The records digest (`docs/FILE-FORMATS.md` §4.6) of every record, streamed under
+    /// one hold of the CA's lock (a consistent state; O(1) memory).
+    pub fn records_digest(&self) -> Result<u32> {
+        self.read(|ca| ca.records_digest(&self.host.machine))
     }
     /// Backup and restore contexts open on this machine.
     pub fn sessions_open(&self) -> usize {
@@ -694,7 +734,7 @@ impl EmulatedCa {
             .is_some_and(|ca| ca.restore.marker.as_ref().is_some_and(|m| m.pending));
         if pending {
             v.push(
-                "a restore is registered without RegisterComplete: the CA will not start".into(),
+                "a restore is registered without RegisterComplete: the CA will not start (it stays suspended, CERTSRV_E_SERVER_SUSPENDED)".into(),
             );
         }
         v
@@ -728,6 +768,63 @@ impl EmulatedCa {
             fs.remove(&self.host.machine.parse_path(&f.windows_path)?)?;
         }
         Ok(())
+    }
+}
+
+/// The records of an [`EmulatedCa`], in request-id order ([`EmulatedCa::records`]).
+///
+/// Read in steps of 4,096 records, each under one hold of the CA's lock, so other calls
+/// (even on the same CA from the loop's body) run between steps; records issued while
+/// the iteration runs may or may not appear. A read error ends the iteration and is kept
+/// in [`Records::error`].
+#[derive(Debug)]
+pub struct Records<'a> {
+    ca: &'a EmulatedCa,
+    next: u32,
+    buf: Vec<Record>,
+    at: usize,
+    done: bool,
+    error: Option<Error>,
+}
+
+impl Records<'_> {
+    /// The error that ended the iteration early, if one did.
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+}
+
+impl Iterator for Records<'_> {
+    type Item = Record;
+
+    fn next(&mut self) -> Option<Record> {
+        if self.at == self.buf.len() {
+            if self.done {
+                return None;
+            }
+            self.buf.clear();
+            self.at = 0;
+            let (from, buf) = (self.next, &mut self.buf);
+            let r = self.ca.read(|ca| {
+                ca.read_records(&self.ca.host.machine, from, crate::ca::RECORD_CHUNK, buf)
+            });
+            if let Err(e) = r {
+                self.error = Some(e);
+                self.done = true;
+            }
+            match self.buf.last() {
+                Some(r) if self.buf.len() == crate::ca::RECORD_CHUNK => {
+                    self.next = r.request_id + 1
+                }
+                _ => self.done = true,
+            }
+            if self.buf.is_empty() {
+                return None;
+            }
+        }
+        let r = std::mem::replace(&mut self.buf[self.at], Record::EMPTY);
+        self.at += 1;
+        Some(r)
     }
 }
 

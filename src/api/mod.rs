@@ -606,9 +606,23 @@ pub(crate) fn list_for_client(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, u
     list_tracked(kind, hbc).map(|(p, l)| (p, l.byte_len()))
 }
 
-/// [`list_for_client`] that also returns the list (for the server, which sends it and
-/// keeps the buffer for the accounting of `CertSrvBackupFree`).
+/// [`list_for_client`] that also returns the list.
 pub(crate) fn list_tracked(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, WideList)> {
+    list_tracked_inner(kind, hbc, None)
+}
+
+/// A list for the server, which sends it by value and keeps an accounting buffer for
+/// `CertSrvBackupFree`, tracked (and traced, as `buffer`) under the server's opaque
+/// `token` instead of a heap address ([`buffers::alloc_as`]).
+pub(crate) fn list_tracked_as(kind: ListKind, hbc: Hcsbc, token: usize) -> Result<WideList> {
+    list_tracked_inner(kind, hbc, Some(token)).map(|(_, l)| l)
+}
+
+fn list_tracked_inner(
+    kind: ListKind,
+    hbc: Hcsbc,
+    key: Option<usize>,
+) -> Result<(*mut u16, WideList)> {
     static FORM: Form = Form::new(&["hbc"], &["buffer", "cbSize", "list"]);
     instrument(
         kind.call(),
@@ -617,12 +631,12 @@ pub(crate) fn list_tracked(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, Wide
         |fr| {
             let l = list_impl(fr, kind, hbc)?;
             let owner = fr.host().map_or(0, |host| host.key());
-            let (p, _) = buffers::alloc(&l, owner);
+            let (p, _) = buffers::alloc_as(&l, owner, key);
             Ok((p, l))
         },
         |(p, l), x| {
             let [size, list] = list_values(kind, l, x);
-            [Slot::handle(*p as usize as u64), size, list]
+            [Slot::handle(key.unwrap_or(*p as usize) as u64), size, list]
         },
     )
 }

@@ -12,10 +12,18 @@
 //! | 5 | Prepare + End through `certadm-emu serve` | two bare loopback TCP round trips | ≤ 2× the time |
 //! | 6 | a full backup through the server | a bare loopback TCP stream of the same bytes in the same chunks | ≥ 0.8× the throughput |
 //! | 7 | 32 server clients | one client | reported |
+//! | 8 | issuing into a 1,000,000-record CA | issuing into a 1,000-record CA | ≥ 0.7× the rate |
+//! | 9 | issuing | appending the same log frames (rolls included, no fsync) | ≥ 0.5× the rate |
+//! | 10 | peak RSS of a 10,000,000-record CA: install, issue, full backup, wipe, restore, hard recovery | a 64 MiB budget | ≤ 64 MiB |
+//! | 11 | `CertSrvBackupEnd`'s share of a full backup of a materialised 1 GiB `.edb` while the CA issues | the whole backup | ≤ 5% |
+//! | 12 | that full backup (database + logs + End) | `File::read` of as many bytes | ≥ 0.8× the throughput |
+//! | 13 | restore + hard recovery of the 10,000,000-record set | reading its files | ≤ 2× the time |
 //!
 //! Every timed figure is the median of several rounds, emulator and baseline rounds
 //! interleaved so that load from other processes hits both alike. The quick plan uses
-//! 64 MiB instead of 1 GiB and 256 MiB instead of 4 GiB.
+//! 64 MiB instead of 1 GiB, 256 MiB instead of 4 GiB, 100,000 records instead of
+//! 1,000,000 and 1,000,000 instead of 10,000,000. Figures 10 and 13 run in a child
+//! process (the measuring executable re-run with [`scale::CHILD_ENV`]).
 //!
 //! Figure 1's baseline is the cheapest shared handle table there is (two uncontended
 //! lock/unlock pairs around a slab); the emulator's pair also decodes the server name,
@@ -31,6 +39,7 @@
 //! [`crate::abi::call`].
 #![forbid(unsafe_code)]
 
+pub mod scale;
 mod server;
 pub mod work;
 
@@ -546,7 +555,11 @@ fn rss_growth(plan: &Plan) -> Result<Row> {
 }
 
 /// Runs every figure of `plan`; `step` hears the name of each stage before it runs.
+///
+/// In the child process of figures 10 and 13 ([`scale::CHILD_ENV`] set), this runs only
+/// that scenario, prints its report and exits.
 pub fn run(plan: &Plan, step: &mut dyn FnMut(&str)) -> Result<Table> {
+    scale::child_main();
     let mut rows = Vec::new();
 
     step("[1/4] Prepare+End through the ABI vs Mutex<Slab> insert+remove ...");
@@ -572,12 +585,55 @@ pub fn run(plan: &Plan, step: &mut dyn FnMut(&str)) -> Result<Table> {
 
     step("[5-7] server mode: against bare loopback TCP, 32 clients ...");
     rows.extend(server::figures(plan)?);
+
+    let exe = std::env::current_exe().map_err(|e| format!("this executable: {e}"))?;
+    let mut child = std::process::Command::new(exe);
+    child.arg("bench");
+    rows.extend(page_file_figures(plan, step, child)?);
     Ok(Table(rows))
+}
+
+/// Figures 8 to 13 (the page file). The scenario of figures 10 and 13 runs in `child`
+/// with [`scale::CHILD_ENV`] set: a command that calls [`scale::child_main`] before
+/// anything else ([`run`] passes `certadm-emu bench`, which does).
+pub fn page_file_figures(
+    plan: &Plan,
+    step: &mut dyn FnMut(&str),
+    child: std::process::Command,
+) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    step("[8-9] issuing into a large and a small CA, and appending the log frames alone ...");
+    rows.extend(scale::issue_figures(plan)?);
+    step(&format!(
+        "[11-12] full backups of a materialised {} .edb while the CA issues ...",
+        HumanBytes(plan.edb)
+    ));
+    rows.extend(scale::materialised_backup_figures(plan)?);
+    step("[10, 13] the large-CA scenario in a child process (peak RSS, restore) ...");
+    rows.extend(scale::scenario_figures(plan, child)?);
+    Ok(rows)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The page-file figures alone, quick plan (`cargo test --release --lib
+    /// page_file_figures -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn page_file_figures_quick() {
+        scale::child_main();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child.args([
+            "--exact",
+            "bench::tests::page_file_figures_quick",
+            "--ignored",
+        ]);
+        let quick = std::env::var("CERTADM_EMU_FULL_PLAN").is_err();
+        let t = page_file_figures(&Plan::new(quick), &mut |s| eprintln!("{s}"), child).unwrap();
+        eprintln!("{}", Table(t));
+    }
 
     #[test]
     fn median_and_table() {

@@ -109,6 +109,43 @@ impl OpenEdb {
     }
 }
 
+impl OpenEdb {
+    /// The rest of a complete full backup (figures 11 and 12): Close the database,
+    /// GetBackupLogs, each log opened, read to its end and closed, then End. Returns the
+    /// log bytes read and the seconds End took.
+    pub fn finish_with_logs(self, buf: &mut [u8]) -> Result<(u64, f64)> {
+        const CALL: &str = crate::core::Call::BackupGetBackupLogs.name();
+        abi(call::backup_close(self.h))?;
+        let list = abi(call::backup_get_backup_logs(self.h))?;
+        let names: Vec<String> = list
+            .entries(true)
+            .ok_or(format!("{CALL} returned a malformed list"))?
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        drop(list);
+        let mut bytes = 0u64;
+        for name in names {
+            abi(call::backup_open_file(
+                self.h,
+                &WStr::new(&name),
+                READ_SIZE as u32,
+            ))?;
+            loop {
+                let n = abi(call::backup_read(self.h, buf))?;
+                bytes += n as u64;
+                if n < buf.len() {
+                    break;
+                }
+            }
+            abi(call::backup_close(self.h))?;
+        }
+        let t = std::time::Instant::now();
+        abi(call::backup_end(self.h))?;
+        Ok((bytes, t.elapsed().as_secs_f64()))
+    }
+}
+
 /// Figure 2: a whole full-backup session (Prepare, GetDatabaseNames, OpenFile, Read to
 /// end of file in `buf`-sized reads, Close, End); returns the bytes read.
 pub fn full_backup(server: &WStr, buf: &mut [u8]) -> Result<u64> {

@@ -1,5 +1,9 @@
-//! Host-file helpers for the CA: atomic writes, and the reader that serves a file
-//! (with the generated padding of a virtual `.edb`) to `CertSrvBackupRead`.
+//! Host-file helpers for the CA: atomic writes, positioned reads and writes of the page
+//! file and its journal, and the reader that serves a file (with the generated padding of
+//! a virtual `.edb`) to `CertSrvBackupRead`.
+//!
+//! Every host file operation of `src/ca` goes through the small functions here, so that
+//! they can be routed through one containment layer later.
 
 use super::content;
 use super::format::{EdbImage, EDB_PREFIX};
@@ -22,6 +26,122 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming to {}", path.display()), e))
+}
+
+/// Opens an existing file for positioned reads and writes.
+pub(crate) fn open_rw(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))
+}
+
+/// Opens an existing file for reading.
+pub(crate) fn open_read(path: &Path) -> std::io::Result<File> {
+    File::open(path)
+}
+
+/// Creates (or truncates) a file for writing.
+pub(crate) fn create(path: &Path) -> Result<File> {
+    File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))
+}
+
+/// Creates (or truncates) a file for positioned reads and writes.
+pub(crate) fn create_rw(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))
+}
+
+/// The length of an open file.
+pub(crate) fn len(f: &File, path: &Path) -> Result<u64> {
+    f.metadata()
+        .map(|m| m.len())
+        .map_err(|e| Error::io(format!("stat {}", path.display()), e))
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`.
+pub(crate) fn read_at(f: &File, path: &Path, buf: &mut [u8], offset: u64) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    f.read_exact_at(buf, offset)
+        .map_err(|e| Error::io(format!("reading {} at {offset}", path.display()), e))
+}
+
+/// Writes all of `buf` at `offset`.
+pub(crate) fn write_at(f: &File, path: &Path, buf: &[u8], offset: u64) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(buf, offset)
+        .map_err(|e| Error::io(format!("writing {} at {offset}", path.display()), e))
+}
+
+/// Cuts or extends an open file to `len` bytes.
+pub(crate) fn set_len(f: &File, path: &Path, len: u64) -> Result<()> {
+    f.set_len(len)
+        .map_err(|e| Error::io(format!("resizing {}", path.display()), e))
+}
+
+/// Renames `from` to `to` (replacing it).
+pub(crate) fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|e| {
+        Error::io(
+            format!("renaming {} to {}", from.display(), to.display()),
+            e,
+        )
+    })
+}
+
+/// Deletes a file; a file that is not there is fine.
+pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("deleting {}", path.display()), e)),
+    }
+}
+
+/// Writes `bytes` over the start of `path` (created if missing) and cuts it to their
+/// length, without a temporary file: for a small file rewritten often whose torn state
+/// nothing reads (`edb.chk`).
+pub(crate) fn overwrite(path: &Path, bytes: &[u8]) -> Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    write_at(&f, path, bytes, 0)?;
+    if len(&f, path)? != bytes.len() as u64 {
+        set_len(&f, path, bytes.len() as u64)?;
+    }
+    Ok(())
+}
+
+/// Rewrites a small text file in place with one write at offset 0, padded with spaces to
+/// its old length, so that it is never absent and never shorter than before (a JSON
+/// document stays valid: trailing spaces are whitespace). Without a temporary file and a
+/// rename over the old one, which on ext4 forces the new data out at once.
+pub(crate) fn overwrite_padded(path: &Path, text: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let old = len(&f, path)? as usize;
+    let mut buf = text.to_vec();
+    if buf.len() < old {
+        buf.resize(old, b' ');
+    }
+    write_at(&f, path, &buf, 0)
 }
 
 /// Reads a whole (small) file.

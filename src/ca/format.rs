@@ -10,11 +10,15 @@ pub const EDB_MAGIC: &[u8; 8] = b"CAEMUEDB";
 pub const LOG_MAGIC: &[u8; 8] = b"CAEMULOG";
 /// `edb.chk` magic.
 pub const CHK_MAGIC: &[u8; 8] = b"CAEMUCHK";
-/// Format version of all three files.
+/// Format version of the logs and of `edb.chk`.
 pub const VERSION: u16 = 1;
 /// Size of the fixed `.edb` prefix: magic, version, compact length, logical size, padding seed.
 pub const EDB_PREFIX: usize = 8 + 2 + 8 + 8 + 8;
 const TRAILER_MARK: u32 = 0xFFFF_FFFF;
+/// Where a frame length would be: a backup end mark follows (`docs/FILE-FORMATS.md` §5.4).
+const BACKUP_END_MARK: u32 = 0xFFFF_FFFE;
+/// Bytes of a backup end mark, its marker included.
+pub const BACKUP_END_LEN: usize = 4 + 1 + 4 + 4 + 8;
 
 /// A point in the log stream: `pos` transactions of generation `generation` are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -61,6 +65,8 @@ pub enum FormatError {
     Checksum,
     /// A field holds an impossible value.
     Invalid(&'static str),
+    /// A `.edb` of an earlier format version (1: the whole-file database).
+    OldDatabase(u16),
 }
 
 impl std::fmt::Display for FormatError {
@@ -73,6 +79,10 @@ impl std::fmt::Display for FormatError {
             FormatError::Truncated => f.write_str("truncated"),
             FormatError::Checksum => f.write_str("checksum mismatch"),
             FormatError::Invalid(w) => write!(f, "invalid {w}"),
+            FormatError::OldDatabase(v) => write!(
+                f,
+                "database format version {v} (the whole-file .edb of certadm-emu before the page file); this version reads only format {EDB_VERSION}: restore it with the version that wrote it, or install the CA anew"
+            ),
         }
     }
 }
@@ -112,98 +122,329 @@ fn expect_start(r: &mut Reader<'_>, magic: &[u8; 8]) -> Result<(), FormatError> 
     }
 }
 
-/// The content of a `.edb` file: the database state at its checkpoint.
+/// Format version of the `.edb` (2: the page file). Version 1 was the whole-file database
+/// of earlier certadm-emu versions; it is refused with [`FormatError::OldDatabase`].
+pub const EDB_VERSION: u16 = 2;
+/// Bytes per page of the `.edb`; page *n* lies at offset *n* × `PAGE_SIZE`.
+pub const PAGE_SIZE: usize = 8192;
+/// Bytes of a data page before its first slot.
+pub const PAGE_HEAD: usize = 32;
+/// Bytes per record slot: a record's encoding (§4.2), zero-padded.
+pub const SLOT_SIZE: usize = 96;
+/// Record slots per data page.
+pub const SLOTS_PER_PAGE: u32 = ((PAGE_SIZE - PAGE_HEAD) / SLOT_SIZE) as u32;
+/// Where the header page keeps its CRC (the last four bytes of page 0).
+const HEADER_CRC_AT: usize = PAGE_SIZE - 4;
+
+/// The data page holding request id `id` (1-based) and the slot in it.
+pub fn slot_of(id: u32) -> (u32, usize) {
+    let i = id - 1;
+    (i / SLOTS_PER_PAGE + 1, (i % SLOTS_PER_PAGE) as usize)
+}
+
+/// Data pages needed for `records` records (request ids 1..=records).
+pub fn data_pages(records: u32) -> u32 {
+    records.div_ceil(SLOTS_PER_PAGE)
+}
+
+/// Records held by data page `pgno` of a database of `records` records.
+pub fn records_in_page(pgno: u32, records: u32) -> u32 {
+    let first = (pgno - 1) as u64 * SLOTS_PER_PAGE as u64;
+    (records as u64)
+        .saturating_sub(first)
+        .min(SLOTS_PER_PAGE as u64) as u32
+}
+
+/// The header page (page 0) of a `.edb`: everything but the records.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EdbImage {
+pub struct EdbHeader {
     /// The CA's common name.
     pub ca_name: String,
-    /// The database signature (random per database, fixed for its life).
+    /// The database signature (fixed for the database's life; renewed by a restore).
     pub signature: u64,
-    /// All transactions before this position are in `records`.
+    /// Every transaction before this position is in the pages, none after.
     pub checkpoint: Position,
-    /// The next request id to assign.
+    /// The next request id to assign; the records are request ids 1 .. this − 1.
     pub next_request_id: u32,
     /// The virtual clock.
     pub clock: i64,
-    /// The rows.
-    pub records: Vec<Record>,
-    /// The size the file presents (compact part plus generated padding).
+    /// Records whose status is revoked.
+    pub revoked: u32,
+    /// The size the file presents: raised to the compact length when encoded.
     pub logical_size: u64,
     /// Seed of the generated padding.
     pub pad_seed: u64,
 }
 
-impl EdbImage {
-    /// Encodes the compact part; `logical_size` is raised to at least its length.
-    pub fn encode(&mut self) -> Vec<u8> {
-        let mut w = start(EDB_MAGIC);
-        w.u64(0); // compact length, patched below
-        w.u64(0); // logical size, patched below
+impl EdbHeader {
+    /// Records in the database.
+    pub fn records(&self) -> u32 {
+        self.next_request_id.saturating_sub(1)
+    }
+
+    /// Pages of the file's compact part: the header page and the data pages.
+    pub fn pages(&self) -> u32 {
+        1 + data_pages(self.records())
+    }
+
+    /// Bytes of the compact part.
+    pub fn compact(&self) -> u64 {
+        self.pages() as u64 * PAGE_SIZE as u64
+    }
+
+    /// The logical size the header carries: at least the compact length.
+    pub fn logical(&self) -> u64 {
+        self.logical_size.max(self.compact())
+    }
+
+    /// The header page.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_buffer(Vec::with_capacity(PAGE_SIZE));
+        w.raw(EDB_MAGIC);
+        w.u16(EDB_VERSION);
+        w.u64(self.compact());
+        w.u64(self.logical());
         w.u64(self.pad_seed);
-        w.utf8(&self.ca_name);
+        w.u32(PAGE_SIZE as u32);
+        w.u16(SLOT_SIZE as u16);
+        w.u16(SLOTS_PER_PAGE as u16);
         w.u64(self.signature);
         self.checkpoint.put(&mut w);
         w.u32(self.next_request_id);
         w.i64(self.clock);
-        w.u32(self.records.len() as u32);
-        for r in &self.records {
-            r.encode(&mut w);
-        }
-        let compact = (w.len() + 4) as u64;
-        self.logical_size = self.logical_size.max(compact);
-        w.patch_u64(10, compact);
-        w.patch_u64(18, self.logical_size);
-        seal(w)
+        w.u32(self.records());
+        w.u32(self.revoked);
+        w.utf8(&self.ca_name);
+        let mut page = w.into_inner();
+        page.resize(HEADER_CRC_AT, 0);
+        let crc = crc32fast::hash(&page);
+        page.extend_from_slice(&crc.to_le_bytes());
+        page
     }
 
-    /// Reads the fixed prefix: (compact length, logical size, padding seed).
-    pub fn prefix(bytes: &[u8]) -> Result<(u64, u64, u64), FormatError> {
-        let mut r = Reader::new(bytes);
-        expect_start(&mut r, EDB_MAGIC)?;
-        let compact = r.u64("compact length")?;
-        let logical = r.u64("logical size")?;
-        let seed = r.u64("padding seed")?;
-        if compact < EDB_PREFIX as u64 + 4 || logical < compact {
-            return Err(FormatError::Invalid("size fields"));
-        }
-        Ok((compact, logical, seed))
-    }
-
-    /// Decodes the compact part (exactly `compact length` bytes).
-    pub fn decode(bytes: &[u8]) -> Result<EdbImage, FormatError> {
-        let (compact, logical_size, pad_seed) = Self::prefix(bytes)?;
-        if (bytes.len() as u64) < compact {
+    /// Decodes a header page (exactly [`PAGE_SIZE`] bytes).
+    pub fn decode(page: &[u8]) -> Result<EdbHeader, FormatError> {
+        let (compact, logical, pad_seed) = EdbImage::prefix(page)?;
+        if page.len() < PAGE_SIZE {
             return Err(FormatError::Truncated);
         }
-        let body = &bytes[..compact as usize - 4];
-        let stored = u32::from_le_bytes(bytes[body.len()..compact as usize].try_into().unwrap());
-        if crc32fast::hash(body) != stored {
+        let stored = u32::from_le_bytes(page[HEADER_CRC_AT..PAGE_SIZE].try_into().unwrap());
+        if crc32fast::hash(&page[..HEADER_CRC_AT]) != stored {
             return Err(FormatError::Checksum);
         }
-        let mut r = Reader::new(&body[EDB_PREFIX..]);
-        let ca_name = r.utf8("CA name")?;
+        let mut r = Reader::new(&page[EDB_PREFIX..HEADER_CRC_AT]);
+        if r.u32("page size")? as usize != PAGE_SIZE
+            || r.u16("slot size")? as usize != SLOT_SIZE
+            || r.u16("slots per page")? as u32 != SLOTS_PER_PAGE
+        {
+            return Err(FormatError::Invalid("page geometry"));
+        }
         let signature = r.u64("signature")?;
         let checkpoint = Position::get(&mut r, ["checkpoint generation", "checkpoint position"])?;
         let next_request_id = r.u32("next request id")?;
         let clock = r.i64("clock")?;
-        let n = r.u32("record count")?;
-        let mut records = Vec::with_capacity((n as usize).min(r.remaining() / 40 + 1));
-        for _ in 0..n {
-            records.push(Record::decode(&mut r).map_err(|_| FormatError::Invalid("record"))?);
+        let records = r.u32("record count")?;
+        let revoked = r.u32("revoked count")?;
+        let ca_name = r.utf8("CA name")?;
+        if !r.raw(r.remaining(), "header tail")?.iter().all(|b| *b == 0) {
+            return Err(FormatError::Invalid("header tail"));
         }
-        if !r.is_empty() {
-            return Err(FormatError::Invalid("trailing bytes"));
-        }
-        Ok(EdbImage {
+        let h = EdbHeader {
             ca_name,
             signature,
             checkpoint,
             next_request_id,
             clock,
-            records,
-            logical_size,
+            revoked,
+            logical_size: logical,
             pad_seed,
-        })
+        };
+        if next_request_id == 0 || records != h.records() || revoked > records {
+            return Err(FormatError::Invalid("record counts"));
+        }
+        if compact != h.compact() {
+            return Err(FormatError::Invalid("compact length"));
+        }
+        Ok(h)
+    }
+}
+
+/// Writes the head of data page `pgno` holding `count` records and its CRC (over bytes
+/// 4 .. end, into bytes 0 .. 4).
+pub fn seal_page(page: &mut [u8], pgno: u32, count: u32) {
+    page[4..8].copy_from_slice(&pgno.to_le_bytes());
+    let first = (pgno - 1) * SLOTS_PER_PAGE + 1;
+    page[8..12].copy_from_slice(&first.to_le_bytes());
+    page[12..14].copy_from_slice(&(count as u16).to_le_bytes());
+    page[14..PAGE_HEAD].fill(0);
+    let crc = crc32fast::hash(&page[4..PAGE_SIZE]);
+    page[..4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Checks data page `pgno` of a database of `records` records: its CRC and its head.
+/// Returns the number of revoked records in it when `count_revoked` (slots are then
+/// checked too: each holds its request id, a valid status and zero padding).
+pub fn check_page(
+    page: &[u8],
+    pgno: u32,
+    records: u32,
+    count_revoked: bool,
+) -> Result<u32, FormatError> {
+    if page.len() != PAGE_SIZE {
+        return Err(FormatError::Truncated);
+    }
+    let stored = u32::from_le_bytes(page[..4].try_into().unwrap());
+    if crc32fast::hash(&page[4..]) != stored {
+        return Err(FormatError::Checksum);
+    }
+    let count = records_in_page(pgno, records);
+    let u32_at = |i: usize| u32::from_le_bytes(page[i..i + 4].try_into().unwrap());
+    if u32_at(4) != pgno
+        || u32_at(8) != (pgno - 1) * SLOTS_PER_PAGE + 1
+        || u16::from_le_bytes([page[12], page[13]]) as u32 != count
+        || page[14..PAGE_HEAD].iter().any(|b| *b != 0)
+    {
+        return Err(FormatError::Invalid("page head"));
+    }
+    let mut revoked = 0;
+    if count_revoked {
+        for s in 0..SLOTS_PER_PAGE as usize {
+            let slot = &page[PAGE_HEAD + s * SLOT_SIZE..PAGE_HEAD + (s + 1) * SLOT_SIZE];
+            if (s as u32) < count {
+                let id = (pgno - 1) * SLOTS_PER_PAGE + 1 + s as u32;
+                revoked += u32::from(validate_slot(slot, id)?);
+            } else if slot.iter().any(|b| *b != 0) {
+                return Err(FormatError::Invalid("empty slot"));
+            }
+        }
+    }
+    Ok(revoked)
+}
+
+/// Checks, without decoding it, that a slot holds the record of request id `id` as
+/// [`encode_slot`] writes it (a valid status, zero revocation fields when issued, UTF-8
+/// subject, zero padding); returns whether it is revoked.
+fn validate_slot(slot: &[u8], id: u32) -> Result<bool, FormatError> {
+    let bad = FormatError::Invalid("record");
+    if u32::from_le_bytes(slot[..4].try_into().unwrap()) != id {
+        return Err(FormatError::Invalid("record request id"));
+    }
+    let n = u16::from_le_bytes([slot[20], slot[21]]) as usize;
+    let end = 22 + n + 8 + 8 + 1 + 8 + 4;
+    if end > SLOT_SIZE || std::str::from_utf8(&slot[22..22 + n]).is_err() {
+        return Err(bad);
+    }
+    let st = 22 + n + 16;
+    let revoked = match slot[st] {
+        0 if slot[st + 1..end].iter().all(|b| *b == 0) => false,
+        1 => true,
+        _ => return Err(bad),
+    };
+    if slot[end..].iter().any(|b| *b != 0) {
+        return Err(FormatError::Invalid("record padding"));
+    }
+    Ok(revoked)
+}
+
+/// Writes `rec` into its slot (zero-padded). Fails if its encoding is longer than a slot.
+pub fn encode_slot(rec: &Record, slot: &mut [u8]) -> Result<(), FormatError> {
+    let mut w = Writer::with_buffer(Vec::with_capacity(SLOT_SIZE));
+    rec.encode(&mut w);
+    let b = w.into_inner();
+    if b.len() > SLOT_SIZE {
+        return Err(FormatError::Invalid(
+            "record: longer than a slot (96 bytes)",
+        ));
+    }
+    slot[..b.len()].copy_from_slice(&b);
+    slot[b.len()..].fill(0);
+    Ok(())
+}
+
+/// Reads the record in a slot; the bytes after its encoding must be zero.
+pub fn decode_slot(slot: &[u8]) -> Result<Record, FormatError> {
+    let mut r = Reader::new(slot);
+    let rec = Record::decode(&mut r).map_err(|_| FormatError::Invalid("record"))?;
+    if slot[r.offset()..].iter().any(|b| *b != 0) {
+        return Err(FormatError::Invalid("record padding"));
+    }
+    Ok(rec)
+}
+
+/// A whole small `.edb` in memory (tests and tools): its header and its records. The CA
+/// itself never holds this; it pages (`ca::pager`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdbImage {
+    /// The header page.
+    pub header: EdbHeader,
+    /// The records, request ids 1, 2, 3 ...
+    pub records: Vec<Record>,
+}
+
+impl EdbImage {
+    /// Encodes the compact part: the header page and the data pages.
+    pub fn encode(&self) -> Result<Vec<u8>, FormatError> {
+        let mut out = self.header.encode();
+        let n = self.header.records();
+        if self.records.len() != n as usize {
+            return Err(FormatError::Invalid("record count"));
+        }
+        for pgno in 1..=data_pages(n) {
+            let mut page = vec![0u8; PAGE_SIZE];
+            let first = ((pgno - 1) * SLOTS_PER_PAGE) as usize;
+            let count = records_in_page(pgno, n) as usize;
+            for (s, rec) in self.records[first..first + count].iter().enumerate() {
+                encode_slot(rec, &mut page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE])?;
+            }
+            seal_page(&mut page, pgno, count as u32);
+            out.extend_from_slice(&page);
+        }
+        Ok(out)
+    }
+
+    /// Reads the fixed prefix: (compact length, logical size, padding seed).
+    pub fn prefix(bytes: &[u8]) -> Result<(u64, u64, u64), FormatError> {
+        let mut r = Reader::new(bytes);
+        if r.raw(8, "magic")? != EDB_MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        match r.u16("version")? {
+            EDB_VERSION => {}
+            v @ 1 => return Err(FormatError::OldDatabase(v)),
+            v => return Err(FormatError::Version(v)),
+        }
+        let compact = r.u64("compact length")?;
+        let logical = r.u64("logical size")?;
+        let seed = r.u64("padding seed")?;
+        if compact < PAGE_SIZE as u64 || compact % PAGE_SIZE as u64 != 0 || logical < compact {
+            return Err(FormatError::Invalid("size fields"));
+        }
+        Ok((compact, logical, seed))
+    }
+
+    /// Decodes a compact part (exactly `compact length` bytes), checking every page.
+    pub fn decode(bytes: &[u8]) -> Result<EdbImage, FormatError> {
+        let (compact, _, _) = Self::prefix(bytes)?;
+        if (bytes.len() as u64) != compact {
+            return Err(FormatError::Truncated);
+        }
+        let header = EdbHeader::decode(&bytes[..PAGE_SIZE])?;
+        let n = header.records();
+        let mut records = Vec::with_capacity(n as usize);
+        let mut revoked = 0;
+        for pgno in 1..=data_pages(n) {
+            let page = &bytes[pgno as usize * PAGE_SIZE..][..PAGE_SIZE];
+            revoked += check_page(page, pgno, n, true)?;
+            for s in 0..records_in_page(pgno, n) as usize {
+                records.push(decode_slot(
+                    &page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE],
+                )?);
+            }
+        }
+        if revoked != header.revoked {
+            return Err(FormatError::Invalid("revoked count"));
+        }
+        Ok(EdbImage { header, records })
     }
 }
 
@@ -241,10 +482,106 @@ pub(crate) fn encode_frame(payload: &[u8]) -> Vec<u8> {
     v
 }
 
-/// The bytes that seal a log: marker, count, then the checksum of everything before it.
-/// `hasher` must have seen every byte of the file so far.
-pub(crate) fn encode_trailer(count: u32, mut hasher: crc32fast::Hasher) -> (Vec<u8>, u32) {
-    let mut v = Vec::with_capacity(12);
+/// Full or incremental: the kind of backup whose log listing sealed a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupSetKind {
+    /// `CSBACKUP_TYPE_FULL` (byte `1`).
+    Full,
+    /// `CSBACKUP_TYPE_LOGS_ONLY` (byte `2`).
+    Incremental,
+}
+
+impl BackupSetKind {
+    fn byte(self) -> u8 {
+        match self {
+            BackupSetKind::Full => 1,
+            BackupSetKind::Incremental => 2,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<BackupSetKind> {
+        match b {
+            1 => Some(BackupSetKind::Full),
+            2 => Some(BackupSetKind::Incremental),
+            _ => None,
+        }
+    }
+
+    /// `"full"` or `"incremental"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackupSetKind::Full => "full",
+            BackupSetKind::Incremental => "incremental",
+        }
+    }
+}
+
+/// A backup set: what `CertSrvBackupGetBackupLogsW` listed. Its last log is sealed with
+/// it (the **backup end mark**, `docs/FILE-FORMATS.md` §5.4), so a restore can tell
+/// whether the chain it replays reaches the end of a backup set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BackupEnd {
+    /// Full or incremental.
+    pub kind: BackupSetKind,
+    /// The first generation the listing named.
+    pub low_gen: u32,
+    /// The last one: the generation the listing sealed, which carries the mark.
+    pub high_gen: u32,
+    /// Transactions in the listed generations `low_gen ..= high_gen` (whole generations).
+    pub transactions: u64,
+}
+
+impl std::fmt::Display for BackupEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the {} backup of generations {}..{} ({} .. {}, {} transactions)",
+            self.kind.name(),
+            self.low_gen,
+            self.high_gen,
+            log_file_name(self.low_gen),
+            log_file_name(self.high_gen),
+            self.transactions
+        )
+    }
+}
+
+impl BackupEnd {
+    /// The mark's bytes: marker, kind, low and high generation, transactions.
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u32(BACKUP_END_MARK);
+        w.u8(self.kind.byte());
+        w.u32(self.low_gen);
+        w.u32(self.high_gen);
+        w.u64(self.transactions);
+        w.into_inner()
+    }
+}
+
+/// Bytes of a log's seal: the marker, the transaction count, the seal CRC.
+pub(crate) const SEAL_LEN: usize = 12;
+
+/// The transaction count of a sealed log, read from its last [`SEAL_LEN`] bytes (no
+/// other check: recovery reads the whole log).
+pub(crate) fn seal_count(tail: &[u8; SEAL_LEN]) -> Option<u32> {
+    let word = |i: usize| u32::from_le_bytes([tail[i], tail[i + 1], tail[i + 2], tail[i + 3]]);
+    (word(0) == TRAILER_MARK).then(|| word(4))
+}
+
+/// The bytes that seal a log: a backup end mark if a backup's log listing sealed it,
+/// then the marker, the count, and the checksum of everything before it. `hasher` must
+/// have seen every byte of the file so far.
+pub(crate) fn encode_trailer(
+    count: u32,
+    mut hasher: crc32fast::Hasher,
+    backup_end: Option<&BackupEnd>,
+) -> (Vec<u8>, u32) {
+    let mut v = Vec::with_capacity(BACKUP_END_LEN + SEAL_LEN);
+    if let Some(m) = backup_end {
+        v.extend_from_slice(&m.encode());
+    }
     v.extend_from_slice(&TRAILER_MARK.to_le_bytes());
     v.extend_from_slice(&count.to_le_bytes());
     hasher.update(&v);
@@ -264,6 +601,8 @@ pub struct LogContents {
     pub sealed_crc: Option<u32>,
     /// True if an unsealed log ends in a partial or damaged frame (a torn write).
     pub torn_tail: bool,
+    /// The backup end mark of a log sealed by a backup's log listing.
+    pub backup_end: Option<BackupEnd>,
 }
 
 /// Parses a log file. A sealed log must be intact; an unsealed one (`edb.log`)
@@ -284,13 +623,13 @@ pub fn decode_log(bytes: &[u8]) -> Result<LogContents, FormatError> {
     }
     let mut txns = Vec::new();
     loop {
-        let at = r.offset();
         if r.is_empty() {
             return Ok(LogContents {
                 header,
                 txns,
                 sealed_crc: None,
                 torn_tail: false,
+                backup_end: None,
             });
         }
         let torn = |txns| {
@@ -299,16 +638,49 @@ pub fn decode_log(bytes: &[u8]) -> Result<LogContents, FormatError> {
                 txns,
                 sealed_crc: None,
                 torn_tail: true,
+                backup_end: None,
             })
         };
         let Ok(len) = r.u32("frame length") else {
             return torn(txns);
         };
+        let mut backup_end = None;
+        let mut len = len;
+        if len == BACKUP_END_MARK {
+            let (Ok(kind), Ok(low_gen), Ok(high_gen), Ok(transactions)) = (
+                r.u8("backup kind"),
+                r.u32("backup low generation"),
+                r.u32("backup high generation"),
+                r.u64("backup transactions"),
+            ) else {
+                return torn(txns);
+            };
+            let Ok(next) = r.u32("seal marker") else {
+                return torn(txns);
+            };
+            let kind = BackupSetKind::from_byte(kind);
+            match kind {
+                Some(kind)
+                    if next == TRAILER_MARK
+                        && high_gen == header.generation
+                        && (1..=high_gen).contains(&low_gen) =>
+                {
+                    backup_end = Some(BackupEnd {
+                        kind,
+                        low_gen,
+                        high_gen,
+                        transactions,
+                    });
+                }
+                _ => return Err(FormatError::Invalid("backup end mark")),
+            }
+            len = next;
+        }
         if len == TRAILER_MARK {
             let Ok(count) = r.u32("transaction count") else {
                 return torn(txns);
             };
-            let covered = &bytes[..at + 8];
+            let covered = &bytes[..r.offset()];
             let Ok(crc) = r.u32("seal checksum") else {
                 return torn(txns);
             };
@@ -326,6 +698,7 @@ pub fn decode_log(bytes: &[u8]) -> Result<LogContents, FormatError> {
                 txns,
                 sealed_crc: Some(crc),
                 torn_tail: false,
+                backup_end,
             });
         }
         let Ok(payload) = r.raw(len as usize, "frame") else {
@@ -409,30 +782,47 @@ pub fn parse_log_file_name(name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ca::record::Status;
 
-    fn image() -> EdbImage {
+    fn image(n: u32) -> EdbImage {
         EdbImage {
-            ca_name: "Contoso CA".into(),
-            signature: 0x1234,
-            checkpoint: Position {
-                generation: 3,
-                pos: 2,
+            header: EdbHeader {
+                ca_name: "Contoso CA".into(),
+                signature: 0x1234,
+                checkpoint: Position {
+                    generation: 3,
+                    pos: 2,
+                },
+                next_request_id: n + 1,
+                clock: 99,
+                revoked: 0,
+                logical_size: 0,
+                pad_seed: 5,
             },
-            next_request_id: 3,
-            clock: 99,
-            records: vec![Record::generate(1, 1, 0), Record::generate(1, 2, 0)],
-            logical_size: 0,
-            pad_seed: 5,
+            records: (1..=n).map(|id| Record::generate(1, id, 0)).collect(),
         }
     }
 
     #[test]
     fn edb_round_trips_and_detects_damage() {
-        let mut img = image();
-        let bytes = img.encode();
-        assert_eq!(img.logical_size, bytes.len() as u64);
+        let mut img = image(2);
+        let bytes = img.encode().unwrap();
+        assert_eq!(bytes.len(), 2 * PAGE_SIZE);
+        // The header carries the logical size the file presents: at least its length.
+        img.header.logical_size = img.header.logical();
+        assert_eq!(img.header.logical_size, bytes.len() as u64);
         assert_eq!(EdbImage::decode(&bytes).unwrap(), img);
-        for i in [0usize, 12, 40, bytes.len() - 1] {
+        // A flipped byte anywhere: header, page head, a record, an empty slot, a CRC.
+        for i in [
+            0usize,
+            12,
+            40,
+            100,
+            PAGE_SIZE - 1,
+            PAGE_SIZE + 5,
+            PAGE_SIZE + 40,
+            bytes.len() - 1,
+        ] {
             let mut b = bytes.clone();
             b[i] ^= 0x40;
             assert!(EdbImage::decode(&b).is_err(), "flip at {i}");
@@ -441,10 +831,48 @@ mod tests {
             EdbImage::decode(&bytes[..bytes.len() - 3]),
             Err(FormatError::Truncated)
         );
-        let mut big = image();
-        big.logical_size = 1 << 40;
-        let b = big.encode();
+        let mut big = image(200);
+        big.header.logical_size = 1 << 40;
+        big.records[150].status = Status::Revoked { at: 7, reason: 1 };
+        big.header.revoked = 1;
+        let b = big.encode().unwrap();
+        assert_eq!(b.len(), (1 + 3) * PAGE_SIZE, "200 records in 3 pages of 85");
         assert_eq!(EdbImage::prefix(&b).unwrap().1, 1 << 40);
+        assert_eq!(EdbImage::decode(&b).unwrap(), big);
+        big.header.revoked = 0;
+        let b = big.encode().unwrap();
+        assert_eq!(
+            EdbImage::decode(&b),
+            Err(FormatError::Invalid("revoked count"))
+        );
+    }
+
+    #[test]
+    fn old_format_is_refused_clearly() {
+        let mut b = image(1).encode().unwrap();
+        b[8..10].copy_from_slice(&1u16.to_le_bytes());
+        let e = EdbImage::prefix(&b).unwrap_err();
+        assert_eq!(e, FormatError::OldDatabase(1));
+        assert!(e.to_string().contains("format version 1"), "{e}");
+    }
+
+    #[test]
+    fn slots_and_pages() {
+        assert_eq!(SLOTS_PER_PAGE, 85);
+        assert_eq!(slot_of(1), (1, 0));
+        assert_eq!(slot_of(85), (1, 84));
+        assert_eq!(slot_of(86), (2, 0));
+        assert_eq!(data_pages(0), 0);
+        assert_eq!(data_pages(85), 1);
+        assert_eq!(data_pages(86), 2);
+        assert_eq!(records_in_page(2, 100), 15);
+        assert_eq!(records_in_page(3, 100), 0);
+        // The generator's records fit a slot up to the largest request id.
+        let mut slot = [0u8; SLOT_SIZE];
+        encode_slot(&Record::generate(1, u32::MAX, 0), &mut slot).unwrap();
+        let mut long = Record::generate(1, 1, 0);
+        long.subject = "x".repeat(46);
+        assert!(encode_slot(&long, &mut slot).is_err());
     }
 
     #[test]
@@ -470,7 +898,7 @@ mod tests {
         assert!(decode_log(&torn).unwrap().torn_tail);
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&bytes);
-        let (trailer, crc) = encode_trailer(1, hasher);
+        let (trailer, crc) = encode_trailer(1, hasher, None);
         bytes.extend(trailer);
         let sealed = decode_log(&bytes).unwrap();
         assert_eq!(sealed.sealed_crc, Some(crc));
@@ -478,6 +906,76 @@ mod tests {
         let n = bad.len();
         bad[n - 13] ^= 1;
         assert!(decode_log(&bad).is_err() || decode_log(&bad).unwrap().sealed_crc.is_none());
+    }
+
+    #[test]
+    fn backup_end_mark_round_trips_and_is_checked() {
+        let h = LogHeader {
+            ca_name: "X".into(),
+            signature: 7,
+            generation: 5,
+            prev_crc: 11,
+        };
+        let t = Txn::Revoke {
+            request_id: 1,
+            at: 2,
+            reason: 0,
+        };
+        let sealed = |mark: Option<&BackupEnd>| {
+            let mut bytes = h.encode();
+            bytes.extend(encode_frame(&t.encode()));
+            let mut hasher = crc32fast::Hasher::new();
+            hasher.update(&bytes);
+            bytes.extend(encode_trailer(1, hasher, mark).0);
+            bytes
+        };
+        let mark = BackupEnd {
+            kind: BackupSetKind::Incremental,
+            low_gen: 3,
+            high_gen: 5,
+            transactions: 130,
+        };
+        let plain = sealed(None);
+        let marked = sealed(Some(&mark));
+        assert_eq!(marked.len(), plain.len() + BACKUP_END_LEN);
+        // The seal is the last 12 bytes either way.
+        let tail = |b: &[u8]| -> [u8; SEAL_LEN] { b[b.len() - SEAL_LEN..].try_into().unwrap() };
+        assert_eq!(seal_count(&tail(&marked)), Some(1));
+        assert_eq!(seal_count(&tail(&plain)), Some(1));
+        let c = decode_log(&marked).unwrap();
+        assert_eq!(c.backup_end, Some(mark));
+        assert_eq!(c.txns, vec![t.clone()]);
+        assert!(c.sealed_crc.is_some());
+        assert_eq!(decode_log(&plain).unwrap().backup_end, None);
+        // The seal CRC covers the mark: a flipped byte in it is caught.
+        let at = plain.len() - SEAL_LEN + 6;
+        for i in at..at + BACKUP_END_LEN - 4 {
+            let mut bad = marked.clone();
+            bad[i] ^= 0x10;
+            assert!(decode_log(&bad).is_err(), "byte {i}");
+        }
+        // A mark naming another generation, or a range that does not end there, is invalid.
+        for wrong in [
+            BackupEnd {
+                high_gen: 6,
+                ..mark
+            },
+            BackupEnd { low_gen: 0, ..mark },
+            BackupEnd { low_gen: 6, ..mark },
+        ] {
+            assert_eq!(
+                decode_log(&sealed(Some(&wrong))).unwrap_err(),
+                FormatError::Invalid("backup end mark")
+            );
+        }
+        // Cut inside the mark: the frames before it count, as a torn tail.
+        let torn = decode_log(&marked[..plain.len() - SEAL_LEN + 9]).unwrap();
+        assert!(torn.torn_tail && torn.sealed_crc.is_none());
+        assert_eq!(torn.txns.len(), 1);
+        assert_eq!(
+            mark.to_string(),
+            "the incremental backup of generations 3..5 (edb00003.log .. edb00005.log, 130 transactions)"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! The model (documented for users in `docs/FILE-FORMATS.md`):
 //! * every change is a transaction appended to the current log `edb.log`;
 //! * after `log_capacity` transactions `edb.log` is sealed and renamed `edbXXXXX.log`;
-//! * the `.edb` holds the state up to its checkpoint position, `edb.chk` repeats it;
+//! * the `.edb` holds the state up to its checkpoint position, `edb.chk` repeats it; it is
+//!   a page file ([`pager`]): a checkpoint writes the pages changed since the last one;
 //! * the checkpoint advances at each log roll and at a clean stop, except while a
 //!   full backup is running (the database file is frozen for the backup's duration);
 //! * starting the service replays the logs from the checkpoint (soft recovery), or
@@ -15,6 +16,7 @@
 pub mod content;
 pub(crate) mod files;
 pub mod format;
+pub(crate) mod pager;
 pub mod record;
 pub mod recovery;
 
@@ -24,13 +26,18 @@ use crate::core::{Error, Result};
 use crate::machine::{Machine, WinPath};
 use files::write_atomic;
 use format::{
-    encode_frame, encode_trailer, log_file_name, Checkpoint, EdbImage, LogHeader, Position,
+    encode_frame, encode_trailer, log_file_name, BackupEnd, BackupSetKind, Checkpoint, EdbHeader,
+    LogHeader, Position,
 };
+use pager::Pager;
 pub use record::{Record, Status, Txn};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
+
+/// Records read per step when records are streamed (a digest, `EmulatedCa::records`).
+pub(crate) const RECORD_CHUNK: usize = 4096;
 
 /// The first value of the virtual clock: 2026-01-01T00:00:00Z.
 pub(crate) const CLOCK_EPOCH: i64 = 1_767_225_600;
@@ -100,9 +107,28 @@ pub struct BackupMark {
     pub at: i64,
 }
 
+/// A recorded backup as the CA's registry keeps it (`BackupHistory`, the emulator's own
+/// value): the set its log listing sealed, and the database lineage it belongs to. Hard
+/// recovery looks a restored chain up here to say what a restore that ends early lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BackupRecord {
+    /// The set: kind, listed generations, transactions in them.
+    #[serde(flatten)]
+    pub set: BackupEnd,
+    /// The database signature of the logs (a restore starts a new one).
+    pub signature: u64,
+    /// When it was recorded (virtual clock).
+    pub at: i64,
+}
+
+/// Recorded backups the registry keeps (the oldest is dropped first).
+pub(crate) const BACKUP_HISTORY: usize = 64;
+
 struct OpenLog {
     file: File,
     hasher: crc32fast::Hasher,
+    /// Bytes in the file (all written by the CA).
+    len: u64,
 }
 
 /// The emulated CA. Not thread-safe by itself: the API layer keeps it behind its host's lock.
@@ -115,7 +141,10 @@ pub(crate) struct Ca {
     interface_flags: u32,
     service: ServiceState,
     signature: u64,
-    records: BTreeMap<u32, Record>,
+    /// The page file: open while the service runs; after a stop or a crash it still shows
+    /// the state the service had (nothing writes through it until a start replaces it).
+    /// `None` before the first start of a CA opened from disk (reads then go to the `.edb`).
+    db: Option<Pager>,
     next_request_id: u32,
     clock: i64,
     current: Position,
@@ -129,8 +158,12 @@ pub(crate) struct Ca {
     last_full: Option<BackupMark>,
     last_incremental: Option<BackupMark>,
     last_recovery: Option<i64>,
+    backup_history: Vec<BackupRecord>,
     pub(crate) restore: recovery::RestoreState,
     fingerprints: BTreeMap<PathBuf, Fingerprint>,
+    /// `edb.log` was appended to since its fingerprint was taken (taken again, lazily, by
+    /// the next [`Ca::check_files`]: no `stat` per transaction).
+    log_fp_stale: bool,
     tampered: Option<String>,
 }
 
@@ -152,7 +185,7 @@ impl std::fmt::Debug for Ca {
         f.debug_struct("Ca")
             .field("name", &self.name)
             .field("service", &self.service)
-            .field("records", &self.records.len())
+            .field("records", &self.next_request_id.saturating_sub(1))
             .field("current", &self.current)
             .field("checkpoint", &self.checkpoint)
             .finish()
@@ -183,6 +216,8 @@ struct RegistryValues {
     #[serde(rename = "DBLastRecovery")]
     db_last_recovery: Option<i64>,
     restore_in_progress: Option<recovery::RestoreMarker>,
+    #[serde(default)]
+    backup_history: Vec<BackupRecord>,
 }
 
 /// Where the emulated registry keeps the CA's configuration.
@@ -210,7 +245,7 @@ impl Ca {
             interface_flags: cfg.interface_flags,
             service: ServiceState::Stopped,
             signature: 0,
-            records: BTreeMap::new(),
+            db: None,
             next_request_id: 1,
             clock: CLOCK_EPOCH,
             current: Position::FIRST,
@@ -224,8 +259,10 @@ impl Ca {
             last_full: None,
             last_incremental: None,
             last_recovery: None,
+            backup_history: Vec::new(),
             restore: Default::default(),
             fingerprints: BTreeMap::new(),
+            log_fp_stale: false,
             tampered: None,
         })
     }
@@ -262,12 +299,11 @@ impl Ca {
         let mut ca = Ca::configured(machine, cfg)?;
         ca.db_dir.join(&format!("{}.edb", cfg.name))?;
         ca.signature = mix64(cfg.seed ^ mix64(name_hash(&cfg.name))) | 1;
-        for id in 1..=cfg.records {
-            ca.records
-                .insert(id, Record::generate(cfg.seed, id, ca.clock));
-            ca.clock += 60;
-        }
-        ca.next_request_id = cfg.records + 1;
+        let Some(next) = cfg.records.checked_add(1) else {
+            return Err(Error::invalid_arg("install", "too many records"));
+        };
+        ca.next_request_id = next;
+        ca.clock = CLOCK_EPOCH + 60 * cfg.records as i64;
         for dir in [&ca.db_dir, &ca.log_dir, &ca.sys_dir] {
             let p = machine.host_path_of(dir);
             std::fs::create_dir_all(&p).map_err(io_err(format!("creating {}", p.display())))?;
@@ -277,7 +313,16 @@ impl Ca {
             let p = machine.host_path_of(&ca.log_path(g));
             std::fs::remove_file(&p).map_err(io_err(format!("deleting {}", p.display())))?;
         }
-        ca.write_checkpoint(machine)?;
+        // Records 1..=n, written page by page once (record id has the clock of its creation).
+        let seed = cfg.seed;
+        let pager = Pager::create(
+            &machine.host_path_of(&ca.database_path()),
+            &machine.host_path_of(&ca.journal_path()),
+            &ca.header(0),
+            |id| Record::generate(seed, id, CLOCK_EPOCH + 60 * (id as i64 - 1)),
+        )?;
+        ca.db = Some(pager);
+        ca.write_chk(machine)?;
         ca.create_current_log(machine)?;
         ca.write_dynamic_files(machine)?;
         ca.save_registry(machine)?;
@@ -289,11 +334,15 @@ impl Ca {
     /// Opens the CA that an earlier process left on this machine's disk (its registry
     /// values and files), or installs a new one if there is none. An existing CA must
     /// have the configured name; it comes back Stopped and is then started (soft
-    /// recovery), unless a restore registration keeps it from starting.
-    pub(crate) fn open_or_install(machine: &Machine, cfg: &CaConfig) -> Result<Ca> {
+    /// recovery, or hard recovery of a completed registration, whose report is returned);
+    /// a registration never completed leaves it suspended ([`Ca::finish_start`]).
+    pub(crate) fn open_or_install(
+        machine: &Machine,
+        cfg: &CaConfig,
+    ) -> Result<(Ca, Option<recovery::RecoveryReport>)> {
         let reg = registry_path(machine);
         let Ok(text) = std::fs::read_to_string(&reg) else {
-            return Ca::install(machine, cfg);
+            return Ca::install(machine, cfg).map(|ca| (ca, None));
         };
         let v: RegistryValues = serde_json::from_str(&text).map_err(|e| {
             Error::io(
@@ -327,12 +376,14 @@ impl Ca {
         ca.last_full = v.db_last_full_backup;
         ca.last_incremental = v.db_last_incremental_backup;
         ca.last_recovery = v.db_last_recovery;
+        ca.backup_history = v.backup_history;
         ca.restore.marker = v.restore_in_progress;
-        if ca.restore.marker.as_ref().is_some_and(|m| m.pending) {
-            return Ok(ca);
+        match ca.start(machine) {
+            Ok(report) => Ok((ca, Some(report))),
+            // A registration never completed: the service waits, suspended (Ca::finish_start).
+            Err(Error::Suspended { .. }) if ca.service == ServiceState::Suspended => Ok((ca, None)),
+            Err(e) => Err(e),
         }
-        ca.start(machine)?;
-        Ok(ca)
     }
 
     /// Writes the registry values (after every change to them).
@@ -350,9 +401,10 @@ impl Ca {
             db_last_incremental_backup: self.last_incremental,
             db_last_recovery: self.last_recovery,
             restore_in_progress: self.restore.marker.clone(),
+            backup_history: self.backup_history.clone(),
         };
         let text = serde_json::to_string_pretty(&v).expect("serialisable");
-        write_atomic(&registry_path(machine), text.as_bytes())
+        files::overwrite_padded(&registry_path(machine), text.as_bytes())
     }
 
     // ----- accessors -------------------------------------------------------------
@@ -378,9 +430,68 @@ impl Ca {
     pub(crate) fn signature(&self) -> u64 {
         self.signature
     }
-    /// All records, by request id.
-    pub(crate) fn records(&self) -> &BTreeMap<u32, Record> {
-        &self.records
+    /// Records in the database (request ids 1 ..= this): the running CA's count, or the
+    /// count in the header of the `.edb` on disk when the service is stopped (0 if the
+    /// file cannot be read).
+    pub(crate) fn record_count(&self, machine: &Machine) -> u32 {
+        match &self.db {
+            Some(db) => db.records(),
+            None => self.disk_header(machine).map_or(0, |h| h.records()),
+        }
+    }
+    /// Revoked records, from the same source as [`Ca::record_count`].
+    pub(crate) fn revoked_count(&self, machine: &Machine) -> u32 {
+        match &self.db {
+            Some(db) => db.revoked(),
+            None => self.disk_header(machine).map_or(0, |h| h.revoked),
+        }
+    }
+    fn disk_header(&self, machine: &Machine) -> Option<EdbHeader> {
+        let mut none = Vec::new();
+        pager::read_records_on_disk(
+            &machine.host_path_of(&self.database_path()),
+            1,
+            0,
+            &mut none,
+        )
+        .ok()
+    }
+    /// Up to `max` records from request id `from` on, in request-id order, appended to
+    /// `out` (streamed from the pages; a stopped CA's from its `.edb` on disk).
+    pub(crate) fn read_records(
+        &self,
+        machine: &Machine,
+        from: u32,
+        max: usize,
+        out: &mut Vec<Record>,
+    ) -> Result<()> {
+        match &self.db {
+            Some(db) => db.read_records(from, max, out),
+            None => {
+                let p = machine.host_path_of(&self.database_path());
+                if !p.exists() {
+                    return Ok(());
+                }
+                pager::read_records_on_disk(&p, from, max, out).map(drop)
+            }
+        }
+    }
+    /// The records digest (`docs/FILE-FORMATS.md` §4.6), streamed page by page.
+    pub(crate) fn records_digest(&self, machine: &Machine) -> Result<u32> {
+        let mut d = record::Digest::new();
+        let mut chunk = Vec::with_capacity(RECORD_CHUNK);
+        let mut from = 1;
+        loop {
+            chunk.clear();
+            self.read_records(machine, from, RECORD_CHUNK, &mut chunk)?;
+            for r in &chunk {
+                d.update(r);
+            }
+            match chunk.last() {
+                Some(r) if chunk.len() == RECORD_CHUNK => from = r.request_id + 1,
+                _ => return Ok(d.finish()),
+            }
+        }
     }
     /// The current log position (generation of `edb.log`, transactions in it).
     pub(crate) fn current(&self) -> Position {
@@ -397,6 +508,10 @@ impl Ca {
     /// The last recorded incremental backup.
     pub(crate) fn last_incremental_backup(&self) -> Option<BackupMark> {
         self.last_incremental
+    }
+    /// The recorded backups the registry keeps, oldest first (`BackupHistory`).
+    pub(crate) fn backup_history(&self) -> &[BackupRecord] {
+        &self.backup_history
     }
     /// When recovery of a restore last succeeded (`DBLastRecovery`).
     pub(crate) fn last_recovery(&self) -> Option<i64> {
@@ -437,6 +552,10 @@ impl Ca {
     /// The current log `edb.log`.
     pub(crate) fn current_log_path(&self) -> WinPath {
         self.log_dir.join("edb.log").expect("valid name")
+    }
+    /// The page journal `edb.jrn` (next to the `.edb`): pages not yet checkpointed.
+    pub(crate) fn journal_path(&self) -> WinPath {
+        self.db_dir.join("edb.jrn").expect("valid name")
     }
     /// The checkpoint file `edb.chk`.
     pub(crate) fn checkpoint_path(&self) -> WinPath {
@@ -502,7 +621,11 @@ impl Ca {
     pub(crate) fn revoke(&mut self, machine: &Machine, request_id: u32, reason: u32) -> Result<()> {
         self.require_running(machine, "revoke")?;
         self.check_files(machine, "revoke")?;
-        match self.records.get(&request_id) {
+        let rec = match self.db.as_mut() {
+            Some(db) => db.get(request_id)?,
+            None => None,
+        };
+        match rec {
             None => Err(Error::FileNotFound {
                 call: "revoke",
                 why: format!("no certificate with request id {request_id}"),
@@ -535,10 +658,14 @@ impl Ca {
             .write_all(&frame)
             .map_err(io_err(format!("appending to {}", path.display())))?;
         log.hasher.update(&frame);
-        if let Some(fp) = fingerprint(&path) {
-            self.fingerprints.insert(path, fp);
-        }
-        apply(&mut self.records, &mut self.next_request_id, &txn);
+        log.len += frame.len() as u64;
+        self.log_fp_stale = true;
+        let db = self
+            .db
+            .as_mut()
+            .expect("a running CA has its database open");
+        db.apply(&txn)?;
+        self.next_request_id = db.records() + 1;
         self.clock += 60;
         self.current.pos += 1;
         if self.current.pos >= self.log_capacity {
@@ -550,6 +677,56 @@ impl Ca {
     /// Seals `edb.log`, renames it to its numbered name and starts the next generation.
     /// The checkpoint follows unless a full backup holds the database still.
     pub(crate) fn roll(&mut self, machine: &Machine) -> Result<u32> {
+        self.roll_sealing(machine, None)
+    }
+
+    /// The roll of a backup's log listing (`CertSrvBackupGetBackupLogsW`), which names the
+    /// generations `low ..=` the one it seals: that log is sealed with a backup end mark
+    /// (`docs/FILE-FORMATS.md` §5.4) holding the set, whose transactions are counted from
+    /// the seals of the listed logs. Returns the sealed generation and the set; the set is
+    /// `None` (and no mark written) when a listed log is missing or not sealed, in which
+    /// case the listing fails anyway.
+    pub(crate) fn roll_for_backup(
+        &mut self,
+        machine: &Machine,
+        kind: BackupSetKind,
+        low: u32,
+    ) -> Result<(u32, Option<BackupEnd>)> {
+        let high = self.current.generation;
+        let mut transactions = u64::from(self.current.pos);
+        let mut complete = low <= high;
+        for g in low..high {
+            match self.sealed_count(machine, g) {
+                Some(n) => transactions += u64::from(n),
+                None => {
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        let set = complete.then_some(BackupEnd {
+            kind,
+            low_gen: low,
+            high_gen: high,
+            transactions,
+        });
+        let sealed = self.roll_sealing(machine, set.as_ref())?;
+        Ok((sealed, set))
+    }
+
+    /// The transaction count in the seal of the numbered log of generation `g` (its last
+    /// 12 bytes: the seal marker, the count, the CRC), if it is there and sealed.
+    fn sealed_count(&self, machine: &Machine, g: u32) -> Option<u32> {
+        let path = machine.host_path_of(&self.log_path(g));
+        let f = files::open_read(&path).ok()?;
+        let len = files::len(&f, &path).ok()?;
+        let mut tail = [0u8; format::SEAL_LEN];
+        let at = len.checked_sub(format::SEAL_LEN as u64)?;
+        files::read_at(&f, &path, &mut tail, at).ok()?;
+        format::seal_count(&tail)
+    }
+
+    fn roll_sealing(&mut self, machine: &Machine, backup_end: Option<&BackupEnd>) -> Result<u32> {
         let sealed_gen = self.current.generation;
         let log = self.log.take().ok_or_else(|| {
             Error::io(
@@ -557,7 +734,7 @@ impl Ca {
                 std::io::Error::other("the current log is not open"),
             )
         })?;
-        let (trailer, crc) = encode_trailer(self.current.pos, log.hasher);
+        let (trailer, crc) = encode_trailer(self.current.pos, log.hasher, backup_end);
         let mut file = log.file;
         let cur = machine.host_path_of(&self.current_log_path());
         file.write_all(&trailer)
@@ -580,7 +757,7 @@ impl Ca {
         } else {
             self.flush_deferred = true;
         }
-        self.refresh_fingerprints(machine);
+        self.touch_fingerprints(&[numbered, cur]);
         Ok(sealed_gen)
     }
 
@@ -599,7 +776,12 @@ impl Ca {
             .map_err(io_err(format!("writing {}", path.display())))?;
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&header);
-        self.log = Some(OpenLog { file, hasher });
+        self.log = Some(OpenLog {
+            file,
+            hasher,
+            len: header.len() as u64,
+        });
+        self.log_fp_stale = false;
         Ok(())
     }
 
@@ -613,7 +795,12 @@ impl Ca {
             .map_err(io_err(format!("opening {}", path.display())))?;
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(bytes);
-        self.log = Some(OpenLog { file, hasher });
+        self.log = Some(OpenLog {
+            file,
+            hasher,
+            len: bytes.len() as u64,
+        });
+        self.log_fp_stale = false;
         Ok(())
     }
 
@@ -621,33 +808,43 @@ impl Ca {
     pub(crate) fn flush_checkpoint(&mut self, machine: &Machine) -> Result<()> {
         self.checkpoint = self.current;
         self.write_checkpoint(machine)?;
-        self.refresh_fingerprints(machine);
+        self.touch_fingerprints(&[
+            machine.host_path_of(&self.database_path()),
+            machine.host_path_of(&self.checkpoint_path()),
+        ]);
         Ok(())
     }
 
     fn write_checkpoint(&mut self, machine: &Machine) -> Result<()> {
-        let mut img = self.image();
-        let bytes = img.encode();
-        write_atomic(&machine.host_path_of(&self.database_path()), &bytes)?;
+        let header = self.header(self.db.as_ref().map_or(0, |d| d.revoked()));
+        if let Some(db) = self.db.as_mut() {
+            db.checkpoint(&header)?;
+        }
+        self.write_chk(machine)
+    }
+
+    /// Writes `edb.chk` (in place: it is never read by recovery, see FILE-FORMATS Doubts).
+    fn write_chk(&self, machine: &Machine) -> Result<()> {
         let chk = Checkpoint {
             ca_name: self.name.clone(),
             signature: self.signature,
             position: self.checkpoint,
         };
-        write_atomic(
+        files::overwrite(
             &machine.host_path_of(&self.checkpoint_path()),
             &chk.encode(),
         )
     }
 
-    fn image(&self) -> EdbImage {
-        EdbImage {
+    /// The header page of the database at the checkpoint position.
+    fn header(&self, revoked: u32) -> EdbHeader {
+        EdbHeader {
             ca_name: self.name.clone(),
             signature: self.signature,
             checkpoint: self.checkpoint,
             next_request_id: self.next_request_id,
             clock: self.clock,
-            records: self.records.values().cloned().collect(),
+            revoked,
             logical_size: self.virtual_size.unwrap_or(0),
             pad_seed: mix64(self.signature ^ 0xEDB),
         }
@@ -680,12 +877,15 @@ impl Ca {
         Ok(())
     }
 
-    /// Records a finished backup.
+    /// Records a finished backup: `DBLastFullBackup` / `DBLastIncrementalBackup`, and the
+    /// set its log listing sealed (`set`, when the listing could count its transactions)
+    /// in the backup history.
     pub(crate) fn record_backup(
         &mut self,
         machine: &Machine,
         full: bool,
         high_gen: u32,
+        set: Option<BackupEnd>,
     ) -> Result<()> {
         let mark = BackupMark {
             high_gen,
@@ -696,6 +896,16 @@ impl Ca {
             self.last_incremental = None;
         } else {
             self.last_incremental = Some(mark);
+        }
+        if let Some(set) = set {
+            if self.backup_history.len() >= BACKUP_HISTORY {
+                self.backup_history.remove(0);
+            }
+            self.backup_history.push(BackupRecord {
+                set,
+                signature: self.signature,
+                at: self.clock,
+            });
         }
         self.save_registry(machine)
     }
@@ -743,7 +953,12 @@ impl Ca {
         let tampered = self.check_files(machine, "stop");
         self.tampered = None;
         self.frozen = false;
-        let r = self.flush_checkpoint(machine);
+        let r = self
+            .flush_checkpoint(machine)
+            .and_then(|_| match self.db.as_mut() {
+                Some(db) => db.retire_journal(),
+                None => Ok(()),
+            });
         self.log = None;
         self.service = ServiceState::Stopped;
         tampered.and(r)
@@ -768,6 +983,17 @@ impl Ca {
 
     fn refresh_fingerprints(&mut self, machine: &Machine) {
         self.fingerprints = self.scan_files(machine);
+        self.log_fp_stale = false;
+    }
+
+    /// Takes again the fingerprints of files the CA itself just wrote.
+    fn touch_fingerprints(&mut self, paths: &[PathBuf]) {
+        for p in paths {
+            match fingerprint(p) {
+                Some(fp) => self.fingerprints.insert(p.clone(), fp),
+                None => self.fingerprints.remove(p),
+            };
+        }
     }
 
     /// Windows holds a running CA's files open: overwriting them fails with
@@ -783,6 +1009,14 @@ impl Ca {
                 call,
                 why: why.clone(),
             });
+        }
+        if std::mem::take(&mut self.log_fp_stale) {
+            // The CA's own appends: adopted if the file has exactly the bytes it wrote.
+            let p = machine.host_path_of(&self.current_log_path());
+            let len = self.log.as_ref().map(|l| l.len);
+            if let Some(fp) = fingerprint(&p).filter(|fp| Some(fp.0) == len) {
+                self.fingerprints.insert(p, fp);
+            }
         }
         let now = self.scan_files(machine);
         if now == self.fingerprints {
@@ -813,6 +1047,10 @@ impl Ca {
         self.frozen = false;
         self.flush_deferred = false;
         self.log = None;
+        // Nothing is written: the `.edb` stays at its checkpoint and an uncheckpointed
+        // journal on disk is discarded by the next start, which replays the logs. The
+        // pager is kept only to show the state the service had until then (as a stop
+        // does); nothing writes through it until a start replaces it.
         self.service = ServiceState::Stopped;
     }
 
@@ -824,37 +1062,59 @@ impl Ca {
         self.finish_start(machine)
     }
 
-    /// First half of a start: refuses a registered restore that was not completed, then
-    /// enters Suspended (requests get `CERTSRV_E_SERVER_SUSPENDED`) until [`Ca::finish_start`].
+    /// True while the service is up but holds its start: Suspended before recovery (between
+    /// [`Ca::begin_start`] and [`Ca::finish_start`], or waiting on a registration that
+    /// was never completed).
+    pub(crate) fn start_held(&self) -> bool {
+        self.service == ServiceState::Suspended && self.log.is_none()
+    }
+
+    /// First half of a start: refuses a registered restore completed with a failure,
+    /// then enters Suspended (requests get `CERTSRV_E_SERVER_SUSPENDED`) until
+    /// [`Ca::finish_start`].
     pub(crate) fn begin_start(&mut self) -> Result<()> {
         if self.service != ServiceState::Stopped {
-            return Err(Error::invalid_arg(
-                "start",
-                "the CA service is already running",
-            ));
+            let why = if self.start_held() {
+                "the CA service is running, suspended: its start waits (a restore registered without CertSrvRestoreRegisterComplete, or a recovery not run yet); complete the registration or clear the marker, then restart the service (stop, start)"
+            } else {
+                "the CA service is already running"
+            };
+            return Err(Error::invalid_arg("start", why));
         }
-        if let Some(mk) = &self.restore.marker {
-            if mk.pending {
-                return Err(Error::RestoreInProgress {
-                    call: "start",
-                    why: "a restore is registered but CertSrvRestoreRegisterComplete was not called; Certificate Services will not start until it is".into(),
-                });
-            }
-            if let Some(hr) = mk.status.filter(|h| h.is_err()) {
-                return Err(Error::RestoreReportedFailure { hr });
-            }
+        if let Some(hr) = self.restore.marker.as_ref().and_then(failed_status) {
+            return Err(Error::RestoreReportedFailure { hr });
         }
         self.service = ServiceState::Suspended;
         Ok(())
     }
 
     /// Second half of a start: runs recovery; Running on success, Stopped on failure.
+    ///
+    /// A registration that was never completed holds the start: the service stays
+    /// Suspended and the start returns `CERTSRV_E_SERVER_SUSPENDED` ("suspended for a
+    /// database restore operation"), as field reports show a CA stuck after a
+    /// half-finished restore (COVERAGE.md, section C, item 44). Completing the
+    /// registration or clearing the marker does not reach the waiting service (they are
+    /// local calls, no MS-CSRA method): restarting it (stop, start), or calling this
+    /// again, recovers.
     pub(crate) fn finish_start(&mut self, machine: &Machine) -> Result<recovery::RecoveryReport> {
-        if self.service != ServiceState::Suspended || self.log.is_some() {
+        if !self.start_held() {
             return Err(Error::invalid_arg(
                 "start",
                 "no start is in progress (call begin_start first)",
             ));
+        }
+        if let Some(mk) = &self.restore.marker {
+            if mk.pending {
+                return Err(Error::Suspended {
+                    call: "start",
+                    why: "a restore is registered but CertSrvRestoreRegisterComplete was not called: the service waits, suspended for a database restore operation, until the registration is completed (or its RestoreInProgress marker removed) and the service restarted".into(),
+                });
+            }
+            if let Some(hr) = failed_status(mk) {
+                self.service = ServiceState::Stopped;
+                return Err(Error::RestoreReportedFailure { hr });
+            }
         }
         let outcome = match recovery::recover(self, machine) {
             Ok(o) => o,
@@ -877,8 +1137,13 @@ impl Ca {
         out: recovery::Recovered,
     ) -> Result<recovery::RecoveryReport> {
         self.signature = out.signature;
-        self.records = out.records;
-        self.next_request_id = out.next_request_id;
+        let mut db = out.db;
+        // The CA keeps its database at its own path, compact (a restored copy may hold the
+        // materialised padding, or lie at another name of the restore map).
+        db.relocate(&machine.host_path_of(&self.database_path()))?;
+        db.trim()?;
+        self.next_request_id = db.records() + 1;
+        self.db = Some(db);
         self.clock = out.clock;
         self.current = out.current;
         self.prev_crc = out.prev_crc;
@@ -918,6 +1183,11 @@ impl Ca {
     }
 }
 
+/// The failure a registration was completed with, if any.
+fn failed_status(mk: &recovery::RestoreMarker) -> Option<crate::core::HRESULT> {
+    mk.status.filter(|h| h.is_err())
+}
+
 fn name_hash(s: &str) -> u64 {
     s.to_lowercase()
         .bytes()
@@ -926,24 +1196,5 @@ fn name_hash(s: &str) -> u64 {
         })
 }
 
-/// Applies one transaction to a record set.
-pub(crate) fn apply(records: &mut BTreeMap<u32, Record>, next_id: &mut u32, txn: &Txn) {
-    match txn {
-        Txn::Issue(r) => {
-            *next_id = (*next_id).max(r.request_id + 1);
-            records.insert(r.request_id, r.clone());
-        }
-        Txn::Revoke {
-            request_id,
-            at,
-            reason,
-        } => {
-            if let Some(r) = records.get_mut(request_id) {
-                r.status = Status::Revoked {
-                    at: *at,
-                    reason: *reason,
-                };
-            }
-        }
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -35,6 +35,16 @@ pub enum Status {
 }
 
 impl Record {
+    /// A placeholder record (request id 0, empty subject), never stored.
+    pub(crate) const EMPTY: Record = Record {
+        request_id: 0,
+        serial: [0; 16],
+        subject: String::new(),
+        not_before: 0,
+        not_after: 0,
+        status: Status::Issued,
+    };
+
     /// The deterministic record for `request_id` of a CA seeded with `seed`.
     pub fn generate(seed: u64, request_id: u32, clock: i64) -> Record {
         let a = mix64(seed ^ (request_id as u64) << 1);
@@ -110,13 +120,50 @@ impl Record {
 /// (the `Records` control call); `certadm-emu demo` prints it as 8 hex digits
 /// (`docs/FILE-FORMATS.md` §4.6).
 pub fn digest(records: &[Record]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
+    let mut d = Digest::new();
     for r in records {
-        let mut w = Writer::new();
-        r.encode(&mut w);
-        h.update(&w.into_inner());
+        d.update(r);
     }
-    h.finalize()
+    d.finish()
+}
+
+/// The digest of [`digest`], fed one record at a time (records streamed from pages, in
+/// request-id order).
+#[derive(Debug, Clone)]
+pub struct Digest {
+    hasher: crc32fast::Hasher,
+    buf: Vec<u8>,
+}
+
+impl Default for Digest {
+    fn default() -> Self {
+        Digest::new()
+    }
+}
+
+impl Digest {
+    /// The digest of no records (0).
+    pub fn new() -> Digest {
+        Digest {
+            hasher: crc32fast::Hasher::new(),
+            buf: Vec::with_capacity(128),
+        }
+    }
+
+    /// Adds the next record.
+    pub fn update(&mut self, r: &Record) {
+        let mut w = Writer::with_buffer(std::mem::take(&mut self.buf));
+        r.encode(&mut w);
+        let mut b = w.into_inner();
+        self.hasher.update(&b);
+        b.clear();
+        self.buf = b;
+    }
+
+    /// The digest of the records added.
+    pub fn finish(self) -> u32 {
+        self.hasher.finalize()
+    }
 }
 
 /// One logged change to the database.

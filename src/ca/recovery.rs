@@ -2,13 +2,13 @@
 //! and hard recovery of a registered restore (spec §8.5).
 
 use super::files::read_all;
-use super::format::{decode_log, log_file_name, EdbImage, FormatError, LogHeader, Position};
-use super::{apply, content, Ca, Record, Txn};
+use super::format::{decode_log, log_file_name, BackupEnd, EdbHeader, LogHeader, Position};
+use super::pager::{self, Pager};
+use super::{BackupRecord, Ca, Txn};
 use crate::core::{Error, RecoveryFailure, Result};
 use crate::machine::fs::Rel;
 use crate::machine::Machine;
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// What a start did.
@@ -26,6 +26,60 @@ pub struct RecoveryReport {
     pub torn_tail: bool,
     /// Log files found but not replayed (newer logs that do not continue a restored chain).
     pub ignored: Vec<String>,
+    /// Hard recovery: the last backup end mark the replay passed (the end of the last
+    /// backup set it restored completely), if any.
+    pub backup_end: Option<BackupEnd>,
+    /// Hard recovery: the restored chain ends before the end of its backup set (conformance
+    /// rule CR04). The start succeeds; the data of the missing generations is lost.
+    pub data_loss: Option<DataLoss>,
+}
+
+/// A restore whose chain ends before the last generation its backup listed: every log a
+/// backup lists ends with the one its listing sealed with a backup end mark
+/// (`docs/FILE-FORMATS.md` §5.4), and hard recovery found no such mark at or after the
+/// registered genHigh, and no `edb.log` continuing the chain (COVERAGE.md, section C,
+/// item 45).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataLoss {
+    /// The first generation missing (the one after the last replayed, or the database's
+    /// checkpoint generation when no log was replayed).
+    pub missing_from: u32,
+    /// The last generation the backup listed, when the CA's backup history knows the
+    /// backup; `None`: at least `missing_from` is missing.
+    pub missing_through: Option<u32>,
+    /// Transactions lost, when the CA's backup history knows the backup.
+    pub lost_transactions: Option<u64>,
+    /// The backup whose end is missing, from the CA's backup history.
+    pub backup: Option<BackupEnd>,
+}
+
+impl std::fmt::Display for DataLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let from = self.missing_from;
+        match (self.missing_through, self.lost_transactions, &self.backup) {
+            (Some(to), Some(n), Some(b)) => {
+                let (gens, them) = if to == from {
+                    (format!("generation {from} ({}) is", log_file_name(from)), "it")
+                } else {
+                    let gens = format!(
+                        "generations {from}..{to} ({} .. {}) are",
+                        log_file_name(from),
+                        log_file_name(to)
+                    );
+                    (gens, "them")
+                };
+                write!(
+                    f,
+                    "the restore ends before the end of its backup set: {gens} missing; {b} listed {them}, and {n} of its transactions are lost"
+                )
+            }
+            _ => write!(
+                f,
+                "the restore ends before the end of its backup set: at least generation {from} ({}) is missing (the restored chain ends on a log that no backup's log listing sealed as the last of its set, and no edb.log continues it); the transactions in it are lost",
+                log_file_name(from)
+            ),
+        }
+    }
 }
 
 /// The restore registration (`RestoreInProgress`); filled in by the restore side.
@@ -69,13 +123,37 @@ impl RestoreState {
 /// The state a recovery produced, adopted by the CA if it succeeded.
 pub(crate) struct Recovered {
     pub signature: u64,
-    pub records: BTreeMap<u32, Record>,
-    pub next_request_id: u32,
+    /// The database with the replayed changes paged in (not yet checkpointed).
+    pub db: Pager,
     pub clock: i64,
     pub current: Position,
     pub prev_crc: u32,
     pub current_log_bytes: Vec<u8>,
     pub report: RecoveryReport,
+}
+
+/// What a replay found, before the CA adopts it with its database.
+pub(crate) struct Replayed {
+    pub signature: u64,
+    pub clock: i64,
+    pub current: Position,
+    pub prev_crc: u32,
+    pub current_log_bytes: Vec<u8>,
+    pub report: RecoveryReport,
+}
+
+impl Replayed {
+    fn with(self, db: Pager) -> Recovered {
+        Recovered {
+            signature: self.signature,
+            db,
+            clock: self.clock,
+            current: self.current,
+            prev_crc: self.prev_crc,
+            current_log_bytes: self.current_log_bytes,
+            report: self.report,
+        }
+    }
 }
 
 fn fail(failure: RecoveryFailure, why: impl Into<String>) -> Error {
@@ -85,63 +163,10 @@ fn fail(failure: RecoveryFailure, why: impl Into<String>) -> Error {
     }
 }
 
-/// Reads and verifies a `.edb`: checksum of the compact part, and the generated
-/// padding byte by byte if the file holds it (streamed, O(1) memory).
-pub(crate) fn read_database(path: &Path) -> Result<EdbImage> {
-    let mut f = std::fs::File::open(path).map_err(|_| {
-        fail(
-            RecoveryFailure::DatabaseCorrupted,
-            format!("the database file {} is missing", path.display()),
-        )
-    })?;
-    let len = f
-        .metadata()
-        .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
-        .len();
-    let corrupt = |e: FormatError| {
-        fail(
-            RecoveryFailure::DatabaseCorrupted,
-            format!("{}: {e}", path.display()),
-        )
-    };
-    let mut prefix = vec![0u8; super::format::EDB_PREFIX];
-    f.read_exact(&mut prefix)
-        .map_err(|_| corrupt(FormatError::Truncated))?;
-    let (compact, logical, seed) = EdbImage::prefix(&prefix).map_err(corrupt)?;
-    if len != compact && len != logical {
-        return Err(fail(
-            RecoveryFailure::DatabaseCorrupted,
-            format!(
-                "{} is {len} bytes; a database of this header is {compact} (compact) or {logical} bytes",
-                path.display()
-            ),
-        ));
-    }
-    let mut body = prefix;
-    body.resize(compact as usize, 0);
-    f.read_exact(&mut body[super::format::EDB_PREFIX..])
-        .map_err(|_| corrupt(FormatError::Truncated))?;
-    let img = EdbImage::decode(&body).map_err(corrupt)?;
-    if len > compact {
-        let mut buf = vec![0u8; 1 << 20];
-        let mut off = compact;
-        while off < len {
-            let n = ((len - off) as usize).min(buf.len());
-            f.read_exact(&mut buf[..n])
-                .map_err(|_| corrupt(FormatError::Truncated))?;
-            if let Some(bad) = content::verify(seed, off, &buf[..n]) {
-                return Err(fail(
-                    RecoveryFailure::DatabaseCorrupted,
-                    format!(
-                        "{}: byte {bad} differs from the database content",
-                        path.display()
-                    ),
-                ));
-            }
-            off += n as u64;
-        }
-    }
-    Ok(img)
+/// Reads and verifies a `.edb` (`docs/FILE-FORMATS.md` §4.5): every page's checksum and
+/// every padding byte the file holds, streamed in O(1) memory. Returns its header.
+pub(crate) fn read_database(path: &Path) -> Result<EdbHeader> {
+    pager::verify(path)
 }
 
 /// Where the logs of a replay come from.
@@ -184,6 +209,61 @@ pub(crate) enum Mode {
     },
 }
 
+/// What the replay of a hard recovery needs to tell a complete restore from one that
+/// lost the end of its backup set.
+#[derive(Debug, Default)]
+struct Ends {
+    /// The last backup end mark replayed, with its generation.
+    last_mark: Option<BackupEnd>,
+    /// Transactions in each replayed generation (whole generations), in order.
+    counts: Vec<(u32, u64)>,
+}
+
+impl Ends {
+    /// The loss of a hard recovery whose replay stopped after numbered logs (not in
+    /// `edb.log`): none if a backup end mark at or after `gen_high` was replayed.
+    fn loss(&self, img: &EdbHeader, gen_high: u32, history: &[BackupRecord]) -> Option<DataLoss> {
+        if self.last_mark.is_some_and(|m| m.high_gen >= gen_high) {
+            return None;
+        }
+        let missing_from = self
+            .counts
+            .last()
+            .map_or(img.checkpoint.generation, |(g, _)| g + 1);
+        // The latest recorded backup of this database lineage whose listing holds the
+        // first missing generation.
+        let known = history.iter().rev().find(|r| {
+            r.signature == img.signature && (r.set.low_gen..=r.set.high_gen).contains(&missing_from)
+        });
+        let Some(r) = known else {
+            return Some(DataLoss {
+                missing_from,
+                missing_through: None,
+                lost_transactions: None,
+                backup: None,
+            });
+        };
+        let set = r.set;
+        let in_set = |g: u32| (set.low_gen..=set.high_gen).contains(&g);
+        let mut restored: u64 = self
+            .counts
+            .iter()
+            .filter(|(g, _)| in_set(*g))
+            .map(|(_, n)| n)
+            .sum();
+        if self.counts.is_empty() && in_set(img.checkpoint.generation) {
+            // Nothing replayed: the database holds the first `pos` transactions.
+            restored = u64::from(img.checkpoint.pos);
+        }
+        Some(DataLoss {
+            missing_from,
+            missing_through: Some(set.high_gen),
+            lost_transactions: Some(set.transactions.saturating_sub(restored)),
+            backup: Some(set),
+        })
+    }
+}
+
 fn load_log(p: &Path) -> Result<(super::format::LogContents, Vec<u8>)> {
     let bytes = read_all(p)?;
     let c = decode_log(&bytes).map_err(|e| {
@@ -195,13 +275,17 @@ fn load_log(p: &Path) -> Result<(super::format::LogContents, Vec<u8>)> {
     Ok((c, bytes))
 }
 
-/// Replays the logs onto `img` from its checkpoint.
+/// Replays the logs into `db` (whose verified header is `img`) from its checkpoint. The
+/// changes stay in the pager (its cache and journal) until the CA adopts the result: a
+/// failed replay changes no database file.
 pub(crate) fn replay(
     ca_name: &str,
-    img: EdbImage,
+    img: &EdbHeader,
+    db: &mut Pager,
     sources: &LogSources,
     mode: Mode,
-) -> Result<Recovered> {
+    history: &[BackupRecord],
+) -> Result<Replayed> {
     if !img.ca_name.eq_ignore_ascii_case(ca_name) {
         return Err(fail(
             RecoveryFailure::BadDbSignature,
@@ -226,12 +310,6 @@ pub(crate) fn replay(
             ));
         }
     }
-    let mut records: BTreeMap<u32, Record> = img
-        .records
-        .iter()
-        .map(|r| (r.request_id, r.clone()))
-        .collect();
-    let mut next_id = img.next_request_id;
     let mut clock = img.clock;
     let mut report = RecoveryReport {
         hard,
@@ -252,6 +330,7 @@ pub(crate) fn replay(
     let mut generation = img.checkpoint.generation;
     let mut prev_crc: Option<u32> = None;
     let mut skip = img.checkpoint.pos as usize;
+    let mut ends = Ends::default();
     loop {
         let strict = match mode {
             Mode::Soft => true,
@@ -310,23 +389,27 @@ pub(crate) fn replay(
         };
         let _ = label;
         for t in &contents.txns[skip..] {
-            apply(&mut records, &mut next_id, t);
+            db.apply(t)?;
             clock += 60;
             report.transactions += 1;
         }
         skip = 0;
         report.replayed_generations.push(generation);
+        ends.counts.push((generation, contents.txns.len() as u64));
+        if let Some(m) = contents.backup_end {
+            ends.last_mark = Some(m);
+        }
         if !sealed {
             report.torn_tail = contents.torn_tail;
             if let Mode::Hard { gen_high } = mode {
                 if generation <= gen_high {
                     return Err(missing_restore(generation, gen_high));
                 }
+                // The chain reached the CA's current log: nothing after it to lose.
+                report.backup_end = ends.last_mark;
             }
-            return Ok(Recovered {
+            return Ok(Replayed {
                 signature: img.signature,
-                records,
-                next_request_id: next_id,
                 clock,
                 current: Position {
                     generation,
@@ -344,10 +427,12 @@ pub(crate) fn replay(
         Mode::Hard { gen_high } if generation <= gen_high => {
             return Err(missing_restore(generation, gen_high))
         }
-        Mode::Hard { .. } => {
+        Mode::Hard { gen_high } => {
             if let Some((p, _, _)) = &current {
                 report.ignored.push(p.display().to_string());
             }
+            report.backup_end = ends.last_mark;
+            report.data_loss = ends.loss(img, gen_high, history);
         }
         Mode::Soft => {
             if img.checkpoint.pos > 0 && report.replayed_generations.is_empty() {
@@ -380,10 +465,8 @@ pub(crate) fn replay(
         generation,
         prev_crc: prev_crc.unwrap_or(0),
     };
-    Ok(Recovered {
+    Ok(Replayed {
         signature: img.signature,
-        records,
-        next_request_id: next_id,
         clock,
         current: Position { generation, pos: 0 },
         prev_crc: header.prev_crc,
@@ -453,50 +536,67 @@ fn valid_prefix(raw: &[u8], c: &super::format::LogContents) -> Vec<u8> {
 }
 
 /// Runs the recovery a start needs: hard recovery of a completed restore, or soft recovery.
+/// On failure no database file is changed (the pages the replay changed are discarded
+/// with the journal).
 pub(crate) fn recover(ca: &Ca, machine: &Machine) -> Result<Recovered> {
     let log_dir = machine.host_path_of(&ca.log_dir);
     let current = machine.host_path_of(&ca.current_log_path());
-    let Some(mk) = &ca.restore.marker else {
-        let img = read_database(&machine.host_path_of(&ca.database_path()))?;
-        let sources = LogSources::scan(&[log_dir], Some(current));
-        return replay(&ca.name, img, &sources, Mode::Soft);
+    let journal = machine.host_path_of(&ca.journal_path());
+    let (db_path, sources, mode) = match &ca.restore.marker {
+        None => {
+            // A checkpoint a crash interrupted after its commit record is finished first.
+            let db_path = machine.host_path_of(&ca.database_path());
+            pager::finish_interrupted_checkpoint(&db_path, &journal)?;
+            let sources = LogSources::scan(&[log_dir], Some(current));
+            (db_path, sources, Mode::Soft)
+        }
+        Some(mk) => {
+            // A pending or failed registration never gets here: `Ca::begin_start` refuses it.
+            let (old, new) = mk.restore_map.first().cloned().unwrap_or_default();
+            let db_key = ca.database_path().key();
+            if machine.parse_path(&old)?.key() != db_key {
+                return Err(fail(
+                    RecoveryFailure::RestoreOfNonBackupDatabase,
+                    format!(
+                        "the restore map names {old:?} as the backed-up database, but this CA's database is {}",
+                        ca.database_path().local()
+                    ),
+                ));
+            }
+            // The client's paths resolve beneath the root without following a link
+            // (machine::fs).
+            let db = machine.parse_path(&new)?;
+            machine
+                .fs()
+                .resolve(&db)
+                .map(drop)
+                .or_else(crate::machine::fs::only_links)?;
+            let db_path = machine.host_path_of(&db);
+            let mut dirs = Vec::new();
+            for p in mk.backup_log_paths.iter().chain(mk.log_path.iter()) {
+                let dir = machine.parse_path(p)?;
+                machine.fs().check_tree(&dir)?;
+                dirs.push(machine.host_path_of(&dir));
+            }
+            dirs.push(log_dir);
+            let sources = LogSources::scan(&dirs, Some(current));
+            // A journal of the database the restore replaced is not this database's.
+            super::files::remove_if_exists(&journal)?;
+            let mode = Mode::Hard {
+                gen_high: mk.gen_high,
+            };
+            (db_path, sources, mode)
+        }
     };
-    // A pending or failed registration never gets here: `Ca::begin_start` refuses it.
-    let (old, new) = mk.restore_map.first().cloned().unwrap_or_default();
-    let db_key = ca.database_path().key();
-    if machine.parse_path(&old)?.key() != db_key {
-        return Err(fail(
-            RecoveryFailure::RestoreOfNonBackupDatabase,
-            format!(
-                "the restore map names {old:?} as the backed-up database, but this CA's database is {}",
-                ca.database_path().local()
-            ),
-        ));
+    let img = read_database(&db_path)?;
+    let mut db = Pager::open(&db_path, &journal, img.clone())?;
+    match replay(&ca.name, &img, &mut db, &sources, mode, ca.backup_history()) {
+        Ok(r) => Ok(r.with(db)),
+        Err(e) => {
+            db.discard()?;
+            Err(e)
+        }
     }
-    // The client's paths resolve beneath the root without following a link (machine::fs).
-    let db = machine.parse_path(&new)?;
-    machine
-        .fs()
-        .resolve(&db)
-        .map(drop)
-        .or_else(crate::machine::fs::only_links)?;
-    let img = read_database(&machine.host_path_of(&db))?;
-    let mut dirs = Vec::new();
-    for p in mk.backup_log_paths.iter().chain(mk.log_path.iter()) {
-        let dir = machine.parse_path(p)?;
-        machine.fs().check_tree(&dir)?;
-        dirs.push(machine.host_path_of(&dir));
-    }
-    dirs.push(log_dir);
-    let sources = LogSources::scan(&dirs, Some(current));
-    replay(
-        &ca.name,
-        img,
-        &sources,
-        Mode::Hard {
-            gen_high: mk.gen_high,
-        },
-    )
 }
 
 /// Where restore registrations are written (documented in `docs/FILE-FORMATS.md`).

@@ -11,7 +11,7 @@
 
 use super::EmulatedCa;
 use crate::api::faults::Fault;
-use crate::ca::recovery::RecoveryReport;
+use crate::ca::recovery::{DataLoss, RecoveryReport};
 use crate::ca::{BackupMark, ServiceState};
 use crate::conformance::{Severity, Violation};
 use crate::core::{Call, HRESULT};
@@ -236,6 +236,10 @@ pub struct StartRecovery {
     pub transactions: u64,
     /// `edb.log` ended in a torn frame that was cut off.
     pub torn_tail: bool,
+    /// A hard recovery whose restored chain ends before the end of its backup set: what
+    /// is missing (conformance rule CR04). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_loss: Option<DataLoss>,
 }
 
 impl LastStart {
@@ -249,6 +253,7 @@ impl LastStart {
                     replayed_generations: rep.replayed_generations.clone(),
                     transactions: rep.transactions as u64,
                     torn_tail: rep.torn_tail,
+                    data_loss: rep.data_loss.clone(),
                 }),
             },
             Err(e) => LastStart {
@@ -284,7 +289,6 @@ impl EmulatedCa {
         let machine = &self.host.machine;
         let st = self.host.state.lock();
         let ca = st.ca.as_ref().map(|ca| {
-            let records = ca.records();
             let (cur, chk) = (ca.current(), ca.checkpoint());
             let restore_marker = ca.restore.marker.as_ref().map(|m| RestoreMarkerState {
                 pending: m.pending,
@@ -297,12 +301,10 @@ impl EmulatedCa {
             CaStatus {
                 ca_name: ca.name().to_string(),
                 service: ca.service(),
-                record_count: records.len() as u64,
-                revoked_count: records
-                    .values()
-                    .filter(|r| matches!(r.status, crate::ca::record::Status::Revoked { .. }))
-                    .count() as u64,
-                last_request_id: records.keys().next_back().map_or(0, |&id| id as u64),
+                // Maintained counters: request ids are dense, so the last is the count.
+                record_count: ca.record_count(machine) as u64,
+                revoked_count: ca.revoked_count(machine) as u64,
+                last_request_id: ca.record_count(machine) as u64,
                 log_generations: ca.log_generations_on_disk(machine),
                 current_generation: cur.generation,
                 current_position: cur.pos,

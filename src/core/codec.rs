@@ -93,6 +93,7 @@ impl Writer {
         self.buf[at..at + 4].copy_from_slice(&v.to_le_bytes());
     }
     /// Overwrites the `u64` at byte `at`.
+    #[cfg(test)]
     pub(crate) fn patch_u64(&mut self, at: usize, v: u64) {
         self.buf[at..at + 8].copy_from_slice(&v.to_le_bytes());
     }

@@ -8,7 +8,7 @@
 //!
 //! | limit | range | why |
 //! |---|---|---|
-//! | [`RECORDS`] | 0 ..= 1,000,000 | certificates in one CA's database (at creation, and after any issue): today's database lives in memory (about 200 bytes a record) |
+//! | [`RECORDS`] | 0 ..= 100,000,000 | certificates in one CA's database (at creation, and after any issue): the page file keeps memory bounded (a 4 MiB page cache), so the bound is disk: 96 bytes a record, 9.6 GB at the limit |
 //! | [`ISSUE_PER_CALL`] | 0 ..= 1,000,000 | certificates one issue call adds |
 //! | [`EDB_SIZE`] | 0 ..= 2^50 (1 PiB) | the virtual `.edb` size: generated, never stored; fits `LARGE_INTEGER` with room |
 //! | [`LOG_CAPACITY`] | 1 ..= 1,000,000 | transactions per log generation (a log is read whole at recovery) |
@@ -20,9 +20,9 @@
 //! | [`PATH_COMPONENT`] | 1 ..= 255 | characters of one path component (NTFS) |
 //! | [`CA_FILE_PATH`] | 1 ..= 259 | characters of the local path of a CA file (`C:\...\<CA>.edb`): `MAX_PATH` less its NUL |
 //!
-//! [`RECORDS`] is the one value that bounds the memory of a CA; it is a single constant so
-//! that a database engine whose memory does not grow with its records can raise it (to
-//! 100,000,000, the size of the largest CAs in service) without touching any caller.
+//! [`RECORDS`] is the one value that bounds the size of a CA's database; it is a single
+//! constant, and `certemu.h`'s `CERTEMU_MAX_RECORDS` carries the same value (a test checks
+//! the two agree).
 
 use super::{Error, Result};
 
@@ -64,8 +64,25 @@ impl Limit {
 pub const RECORDS: Limit = Limit {
     name: "records",
     min: 0,
-    max: 1_000_000,
+    max: 100_000_000,
 };
+
+/// An issue of `n` certificates into a database of `records`: within [`ISSUE_PER_CALL`],
+/// and the database stays within [`RECORDS`] (`E_INVALIDARG` naming both otherwise).
+pub(crate) fn check_issue(call: &'static str, records: u32, n: u32) -> Result<()> {
+    ISSUE_PER_CALL.check(call, n.into())?;
+    let after = u64::from(records) + u64::from(n);
+    if RECORDS.contains(after) {
+        return Ok(());
+    }
+    Err(Error::invalid_arg(
+        call,
+        format!(
+            "issuing {n} would make {after} records; a CA holds at most {} (the documented limit, COVERAGE.md section C)",
+            RECORDS.max
+        ),
+    ))
+}
 
 /// Certificates one issue call (`EmulatedCa::issue`, `certemu_ca_issue`, `Issue`) adds.
 pub const ISSUE_PER_CALL: Limit = Limit {
@@ -166,13 +183,26 @@ mod tests {
     use crate::core::HRESULT;
 
     #[test]
-    fn a_value_outside_its_range_is_e_invalidarg_naming_it() {
-        assert!(RECORDS.check("t", 1_000_000).is_ok());
-        let e = RECORDS.check("t", 1_000_001).unwrap_err();
+    fn an_issue_stays_within_the_database_limit() {
+        assert!(check_issue("issue", 99_999_999, 1).is_ok());
+        let e = check_issue("issue", 99_999_999, 2).unwrap_err();
         assert_eq!(e.hresult(), HRESULT::E_INVALIDARG);
         assert_eq!(
             e.to_string(),
-            "t: records 1000001 is outside 0..=1000000 (the documented limit, COVERAGE.md section C)"
+            "issue: issuing 2 would make 100000001 records; a CA holds at most 100000000 (the documented limit, COVERAGE.md section C)"
+        );
+        let e = check_issue("issue", 0, 1_000_001).unwrap_err();
+        assert!(e.to_string().contains("1000001"), "{e}");
+    }
+
+    #[test]
+    fn a_value_outside_its_range_is_e_invalidarg_naming_it() {
+        assert!(RECORDS.check("t", 100_000_000).is_ok());
+        let e = RECORDS.check("t", 100_000_001).unwrap_err();
+        assert_eq!(e.hresult(), HRESULT::E_INVALIDARG);
+        assert_eq!(
+            e.to_string(),
+            "t: records 100000001 is outside 0..=100000000 (the documented limit, COVERAGE.md section C)"
         );
         assert!(LOG_CAPACITY.check("t", 0).is_err());
         assert!(EDB_SIZE.check("t", u64::MAX).is_err());

@@ -227,7 +227,11 @@ impl RemoteClient {
             .and_then(
                 |()| match read_frame_into(&mut c.io, MAX_FRAME, &mut c.frame) {
                     Ok(true) => Ok(()),
-                    Ok(false) => Err("the server closed the connection".to_string()),
+                    Ok(false) => Err(
+                        "the server closed the connection (its idle timeout, a shutdown, \
+                         or a protocol error: see the server's log)"
+                            .to_string(),
+                    ),
                     Err(e) => Err(format!("receiving: {e}")),
                 },
             )

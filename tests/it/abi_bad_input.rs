@@ -87,7 +87,7 @@ fn snap(ca: &EmulatedCa) -> Snap {
             .map(|f| (f.windows_path, std::fs::read(&f.host_path).unwrap()))
             .collect(),
         logs: ca.log_generations(),
-        records: ca.records(),
+        records: ca.records().collect::<Vec<_>>(),
         current: ca.current_position(),
         checkpoint: ca.checkpoint(),
         last_full: ca.last_full_backup(),

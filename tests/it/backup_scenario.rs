@@ -189,13 +189,13 @@ fn replay(edb: &[u8], logs: &[(u32, Vec<u8>)]) -> Vec<Record> {
     for (g, bytes) in logs {
         let log = decode_log(bytes).unwrap();
         assert_eq!(log.header.generation, *g);
-        assert_eq!(log.header.signature, img.signature);
+        assert_eq!(log.header.signature, img.header.signature);
         assert!(log.sealed_crc.is_some(), "backed-up logs are sealed");
-        if *g < img.checkpoint.generation {
+        if *g < img.header.checkpoint.generation {
             continue;
         }
-        let skip = if *g == img.checkpoint.generation {
-            img.checkpoint.pos as usize
+        let skip = if *g == img.header.checkpoint.generation {
+            img.header.checkpoint.pos as usize
         } else {
             0
         };
@@ -230,7 +230,7 @@ fn documented_backup_scenario_step_by_step() {
     ca.revoke(4).unwrap();
     let cp = ca.checkpoint().generation;
     let cur = ca.current_position().generation;
-    let records = ca.records();
+    let records = ca.records().collect::<Vec<_>>();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("full");
 
@@ -276,7 +276,7 @@ fn documented_backup_scenario_step_by_step() {
     .unwrap();
     let rep = ca.start().unwrap();
     assert!(rep.hard);
-    assert_eq!(ca.records(), records);
+    assert_eq!(ca.records().collect::<Vec<_>>(), records);
 }
 
 #[test]
@@ -435,7 +435,7 @@ fn ca_activity_during_a_full_backup_is_in_the_logs() {
     let issued = ca.issue(11).unwrap();
     ca.revoke(3).unwrap();
     ca.revoke(issued[0]).unwrap();
-    let records_now = ca.records();
+    let records_now = ca.records().collect::<Vec<_>>();
     assert_eq!(records_now.len(), 20 + 6 + 11);
 
     let mut rest = vec![0u8; size as usize];
@@ -506,7 +506,7 @@ fn eight_cas_back_up_in_parallel() {
                         .unwrap();
                     ca.issue(5 + 2 * i as u32).unwrap();
                     ca.revoke(1).unwrap();
-                    let records = ca.records();
+                    let records = ca.records().collect::<Vec<_>>();
                     let cp = ca.checkpoint().generation;
                     let cur = ca.current_position().generation;
                     barrier.wait();
@@ -514,13 +514,16 @@ fn eight_cas_back_up_in_parallel() {
                     for round in 0..2 {
                         let b = documented_full_backup(&ca, &dir.join(format!("r{round}")), 4096);
                         assert_eq!(b.database.len(), 1);
-                        assert_eq!(replay(&b.database[0].1, &b.logs), ca.records());
+                        assert_eq!(
+                            replay(&b.database[0].1, &b.logs),
+                            ca.records().collect::<Vec<_>>()
+                        );
                         if round == 0 {
                             assert_eq!(
                                 b.logs.iter().map(|l| l.0).collect::<Vec<_>>(),
                                 (cp..=cur).collect::<Vec<_>>()
                             );
-                            assert_eq!(ca.records(), records);
+                            assert_eq!(ca.records().collect::<Vec<_>>(), records);
                         }
                         assert_eq!(
                             ca.last_full_backup().unwrap().high_gen,

@@ -18,6 +18,8 @@ mod recorder_files;
 mod remote;
 mod replay;
 mod restore_rules;
+mod scale;
+mod server_limits;
 mod smoke;
 mod texts;
 mod tooling;

@@ -312,7 +312,7 @@ fn full_backup_and_restore_through_windows_sys() {
         .unwrap();
     ca.issue(12).unwrap();
     ca.revoke(5).unwrap();
-    let expected = ca.records();
+    let expected = ca.records().collect::<Vec<_>>();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("DataBase");
     std::fs::create_dir_all(&dir).unwrap();
@@ -446,7 +446,7 @@ fn full_backup_and_restore_through_windows_sys() {
     assert_eq!(ca.sessions_open(), 0);
     let report = ca.start().unwrap();
     assert!(report.hard);
-    assert_eq!(ca.records(), expected);
+    assert_eq!(ca.records().collect::<Vec<_>>(), expected);
     assert!(ca.restore_marker().is_none());
     assert!(ca.last_recovery().is_some());
 }

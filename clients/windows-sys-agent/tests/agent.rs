@@ -17,7 +17,7 @@ fn full_backup_and_restore_round_trip() {
         .iter()
         .any(|f| f.extension().is_some_and(|e| e == "edb")));
     ca.verify().unwrap();
-    let expected = ca.records();
+    let expected = ca.records().collect::<Vec<_>>();
 
     // Disk loss, then restore: copy the files to the mapped locations and register.
     ca.stop().unwrap();
@@ -42,7 +42,7 @@ fn full_backup_and_restore_round_trip() {
     )
     .unwrap();
     ca.start().unwrap();
-    assert_eq!(ca.records(), expected);
+    assert_eq!(ca.records().collect::<Vec<_>>(), expected);
     ca.verify().unwrap();
 }
 

@@ -638,6 +638,11 @@ impl Replayer<'_> {
                     self.snapshot = None;
                     None
                 }
+                // A registration never completed holds the start: the CA waits, suspended,
+                // as the recorded one would.
+                Err(e) if self.ca.service() == ServiceState::Suspended => {
+                    Some(format!("{} ({e})", e.hresult()))
+                }
                 Err(e) => match self.snapshot.take() {
                     None => Some(format!("{} ({e})", e.hresult())),
                     Some(snap) => {

@@ -1,0 +1,785 @@
+//! The page file behind the `.edb` (`docs/FILE-FORMATS.md` §4): records in fixed slots
+//! of 8 KiB pages, a bounded page cache, and the page journal that makes a checkpoint
+//! atomic.
+//!
+//! * Request ids are dense (1, 2, 3 ...), so the record of id *i* is slot
+//!   (*i* − 1) mod 85 of data page (*i* − 1) / 85 + 1: the index is arithmetic.
+//! * Changed pages stay in the cache ([`CACHE_PAGES`] pages, 4 MiB). A dirty page the
+//!   cache must evict is appended to the journal `edb.jrn`, never written into the `.edb`:
+//!   the `.edb` holds exactly its checkpoint's state until the next checkpoint.
+//! * A checkpoint appends the remaining dirty pages and the new header page to the
+//!   journal, seals it with a commit record, then copies those pages into the `.edb`; the
+//!   next checkpoint writes its journal over this one from the start, under a new epoch
+//!   (no file is created or deleted per checkpoint). A crash before the commit record
+//!   leaves the `.edb` as it was (the logs replay); a crash after it is finished at the
+//!   next start from the journal ([`finish_interrupted_checkpoint`]). So a torn page
+//!   write cannot lose anything. A clean stop deletes the journal.
+//! * While a full backup holds the database still, no checkpoint runs: the `.edb` does
+//!   not change under the reader, and the checkpoint held back costs the pages changed.
+
+use super::files;
+use super::format::{
+    self, check_page, data_pages, decode_slot, encode_slot, records_in_page, seal_page, slot_of,
+    EdbHeader, FormatError, Position, PAGE_HEAD, PAGE_SIZE, SLOT_SIZE,
+};
+use super::record::{Record, Status, Txn};
+use crate::core::{Error, RecoveryFailure, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Pages the cache holds (4 MiB of 8 KiB pages).
+pub(crate) const CACHE_PAGES: usize = 512;
+/// The journal's magic.
+const JRN_MAGIC: &[u8; 8] = b"CAEMUJRN";
+const JRN_VERSION: u16 = 1;
+/// Journal header: magic, version, epoch, base signature, base checkpoint, CRC.
+const JRN_HEAD: usize = 8 + 2 + 8 + 8 + 8 + 4;
+/// A journal frame: page number and page.
+const JRN_FRAME: usize = 4 + PAGE_SIZE;
+/// The marker of the commit record (in the place of a page number).
+const COMMIT_MARK: u32 = 0xFFFF_FFFF;
+/// Bytes read at a time when a whole file is verified or copied.
+const CHUNK: usize = 1 << 20;
+/// At most this many threads verify a database's pages at a start.
+const VERIFY_THREADS: usize = 2;
+
+fn corrupt(path: &Path, why: impl std::fmt::Display) -> Error {
+    Error::Recovery {
+        failure: RecoveryFailure::DatabaseCorrupted,
+        why: format!("{}: {why}", path.display()),
+    }
+}
+
+/// A test hook: the checkpoint "crashes" (fails, leaving the files as a killed process
+/// would) at its `after`-th write; with `tear`, that write stores only half its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CrashHook {
+    /// Writes that complete before the crash.
+    pub after: u32,
+    /// The write at the crash is torn (half of it reaches the file).
+    pub tear: bool,
+}
+
+struct Frame {
+    pgno: u32,
+    page: Box<[u8]>,
+    dirty: bool,
+    referenced: bool,
+}
+
+/// The journal of changed pages not yet in the `.edb` (see the module doc).
+struct Journal {
+    path: PathBuf,
+    file: Option<File>,
+    /// Bytes of the current epoch (0: no epoch started since the last checkpoint).
+    len: u64,
+    /// The current epoch's number (frames of older epochs may follow its end).
+    epoch: u64,
+    hasher: crc32fast::Hasher,
+    /// Page number → offset of its latest image in the journal.
+    index: BTreeMap<u32, u64>,
+}
+
+/// The open page file of a running CA (or of a recovery in progress).
+pub(crate) struct Pager {
+    path: PathBuf,
+    file: File,
+    /// The header page as the `.edb` holds it now.
+    disk: EdbHeader,
+    /// Records in the database now (request ids 1 ..= records).
+    records: u32,
+    /// Revoked records now.
+    revoked: u32,
+    frames: Vec<Frame>,
+    map: HashMap<u32, usize>,
+    hand: usize,
+    journal: Journal,
+    hook: Option<CrashHook>,
+    writes: u32,
+}
+
+impl std::fmt::Debug for Pager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pager")
+            .field("path", &self.path)
+            .field("records", &self.records)
+            .field("cached", &self.frames.len())
+            .field("journaled", &self.journal.index.len())
+            .finish()
+    }
+}
+
+impl Journal {
+    fn new(path: PathBuf) -> Journal {
+        Journal {
+            path,
+            file: None,
+            len: 0,
+            epoch: 0,
+            hasher: crc32fast::Hasher::new(),
+            index: BTreeMap::new(),
+        }
+    }
+
+    fn head(epoch: u64, base: &EdbHeader) -> Vec<u8> {
+        let mut v = Vec::with_capacity(JRN_HEAD);
+        v.extend_from_slice(JRN_MAGIC);
+        v.extend_from_slice(&JRN_VERSION.to_le_bytes());
+        v.extend_from_slice(&epoch.to_le_bytes());
+        v.extend_from_slice(&base.signature.to_le_bytes());
+        v.extend_from_slice(&base.checkpoint.generation.to_le_bytes());
+        v.extend_from_slice(&base.checkpoint.pos.to_le_bytes());
+        let crc = crc32fast::hash(&v);
+        v.extend_from_slice(&crc.to_le_bytes());
+        v
+    }
+}
+
+/// What a journal on disk holds.
+struct JournalScan {
+    base_signature: u64,
+    base: Position,
+    /// Page number → offset of its latest image; `None` if no commit record seals it.
+    committed: Option<BTreeMap<u32, u64>>,
+}
+
+/// Reads a journal; `None` if it has no valid header (nothing was journaled).
+fn scan_journal(path: &Path) -> Result<Option<JournalScan>> {
+    let Ok(f) = files::open_read(path) else {
+        return Ok(None);
+    };
+    let len = files::len(&f, path)?;
+    if len < JRN_HEAD as u64 {
+        return Ok(None);
+    }
+    let mut head = [0u8; JRN_HEAD];
+    files::read_at(&f, path, &mut head, 0)?;
+    let crc = u32::from_le_bytes(head[JRN_HEAD - 4..].try_into().unwrap());
+    if &head[..8] != JRN_MAGIC
+        || u16::from_le_bytes([head[8], head[9]]) != JRN_VERSION
+        || crc32fast::hash(&head[..JRN_HEAD - 4]) != crc
+    {
+        return Ok(None);
+    }
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+    let base_signature = u64::from_le_bytes(head[18..26].try_into().unwrap());
+    let base = Position {
+        generation: u32_at(&head, 26),
+        pos: u32_at(&head, 30),
+    };
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&head);
+    let mut index = BTreeMap::new();
+    let mut off = JRN_HEAD as u64;
+    let mut frame = vec![0u8; JRN_FRAME];
+    let mut committed = None;
+    while off + 4 <= len {
+        let mut mark = [0u8; 4];
+        files::read_at(&f, path, &mut mark, off)?;
+        let pgno = u32::from_le_bytes(mark);
+        if pgno == COMMIT_MARK {
+            if off + 20 > len {
+                break;
+            }
+            let mut rec = [0u8; 20];
+            files::read_at(&f, path, &mut rec, off)?;
+            hasher.update(&rec[..16]);
+            let frames = (off - JRN_HEAD as u64) / JRN_FRAME as u64;
+            // A commit record of an older epoch (after a shorter journal of this one)
+            // does not match this epoch's running CRC.
+            if u32_at(&rec, 4) as u64 == frames && hasher.clone().finalize() == u32_at(&rec, 16) {
+                committed = Some(std::mem::take(&mut index));
+            }
+            break;
+        }
+        if off + JRN_FRAME as u64 > len {
+            break;
+        }
+        files::read_at(&f, path, &mut frame, off)?;
+        hasher.update(&frame);
+        index.insert(pgno, off + 4);
+        off += JRN_FRAME as u64;
+    }
+    Ok(Some(JournalScan {
+        base_signature,
+        base,
+        committed,
+    }))
+}
+
+/// Finishes a checkpoint that a crash interrupted after its commit record: copies the
+/// journal's pages into the `.edb` (if the journal belongs to it), then deletes the
+/// journal. An uncommitted or foreign journal is deleted: the logs replay what it held.
+/// Returns true if pages were applied.
+pub(crate) fn finish_interrupted_checkpoint(db: &Path, journal: &Path) -> Result<bool> {
+    let scan = scan_journal(journal)?;
+    let Some(JournalScan {
+        base_signature,
+        base,
+        committed: Some(index),
+    }) = scan
+    else {
+        files::remove_if_exists(journal)?;
+        return Ok(false);
+    };
+    let Some(&hoff) = index.get(&0) else {
+        files::remove_if_exists(journal)?;
+        return Ok(false);
+    };
+    let jf = files::open_read(journal).map_err(|e| Error::io("opening the journal", e))?;
+    let mut page = vec![0u8; PAGE_SIZE];
+    files::read_at(&jf, journal, &mut page, hoff)?;
+    let target = EdbHeader::decode(&page).map_err(|e| corrupt(journal, e))?;
+    // The .edb must be the database the journal started from (or already carry its
+    // target): a journal left by a database that a restore replaced is not applied.
+    let applies = match files::open_read(db) {
+        Err(_) => false,
+        Ok(f) => {
+            let mut hp = vec![0u8; PAGE_SIZE];
+            match files::read_at(&f, db, &mut hp, 0)
+                .ok()
+                .and_then(|_| EdbHeader::decode(&hp).ok())
+            {
+                // A torn header page: the journal holds its replacement.
+                None => true,
+                Some(h) => {
+                    (h.signature == base_signature && h.checkpoint == base)
+                        || (h.signature == target.signature && h.checkpoint == target.checkpoint)
+                }
+            }
+        }
+    };
+    if applies {
+        let f = files::open_rw(db)?;
+        for (&pgno, &off) in index.iter().filter(|(p, _)| **p != 0) {
+            files::read_at(&jf, journal, &mut page, off)?;
+            files::write_at(&f, db, &page, pgno as u64 * PAGE_SIZE as u64)?;
+        }
+        files::read_at(&jf, journal, &mut page, hoff)?;
+        files::write_at(&f, db, &page, 0)?;
+    }
+    drop(jf);
+    files::remove_if_exists(journal)?;
+    Ok(applies)
+}
+
+/// Reads and verifies a whole `.edb` in [`CHUNK`]-sized reads (O(1) memory): the header
+/// page, every data page's CRC and head, every slot, the revoked count, the file length
+/// (compact or logical) and, if the file holds it, every padding byte.
+pub(crate) fn verify(path: &Path) -> Result<EdbHeader> {
+    let f = files::open_read(path).map_err(|_| Error::Recovery {
+        failure: RecoveryFailure::DatabaseCorrupted,
+        why: format!("the database file {} is missing", path.display()),
+    })?;
+    let len = files::len(&f, path)?;
+    let mut head = vec![0u8; PAGE_SIZE];
+    if len < format::EDB_PREFIX as u64 {
+        return Err(corrupt(path, FormatError::Truncated));
+    }
+    let n = (len.min(PAGE_SIZE as u64)) as usize;
+    files::read_at(&f, path, &mut head[..n], 0)?;
+    let (compact, logical, seed) =
+        format::EdbImage::prefix(&head[..n]).map_err(|e| corrupt(path, e))?;
+    if len != compact && len != logical {
+        return Err(corrupt(
+            path,
+            format!(
+                "the file is {len} bytes; a database of this header is {compact} (compact) or {logical} bytes"
+            ),
+        ));
+    }
+    let header = EdbHeader::decode(&head).map_err(|e| corrupt(path, e))?;
+    let records = header.records();
+    // The data pages, split among up to VERIFY_THREADS threads (each with its own buffer).
+    let pages = data_pages(records);
+    let threads = if pages < 1024 {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(VERIFY_THREADS))
+    } as u32;
+    let per = pages.div_ceil(threads).max(1);
+    let check_range = |first: u32, last: u32| -> Result<u32> {
+        let mut buf = vec![0u8; CHUNK];
+        let mut revoked = 0u32;
+        let mut pgno = first;
+        while pgno <= last {
+            let n = ((last - pgno + 1) as usize).min(CHUNK / PAGE_SIZE);
+            let bytes = &mut buf[..n * PAGE_SIZE];
+            files::read_at(&f, path, bytes, pgno as u64 * PAGE_SIZE as u64)?;
+            for (i, page) in bytes.chunks_exact(PAGE_SIZE).enumerate() {
+                let p = pgno + i as u32;
+                revoked += check_page(page, p, records, true)
+                    .map_err(|e| corrupt(path, format!("page {p}: {e}")))?;
+            }
+            pgno += n as u32;
+        }
+        Ok(revoked)
+    };
+    let revoked = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| (1 + t * per, ((t + 1) * per).min(pages)))
+            .filter(|(a, b)| a <= b)
+            .map(|(a, b)| s.spawn(move || check_range(a, b)))
+            .collect();
+        workers.into_iter().try_fold(0u32, |acc, w| {
+            Ok::<_, Error>(acc + w.join().expect("a verifier thread panicked")?)
+        })
+    })?;
+    if revoked != header.revoked {
+        return Err(corrupt(path, FormatError::Invalid("revoked count")));
+    }
+    let mut buf = vec![0u8; CHUNK];
+    let mut off = compact;
+    while off < len {
+        let n = ((len - off) as usize).min(CHUNK);
+        files::read_at(&f, path, &mut buf[..n], off)?;
+        if let Some(bad) = super::content::verify(seed, off, &buf[..n]) {
+            return Err(corrupt(
+                path,
+                format!("byte {bad} differs from the database content"),
+            ));
+        }
+        off += n as u64;
+    }
+    Ok(header)
+}
+
+/// Reads up to `max` records from request id `from` on, straight from a `.edb` on disk
+/// (a stopped CA's database; pages are checked as they are read).
+pub(crate) fn read_records_on_disk(
+    path: &Path,
+    from: u32,
+    max: usize,
+    out: &mut Vec<Record>,
+) -> Result<EdbHeader> {
+    let f =
+        files::open_read(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let mut page = vec![0u8; PAGE_SIZE];
+    files::read_at(&f, path, &mut page, 0)?;
+    let header = EdbHeader::decode(&page).map_err(|e| corrupt(path, e))?;
+    let records = header.records();
+    let mut id = from.max(1);
+    while id <= records && out.len() < max {
+        let (pgno, _) = slot_of(id);
+        files::read_at(&f, path, &mut page, pgno as u64 * PAGE_SIZE as u64)?;
+        check_page(&page, pgno, records, false)
+            .map_err(|e| corrupt(path, format!("page {pgno}: {e}")))?;
+        id = push_page(&page, pgno, records, id, max, out, path)?;
+    }
+    Ok(header)
+}
+
+/// Decodes the records of `page` (data page `pgno`) from request id `id` on into `out`,
+/// up to `max` in `out`; returns the next request id.
+fn push_page(
+    page: &[u8],
+    pgno: u32,
+    records: u32,
+    mut id: u32,
+    max: usize,
+    out: &mut Vec<Record>,
+    path: &Path,
+) -> Result<u32> {
+    let last = (pgno - 1) * format::SLOTS_PER_PAGE + records_in_page(pgno, records);
+    while id <= last && out.len() < max {
+        let (_, s) = slot_of(id);
+        let r = decode_slot(&page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE])
+            .map_err(|e| corrupt(path, format!("record {id}: {e}")))?;
+        out.push(r);
+        id += 1;
+    }
+    Ok(id)
+}
+
+impl Pager {
+    /// Creates the `.edb` of a new CA with records 1 ..= `header.records()` from `record`,
+    /// each page written once, in order, through a temporary file renamed into place
+    /// (O(1) memory whatever the count). A journal left at `journal` is deleted.
+    pub(crate) fn create(
+        path: &Path,
+        journal: &Path,
+        header: &EdbHeader,
+        mut record: impl FnMut(u32) -> Record,
+    ) -> Result<Pager> {
+        files::remove_if_exists(journal)?;
+        let tmp = path.with_extension("tmp~");
+        let f = files::create(&tmp)?;
+        let mut w = std::io::BufWriter::with_capacity(CHUNK, f);
+        let werr = |e| Error::io(format!("writing {}", tmp.display()), e);
+        w.write_all(&header.encode()).map_err(werr)?;
+        let records = header.records();
+        let mut page = vec![0u8; PAGE_SIZE];
+        let mut revoked = 0;
+        for pgno in 1..=data_pages(records) {
+            page.fill(0);
+            let count = records_in_page(pgno, records);
+            for s in 0..count as usize {
+                let id = (pgno - 1) * format::SLOTS_PER_PAGE + 1 + s as u32;
+                let r = record(id);
+                revoked += u32::from(r.status != Status::Issued);
+                encode_slot(&r, &mut page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE])
+                    .map_err(|e| Error::invalid_arg("install", format!("record {id}: {e}")))?;
+            }
+            seal_page(&mut page, pgno, count);
+            w.write_all(&page).map_err(werr)?;
+        }
+        if revoked != header.revoked {
+            return Err(Error::invalid_arg(
+                "install",
+                "the header's revoked count does not match the records",
+            ));
+        }
+        w.flush().map_err(werr)?;
+        drop(w);
+        files::rename(&tmp, path)?;
+        Pager::open(path, journal, header.clone())
+    }
+
+    /// Opens a `.edb` whose header (already verified) is `header`, for reading and for
+    /// paging changes; changes reach the file only at [`Pager::checkpoint`].
+    pub(crate) fn open(path: &Path, journal: &Path, header: EdbHeader) -> Result<Pager> {
+        let file = files::open_rw(path)?;
+        Ok(Pager {
+            path: path.to_path_buf(),
+            file,
+            records: header.records(),
+            revoked: header.revoked,
+            disk: header,
+            frames: Vec::new(),
+            map: HashMap::new(),
+            hand: 0,
+            journal: Journal::new(journal.to_path_buf()),
+            hook: None,
+            writes: 0,
+        })
+    }
+
+    /// Records in the database.
+    pub(crate) fn records(&self) -> u32 {
+        self.records
+    }
+
+    /// Revoked records in the database.
+    pub(crate) fn revoked(&self) -> u32 {
+        self.revoked
+    }
+
+    /// Arms (or disarms) the crash hook of the next checkpoints.
+    #[cfg(test)]
+    pub(crate) fn set_crash_hook(&mut self, hook: Option<CrashHook>) {
+        self.hook = hook;
+        self.writes = 0;
+    }
+
+    /// One write of a checkpoint or a spill: counts it for the crash hook.
+    fn hooked_write(&mut self, on_journal: bool, buf: &[u8], offset: u64) -> Result<()> {
+        let (f, p) = if on_journal {
+            let f = self.journal.file.as_ref().expect("journal open");
+            (f, &self.journal.path)
+        } else {
+            (&self.file, &self.path)
+        };
+        if let Some(h) = self.hook {
+            if self.writes >= h.after {
+                if h.tear {
+                    files::write_at(f, p, &buf[..buf.len() / 2], offset)?;
+                }
+                self.hook = None;
+                return Err(Error::io(
+                    format!("writing {}", p.display()),
+                    std::io::Error::other("injected crash (test hook)"),
+                ));
+            }
+            self.writes += 1;
+        }
+        files::write_at(f, p, buf, offset)
+    }
+
+    /// Appends one page image to the journal (starting it if needed).
+    fn journal_append(&mut self, pgno: u32, page: &[u8]) -> Result<()> {
+        if self.journal.file.is_none() {
+            self.journal.file = Some(files::create_rw(&self.journal.path)?);
+            self.journal.len = 0;
+        }
+        if self.journal.len == 0 {
+            self.journal.epoch += 1;
+            self.journal.hasher = crc32fast::Hasher::new();
+            let head = Journal::head(self.journal.epoch, &self.disk);
+            self.hooked_write(true, &head, 0)?;
+            self.journal.hasher.update(&head);
+            self.journal.len = head.len() as u64;
+        }
+        let mut frame = Vec::with_capacity(JRN_FRAME);
+        frame.extend_from_slice(&pgno.to_le_bytes());
+        frame.extend_from_slice(page);
+        let off = self.journal.len;
+        self.hooked_write(true, &frame, off)?;
+        self.journal.hasher.update(&frame);
+        self.journal.len += JRN_FRAME as u64;
+        self.journal.index.insert(pgno, off + 4);
+        Ok(())
+    }
+
+    /// Reads page `pgno` as the database holds it now, without caching it: from the
+    /// cache, the journal, the `.edb`, or a new empty page past the file's pages.
+    fn read_page(&self, pgno: u32, into: &mut [u8]) -> Result<()> {
+        if let Some(&i) = self.map.get(&pgno) {
+            into.copy_from_slice(&self.frames[i].page);
+            return Ok(());
+        }
+        if let Some(&off) = self.journal.index.get(&pgno) {
+            let f = self.journal.file.as_ref().expect("journal open");
+            files::read_at(f, &self.journal.path, into, off)?;
+            return check_page(into, pgno, self.records, false)
+                .map(drop)
+                .map_err(|e| corrupt(&self.journal.path, format!("page {pgno}: {e}")));
+        }
+        if pgno <= data_pages(self.disk.records()) {
+            files::read_at(&self.file, &self.path, into, pgno as u64 * PAGE_SIZE as u64)?;
+            return check_page(into, pgno, self.disk.records(), false)
+                .map(drop)
+                .map_err(|e| corrupt(&self.path, format!("page {pgno}: {e}")));
+        }
+        into.fill(0);
+        Ok(())
+    }
+
+    /// The cache frame of page `pgno`, loaded (and an old frame evicted) if needed.
+    fn frame(&mut self, pgno: u32) -> Result<usize> {
+        if let Some(&i) = self.map.get(&pgno) {
+            self.frames[i].referenced = true;
+            return Ok(i);
+        }
+        let mut page = vec![0u8; PAGE_SIZE].into_boxed_slice();
+        self.read_page(pgno, &mut page)?;
+        let i = if self.frames.len() < CACHE_PAGES {
+            self.frames.push(Frame {
+                pgno,
+                page,
+                dirty: false,
+                referenced: true,
+            });
+            self.frames.len() - 1
+        } else {
+            // CLOCK: the first frame not referenced since the hand last passed it.
+            loop {
+                let h = self.hand;
+                self.hand = (self.hand + 1) % self.frames.len();
+                if std::mem::take(&mut self.frames[h].referenced) {
+                    continue;
+                }
+                if self.frames[h].dirty {
+                    self.spill(h)?;
+                }
+                let old = self.frames[h].pgno;
+                self.map.remove(&old);
+                self.frames[h] = Frame {
+                    pgno,
+                    page,
+                    dirty: false,
+                    referenced: true,
+                };
+                break h;
+            }
+        };
+        self.map.insert(pgno, i);
+        Ok(i)
+    }
+
+    /// Writes a dirty cached page to the journal.
+    fn spill(&mut self, i: usize) -> Result<()> {
+        let pgno = self.frames[i].pgno;
+        let count = records_in_page(pgno, self.records);
+        seal_page(&mut self.frames[i].page, pgno, count);
+        let page = std::mem::take(&mut self.frames[i].page);
+        let r = self.journal_append(pgno, &page);
+        self.frames[i].page = page;
+        r?;
+        self.frames[i].dirty = false;
+        Ok(())
+    }
+
+    /// The record of request id `id`, if the database holds it.
+    pub(crate) fn get(&mut self, id: u32) -> Result<Option<Record>> {
+        if id == 0 || id > self.records {
+            return Ok(None);
+        }
+        let (pgno, s) = slot_of(id);
+        let i = self.frame(pgno)?;
+        let slot = &self.frames[i].page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE];
+        decode_slot(slot)
+            .map(Some)
+            .map_err(|e| corrupt(&self.path, format!("record {id}: {e}")))
+    }
+
+    fn put(&mut self, rec: &Record) -> Result<()> {
+        let (pgno, s) = slot_of(rec.request_id);
+        let i = self.frame(pgno)?;
+        let f = &mut self.frames[i];
+        encode_slot(rec, &mut f.page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE]).map_err(|e| {
+            Error::Recovery {
+                failure: RecoveryFailure::LogFileCorrupt,
+                why: format!("request {}: {e}", rec.request_id),
+            }
+        })?;
+        f.dirty = true;
+        Ok(())
+    }
+
+    /// Applies one transaction (a set operation: applying it twice changes nothing).
+    /// An Issue must carry an existing or the next request id; a Revoke of an unknown
+    /// request changes nothing.
+    pub(crate) fn apply(&mut self, txn: &Txn) -> Result<()> {
+        match txn {
+            Txn::Issue(r) => {
+                let id = r.request_id;
+                if id == 0 || id > self.records.saturating_add(1) {
+                    return Err(Error::Recovery {
+                        failure: RecoveryFailure::LogFileCorrupt,
+                        why: format!(
+                            "an Issue of request {id} where the database holds requests 1 to {}: request ids are dense",
+                            self.records
+                        ),
+                    });
+                }
+                let was_revoked = match self.get(id)? {
+                    Some(old) => old.status != Status::Issued,
+                    None => false,
+                };
+                self.put(r)?;
+                self.records = self.records.max(id);
+                self.revoked =
+                    self.revoked - u32::from(was_revoked) + u32::from(r.status != Status::Issued);
+            }
+            Txn::Revoke {
+                request_id,
+                at,
+                reason,
+            } => {
+                if let Some(mut r) = self.get(*request_id)? {
+                    if r.status == Status::Issued {
+                        self.revoked += 1;
+                    }
+                    r.status = Status::Revoked {
+                        at: *at,
+                        reason: *reason,
+                    };
+                    self.put(&r)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads up to `max` records from request id `from` on into `out` (without disturbing
+    /// the cache).
+    pub(crate) fn read_records(&self, from: u32, max: usize, out: &mut Vec<Record>) -> Result<()> {
+        let mut page = vec![0u8; PAGE_SIZE];
+        let mut id = from.max(1);
+        while id <= self.records && out.len() < max {
+            let (pgno, _) = slot_of(id);
+            self.read_page(pgno, &mut page)?;
+            id = push_page(&page, pgno, self.records, id, max, out, &self.path)?;
+        }
+        Ok(())
+    }
+
+    /// Makes `header` (whose counts must be this pager's) the database's checkpoint: the
+    /// dirty pages and the header go to the journal, a commit record seals it, then the
+    /// pages are copied into the `.edb` and the journal is deleted. Costs the pages
+    /// changed since the last checkpoint.
+    pub(crate) fn checkpoint(&mut self, header: &EdbHeader) -> Result<()> {
+        debug_assert_eq!(header.records(), self.records);
+        debug_assert_eq!(header.revoked, self.revoked);
+        let mut dirty: Vec<usize> = (0..self.frames.len())
+            .filter(|&i| self.frames[i].dirty)
+            .collect();
+        dirty.sort_by_key(|&i| self.frames[i].pgno);
+        for i in dirty {
+            self.spill(i)?;
+        }
+        let head = header.encode();
+        self.journal_append(0, &head)?;
+        let mut commit = Vec::with_capacity(20);
+        commit.extend_from_slice(&COMMIT_MARK.to_le_bytes());
+        let frames = (self.journal.len - JRN_HEAD as u64) / JRN_FRAME as u64;
+        commit.extend_from_slice(&(frames as u32).to_le_bytes());
+        commit.extend_from_slice(&header.checkpoint.generation.to_le_bytes());
+        commit.extend_from_slice(&header.checkpoint.pos.to_le_bytes());
+        self.journal.hasher.update(&commit);
+        let crc = self.journal.hasher.clone().finalize();
+        commit.extend_from_slice(&crc.to_le_bytes());
+        let off = self.journal.len;
+        self.hooked_write(true, &commit, off)?;
+        // Committed: from here a crash is finished from the journal at the next start.
+        let index = std::mem::take(&mut self.journal.index);
+        let mut page = vec![0u8; PAGE_SIZE];
+        for (&pgno, &off) in index.iter().filter(|(p, _)| **p != 0) {
+            match self.map.get(&pgno) {
+                Some(&i) => page.copy_from_slice(&self.frames[i].page),
+                None => {
+                    let f = self.journal.file.as_ref().expect("journal open");
+                    files::read_at(f, &self.journal.path, &mut page, off)?;
+                }
+            }
+            self.hooked_write(false, &page, pgno as u64 * PAGE_SIZE as u64)?;
+        }
+        self.hooked_write(false, &head, 0)?;
+        // The next epoch overwrites this journal from its start.
+        self.journal.len = 0;
+        self.disk = header.clone();
+        Ok(())
+    }
+
+    /// Deletes the journal (a clean stop, after the checkpoint: nothing is pending).
+    pub(crate) fn retire_journal(&mut self) -> Result<()> {
+        debug_assert!(self.journal.index.is_empty());
+        self.journal.file = None;
+        self.journal.len = 0;
+        files::remove_if_exists(&self.journal.path)
+    }
+
+    /// Drops every change not yet checkpointed (a failed recovery): the journal is
+    /// deleted and the `.edb` is as it was opened.
+    pub(crate) fn discard(mut self) -> Result<()> {
+        self.journal.file = None;
+        files::remove_if_exists(&self.journal.path)
+    }
+
+    /// Moves the database to `to` (a restore that mapped it elsewhere): copies the file's
+    /// compact part there (through a temporary file) and continues on the copy; the
+    /// original is left as it is.
+    pub(crate) fn relocate(&mut self, to: &Path) -> Result<()> {
+        if to == self.path {
+            return Ok(());
+        }
+        let tmp = to.with_extension("tmp~");
+        let out = files::create(&tmp)?;
+        let mut buf = vec![0u8; CHUNK];
+        let compact = self.disk.compact();
+        let mut off = 0u64;
+        while off < compact {
+            let n = ((compact - off) as usize).min(CHUNK);
+            files::read_at(&self.file, &self.path, &mut buf[..n], off)?;
+            files::write_at(&out, &tmp, &buf[..n], off)?;
+            off += n as u64;
+        }
+        drop(out);
+        files::rename(&tmp, to)?;
+        self.file = files::open_rw(to)?;
+        self.path = to.to_path_buf();
+        Ok(())
+    }
+
+    /// Cuts a materialised padding tail (a restored backup copy) off the file: the CA
+    /// keeps only the compact part on its disk.
+    pub(crate) fn trim(&mut self) -> Result<()> {
+        let compact = self.disk.compact();
+        if files::len(&self.file, &self.path)? > compact {
+            files::set_len(&self.file, &self.path, compact)?;
+        }
+        Ok(())
+    }
+}
