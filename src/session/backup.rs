@@ -117,8 +117,9 @@ pub(crate) enum FileState {
     Unopened,
     /// No file is open.
     Closed(ClosedFile),
-    /// One file is open.
-    Open(OpenFile),
+    /// One file is open (boxed: a session stays small enough to be moved without a
+    /// `memcpy` call as it is prepared, stored in the session table and ended).
+    Open(Box<OpenFile>),
 }
 
 /// The log generations a `GetBackupLogs` listed, lowest and highest.
@@ -402,7 +403,7 @@ impl LiveBackup {
         if size == 0 {
             self.listed[index].secured = true;
         }
-        self.file = FileState::Open(closed.open(index, reader));
+        self.file = FileState::Open(Box::new(closed.open(index, reader)));
         Ok(size)
     }
 
