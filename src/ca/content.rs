@@ -27,14 +27,8 @@ fn word(seed: u64, index: u64) -> u64 {
 }
 
 /// Fills `buf` with the padding bytes at absolute offsets `offset..offset+buf.len()`.
-/// `buf` may be uninitialised (`[MaybeUninit<u8>]`): it is only written (generated as
-/// bytes, then copied in bulk: [`OutByte::generate`]).
+/// `buf` may be uninitialised (`[MaybeUninit<u8>]`): it is only written.
 pub fn fill<B: OutByte>(seed: u64, offset: u64, buf: &mut [B]) {
-    B::generate(buf, |at, bytes| fill_bytes(seed, offset + at as u64, bytes));
-}
-
-/// [`fill`] into initialised bytes.
-fn fill_bytes(seed: u64, offset: u64, buf: &mut [u8]) {
     let mut pos = offset;
     let mut out = &mut buf[..];
     // Leading partial word.
@@ -43,14 +37,14 @@ fn fill_bytes(seed: u64, offset: u64, buf: &mut [u8]) {
         let n = lead.min(out.len());
         let w = word(seed, pos / 8).to_le_bytes();
         let start = (pos % 8) as usize;
-        u8::copy(&mut out[..n], &w[start..start + n]);
+        B::copy(&mut out[..n], &w[start..start + n]);
         pos += n as u64;
         out = &mut out[n..];
     }
     let mut idx = pos / 8;
     // Words up to the next 64-byte block boundary.
     while idx % 8 != 0 && out.len() >= 8 {
-        u8::copy(&mut out[..8], &word(seed, idx).to_le_bytes());
+        B::copy_array(&mut out[..8], word(seed, idx).to_le_bytes());
         out = &mut out[8..];
         idx += 1;
     }
@@ -62,19 +56,19 @@ fn fill_bytes(seed: u64, offset: u64, buf: &mut [u8]) {
         for (j, w) in tmp.chunks_exact_mut(8).enumerate() {
             w.copy_from_slice(&(key ^ LANES[j]).to_le_bytes());
         }
-        u8::copy(blk, &tmp);
+        B::copy_array(blk, tmp);
         idx += 8;
     }
     let mut chunks = blocks.into_remainder().chunks_exact_mut(8);
     for c in &mut chunks {
-        u8::copy(c, &word(seed, idx).to_le_bytes());
+        B::copy_array(c, word(seed, idx).to_le_bytes());
         idx += 1;
     }
     let tail = chunks.into_remainder();
     if !tail.is_empty() {
         let w = word(seed, idx).to_le_bytes();
         let n = tail.len();
-        u8::copy(tail, &w[..n]);
+        B::copy(tail, &w[..n]);
     }
 }
 

@@ -22,23 +22,22 @@ mod sealed {
 pub trait OutByte: Copy + sealed::Sealed + 'static {
     /// Copies `src` into `dst`, which has the same length.
     fn copy(dst: &mut [Self], src: &[u8]);
+    /// Copies the array `src` into `dst`, which has the same length: one bulk copy of a
+    /// length known at compile time (a byte-wise loop into uninitialised memory compiles to
+    /// vector stores or to byte stores depending on how the crate is split into codegen
+    /// units: once a tenth of the speed).
+    fn copy_array<const N: usize>(dst: &mut [Self], src: [u8; N]);
     /// One `read(2)` of `fd` into `dst` (retried on `EINTR`): the bytes read, 0 at end of file.
     fn read_fd(fd: impl AsFd, dst: &mut [Self]) -> io::Result<usize>;
-    /// Fills `dst` with what `generate(at, bytes)` writes into plain bytes, `bytes` standing
-    /// for `dst[at..at + bytes.len()]`: `dst` itself when it is `[u8]`, else a buffer on the
-    /// stack copied in bulk (a generator writing uninitialised bytes one by one compiles to
-    /// byte stores, or to vector stores, depending on how the crate happens to be split
-    /// into codegen units: once a tenth of the speed).
-    fn generate(dst: &mut [Self], generate: impl FnMut(usize, &mut [u8]));
 }
 
-/// Bytes [`OutByte::generate`] makes at a time for uninitialised memory.
-const STAGE: usize = 4096;
-
 impl OutByte for u8 {
-    #[inline]
     fn copy(dst: &mut [u8], src: &[u8]) {
         dst.copy_from_slice(src);
+    }
+    #[inline(always)]
+    fn copy_array<const N: usize>(dst: &mut [u8], src: [u8; N]) {
+        dst.copy_from_slice(&src);
     }
     fn read_fd(fd: impl AsFd, dst: &mut [u8]) -> io::Result<usize> {
         loop {
@@ -48,15 +47,13 @@ impl OutByte for u8 {
             }
         }
     }
-    #[inline]
-    fn generate(dst: &mut [u8], mut generate: impl FnMut(usize, &mut [u8])) {
-        generate(0, dst);
-    }
 }
 
 impl OutByte for MaybeUninit<u8> {
-    // Out of line, the loop is compiled as one `memcpy` whatever the length.
-    #[inline(never)]
+    #[inline(always)]
+    fn copy_array<const N: usize>(dst: &mut [MaybeUninit<u8>], src: [u8; N]) {
+        dst.copy_from_slice(&src.map(MaybeUninit::new));
+    }
     fn copy(dst: &mut [MaybeUninit<u8>], src: &[u8]) {
         assert_eq!(dst.len(), src.len(), "copy between slices of one length");
         for (d, s) in dst.iter_mut().zip(src) {
@@ -69,14 +66,6 @@ impl OutByte for MaybeUninit<u8> {
                 Err(rustix::io::Errno::INTR) => continue,
                 r => return r.map(|(init, _)| init.len()).map_err(io::Error::from),
             }
-        }
-    }
-    fn generate(dst: &mut [MaybeUninit<u8>], mut generate: impl FnMut(usize, &mut [u8])) {
-        let mut stage = [0u8; STAGE];
-        for (i, chunk) in dst.chunks_mut(STAGE).enumerate() {
-            let bytes = &mut stage[..chunk.len()];
-            generate(i * STAGE, bytes);
-            Self::copy(chunk, bytes);
         }
     }
 }
