@@ -30,7 +30,7 @@
 //! routes twice, checks the CA and the caller, and, with tracing on, records two events
 //! (two clock reads each) and feeds them to the conformance checker. On a loaded machine
 //! the nanosecond figures move from run to run; `valgrind --tool=callgrind` instruction
-//! counts per pair are the stable measure: about 1,040 tracing off (some 350 at the ABI
+//! counts per pair are the stable measure: about 1,030 tracing off (some 350 at the ABI
 //! boundary: the exports, the unwind guards, the server name, the handle and the
 //! out-pointer; some 680 in the two calls: routing, access and service checks, the
 //! session table, the session itself) and 1,950 tracing on (also the four clock reads,
