@@ -7,9 +7,9 @@
 #![forbid(unsafe_code)]
 
 use crate::core::{Call, HRESULT};
-use crate::event::{Event, Traced};
+use crate::event::{Event, Field, Traced};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -229,20 +229,41 @@ struct FileState {
 /// Where a call is: its position in the trace and its function (written when reported).
 type At = (u64, Call);
 
+/// An open session: small, so that a session that lists and opens nothing (a Prepare
+/// and its End) costs no allocation.
 #[derive(Debug, Clone)]
 struct Sess {
     restore: bool,
     full: bool,
+    locations: bool,
     prepared_at: At,
+    registered: Option<At>,
+    /// The files listed and opened, from the first list or open on.
+    files: Option<Box<Files>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Files {
     open: Option<(String, At)>,
     listed: BTreeMap<String, FileState>,
-    locations: bool,
-    registered: Option<At>,
 }
 
 impl Sess {
+    fn files(&mut self) -> &mut Files {
+        self.files.get_or_insert_with(Default::default)
+    }
+
+    /// The file open now, if any.
+    fn open(&self) -> Option<&(String, At)> {
+        self.files.as_ref()?.open.as_ref()
+    }
+
     fn unsecured(&self) -> Vec<String> {
-        self.listed
+        let Some(files) = &self.files else {
+            return Vec::new();
+        };
+        files
+            .listed
             .iter()
             .filter(|(_, f)| f.size.is_none_or(|s| f.read < s))
             .map(|(n, f)| match f.size {
@@ -279,30 +300,93 @@ impl Hasher for WordHasher {
 
 type Words = BuildHasherDefault<WordHasher>;
 
-/// A bounded set of recently ended handles (use after End is detected for these).
+/// Open sessions by handle: a map that keeps the session prepared last beside the others,
+/// so that a client with one session open (the usual case) prepares and ends it without
+/// hashing.
+#[derive(Debug, Default, Clone)]
+struct Sessions {
+    last: Option<(u64, Sess)>,
+    others: HashMap<u64, Sess, Words>,
+}
+
+impl Sessions {
+    /// Opens `s` under `h` (replacing a session under the same handle).
+    #[inline]
+    fn insert(&mut self, h: u64, s: Sess) {
+        if !self.others.is_empty() {
+            self.others.remove(&h);
+        }
+        if let Some((old, sess)) = self.last.replace((h, s)) {
+            if old != h {
+                self.others.insert(old, sess);
+            }
+        }
+    }
+
+    #[inline]
+    fn get(&self, h: u64) -> Option<&Sess> {
+        match &self.last {
+            Some((l, s)) if *l == h => Some(s),
+            _ if self.others.is_empty() => None,
+            _ => self.others.get(&h),
+        }
+    }
+
+    #[inline]
+    fn get_mut(&mut self, h: u64) -> Option<&mut Sess> {
+        match &mut self.last {
+            Some((l, s)) if *l == h => Some(s),
+            _ if self.others.is_empty() => None,
+            _ => self.others.get_mut(&h),
+        }
+    }
+
+    fn contains(&self, h: u64) -> bool {
+        self.get(h).is_some()
+    }
+
+    #[inline]
+    fn remove(&mut self, h: u64) -> Option<Sess> {
+        match &self.last {
+            Some((l, _)) if *l == h => self.last.take().map(|(_, s)| s),
+            _ if self.others.is_empty() => None,
+            _ => self.others.remove(&h),
+        }
+    }
+
+    /// Every open session, in no order.
+    fn iter(&self) -> impl Iterator<Item = (&u64, &Sess)> {
+        self.last
+            .iter()
+            .map(|(h, s)| (h, s))
+            .chain(self.others.iter())
+    }
+}
+
+/// The handles most recently ended (use after End is detected for these): a ring, so
+/// that an End costs a store. It is searched only when a call fails with `E_HANDLE`; a
+/// handle ended and then returned again by a Prepare is live while its new session is
+/// open (see [`Checker::ended`]).
 #[derive(Debug, Default, Clone)]
 struct Recent {
-    set: HashSet<u64, Words>,
-    order: VecDeque<u64>,
+    /// Filled up to [`Recent::CAP`], then each handle overwrites the oldest, at `oldest`.
+    ring: Vec<u64>,
+    oldest: usize,
 }
 
 impl Recent {
     const CAP: usize = 4096;
-    fn contains(&self, h: &u64) -> bool {
-        self.set.contains(h)
+    fn contains(&self, h: u64) -> bool {
+        self.ring.contains(&h)
     }
+    #[inline]
     fn insert(&mut self, h: u64) {
-        if self.set.insert(h) {
-            self.order.push_back(h);
-            if self.order.len() > Self::CAP {
-                if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
-                }
-            }
+        if self.ring.len() < Self::CAP {
+            self.ring.push(h);
+        } else {
+            self.ring[self.oldest] = h;
+            self.oldest = (self.oldest + 1) % Self::CAP;
         }
-    }
-    fn remove(&mut self, h: &u64) {
-        self.set.remove(h);
     }
 }
 
@@ -314,7 +398,9 @@ pub const MAX_VIOLATIONS: usize = 1000;
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Checker {
     /// Open sessions by handle (reported in handle order).
-    sessions: HashMap<u64, Sess, Words>,
+    sessions: Sessions,
+    /// Handles ended lately. One that is among the open sessions again was returned anew
+    /// by a Prepare: it is live, not ended.
     ended: Recent,
     /// Live list buffers by address (reported in address order).
     buffers: HashMap<u64, At, Words>,
@@ -355,6 +441,7 @@ fn push_at_end(v: &mut Vec<Violation>, rule: Rule, seq: u64, detail: String) {
 
 impl Checker {
     /// Checks one event.
+    #[inline]
     pub(crate) fn feed(&mut self, e: &impl Traced) {
         let (seq, count, hr) = (e.seq(), e.count(), e.hr());
         self.calls += count;
@@ -378,7 +465,7 @@ impl Checker {
         if hr == HRESULT::ERROR_SHARING_VIOLATION {
             push(violations, FILES_UNDER_RUNNING_CA, e, message);
         }
-        if hr == HRESULT::E_HANDLE && h != 0 && ended.contains(&h) {
+        if hr == HRESULT::E_HANDLE && h != 0 && ended.contains(h) && !sessions.contains(h) {
             push(violations, USE_AFTER_END, e, || {
                 format!("context {h:#x} was ended before this call")
             });
@@ -386,37 +473,35 @@ impl Checker {
         let call = e.call();
         match call {
             Call::BackupPrepare | Call::RestorePrepare if ok => {
-                if let Some(hv) = e.out_u64("hbc") {
-                    ended.remove(&hv);
+                if let Some(hv) = e.out_u64(Field::Hbc) {
                     sessions.insert(
                         hv,
                         Sess {
                             restore: call == Call::RestorePrepare,
-                            full: e.arg_u64("dwBackupFlags") == Some(1),
-                            prepared_at: at(e),
-                            open: None,
-                            listed: BTreeMap::new(),
+                            full: e.arg_u64(Field::BackupFlags) == Some(1),
                             locations: false,
+                            prepared_at: at(e),
                             registered: None,
+                            files: None,
                         },
                     );
                 }
             }
             Call::BackupGetDatabaseNames | Call::BackupGetBackupLogs if ok => {
-                if let (Some(s), Some(l)) = (sessions.get_mut(&h), e.out_list("list")) {
+                if let (Some(s), Some(l)) = (sessions.get_mut(h), e.out_list(Field::List)) {
                     for entry in l {
                         let name: String = entry.chars().skip(1).collect();
-                        s.listed.entry(strip(&name)).or_default();
+                        s.files().listed.entry(strip(&name)).or_default();
                     }
                 }
             }
             Call::RestoreGetDatabaseLocations if ok => {
-                if let Some(s) = sessions.get_mut(&h) {
+                if let Some(s) = sessions.get_mut(h) {
                     s.locations = true;
                 }
             }
             Call::BackupOpenFile => {
-                let name = e.arg_str("pwszAttachmentName").unwrap_or("");
+                let name = e.arg_str(Field::AttachmentName).unwrap_or("");
                 let mut chars = name.chars();
                 let first = chars.next();
                 if first.is_some_and(|c| "D!%".contains(c) || ('\u{80}'..='\u{8F}').contains(&c))
@@ -430,33 +515,36 @@ impl Checker {
                     });
                 }
                 if ok {
-                    if let Some(s) = sessions.get_mut(&h) {
-                        let size = e.out_u64("liFileSize").unwrap_or(0);
-                        let f = s.listed.entry(strip(name)).or_default();
+                    if let Some(s) = sessions.get_mut(h) {
+                        let size = e.out_u64(Field::FileSize).unwrap_or(0);
+                        let files = s.files();
+                        let f = files.listed.entry(strip(name)).or_default();
                         f.size = Some(size);
                         f.read = 0;
-                        s.open = Some((strip(name), at(e)));
+                        files.open = Some((strip(name), at(e)));
                     }
                 }
             }
             Call::BackupRead if ok => {
-                if let Some(s) = sessions.get_mut(&h) {
-                    if let Some((name, _)) = &s.open {
-                        let n = e.out_u64("read").unwrap_or(0);
-                        if let Some(f) = s.listed.get_mut(name) {
-                            f.read += n;
-                        }
+                if let Some(Files {
+                    open: Some((name, _)),
+                    listed,
+                }) = sessions.get_mut(h).and_then(|s| s.files.as_deref_mut())
+                {
+                    let n = e.out_u64(Field::Read).unwrap_or(0);
+                    if let Some(f) = listed.get_mut(name) {
+                        f.read += n;
                     }
                 }
             }
             // A failed Close still counts as the client's attempt (End closes implicitly).
             Call::BackupClose => {
-                if let Some(s) = sessions.get_mut(&h) {
-                    s.open = None;
+                if let Some(files) = sessions.get_mut(h).and_then(|s| s.files.as_deref_mut()) {
+                    files.open = None;
                 }
             }
             Call::BackupTruncateLogs => {
-                if let Some(s) = sessions.get(&h) {
+                if let Some(s) = sessions.get(h) {
                     let missing = s.unsecured();
                     if !missing.is_empty() || hr == HRESULT::E_UNEXPECTED {
                         push(violations, TRUNCATE_EARLY, e, || {
@@ -470,8 +558,8 @@ impl Checker {
                 }
             }
             Call::BackupEnd if ok => {
-                if let Some(s) = sessions.remove(&h) {
-                    if let Some((name, (_, call))) = &s.open {
+                if let Some(s) = sessions.remove(h) {
+                    if let Some((name, (_, call))) = s.open() {
                         push(violations, FILE_NOT_CLOSED, e, || {
                             format!("{name} opened by {call} was still open at End")
                         });
@@ -492,17 +580,17 @@ impl Checker {
                 ended.insert(h);
             }
             Call::RestoreRegister | Call::RestoreRegisterThroughFile if ok => {
-                if let Some(s) = sessions.get_mut(&h) {
+                if let Some(s) = sessions.get_mut(h) {
                     s.registered = Some(at(e));
                 }
             }
             Call::RestoreRegisterComplete if ok => {
-                if let Some(s) = sessions.get_mut(&h) {
+                if let Some(s) = sessions.get_mut(h) {
                     s.registered = None;
                 }
             }
             Call::RestoreEnd if ok => {
-                if let Some(s) = sessions.remove(&h) {
+                if let Some(s) = sessions.remove(h) {
                     if let Some((seq, call)) = s.registered {
                         push(violations, REGISTER_WITHOUT_COMPLETE, e, || {
                             format!("registered at call #{seq} ({call}) and ended without CertSrvRestoreRegisterComplete")
@@ -512,7 +600,7 @@ impl Checker {
                 ended.insert(h);
             }
             Call::BackupFree => {
-                let p = e.arg_u64("pv").unwrap_or(0);
+                let p = e.arg_u64(Field::Pv).unwrap_or(0);
                 if ok {
                     buffers.remove(&p);
                 } else {
@@ -522,7 +610,7 @@ impl Checker {
             _ => {}
         }
         if ok {
-            if let Some(p) = e.out_u64("buffer") {
+            if let Some(p) = e.out_u64(Field::Buffer) {
                 buffers.insert(p, at(e));
             }
         }

@@ -740,7 +740,7 @@ impl EmulatedCa {
         v
     }
     /// Switches the call trace and the conformance checker on (the default) or off.
-    /// Off, calls cost about a third as much (see `certadm-emu bench`, figure 1), and
+    /// Off, calls cost less than half as much (see `certadm-emu bench`, figures 1 and 1d), and
     /// `trace`, `report`, `verify` and the explorer see nothing.
     pub fn set_tracing(&self, on: bool) {
         self.host

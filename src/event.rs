@@ -19,7 +19,6 @@
 use crate::core::{Call, WideList, HRESULT};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use std::sync::Arc;
 
 /// An argument or out-value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -338,168 +337,289 @@ impl Event {
 
 // ----- raw events: what the call path records -----------------------------------------
 
-/// An argument or out-value as the call path records it; [`RawValue::to_value`] makes the
-/// [`Value`] of the event when the trace is read.
-#[derive(Debug, Clone)]
-pub(crate) enum RawValue {
+/// The names of one call site's arguments and out-values, as the trace writes them. Each
+/// call site has its own `static`, so an event refers to its names with one thin pointer.
+#[derive(Debug)]
+pub(crate) struct Form {
+    /// Argument names, in parameter order.
+    args: &'static [&'static str],
+    /// Out-value names (the event has them when the call succeeded).
+    out: &'static [&'static str],
+    /// Where each [`Field`] is among the arguments ([`NOWHERE`] if it is not one), found
+    /// when the form is made: the checker reads them on every call.
+    args_at: [u8; Field::ALL.len()],
+    /// Where each [`Field`] is among the out-values.
+    out_at: [u8; Field::ALL.len()],
+}
+
+/// A [`Field`] the form does not have.
+const NOWHERE: u8 = u8::MAX;
+
+impl Form {
+    /// No argument, no out-value (a panic's event).
+    pub(crate) const NONE: Form = Form::new(&[], &[]);
+
+    /// The names of the arguments and of the out-values.
+    pub(crate) const fn new(args: &'static [&'static str], out: &'static [&'static str]) -> Form {
+        let mut args_at = [NOWHERE; Field::ALL.len()];
+        let mut out_at = [NOWHERE; Field::ALL.len()];
+        let mut f = 0;
+        while f < Field::ALL.len() {
+            let name = Field::ALL[f].name();
+            if let Some(i) = position(args, name) {
+                args_at[f] = i as u8;
+            }
+            if let Some(i) = position(out, name) {
+                out_at[f] = i as u8;
+            }
+            f += 1;
+        }
+        Form {
+            args,
+            out,
+            args_at,
+            out_at,
+        }
+    }
+}
+
+/// The values the conformance checker reads, named once: a recorded event finds each in
+/// one step (its [`Form`] knows where each is), a parsed one by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Field {
+    /// `hbc`: the context handle, an argument or the out-value of a Prepare.
+    Hbc,
+    /// `dwBackupFlags` of `CertSrvBackupPrepareW`.
+    BackupFlags,
+    /// `pwszAttachmentName` of `CertSrvBackupOpenFileW`.
+    AttachmentName,
+    /// `liFileSize` returned by `CertSrvBackupOpenFileW`.
+    FileSize,
+    /// `read`: the bytes a `CertSrvBackupRead` returned.
+    Read,
+    /// `list`: the list a list function returned.
+    List,
+    /// `buffer`: the address of the list buffer the client must free.
+    Buffer,
+    /// `pv` of `CertSrvBackupFree`.
+    Pv,
+}
+
+impl Field {
+    /// Every field.
+    const ALL: [Field; 8] = [
+        Field::Hbc,
+        Field::BackupFlags,
+        Field::AttachmentName,
+        Field::FileSize,
+        Field::Read,
+        Field::List,
+        Field::Buffer,
+        Field::Pv,
+    ];
+
+    /// The name the trace gives it.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Field::Hbc => "hbc",
+            Field::BackupFlags => "dwBackupFlags",
+            Field::AttachmentName => "pwszAttachmentName",
+            Field::FileSize => "liFileSize",
+            Field::Read => "read",
+            Field::List => "list",
+            Field::Buffer => "buffer",
+            Field::Pv => "pv",
+        }
+    }
+}
+
+/// Where `name` is in `names` (at compile time).
+const fn position(names: &[&str], name: &str) -> Option<usize> {
+    let mut i = 0;
+    while i < names.len() {
+        let n = names[i].as_bytes();
+        let m = name.as_bytes();
+        if n.len() == m.len() {
+            let mut j = 0;
+            while j < n.len() && n[j] == m[j] {
+                j += 1;
+            }
+            if j == n.len() {
+                return Some(i);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// What a stored value is; the word next to it holds the number, the handle, the HRESULT,
+/// which host name, or where among the event's kept values the value is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    U64,
+    Handle,
+    Hr,
+    Null,
+    HostName,
+    Kept,
+}
+
+/// An argument or out-value as an event stores it: plain data. Numbers, handles,
+/// HRESULTs, NULL and the host's own name are the value itself; any other value is kept
+/// beside the event ([`Extras::keep`]) and the slot says where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Slot {
+    tag: Tag,
+    word: u64,
+}
+
+impl Slot {
+    /// Absent / NULL.
+    pub(crate) const NULL: Slot = Slot {
+        tag: Tag::Null,
+        word: 0,
+    };
+
     /// A number.
-    U64(u64),
-    /// A handle or buffer address.
-    Handle(u64),
-    /// A string, shared (with the host's own name when the client passed exactly that;
-    /// a thin pointer keeps a value, and so an event, small).
-    Str(Arc<String>),
+    pub(crate) const fn num(v: u64) -> Slot {
+        Slot {
+            tag: Tag::U64,
+            word: v,
+        }
+    }
+
+    /// A handle or buffer address (written as hex text).
+    pub(crate) const fn handle(v: u64) -> Slot {
+        Slot {
+            tag: Tag::Handle,
+            word: v,
+        }
+    }
+
+    /// An HRESULT passed as an argument, written as its text (`0x00000000 S_OK`).
+    pub(crate) const fn hr(hr: HRESULT) -> Slot {
+        Slot {
+            tag: Tag::Hr,
+            word: hr.as_u32() as u64,
+        }
+    }
+
+    /// A server name the client passed spelled exactly as one of the host's own names
+    /// (0: NetBIOS, 1: DNS): written as that name.
+    pub(crate) const fn host_name(i: u8) -> Slot {
+        Slot {
+            tag: Tag::HostName,
+            word: (i & 1) as u64,
+        }
+    }
+}
+
+/// A number argument (`DWORD`, `ULONG`, sizes).
+impl From<u32> for Slot {
+    fn from(v: u32) -> Slot {
+        Slot::num(v.into())
+    }
+}
+
+/// A 64-bit number argument.
+impl From<u64> for Slot {
+    fn from(v: u64) -> Slot {
+        Slot::num(v)
+    }
+}
+
+/// A value that is not plain data, kept beside its event.
+#[derive(Debug, Clone)]
+pub(crate) enum Kept {
+    /// A string (other than the host's own name).
+    Str(Box<str>),
     /// A list a list function returned; `true` if its entries carry their CSBFT prefix.
     /// Rendered by [`list_value`].
     List(Box<WideList>, bool),
-    /// An HRESULT passed as an argument, written as its text (`0x00000000 S_OK`).
-    Hr(HRESULT),
     /// Any other value, already made (the rarely called functions).
     Value(Box<Value>),
-    /// Absent / NULL.
-    Null,
 }
 
-impl From<u32> for RawValue {
-    fn from(v: u32) -> RawValue {
-        RawValue::U64(v.into())
+/// The kept values of the event being recorded: the call site hands non-plain values to
+/// [`Extras::keep`] and stores the slot it returns. Empty (no allocation) for the calls
+/// whose values are all plain.
+#[derive(Debug, Default)]
+pub(crate) struct Extras(Vec<Kept>);
+
+impl Extras {
+    /// Keeps `v` beside the event.
+    pub(crate) fn keep(&mut self, v: Kept) -> Slot {
+        self.0.push(v);
+        Slot {
+            tag: Tag::Kept,
+            word: self.0.len() as u64 - 1,
+        }
     }
-}
 
-impl From<u64> for RawValue {
-    fn from(v: u64) -> RawValue {
-        RawValue::U64(v)
+    /// A string.
+    pub(crate) fn str(&mut self, s: &str) -> Slot {
+        self.keep(Kept::Str(s.into()))
     }
-}
 
-impl From<&str> for RawValue {
-    fn from(s: &str) -> RawValue {
-        RawValue::Str(Arc::new(s.to_string()))
+    /// A string, or NULL.
+    pub(crate) fn opt_str(&mut self, s: Option<&str>) -> Slot {
+        s.map_or(Slot::NULL, |s| self.str(s))
     }
-}
 
-impl From<Value> for RawValue {
-    fn from(v: Value) -> RawValue {
+    /// A value made by the call site (plain ones are stored in place).
+    pub(crate) fn value(&mut self, v: Value) -> Slot {
         match v {
-            Value::U64(n) => RawValue::U64(n),
-            Value::Handle(h) => RawValue::Handle(h),
-            Value::Null => RawValue::Null,
-            v => RawValue::Value(Box::new(v)),
+            Value::U64(n) => Slot::num(n),
+            Value::Handle(h) => Slot::handle(h),
+            Value::Null => Slot::NULL,
+            v => self.keep(Kept::Value(Box::new(v))),
         }
     }
 }
 
-impl RawValue {
-    /// The value of the event.
-    pub(crate) fn to_value(&self) -> Value {
+/// A host's own names (NetBIOS, DNS) as registered, which [`Slot::host_name`] stands for.
+pub(crate) type HostNames = [Box<str>; 2];
+
+/// A value read back from an event: plain values by copy, the others borrowed.
+#[derive(Debug, Clone, Copy)]
+enum Val<'a> {
+    U64(u64),
+    Handle(u64),
+    Hr(HRESULT),
+    Null,
+    Str(&'a str),
+    List(&'a WideList, bool),
+    Value(&'a Value),
+}
+
+impl<'a> Val<'a> {
+    fn to_value(self) -> Value {
         match self {
-            RawValue::U64(n) => Value::U64(*n),
-            RawValue::Handle(h) => Value::Handle(*h),
-            RawValue::Str(s) => Value::Str(String::clone(s)),
-            RawValue::List(l, prefixed) => list_value(l, *prefixed),
-            RawValue::Hr(hr) => Value::Str(hr.to_string()),
-            RawValue::Value(v) => (**v).clone(),
-            RawValue::Null => Value::Null,
+            Val::U64(n) => Value::U64(n),
+            Val::Handle(h) => Value::Handle(h),
+            Val::Hr(hr) => Value::Str(hr.to_string()),
+            Val::Null => Value::Null,
+            Val::Str(s) => Value::Str(s.to_string()),
+            Val::List(l, prefixed) => list_value(l, prefixed),
+            Val::Value(v) => v.clone(),
         }
     }
 
-    /// The number, if this is one (handles included), as [`Value::as_u64`].
-    pub(crate) fn as_u64(&self) -> Option<u64> {
+    fn as_u64(self) -> Option<u64> {
         match self {
-            RawValue::U64(v) | RawValue::Handle(v) => Some(*v),
-            RawValue::Value(v) => v.as_u64(),
+            Val::U64(v) | Val::Handle(v) => Some(v),
+            Val::Value(v) => v.as_u64(),
             _ => None,
         }
     }
 
-    /// The string, if this is one, as [`Value::as_str`].
-    pub(crate) fn as_str(&self) -> Option<&str> {
+    fn as_str(self) -> Option<&'a str> {
         match self {
-            RawValue::Str(s) => Some(s),
-            RawValue::Value(v) => v.as_str(),
+            Val::Str(s) => Some(s),
+            Val::Value(v) => v.as_str(),
             _ => None,
         }
-    }
-}
-
-/// Values held inline: every certbcli function but the two RestoreRegister functions has
-/// at most this many arguments and out-values.
-const INLINE: usize = 3;
-
-#[derive(Debug, Clone)]
-enum RawValues {
-    Inline([RawValue; INLINE]),
-    Heap(Box<[RawValue]>),
-}
-
-/// Named values in parameter order, as recorded: the names are one `&'static` slice, the
-/// values inline (up to three) or in one allocation.
-#[derive(Debug, Clone)]
-pub(crate) struct RawFields {
-    names: &'static [&'static str],
-    values: RawValues,
-}
-
-impl Default for RawFields {
-    fn default() -> Self {
-        RawFields::EMPTY
-    }
-}
-
-impl RawFields {
-    /// No value.
-    pub(crate) const EMPTY: RawFields = RawFields {
-        names: &[],
-        values: RawValues::Inline([RawValue::Null, RawValue::Null, RawValue::Null]),
-    };
-
-    /// The values `values` under the names `names`.
-    pub(crate) fn new<const N: usize>(
-        names: &'static [&'static str; N],
-        values: [RawValue; N],
-    ) -> RawFields {
-        let values = if N <= INLINE {
-            let mut values = values.into_iter();
-            RawValues::Inline(std::array::from_fn(|_| {
-                values.next().unwrap_or(RawValue::Null)
-            }))
-        } else {
-            RawValues::Heap(Box::new(values))
-        };
-        RawFields { names, values }
-    }
-
-    fn values(&self) -> &[RawValue] {
-        match &self.values {
-            RawValues::Inline(v) => &v[..self.names.len()],
-            RawValues::Heap(v) => v,
-        }
-    }
-
-    /// The value named `name`.
-    pub(crate) fn get(&self, name: &str) -> Option<&RawValue> {
-        let i = self.names.iter().position(|n| *n == name)?;
-        self.values().get(i)
-    }
-
-    /// The value named `name`, to change it.
-    pub(crate) fn get_mut(&mut self, name: &str) -> Option<&mut RawValue> {
-        let i = self.names.iter().position(|n| *n == name)?;
-        match &mut self.values {
-            RawValues::Inline(v) => v.get_mut(i),
-            RawValues::Heap(v) => v.get_mut(i),
-        }
-    }
-
-    /// The fields of the event.
-    pub(crate) fn to_fields(&self) -> Fields {
-        Fields(
-            self.names
-                .iter()
-                .zip(self.values())
-                .map(|(k, v)| (Cow::Borrowed(*k), v.to_value()))
-                .collect(),
-        )
     }
 }
 
@@ -513,82 +633,271 @@ pub(crate) enum RawMessage {
     Text(String),
 }
 
-/// One call as recorded on the call path; [`RawEvent::to_event`] makes the [`Event`].
-#[derive(Debug, Clone)]
+/// Values an event stores in place; a call with more (the two RestoreRegister functions)
+/// keeps the slots of all of its values in its [`Extra`].
+const INLINE: usize = 4;
+
+/// One call as the call path records it: fixed size, plain data (`Copy`, nothing to drop),
+/// so that recording it, keeping it in the ring and evicting it cost a copy. What is not
+/// plain (strings other than the host's own name, lists, a failure's message) is its
+/// [`Extra`], kept next to it; [`RawView::to_event`] makes the [`Event`] when the trace is
+/// read.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct RawEvent {
     /// Position in the host's trace (set when it is pushed).
     pub(crate) seq: u64,
-    /// The function.
-    pub(crate) call: Call,
     /// The calling client.
     pub(crate) client: u64,
-    /// The result.
-    pub(crate) hr: HRESULT,
-    /// Arguments, in parameter order.
-    pub(crate) args: RawFields,
-    /// Out-values.
-    pub(crate) out: RawFields,
-    /// Why it failed.
-    pub(crate) message: Option<Box<RawMessage>>,
     /// Identical successful calls folded into this event (reads).
     pub(crate) count: u64,
     /// Duration in nanoseconds (summed when folded).
     pub(crate) elapsed_ns: u64,
+    /// The names of the values.
+    form: &'static Form,
+    /// The result.
+    pub(crate) hr: HRESULT,
+    /// The function.
+    pub(crate) call: Call,
+    /// Out-values recorded: all of `form.out` on success, none on failure.
+    n_out: u8,
+    /// The event has an [`Extra`].
+    pub(crate) has_extra: bool,
+    tags: [Tag; INLINE],
+    words: [u64; INLINE],
+}
+
+/// What an event keeps beside it: the values that are not plain data, and why the call
+/// failed. Extras are kept in the order of their events, so the trace finds an event's
+/// extra without an index.
+#[derive(Debug, Clone)]
+pub(crate) struct Extra {
+    /// The event's position in the trace.
+    pub(crate) seq: u64,
+    /// The kept values.
+    kept: Vec<Kept>,
+    /// The slots of all values, when there are more than [`INLINE`].
+    spilled: Vec<Slot>,
+    /// Why the call failed.
+    message: Option<Box<RawMessage>>,
 }
 
 impl RawEvent {
-    /// An event of `call` with its arguments and result, not yet numbered and not folded.
-    pub(crate) fn new(
+    /// The event of `call` with its arguments, result and (on success) out-values, not yet
+    /// numbered and not folded, and its extra if it needs one.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new<const A: usize, const O: usize>(
         call: Call,
         client: u64,
-        args: RawFields,
+        form: &'static Form,
+        args: [Slot; A],
         hr: HRESULT,
-        out: RawFields,
+        out: Option<[Slot; O]>,
+        kept: Extras,
         message: Option<RawMessage>,
-    ) -> RawEvent {
-        RawEvent {
+    ) -> (RawEvent, Option<Extra>) {
+        debug_assert_eq!(A, form.args.len(), "{call}: argument names");
+        debug_assert!(out.is_none() || O == form.out.len(), "{call}: out names");
+        let n_out = if out.is_some() { O } else { 0 };
+        let mut e = RawEvent {
             seq: 0,
-            call,
             client,
-            hr,
-            args,
-            out,
-            message: message.map(Box::new),
             count: 1,
             elapsed_ns: 0,
+            form,
+            hr,
+            call,
+            n_out: n_out as u8,
+            has_extra: false,
+            tags: [Tag::Null; INLINE],
+            words: [0; INLINE],
+        };
+        let mut spilled = Vec::new();
+        if A + n_out > INLINE {
+            spilled.extend_from_slice(&args);
+            spilled.extend(out.iter().flatten());
+        } else {
+            for (i, v) in args.iter().enumerate() {
+                (e.tags[i], e.words[i]) = (v.tag, v.word);
+            }
+            for (i, v) in out.iter().flatten().enumerate() {
+                (e.tags[A + i], e.words[A + i]) = (v.tag, v.word);
+            }
+        }
+        if kept.0.is_empty() && spilled.is_empty() && message.is_none() {
+            return (e, None);
+        }
+        e.has_extra = true;
+        let extra = Extra {
+            seq: 0,
+            kept: kept.0,
+            spilled,
+            message: message.map(Box::new),
+        };
+        (e, Some(extra))
+    }
+
+    /// Values recorded (arguments, then out-values).
+    fn len(&self) -> usize {
+        self.form.args.len() + usize::from(self.n_out)
+    }
+
+    /// Where the out-value `f` is among the values recorded.
+    fn out_index(&self, f: Field) -> Option<usize> {
+        let i = self.form.out_at[f as usize];
+        (i < self.n_out).then(|| self.form.args.len() + usize::from(i))
+    }
+
+    /// Where the argument `f` is among the values.
+    fn arg_index(&self, f: Field) -> Option<usize> {
+        let i = self.form.args_at[f as usize];
+        (i != NOWHERE).then_some(usize::from(i))
+    }
+
+    /// The number (or handle) stored in place at `i`.
+    fn word(&self, i: usize) -> Option<u64> {
+        if self.len() > INLINE {
+            return None;
+        }
+        match self.tags[i] {
+            Tag::U64 | Tag::Handle => Some(self.words[i]),
+            _ => None,
         }
     }
 
-    /// The handle argument, or the handle an out-value created (as [`Event::handle`]).
-    pub(crate) fn handle(&self) -> Option<u64> {
-        self.args
-            .get("hbc")
-            .or_else(|| self.out.get("hbc"))
-            .and_then(RawValue::as_u64)
+    /// Where the handle argument, or the handle an out-value created, is among the values
+    /// recorded.
+    fn hbc(&self) -> Option<usize> {
+        self.arg_index(Field::Hbc)
+            .or_else(|| self.out_index(Field::Hbc))
+    }
+
+    /// The handle argument, or the handle an out-value created, when it is stored in place
+    /// (as [`Event::handle`]; a handle always is, unless the call has more than
+    /// [`INLINE`] values).
+    pub(crate) fn inline_handle(&self) -> Option<u64> {
+        self.hbc().and_then(|i| self.word(i))
+    }
+
+    /// Adds a folded read to this one: one more call, its time, and its bytes to `read`.
+    pub(crate) fn fold(&mut self, other: &RawEvent) {
+        self.count += other.count;
+        self.elapsed_ns += other.elapsed_ns;
+        let read = |e: &RawEvent| {
+            e.out_index(Field::Read)
+                .and_then(|i| e.word(i).map(|w| (i, w)))
+        };
+        if let (Some((i, total)), Some((_, add))) = (read(self), read(other)) {
+            self.words[i] = total + add;
+        }
+    }
+}
+
+/// An event with what it refers to: its extra and the names of its host. What the
+/// conformance checker is fed as the call happens, and what becomes an [`Event`] when the
+/// trace is read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawView<'a> {
+    /// The event.
+    pub(crate) event: &'a RawEvent,
+    /// Its extra, if it has one.
+    pub(crate) extra: Option<&'a Extra>,
+    /// The host's own names.
+    pub(crate) names: &'a HostNames,
+}
+
+impl<'a> RawView<'a> {
+    /// The value at `i`.
+    fn value(&self, i: usize) -> Val<'a> {
+        let e = self.event;
+        let slot = if e.len() > INLINE {
+            match self.extra.and_then(|x| x.spilled.get(i)) {
+                Some(s) => *s,
+                None => return Val::Null,
+            }
+        } else {
+            Slot {
+                tag: e.tags[i],
+                word: e.words[i],
+            }
+        };
+        let w = slot.word;
+        match slot.tag {
+            Tag::U64 => Val::U64(w),
+            Tag::Handle => Val::Handle(w),
+            Tag::Hr => Val::Hr(HRESULT(w as u32 as i32)),
+            Tag::Null => Val::Null,
+            Tag::HostName => Val::Str(&self.names[(w & 1) as usize]),
+            Tag::Kept => match self.extra.and_then(|x| x.kept.get(w as usize)) {
+                Some(Kept::Str(s)) => Val::Str(s),
+                Some(Kept::List(l, prefixed)) => Val::List(l, *prefixed),
+                Some(Kept::Value(v)) => Val::Value(v),
+                None => Val::Null,
+            },
+        }
+    }
+
+    /// The number (or handle) at `i`: in place, read at once; a kept value (a number the
+    /// rare calls made) through [`RawView::value`].
+    #[inline]
+    fn num(&self, i: usize) -> Option<u64> {
+        let e = self.event;
+        if e.len() <= INLINE {
+            match e.tags[i] {
+                Tag::U64 | Tag::Handle => return Some(e.words[i]),
+                Tag::Hr | Tag::Null | Tag::HostName => return None,
+                Tag::Kept => {}
+            }
+        }
+        self.value(i).as_u64()
+    }
+
+    fn arg(&self, f: Field) -> Option<Val<'a>> {
+        self.event.arg_index(f).map(|i| self.value(i))
+    }
+
+    fn out(&self, f: Field) -> Option<Val<'a>> {
+        self.event.out_index(f).map(|i| self.value(i))
+    }
+
+    fn fields(&self, names: &'static [&'static str], base: usize) -> Fields {
+        Fields(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (Cow::Borrowed(*k), self.value(base + i).to_value()))
+                .collect(),
+        )
+    }
+
+    fn raw_message(&self) -> Option<&'a RawMessage> {
+        self.extra.and_then(|x| x.message.as_deref())
     }
 
     /// The event, rendered: what every reader of the trace gets.
-    pub(crate) fn to_event(&self) -> Event {
+    pub(crate) fn to_event(self) -> Event {
+        let e = self.event;
+        let form = e.form;
         Event {
-            seq: self.seq,
-            call: self.call,
-            client: self.client,
-            args: self.args.to_fields(),
-            hr: self.hr,
-            message: self.message.as_deref().map(|m| match m {
+            seq: e.seq,
+            call: e.call,
+            client: e.client,
+            args: self.fields(form.args, 0),
+            hr: e.hr,
+            message: self.raw_message().map(|m| match m {
                 RawMessage::Error(e) => e.to_string(),
-                RawMessage::Text(t) => t.to_string(),
+                RawMessage::Text(t) => t.clone(),
             }),
-            out: self.out.to_fields(),
-            count: self.count,
-            elapsed_ns: self.elapsed_ns,
+            out: self.fields(&form.out[..usize::from(e.n_out)], form.args.len()),
+            count: e.count,
+            elapsed_ns: e.elapsed_ns,
         }
     }
 }
 
 /// What the conformance checker reads of an event: implemented by the parsed [`Event`]
-/// (a trace file) and by the [`RawEvent`] of a live host, which it is fed as the call
-/// happens, without rendering it.
+/// (a trace file) and by the [`RawView`] of a live host's event, which it is fed as the
+/// call happens, without rendering it.
 pub(crate) trait Traced {
     /// Position in the trace.
     fn seq(&self) -> u64;
@@ -601,13 +910,13 @@ pub(crate) trait Traced {
     /// The handle argument, or the handle an out-value created.
     fn handle(&self) -> Option<u64>;
     /// A number (or handle) argument.
-    fn arg_u64(&self, name: &str) -> Option<u64>;
+    fn arg_u64(&self, f: Field) -> Option<u64>;
     /// A string argument.
-    fn arg_str(&self, name: &str) -> Option<&str>;
+    fn arg_str(&self, f: Field) -> Option<&str>;
     /// A number (or handle) out-value.
-    fn out_u64(&self, name: &str) -> Option<u64>;
+    fn out_u64(&self, f: Field) -> Option<u64>;
     /// A list out-value, its entries as the trace writes them.
-    fn out_list(&self, name: &str) -> Option<Vec<String>>;
+    fn out_list(&self, f: Field) -> Option<Vec<String>>;
     /// The emulator's message for a failure.
     fn message(&self) -> Option<Cow<'_, str>>;
     /// The call written like C ([`Event::render`]).
@@ -630,17 +939,17 @@ impl Traced for Event {
     fn handle(&self) -> Option<u64> {
         Event::handle(self)
     }
-    fn arg_u64(&self, name: &str) -> Option<u64> {
-        self.arg(name).and_then(Value::as_u64)
+    fn arg_u64(&self, f: Field) -> Option<u64> {
+        self.arg(f.name()).and_then(Value::as_u64)
     }
-    fn arg_str(&self, name: &str) -> Option<&str> {
-        self.arg(name).and_then(Value::as_str)
+    fn arg_str(&self, f: Field) -> Option<&str> {
+        self.arg(f.name()).and_then(Value::as_str)
     }
-    fn out_u64(&self, name: &str) -> Option<u64> {
-        self.out(name).and_then(Value::as_u64)
+    fn out_u64(&self, f: Field) -> Option<u64> {
+        self.out(f.name()).and_then(Value::as_u64)
     }
-    fn out_list(&self, name: &str) -> Option<Vec<String>> {
-        match self.out(name) {
+    fn out_list(&self, f: Field) -> Option<Vec<String>> {
+        match self.out(f.name()) {
             Some(Value::List(l)) => Some(l.clone()),
             _ => None,
         }
@@ -653,39 +962,39 @@ impl Traced for Event {
     }
 }
 
-impl Traced for RawEvent {
+impl Traced for RawView<'_> {
     fn seq(&self) -> u64 {
-        self.seq
+        self.event.seq
     }
     fn call(&self) -> Call {
-        self.call
+        self.event.call
     }
     fn hr(&self) -> HRESULT {
-        self.hr
+        self.event.hr
     }
     fn count(&self) -> u64 {
-        self.count
+        self.event.count
     }
     fn handle(&self) -> Option<u64> {
-        RawEvent::handle(self)
+        self.event.hbc().and_then(|i| self.num(i))
     }
-    fn arg_u64(&self, name: &str) -> Option<u64> {
-        self.args.get(name).and_then(RawValue::as_u64)
+    fn arg_u64(&self, f: Field) -> Option<u64> {
+        self.event.arg_index(f).and_then(|i| self.num(i))
     }
-    fn arg_str(&self, name: &str) -> Option<&str> {
-        self.args.get(name).and_then(RawValue::as_str)
+    fn arg_str(&self, f: Field) -> Option<&str> {
+        self.arg(f).and_then(Val::as_str)
     }
-    fn out_u64(&self, name: &str) -> Option<u64> {
-        self.out.get(name).and_then(RawValue::as_u64)
+    fn out_u64(&self, f: Field) -> Option<u64> {
+        self.event.out_index(f).and_then(|i| self.num(i))
     }
-    fn out_list(&self, name: &str) -> Option<Vec<String>> {
-        match self.out.get(name)?.to_value() {
+    fn out_list(&self, f: Field) -> Option<Vec<String>> {
+        match self.out(f)?.to_value() {
             Value::List(l) => Some(l),
             _ => None,
         }
     }
     fn message(&self) -> Option<Cow<'_, str>> {
-        self.message.as_deref().map(|m| match m {
+        self.raw_message().map(|m| match m {
             RawMessage::Error(e) => Cow::Owned(e.to_string()),
             RawMessage::Text(t) => Cow::Borrowed(&**t),
         })
@@ -813,47 +1122,107 @@ mod tests {
         assert!(err.contains("missing field `hr`"), "{err}");
     }
 
+    const NAMES: fn() -> HostNames = || ["HOST".into(), "host.example".into()];
+
     #[test]
     fn a_raw_event_becomes_the_event_it_recorded() {
-        let mut raw = RawEvent::new(
+        static READ: Form = Form::new(&["hbc", "cbBuffer"], &["read"]);
+        let names = NAMES();
+        let (mut raw, extra) = RawEvent::new(
             Call::BackupRead,
             7,
-            RawFields::new(
-                &["hbc", "cbBuffer"],
-                [RawValue::Handle(0x10001), RawValue::U64(65536)],
-            ),
+            &READ,
+            [Slot::handle(0x10001), Slot::num(65536)],
             HRESULT::S_OK,
-            RawFields::new(&["read"], [RawValue::U64(65536)]),
+            Some([Slot::num(65536)]),
+            Extras::default(),
             None,
         );
+        assert!(extra.is_none(), "numbers and handles are stored in place");
         raw.seq = 3;
         raw.elapsed_ns = 812;
-        assert_eq!(raw.handle(), Some(0x10001));
-        assert_eq!(raw.to_event(), read(0x10001, 65536));
-        assert_eq!(raw.to_event().to_json(), read(0x10001, 65536).to_json());
+        assert_eq!(raw.inline_handle(), Some(0x10001));
+        let view = RawView {
+            event: &raw,
+            extra: None,
+            names: &names,
+        };
+        assert_eq!(Traced::handle(&view), Some(0x10001));
+        assert_eq!(view.to_event(), read(0x10001, 65536));
+        assert_eq!(view.to_event().to_json(), read(0x10001, 65536).to_json());
 
-        // More values than fit inline, strings, lists, HRESULTs, NULL and a failure.
+        // A read folded into it: one more call, its time and its bytes.
+        let mut folded = raw;
+        folded.fold(&raw);
+        let e = RawView {
+            event: &folded,
+            extra: None,
+            names: &names,
+        }
+        .to_event();
+        assert_eq!((e.count, e.elapsed_ns), (2, 1624));
+        assert_eq!(e.out("read"), Some(&Value::U64(131072)));
+
+        // The host's own name is stored in place; another spelling is kept as passed.
+        static PREPARE: Form =
+            Form::new(&["pwszServerName", "grbitJet", "dwBackupFlags"], &["hbc"]);
+        for kept in [None, Some("\\\\HOST")] {
+            let mut x = Extras::default();
+            let name = kept.map_or(Slot::host_name(1), |k| x.str(k));
+            let (raw, extra) = RawEvent::new(
+                Call::BackupPrepare,
+                1,
+                &PREPARE,
+                [name, 0u32.into(), 1u32.into()],
+                HRESULT::S_OK,
+                Some([Slot::handle(5)]),
+                x,
+                None,
+            );
+            assert_eq!(extra.is_some(), kept.is_some());
+            let view = RawView {
+                event: &raw,
+                extra: extra.as_ref(),
+                names: &names,
+            };
+            let spelled = kept.unwrap_or("host.example");
+            assert_eq!(view.out_u64(Field::Hbc), Some(5));
+            assert_eq!(Traced::handle(&view), Some(5));
+            assert_eq!(
+                view.to_event().args.get("pwszServerName"),
+                Some(&Value::Str(spelled.into()))
+            );
+        }
+
+        // More values than fit in place, strings, lists, HRESULTs, NULL and a failure.
+        static MANY: Form = Form::new(&["hbc", "a", "b", "c", "d"], &[]);
         let mut list = WideList::new();
         list.push(Some(crate::core::consts::CSBFT_LOG), "\\\\H\\x.log");
         list.push(Some(0x82), "y");
-        let raw = RawEvent::new(
+        let mut x = Extras::default();
+        let args = [
+            Slot::handle(5),
+            x.str("text"),
+            Slot::hr(HRESULT::E_HANDLE),
+            x.opt_str(None),
+            x.keep(Kept::List(Box::new(list.clone()), true)),
+        ];
+        let (raw, extra) = RawEvent::new(
             Call::RestoreRegister,
             1,
-            RawFields::new(
-                &["hbc", "a", "b", "c", "d"],
-                [
-                    RawValue::Handle(5),
-                    "text".into(),
-                    RawValue::Hr(HRESULT::E_HANDLE),
-                    RawValue::Null,
-                    RawValue::List(Box::new(list.clone()), true),
-                ],
-            ),
+            &MANY,
+            args,
             HRESULT::E_HANDLE,
-            RawFields::EMPTY,
+            None::<[Slot; 0]>,
+            x,
             Some(RawMessage::Text("why".into())),
         );
-        let e = raw.to_event();
+        let view = RawView {
+            event: &raw,
+            extra: extra.as_ref(),
+            names: &names,
+        };
+        let e = view.to_event();
         assert_eq!(
             e.args,
             Fields::from(vec![
@@ -866,16 +1235,25 @@ mod tests {
         );
         assert_eq!(e.message.as_deref(), Some("why"));
         assert!(e.out.is_empty());
-        assert_eq!(Traced::message(&raw).as_deref(), Some("why"));
-        assert_eq!(raw.out_list("d"), None);
-        assert_eq!(Traced::render(&raw), e.render());
+        assert_eq!(Traced::message(&view).as_deref(), Some("why"));
+        assert_eq!(Traced::handle(&view), Some(5));
+        assert_eq!(raw.inline_handle(), None);
+        assert_eq!(view.out_list(Field::List), None);
+        assert_eq!(Traced::render(&view), e.render());
+
+        // Values made by the call site: plain ones in place, the others kept.
+        let mut x = Extras::default();
+        assert_eq!(x.value(Value::U64(3)), Slot::num(3));
+        assert_eq!(x.value(Value::Null), Slot::NULL);
+        assert_ne!(x.value(Value::List(vec![])), Slot::NULL);
     }
 
     #[test]
-    fn raw_events_stay_small() {
-        // A host keeps thousands of them, and one is written on every traced call.
-        assert_eq!(std::mem::size_of::<RawValue>(), 16);
-        assert!(std::mem::size_of::<RawEvent>() <= 192);
+    fn raw_events_are_plain_and_small() {
+        // A host keeps thousands of them, and one is written on every traced call: a
+        // copy, nothing to drop.
+        const { assert!(!std::mem::needs_drop::<RawEvent>()) };
+        assert!(std::mem::size_of::<RawEvent>() <= 88);
     }
 
     #[test]

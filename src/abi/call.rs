@@ -74,15 +74,22 @@ impl List {
     }
 }
 
+#[inline]
 fn check(call: Call, hr: i32) -> Result<()> {
     if hr < 0 {
-        Err(AbiError {
-            call,
-            hr: HRESULT(hr),
-            detail: last_error(),
-        })
+        Err(failure(call, hr))
     } else {
         Ok(())
+    }
+}
+
+/// The error of an export that returned the failure `hr`.
+#[cold]
+fn failure(call: Call, hr: i32) -> AbiError {
+    AbiError {
+        call,
+        hr: HRESULT(hr),
+        detail: last_error(),
     }
 }
 

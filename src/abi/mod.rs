@@ -86,6 +86,14 @@ pub fn last_error() -> Option<Error> {
     LAST_ERROR.with(|e| e.borrow().clone())
 }
 
+/// A failed export: its error is kept for [`last_error`]; returns its HRESULT.
+#[cold]
+fn failed(e: Error) -> i32 {
+    let hr = e.hresult();
+    set_last_error(e);
+    hr.0
+}
+
 fn set_last_error(e: Error) {
     if std::env::var_os("CERTADM_EMU_LOG").is_some() {
         eprintln!("certadm-emu: {} ({e})", e.hresult());
@@ -105,17 +113,16 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 /// on it ([`entry`]), runs its body through here.
 pub fn boundary(call: &'static str, f: impl FnOnce() -> Result<()>) -> i32 {
     let outer = CURRENT_CALL.try_with(|c| c.replace(call)).ok();
-    let r = catch_unwind(AssertUnwindSafe(f));
+    // The error becomes its HRESULT inside, so that only an i32 crosses the unwind guard.
+    let r = catch_unwind(AssertUnwindSafe(|| match f() {
+        Ok(()) => HRESULT::S_OK.0,
+        Err(e) => failed(e),
+    }));
     if let Some(outer) = outer {
         let _ = CURRENT_CALL.try_with(|c| c.set(outer));
     }
     match r {
-        Ok(Ok(())) => HRESULT::S_OK.0,
-        Ok(Err(e)) => {
-            let hr = e.hresult();
-            set_last_error(e);
-            hr.0
-        }
+        Ok(hr) => hr,
         Err(p) => {
             let message = panic_message(&*p);
             crate::api::route::record_panic(call, &message);

@@ -105,23 +105,25 @@ pub(crate) unsafe fn with_wstr<T>(
     require(call, param, p)?;
     let mut buf = [0u8; STACK_WSTR];
     let mut len = 0usize;
-    loop {
+    while len < STACK_WSTR {
         // SAFETY: p is non-null and the string is NUL-terminated (caller contract); we
         // stop at the NUL.
         let u = unsafe { p.add(len).read_unaligned() };
-        if u == 0 {
+        // One test for the usual unit (ASCII, 1..=0x7F); the NUL and the others after it.
+        if u.wrapping_sub(1) >= 0x7F {
+            if u == 0 {
+                // SAFETY: every byte before it was checked to be ASCII: valid UTF-8.
+                return f(unsafe { std::str::from_utf8_unchecked(&buf[..len]) });
+            }
             break;
-        }
-        if u >= 0x80 || len == STACK_WSTR {
-            // SAFETY: forwarded contract.
-            let s = unsafe { read_wstr(call, param, p) }?;
-            return f(&s);
         }
         buf[len] = u as u8;
         len += 1;
     }
-    // SAFETY: every byte was checked to be ASCII (below 0x80) above: valid UTF-8.
-    f(unsafe { std::str::from_utf8_unchecked(&buf[..len]) })
+    // Not ASCII, or long: decoded as `read_wstr` does.
+    // SAFETY: forwarded contract.
+    let s = unsafe { read_wstr(call, param, p) }?;
+    f(&s)
 }
 
 /// Reads an optional string: NULL is `None`.

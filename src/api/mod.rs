@@ -21,12 +21,12 @@ use crate::ca::{Ca, ServiceState};
 use crate::core::consts::*;
 use crate::core::outbuf::OutByte;
 use crate::core::{Call, Error, ListKind, Result, WideList};
-use crate::event::{RawFields, RawValue, Value};
+use crate::event::{Extras, Form, Kept, Slot, Value};
 use crate::machine::{Identity, Machine};
 use crate::session::handle::HandleParts;
 use crate::session::{BackupKind, BackupSession, Hcsbc, LiveBackup, Session};
 use registry::{Host, HostState};
-use route::instrument;
+use route::{instrument, Frame};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -48,12 +48,22 @@ pub(crate) fn current_client() -> u64 {
     })
 }
 
-/// Runs the faults planned for this call; records the host for the trace.
-fn arrive(call: Call, host: &Arc<Host>) -> Result<()> {
-    route::routed_to(host);
+/// The call reaches `host`, the one it holds ([`Frame::reach`]), then the faults planned
+/// for it run.
+#[inline]
+fn arrive<'h>(fr: &mut Frame<'h>, host: &'h Arc<Host>) -> Result<&'h Arc<Host>> {
+    fr.reach(host);
     if !host.faults_on.load(std::sync::atomic::Ordering::Relaxed) {
-        return Ok(());
+        return Ok(host);
     }
+    run_faults(fr.call(), host)?;
+    Ok(host)
+}
+
+/// Runs the faults planned for `call` on `host` (a fault schedule is installed).
+#[cold]
+#[inline(never)]
+fn run_faults(call: Call, host: &Host) -> Result<()> {
     let mut guard = host.state.lock();
     let st = &mut *guard;
     if st.faults.is_empty() {
@@ -92,48 +102,74 @@ fn arrive(call: Call, host: &Arc<Host>) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn lookup_server(call: Call, server: &str) -> Result<Arc<Host>> {
-    let Some((host, ca_part)) = registry::by_name(server) else {
-        return Err(Error::ServerUnavailable {
-            call: call.name(),
-            server: server.to_string(),
-            why: route::unknown_server_hint(),
-        });
+/// Routes the call by server name (`HOST`, `\\HOST`, `HOST\CA name`).
+#[inline(always)]
+pub(crate) fn lookup_server<'h>(fr: &mut Frame<'h>, server: &str) -> Result<&'h Arc<Host>> {
+    let Some((host, ca_part, loan)) = registry::lend_by_name(server) else {
+        return Err(unknown_server(fr.call(), server));
     };
+    let host = fr.hold(host, loan);
     if let Some(ca_name) = ca_part {
-        let st = host.state.lock();
-        match &st.ca {
-            Some(ca) if ca.name().eq_ignore_ascii_case(ca_name) => {}
-            _ => {
-                return Err(Error::FileNotFound {
-                    call: call.name(),
-                    why: format!(
-                        "machine {:?} has no CA named {ca_name:?}",
-                        host.machine.netbios()
-                    ),
-                })
-            }
-        }
+        check_ca_name(fr.call(), host, ca_name)?;
     }
-    arrive(call, &host)?;
-    Ok(host)
+    arrive(fr, host)
 }
 
-pub(crate) fn lookup_handle(call: Call, h: Hcsbc) -> Result<(Arc<Host>, HandleParts)> {
-    let parts = h.parts().ok_or_else(|| Error::InvalidHandle {
+#[cold]
+fn unknown_server(call: Call, server: &str) -> Error {
+    Error::ServerUnavailable {
         call: call.name(),
-        handle: h.as_raw(),
-        why: "not a handle returned by CertSrvBackupPrepareW or CertSrvRestorePrepareW".into(),
-    })?;
-    let host = registry::by_handle(h).ok_or_else(|| Error::InvalidHandle {
-        call: call.name(),
-        handle: h.as_raw(),
-        why: "its machine no longer exists".into(),
-    })?;
-    arrive(call, &host)?;
-    Ok((host, parts))
+        server: server.to_string(),
+        why: route::unknown_server_hint(),
+    }
 }
 
+/// The CA part of a server name (`HOST\CA name`) names the CA of `host`.
+#[cold]
+fn check_ca_name(call: Call, host: &Host, ca_name: &str) -> Result<()> {
+    let st = host.state.lock();
+    match &st.ca {
+        Some(ca) if ca.name().eq_ignore_ascii_case(ca_name) => Ok(()),
+        _ => Err(Error::FileNotFound {
+            call: call.name(),
+            why: format!(
+                "machine {:?} has no CA named {ca_name:?}",
+                host.machine.netbios()
+            ),
+        }),
+    }
+}
+
+/// Routes the call by its context handle.
+#[inline(always)]
+pub(crate) fn lookup_handle<'h>(
+    fr: &mut Frame<'h>,
+    h: Hcsbc,
+) -> Result<(&'h Arc<Host>, HandleParts)> {
+    let Some(parts) = h.parts() else {
+        return Err(bad_handle(
+            fr.call(),
+            h,
+            "not a handle returned by CertSrvBackupPrepareW or CertSrvRestorePrepareW",
+        ));
+    };
+    let Some((host, loan)) = registry::lend_by_handle(h) else {
+        return Err(bad_handle(fr.call(), h, "its machine no longer exists"));
+    };
+    let host = fr.hold(host, loan);
+    Ok((arrive(fr, host)?, parts))
+}
+
+#[cold]
+fn bad_handle(call: Call, h: Hcsbc, why: &str) -> Error {
+    Error::InvalidHandle {
+        call: call.name(),
+        handle: h.as_raw(),
+        why: why.into(),
+    }
+}
+
+#[cold]
 fn stale(call: Call, h: Hcsbc) -> Error {
     Error::InvalidHandle {
         call: call.name(),
@@ -143,43 +179,60 @@ fn stale(call: Call, h: Hcsbc) -> Error {
 }
 
 /// Rule 11 and 12 of spec §6.2: interface flags and the backup privilege.
+#[inline]
 pub(crate) fn check_backup_access(call: Call, id: &Identity, flags: u32) -> Result<()> {
-    if id.remote && flags & IF_NOREMOTEICERTADMINBACKUP != 0 {
-        return Err(Error::access_denied(
-            call,
-            "the caller is remote and InterfaceFlags has IF_NOREMOTEICERTADMINBACKUP (part of IF_DEFAULT); run the backup on the CA host or clear the flag",
-        ));
-    }
-    if !id.remote && flags & IF_NOLOCALICERTADMINBACKUP != 0 {
-        return Err(Error::access_denied(
-            call,
-            "InterfaceFlags has IF_NOLOCALICERTADMINBACKUP",
-        ));
-    }
-    if !id.backup_privilege {
-        return Err(Error::access_denied(
-            call,
-            "the caller lacks SeBackupPrivilege (the CA Operator role)",
-        ));
+    let denied = (id.remote && flags & IF_NOREMOTEICERTADMINBACKUP != 0)
+        || (!id.remote && flags & IF_NOLOCALICERTADMINBACKUP != 0)
+        || !id.backup_privilege;
+    if denied {
+        return Err(backup_access_denied(call, id, flags));
     }
     Ok(())
 }
 
-fn running(call: Call, ca: &Ca, server: &str) -> Result<()> {
-    match ca.service() {
-        ServiceState::Running => Ok(()),
-        ServiceState::Suspended => Err(Error::Suspended {
-            call: call.name(),
-            why: "the CA is suspended for a database restore (recovery in progress)".into(),
-        }),
-        ServiceState::Stopped => Err(Error::ServerUnavailable {
-            call: call.name(),
-            server: server.to_string(),
-            why: "the CA service is stopped".into(),
-        }),
+/// Why [`check_backup_access`] refused the caller.
+#[cold]
+fn backup_access_denied(call: Call, id: &Identity, flags: u32) -> Error {
+    if id.remote && flags & IF_NOREMOTEICERTADMINBACKUP != 0 {
+        Error::access_denied(
+            call,
+            "the caller is remote and InterfaceFlags has IF_NOREMOTEICERTADMINBACKUP (part of IF_DEFAULT); run the backup on the CA host or clear the flag",
+        )
+    } else if !id.remote && flags & IF_NOLOCALICERTADMINBACKUP != 0 {
+        Error::access_denied(call, "InterfaceFlags has IF_NOLOCALICERTADMINBACKUP")
+    } else {
+        Error::access_denied(
+            call,
+            "the caller lacks SeBackupPrivilege (the CA Operator role)",
+        )
     }
 }
 
+/// The CA service runs.
+#[inline]
+fn running(call: Call, ca: &Ca, server: &str) -> Result<()> {
+    match ca.service() {
+        ServiceState::Running => Ok(()),
+        state => Err(not_running(call, state, server)),
+    }
+}
+
+#[cold]
+fn not_running(call: Call, state: ServiceState, server: &str) -> Error {
+    match state {
+        ServiceState::Stopped => Error::ServerUnavailable {
+            call: call.name(),
+            server: server.to_string(),
+            why: "the CA service is stopped".into(),
+        },
+        _ => Error::Suspended {
+            call: call.name(),
+            why: "the CA is suspended for a database restore (recovery in progress)".into(),
+        },
+    }
+}
+
+#[cold]
 fn no_ca(call: impl Into<&'static str>, server: &str) -> Error {
     Error::ServerUnavailable {
         call: call.into(),
@@ -190,19 +243,19 @@ fn no_ca(call: impl Into<&'static str>, server: &str) -> Error {
 
 /// Runs `f` on the backup session behind `h`, after the checks every backup call makes.
 fn backup_call<R>(
-    call: Call,
+    fr: &mut Frame<'_>,
     h: Hcsbc,
     f: impl FnOnce(&mut LiveBackup, &mut Ca, &Machine, &mut faults::FaultState) -> Result<R>,
 ) -> Result<R> {
-    let (host, p) = lookup_handle(call, h)?;
-    let mut guard = host.state.lock();
+    let call = fr.call();
+    let (host, p) = lookup_handle(fr, h)?;
     let HostState {
         ca,
         sessions,
         identity,
         faults,
         ..
-    } = &mut *guard;
+    } = fr.lock();
     let Some(session) = sessions.get_mut(p.session_slot, p.session_gen) else {
         return Err(stale(call, h));
     };
@@ -222,10 +275,10 @@ fn backup_call<R>(
 }
 
 /// `CertSrvIsServerOnlineW`: `Ok(true)` when running, `Ok(false)` when suspended.
-fn is_server_online_impl(server: &str) -> Result<bool> {
+fn is_server_online_impl(fr: &mut Frame<'_>, server: &str) -> Result<bool> {
     const CALL: Call = Call::IsServerOnline;
-    let host = lookup_server(CALL, server)?;
-    let st = host.state.lock();
+    lookup_server(fr, server)?;
+    let st = fr.lock();
     let ca = st.ca.as_ref().ok_or_else(|| no_ca(CALL, server))?;
     match ca.service() {
         ServiceState::Running => Ok(true),
@@ -239,7 +292,13 @@ fn is_server_online_impl(server: &str) -> Result<bool> {
 }
 
 /// `CertSrvBackupPrepareW`.
-fn backup_prepare_impl(server: &str, grbit_jet: u32, backup_flags: u32) -> Result<Hcsbc> {
+#[inline]
+fn backup_prepare_impl(
+    fr: &mut Frame<'_>,
+    server: &str,
+    grbit_jet: u32,
+    backup_flags: u32,
+) -> Result<Hcsbc> {
     const CALL: Call = Call::BackupPrepare;
     let kind = match backup_flags {
         CSBACKUP_TYPE_FULL => BackupKind::Full,
@@ -257,10 +316,9 @@ fn backup_prepare_impl(server: &str, grbit_jet: u32, backup_flags: u32) -> Resul
             format!("grbitJet {grbit_jet:#x} must be 0 (the docs: \"this value should be set to zero\"); the backup type goes in dwBackupFlags"),
         ));
     }
-    let host = lookup_server(CALL, server)?;
+    let host = lookup_server(fr, server)?;
     let client = current_client();
-    let mut guard = host.state.lock();
-    let st = &mut *guard;
+    let st = fr.lock();
     let ca = st.ca.as_mut().ok_or_else(|| no_ca(CALL, server))?;
     running(CALL, ca, server)?;
     check_backup_access(CALL, &st.identity, ca.interface_flags())?;
@@ -305,15 +363,13 @@ fn backup_prepare_impl(server: &str, grbit_jet: u32, backup_flags: u32) -> Resul
 }
 
 /// `CertSrvBackupGetDatabaseNamesW`: `'D'` + the `.edb` UNC name.
-fn backup_get_database_names_impl(h: Hcsbc) -> Result<WideList> {
-    backup_call(Call::BackupGetDatabaseNames, h, |b, ca, m, _| {
-        b.database_names(ca, m)
-    })
+fn backup_get_database_names_impl(fr: &mut Frame<'_>, h: Hcsbc) -> Result<WideList> {
+    backup_call(fr, h, |b, ca, m, _| b.database_names(ca, m))
 }
 
 /// `CertSrvBackupGetDynamicFileListW`: the CRL and CA certificate, unprefixed UNC names.
-fn backup_get_dynamic_file_list_impl(h: Hcsbc) -> Result<WideList> {
-    backup_call(Call::BackupGetDynamicFileList, h, |_, ca, m, _| {
+fn backup_get_dynamic_file_list_impl(fr: &mut Frame<'_>, h: Hcsbc) -> Result<WideList> {
+    backup_call(fr, h, |_, ca, m, _| {
         let names: Vec<String> = ca.dynamic_files(m).iter().map(|p| m.unc(p)).collect();
         Ok(WideList::from_entries(
             names.iter().map(|n| (None, n.as_str())),
@@ -322,17 +378,15 @@ fn backup_get_dynamic_file_list_impl(h: Hcsbc) -> Result<WideList> {
 }
 
 /// `CertSrvBackupOpenFileW`: returns the file size.
-fn backup_open_file_impl(h: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
-    backup_call(Call::BackupOpenFile, h, |b, ca, m, _| {
-        b.open_file(ca, m, name, read_hint)
-    })
+fn backup_open_file_impl(fr: &mut Frame<'_>, h: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
+    backup_call(fr, h, |b, ca, m, _| b.open_file(ca, m, name, read_hint))
 }
 
 /// `CertSrvBackupRead`: fills `buf` unless the file ends; `Ok(0)` at end of file.
 /// `buf` may be uninitialised: it is only written (a planned corruption reads its byte
 /// into a local, flips it and writes it).
-fn backup_read_impl<B: OutByte>(h: Hcsbc, buf: &mut [B]) -> Result<usize> {
-    backup_call(Call::BackupRead, h, |b, _, _, faults| {
+fn backup_read_impl<B: OutByte>(fr: &mut Frame<'_>, h: Hcsbc, buf: &mut [B]) -> Result<usize> {
+    backup_call(fr, h, |b, _, _, faults| {
         if faults.is_empty() {
             return b.read(buf);
         }
@@ -382,28 +436,26 @@ fn backup_read_impl<B: OutByte>(h: Hcsbc, buf: &mut [B]) -> Result<usize> {
 }
 
 /// `CertSrvBackupClose`.
-fn backup_close_impl(h: Hcsbc) -> Result<()> {
-    backup_call(Call::BackupClose, h, |b, _, _, _| b.close())
+fn backup_close_impl(fr: &mut Frame<'_>, h: Hcsbc) -> Result<()> {
+    backup_call(fr, h, |b, _, _, _| b.close())
 }
 
 /// `CertSrvBackupGetBackupLogsW`: rolls the current log; `'!'` + UNC per generation.
-fn backup_get_backup_logs_impl(h: Hcsbc) -> Result<WideList> {
-    backup_call(Call::BackupGetBackupLogs, h, |b, ca, m, _| {
-        b.backup_logs(ca, m)
-    })
+fn backup_get_backup_logs_impl(fr: &mut Frame<'_>, h: Hcsbc) -> Result<WideList> {
+    backup_call(fr, h, |b, ca, m, _| b.backup_logs(ca, m))
 }
 
 /// `CertSrvBackupTruncateLogs`: returns the generations deleted.
-fn backup_truncate_logs_impl(h: Hcsbc) -> Result<Vec<u32>> {
-    backup_call(Call::BackupTruncateLogs, h, |b, ca, m, _| b.truncate(ca, m))
+fn backup_truncate_logs_impl(fr: &mut Frame<'_>, h: Hcsbc) -> Result<Vec<u32>> {
+    backup_call(fr, h, |b, ca, m, _| b.truncate(ca, m))
 }
 
 /// `CertSrvBackupEnd`.
-fn backup_end_impl(h: Hcsbc) -> Result<()> {
+#[inline]
+fn backup_end_impl(fr: &mut Frame<'_>, h: Hcsbc) -> Result<()> {
     const CALL: Call = Call::BackupEnd;
-    let (host, p) = lookup_handle(CALL, h)?;
-    let mut guard = host.state.lock();
-    let st = &mut *guard;
+    let (host, p) = lookup_handle(fr, h)?;
+    let st = fr.lock();
     match st.sessions.get(p.session_slot, p.session_gen) {
         None => return Err(stale(CALL, h)),
         Some(Session::Restore(_)) => {
@@ -430,11 +482,10 @@ fn backup_end_impl(h: Hcsbc) -> Result<()> {
 }
 
 /// `CertSrvServerControlW`: `CSCONTROL_SHUTDOWN` stops the service; 2 and 3 do nothing.
-fn server_control_impl(server: &str, control_flags: u32) -> Result<()> {
+fn server_control_impl(fr: &mut Frame<'_>, server: &str, control_flags: u32) -> Result<()> {
     const CALL: Call = Call::ServerControl;
-    let host = lookup_server(CALL, server)?;
-    let mut guard = host.state.lock();
-    let st = &mut *guard;
+    let host = lookup_server(fr, server)?;
+    let st = fr.lock();
     let ca = st.ca.as_ref().ok_or_else(|| no_ca(CALL, server))?;
     if ca.service() == ServiceState::Stopped {
         return Err(Error::ServerUnavailable {
@@ -459,36 +510,40 @@ fn server_control_impl(server: &str, control_flags: u32) -> Result<()> {
     }
 }
 
-fn h(v: Hcsbc) -> RawValue {
-    RawValue::Handle(v.as_raw() as u64)
+fn h(v: Hcsbc) -> Slot {
+    Slot::handle(v.as_raw() as u64)
 }
+
+/// The names a call with only a context handle records.
+static ONLY_HBC: Form = Form::new(&["hbc"], &[]);
 
 /// `CertSrvIsServerOnlineW`: `Ok(true)` when running, `Ok(false)` when suspended.
 pub fn is_server_online(server: &str) -> Result<bool> {
+    static FORM: Form = Form::new(&["pwszServerName"], &["fServerOnline"]);
     instrument(
         Call::IsServerOnline,
-        |host| RawFields::new(&["pwszServerName"], [host.name_value(server)]),
-        || is_server_online_impl(server),
-        |o| RawFields::new(&["fServerOnline"], [RawValue::U64(*o as u64)]),
+        &FORM,
+        |host, x| [host.name_value(server, x)],
+        |fr| is_server_online_impl(fr, server),
+        |o, _| [Slot::num(*o as u64)],
     )
 }
 
 /// `CertSrvBackupPrepareW`.
 pub fn backup_prepare(server: &str, grbit_jet: u32, backup_flags: u32) -> Result<Hcsbc> {
+    static FORM: Form = Form::new(&["pwszServerName", "grbitJet", "dwBackupFlags"], &["hbc"]);
     instrument(
         Call::BackupPrepare,
-        |host| {
-            RawFields::new(
-                &["pwszServerName", "grbitJet", "dwBackupFlags"],
-                [
-                    host.name_value(server),
-                    grbit_jet.into(),
-                    backup_flags.into(),
-                ],
-            )
+        &FORM,
+        |host, x| {
+            [
+                host.name_value(server, x),
+                grbit_jet.into(),
+                backup_flags.into(),
+            ]
         },
-        || backup_prepare_impl(server, grbit_jet, backup_flags),
-        |v| RawFields::new(&["hbc"], [h(*v)]),
+        |fr| backup_prepare_impl(fr, server, grbit_jet, backup_flags),
+        |v, _| [h(*v)],
     )
 }
 
@@ -513,30 +568,35 @@ pub fn restore_get_database_locations(hbc: Hcsbc) -> Result<WideList> {
 }
 
 /// The list function `kind` without instrumentation.
-fn list_impl(kind: ListKind, hbc: Hcsbc) -> Result<WideList> {
+fn list_impl(fr: &mut Frame<'_>, kind: ListKind, hbc: Hcsbc) -> Result<WideList> {
     match kind {
-        ListKind::DatabaseNames => backup_get_database_names_impl(hbc),
-        ListKind::DynamicFiles => backup_get_dynamic_file_list_impl(hbc),
-        ListKind::BackupLogs => backup_get_backup_logs_impl(hbc),
-        ListKind::DatabaseLocations => restore::restore_get_database_locations_impl(hbc),
+        ListKind::DatabaseNames => backup_get_database_names_impl(fr, hbc),
+        ListKind::DynamicFiles => backup_get_dynamic_file_list_impl(fr, hbc),
+        ListKind::BackupLogs => backup_get_backup_logs_impl(fr, hbc),
+        ListKind::DatabaseLocations => restore::restore_get_database_locations_impl(fr, hbc),
     }
+}
+
+/// A list as its trace event records it: its size, and the list.
+fn list_values(kind: ListKind, l: &WideList, x: &mut Extras) -> [Slot; 2] {
+    [
+        Slot::num(l.byte_len() as u64),
+        x.keep(Kept::List(
+            Box::new(l.clone()),
+            kind != ListKind::DynamicFiles,
+        )),
+    ]
 }
 
 /// One of the four list functions, by its [`ListKind`].
 pub fn list(kind: ListKind, hbc: Hcsbc) -> Result<WideList> {
+    static FORM: Form = Form::new(&["hbc"], &["cbSize", "list"]);
     instrument(
         kind.call(),
-        |_| RawFields::new(&["hbc"], [h(hbc)]),
-        || list_impl(kind, hbc),
-        |l| {
-            RawFields::new(
-                &["cbSize", "list"],
-                [
-                    RawValue::U64(l.byte_len() as u64),
-                    RawValue::List(Box::new(l.clone()), kind != ListKind::DynamicFiles),
-                ],
-            )
-        },
+        &FORM,
+        |_, _| [h(hbc)],
+        |fr| list_impl(fr, kind, hbc),
+        |l, x| list_values(kind, l, x),
     )
 }
 
@@ -563,24 +623,20 @@ fn list_tracked_inner(
     hbc: Hcsbc,
     key: Option<usize>,
 ) -> Result<(*mut u16, WideList)> {
+    static FORM: Form = Form::new(&["hbc"], &["buffer", "cbSize", "list"]);
     instrument(
         kind.call(),
-        |_| RawFields::new(&["hbc"], [h(hbc)]),
-        || {
-            let l = list_impl(kind, hbc)?;
-            let owner = registry::by_handle(hbc).map_or(0, |host| host.key());
+        &FORM,
+        |_, _| [h(hbc)],
+        |fr| {
+            let l = list_impl(fr, kind, hbc)?;
+            let owner = fr.host().map_or(0, |host| host.key());
             let (p, _) = buffers::alloc_as(&l, owner, key);
             Ok((p, l))
         },
-        |(p, l)| {
-            RawFields::new(
-                &["buffer", "cbSize", "list"],
-                [
-                    RawValue::Handle(key.unwrap_or(*p as usize) as u64),
-                    RawValue::U64(l.byte_len() as u64),
-                    RawValue::List(Box::new(l.clone()), kind != ListKind::DynamicFiles),
-                ],
-            )
+        |(p, l), x| {
+            let [size, list] = list_values(kind, l, x);
+            [Slot::handle(key.unwrap_or(*p as usize) as u64), size, list]
         },
     )
 }
@@ -589,15 +645,18 @@ fn list_tracked_inner(
 /// that is not a live buffer (freed twice, or foreign) is ignored and reported.
 pub fn backup_free(pv: *mut core::ffi::c_void) -> Result<()> {
     const CALL: Call = Call::BackupFree;
+    static FORM: Form = Form::new(&["pv"], &[]);
     instrument(
         CALL,
-        |_| RawFields::new(&["pv"], [RawValue::Handle(pv as usize as u64)]),
-        || {
+        &FORM,
+        |_, _| [Slot::handle(pv as usize as u64)],
+        |fr| {
             let (outcome, owner) = buffers::free(pv);
             if let Some(host) = owner.and_then(registry::by_key) {
                 // Counted like every call (fault positions stay aligned with the trace);
                 // a void function has no failure to inject.
-                let _ = arrive(CALL, &host);
+                let host = fr.hold(host, None);
+                let _ = arrive(fr, host);
             }
             match outcome {
                 buffers::FreeOutcome::Unknown => Err(Error::invalid_arg(
@@ -614,22 +673,22 @@ pub fn backup_free(pv: *mut core::ffi::c_void) -> Result<()> {
                 _ => Ok(()),
             }
         },
-        |_| RawFields::EMPTY,
+        |_, _| [],
     )
 }
 
 /// `CertSrvBackupOpenFileW`: returns the file size.
 pub fn backup_open_file(hbc: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
+    static FORM: Form = Form::new(
+        &["hbc", "pwszAttachmentName", "cbReadHintSize"],
+        &["liFileSize"],
+    );
     instrument(
         Call::BackupOpenFile,
-        |_| {
-            RawFields::new(
-                &["hbc", "pwszAttachmentName", "cbReadHintSize"],
-                [h(hbc), name.into(), read_hint.into()],
-            )
-        },
-        || backup_open_file_impl(hbc, name, read_hint),
-        |s| RawFields::new(&["liFileSize"], [RawValue::U64(*s)]),
+        &FORM,
+        |_, x| [h(hbc), x.str(name), read_hint.into()],
+        |fr| backup_open_file_impl(fr, hbc, name, read_hint),
+        |s, _| [Slot::num(*s)],
     )
 }
 
@@ -638,12 +697,14 @@ pub fn backup_open_file(hbc: Hcsbc, name: &str, read_hint: u32) -> Result<u64> {
 /// `buf` is `&mut [u8]` or `&mut [MaybeUninit<u8>]` (memory nobody initialised, as a C
 /// caller's `malloc` buffer): it is only written, never read.
 pub fn backup_read<B: OutByte>(hbc: Hcsbc, buf: &mut [B]) -> Result<usize> {
+    static FORM: Form = Form::new(&["hbc", "cbBuffer"], &["read"]);
     let len = buf.len() as u64;
     instrument(
         Call::BackupRead,
-        |_| RawFields::new(&["hbc", "cbBuffer"], [h(hbc), RawValue::U64(len)]),
-        || backup_read_impl(hbc, buf),
-        |n| RawFields::new(&["read"], [RawValue::U64(*n as u64)]),
+        &FORM,
+        |_, _| [h(hbc), Slot::num(len)],
+        |fr| backup_read_impl(fr, hbc, buf),
+        |n, _| [Slot::num(*n as u64)],
     )
 }
 
@@ -651,28 +712,27 @@ pub fn backup_read<B: OutByte>(hbc: Hcsbc, buf: &mut [B]) -> Result<usize> {
 pub fn backup_close(hbc: Hcsbc) -> Result<()> {
     instrument(
         Call::BackupClose,
-        |_| RawFields::new(&["hbc"], [h(hbc)]),
-        || backup_close_impl(hbc),
-        |_| RawFields::EMPTY,
+        &ONLY_HBC,
+        |_, _| [h(hbc)],
+        |fr| backup_close_impl(fr, hbc),
+        |_, _| [],
     )
 }
 
 /// `CertSrvBackupTruncateLogs`: returns the generations deleted.
 pub fn backup_truncate_logs(hbc: Hcsbc) -> Result<Vec<u32>> {
+    static FORM: Form = Form::new(&["hbc"], &["deleted"]);
     instrument(
         Call::BackupTruncateLogs,
-        |_| RawFields::new(&["hbc"], [h(hbc)]),
-        || backup_truncate_logs_impl(hbc),
-        |d| {
-            RawFields::new(
-                &["deleted"],
-                [Value::List(
-                    d.iter()
-                        .map(|g| crate::ca::format::log_file_name(*g))
-                        .collect(),
-                )
-                .into()],
-            )
+        &FORM,
+        |_, _| [h(hbc)],
+        |fr| backup_truncate_logs_impl(fr, hbc),
+        |d, x| {
+            [x.value(Value::List(
+                d.iter()
+                    .map(|g| crate::ca::format::log_file_name(*g))
+                    .collect(),
+            ))]
         },
     )
 }
@@ -681,24 +741,22 @@ pub fn backup_truncate_logs(hbc: Hcsbc) -> Result<Vec<u32>> {
 pub fn backup_end(hbc: Hcsbc) -> Result<()> {
     instrument(
         Call::BackupEnd,
-        |_| RawFields::new(&["hbc"], [h(hbc)]),
-        || backup_end_impl(hbc),
-        |_| RawFields::EMPTY,
+        &ONLY_HBC,
+        |_, _| [h(hbc)],
+        |fr| backup_end_impl(fr, hbc),
+        |_, _| [],
     )
 }
 
 /// `CertSrvServerControlW`: `CSCONTROL_SHUTDOWN` stops the service; 2 and 3 do nothing.
 pub fn server_control(server: &str, control_flags: u32) -> Result<()> {
+    static FORM: Form = Form::new(&["pwszServerName", "dwControlFlags"], &[]);
     instrument(
         Call::ServerControl,
-        |host| {
-            RawFields::new(
-                &["pwszServerName", "dwControlFlags"],
-                [host.name_value(server), control_flags.into()],
-            )
-        },
-        || server_control_impl(server, control_flags),
-        |_| RawFields::EMPTY,
+        &FORM,
+        |host, x| [host.name_value(server, x), control_flags.into()],
+        |fr| server_control_impl(fr, server, control_flags),
+        |_, _| [],
     )
 }
 

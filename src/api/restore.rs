@@ -1,13 +1,13 @@
 //! The restore half of certbcli (spec §5.12–§5.17, §6.2 rows 13–17).
 
 use super::registry::{Host, HostState};
-use super::route::instrument;
+use super::route::{instrument, Frame};
 use super::{check_backup_access, lookup_handle, lookup_server, stale};
 use crate::ca::recovery::{MarkerStore, RestoreMarker};
 use crate::ca::{Ca, ServiceState};
 use crate::core::consts::*;
 use crate::core::{Call, Error, Result, WideList, HRESULT};
-use crate::event::{RawFields, RawValue, Value};
+use crate::event::{Form, Slot, Value};
 use crate::machine::fs::only_links;
 use crate::machine::Machine;
 use crate::session::handle::HandleParts;
@@ -26,11 +26,13 @@ pub(crate) fn locations(ca: &Ca, m: &Machine) -> WideList {
     ])
 }
 
-pub(crate) fn restore_get_database_locations_impl(h: Hcsbc) -> Result<WideList> {
+pub(crate) fn restore_get_database_locations_impl(
+    fr: &mut Frame<'_>,
+    h: Hcsbc,
+) -> Result<WideList> {
     const CALL: Call = Call::RestoreGetDatabaseLocations;
-    let (host, p) = lookup_handle(CALL, h)?;
-    let mut guard = host.state.lock();
-    let st = &mut *guard;
+    let (host, p) = lookup_handle(fr, h)?;
+    let st = fr.lock();
     match st.sessions.get_mut(p.session_slot, p.session_gen) {
         None => Err(stale(CALL, h)),
         Some(Session::Backup(b)) => {
@@ -79,7 +81,7 @@ pub(crate) fn restore_get_database_locations_impl(h: Hcsbc) -> Result<WideList> 
 }
 
 /// `CertSrvRestorePrepareW`: `CSRESTORE_TYPE_FULL` for a full set, 0 for an incremental set.
-fn restore_prepare_impl(server: &str, restore_flags: u32) -> Result<Hcsbc> {
+fn restore_prepare_impl(fr: &mut Frame<'_>, server: &str, restore_flags: u32) -> Result<Hcsbc> {
     const CALL: Call = Call::RestorePrepare;
     if restore_flags & !CSRESTORE_TYPE_MASK != 0 || restore_flags & CSRESTORE_TYPE_CATCHUP != 0 {
         return Err(Error::invalid_arg(
@@ -87,10 +89,9 @@ fn restore_prepare_impl(server: &str, restore_flags: u32) -> Result<Hcsbc> {
             format!("dwRestoreFlags {restore_flags:#x}: only CSRESTORE_TYPE_FULL (1) or 0 (incremental) are supported; ONLINE and CATCHUP are \"not yet supported\" in certbcli.h"),
         ));
     }
-    let host = lookup_server(CALL, server)?;
+    let host = lookup_server(fr, server)?;
     let client = super::current_client();
-    let mut guard = host.state.lock();
-    let st = &mut *guard;
+    let st = fr.lock();
     if st.ca.is_none() {
         return Err(Error::FileNotFound {
             call: CALL.name(),
@@ -137,31 +138,35 @@ fn restore_session(
 
 /// [`lookup_handle`] of a handle the caller may pass as NULL (the registrations take it
 /// as optional, to say here what it should have been: `instead`).
-fn lookup_optional(
-    call: Call,
+fn lookup_optional<'h>(
+    fr: &mut Frame<'h>,
     h: Option<Hcsbc>,
     instead: &str,
-) -> Result<(Hcsbc, Arc<Host>, HandleParts)> {
+) -> Result<(Hcsbc, &'h Arc<Host>, HandleParts)> {
     let h = h.ok_or_else(|| Error::InvalidHandle {
-        call: call.name(),
+        call: fr.call().name(),
         handle: 0,
         why: format!("hbc is NULL; {instead}"),
     })?;
-    let (host, p) = lookup_handle(call, h)?;
+    let (host, p) = lookup_handle(fr, h)?;
     Ok((h, host, p))
 }
 
 /// `CertSrvRestoreRegisterW` (`through_file == false`, needs local administrator) or
 /// `CertSrvRestoreRegisterThroughFile` (needs only the restore privilege).
-fn restore_register_impl(h: Option<Hcsbc>, reg: &Registration, through_file: bool) -> Result<()> {
+fn restore_register_impl(
+    fr: &mut Frame<'_>,
+    h: Option<Hcsbc>,
+    reg: &Registration,
+    through_file: bool,
+) -> Result<()> {
     let call = Call::restore_register(through_file);
     let (h, host, p) = lookup_optional(
-        call,
+        fr,
         h,
         "pass the context from CertSrvRestorePrepareW so the emulator knows which CA to register with",
     )?;
-    let mut guard = host.state.lock();
-    let st = &mut *guard;
+    let st = fr.lock();
     let full = restore_session(call, h, st, p)?.is_full();
     if through_file {
         if !st.identity.restore_privilege {
@@ -303,11 +308,14 @@ fn restore_register_impl(h: Option<Hcsbc>, reg: &Registration, through_file: boo
 }
 
 /// `CertSrvRestoreRegisterComplete`: records `S_OK` or the failure the client reports.
-fn restore_register_complete_impl(h: Option<Hcsbc>, restore_state: HRESULT) -> Result<()> {
+fn restore_register_complete_impl(
+    fr: &mut Frame<'_>,
+    h: Option<Hcsbc>,
+    restore_state: HRESULT,
+) -> Result<()> {
     const CALL: Call = Call::RestoreRegisterComplete;
-    let (h, host, p) = lookup_optional(CALL, h, "pass the context you registered with")?;
-    let mut guard = host.state.lock();
-    let st = &mut *guard;
+    let (h, host, p) = lookup_optional(fr, h, "pass the context you registered with")?;
+    let st = fr.lock();
     let r = restore_session(CALL, h, st, p)?;
     r.check_completable(CALL.name())?;
     if restore_state.is_ok() && restore_state != HRESULT::S_OK {
@@ -329,88 +337,81 @@ fn restore_register_complete_impl(h: Option<Hcsbc>, restore_state: HRESULT) -> R
 }
 
 /// `CertSrvRestoreEnd`.
-fn restore_end_impl(h: Hcsbc) -> Result<()> {
+fn restore_end_impl(fr: &mut Frame<'_>, h: Hcsbc) -> Result<()> {
     const CALL: Call = Call::RestoreEnd;
-    let (host, p) = lookup_handle(CALL, h)?;
-    let mut guard = host.state.lock();
-    let st = &mut *guard;
+    let (_, p) = lookup_handle(fr, h)?;
+    let st = fr.lock();
     restore_session(CALL, h, st, p)?;
     st.sessions.remove(p.session_slot, p.session_gen);
     Ok(())
 }
 
-fn hv(h: Option<Hcsbc>) -> RawValue {
-    RawValue::Handle(h.map_or(0, |h| h.as_raw() as u64))
+fn hv(h: Option<Hcsbc>) -> Slot {
+    Slot::handle(h.map_or(0, |h| h.as_raw() as u64))
 }
 
 /// `CertSrvRestorePrepareW`: `CSRESTORE_TYPE_FULL` for a full set, 0 for an incremental set.
 pub fn restore_prepare(server: &str, restore_flags: u32) -> Result<Hcsbc> {
+    static FORM: Form = Form::new(&["pwszServerName", "dwRestoreFlags"], &["hbc"]);
     instrument(
         Call::RestorePrepare,
-        |host| {
-            RawFields::new(
-                &["pwszServerName", "dwRestoreFlags"],
-                [host.name_value(server), restore_flags.into()],
-            )
-        },
-        || restore_prepare_impl(server, restore_flags),
-        |v| RawFields::new(&["hbc"], [hv(Some(*v))]),
+        &FORM,
+        |host, x| [host.name_value(server, x), restore_flags.into()],
+        |fr| restore_prepare_impl(fr, server, restore_flags),
+        |v, _| [hv(Some(*v))],
     )
 }
 
 /// `CertSrvRestoreRegisterW` (`through_file == false`, needs local administrator) or
 /// `CertSrvRestoreRegisterThroughFile` (needs only the restore privilege).
 pub fn restore_register(h: Option<Hcsbc>, reg: &Registration, through_file: bool) -> Result<()> {
-    let s = |o: &Option<String>| o.as_deref().map_or(RawValue::Null, RawValue::from);
+    static FORM: Form = Form::new(
+        &[
+            "hbc",
+            "pwszCheckPointFilePath",
+            "pwszLogPath",
+            "rgrstmap",
+            "crstmap",
+            "pwszBackupLogPath",
+            "genLow",
+            "genHigh",
+        ],
+        &[],
+    );
     instrument(
         Call::restore_register(through_file),
-        |_| {
-            RawFields::new(
-                &[
-                    "hbc",
-                    "pwszCheckPointFilePath",
-                    "pwszLogPath",
-                    "rgrstmap",
-                    "crstmap",
-                    "pwszBackupLogPath",
-                    "genLow",
-                    "genHigh",
-                ],
-                [
-                    hv(h),
-                    s(&reg.checkpoint_path),
-                    s(&reg.log_path),
-                    Value::List(
-                        reg.restore_map
-                            .iter()
-                            .map(|(a, b)| format!("{a} -> {b}"))
-                            .collect(),
-                    )
-                    .into(),
-                    RawValue::U64(reg.restore_map.len() as u64),
-                    s(&reg.backup_log_path),
-                    reg.gen_low.into(),
-                    reg.gen_high.into(),
-                ],
-            )
+        &FORM,
+        |_, x| {
+            [
+                hv(h),
+                x.opt_str(reg.checkpoint_path.as_deref()),
+                x.opt_str(reg.log_path.as_deref()),
+                x.value(Value::List(
+                    reg.restore_map
+                        .iter()
+                        .map(|(a, b)| format!("{a} -> {b}"))
+                        .collect(),
+                )),
+                Slot::num(reg.restore_map.len() as u64),
+                x.opt_str(reg.backup_log_path.as_deref()),
+                reg.gen_low.into(),
+                reg.gen_high.into(),
+            ]
         },
-        || restore_register_impl(h, reg, through_file),
-        |_| RawFields::EMPTY,
+        |fr| restore_register_impl(fr, h, reg, through_file),
+        |_, _| [],
     )
 }
 
 /// `CertSrvRestoreRegisterComplete`: records `S_OK` or the failure the client reports.
 pub fn restore_register_complete(h: Option<Hcsbc>, restore_state: HRESULT) -> Result<()> {
+    static FORM: Form = Form::new(&["hbc", "hrRestoreState"], &[]);
     instrument(
         Call::RestoreRegisterComplete,
-        |_| {
-            RawFields::new(
-                &["hbc", "hrRestoreState"],
-                [hv(h), RawValue::Hr(restore_state)],
-            )
-        },
-        || restore_register_complete_impl(h, restore_state),
-        |_| RawFields::EMPTY,
+        &FORM,
+        |_, _| [hv(h), Slot::hr(restore_state)],
+        |fr| restore_register_complete_impl(fr, h, restore_state),
+        |_, _| [],
     )
 }
 
@@ -418,8 +419,9 @@ pub fn restore_register_complete(h: Option<Hcsbc>, restore_state: HRESULT) -> Re
 pub fn restore_end(h: Hcsbc) -> Result<()> {
     instrument(
         Call::RestoreEnd,
-        |_| RawFields::new(&["hbc"], [hv(Some(h))]),
-        || restore_end_impl(h),
-        |_| RawFields::EMPTY,
+        &super::ONLY_HBC,
+        |_, _| [hv(Some(h))],
+        |fr| restore_end_impl(fr, h),
+        |_, _| [],
     )
 }

@@ -1,78 +1,154 @@
-//! The call context of the routing: which certbcli call is running on this thread and
-//! which host it reached ([`instrument`], [`routed_to`]), so that the call lands in that
-//! host's trace, also when it panics ([`record_panic`]); and the hint an unknown server
-//! name gets ([`set_unknown_server_hint`]).
+//! One API call in progress ([`instrument`], [`Frame`]): it routes once, holds its host
+//! for the call (on loan from the route of this thread that found it, given back when the
+//! call ends), locks it once, and, when the host traces, records the call's event under
+//! that lock; the call running on this thread, so that a panic lands in the trace of the
+//! host it reached ([`record_panic`]); and the hint an unknown server name gets
+//! ([`set_unknown_server_hint`]).
 
-use super::registry::Host;
+use super::registry::{self, Host, HostState, Loan};
 use crate::core::{Call, HRESULT};
-use crate::event::{RawEvent, RawFields, RawMessage};
-use parking_lot::RwLock;
-use std::cell::RefCell;
+use crate::event::{Extras, Form, RawEvent, RawMessage, Slot};
+use parking_lot::{MutexGuard, RwLock};
+use std::cell::{Cell, OnceCell};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The call being made on this thread: the API records the host it routes to here, and
-/// when that host traces its calls, the time the call reached it.
-struct CallCtx {
+/// The call running on this thread and the host it reached (slot and generation), for
+/// [`record_panic`]: plain data, set and restored around each call without a borrow.
+#[derive(Debug, Clone, Copy)]
+struct Running {
     call: Call,
-    host: Option<Arc<Host>>,
-    start: Option<Instant>,
+    host: Option<(u16, u16)>,
 }
 
 thread_local! {
-    static CURRENT: RefCell<Option<CallCtx>> = const { RefCell::new(None) };
+    static CURRENT: Cell<Option<Running>> = const { Cell::new(None) };
 }
 
-/// Records the host the current call was routed to (and starts its clock if the host
-/// traces: a host with tracing off costs no clock read).
-pub(crate) fn routed_to(host: &Arc<Host>) {
-    CURRENT.with(|c| {
-        if let Some(ctx) = c.borrow_mut().as_mut() {
-            if ctx.start.is_none() && host.tracing.load(Ordering::Relaxed) {
-                ctx.start = Some(Instant::now());
-            }
-            ctx.host = Some(host.clone());
-        }
-    });
-}
-
-/// Runs one API call: routes, records the event in the host's trace. `args` and `out`
-/// record the arguments and out-values raw (they run only when the host traces).
-pub(crate) fn instrument<R>(
+/// One API call in progress. The call's implementation holds the host it routed to
+/// through it ([`Frame::hold`], once), marks it reached once its checks pass
+/// ([`Frame::reach`]) and locks it through it ([`Frame::lock`]): the host and the lock are
+/// held until the call's event is recorded, so that recording costs neither a second
+/// lookup nor a second lock.
+pub(crate) struct Frame<'h> {
     call: Call,
-    args: impl FnOnce(&Host) -> RawFields,
-    f: impl FnOnce() -> crate::Result<R>,
-    out: impl FnOnce(&R) -> RawFields,
+    host: &'h OnceCell<Arc<Host>>,
+    /// The route of this thread that lent the host, which it goes back to.
+    loan: Option<Loan>,
+    guard: Option<MutexGuard<'h, HostState>>,
+    /// When the call reached a host that traces.
+    start: Option<Instant>,
+}
+
+impl<'h> Frame<'h> {
+    /// The function being called.
+    pub(crate) fn call(&self) -> Call {
+        self.call
+    }
+
+    /// The call holds `host` until it ends (lent by a route of this thread if `loan` says
+    /// so, to which it goes back then). A call holds one host; holding another keeps the
+    /// first.
+    #[inline]
+    pub(crate) fn hold(&mut self, host: Arc<Host>, loan: Option<Loan>) -> &'h Arc<Host> {
+        match self.host.set(host) {
+            Ok(()) => self.loan = loan,
+            Err(other) => {
+                if let Some(loan) = loan {
+                    registry::give_back(loan, other);
+                }
+            }
+        }
+        let held: &'h OnceCell<Arc<Host>> = self.host;
+        held.get().expect("set above")
+    }
+
+    /// The call reached `host`, the one it holds: its event goes to that host's trace
+    /// (and a panic from now on), and its clock starts if the host traces (a host with
+    /// tracing off costs no clock read).
+    #[inline]
+    pub(crate) fn reach(&mut self, host: &Host) {
+        if self.start.is_none() && host.tracing.load(Ordering::Relaxed) {
+            self.start = Some(Instant::now());
+        }
+        let at = (host.slot, host.generation);
+        let _ = CURRENT.try_with(|c| {
+            if let Some(mut r) = c.get() {
+                r.host = Some(at);
+                c.set(Some(r));
+            }
+        });
+    }
+
+    /// The host reached, if any.
+    pub(crate) fn host(&self) -> Option<&'h Arc<Host>> {
+        self.host.get()
+    }
+
+    /// Locks the host held (once: locking again returns the same state). The lock is
+    /// held until the call is recorded.
+    ///
+    /// # Panics
+    /// If the call holds no host yet.
+    pub(crate) fn lock(&mut self) -> &mut HostState {
+        let host: &'h Arc<Host> = self.host.get().expect("a call locks the host it holds");
+        self.guard.get_or_insert_with(|| host.state.lock())
+    }
+}
+
+/// Runs one API call: `f` routes and does the work through its [`Frame`]; if the host it
+/// reached traces, the call's event is recorded in its trace. `args` and `out` give the
+/// arguments and out-values under the names of `form` (they run only when the host
+/// traces).
+pub(crate) fn instrument<R, const A: usize, const O: usize>(
+    call: Call,
+    form: &'static Form,
+    args: impl FnOnce(&Host, &mut Extras) -> [Slot; A],
+    f: impl FnOnce(&mut Frame<'_>) -> crate::Result<R>,
+    out: impl FnOnce(&R, &mut Extras) -> [Slot; O],
 ) -> crate::Result<R> {
-    let outer = CURRENT.with(|c| {
-        c.borrow_mut().replace(CallCtx {
-            call,
-            host: None,
-            start: None,
-        })
-    });
-    let r = f();
-    let ctx = CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer));
-    if let Some(CallCtx {
-        host: Some(host),
-        start: Some(start),
-        ..
-    }) = ctx
-    {
+    // Declared before the frame, so that the lock it holds is released first.
+    let host = OnceCell::new();
+    let mut frame = Frame {
+        call,
+        host: &host,
+        loan: None,
+        guard: None,
+        start: None,
+    };
+    let outer = CURRENT
+        .try_with(|c| c.replace(Some(Running { call, host: None })))
+        .ok()
+        .flatten();
+    let r = f(&mut frame);
+    let _ = CURRENT.try_with(|c| c.set(outer));
+    if let (Some(start), Some(host)) = (frame.start, host.get()) {
         let elapsed = start.elapsed().as_nanos() as u64;
+        let mut kept = Extras::default();
+        let args = args(host, &mut kept);
         let (hr, outs, message) = match &r {
-            Ok(v) => (HRESULT::S_OK, out(v), None),
-            Err(e) => (
-                e.hresult(),
-                RawFields::EMPTY,
-                Some(RawMessage::Error(e.clone())),
-            ),
+            Ok(v) => (HRESULT::S_OK, Some(out(v, &mut kept)), None),
+            Err(e) => (e.hresult(), None, Some(RawMessage::Error(e.clone()))),
         };
-        let args = args(&host);
-        let mut e = RawEvent::new(call, super::current_client(), args, hr, outs, message);
+        let (mut e, extra) = RawEvent::new(
+            call,
+            super::current_client(),
+            form,
+            args,
+            hr,
+            outs,
+            kept,
+            message,
+        );
         e.elapsed_ns = elapsed;
-        host.state.lock().trace.push(e);
+        frame.lock().trace.push(e, extra);
+    }
+    // The lock first, then the host back to its route.
+    let loan = frame.loan;
+    drop(frame);
+    if let (Some(loan), Some(host)) = (loan, host.into_inner()) {
+        registry::give_back(loan, host);
     }
     r
 }
@@ -81,29 +157,33 @@ pub(crate) fn instrument<R>(
 /// this thread becomes an `E_UNEXPECTED` event in the trace of the host it was routed to
 /// (if it got that far). `name` is the function the boundary ran, for the message.
 pub(crate) fn record_panic(name: &str, message: &str) {
-    let ctx = CURRENT.with(|c| c.borrow_mut().take());
-    let Some(CallCtx {
+    let running = CURRENT.try_with(|c| c.take()).ok().flatten();
+    let Some(Running {
         call,
-        host: Some(host),
-        ..
-    }) = ctx
+        host: Some((slot, generation)),
+    }) = running
     else {
         return;
     };
-    let e = RawEvent::new(
+    let Some(host) = registry::by_slot(slot, generation) else {
+        return;
+    };
+    let (e, extra) = RawEvent::new(
         call,
         super::current_client(),
-        RawFields::EMPTY,
+        &Form::NONE,
+        [],
         HRESULT::E_UNEXPECTED,
-        RawFields::EMPTY,
+        None::<[Slot; 0]>,
+        Extras::default(),
         Some(RawMessage::Text(format!(
             "{name}: internal emulator panic: {message}"
         ))),
     );
-    // The lock may be poisoned-free (parking_lot) but held by this thread if the panic
-    // happened inside it; try_lock avoids a deadlock in that case.
+    // The panic released the frame's lock as it unwound; try_lock still never waits (the
+    // lock may be held elsewhere, and recording a panic is not worth a deadlock).
     if let Some(mut st) = host.state.try_lock() {
-        st.trace.push(e);
+        st.trace.push(e, extra);
     };
 }
 

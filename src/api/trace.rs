@@ -11,7 +11,7 @@
 //! cost 2 million events.
 
 use crate::core::{Call, HRESULT};
-use crate::event::{Event, RawEvent, RawValue};
+use crate::event::{Event, Extra, HostNames, RawEvent, RawView};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::io::Write;
@@ -23,47 +23,109 @@ use std::sync::{Arc, LazyLock};
 pub(crate) const TRACE_CAPACITY: usize = 4096;
 
 /// A host's trace: the recent events, and the conformance checker fed with all of them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Trace {
-    events: VecDeque<RawEvent>,
+    /// The recent events, a ring: plain records, so that recording one is one copy and
+    /// evicting one costs nothing. Filled up to [`TRACE_CAPACITY`], then each event
+    /// overwrites the oldest, at `oldest`.
+    events: Vec<RawEvent>,
+    oldest: usize,
+    /// The extras of the events that have one, in the same order.
+    extras: VecDeque<Extra>,
+    /// The host's own names, which events refer to.
+    names: HostNames,
     next_seq: u64,
     dropped: u64,
     checker: crate::conformance::Checker,
 }
 
 impl Trace {
-    /// Appends an event, folding it into the previous one when both are successful
-    /// reads on the same handle.
-    pub(crate) fn push(&mut self, mut e: RawEvent) {
+    /// An empty trace of the host with these names.
+    pub(crate) fn new(names: HostNames) -> Trace {
+        Trace {
+            events: Vec::new(),
+            oldest: 0,
+            extras: VecDeque::new(),
+            names,
+            next_seq: 0,
+            dropped: 0,
+            checker: Default::default(),
+        }
+    }
+
+    /// Appends an event (and its extra), folding it into the previous one when both are
+    /// successful reads on the same handle.
+    #[inline]
+    pub(crate) fn push(&mut self, mut e: RawEvent, mut extra: Option<Extra>) {
         self.next_seq += 1;
         e.seq = self.next_seq;
-        if SINK_ON.load(Ordering::Relaxed) {
-            sink_write(&e.to_event());
+        if let Some(x) = &mut extra {
+            x.seq = e.seq;
         }
-        self.checker.feed(&e);
-        if e.call == Call::BackupRead && e.hr == HRESULT::S_OK {
-            if let Some(last) = self.events.back_mut() {
-                if last.call == e.call && last.hr == HRESULT::S_OK && last.handle() == e.handle() {
-                    last.count += 1;
-                    last.elapsed_ns += e.elapsed_ns;
-                    let add = e.out.get("read").and_then(RawValue::as_u64).unwrap_or(0);
-                    if let Some(RawValue::U64(total)) = last.out.get_mut("read") {
-                        *total += add;
-                    }
+        let view = RawView {
+            event: &e,
+            extra: extra.as_ref(),
+            names: &self.names,
+        };
+        if SINK_ON.load(Ordering::Relaxed) {
+            sink_write(&view.to_event());
+        }
+        self.checker.feed(&view);
+        if e.call == Call::BackupRead && e.hr == HRESULT::S_OK && extra.is_none() {
+            if let Some(last) = self.last_mut() {
+                if last.call == e.call
+                    && last.hr == HRESULT::S_OK
+                    && !last.has_extra
+                    && last.inline_handle() == e.inline_handle()
+                {
+                    last.fold(&e);
                     return;
                 }
             }
         }
-        if self.events.len() == TRACE_CAPACITY {
-            self.events.pop_front();
+        if self.events.len() < TRACE_CAPACITY {
+            self.events.push(e);
+        } else {
+            let old = std::mem::replace(&mut self.events[self.oldest], e);
+            self.oldest = (self.oldest + 1) % TRACE_CAPACITY;
+            if old.has_extra {
+                let x = self.extras.pop_front();
+                debug_assert_eq!(x.map(|x| x.seq), Some(old.seq));
+            }
             self.dropped += 1;
         }
-        self.events.push_back(e);
+        if let Some(x) = extra {
+            self.extras.push_back(x);
+        }
+    }
+
+    /// The newest event.
+    fn last_mut(&mut self) -> Option<&mut RawEvent> {
+        let newest = match self.oldest {
+            0 => self.events.len().checked_sub(1)?,
+            i => i - 1,
+        };
+        self.events.get_mut(newest)
     }
 
     /// The recent events (at most [`TRACE_CAPACITY`], oldest first), rendered.
     pub(crate) fn events(&self) -> Vec<Event> {
-        self.events.iter().map(RawEvent::to_event).collect()
+        let mut extras = self.extras.iter();
+        let (newer, older) = self.events.split_at(self.oldest);
+        older
+            .iter()
+            .chain(newer)
+            .map(|e| {
+                let extra = if e.has_extra { extras.next() } else { None };
+                debug_assert_eq!(extra.map(|x| x.seq), e.has_extra.then_some(e.seq));
+                RawView {
+                    event: e,
+                    extra,
+                    names: &self.names,
+                }
+                .to_event()
+            })
+            .collect()
     }
 
     /// Calls recorded (folded reads count each call).
@@ -123,5 +185,86 @@ fn sink_write(e: &Event) {
         let mut line = e.to_json();
         line.push('\n');
         let _ = s.lock().write_all(line.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Extras, Form, RawMessage, Slot};
+
+    static READ: Form = Form::new(&["hbc", "cbBuffer"], &["read"]);
+    static END: Form = Form::new(&["hbc"], &[]);
+
+    fn read(h: u64, n: u64) -> (RawEvent, Option<Extra>) {
+        RawEvent::new(
+            Call::BackupRead,
+            1,
+            &READ,
+            [Slot::handle(h), Slot::num(n)],
+            HRESULT::S_OK,
+            Some([Slot::num(n)]),
+            Extras::default(),
+            None,
+        )
+    }
+
+    fn failed_end(h: u64) -> (RawEvent, Option<Extra>) {
+        RawEvent::new(
+            Call::BackupEnd,
+            1,
+            &END,
+            [Slot::handle(h)],
+            HRESULT::E_HANDLE,
+            None::<[Slot; 0]>,
+            Extras::default(),
+            Some(RawMessage::Text(format!("end {h}"))),
+        )
+    }
+
+    #[test]
+    fn the_ring_keeps_the_newest_events_with_their_extras_in_order() {
+        let mut t = Trace::new(["H".into(), "h.example".into()]);
+        // Reads on one handle fold; a read on another does not.
+        for (h, n) in [(5, 10), (5, 20), (7, 1)] {
+            let (e, x) = read(h, n);
+            t.push(e, x);
+        }
+        let ev = t.events();
+        assert_eq!(ev.len(), 2);
+        assert_eq!((ev[0].count, ev[0].seq), (2, 1));
+        assert_eq!(ev[0].out("read"), Some(&crate::event::Value::U64(30)));
+        // Past the capacity, the oldest go, with their extras (every third event has one).
+        let total = TRACE_CAPACITY as u64 + 100;
+        for i in 0..total {
+            let (e, x) = if i % 3 == 0 {
+                failed_end(i)
+            } else {
+                read(1000 + i, 1)
+            };
+            t.push(e, x);
+        }
+        let ev = t.events();
+        assert_eq!(ev.len(), TRACE_CAPACITY);
+        assert_eq!(t.calls(), 3 + total);
+        let first = 3 + total - TRACE_CAPACITY as u64 + 1;
+        for (k, e) in ev.iter().enumerate() {
+            assert_eq!(e.seq, first + k as u64);
+            let i = e.seq - 4;
+            if i % 3 == 0 {
+                assert_eq!(e.message.as_deref(), Some(format!("end {i}").as_str()));
+            } else {
+                assert_eq!(e.message, None);
+                assert_eq!(e.handle(), Some(1000 + i));
+            }
+        }
+        // A read right after a wrap folds into the newest event.
+        let (e, x) = read(1000 + total - 1, 2);
+        t.push(e, x);
+        let last = t.events().pop().unwrap();
+        assert_eq!(
+            (last.count, last.out("read")),
+            (2, Some(&crate::event::Value::U64(3)))
+        );
     }
 }

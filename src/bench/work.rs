@@ -18,6 +18,7 @@ pub const READ_SIZE: usize = 512 << 10;
 /// A failed step, with the export's HRESULT and message where there is one.
 pub type Result<T> = std::result::Result<T, String>;
 
+#[inline]
 fn abi<T>(r: call::Result<T>) -> Result<T> {
     r.map_err(|e| e.to_string())
 }

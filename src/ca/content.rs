@@ -44,7 +44,7 @@ pub fn fill<B: OutByte>(seed: u64, offset: u64, buf: &mut [B]) {
     let mut idx = pos / 8;
     // Words up to the next 64-byte block boundary.
     while idx % 8 != 0 && out.len() >= 8 {
-        B::copy(&mut out[..8], &word(seed, idx).to_le_bytes());
+        B::copy_array(&mut out[..8], word(seed, idx).to_le_bytes());
         out = &mut out[8..];
         idx += 1;
     }
@@ -56,12 +56,12 @@ pub fn fill<B: OutByte>(seed: u64, offset: u64, buf: &mut [B]) {
         for (j, w) in tmp.chunks_exact_mut(8).enumerate() {
             w.copy_from_slice(&(key ^ LANES[j]).to_le_bytes());
         }
-        B::copy(blk, &tmp);
+        B::copy_array(blk, tmp);
         idx += 8;
     }
     let mut chunks = blocks.into_remainder().chunks_exact_mut(8);
     for c in &mut chunks {
-        B::copy(c, &word(seed, idx).to_le_bytes());
+        B::copy_array(c, word(seed, idx).to_le_bytes());
         idx += 1;
     }
     let tail = chunks.into_remainder();

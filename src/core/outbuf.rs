@@ -22,6 +22,11 @@ mod sealed {
 pub trait OutByte: Copy + sealed::Sealed + 'static {
     /// Copies `src` into `dst`, which has the same length.
     fn copy(dst: &mut [Self], src: &[u8]);
+    /// Copies the array `src` into `dst`, which has the same length: one bulk copy of a
+    /// length known at compile time (a byte-wise loop into uninitialised memory compiles to
+    /// vector stores or to byte stores depending on how the crate is split into codegen
+    /// units: once a tenth of the speed).
+    fn copy_array<const N: usize>(dst: &mut [Self], src: [u8; N]);
     /// One `read(2)` of `fd` into `dst` (retried on `EINTR`): the bytes read, 0 at end of file.
     fn read_fd(fd: impl AsFd, dst: &mut [Self]) -> io::Result<usize>;
 }
@@ -29,6 +34,10 @@ pub trait OutByte: Copy + sealed::Sealed + 'static {
 impl OutByte for u8 {
     fn copy(dst: &mut [u8], src: &[u8]) {
         dst.copy_from_slice(src);
+    }
+    #[inline(always)]
+    fn copy_array<const N: usize>(dst: &mut [u8], src: [u8; N]) {
+        dst.copy_from_slice(&src);
     }
     fn read_fd(fd: impl AsFd, dst: &mut [u8]) -> io::Result<usize> {
         loop {
@@ -41,6 +50,10 @@ impl OutByte for u8 {
 }
 
 impl OutByte for MaybeUninit<u8> {
+    #[inline(always)]
+    fn copy_array<const N: usize>(dst: &mut [MaybeUninit<u8>], src: [u8; N]) {
+        dst.copy_from_slice(&src.map(MaybeUninit::new));
+    }
     fn copy(dst: &mut [MaybeUninit<u8>], src: &[u8]) {
         assert_eq!(dst.len(), src.len(), "copy between slices of one length");
         for (d, s) in dst.iter_mut().zip(src) {

@@ -117,8 +117,9 @@ pub(crate) enum FileState {
     Unopened,
     /// No file is open.
     Closed(ClosedFile),
-    /// One file is open.
-    Open(OpenFile),
+    /// One file is open (boxed: a session stays small enough to be moved without a
+    /// `memcpy` call as it is prepared, stored in the session table and ended).
+    Open(Box<OpenFile>),
 }
 
 /// The log generations a `GetBackupLogs` listed, lowest and highest.
@@ -242,6 +243,7 @@ impl BackupSession {
 
     /// `CertSrvBackupEnd`: closes an open file, records a complete backup, releases the
     /// freeze. A disconnected session has nothing left to do.
+    #[inline]
     pub(crate) fn end(self, ca: &mut Ca, m: &Machine) -> Result<()> {
         match self {
             BackupSession::Live(b) => b.end(ca, m),
@@ -401,7 +403,7 @@ impl LiveBackup {
         if size == 0 {
             self.listed[index].secured = true;
         }
-        self.file = FileState::Open(closed.open(index, reader));
+        self.file = FileState::Open(Box::new(closed.open(index, reader)));
         Ok(size)
     }
 
@@ -557,6 +559,7 @@ impl LiveBackup {
 
     /// `CertSrvBackupEnd` of a live session: drops an open file, records a complete
     /// backup that TruncateLogs did not record, releases the freeze of a full backup.
+    #[inline]
     pub(crate) fn end(self, ca: &mut Ca, m: &Machine) -> Result<()> {
         let complete = self.is_complete();
         let LiveBackup {

@@ -37,6 +37,7 @@ impl<T> Default for SessionTable<T> {
 
 impl<T> SessionTable<T> {
     /// Inserts a value; returns its slot and generation, or `None` if all slots are used.
+    #[inline]
     pub(crate) fn insert(&mut self, value: T) -> Option<(u8, u32)> {
         let idx = if self.free != NONE {
             let idx = self.free as usize;
@@ -62,6 +63,7 @@ impl<T> SessionTable<T> {
     }
 
     /// The value at `slot` if its generation is `generation`.
+    #[inline]
     pub(crate) fn get(&self, slot: u8, generation: u32) -> Option<&T> {
         match self.slots.get(slot as usize) {
             Some(Slot {
@@ -73,6 +75,7 @@ impl<T> SessionTable<T> {
     }
 
     /// The value at `slot` if its generation is `generation`, mutably.
+    #[inline]
     pub(crate) fn get_mut(&mut self, slot: u8, generation: u32) -> Option<&mut T> {
         match self.slots.get_mut(slot as usize) {
             Some(Slot {
@@ -84,6 +87,7 @@ impl<T> SessionTable<T> {
     }
 
     /// Removes and returns the value at `slot` if its generation is `generation`.
+    #[inline]
     pub(crate) fn remove(&mut self, slot: u8, generation: u32) -> Option<T> {
         let s = self.slots.get_mut(slot as usize)?;
         if s.generation != generation || !matches!(s.entry, Entry::Occupied(_)) {

@@ -1288,3 +1288,59 @@ fn routes_follow_the_machines_that_have_the_names_now() {
     assert_eq!(b.sessions_open(), 0);
     assert_eq!(err(api::backup_end(hb)), HRESULT::E_HANDLE);
 }
+
+/// A thread's routes hold the machines they lead to (a call borrows its host from the
+/// route, touching no reference count). A removed machine is let go by the thread that
+/// removes it at once, and by another thread that called it at that thread's next call:
+/// its files go with the last.
+#[test]
+fn a_removed_machine_is_freed_by_the_threads_that_called_it() {
+    // A file of the CA, under its temporary root.
+    let edb = |ca: &EmulatedCa| {
+        let f = ca.files().into_iter().next();
+        f.expect("the CA has files").host_path
+    };
+    // Called and removed on this thread: freed at once.
+    let a = EmulatedCa::builder()
+        .server_name("FREEDAT1")
+        .build()
+        .unwrap();
+    let a_edb = edb(&a);
+    let h = api::backup_prepare("FREEDAT1", 0, CSBACKUP_TYPE_FULL).unwrap();
+    api::backup_end(h).unwrap();
+    assert!(api::is_server_online("FREEDAT1").unwrap());
+    drop(a);
+    assert!(!a_edb.exists(), "{}", a_edb.display());
+
+    // Called by another thread, which then waits: freed when that thread calls again.
+    let b = EmulatedCa::builder()
+        .server_name("FREEDAT2")
+        .build()
+        .unwrap();
+    let b_edb = edb(&b);
+    let (to_main, from_other) = std::sync::mpsc::channel();
+    let (to_other, from_main) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || {
+        assert!(api::is_server_online("FREEDAT2").unwrap());
+        to_main.send(()).unwrap();
+        from_main.recv().unwrap();
+        // Any call: the routes see the change and let go.
+        assert_eq!(
+            api::is_server_online("FREEDAT2").unwrap_err().hresult(),
+            HRESULT::RPC_S_SERVER_UNAVAILABLE
+        );
+        to_main.send(()).unwrap();
+        from_main.recv().unwrap();
+    });
+    from_other.recv().unwrap();
+    drop(b);
+    assert!(
+        api::is_server_online("FREEDAT2").is_err(),
+        "the name is free"
+    );
+    to_other.send(()).unwrap();
+    from_other.recv().unwrap();
+    assert!(!b_edb.exists(), "{}", b_edb.display());
+    to_other.send(()).unwrap();
+    other.join().unwrap();
+}
