@@ -174,7 +174,13 @@ HRESULT certemu_ca_crash(certemu_ca *ca);
 
 /* Starts the service and runs recovery (hard recovery of a registered restore, else
  * soft recovery). Returns the recovery's HRESULT: S_OK, or the ESE code of the check
- * that refused the files; the outcome also shows in the report as "last_start". */
+ * that refused the files; the outcome also shows in the report as "last_start".
+ * A restore registered without CertSrvRestoreRegisterComplete holds the start:
+ * CERTEMU_E_SERVER_SUSPENDED, and the service stays "suspended" (IsServerOnline gives
+ * FALSE, requests CERTEMU_E_SERVER_SUSPENDED) until the registration is completed and
+ * the service restarted (certemu_ca_stop or CSCONTROL_SHUTDOWN, then this).
+ * A hard recovery whose restored logs end before the end of their backup set succeeds;
+ * "last_start" then has "data_loss", and the conformance report a CR04 violation. */
 HRESULT certemu_ca_start(certemu_ca *ca);
 
 /* Deletes the CA's database, log and checkpoint files (service stopped): a disk loss. */
@@ -208,7 +214,10 @@ HRESULT certemu_ca_set_interface_flags(certemu_ca *ca, uint32_t flags);
  *   "identity"                      {"backup_privilege":b,"restore_privilege":b,
  *                                    "local_admin":b,"remote":b}
  *   "last_start"                    null | {"hr":n[,"hard":b,"replayed_generations":[...],
- *                                   "transactions":n,"torn_tail":b]}
+ *                                   "transactions":n,"torn_tail":b
+ *                                   [,"data_loss":{"missing_from":n,"missing_through":n|null,
+ *                                   "lost_transactions":n|null,"backup":null|{"kind":s,
+ *                                   "low_gen":n,"high_gen":n,"transactions":n}}]]}
  *   "conformance"                   the conformance report (docs/FILE-FORMATS.md 11.2)
  * The text has no whitespace between tokens; docs/FILE-FORMATS.md 11.3 has the member
  * order. In server mode the same members come from the server. */

@@ -98,6 +98,9 @@ rule!(RESTORE_NEVER_ENDED, "CR02", "restore prepared but never ended", Warning, 
 rule!(FILES_UNDER_RUNNING_CA, "CR03", "files written under a running CA", Error, false,
     "CMDLETS Restore-CARoleService 0x80070020; DOC:Restore step 3 (spec §6.2 row 13)",
     "stop Certificate Services (CertSrvServerControlW CSCONTROL_SHUTDOWN) before copying files into its directories");
+rule!(RESTORE_LOST_DATA, "CR04", "restore ended before the last generation its backup listed", Error, false,
+    "ESE: JET_DBINFOMISC genMaxRequired and JET_BKINFO genLow/genHigh record a backup's log range; JetExternalRestore replays genLow..genHigh; JET_errMissingRestoreLogFiles \"Some restore log files are missing\" (spec §5.14, §8.5; COVERAGE.md section C, item 45)",
+    "restore every log CertSrvBackupGetBackupLogsW listed in each set (copy each to the end of the file) and register genHigh = the last of them; a set that ends early restores a CA without the transactions of its missing logs");
 rule!(LOCATIONS_NOT_FETCHED, "CB08", "database locations not saved in a full backup", Warning, false,
     "DOC:Backup step 5 \"Save the information retrieved to an application-specific location\" (spec §8.1, §8.2)",
     "call CertSrvRestoreGetDatabaseLocationsW in every full backup and keep the list (certbkxp.dat): the restore needs it");
@@ -129,6 +132,7 @@ pub const RULES: &[Rule] = &[
     REGISTER_WITHOUT_COMPLETE,
     RESTORE_NEVER_ENDED,
     FILES_UNDER_RUNNING_CA,
+    RESTORE_LOST_DATA,
     EMULATOR_PANIC,
 ];
 
@@ -521,6 +525,24 @@ impl Checker {
             if let Some(p) = e.out_u64("buffer") {
                 buffers.insert(p, at(e));
             }
+        }
+    }
+
+    /// A hard recovery at a service start (not a call: the control API starts the service)
+    /// restored a chain that ends before the end of its backup set (CR04). Placed after the
+    /// last call so far; `detail` says what is missing.
+    pub(crate) fn restore_lost_data(&mut self, detail: String) {
+        let seq = self.last_seq;
+        if self.violations.len() < MAX_VIOLATIONS {
+            self.violations.push(Violation {
+                rule: RESTORE_LOST_DATA,
+                seq,
+                call: format!(
+                    "#{seq} (service start: hard recovery)() -> {}",
+                    HRESULT::S_OK
+                ),
+                detail,
+            });
         }
     }
 

@@ -224,14 +224,20 @@ impl CaBuilder {
         self.validate_as(&netbios, &dns)?;
         let machine = Machine::new(&netbios, &dns, self.root.clone())?;
         check_contained(&machine, self.with_ca.then_some(&self.cfg))?;
-        let ca = if self.with_ca {
-            Some(Ca::open_or_install(&machine, &self.cfg)?)
+        let (ca, recovered) = if self.with_ca {
+            let (ca, report) = Ca::open_or_install(&machine, &self.cfg)?;
+            (Some(ca), report)
         } else {
-            None
+            (None, None)
         };
         let host = registry::register(machine, ca, self.identity)?;
         let guard = EmulatedCa { host };
-        guard.host.state.lock().strict = self.strict;
+        {
+            let mut st = guard.host.state.lock();
+            st.strict = self.strict;
+            // A CA reopened with a completed registration recovered it at this start.
+            note_recovery(&mut st, recovered.as_ref());
+        }
         let schedule = match self.faults {
             Some(s) => Some(s),
             None => faults_from_env()?,
@@ -305,6 +311,13 @@ fn contained(ca: &Ca, m: &Machine) -> Result<()> {
         }
     }
     check_dirs(m, &dirs)
+}
+
+/// Reports what a start's recovery lost (conformance rule CR04) to the machine's checker.
+fn note_recovery(st: &mut registry::HostState, report: Option<&RecoveryReport>) {
+    if let Some(loss) = report.and_then(|r| r.data_loss.as_ref()) {
+        st.trace.checker_mut().restore_lost_data(loss.to_string());
+    }
 }
 
 /// A file of the CA on the emulated disk.
@@ -433,18 +446,41 @@ impl EmulatedCa {
         }
     }
     /// Starts the service: hard recovery of a registered restore, or soft recovery.
+    ///
+    /// A registration that was never completed (no `CertSrvRestoreRegisterComplete`)
+    /// holds the start: the service stays Suspended and this returns
+    /// `CERTSRV_E_SERVER_SUSPENDED`. Complete the registration (or clear it,
+    /// [`EmulatedCa::clear_restore_marker`]), then restart the service ([`EmulatedCa::stop`],
+    /// `start`), or call [`EmulatedCa::finish_start`]. A hard recovery that lost the end
+    /// of its backup set succeeds with [`RecoveryReport::data_loss`] and a CR04 violation.
     pub fn start(&self) -> Result<RecoveryReport> {
         self.start_fault()?;
-        self.with_ca(|ca, m| ca.start(m))
+        self.recovering(|ca, m| ca.start(m))
     }
     /// Starts the service but holds it Suspended before recovery (see [`EmulatedCa::finish_start`]).
     pub fn begin_start(&self) -> Result<()> {
         self.start_fault()?;
         self.with_ca(|ca, _| ca.begin_start())
     }
-    /// Runs the recovery of a start begun with [`EmulatedCa::begin_start`].
+    /// Runs the recovery of a start begun with [`EmulatedCa::begin_start`], or of a start
+    /// held by a registration that was since completed or cleared.
     pub fn finish_start(&self) -> Result<RecoveryReport> {
-        self.with_ca(|ca, m| ca.finish_start(m))
+        self.recovering(|ca, m| ca.finish_start(m))
+    }
+    /// Runs a start `f` and reports what its recovery lost.
+    fn recovering(
+        &self,
+        f: impl FnOnce(&mut Ca, &Machine) -> Result<RecoveryReport>,
+    ) -> Result<RecoveryReport> {
+        let mut st = self.host.state.lock();
+        let ca = st.ca.as_mut().ok_or_else(|| Error::FileNotFound {
+            call: "control",
+            why: "no CA is installed on this machine".into(),
+        })?;
+        let m = &self.host.machine;
+        let r = f(ca, m);
+        note_recovery(&mut st, r.as_ref().ok());
+        r
     }
     /// The service state.
     pub fn service(&self) -> ServiceState {
@@ -690,7 +726,7 @@ impl EmulatedCa {
             .is_some_and(|ca| ca.restore.marker.as_ref().is_some_and(|m| m.pending));
         if pending {
             v.push(
-                "a restore is registered without RegisterComplete: the CA will not start".into(),
+                "a restore is registered without RegisterComplete: the CA will not start (it stays suspended, CERTSRV_E_SERVER_SUSPENDED)".into(),
             );
         }
         v

@@ -8,7 +8,7 @@
 //! * `certadm-emu replay TRACE`: re-issue a recorded transcript against an emulated CA
 //!   built from it and report every divergence.
 //! * `certadm-emu explore --config CFG -- CMD`: fail at every step for a native client.
-//! * `certadm-emu serve [--config CFG] [--listen ADDR | --unix PATH]`: serve emulated CAs
+//! * `certadm-emu serve [--config CFG] [--listen ADDR | --unix PATH] [--idle-timeout S]`: serve emulated CAs
 //!   to other processes (`docs/PROTOCOL.md`) until a client sends `Shutdown`.
 //! * `certadm-emu bench`: speed and memory figures, each as a ratio to a baseline
 //!   measured in the same run.
@@ -91,6 +91,10 @@ enum Command {
         /// Shared secret clients must present (default: $CERTADM_EMU_SECRET); required to listen on a non-loopback address.
         #[arg(long)]
         secret: Option<String>,
+        /// Close an authenticated connection that sends nothing for this many seconds, and
+        /// run its contexts down as at a disconnect (default 300; 0 = never).
+        #[arg(long, value_name = "SECONDS")]
+        idle_timeout: Option<u64>,
     },
     /// Measure speed and memory as ratios against baselines run on this machine.
     Bench {
@@ -141,7 +145,8 @@ fn main() -> ExitCode {
             listen,
             unix,
             secret,
-        } => cli::serve::run(config, listen, unix, secret),
+            idle_timeout,
+        } => cli::serve::run(config, listen, unix, secret, idle_timeout),
         Command::Bench { quick } => cli::bench::run(quick),
     };
     match result {

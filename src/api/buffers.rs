@@ -38,12 +38,20 @@ pub(crate) enum FreeOutcome {
 
 /// Copies `list` into a tracked buffer owned by host `owner`; returns its address and `*pcbSize`.
 pub(crate) fn alloc(list: &WideList, owner: u64) -> (*mut u16, u32) {
+    alloc_as(list, owner, None)
+}
+
+/// [`alloc`] tracked under `key` instead of its address (the server's opaque tokens:
+/// `CertSrvBackupFree` then takes the key). A key is never an even number that could be
+/// the address of a buffer, and the caller never reuses one.
+pub(crate) fn alloc_as(list: &WideList, owner: u64, key: Option<usize>) -> (*mut u16, u32) {
     let mut data = list.to_units().into_boxed_slice();
     let ptr = data.as_mut_ptr();
     let size = list.byte_len();
+    let key = key.unwrap_or(ptr as usize);
     let mut b = BUFFERS.lock();
-    b.freed.remove(&(ptr as usize));
-    b.live.insert(ptr as usize, Buffer { data, owner });
+    b.freed.remove(&key);
+    b.live.insert(key, Buffer { data, owner });
     (ptr, size)
 }
 

@@ -546,23 +546,37 @@ pub(crate) fn list_for_client(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, u
     list_tracked(kind, hbc).map(|(p, l)| (p, l.byte_len()))
 }
 
-/// [`list_for_client`] that also returns the list (for the server, which sends it and
-/// keeps the buffer for the accounting of `CertSrvBackupFree`).
+/// [`list_for_client`] that also returns the list.
 pub(crate) fn list_tracked(kind: ListKind, hbc: Hcsbc) -> Result<(*mut u16, WideList)> {
+    list_tracked_inner(kind, hbc, None)
+}
+
+/// A list for the server, which sends it by value and keeps an accounting buffer for
+/// `CertSrvBackupFree`, tracked (and traced, as `buffer`) under the server's opaque
+/// `token` instead of a heap address ([`buffers::alloc_as`]).
+pub(crate) fn list_tracked_as(kind: ListKind, hbc: Hcsbc, token: usize) -> Result<WideList> {
+    list_tracked_inner(kind, hbc, Some(token)).map(|(_, l)| l)
+}
+
+fn list_tracked_inner(
+    kind: ListKind,
+    hbc: Hcsbc,
+    key: Option<usize>,
+) -> Result<(*mut u16, WideList)> {
     instrument(
         kind.call(),
         |_| RawFields::new(&["hbc"], [h(hbc)]),
         || {
             let l = list_impl(kind, hbc)?;
             let owner = registry::by_handle(hbc).map_or(0, |host| host.key());
-            let (p, _) = buffers::alloc(&l, owner);
+            let (p, _) = buffers::alloc_as(&l, owner, key);
             Ok((p, l))
         },
         |(p, l)| {
             RawFields::new(
                 &["buffer", "cbSize", "list"],
                 [
-                    RawValue::Handle(*p as usize as u64),
+                    RawValue::Handle(key.unwrap_or(*p as usize) as u64),
                     RawValue::U64(l.byte_len() as u64),
                     RawValue::List(Box::new(l.clone()), kind != ListKind::DynamicFiles),
                 ],

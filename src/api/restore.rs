@@ -182,6 +182,15 @@ fn restore_register_impl(h: Option<Hcsbc>, reg: &Registration, through_file: boo
     }
     let m = &host.machine;
     let ca = st.ca.as_mut().expect("a restore session implies a CA");
+    if ca.service() != ServiceState::Stopped
+        && ca.restore.marker.as_ref().is_some_and(|m| m.pending)
+    {
+        // The service waits, suspended, on this very registration: the interlock answers.
+        return Err(Error::RestoreInProgress {
+            call: call.name(),
+            why: "a restore is registered and CertSrvRestoreRegisterComplete was not called yet (the service waits on it, suspended); complete it first".into(),
+        });
+    }
     if ca.service() != ServiceState::Stopped {
         return Err(Error::SharingViolation {
             call: call.name(),

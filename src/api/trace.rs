@@ -75,6 +75,11 @@ impl Trace {
     pub(crate) fn checker(&self) -> &crate::conformance::Checker {
         &self.checker
     }
+
+    /// The checker, for findings that are not calls (a start's recovery).
+    pub(crate) fn checker_mut(&mut self) -> &mut crate::conformance::Checker {
+        &mut self.checker
+    }
 }
 
 // ----- the environment sink --------------------------------------------------------

@@ -15,6 +15,10 @@ pub const VERSION: u16 = 1;
 /// Size of the fixed `.edb` prefix: magic, version, compact length, logical size, padding seed.
 pub const EDB_PREFIX: usize = 8 + 2 + 8 + 8 + 8;
 const TRAILER_MARK: u32 = 0xFFFF_FFFF;
+/// Where a frame length would be: a backup end mark follows (`docs/FILE-FORMATS.md` §5.4).
+const BACKUP_END_MARK: u32 = 0xFFFF_FFFE;
+/// Bytes of a backup end mark, its marker included.
+pub const BACKUP_END_LEN: usize = 4 + 1 + 4 + 4 + 8;
 
 /// A point in the log stream: `pos` transactions of generation `generation` are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -478,10 +482,106 @@ pub(crate) fn encode_frame(payload: &[u8]) -> Vec<u8> {
     v
 }
 
-/// The bytes that seal a log: marker, count, then the checksum of everything before it.
-/// `hasher` must have seen every byte of the file so far.
-pub(crate) fn encode_trailer(count: u32, mut hasher: crc32fast::Hasher) -> (Vec<u8>, u32) {
-    let mut v = Vec::with_capacity(12);
+/// Full or incremental: the kind of backup whose log listing sealed a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupSetKind {
+    /// `CSBACKUP_TYPE_FULL` (byte `1`).
+    Full,
+    /// `CSBACKUP_TYPE_LOGS_ONLY` (byte `2`).
+    Incremental,
+}
+
+impl BackupSetKind {
+    fn byte(self) -> u8 {
+        match self {
+            BackupSetKind::Full => 1,
+            BackupSetKind::Incremental => 2,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<BackupSetKind> {
+        match b {
+            1 => Some(BackupSetKind::Full),
+            2 => Some(BackupSetKind::Incremental),
+            _ => None,
+        }
+    }
+
+    /// `"full"` or `"incremental"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackupSetKind::Full => "full",
+            BackupSetKind::Incremental => "incremental",
+        }
+    }
+}
+
+/// A backup set: what `CertSrvBackupGetBackupLogsW` listed. Its last log is sealed with
+/// it (the **backup end mark**, `docs/FILE-FORMATS.md` §5.4), so a restore can tell
+/// whether the chain it replays reaches the end of a backup set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BackupEnd {
+    /// Full or incremental.
+    pub kind: BackupSetKind,
+    /// The first generation the listing named.
+    pub low_gen: u32,
+    /// The last one: the generation the listing sealed, which carries the mark.
+    pub high_gen: u32,
+    /// Transactions in the listed generations `low_gen ..= high_gen` (whole generations).
+    pub transactions: u64,
+}
+
+impl std::fmt::Display for BackupEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the {} backup of generations {}..{} ({} .. {}, {} transactions)",
+            self.kind.name(),
+            self.low_gen,
+            self.high_gen,
+            log_file_name(self.low_gen),
+            log_file_name(self.high_gen),
+            self.transactions
+        )
+    }
+}
+
+impl BackupEnd {
+    /// The mark's bytes: marker, kind, low and high generation, transactions.
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u32(BACKUP_END_MARK);
+        w.u8(self.kind.byte());
+        w.u32(self.low_gen);
+        w.u32(self.high_gen);
+        w.u64(self.transactions);
+        w.into_inner()
+    }
+}
+
+/// Bytes of a log's seal: the marker, the transaction count, the seal CRC.
+pub(crate) const SEAL_LEN: usize = 12;
+
+/// The transaction count of a sealed log, read from its last [`SEAL_LEN`] bytes (no
+/// other check: recovery reads the whole log).
+pub(crate) fn seal_count(tail: &[u8; SEAL_LEN]) -> Option<u32> {
+    let word = |i: usize| u32::from_le_bytes([tail[i], tail[i + 1], tail[i + 2], tail[i + 3]]);
+    (word(0) == TRAILER_MARK).then(|| word(4))
+}
+
+/// The bytes that seal a log: a backup end mark if a backup's log listing sealed it,
+/// then the marker, the count, and the checksum of everything before it. `hasher` must
+/// have seen every byte of the file so far.
+pub(crate) fn encode_trailer(
+    count: u32,
+    mut hasher: crc32fast::Hasher,
+    backup_end: Option<&BackupEnd>,
+) -> (Vec<u8>, u32) {
+    let mut v = Vec::with_capacity(BACKUP_END_LEN + SEAL_LEN);
+    if let Some(m) = backup_end {
+        v.extend_from_slice(&m.encode());
+    }
     v.extend_from_slice(&TRAILER_MARK.to_le_bytes());
     v.extend_from_slice(&count.to_le_bytes());
     hasher.update(&v);
@@ -501,6 +601,8 @@ pub struct LogContents {
     pub sealed_crc: Option<u32>,
     /// True if an unsealed log ends in a partial or damaged frame (a torn write).
     pub torn_tail: bool,
+    /// The backup end mark of a log sealed by a backup's log listing.
+    pub backup_end: Option<BackupEnd>,
 }
 
 /// Parses a log file. A sealed log must be intact; an unsealed one (`edb.log`)
@@ -521,13 +623,13 @@ pub fn decode_log(bytes: &[u8]) -> Result<LogContents, FormatError> {
     }
     let mut txns = Vec::new();
     loop {
-        let at = r.offset();
         if r.is_empty() {
             return Ok(LogContents {
                 header,
                 txns,
                 sealed_crc: None,
                 torn_tail: false,
+                backup_end: None,
             });
         }
         let torn = |txns| {
@@ -536,16 +638,49 @@ pub fn decode_log(bytes: &[u8]) -> Result<LogContents, FormatError> {
                 txns,
                 sealed_crc: None,
                 torn_tail: true,
+                backup_end: None,
             })
         };
         let Ok(len) = r.u32("frame length") else {
             return torn(txns);
         };
+        let mut backup_end = None;
+        let mut len = len;
+        if len == BACKUP_END_MARK {
+            let (Ok(kind), Ok(low_gen), Ok(high_gen), Ok(transactions)) = (
+                r.u8("backup kind"),
+                r.u32("backup low generation"),
+                r.u32("backup high generation"),
+                r.u64("backup transactions"),
+            ) else {
+                return torn(txns);
+            };
+            let Ok(next) = r.u32("seal marker") else {
+                return torn(txns);
+            };
+            let kind = BackupSetKind::from_byte(kind);
+            match kind {
+                Some(kind)
+                    if next == TRAILER_MARK
+                        && high_gen == header.generation
+                        && (1..=high_gen).contains(&low_gen) =>
+                {
+                    backup_end = Some(BackupEnd {
+                        kind,
+                        low_gen,
+                        high_gen,
+                        transactions,
+                    });
+                }
+                _ => return Err(FormatError::Invalid("backup end mark")),
+            }
+            len = next;
+        }
         if len == TRAILER_MARK {
             let Ok(count) = r.u32("transaction count") else {
                 return torn(txns);
             };
-            let covered = &bytes[..at + 8];
+            let covered = &bytes[..r.offset()];
             let Ok(crc) = r.u32("seal checksum") else {
                 return torn(txns);
             };
@@ -563,6 +698,7 @@ pub fn decode_log(bytes: &[u8]) -> Result<LogContents, FormatError> {
                 txns,
                 sealed_crc: Some(crc),
                 torn_tail: false,
+                backup_end,
             });
         }
         let Ok(payload) = r.raw(len as usize, "frame") else {
@@ -762,7 +898,7 @@ mod tests {
         assert!(decode_log(&torn).unwrap().torn_tail);
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&bytes);
-        let (trailer, crc) = encode_trailer(1, hasher);
+        let (trailer, crc) = encode_trailer(1, hasher, None);
         bytes.extend(trailer);
         let sealed = decode_log(&bytes).unwrap();
         assert_eq!(sealed.sealed_crc, Some(crc));
@@ -770,6 +906,76 @@ mod tests {
         let n = bad.len();
         bad[n - 13] ^= 1;
         assert!(decode_log(&bad).is_err() || decode_log(&bad).unwrap().sealed_crc.is_none());
+    }
+
+    #[test]
+    fn backup_end_mark_round_trips_and_is_checked() {
+        let h = LogHeader {
+            ca_name: "X".into(),
+            signature: 7,
+            generation: 5,
+            prev_crc: 11,
+        };
+        let t = Txn::Revoke {
+            request_id: 1,
+            at: 2,
+            reason: 0,
+        };
+        let sealed = |mark: Option<&BackupEnd>| {
+            let mut bytes = h.encode();
+            bytes.extend(encode_frame(&t.encode()));
+            let mut hasher = crc32fast::Hasher::new();
+            hasher.update(&bytes);
+            bytes.extend(encode_trailer(1, hasher, mark).0);
+            bytes
+        };
+        let mark = BackupEnd {
+            kind: BackupSetKind::Incremental,
+            low_gen: 3,
+            high_gen: 5,
+            transactions: 130,
+        };
+        let plain = sealed(None);
+        let marked = sealed(Some(&mark));
+        assert_eq!(marked.len(), plain.len() + BACKUP_END_LEN);
+        // The seal is the last 12 bytes either way.
+        let tail = |b: &[u8]| -> [u8; SEAL_LEN] { b[b.len() - SEAL_LEN..].try_into().unwrap() };
+        assert_eq!(seal_count(&tail(&marked)), Some(1));
+        assert_eq!(seal_count(&tail(&plain)), Some(1));
+        let c = decode_log(&marked).unwrap();
+        assert_eq!(c.backup_end, Some(mark));
+        assert_eq!(c.txns, vec![t.clone()]);
+        assert!(c.sealed_crc.is_some());
+        assert_eq!(decode_log(&plain).unwrap().backup_end, None);
+        // The seal CRC covers the mark: a flipped byte in it is caught.
+        let at = plain.len() - SEAL_LEN + 6;
+        for i in at..at + BACKUP_END_LEN - 4 {
+            let mut bad = marked.clone();
+            bad[i] ^= 0x10;
+            assert!(decode_log(&bad).is_err(), "byte {i}");
+        }
+        // A mark naming another generation, or a range that does not end there, is invalid.
+        for wrong in [
+            BackupEnd {
+                high_gen: 6,
+                ..mark
+            },
+            BackupEnd { low_gen: 0, ..mark },
+            BackupEnd { low_gen: 6, ..mark },
+        ] {
+            assert_eq!(
+                decode_log(&sealed(Some(&wrong))).unwrap_err(),
+                FormatError::Invalid("backup end mark")
+            );
+        }
+        // Cut inside the mark: the frames before it count, as a torn tail.
+        let torn = decode_log(&marked[..plain.len() - SEAL_LEN + 9]).unwrap();
+        assert!(torn.torn_tail && torn.sealed_crc.is_none());
+        assert_eq!(torn.txns.len(), 1);
+        assert_eq!(
+            mark.to_string(),
+            "the incremental backup of generations 3..5 (edb00003.log .. edb00005.log, 130 transactions)"
+        );
     }
 
     #[test]

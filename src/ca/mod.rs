@@ -26,7 +26,8 @@ use crate::core::{Error, Result};
 use crate::machine::fs::{is_link_refusal, missing_is_ok, Dir, Meta, Rel};
 use crate::machine::{Machine, WinPath};
 use format::{
-    encode_frame, encode_trailer, log_file_name, Checkpoint, EdbHeader, LogHeader, Position,
+    encode_frame, encode_trailer, log_file_name, BackupEnd, BackupSetKind, Checkpoint, EdbHeader,
+    LogHeader, Position,
 };
 use pager::Pager;
 pub use record::{Record, Status, Txn};
@@ -106,6 +107,23 @@ pub struct BackupMark {
     pub at: i64,
 }
 
+/// A recorded backup as the CA's registry keeps it (`BackupHistory`, the emulator's own
+/// value): the set its log listing sealed, and the database lineage it belongs to. Hard
+/// recovery looks a restored chain up here to say what a restore that ends early lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BackupRecord {
+    /// The set: kind, listed generations, transactions in them.
+    #[serde(flatten)]
+    pub set: BackupEnd,
+    /// The database signature of the logs (a restore starts a new one).
+    pub signature: u64,
+    /// When it was recorded (virtual clock).
+    pub at: i64,
+}
+
+/// Recorded backups the registry keeps (the oldest is dropped first).
+pub(crate) const BACKUP_HISTORY: usize = 64;
+
 struct OpenLog {
     file: File,
     hasher: crc32fast::Hasher,
@@ -140,6 +158,7 @@ pub(crate) struct Ca {
     last_full: Option<BackupMark>,
     last_incremental: Option<BackupMark>,
     last_recovery: Option<i64>,
+    backup_history: Vec<BackupRecord>,
     pub(crate) restore: recovery::RestoreState,
     fingerprints: BTreeMap<PathBuf, Fingerprint>,
     /// `edb.log` was appended to since its fingerprint was taken (taken again, lazily, by
@@ -226,6 +245,8 @@ struct RegistryValues {
     #[serde(rename = "DBLastRecovery")]
     db_last_recovery: Option<i64>,
     restore_in_progress: Option<recovery::RestoreMarker>,
+    #[serde(default)]
+    backup_history: Vec<BackupRecord>,
 }
 
 /// The emulated registry's folder of the CA's configuration, under the machine root.
@@ -265,6 +286,7 @@ impl Ca {
             last_full: None,
             last_incremental: None,
             last_recovery: None,
+            backup_history: Vec::new(),
             restore: Default::default(),
             fingerprints: BTreeMap::new(),
             log_fp_stale: false,
@@ -340,8 +362,12 @@ impl Ca {
     /// Opens the CA that an earlier process left on this machine's disk (its registry
     /// values and files), or installs a new one if there is none. An existing CA must
     /// have the configured name; it comes back Stopped and is then started (soft
-    /// recovery), unless a restore registration keeps it from starting.
-    pub(crate) fn open_or_install(machine: &Machine, cfg: &CaConfig) -> Result<Ca> {
+    /// recovery, or hard recovery of a completed registration, whose report is returned);
+    /// a registration never completed leaves it suspended ([`Ca::finish_start`]).
+    pub(crate) fn open_or_install(
+        machine: &Machine,
+        cfg: &CaConfig,
+    ) -> Result<(Ca, Option<recovery::RecoveryReport>)> {
         let fs = machine.fs();
         let reg = Rel::host(REGISTRY_DIR)?.join(REGISTRY_FILE)?;
         // Read beneath the root: a link is refused, anything else unreadable is no CA.
@@ -351,7 +377,7 @@ impl Ca {
             Err(_) => None,
         };
         let Some(text) = text else {
-            return Ca::install(machine, cfg);
+            return Ca::install(machine, cfg).map(|ca| (ca, None));
         };
         let v: RegistryValues = serde_json::from_str(&text).map_err(|e| {
             Error::io(
@@ -385,12 +411,14 @@ impl Ca {
         ca.last_full = v.db_last_full_backup;
         ca.last_incremental = v.db_last_incremental_backup;
         ca.last_recovery = v.db_last_recovery;
+        ca.backup_history = v.backup_history;
         ca.restore.marker = v.restore_in_progress;
-        if ca.restore.marker.as_ref().is_some_and(|m| m.pending) {
-            return Ok(ca);
+        match ca.start(machine) {
+            Ok(report) => Ok((ca, Some(report))),
+            // A registration never completed: the service waits, suspended (Ca::finish_start).
+            Err(Error::Suspended { .. }) if ca.service == ServiceState::Suspended => Ok((ca, None)),
+            Err(e) => Err(e),
         }
-        ca.start(machine)?;
-        Ok(ca)
     }
 
     /// Writes the registry values (after every change to them).
@@ -408,6 +436,7 @@ impl Ca {
             db_last_incremental_backup: self.last_incremental,
             db_last_recovery: self.last_recovery,
             restore_in_progress: self.restore.marker.clone(),
+            backup_history: self.backup_history.clone(),
         };
         let text = serde_json::to_string_pretty(&v).expect("serialisable");
         let dir = machine.fs().create_dir(Rel::host(REGISTRY_DIR)?)?;
@@ -515,6 +544,10 @@ impl Ca {
     /// The last recorded incremental backup.
     pub(crate) fn last_incremental_backup(&self) -> Option<BackupMark> {
         self.last_incremental
+    }
+    /// The recorded backups the registry keeps, oldest first (`BackupHistory`).
+    pub(crate) fn backup_history(&self) -> &[BackupRecord] {
+        &self.backup_history
     }
     /// When recovery of a restore last succeeded (`DBLastRecovery`).
     pub(crate) fn last_recovery(&self) -> Option<i64> {
@@ -678,6 +711,58 @@ impl Ca {
     /// Seals `edb.log`, renames it to its numbered name and starts the next generation.
     /// The checkpoint follows unless a full backup holds the database still.
     pub(crate) fn roll(&mut self, machine: &Machine) -> Result<u32> {
+        self.roll_sealing(machine, None)
+    }
+
+    /// The roll of a backup's log listing (`CertSrvBackupGetBackupLogsW`), which names the
+    /// generations `low ..=` the one it seals: that log is sealed with a backup end mark
+    /// (`docs/FILE-FORMATS.md` §5.4) holding the set, whose transactions are counted from
+    /// the seals of the listed logs. Returns the sealed generation and the set; the set is
+    /// `None` (and no mark written) when a listed log is missing or not sealed, in which
+    /// case the listing fails anyway.
+    pub(crate) fn roll_for_backup(
+        &mut self,
+        machine: &Machine,
+        kind: BackupSetKind,
+        low: u32,
+    ) -> Result<(u32, Option<BackupEnd>)> {
+        let high = self.current.generation;
+        let mut transactions = u64::from(self.current.pos);
+        let mut complete = low <= high;
+        for g in low..high {
+            match self.sealed_count(machine, g) {
+                Some(n) => transactions += u64::from(n),
+                None => {
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        let set = complete.then_some(BackupEnd {
+            kind,
+            low_gen: low,
+            high_gen: high,
+            transactions,
+        });
+        let sealed = self.roll_sealing(machine, set.as_ref())?;
+        Ok((sealed, set))
+    }
+
+    /// The transaction count in the seal of the numbered log of generation `g` (its last
+    /// 12 bytes: the seal marker, the count, the CRC), if it is there and sealed.
+    fn sealed_count(&self, machine: &Machine, g: u32) -> Option<u32> {
+        let dir = machine.fs().open_dir(&self.log_dir).ok()?;
+        let name = log_file_name(g);
+        let path = dir.entry_host(&name);
+        let f = dir.open(&name).ok()?;
+        let len = files::len(&f, &path).ok()?;
+        let mut tail = [0u8; format::SEAL_LEN];
+        let at = len.checked_sub(format::SEAL_LEN as u64)?;
+        files::read_at(&f, &path, &mut tail, at).ok()?;
+        format::seal_count(&tail)
+    }
+
+    fn roll_sealing(&mut self, machine: &Machine, backup_end: Option<&BackupEnd>) -> Result<u32> {
         let sealed_gen = self.current.generation;
         // The log directory, resolved beneath the root before anything changes: a link
         // in its place is refused here, and the rename and the new edb.log below are made
@@ -689,7 +774,7 @@ impl Ca {
                 std::io::Error::other("the current log is not open"),
             )
         })?;
-        let (trailer, crc) = encode_trailer(self.current.pos, log.hasher);
+        let (trailer, crc) = encode_trailer(self.current.pos, log.hasher, backup_end);
         let mut file = log.file;
         file.write_all(&trailer).map_err(io_err(format!(
             "sealing {}",
@@ -827,12 +912,15 @@ impl Ca {
         Ok(())
     }
 
-    /// Records a finished backup.
+    /// Records a finished backup: `DBLastFullBackup` / `DBLastIncrementalBackup`, and the
+    /// set its log listing sealed (`set`, when the listing could count its transactions)
+    /// in the backup history.
     pub(crate) fn record_backup(
         &mut self,
         machine: &Machine,
         full: bool,
         high_gen: u32,
+        set: Option<BackupEnd>,
     ) -> Result<()> {
         let mark = BackupMark {
             high_gen,
@@ -843,6 +931,16 @@ impl Ca {
             self.last_incremental = None;
         } else {
             self.last_incremental = Some(mark);
+        }
+        if let Some(set) = set {
+            if self.backup_history.len() >= BACKUP_HISTORY {
+                self.backup_history.remove(0);
+            }
+            self.backup_history.push(BackupRecord {
+                set,
+                signature: self.signature,
+                at: self.clock,
+            });
         }
         self.save_registry(machine)
     }
@@ -1035,37 +1133,59 @@ impl Ca {
         self.finish_start(machine)
     }
 
-    /// First half of a start: refuses a registered restore that was not completed, then
-    /// enters Suspended (requests get `CERTSRV_E_SERVER_SUSPENDED`) until [`Ca::finish_start`].
+    /// True while the service is up but holds its start: Suspended before recovery (between
+    /// [`Ca::begin_start`] and [`Ca::finish_start`], or waiting on a registration that
+    /// was never completed).
+    pub(crate) fn start_held(&self) -> bool {
+        self.service == ServiceState::Suspended && self.log.is_none()
+    }
+
+    /// First half of a start: refuses a registered restore completed with a failure,
+    /// then enters Suspended (requests get `CERTSRV_E_SERVER_SUSPENDED`) until
+    /// [`Ca::finish_start`].
     pub(crate) fn begin_start(&mut self) -> Result<()> {
         if self.service != ServiceState::Stopped {
-            return Err(Error::invalid_arg(
-                "start",
-                "the CA service is already running",
-            ));
+            let why = if self.start_held() {
+                "the CA service is running, suspended: its start waits (a restore registered without CertSrvRestoreRegisterComplete, or a recovery not run yet); complete the registration or clear the marker, then restart the service (stop, start)"
+            } else {
+                "the CA service is already running"
+            };
+            return Err(Error::invalid_arg("start", why));
         }
-        if let Some(mk) = &self.restore.marker {
-            if mk.pending {
-                return Err(Error::RestoreInProgress {
-                    call: "start",
-                    why: "a restore is registered but CertSrvRestoreRegisterComplete was not called; Certificate Services will not start until it is".into(),
-                });
-            }
-            if let Some(hr) = mk.status.filter(|h| h.is_err()) {
-                return Err(Error::RestoreReportedFailure { hr });
-            }
+        if let Some(hr) = self.restore.marker.as_ref().and_then(failed_status) {
+            return Err(Error::RestoreReportedFailure { hr });
         }
         self.service = ServiceState::Suspended;
         Ok(())
     }
 
     /// Second half of a start: runs recovery; Running on success, Stopped on failure.
+    ///
+    /// A registration that was never completed holds the start: the service stays
+    /// Suspended and the start returns `CERTSRV_E_SERVER_SUSPENDED` ("suspended for a
+    /// database restore operation"), as field reports show a CA stuck after a
+    /// half-finished restore (COVERAGE.md, section C, item 44). Completing the
+    /// registration or clearing the marker does not reach the waiting service (they are
+    /// local calls, no MS-CSRA method): restarting it (stop, start), or calling this
+    /// again, recovers.
     pub(crate) fn finish_start(&mut self, machine: &Machine) -> Result<recovery::RecoveryReport> {
-        if self.service != ServiceState::Suspended || self.log.is_some() {
+        if !self.start_held() {
             return Err(Error::invalid_arg(
                 "start",
                 "no start is in progress (call begin_start first)",
             ));
+        }
+        if let Some(mk) = &self.restore.marker {
+            if mk.pending {
+                return Err(Error::Suspended {
+                    call: "start",
+                    why: "a restore is registered but CertSrvRestoreRegisterComplete was not called: the service waits, suspended for a database restore operation, until the registration is completed (or its RestoreInProgress marker removed) and the service restarted".into(),
+                });
+            }
+            if let Some(hr) = failed_status(mk) {
+                self.service = ServiceState::Stopped;
+                return Err(Error::RestoreReportedFailure { hr });
+            }
         }
         let outcome = match recovery::recover(self, machine) {
             Ok(o) => o,
@@ -1131,6 +1251,11 @@ impl Ca {
     pub(crate) fn set_service(&mut self, s: ServiceState) {
         self.service = s;
     }
+}
+
+/// The failure a registration was completed with, if any.
+fn failed_status(mk: &recovery::RestoreMarker) -> Option<crate::core::HRESULT> {
+    mk.status.filter(|h| h.is_err())
 }
 
 fn name_hash(s: &str) -> u64 {

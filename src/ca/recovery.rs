@@ -1,9 +1,9 @@
 //! Recovery at service start: soft recovery (replay the logs since the checkpoint)
 //! and hard recovery of a registered restore (spec §8.5).
 
-use super::format::{decode_log, log_file_name, EdbHeader, LogHeader, Position};
+use super::format::{decode_log, log_file_name, BackupEnd, EdbHeader, LogHeader, Position};
 use super::pager::{self, Pager};
-use super::{open_dir_if_there, Ca, Txn, CURRENT_LOG, JOURNAL};
+use super::{open_dir_if_there, BackupRecord, Ca, Txn, CURRENT_LOG, JOURNAL};
 use crate::core::{Error, RecoveryFailure, Result};
 use crate::machine::fs::{is_link_refusal, Dir, Kind, Rel};
 use crate::machine::Machine;
@@ -25,6 +25,60 @@ pub struct RecoveryReport {
     pub torn_tail: bool,
     /// Log files found but not replayed (newer logs that do not continue a restored chain).
     pub ignored: Vec<String>,
+    /// Hard recovery: the last backup end mark the replay passed (the end of the last
+    /// backup set it restored completely), if any.
+    pub backup_end: Option<BackupEnd>,
+    /// Hard recovery: the restored chain ends before the end of its backup set (conformance
+    /// rule CR04). The start succeeds; the data of the missing generations is lost.
+    pub data_loss: Option<DataLoss>,
+}
+
+/// A restore whose chain ends before the last generation its backup listed: every log a
+/// backup lists ends with the one its listing sealed with a backup end mark
+/// (`docs/FILE-FORMATS.md` §5.4), and hard recovery found no such mark at or after the
+/// registered genHigh, and no `edb.log` continuing the chain (COVERAGE.md, section C,
+/// item 45).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataLoss {
+    /// The first generation missing (the one after the last replayed, or the database's
+    /// checkpoint generation when no log was replayed).
+    pub missing_from: u32,
+    /// The last generation the backup listed, when the CA's backup history knows the
+    /// backup; `None`: at least `missing_from` is missing.
+    pub missing_through: Option<u32>,
+    /// Transactions lost, when the CA's backup history knows the backup.
+    pub lost_transactions: Option<u64>,
+    /// The backup whose end is missing, from the CA's backup history.
+    pub backup: Option<BackupEnd>,
+}
+
+impl std::fmt::Display for DataLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let from = self.missing_from;
+        match (self.missing_through, self.lost_transactions, &self.backup) {
+            (Some(to), Some(n), Some(b)) => {
+                let (gens, them) = if to == from {
+                    (format!("generation {from} ({}) is", log_file_name(from)), "it")
+                } else {
+                    let gens = format!(
+                        "generations {from}..{to} ({} .. {}) are",
+                        log_file_name(from),
+                        log_file_name(to)
+                    );
+                    (gens, "them")
+                };
+                write!(
+                    f,
+                    "the restore ends before the end of its backup set: {gens} missing; {b} listed {them}, and {n} of its transactions are lost"
+                )
+            }
+            _ => write!(
+                f,
+                "the restore ends before the end of its backup set: at least generation {from} ({}) is missing (the restored chain ends on a log that no backup's log listing sealed as the last of its set, and no edb.log continues it); the transactions in it are lost",
+                log_file_name(from)
+            ),
+        }
+    }
 }
 
 /// The restore registration (`RestoreInProgress`); filled in by the restore side.
@@ -190,6 +244,61 @@ pub(crate) enum Mode {
     },
 }
 
+/// What the replay of a hard recovery needs to tell a complete restore from one that
+/// lost the end of its backup set.
+#[derive(Debug, Default)]
+struct Ends {
+    /// The last backup end mark replayed, with its generation.
+    last_mark: Option<BackupEnd>,
+    /// Transactions in each replayed generation (whole generations), in order.
+    counts: Vec<(u32, u64)>,
+}
+
+impl Ends {
+    /// The loss of a hard recovery whose replay stopped after numbered logs (not in
+    /// `edb.log`): none if a backup end mark at or after `gen_high` was replayed.
+    fn loss(&self, img: &EdbHeader, gen_high: u32, history: &[BackupRecord]) -> Option<DataLoss> {
+        if self.last_mark.is_some_and(|m| m.high_gen >= gen_high) {
+            return None;
+        }
+        let missing_from = self
+            .counts
+            .last()
+            .map_or(img.checkpoint.generation, |(g, _)| g + 1);
+        // The latest recorded backup of this database lineage whose listing holds the
+        // first missing generation.
+        let known = history.iter().rev().find(|r| {
+            r.signature == img.signature && (r.set.low_gen..=r.set.high_gen).contains(&missing_from)
+        });
+        let Some(r) = known else {
+            return Some(DataLoss {
+                missing_from,
+                missing_through: None,
+                lost_transactions: None,
+                backup: None,
+            });
+        };
+        let set = r.set;
+        let in_set = |g: u32| (set.low_gen..=set.high_gen).contains(&g);
+        let mut restored: u64 = self
+            .counts
+            .iter()
+            .filter(|(g, _)| in_set(*g))
+            .map(|(_, n)| n)
+            .sum();
+        if self.counts.is_empty() && in_set(img.checkpoint.generation) {
+            // Nothing replayed: the database holds the first `pos` transactions.
+            restored = u64::from(img.checkpoint.pos);
+        }
+        Some(DataLoss {
+            missing_from,
+            missing_through: Some(set.high_gen),
+            lost_transactions: Some(set.transactions.saturating_sub(restored)),
+            backup: Some(set),
+        })
+    }
+}
+
 fn load_log(p: &LogFile) -> Result<(super::format::LogContents, Vec<u8>)> {
     let bytes = p.dir.read(&p.name)?;
     let c = decode_log(&bytes).map_err(|e| {
@@ -210,6 +319,7 @@ pub(crate) fn replay(
     db: &mut Pager,
     sources: &LogSources,
     mode: Mode,
+    history: &[BackupRecord],
 ) -> Result<Replayed> {
     if !img.ca_name.eq_ignore_ascii_case(ca_name) {
         return Err(fail(
@@ -255,6 +365,7 @@ pub(crate) fn replay(
     let mut generation = img.checkpoint.generation;
     let mut prev_crc: Option<u32> = None;
     let mut skip = img.checkpoint.pos as usize;
+    let mut ends = Ends::default();
     loop {
         let strict = match mode {
             Mode::Soft => true,
@@ -319,12 +430,18 @@ pub(crate) fn replay(
         }
         skip = 0;
         report.replayed_generations.push(generation);
+        ends.counts.push((generation, contents.txns.len() as u64));
+        if let Some(m) = contents.backup_end {
+            ends.last_mark = Some(m);
+        }
         if !sealed {
             report.torn_tail = contents.torn_tail;
             if let Mode::Hard { gen_high } = mode {
                 if generation <= gen_high {
                     return Err(missing_restore(generation, gen_high));
                 }
+                // The chain reached the CA's current log: nothing after it to lose.
+                report.backup_end = ends.last_mark;
             }
             return Ok(Replayed {
                 signature: img.signature,
@@ -345,10 +462,12 @@ pub(crate) fn replay(
         Mode::Hard { gen_high } if generation <= gen_high => {
             return Err(missing_restore(generation, gen_high))
         }
-        Mode::Hard { .. } => {
+        Mode::Hard { gen_high } => {
             if let Some((p, _, _)) = &current {
                 report.ignored.push(p.clone());
             }
+            report.backup_end = ends.last_mark;
+            report.data_loss = ends.loss(img, gen_high, history);
         }
         Mode::Soft => {
             if img.checkpoint.pos > 0 && report.replayed_generations.is_empty() {
@@ -514,7 +633,7 @@ pub(crate) fn recover(ca: &Ca, machine: &Machine) -> Result<Recovered> {
     };
     let mut db = read_database(&db_dir, &db_name, journal_dir, JOURNAL)?;
     let img = db.disk_header().clone();
-    match replay(&ca.name, &img, &mut db, &sources, mode) {
+    match replay(&ca.name, &img, &mut db, &sources, mode, ca.backup_history()) {
         Ok(r) => Ok(r.with(db)),
         Err(e) => {
             db.discard()?;

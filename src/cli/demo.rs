@@ -1,5 +1,6 @@
 //! `certadm-emu demo` and `certadm-emu restore`.
 
+use certadm_emu::ca::recovery::RecoveryReport;
 use certadm_emu::client::{
     backup_to_dir, read_locations, restore_from_dirs, BackupOptions, BackupSummary, RestoreOptions,
 };
@@ -173,9 +174,12 @@ fn run_demo(out: Option<PathBuf>, edb_size: Option<u64>, records: u32) -> Result
         ca.last_full_backup().map(|m| m.high_gen),
         ca.log_generations()
     );
-    ca.issue(40).map_err(|e| e.to_string())?;
-    ca.revoke(1005).map_err(|e| e.to_string())?;
-    println!("Issued 40 more certificates and revoked request 1005\n");
+    // Revoke one certificate of this batch: its request id depends on the
+    // CA's size (`--records`), so it is taken from what `issue` returned.
+    let batch = ca.issue(40).map_err(|e| e.to_string())?;
+    let revoked = batch[batch.len() / 2];
+    ca.revoke(revoked).map_err(|e| e.to_string())?;
+    println!("Issued 40 more certificates and revoked request {revoked}\n");
     let inc_dir = dir.join("incremental-1");
     let opts = BackupOptions {
         incremental: true,
@@ -274,6 +278,7 @@ fn restore_and_verify(
         report.transactions,
         started.elapsed().as_secs_f64()
     );
+    check_complete(&report)?;
     let (got, got_digest) = (ca.record_count(), digest(ca)?);
     let ok_count = got == *expected_count;
     let ok_digest = expected_digest.is_none_or(|d| got_digest == d);
@@ -293,6 +298,21 @@ fn restore_and_verify(
         Ok(())
     } else {
         Err("the restored CA does not hold the backed-up records".into())
+    }
+}
+
+/// Fails on a restore that ended before the end of its backup set (conformance rule
+/// CR04): the CA started, without the transactions of the missing logs.
+fn check_complete(report: &RecoveryReport) -> Result<(), String> {
+    if let Some(b) = &report.backup_end {
+        println!("  the restored chain reaches the end of {b}");
+    }
+    match &report.data_loss {
+        None => Ok(()),
+        Some(loss) => Err(format!(
+            "DATA LOSS (conformance rule CR04): {loss}. The CA started with {} transactions replayed; copy every log the backup listed and restore again",
+            report.transactions
+        )),
     }
 }
 
@@ -349,6 +369,7 @@ pub fn restore(dir: &Path) -> Result<(), String> {
         let r = ca
             .start()
             .map_err(|e| format!("recovery failed with {}: {e}", e.hresult()))?;
+        check_complete(&r)?;
         println!(
             "OK: recovered {} records ({:?})",
             ca.record_count(),

@@ -9,14 +9,39 @@
 //! Stopping: a client sends the `Shutdown` control request
 //! (`RemoteClient::shutdown_server`), or the process gets SIGINT or SIGTERM; the server
 //! closes every connection (their contexts are run down), writes the report (config
-//! `report` or `CERTADM_EMU_REPORT`), removes temporary machine roots and exits 0. The CA
-//! files are consistent on disk after every call, so even a SIGKILL loses nothing
-//! acknowledged on a machine with a named `root`.
+//! `report` or `CERTADM_EMU_REPORT`), drops the machines, which removes their temporary
+//! roots, and exits 0. The CA files are consistent on disk after every call, so even a
+//! SIGKILL loses nothing acknowledged on a machine with a named `root` (a SIGKILL leaves
+//! temporary roots behind: they are in the temporary directory, named `certadm-emu-*`).
+//!
+//! Limits: `--idle-timeout SECONDS` (default 300, 0 = never) closes an authenticated
+//! connection that sends nothing for that long; the other limits are those of
+//! `certadm_emu::remote::server::Limits` (`docs/SECURITY.md`). At start the server raises
+//! its soft limit of open files to the hard limit, so that the connection budgets are
+//! not cut short by the usual soft limit of 1024 descriptors.
 
 use certadm_emu::config::Config;
-use certadm_emu::remote::server::{Server, ServerOptions};
+use certadm_emu::remote::server::{Limits, Server, ServerOptions};
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the soft limit in force
+/// (`None` if unlimited or unknown).
+fn raise_open_files() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        let raised = rustix::process::Rlimit {
+            current: l.maximum,
+            maximum: l.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return l.maximum;
+        }
+    }
+    l.current
+}
 
 /// Runs the server until a `Shutdown` request.
 ///
@@ -28,6 +53,7 @@ pub fn run(
     listen: Option<String>,
     unix: Option<PathBuf>,
     secret: Option<String>,
+    idle_timeout: Option<u64>,
 ) -> Result<(), String> {
     let addr = match (listen, unix) {
         (Some(_), Some(_)) => return Err("give --listen or --unix, not both".into()),
@@ -57,13 +83,27 @@ pub fn run(
     // `CERTADM_EMU_CONFIG` in the server's own environment defines machines of this
     // process too (as in any process using the emulator); its report is written below.
     certadm_emu::config::ensure_loaded();
-    let server = Server::bind(
+    let mut limits = Limits::default();
+    if let Some(s) = idle_timeout {
+        limits.idle_timeout = (s > 0).then(|| Duration::from_secs(s));
+    }
+    // Each connection holds two descriptors (its stream and the server's clone).
+    let want = 2 * (limits.max_connections + limits.max_pending) as u64 + 64;
+    match raise_open_files() {
+        Some(n) if n < want => eprintln!(
+            "certadm-emu serve: warning: at most {n} open files (ulimit -n): fewer than the {want} that {} connections and {} handshakes at once need",
+            limits.max_connections, limits.max_pending
+        ),
+        _ => {}
+    }
+    let server = Server::bind_with(
         &addr,
         ServerOptions {
             secret,
             config: cfg,
             quiet: false,
         },
+        limits,
     )
     .map_err(|e| format!("{addr}: {e}"))?;
     {
@@ -80,10 +120,15 @@ pub fn run(
     server
         .run()
         .map_err(|e| format!("serving {}: {e}", server.local_addr()))?;
-    if let Some(p) = report {
-        std::fs::write(&p, server.reports().to_json_pretty())
-            .map_err(|e| format!("writing report {}: {e}", p.display()))?;
-    }
+    let written = match report {
+        Some(p) => std::fs::write(&p, server.reports().to_json_pretty())
+            .map_err(|e| format!("writing report {}: {e}", p.display())),
+        None => Ok(()),
+    };
+    // The machines go with the server, and with them their temporary roots. (The signal
+    // handler holds only a weak handle: it does not keep them alive.)
+    drop(server);
+    written?;
     // The machines of `CERTADM_EMU_CONFIG`, if this process had one: its own report.
     certadm_emu::config::finish();
     eprintln!("certadm-emu serve: stopped");

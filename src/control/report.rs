@@ -11,7 +11,7 @@
 
 use super::EmulatedCa;
 use crate::api::faults::Fault;
-use crate::ca::recovery::RecoveryReport;
+use crate::ca::recovery::{DataLoss, RecoveryReport};
 use crate::ca::{BackupMark, ServiceState};
 use crate::conformance::{Severity, Violation};
 use crate::core::{Call, HRESULT};
@@ -236,6 +236,10 @@ pub struct StartRecovery {
     pub transactions: u64,
     /// `edb.log` ended in a torn frame that was cut off.
     pub torn_tail: bool,
+    /// A hard recovery whose restored chain ends before the end of its backup set: what
+    /// is missing (conformance rule CR04). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_loss: Option<DataLoss>,
 }
 
 impl LastStart {
@@ -249,6 +253,7 @@ impl LastStart {
                     replayed_generations: rep.replayed_generations.clone(),
                     transactions: rep.transactions as u64,
                     torn_tail: rep.torn_tail,
+                    data_loss: rep.data_loss.clone(),
                 }),
             },
             Err(e) => LastStart {

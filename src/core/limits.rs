@@ -60,12 +60,42 @@ impl Limit {
     }
 }
 
-/// Certificates in one CA's database: at creation, and the count after any issue.
-pub const RECORDS: Limit = Limit {
-    name: "records",
-    min: 0,
-    max: 100_000_000,
-};
+/// Declares each limit as a constant, and [`ALL`] in the same order.
+macro_rules! limits {
+    ($( $(#[doc = $doc:literal])* $id:ident = $name:literal, $min:literal ..= $max:expr; )*) => {
+        $( $(#[doc = $doc])* pub const $id: Limit = Limit { name: $name, min: $min, max: $max }; )*
+
+        /// Every limit, for documentation and tests.
+        pub const ALL: &[Limit] = &[$($id),*];
+    };
+}
+
+limits! {
+    /// Certificates in one CA's database: at creation, and the count after any issue.
+    RECORDS = "records", 0..=100_000_000;
+    /// Certificates one issue call (`EmulatedCa::issue`, `certemu_ca_issue`, `Issue`) adds.
+    ISSUE_PER_CALL = "issue count", 0..=1_000_000;
+    /// The size of the virtual `.edb` in bytes (1 PiB).
+    EDB_SIZE = "edb_size", 0..=1 << 50;
+    /// Transactions per log generation.
+    LOG_CAPACITY = "log_capacity", 1..=1_000_000;
+    /// Entries of a restore map (`crstmap`).
+    RESTORE_MAP_ENTRIES = "crstmap", 0..=64;
+    /// UTF-16 code units of a string argument, without its NUL.
+    STRING_UNITS = "string length", 0..=32_767;
+    /// Characters of a NetBIOS computer name (the 16th byte is the service type).
+    NETBIOS_NAME = "NetBIOS name length", 1..=15;
+    /// Characters of a DNS name (255 octets on the wire, less the length bytes).
+    DNS_NAME = "DNS name length", 1..=253;
+    /// Characters of one DNS label.
+    DNS_LABEL = "DNS label length", 1..=63;
+    /// Characters of a CA common name.
+    CA_NAME = "CA name length", 1..=64;
+    /// Characters of one path component.
+    PATH_COMPONENT = "path component length", 1..=255;
+    /// Characters of the local path of a CA database, log or checkpoint file.
+    CA_FILE_PATH = "CA file path length", 1..=259;
+}
 
 /// An issue of `n` certificates into a database of `records`: within [`ISSUE_PER_CALL`],
 /// and the database stays within [`RECORDS`] (`E_INVALIDARG` naming both otherwise).
@@ -83,99 +113,6 @@ pub(crate) fn check_issue(call: &'static str, records: u32, n: u32) -> Result<()
         ),
     ))
 }
-
-/// Certificates one issue call (`EmulatedCa::issue`, `certemu_ca_issue`, `Issue`) adds.
-pub const ISSUE_PER_CALL: Limit = Limit {
-    name: "issue count",
-    min: 0,
-    max: 1_000_000,
-};
-
-/// The size of the virtual `.edb` in bytes (1 PiB).
-pub const EDB_SIZE: Limit = Limit {
-    name: "edb_size",
-    min: 0,
-    max: 1 << 50,
-};
-
-/// Transactions per log generation.
-pub const LOG_CAPACITY: Limit = Limit {
-    name: "log_capacity",
-    min: 1,
-    max: 1_000_000,
-};
-
-/// Entries of a restore map (`crstmap`).
-pub const RESTORE_MAP_ENTRIES: Limit = Limit {
-    name: "crstmap",
-    min: 0,
-    max: 64,
-};
-
-/// UTF-16 code units of a string argument, without its NUL.
-pub const STRING_UNITS: Limit = Limit {
-    name: "string length",
-    min: 0,
-    max: 32_767,
-};
-
-/// Characters of a NetBIOS computer name (the 16th byte is the service type).
-pub const NETBIOS_NAME: Limit = Limit {
-    name: "NetBIOS name length",
-    min: 1,
-    max: 15,
-};
-
-/// Characters of a DNS name (255 octets on the wire, less the length bytes).
-pub const DNS_NAME: Limit = Limit {
-    name: "DNS name length",
-    min: 1,
-    max: 253,
-};
-
-/// Characters of one DNS label.
-pub const DNS_LABEL: Limit = Limit {
-    name: "DNS label length",
-    min: 1,
-    max: 63,
-};
-
-/// Characters of a CA common name.
-pub const CA_NAME: Limit = Limit {
-    name: "CA name length",
-    min: 1,
-    max: 64,
-};
-
-/// Characters of one path component.
-pub const PATH_COMPONENT: Limit = Limit {
-    name: "path component length",
-    min: 1,
-    max: 255,
-};
-
-/// Characters of the local path of a CA database, log or checkpoint file.
-pub const CA_FILE_PATH: Limit = Limit {
-    name: "CA file path length",
-    min: 1,
-    max: 259,
-};
-
-/// Every limit, for documentation and tests.
-pub const ALL: &[Limit] = &[
-    RECORDS,
-    ISSUE_PER_CALL,
-    EDB_SIZE,
-    LOG_CAPACITY,
-    RESTORE_MAP_ENTRIES,
-    STRING_UNITS,
-    NETBIOS_NAME,
-    DNS_NAME,
-    DNS_LABEL,
-    CA_NAME,
-    PATH_COMPONENT,
-    CA_FILE_PATH,
-];
 
 #[cfg(test)]
 mod tests {

@@ -36,26 +36,18 @@ impl Default for Identity {
     }
 }
 
+#[derive(Debug)]
 enum Root {
     Temp(tempfile::TempDir),
     Dir(PathBuf),
 }
 
 /// An emulated Windows machine: NetBIOS and DNS names and a disk rooted in a host directory.
+#[derive(Debug)]
 pub struct Machine {
     netbios: String,
     dns: String,
     root: Root,
-}
-
-impl std::fmt::Debug for Machine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Machine")
-            .field("netbios", &self.netbios)
-            .field("dns", &self.dns)
-            .field("root", &self.root())
-            .finish()
-    }
 }
 
 impl Machine {

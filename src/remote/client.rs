@@ -58,6 +58,7 @@ impl std::error::Error for RemoteError {}
 /// Result of a remote call.
 pub type Result<T> = std::result::Result<T, RemoteError>;
 
+#[derive(Debug)]
 struct Conn {
     io: BufReader<Stream>,
     /// The last response frame (its capacity is reused).
@@ -66,20 +67,12 @@ struct Conn {
 }
 
 /// A connection to a certadm-emu server.
+#[derive(Debug)]
 pub struct RemoteClient {
     conn: Mutex<Conn>,
     addr: String,
     server: String,
     max_read: u32,
-}
-
-impl std::fmt::Debug for RemoteClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteClient")
-            .field("addr", &self.addr)
-            .field("server", &self.server)
-            .finish()
-    }
 }
 
 macro_rules! expect {
@@ -227,7 +220,11 @@ impl RemoteClient {
             .and_then(
                 |()| match read_frame_into(&mut c.io, MAX_FRAME, &mut c.frame) {
                     Ok(true) => Ok(()),
-                    Ok(false) => Err("the server closed the connection".to_string()),
+                    Ok(false) => Err(
+                        "the server closed the connection (its idle timeout, a shutdown, \
+                         or a protocol error: see the server's log)"
+                            .to_string(),
+                    ),
                     Err(e) => Err(format!("receiving: {e}")),
                 },
             )

@@ -29,7 +29,8 @@
 //!   is a sequencing error, on another connection a concurrent backup.
 //! * **Handles are bound to their connection**, as RPC context handles are: a handle
 //!   used on another connection gets `E_HANDLE` (0x80070006) without reaching the CA.
-//! * **Rundown.** When a connection closes, the server ends the backup and restore
+//! * **Rundown.** When a connection closes (or the server closes it after its idle
+//!   timeout, [`server::Limits::idle_timeout`]), the server ends the backup and restore
 //!   contexts it left open (a full backup's freeze is released, so the next Prepare
 //!   succeeds). A registered restore (the `RestoreInProgress` marker) is state of the CA,
 //!   not of the context, and stays. The rundown is not a call of the client: it is not
@@ -41,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod fuzz;
 pub mod protocol;
 pub mod server;
 
@@ -116,6 +118,12 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_read_timeout(t),
             Stream::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+    pub(crate) fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(t),
+            Stream::Unix(s) => s.set_write_timeout(t),
         }
     }
     pub(crate) fn peer(&self) -> String {

@@ -105,42 +105,102 @@ pub fn read_frame_into(
     limit: u32,
     buf: &mut Vec<u8>,
 ) -> Result<bool, FrameError> {
+    match read_frame_metered(r, limit, buf, usize::MAX, |_| true)? {
+        FrameRead::End => Ok(false),
+        FrameRead::Frame => Ok(true),
+        FrameRead::Dropped { .. } => unreachable!("an unmetered read keeps every frame"),
+    }
+}
+
+/// What [`read_frame_metered`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameRead {
+    /// A clean end of stream (before any byte of a frame).
+    End,
+    /// A whole frame, in the buffer.
+    Frame,
+    /// A frame whose growth was refused: it was read to its end and dropped. The buffer
+    /// holds its first bytes (at least `min(len, free)` of them, so the operation code
+    /// of a request when `free >= 2`).
+    Dropped {
+        /// The announced length.
+        len: u32,
+    },
+}
+
+/// [`read_frame_into`] with a meter: the first `free` bytes of a payload cost nothing;
+/// before the buffer grows past them, `grow(n)` is asked for the `n` bytes more (the sum
+/// of the granted `n` is what the frame holds beyond `free`). If it refuses, the rest
+/// of the frame is read in small pieces and dropped, and the result is
+/// [`FrameRead::Dropped`]: the stream stays in step, and the caller releases what it
+/// granted.
+pub fn read_frame_metered(
+    r: &mut impl Read,
+    limit: u32,
+    buf: &mut Vec<u8>,
+    free: usize,
+    mut grow: impl FnMut(usize) -> bool,
+) -> Result<FrameRead, FrameError> {
     buf.clear();
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
         match r.read(&mut len[got..]) {
-            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) if got == 0 => return Ok(FrameRead::End),
             Ok(0) => return Err(FrameError::Truncated),
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(FrameError::Io(e)),
         }
     }
-    let len = u32::from_le_bytes(len);
-    if len > limit {
-        return Err(FrameError::TooLarge { len, limit });
+    let announced = u32::from_le_bytes(len);
+    if announced > limit {
+        return Err(FrameError::TooLarge {
+            len: announced,
+            limit,
+        });
     }
-    // Grow by at most what already arrived (64 KiB at first), and read each step with
-    // `read_exact` so that a large frame takes few large reads.
-    let len = len as usize;
+    let eof = |e: io::Error| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            FrameError::Truncated
+        } else {
+            FrameError::Io(e)
+        }
+    };
+    // Grow by at most what already arrived (4 KiB at first, so that a peer that announces
+    // a frame and sends little costs little), and read each step with `read_exact` so
+    // that a large frame takes few large reads.
+    let len = announced as usize;
     let mut done = 0;
     while done < len {
-        let step = (len - done).min(done.max(64 << 10));
+        let mut step = (len - done).min(done.max(4 << 10));
+        if done < free {
+            // The free part first, whole: it is kept even if growth is refused.
+            step = step.min(free - done);
+        }
+        let more = (done + step).saturating_sub(free) - done.saturating_sub(free);
+        if more > 0 && !grow(more) {
+            // Refused: read the rest into a small scratch buffer and drop it.
+            buf.truncate(done);
+            let mut scratch = [0u8; 8 << 10];
+            let mut left = len - done;
+            while left > 0 {
+                let n = left.min(scratch.len());
+                r.read_exact(&mut scratch[..n]).map_err(eof)?;
+                left -= n;
+            }
+            return Ok(FrameRead::Dropped { len: announced });
+        }
         buf.resize(done + step, 0);
         match r.read_exact(&mut buf[done..done + step]) {
             Ok(()) => done += step,
             Err(e) => {
                 buf.clear();
-                return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
-                    FrameError::Truncated
-                } else {
-                    FrameError::Io(e)
-                });
+                return Err(eof(e));
             }
         }
     }
-    Ok(true)
+    Ok(FrameRead::Frame)
 }
 
 // ----- handshake --------------------------------------------------------------------------
@@ -989,6 +1049,24 @@ fn put_recovery(w: &mut Writer, r: &RecoveryReport) {
     w.u64(r.transactions as u64);
     w.bool(r.torn_tail);
     w.utf16s(&r.ignored);
+    // Plain data (numbers and a unit enum): serialising cannot fail.
+    let end = r.backup_end.and_then(|b| serde_json::to_string(&b).ok());
+    w.opt_utf16(end.as_deref());
+    let loss = r
+        .data_loss
+        .as_ref()
+        .and_then(|d| serde_json::to_string(d).ok());
+    w.opt_utf16(loss.as_deref());
+}
+
+/// An optional JSON member of a response (`what` names it in an error).
+fn get_json<T: serde::de::DeserializeOwned>(
+    r: &mut Reader<'_>,
+    what: &str,
+) -> Result<Option<T>, DecodeError> {
+    r.opt_utf16(what)?
+        .map(|t| serde_json::from_str(&t).map_err(|e| DecodeError(format!("{what}: {e}"))))
+        .transpose()
 }
 
 fn get_recovery(r: &mut Reader<'_>) -> Result<RecoveryReport, DecodeError> {
@@ -1000,6 +1078,8 @@ fn get_recovery(r: &mut Reader<'_>) -> Result<RecoveryReport, DecodeError> {
             .map_err(|_| DecodeError("transactions overflow usize".into()))?,
         torn_tail: r.bool("torn_tail")?,
         ignored: r.utf16s("ignored")?,
+        backup_end: get_json(r, "backup_end")?,
+        data_loss: get_json(r, "data_loss")?,
     })
 }
 
@@ -1400,6 +1480,40 @@ mod tests {
         assert!(matches!(read_frame(&mut r, 16), Err(FrameError::Truncated)));
         let mut r = &out[..2];
         assert!(matches!(read_frame(&mut r, 16), Err(FrameError::Truncated)));
+    }
+
+    #[test]
+    fn a_metered_frame_is_dropped_when_growth_is_refused() {
+        let big: Vec<u8> = (0..200_000u32).map(|i| i as u8).collect();
+        let mut out = Vec::new();
+        write_frame(&mut out, &big).unwrap();
+        write_frame(&mut out, b"next").unwrap();
+        // Granted: the whole frame, and the grants add up to what lies beyond `free`.
+        let mut r = &out[..];
+        let mut buf = Vec::new();
+        let mut granted = 0;
+        let got = read_frame_metered(&mut r, MAX_FRAME, &mut buf, 1000, |n| {
+            granted += n;
+            true
+        });
+        assert_eq!(got.unwrap(), FrameRead::Frame);
+        assert_eq!(buf, big);
+        assert_eq!(granted, big.len() - 1000);
+        // Refused past `free`: dropped, its first bytes kept, the stream still in step.
+        let mut r = &out[..];
+        let got = read_frame_metered(&mut r, MAX_FRAME, &mut buf, 1000, |_| false);
+        assert_eq!(got.unwrap(), FrameRead::Dropped { len: 200_000 });
+        assert!(buf.len() >= 2 && big.starts_with(&buf), "{}", buf.len());
+        assert_eq!(read_frame(&mut r, 16).unwrap(), Some(b"next".to_vec()));
+        // A frame within `free` never asks.
+        let mut r = &out[200_004..];
+        let got = read_frame_metered(&mut r, MAX_FRAME, &mut buf, 1000, |_| panic!("asked"));
+        assert_eq!(got.unwrap(), FrameRead::Frame);
+        assert_eq!(buf, b"next");
+        // Dropped, then truncated: the end of the stream inside the frame is an error.
+        let mut r = &out[..100_000];
+        let got = read_frame_metered(&mut r, MAX_FRAME, &mut buf, 1000, |_| false);
+        assert!(matches!(got, Err(FrameError::Truncated)), "{got:?}");
     }
 
     #[test]

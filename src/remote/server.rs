@@ -1,13 +1,21 @@
 //! The server: an accept loop, one thread per connection, each request executed with the
 //! safe API ([`crate::api`]) or the control API ([`EmulatedCa`]).
 //!
-//! Security: the protocol has no encryption and no authentication beyond an optional
-//! shared secret sent in clear in the handshake, and a connected client can read every
-//! file of the emulated disks (backups), write into them (restores, through
-//! [`Request::HostPath`]) and delete them ([`Request::WipeFiles`]). So
-//! [`Server::bind`] refuses a TCP address that is not loopback unless a secret is set,
-//! and a Unix socket is created readable and writable by its owner only (mode 0600).
-//! Even with a secret, expose the port only on a network you trust.
+//! Security (`docs/SECURITY.md` is the threat model): the protocol has no encryption and
+//! no authentication beyond an optional shared secret sent in clear in the handshake, and
+//! a connected client can read every file of the emulated disks (backups), write into
+//! them (restores, through [`Request::HostPath`]) and delete them
+//! ([`Request::WipeFiles`]). So [`Server::bind`] refuses a TCP address that is not
+//! loopback unless a secret is set, and a Unix socket is created readable and writable by
+//! its owner only (mode 0600). Even with a secret, expose the port only on a network you
+//! trust.
+//!
+//! Peers that never complete a handshake, or stop talking, cost bounded resources
+//! ([`Limits`]): connections before the handshake have a budget of their own (when it is
+//! full the oldest is closed) and a deadline for the whole handshake, so they cannot
+//! starve authenticated clients; authenticated connections have their own cap and an
+//! idle timeout; request bytes buffered beyond each connection's first 64 KiB share one
+//! budget; failed secrets are slowed per peer address.
 
 use super::protocol::*;
 use super::{Addr, Stream};
@@ -18,21 +26,145 @@ use crate::core::{Call, Error, HRESULT};
 use crate::session::{Hcsbc, Session};
 use crate::EmulatedCa;
 use parking_lot::Mutex;
-use std::collections::{HashMap, HashSet};
-use std::io::{self, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io::{self, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Most connections served at once; more are closed right after accept.
+/// Default of [`Limits::max_connections`]: authenticated connections served at once.
 pub const MAX_CONNECTIONS: usize = 1024;
-/// How long a new connection has to send its [`Hello`].
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of [`Limits::max_pending`]: connections that have not completed the handshake.
+pub const MAX_PENDING: usize = 1024;
+/// Default of [`Limits::handshake_timeout`]: how long a new connection has, from its
+/// accept, to complete its [`Hello`].
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default of [`Limits::idle_timeout`]: an authenticated connection that sends no request
+/// byte for this long is closed and run down.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default of [`Limits::frame_budget`]: request bytes buffered beyond each connection's
+/// first [`FRAME_ALLOWANCE`], all connections together.
+pub const FRAME_BUDGET: usize = 64 << 20;
+/// The bytes of a request frame each connection may buffer outside the
+/// [`Limits::frame_budget`] (the hello limit: every handshake fits).
+pub const FRAME_ALLOWANCE: usize = MAX_HELLO_FRAME as usize;
+/// Default of [`Limits::failed_secret_delay`].
+pub const FAILED_SECRET_DELAY: Duration = Duration::from_millis(100);
+/// Default of [`Limits::failed_secret_backlog`].
+pub const FAILED_SECRET_BACKLOG: Duration = Duration::from_secs(2);
+
+/// The server's bounds on what peers may cost it (`docs/SECURITY.md` lists each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Authenticated connections at once. A handshake beyond is refused with
+    /// `RPC_S_SERVER_TOO_BUSY`.
+    pub max_connections: usize,
+    /// Connections that have not completed the handshake. When a new connection arrives
+    /// and this many are waiting, the oldest of them is closed: silent peers cannot keep
+    /// a client out, they only shorten each other's time.
+    pub max_pending: usize,
+    /// The time from accept to a complete [`Hello`] (the whole frame, however slowly it
+    /// arrives); then the connection is closed.
+    pub handshake_timeout: Duration,
+    /// An authenticated connection that sends no request byte for this long is closed,
+    /// and its contexts are run down as at a disconnect. `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Request-frame bytes buffered beyond each connection's first [`FRAME_ALLOWANCE`],
+    /// all connections together. A request that does not fit is read, dropped and
+    /// answered with `E_OUTOFMEMORY`; the connection stays usable.
+    pub frame_budget: usize,
+    /// How much each failed secret from a peer address delays the verdicts of that
+    /// address (all of its handshakes that carry a secret, in arrival order).
+    pub failed_secret_delay: Duration,
+    /// How far the verdicts of one address may be delayed; a handshake from an address
+    /// whose queue reaches further is refused with `E_ACCESSDENIED` without its secret
+    /// being looked at.
+    pub failed_secret_backlog: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: MAX_CONNECTIONS,
+            max_pending: MAX_PENDING,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            idle_timeout: Some(IDLE_TIMEOUT),
+            frame_budget: FRAME_BUDGET,
+            failed_secret_delay: FAILED_SECRET_DELAY,
+            failed_secret_backlog: FAILED_SECRET_BACKLOG,
+        }
+    }
+}
+
+/// What the server refused or closed since it started, by reason (for logs and tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Handshakes completed.
+    pub authenticated: u64,
+    /// Connections closed before their handshake completed because it took longer than
+    /// [`Limits::handshake_timeout`].
+    pub handshake_timeouts: u64,
+    /// Connections closed before their handshake completed to admit a newer one
+    /// ([`Limits::max_pending`]).
+    pub evicted: u64,
+    /// Handshakes refused with `RPC_S_SERVER_TOO_BUSY` ([`Limits::max_connections`]).
+    pub too_busy: u64,
+    /// Handshakes refused for a wrong or missing secret.
+    pub wrong_secret: u64,
+    /// Handshakes refused unchecked because their address's failures were queued too far
+    /// ahead ([`Limits::failed_secret_backlog`]).
+    pub throttled: u64,
+    /// Authenticated connections closed by the idle timeout.
+    pub idle_closed: u64,
+    /// Requests dropped and answered with `E_OUTOFMEMORY` ([`Limits::frame_budget`]).
+    pub over_budget: u64,
+    /// Connections that ended before their handshake for another reason: closed by the
+    /// peer, not the protocol, another protocol version.
+    pub bad_handshakes: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    accepted: AtomicU64,
+    authenticated: AtomicU64,
+    handshake_timeouts: AtomicU64,
+    evicted: AtomicU64,
+    too_busy: AtomicU64,
+    wrong_secret: AtomicU64,
+    throttled: AtomicU64,
+    idle_closed: AtomicU64,
+    over_budget: AtomicU64,
+    bad_handshakes: AtomicU64,
+}
+
+impl Stats {
+    fn snapshot(&self) -> ServerStats {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ServerStats {
+            accepted: g(&self.accepted),
+            authenticated: g(&self.authenticated),
+            handshake_timeouts: g(&self.handshake_timeouts),
+            evicted: g(&self.evicted),
+            too_busy: g(&self.too_busy),
+            wrong_secret: g(&self.wrong_secret),
+            throttled: g(&self.throttled),
+            idle_closed: g(&self.idle_closed),
+            over_budget: g(&self.over_budget),
+            bad_handshakes: g(&self.bad_handshakes),
+        }
+    }
+}
+
+fn bump(a: &AtomicU64) {
+    a.fetch_add(1, Ordering::Relaxed);
+}
 
 /// How a server is set up.
 #[derive(Debug, Clone, Default)]
@@ -52,13 +184,62 @@ enum Listener {
     Unix(UnixListener, PathBuf),
 }
 
+/// A connection the server knows of: a clone of its stream (to close it from the accept
+/// loop or at shutdown) and whether it completed its handshake.
+struct ConnEntry {
+    stream: Stream,
+    authenticated: bool,
+}
+
+#[derive(Default)]
+struct Conns {
+    map: HashMap<u64, ConnEntry>,
+    /// The connections still in their handshake, oldest (lowest id) first.
+    pending: BTreeSet<u64>,
+    /// Authenticated connections open.
+    authenticated: usize,
+}
+
+/// Where a peer's failed secrets are counted: its IP address (an IPv6 address by its /64
+/// prefix, what one host usually has), or one place for every Unix-socket peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum PeerKey {
+    Ip(IpAddr),
+    Unix,
+}
+
+fn peer_key(s: &Stream) -> PeerKey {
+    match s {
+        Stream::Tcp(t) => match t.peer_addr().map(|a| a.ip().to_canonical()) {
+            Ok(IpAddr::V6(v6)) => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                PeerKey::Ip(IpAddr::from(o))
+            }
+            Ok(ip) => PeerKey::Ip(ip),
+            Err(_) => PeerKey::Unix,
+        },
+        Stream::Unix(_) => PeerKey::Unix,
+    }
+}
+
 struct Shared {
     secret: Option<String>,
+    limits: Limits,
     machines: Mutex<Vec<Arc<EmulatedCa>>>,
     /// Live tracked list buffers (token) and the connection that received each.
     buffers: Mutex<HashMap<u64, u64>>,
-    /// A clone of each connection's stream, to close it at shutdown.
-    conns: Mutex<HashMap<u64, Stream>>,
+    /// The opaque buffer tokens: a keyed permutation of this counter.
+    next_token: AtomicU64,
+    token_key: (u64, u64),
+    conns: Mutex<Conns>,
+    /// Per peer address: until when its verdicts are queued (failed secrets).
+    failures: Mutex<HashMap<PeerKey, Instant>>,
+    /// Request bytes buffered beyond the allowances ([`Limits::frame_budget`]).
+    frame_bytes: AtomicUsize,
+    stats: Stats,
+    /// When the last summary of closed handshakes was logged.
+    last_summary: Mutex<(Instant, ServerStats)>,
     next_conn: AtomicU64,
     stopping: AtomicBool,
     wake: Addr,
@@ -70,6 +251,23 @@ impl Shared {
         if !self.quiet {
             eprintln!("certadm-emu serve: {}", msg.as_ref());
         }
+    }
+
+    /// Logs, at most every 10 s, how many connections were closed before their handshake
+    /// (one line for a flood, not one per socket).
+    fn summarize(&self) {
+        let mut last = self.last_summary.lock();
+        if last.0.elapsed() < Duration::from_secs(10) {
+            return;
+        }
+        let now = self.stats.snapshot();
+        if let Some(line) = handshake_summary(&last.1, &now) {
+            self.log(format!(
+                "in the last {} s: {line}",
+                last.0.elapsed().as_secs()
+            ));
+        }
+        *last = (Instant::now(), now);
     }
 
     fn stop(&self) {
@@ -100,23 +298,131 @@ impl Shared {
             })
             .cloned()
     }
+
+    /// A new opaque buffer token: odd (never a buffer address), never 0, never repeated,
+    /// and without the per-server key it tells nothing about addresses or counts.
+    fn token(&self) -> u64 {
+        let n = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let mask = (usize::MAX >> 1) as u64;
+        let mut x = n.wrapping_add(self.token_key.0) & mask;
+        // A bijection of the masked range: xor-shifts and odd multiplications.
+        x ^= x >> 29;
+        x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9) & mask;
+        x ^= x >> 27;
+        x = x.wrapping_mul(0x94D0_49BB_1331_11EB) & mask;
+        x ^= x >> 31;
+        x ^= self.token_key.1 & mask;
+        (x << 1) | 1
+    }
+
+    /// Closes connection `id` and forgets it (at the end of its thread).
+    fn forget(&self, id: u64) {
+        let mut c = self.conns.lock();
+        c.pending.remove(&id);
+        if let Some(e) = c.map.remove(&id) {
+            e.stream.shutdown();
+            if e.authenticated {
+                c.authenticated -= 1;
+            }
+        }
+    }
+
+    /// Moves connection `id` from the handshake budget to the authenticated one.
+    fn promote(&self, id: u64) -> Result<(), Refusal> {
+        let mut c = self.conns.lock();
+        if !c.pending.remove(&id) {
+            return Err(Refusal::Evicted);
+        }
+        if c.authenticated >= self.limits.max_connections {
+            return Err(Refusal::TooBusy);
+        }
+        c.authenticated += 1;
+        if let Some(e) = c.map.get_mut(&id) {
+            e.authenticated = true;
+        }
+        Ok(())
+    }
+
+    /// Reserves `n` bytes of the frame budget.
+    fn reserve(&self, n: usize) -> bool {
+        let limit = self.limits.frame_budget;
+        self.frame_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&t| t <= limit)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, n: usize) {
+        if n > 0 {
+            self.frame_bytes.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+}
+
+/// The handshakes that failed between two snapshots, by reason; `None` if none did.
+fn handshake_summary(a: &ServerStats, b: &ServerStats) -> Option<String> {
+    let parts: Vec<String> = [
+        (b.handshake_timeouts - a.handshake_timeouts, "timed out"),
+        (b.evicted - a.evicted, "closed to admit newer ones"),
+        (b.wrong_secret - a.wrong_secret, "wrong or missing secret"),
+        (
+            b.throttled - a.throttled,
+            "refused unchecked after repeated failures",
+        ),
+        (b.too_busy - a.too_busy, "refused: too many connections"),
+        (
+            b.bad_handshakes - a.bad_handshakes,
+            "closed, not the protocol or another version",
+        ),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    (!parts.is_empty()).then(|| format!("handshakes that failed: {}", parts.join(", ")))
+}
+
+/// Two random words for the token permutation (std's per-process random hash keys).
+fn random_key() -> (u64, u64) {
+    use std::hash::{BuildHasher, Hasher};
+    let s = std::collections::hash_map::RandomState::new();
+    let word = |i: u64| {
+        let mut h = s.build_hasher();
+        h.write_u64(i);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish()
+    };
+    (word(1), word(2))
 }
 
 /// Stops a running server (from any thread, any number of times).
+///
+/// It does not keep the server alive: a handle held by a signal handler that lives as
+/// long as the process does not keep the machines (and their temporary roots) once the
+/// [`Server`] is dropped. After that, [`ShutdownHandle::shutdown`] does nothing.
 #[derive(Clone)]
 pub struct ShutdownHandle {
-    shared: Arc<Shared>,
+    shared: Weak<Shared>,
 }
 
 impl ShutdownHandle {
     /// Stops accepting, closes every connection (their contexts are run down) and makes
     /// [`Server::run`] return.
     pub fn shutdown(&self) {
-        self.shared.stop();
+        if let Some(s) = self.shared.upgrade() {
+            s.stop();
+        }
     }
-    /// True once a shutdown was asked for.
+    /// True once a shutdown was asked for (or the server is gone).
     pub fn is_stopping(&self) -> bool {
-        self.shared.stopping.load(Ordering::SeqCst)
+        self.shared
+            .upgrade()
+            .is_none_or(|s| s.stopping.load(Ordering::SeqCst))
     }
 }
 
@@ -152,6 +458,11 @@ impl Server {
     /// A TCP address that resolves to anything but loopback is refused without a secret
     /// (see the module documentation for why).
     pub fn bind(addr: &str, options: ServerOptions) -> io::Result<Server> {
+        Server::bind_with(addr, options, Limits::default())
+    }
+
+    /// [`Server::bind`] with other [`Limits`] than the defaults.
+    pub fn bind_with(addr: &str, options: ServerOptions, limits: Limits) -> io::Result<Server> {
         if options.secret.as_deref() == Some("") {
             return Err(refuse(
                 io::ErrorKind::InvalidInput,
@@ -237,9 +548,16 @@ impl Server {
             addr: local,
             shared: Arc::new(Shared {
                 secret: options.secret,
+                limits,
                 machines: Mutex::new(machines),
                 buffers: Mutex::new(HashMap::new()),
-                conns: Mutex::new(HashMap::new()),
+                next_token: AtomicU64::new(1),
+                token_key: random_key(),
+                conns: Mutex::new(Conns::default()),
+                failures: Mutex::new(HashMap::new()),
+                frame_bytes: AtomicUsize::new(0),
+                stats: Stats::default(),
+                last_summary: Mutex::new((Instant::now(), ServerStats::default())),
                 next_conn: AtomicU64::new(1),
                 stopping: AtomicBool::new(false),
                 wake,
@@ -257,8 +575,24 @@ impl Server {
     /// A handle that stops [`Server::run`].
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
-            shared: self.shared.clone(),
+            shared: Arc::downgrade(&self.shared),
         }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+
+    /// What the server refused or closed so far, by reason.
+    pub fn stats(&self) -> ServerStats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Request bytes buffered beyond the per-connection allowances right now (at most
+    /// [`Limits::frame_budget`]).
+    pub fn buffered_frame_bytes(&self) -> usize {
+        self.shared.frame_bytes.load(Ordering::Acquire)
     }
 
     /// The NetBIOS names of the machines served.
@@ -313,46 +647,69 @@ impl Server {
                     continue;
                 }
             };
-            workers.retain(|w| !w.is_finished());
-            if workers.len() >= MAX_CONNECTIONS {
-                self.shared.log(format!(
-                    "refusing a connection from {}: {MAX_CONNECTIONS} connections already",
-                    stream.peer()
-                ));
-                stream.shutdown();
-                continue;
+            let accepted_at = Instant::now();
+            bump(&self.shared.stats.accepted);
+            let limits = &self.shared.limits;
+            if workers.len() > limits.max_connections + limits.max_pending {
+                workers.retain(|w| !w.is_finished());
             }
             let id = self.shared.next_conn.fetch_add(1, Ordering::Relaxed);
-            match stream.try_clone() {
-                Ok(c) => {
-                    self.shared.conns.lock().insert(id, c);
-                }
+            let clone = match stream.try_clone() {
+                Ok(c) => c,
                 Err(e) => {
                     self.shared.log(format!("connection {id}: {e}"));
                     continue;
                 }
+            };
+            {
+                let mut c = self.shared.conns.lock();
+                // The pending budget is full: close the oldest waiting connection. A
+                // client that sends its Hello at once is served long before it is the
+                // oldest; a silent peer only shortens the wait of other silent peers.
+                while c.pending.len() >= limits.max_pending.max(1) {
+                    let Some(old) = c.pending.pop_first() else {
+                        break;
+                    };
+                    if let Some(e) = c.map.get(&old) {
+                        e.stream.shutdown();
+                    }
+                    bump(&self.shared.stats.evicted);
+                }
+                c.map.insert(
+                    id,
+                    ConnEntry {
+                        stream: clone,
+                        authenticated: false,
+                    },
+                );
+                c.pending.insert(id);
             }
             let shared = self.shared.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("certadm-emu-conn-{id}"))
-                .spawn(move || serve_connection(&shared, stream, id));
+                .spawn(move || serve_connection(&shared, stream, id, accepted_at));
             match spawned {
                 Ok(w) => workers.push(w),
                 Err(e) => {
                     self.shared
                         .log(format!("connection {id}: cannot start a thread: {e}"));
-                    if let Some(s) = self.shared.conns.lock().remove(&id) {
-                        s.shutdown();
-                    }
+                    self.shared.forget(id);
                 }
             }
+            self.shared.summarize();
         }
-        let open: Vec<Stream> = self.shared.conns.lock().drain().map(|(_, s)| s).collect();
-        for s in &open {
-            s.shutdown();
+        {
+            let c = self.shared.conns.lock();
+            for e in c.map.values() {
+                e.stream.shutdown();
+            }
         }
         for w in workers {
             let _ = w.join();
+        }
+        let last = self.shared.last_summary.lock().1;
+        if let Some(line) = handshake_summary(&last, &self.stats()) {
+            self.shared.log(line);
         }
         Ok(())
     }
@@ -377,6 +734,10 @@ impl Drop for Server {
         if let Listener::Unix(_, p) = &self.listener {
             let _ = std::fs::remove_file(p);
         }
+        // The machines go now, with their temporary roots, even if a [`ShutdownHandle`]
+        // being used on another thread (a signal handler) briefly holds the shared state.
+        let machines = std::mem::take(&mut *self.shared.machines.lock());
+        drop(machines);
     }
 }
 
@@ -472,6 +833,8 @@ struct Conn<'a> {
     frame: Vec<u8>,
     head: Vec<u8>,
     read_buf: Vec<u8>,
+    /// Bytes of the current request held in the frame budget.
+    reserved: usize,
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -489,15 +852,115 @@ fn server_text() -> String {
     )
 }
 
+/// Why a handshake that was read is refused after its secret was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The connection was closed to admit newer ones while it waited.
+    Evicted,
+    /// [`Limits::max_connections`] authenticated connections are open.
+    TooBusy,
+}
+
+/// Reads through a deadline: each read waits at most until `until`.
+struct Deadline<'a> {
+    io: &'a mut Stream,
+    until: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the handshake deadline passed",
+            ));
+        }
+        self.io.set_read_timeout(Some(left))?;
+        self.io.read(buf)
+    }
+}
+
+fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// When the verdict on a secret from `key` may be sent: `Err` if the address's queue
+/// of failures reaches beyond the backlog (then the secret is not looked at).
+fn verdict_time(shared: &Shared, key: PeerKey, ok: bool) -> Result<Instant, Duration> {
+    let l = &shared.limits;
+    let now = Instant::now();
+    let mut f = shared.failures.lock();
+    let queued = f.get(&key).copied().filter(|u| *u > now);
+    if let Some(u) = queued {
+        if u > now + l.failed_secret_backlog {
+            return Err(u - now);
+        }
+    }
+    if ok {
+        // A success waits behind the failures queued before it, so that parallel
+        // guesses learn no more than one verdict per delay.
+        return Ok(queued.unwrap_or(now));
+    }
+    let at = queued.unwrap_or(now) + l.failed_secret_delay;
+    if f.len() >= 4096 {
+        f.retain(|_, u| *u > now);
+    }
+    f.insert(key, at);
+    Ok(at)
+}
+
+/// Counts a handshake that failed for its own reasons (not closed by the server to admit
+/// newer connections, nor at shutdown).
+fn bad_handshake(shared: &Shared, id: u64) {
+    if shared.conns.lock().pending.contains(&id) && !shared.stopping.load(Ordering::SeqCst) {
+        bump(&shared.stats.bad_handshakes);
+    }
+}
+
 /// Runs the handshake; `Err` is the reason to close.
-fn handshake(shared: &Shared, io: &mut BufReader<Stream>) -> Result<String, String> {
-    let _ = io.get_ref().set_read_timeout(Some(HANDSHAKE_TIMEOUT));
-    let frame = match read_frame(io, MAX_HELLO_FRAME) {
+///
+/// It reads the stream itself, with exact reads (nothing past the Hello), so a connection
+/// costs no read buffer before it is authenticated.
+fn handshake(
+    shared: &Shared,
+    id: u64,
+    io: &mut Stream,
+    accepted_at: Instant,
+) -> Result<String, String> {
+    let limits = &shared.limits;
+    let read = read_frame(
+        &mut Deadline {
+            io,
+            until: accepted_at + limits.handshake_timeout,
+        },
+        MAX_HELLO_FRAME,
+    );
+    let frame = match read {
         Ok(Some(f)) => f,
-        Ok(None) => return Err("closed before the handshake".into()),
-        Err(e) => return Err(format!("handshake: {e}")),
+        Ok(None) => {
+            bad_handshake(shared, id);
+            return Err("closed before the handshake".into());
+        }
+        Err(FrameError::Io(e)) if timed_out(&e) => {
+            bump(&shared.stats.handshake_timeouts);
+            return Err(format!(
+                "no complete Hello within {:?} of accept",
+                limits.handshake_timeout
+            ));
+        }
+        Err(e) => {
+            bad_handshake(shared, id);
+            return Err(format!("handshake: {e}"));
+        }
     };
-    let hello = decode_hello(&frame).map_err(|e| format!("handshake: {e}"))?;
+    let hello = decode_hello(&frame).map_err(|e| {
+        bad_handshake(shared, id);
+        format!("handshake: {e}")
+    })?;
     let mut reply = HelloReply {
         version: VERSION,
         hr: HRESULT::S_OK,
@@ -506,50 +969,97 @@ fn handshake(shared: &Shared, io: &mut BufReader<Stream>) -> Result<String, Stri
         max_frame: MAX_FRAME,
         max_read: MAX_READ,
     };
-    let refusal = if hello.version != VERSION {
-        Some((
+    let mut refusal = None;
+    let mut send_at = Instant::now();
+    if hello.version != VERSION {
+        // Slow down scanning.
+        bad_handshake(shared, id);
+        send_at += limits.failed_secret_delay;
+        refusal = Some((
             HRESULT::ERROR_NOT_SUPPORTED,
             format!(
                 "protocol version {} is not supported; this server speaks version {VERSION}",
                 hello.version
             ),
-        ))
+        ));
     } else if let Some(s) = &shared.secret {
         let ok = hello
             .secret
             .as_deref()
             .is_some_and(|c| constant_time_eq(c.as_bytes(), s.as_bytes()));
-        (!ok).then(|| {
-            (
-                HRESULT::E_ACCESSDENIED,
-                if hello.secret.is_some() {
-                    "wrong shared secret".to_string()
-                } else {
-                    "this server requires a shared secret".to_string()
-                },
-            )
-        })
-    } else {
-        None
-    };
+        let key = peer_key(io);
+        match verdict_time(shared, key, ok) {
+            Err(wait) => {
+                bump(&shared.stats.throttled);
+                refusal = Some((
+                    HRESULT::E_ACCESSDENIED,
+                    format!(
+                        "too many failed handshakes from this address; try again in {} ms",
+                        wait.as_millis()
+                    ),
+                ));
+            }
+            Ok(at) => {
+                send_at = at;
+                if !ok {
+                    bump(&shared.stats.wrong_secret);
+                    refusal = Some((
+                        HRESULT::E_ACCESSDENIED,
+                        if hello.secret.is_some() {
+                            "wrong shared secret".to_string()
+                        } else {
+                            "this server requires a shared secret".to_string()
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    let wait = send_at.saturating_duration_since(Instant::now());
+    if !wait.is_zero() {
+        std::thread::sleep(wait);
+    }
+    if refusal.is_none() {
+        match shared.promote(id) {
+            Ok(()) => {}
+            Err(Refusal::Evicted) => {
+                return Err("closed to admit newer connections during the handshake".into());
+            }
+            Err(Refusal::TooBusy) => {
+                bump(&shared.stats.too_busy);
+                refusal = Some((
+                    HRESULT::RPC_S_SERVER_TOO_BUSY,
+                    format!(
+                        "{} connections are open, the most this server serves at once; try again later",
+                        limits.max_connections
+                    ),
+                ));
+            }
+        }
+    }
     if let Some((hr, msg)) = &refusal {
-        // Slow down guessing.
-        std::thread::sleep(Duration::from_millis(100));
         reply.hr = *hr;
         reply.message = msg.clone();
     }
-    let sent = write_frame(io.get_mut(), &encode_hello_reply(&reply));
+    let _ = io.set_read_timeout(None);
+    // The reply is small: it fits in the socket's buffer unless the peer stopped reading.
+    let _ = io.set_write_timeout(Some(limits.handshake_timeout));
+    let sent = write_frame(io, &encode_hello_reply(&reply));
     if let Some((_, msg)) = refusal {
         return Err(format!("handshake refused ({}): {msg}", hello.client));
     }
     sent.map_err(|e| format!("handshake: {e}"))?;
-    let _ = io.get_ref().set_read_timeout(None);
+    bump(&shared.stats.authenticated);
+    // A peer that stops reading its responses is idle too.
+    let _ = io.set_read_timeout(limits.idle_timeout);
+    let _ = io.set_write_timeout(limits.idle_timeout);
     Ok(hello.client)
 }
 
-fn serve_connection(shared: &Shared, stream: Stream, id: u64) {
+fn serve_connection(shared: &Shared, mut stream: Stream, id: u64, accepted_at: Instant) {
     let peer = stream.peer();
-    let mut io = BufReader::with_capacity(64 << 10, stream);
+    let shaken = handshake(shared, id, &mut stream, accepted_at);
+    let mut io = BufReader::with_capacity(if shaken.is_ok() { 64 << 10 } else { 0 }, stream);
     let mut conn = Conn {
         shared,
         id,
@@ -558,19 +1068,22 @@ fn serve_connection(shared: &Shared, stream: Stream, id: u64) {
         frame: Vec::new(),
         head: Vec::new(),
         read_buf: Vec::new(),
+        reserved: 0,
     };
-    let closed = match handshake(shared, &mut io) {
-        Err(reason) => Some(reason),
+    let closed = match shaken {
+        // A flood of these is summarised by the accept loop ([`Shared::summarize`]),
+        // not logged line by line.
+        Err(_) => None,
         Ok(_client) => conn.serve(&mut io),
     };
+    // A frame the connection was reading when it ended gives its bytes back.
+    shared.release(std::mem::take(&mut conn.reserved));
     if let Some(reason) = closed {
         shared.log(format!("connection {id} ({peer}) closed: {reason}"));
     }
     io.get_ref().shutdown();
     conn.rundown();
-    if let Some(s) = shared.conns.lock().remove(&id) {
-        s.shutdown();
-    }
+    shared.forget(id);
 }
 
 impl Conn<'_> {
@@ -578,68 +1091,84 @@ impl Conn<'_> {
     fn serve(&mut self, io: &mut BufReader<Stream>) -> Option<String> {
         loop {
             let mut frame = std::mem::take(&mut self.frame);
-            match read_frame_into(io, MAX_FRAME, &mut frame) {
-                Ok(true) => {}
-                Ok(false) => return None,
+            let shared = self.shared;
+            let mut reserved = 0;
+            let read = read_frame_metered(io, MAX_FRAME, &mut frame, FRAME_ALLOWANCE, |n| {
+                let ok = shared.reserve(n);
+                if ok {
+                    reserved += n;
+                }
+                ok
+            });
+            self.reserved = reserved;
+            let dropped = match read {
+                Ok(FrameRead::Frame) => None,
+                Ok(FrameRead::Dropped { len }) => Some(len),
+                Ok(FrameRead::End) => return None,
                 Err(FrameError::Io(e)) if self.shared.stopping.load(Ordering::SeqCst) => {
-                    return Some(format!("server shutting down ({e})"))
+                    return Some(format!("server shutting down ({e})"));
+                }
+                Err(FrameError::Io(e)) if timed_out(&e) => {
+                    bump(&self.shared.stats.idle_closed);
+                    return Some(format!(
+                        "no request byte for {:?} (idle timeout); its contexts are run down",
+                        self.shared.limits.idle_timeout.unwrap_or_default()
+                    ));
                 }
                 Err(e) => return Some(format!("bad frame: {e}")),
             };
-            let req = decode_request(&frame);
-            self.frame = frame;
-            let req = match req {
-                Ok(r) => r,
-                Err(e) => return Some(format!("{e}")),
-            };
-            let code = req.op();
-            let shutdown = matches!(req, Request::Shutdown);
-            let resp = catch_unwind(AssertUnwindSafe(|| self.execute(req))).unwrap_or_else(|p| {
-                let msg = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic payload".into());
-                // As the ABI boundary in process: the panic is an event of the CA's trace
-                // (rule EM01), and the message names the call.
-                let message = match Call::from_op(code).map(Call::name) {
-                    Some(call) => {
-                        crate::api::route::record_panic(call, &msg);
-                        format!("{call}: internal emulator panic: {msg} (please report this)")
+            let resp = match dropped {
+                None => {
+                    let req = decode_request(&frame);
+                    self.frame = frame;
+                    match req {
+                        Ok(r) => Ok(r),
+                        Err(e) => return Some(format!("{e}")),
                     }
-                    None => format!("internal emulator panic: {msg} (please report this)"),
-                };
-                Response::fail(code, HRESULT::E_UNEXPECTED, message)
-            });
-            let mut head = std::mem::take(&mut self.head);
-            let written = {
-                let w = io.get_mut();
-                let mut send = |head: &[u8], tail: &[u8]| -> io::Result<()> {
-                    w.write_all(head)?;
-                    if !tail.is_empty() {
-                        w.write_all(tail)?;
-                    }
-                    w.flush()
-                };
-                let tail = encode_response_frame(&resp, &mut head);
-                let size = head.len() - 4 + tail.len();
-                if size > MAX_FRAME as usize {
-                    let fail = Response::fail(
-                        code,
+                }
+                Some(len) => {
+                    // Over the budget: the frame was read and dropped; answer its
+                    // operation (a frame that is not a request is a protocol error).
+                    let op = frame
+                        .get(..2)
+                        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                        .filter(|&op| out_kind(op).is_some());
+                    self.frame = frame;
+                    let Some(op) = op else {
+                        return Some(format!("a dropped frame of {len} bytes is not a request"));
+                    };
+                    bump(&self.shared.stats.over_budget);
+                    let name = Call::from_op(op).map_or("request", Call::name);
+                    Err(Response::fail(
+                        op,
                         HRESULT::E_OUTOFMEMORY,
                         format!(
-                            "the response of {size} bytes exceeds the frame limit of {MAX_FRAME} bytes"
+                            "{name}: the request of {len} bytes does not fit in the server's budget for buffered requests ({} bytes, shared by all connections); it was dropped, try again later",
+                            self.shared.limits.frame_budget
                         ),
-                    );
-                    encode_response_frame(&fail, &mut head);
-                    send(&head, &[])
-                } else {
-                    send(&head, tail)
+                    ))
                 }
             };
-            self.head = head;
+            let (code, shutdown, resp) = match resp {
+                Ok(req) => {
+                    let code = req.op();
+                    let shutdown = matches!(req, Request::Shutdown);
+                    (code, shutdown, self.execute_guarded(code, req))
+                }
+                Err(resp) => (resp.op, false, resp),
+            };
+            let written = self.respond(io, code, &resp);
             if let Some(Out::Bytes(b)) = resp.out {
                 self.read_buf = b;
+            }
+            // The request's bytes beyond the allowance go back to the budget, and the
+            // buffers shrink back to it.
+            self.shared.release(std::mem::take(&mut self.reserved));
+            if self.frame.capacity() > FRAME_ALLOWANCE {
+                self.frame = Vec::new();
+            }
+            if self.head.capacity() > FRAME_ALLOWANCE {
+                self.head = Vec::new();
             }
             if let Err(e) = written {
                 return Some(format!("writing a response: {e}"));
@@ -650,6 +1179,65 @@ impl Conn<'_> {
                 self.shared.stop();
             }
         }
+    }
+
+    /// Executes a request; an emulator panic becomes `E_UNEXPECTED`.
+    fn execute_guarded(&mut self, code: u16, req: Request) -> Response {
+        catch_unwind(AssertUnwindSafe(|| self.execute(req))).unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".into());
+            // As the ABI boundary in process: the panic is an event of the CA's trace
+            // (rule EM01), and the message names the call.
+            let message = match Call::from_op(code).map(Call::name) {
+                Some(call) => {
+                    crate::api::route::record_panic(call, &msg);
+                    format!("{call}: internal emulator panic: {msg} (please report this)")
+                }
+                None => format!("internal emulator panic: {msg} (please report this)"),
+            };
+            Response::fail(code, HRESULT::E_UNEXPECTED, message)
+        })
+    }
+
+    /// Sends a response (one that would exceed the frame limit is replaced by
+    /// `E_OUTOFMEMORY`).
+    fn respond(
+        &mut self,
+        io: &mut BufReader<Stream>,
+        code: u16,
+        resp: &Response,
+    ) -> io::Result<()> {
+        let mut head = std::mem::take(&mut self.head);
+        let written = {
+            let w = io.get_mut();
+            let mut send = |head: &[u8], tail: &[u8]| -> io::Result<()> {
+                w.write_all(head)?;
+                if !tail.is_empty() {
+                    w.write_all(tail)?;
+                }
+                w.flush()
+            };
+            let tail = encode_response_frame(resp, &mut head);
+            let size = head.len() - 4 + tail.len();
+            if size > MAX_FRAME as usize {
+                let fail = Response::fail(
+                    code,
+                    HRESULT::E_OUTOFMEMORY,
+                    format!(
+                        "the response of {size} bytes exceeds the frame limit of {MAX_FRAME} bytes"
+                    ),
+                );
+                encode_response_frame(&fail, &mut head);
+                send(&head, &[])
+            } else {
+                send(&head, tail)
+            }
+        };
+        self.head = head;
+        written
     }
 
     fn handle(&self, call: &'static str, hbc: u64) -> Result<Hcsbc, Error> {
@@ -738,8 +1326,8 @@ impl Conn<'_> {
                 if track {
                     // As the ABI's list functions: the buffer is in the trace (`out.buffer`),
                     // so the conformance report sees a list that is never freed.
-                    let (p, list) = api::list_tracked(kind, h)?;
-                    let token = p as usize as u64;
+                    let token = self.shared.token();
+                    let list = api::list_tracked_as(kind, h, token as usize)?;
                     self.shared.buffers.lock().insert(token, self.id);
                     self.buffers.insert(token);
                     Out::List {

@@ -20,6 +20,7 @@
 
 use super::transition;
 use crate::ca::files::FileReader;
+use crate::ca::format::{BackupEnd, BackupSetKind};
 use crate::ca::Ca;
 use crate::core::consts::{CSBFT_CERTSERVER_DATABASE, CSBFT_LOG};
 use crate::core::outbuf::OutByte;
@@ -127,6 +128,9 @@ pub(crate) struct LogRange {
     pub low: u32,
     /// The highest generation (the one the listing sealed).
     pub high: u32,
+    /// The set the listing sealed into its last log (its backup end mark), if it could
+    /// count the set's transactions.
+    pub set: Option<BackupEnd>,
 }
 
 /// The log side of a live session.
@@ -302,25 +306,30 @@ impl LiveBackup {
     pub(crate) fn backup_logs(&mut self, ca: &mut Ca, m: &Machine) -> Result<WideList> {
         const CALL: &str = Call::BackupGetBackupLogs.name();
         ca.check_files(m, CALL)?;
-        let sealed = ca.roll(m)?;
-        let low = match self.kind {
-            BackupKind::Full => ca.checkpoint().generation,
-            BackupKind::LogsOnly => ca.last_backup_high().map_or(1, |h| h + 1),
+        // The range ends with the generation the roll seals (the current one); the
+        // checkpoint (frozen in a full session) and the recorded backups do not move.
+        let sealing = ca.current().generation;
+        let (low, kind) = match self.kind {
+            BackupKind::Full => (ca.checkpoint().generation, BackupSetKind::Full),
+            BackupKind::LogsOnly => (
+                ca.last_backup_high().map_or(1, |h| h + 1),
+                BackupSetKind::Incremental,
+            ),
         };
         let low = self.logs.range().map_or(low, |r| r.low.min(low));
-        let on_disk = ca.log_generations_on_disk(m);
         // This session's own truncation may have deleted the start of its range (those
         // logs were secured): a later listing starts at the first generation still there.
         let low = if let Logs::Truncated(_) = self.logs {
-            on_disk
-                .iter()
-                .copied()
+            ca.log_generations_on_disk(m)
+                .into_iter()
                 .find(|g| *g >= low)
-                .unwrap_or(sealed)
-                .min(sealed)
+                .unwrap_or(sealing)
+                .min(sealing)
         } else {
             low
         };
+        let (sealed, set) = ca.roll_for_backup(m, kind, low)?;
+        let on_disk = ca.log_generations_on_disk(m);
         let mut list = WideList::new();
         for g in low..=sealed {
             if !on_disk.contains(&g) {
@@ -344,7 +353,11 @@ impl LiveBackup {
                 });
             }
         }
-        self.logs = self.logs.listed(LogRange { low, high: sealed });
+        self.logs = self.logs.listed(LogRange {
+            low,
+            high: sealed,
+            set,
+        });
         Ok(list)
     }
 
@@ -532,7 +545,7 @@ impl LiveBackup {
         if first {
             // record_backup sets the CA's marks before it saves them: if the save fails,
             // the backup is recorded all the same and the error is this call's.
-            ca.record_backup(m, self.kind == BackupKind::Full, range.high)?;
+            ca.record_backup(m, self.kind == BackupKind::Full, range.high, range.set)?;
         }
         Ok(deleted)
     }
@@ -554,7 +567,7 @@ impl LiveBackup {
         } = self;
         drop(file);
         if let (true, Logs::Listed(r)) = (complete, logs) {
-            ca.record_backup(m, kind == BackupKind::Full, r.high)?;
+            ca.record_backup(m, kind == BackupKind::Full, r.high, r.set)?;
         }
         if kind == BackupKind::Full {
             ca.unfreeze(m)?;

@@ -31,7 +31,8 @@ int main(void)
     EXPECT_OK(CertSrvBackupEnd(hb));
 
     /* Ending a context with an uncompleted registration leaves the registration pending:
-     * the CA refuses to start until it is completed. */
+     * the service starts and waits, suspended for a database restore, and nothing can
+     * complete the registration any more (its context is gone). */
     char *dir = scratch_dir("sample_restore_end");
     REQUIRE_OK(backup_set(wszServer, dir, 1, 1));
     ULONG low = 0, high = 0;
@@ -47,7 +48,9 @@ int main(void)
     EXPECT_OK(CertSrvRestoreRegisterW(hCSBC, NULL, logdir, map, 1, logdir, low, high));
     EXPECT_OK(pfnRestoreEnd(hCSBC));
     EXPECT_REPORT(ca, "pending", "true");
-    EXPECT_HR(CERTEMU_E_JET_RESTORE_IN_PROGRESS, certemu_ca_start(ca));
+    EXPECT_HR(CERTEMU_E_SERVER_SUSPENDED, certemu_ca_start(ca));
+    EXPECT_REPORT(ca, "service", "\"suspended\"");
+    EXPECT_HR(E_HANDLE, CertSrvRestoreRegisterComplete(hCSBC, S_OK));
 
     CertSrvBackupFree(locs);
     EXPECT_OK(certemu_ca_destroy(ca));

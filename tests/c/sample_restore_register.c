@@ -94,14 +94,17 @@ int main(void)
     EXPECT(report_num(ca, "restore_map_count") == 1);
 
     /* "All subsequent restore operations will be interlocked" until Complete: another
-     * registration and the service start are refused. */
+     * registration is refused, and the service waits, suspended, instead of starting. */
     EXPECT_HR(CERTEMU_E_JET_RESTORE_IN_PROGRESS,
               CertSrvRestoreRegister(hsb, NULL, szMyRestoreLogPath, rgrstmap, 1, szMyBackupLogPath,
                                      genLow, genHigh));
-    EXPECT_HR(CERTEMU_E_JET_RESTORE_IN_PROGRESS, certemu_ca_start(ca));
+    EXPECT_HR(CERTEMU_E_SERVER_SUSPENDED, certemu_ca_start(ca));
+    EXPECT_REPORT(ca, "service", "\"suspended\"");
     EXPECT_OK(CertSrvRestoreRegisterComplete(hsb, S_OK));
     EXPECT_OK(CertSrvRestoreEnd(hsb));
     EXPECT_OK(CertSrvRestoreEnd(hinc));
+    /* Completed: the service recovers at its next start. */
+    EXPECT_OK(certemu_ca_stop(ca));
 
     /* The start recovers the restored database with the registered logs. */
     EXPECT_OK(certemu_ca_start(ca));

@@ -155,7 +155,7 @@ int main(void)
     EXPECT(copy_logs(ca, full, l.log_dir) >= 1);
 
     /* 4, 9-10, 13: register the full set. A registration that is not complete keeps the
-     * CA from starting. */
+     * CA from starting: it waits, suspended, until restarted after the Complete. */
     {
         ULONG low = 0, high = 0;
         log_range(full, &low, &high);
@@ -166,9 +166,12 @@ int main(void)
                                          high));
         EXPECT_REPORT(ca, "restore_marker_present", "true");
         EXPECT_REPORT(ca, "pending", "true");
-        EXPECT_HR(CERTEMU_E_JET_RESTORE_IN_PROGRESS, certemu_ca_start(ca));
+        EXPECT_HR(CERTEMU_E_SERVER_SUSPENDED, certemu_ca_start(ca));
+        EXPECT_REPORT(ca, "service", "\"suspended\"");
         EXPECT_OK(CertSrvRestoreRegisterComplete(hbc, S_OK));
         EXPECT_REPORT(ca, "pending", "false");
+        EXPECT_OK(CertSrvServerControl(server, CSCONTROL_SHUTDOWN, NULL, NULL));
+        EXPECT_REPORT(ca, "service", "\"stopped\"");
         EXPECT_OK(CertSrvRestoreEnd(hbc));
         EXPECT_HR(E_HANDLE, CertSrvRestoreEnd(hbc));
     }

@@ -19,6 +19,7 @@ mod remote;
 mod replay;
 mod restore_rules;
 mod scale;
+mod server_limits;
 mod smoke;
 mod texts;
 mod tooling;

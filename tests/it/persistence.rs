@@ -82,13 +82,34 @@ fn a_registered_restore_survives_a_restart() {
         api::restore_register(Some(h), &reg, false).unwrap();
         api::restore_end(h).unwrap();
     }
+    let before = {
+        let ca = open(root.path());
+        // The service starts and waits, suspended, on the registration never completed.
+        assert_eq!(ca.service(), ServiceState::Suspended);
+        assert!(ca.restore_marker().unwrap().pending);
+        assert!(!api::is_server_online(ca.server_name()).unwrap());
+        assert_eq!(
+            ca.finish_start().unwrap_err().hresult(),
+            HRESULT::CERTSRV_E_SERVER_SUSPENDED
+        );
+        assert_eq!(
+            ca.issue(1).unwrap_err().hresult(),
+            HRESULT::CERTSRV_E_SERVER_SUSPENDED
+        );
+        ca.records().collect::<Vec<_>>()
+    };
+    // It waits again after the next restart; clearing the marker lets it run.
     let ca = open(root.path());
-    assert_eq!(ca.service(), ServiceState::Stopped);
-    assert!(ca.restore_marker().unwrap().pending);
-    assert_eq!(
-        ca.start().unwrap_err().hresult(),
-        HRESULT::JET_errRestoreInProgress
-    );
+    assert_eq!(ca.service(), ServiceState::Suspended);
+    ca.clear_restore_marker().unwrap();
+    ca.stop().unwrap();
+    assert!(!ca.start().unwrap().hard);
+    assert_eq!(ca.service(), ServiceState::Running);
+    assert_eq!(ca.records().collect::<Vec<_>>(), before);
+    drop(ca);
+    let ca = open(root.path());
+    assert_eq!(ca.service(), ServiceState::Running);
+    assert!(ca.restore_marker().is_none());
 }
 
 #[test]

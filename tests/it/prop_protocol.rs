@@ -4,13 +4,18 @@
 //!   returns `Ok` or `Err` without panicking, and allocates at most a small multiple of
 //!   its input, whatever counts the bytes announce (measured by a counting allocator);
 //! * every message round-trips: `decode(encode(m)) == m`;
-//! * encodings are canonical: when bytes decode, encoding the result gives the same bytes.
+//! * encodings are canonical: when bytes decode, encoding the result gives the same bytes;
+//! * the fuzz targets (`certadm_emu::remote::fuzz`, run by `cargo fuzz` from `fuzz/`) hold
+//!   on generated input: arbitrary bytes, damaged messages and frames, every operation's
+//!   request, and configuration files valid, damaged and arbitrary (their twins here run
+//!   in the normal suite).
 
 use certadm_emu::api::Registration;
-use certadm_emu::ca::format::Position;
-use certadm_emu::ca::recovery::RecoveryReport;
+use certadm_emu::ca::format::{BackupEnd, BackupSetKind, Position};
+use certadm_emu::ca::recovery::{DataLoss, RecoveryReport};
 use certadm_emu::core::Call;
 use certadm_emu::machine::Identity;
+use certadm_emu::remote::fuzz;
 use certadm_emu::remote::protocol::*;
 use certadm_emu::{WideList, HRESULT};
 use proptest::prelude::*;
@@ -313,6 +318,38 @@ fn ops() -> Vec<u16> {
     operations().collect()
 }
 
+fn backup_set() -> impl Strategy<Value = BackupEnd> {
+    (any::<bool>(), any::<(u32, u32, u64)>()).prop_map(
+        |(full, (low_gen, high_gen, transactions))| BackupEnd {
+            kind: if full {
+                BackupSetKind::Full
+            } else {
+                BackupSetKind::Incremental
+            },
+            low_gen,
+            high_gen,
+            transactions,
+        },
+    )
+}
+
+fn data_loss() -> impl Strategy<Value = DataLoss> {
+    (
+        any::<u32>(),
+        any::<Option<u32>>(),
+        any::<Option<u64>>(),
+        prop::option::of(backup_set()),
+    )
+        .prop_map(
+            |(missing_from, missing_through, lost_transactions, backup)| DataLoss {
+                missing_from,
+                missing_through,
+                lost_transactions,
+                backup,
+            },
+        )
+}
+
 fn recovery() -> impl Strategy<Value = RecoveryReport> {
     (
         any::<bool>(),
@@ -321,15 +358,21 @@ fn recovery() -> impl Strategy<Value = RecoveryReport> {
         0usize..1_000_000,
         any::<bool>(),
         prop::collection::vec(text(), 0..3),
+        prop::option::of(backup_set()),
+        prop::option::of(data_loss()),
     )
         .prop_map(
-            |(hard, (generation, pos), r, t, torn, ignored)| RecoveryReport {
-                hard,
-                from: Position { generation, pos },
-                replayed_generations: r,
-                transactions: t,
-                torn_tail: torn,
-                ignored,
+            |(hard, (generation, pos), r, t, torn, ignored, backup_end, data_loss)| {
+                RecoveryReport {
+                    hard,
+                    from: Position { generation, pos },
+                    replayed_generations: r,
+                    transactions: t,
+                    torn_tail: torn,
+                    ignored,
+                    backup_end,
+                    data_loss,
+                }
             },
         )
 }
@@ -523,4 +566,155 @@ fn the_budget_is_not_vacuous() {
     let (v, p) = peak(|| vec![0u8; 10_000]);
     assert!(p >= 10_000, "{p}");
     drop(v);
+}
+
+// ----- the fuzz targets' twins ------------------------------------------------------------
+
+/// Every fuzz target on the same bytes.
+fn all_targets(bytes: &[u8]) {
+    fuzz::frame(bytes);
+    fuzz::hello(bytes);
+    fuzz::request(bytes);
+    fuzz::response(bytes);
+    fuzz::config(bytes);
+}
+
+/// The target `request`'s input for `r`: the index of its operation, then its payload.
+fn request_target_input(r: &Request) -> Vec<u8> {
+    let payload = encode_request(r);
+    let pick = ops().iter().position(|&o| o == r.op()).unwrap() as u8;
+    [&[pick][..], &payload[2..]].concat()
+}
+
+/// A configuration file as text: a valid one (machines with every section), or one
+/// damaged (characters replaced, inserted, the text cut), or arbitrary text.
+fn config_text() -> impl Strategy<Value = String> {
+    let size = prop_oneof![
+        any::<u32>().prop_map(|n| serde_json::json!(n)),
+        (
+            1u32..100_000,
+            prop::sample::select(vec!["", "K", "M", "G", "KB", "x"])
+        )
+            .prop_map(|(n, u)| serde_json::json!(format!("{n}{u}"))),
+    ];
+    let machine = (
+        "[A-Z][A-Z0-9-]{0,20}",
+        prop::option::of("[a-z0-9.]{1,30}"),
+        prop::option::of((any::<u64>(), 0u32..100_000, size, 1u32..64, any::<u32>())),
+        prop::option::of((any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>())),
+        any::<bool>(),
+    )
+        .prop_map(|(name, dns, ca, identity, strict)| {
+            let mut m = serde_json::json!({"name": name, "strict": strict});
+            if let Some(d) = dns {
+                m["dns"] = d.into();
+            }
+            if let Some((seed, records, edb, logs, flags)) = ca {
+                m["ca"] = serde_json::json!({"seed": seed, "records": records, "edb_size": edb,
+                    "log_capacity": logs, "interface_flags": flags, "name": "Fuzz CA"});
+            }
+            if let Some((b, r, a, x)) = identity {
+                m["identity"] = serde_json::json!({"backup_privilege": b, "restore_privilege": r,
+                    "local_admin": a, "remote": x});
+            }
+            m
+        });
+    let valid = (prop::collection::vec(machine, 0..3), any::<bool>()).prop_map(|(ms, whole)| {
+        if whole || ms.is_empty() {
+            serde_json::json!({"machines": ms, "report": "/tmp/r.json"}).to_string()
+        } else {
+            ms[0].to_string()
+        }
+    });
+    let damaged = (
+        valid.clone(),
+        prop::collection::vec(
+            (any::<prop::sample::Index>(), any::<char>(), any::<bool>()),
+            0..4,
+        ),
+        any::<prop::sample::Index>(),
+        any::<bool>(),
+    )
+        .prop_map(|(text, edits, cut, do_cut)| {
+            let mut chars: Vec<char> = text.chars().collect();
+            for (i, c, insert) in edits {
+                let i = i.index(chars.len().max(1));
+                if insert || chars.is_empty() {
+                    chars.insert(i.min(chars.len()), c);
+                } else {
+                    chars[i] = c;
+                }
+            }
+            if do_cut && !chars.is_empty() {
+                chars.truncate(cut.index(chars.len()));
+            }
+            chars.into_iter().collect()
+        });
+    prop_oneof![valid, damaged, "\\PC{0,200}"]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn fuzz_targets_hold_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        all_targets(&bytes);
+    }
+
+    #[test]
+    fn fuzz_targets_hold_on_damaged_messages(bytes in damaged()) {
+        all_targets(&bytes);
+    }
+
+    /// The request target decodes every operation's valid request, and damaged ones.
+    #[test]
+    fn fuzz_request_target_reaches_every_operation(
+        r in request(),
+        edit in (any::<prop::sample::Index>(), any::<u8>()),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let input = request_target_input(&r);
+        fuzz::request(&input);
+        let mut e = input.clone();
+        let i = edit.0.index(e.len());
+        e[i] = edit.1;
+        fuzz::request(&e);
+        fuzz::request(&input[..cut.index(input.len())]);
+    }
+
+    /// The frame target on streams of frames, with free parts below and above their
+    /// sizes and every grant pattern, whole and cut.
+    #[test]
+    fn fuzz_frame_target_on_frame_streams(
+        free in 0u8..40,
+        pattern in any::<u8>(),
+        payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..12_000), 0..4),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut data = vec![free, pattern];
+        for p in &payloads {
+            write_frame(&mut data, p).unwrap();
+        }
+        fuzz::frame(&data);
+        fuzz::frame(&data[..2 + cut.index(data.len() - 1)]);
+    }
+
+    /// The configuration parser: valid files round-trip, damaged and arbitrary ones give
+    /// an error, never a panic.
+    #[test]
+    fn fuzz_config_target_on_configuration_files(text in config_text()) {
+        fuzz::config(text.as_bytes());
+    }
+}
+
+#[test]
+fn the_request_target_input_decodes_to_the_request() {
+    let r = Request::Issue {
+        machine: "FZ".into(),
+        n: 3,
+    };
+    let input = request_target_input(&r);
+    let op = ops()[input[0] as usize % ops().len()];
+    let payload = [&op.to_le_bytes()[..], &input[1..]].concat();
+    assert_eq!(decode_request(&payload), Ok(r));
 }

@@ -15,12 +15,14 @@ use certadm_emu::abi::{
     CertSrvRestoreEnd, CertSrvRestorePrepareW, CertSrvRestoreRegisterComplete,
     CertSrvRestoreRegisterThroughFile, CertSrvRestoreRegisterW, CSEDB_RSTMAPW,
 };
+use certadm_emu::ca::format::decode_log;
 use certadm_emu::ca::format::{log_file_name, parse_log_file_name};
 use certadm_emu::ca::{Record, ServiceState, Status};
 use certadm_emu::client::{
     backup_to_dir, read_locations, restore_from_dirs, BackupOptions, BackupSummary, RestoreOptions,
     SavedLocations,
 };
+use certadm_emu::conformance::RESTORE_LOST_DATA;
 use certadm_emu::core::consts::*;
 use certadm_emu::core::wide::to_wide_nul;
 use certadm_emu::{EmulatedCa, HRESULT};
@@ -37,6 +39,8 @@ const ACCESS_DENIED: HRESULT = HRESULT(0x8007_0005u32 as i32);
 const INVALID_ARG: HRESULT = HRESULT(0x8007_0057u32 as i32);
 const UNEXPECTED: HRESULT = HRESULT(0x8000_FFFFu32 as i32);
 const RESTORE_IN_PROGRESS: HRESULT = HRESULT(0xC800_01FAu32 as i32);
+const SUSPENDED: HRESULT = HRESULT(0x8009_4006u32 as i32);
+const DIRECTORY: HRESULT = HRESULT(0x8007_010Bu32 as i32);
 const MISSING_FULL_BACKUP: HRESULT = HRESULT(0xC800_0230u32 as i32);
 const MISSING_RESTORE_LOGS: HRESULT = HRESULT(0xC800_022Du32 as i32);
 const BAD_LOG_SIGNATURE: HRESULT = HRESULT(0xC800_0212u32 as i32);
@@ -52,10 +56,11 @@ const BAD_NETPATH: HRESULT = HRESULT(0x8007_0035u32 as i32);
 const PATH_CODES: [HRESULT; 4] = [ACCESS_DENIED, BAD_NETPATH, INVALID_NAME, BAD_PATHNAME];
 
 /// Every code a mutated restore may end with (besides the original records).
-const REFUSALS: [HRESULT; 13] = [
+const REFUSALS: [HRESULT; 14] = [
     UNEXPECTED,
     INVALID_ARG,
     RESTORE_IN_PROGRESS,
+    SUSPENDED,
     MISSING_RESTORE_LOGS,
     BAD_LOG_SIGNATURE,
     BAD_DB_SIGNATURE,
@@ -386,6 +391,12 @@ fn start_restored(h: &History, expected: &[Record]) -> Result<(), TestCaseError>
     let ca = &h.ca;
     let report = ca.start().unwrap();
     prop_assert!(report.hard);
+    prop_assert_eq!(&report.data_loss, &None, "a complete set loses nothing");
+    prop_assert!(
+        report.backup_end.is_some(),
+        "the chain passes a backup end mark"
+    );
+    prop_assert!(ca.report().of(RESTORE_LOST_DATA).is_empty());
     prop_assert_eq!(ca.service(), ServiceState::Running);
     prop_assert_eq!(ca.records().collect::<Vec<_>>(), expected);
     prop_assert!(ca.restore_marker().is_none());
@@ -1025,7 +1036,8 @@ fn run_mutation(c: &MutationCase) -> Result<(), TestCaseError> {
             let k = i.index(n);
             plan.skip_complete = Some(k);
             let expect = if k == n - 1 {
-                Expect::Refusal("start", RESTORE_IN_PROGRESS)
+                // The service starts and waits, suspended, on the registration.
+                Expect::Refusal("start", SUSPENDED)
             } else {
                 Expect::Refusal(reg, RESTORE_IN_PROGRESS)
             };
@@ -1128,8 +1140,14 @@ fn run_mutation(c: &MutationCase) -> Result<(), TestCaseError> {
         "{kind}: unexpected outcome {outcome:?}"
     );
 
-    // A refusal leaves the CA stopped; a refused start leaves every file as it was.
-    if let Outcome::Refused(step, _) = &outcome {
+    // A refusal leaves the CA stopped (a start held by a registration never completed
+    // leaves it suspended until it is stopped); a refused start leaves every file as it was.
+    if let Outcome::Refused(step, hr) = &outcome {
+        if *step == "start" && *hr == SUSPENDED {
+            prop_assert_eq!(h.ca.service(), ServiceState::Suspended);
+            prop_assert!(h.ca.restore_marker().unwrap().pending);
+            h.ca.stop().unwrap();
+        }
         prop_assert_eq!(h.ca.service(), ServiceState::Stopped);
         if *step == "start" {
             prop_assert!(
@@ -1186,4 +1204,218 @@ fn mutated_restore_gives_the_original_records_or_a_specific_refusal() {
         }
     }
     result.unwrap();
+}
+
+// ----- (c) a set that lost its last log -----------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct EarlyEnd {
+    cfg: CaCfg,
+    before_full: Vec<Act>,
+    during_full: u32,
+    full_truncate: bool,
+    /// Activity before each incremental backup, and whether it truncates.
+    incrementals: Vec<(Vec<Act>, bool)>,
+    /// The set that loses its last log.
+    victim: Index,
+    /// Register each set's range as its files show it (what certutil is believed to do,
+    /// spec §8.4), or as the backup listed it.
+    ranges_from_files: bool,
+    through_file: bool,
+}
+
+fn early_end() -> impl Strategy<Value = EarlyEnd> {
+    (
+        ca_cfg(),
+        vec(act(), 0..6),
+        prop_oneof![1 => Just(0u32), 3 => 1u32..16],
+        any::<bool>(),
+        vec((vec(act(), 1..6), any::<bool>()), 0..4),
+        any::<Index>(),
+        prop_oneof![3 => Just(true), 1 => Just(false)],
+        any::<bool>(),
+    )
+        .prop_map(
+            |(
+                cfg,
+                before_full,
+                during_full,
+                full_truncate,
+                incrementals,
+                victim,
+                ranges_from_files,
+                through_file,
+            )| EarlyEnd {
+                cfg,
+                before_full,
+                during_full,
+                full_truncate,
+                incrementals,
+                victim,
+                ranges_from_files,
+                through_file,
+            },
+        )
+}
+
+static EARLY_TALLY: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+
+/// Drops the last log of one set (full or incremental) and restores: the restore is never
+/// reported clean. Either a step refuses (a set left without logs, a gap before a later
+/// set, a registered genHigh the files do not reach), or the CA starts and says what was
+/// lost: `RecoveryReport::data_loss` (the dropped generation, and the transactions it held,
+/// which this CA's backup history knows) and a CR04 violation.
+fn run_early_end(c: &EarlyEnd) -> Result<(), TestCaseError> {
+    let mut h = History::new(&c.cfg);
+    for a in &c.before_full {
+        do_act(&h.ca, a)?;
+    }
+    h.full_backup(c.full_truncate, c.during_full);
+    for (acts, truncate) in &c.incrementals {
+        for a in acts {
+            do_act(&h.ca, a)?;
+        }
+        h.incremental_backup(*truncate)?;
+    }
+    let original = h.at_last_backup.clone();
+    h.ca.issue(1).unwrap(); // lost with the wiped files
+    h.ca.stop().unwrap();
+    h.ca.wipe_files().unwrap();
+
+    let backups: Vec<&(PathBuf, BackupSummary)> = std::iter::once(h.full.as_ref().unwrap())
+        .chain(&h.incs)
+        .collect();
+    let scratch = h.tmp.path().join("staged");
+    let sets: Vec<Staged> = backups
+        .iter()
+        .enumerate()
+        .map(|(i, (dir, sum))| {
+            let d = scratch.join(format!("set{i}"));
+            copy_tree(dir, &d);
+            Staged {
+                dir: d,
+                full: i == 0,
+                range: sum.log_range.unwrap(),
+            }
+        })
+        .collect();
+    let n = sets.len();
+    let k = c.victim.index(n);
+    let (_, high) = sets[k].range;
+    let logs = sets[k].logs();
+    prop_assert_eq!(
+        logs.keys().next_back().copied(),
+        Some(high),
+        "the set ends at its listing's high"
+    );
+    let dropped = decode_log(&std::fs::read(&logs[&high]).unwrap()).unwrap();
+    prop_assert!(
+        dropped.backup_end.is_some(),
+        "the listing sealed its last log with a mark"
+    );
+    std::fs::remove_file(&logs[&high]).unwrap();
+    let kind = if k == 0 { "full" } else { "incremental" };
+    let last = if k == n - 1 {
+        "last set"
+    } else {
+        "earlier set"
+    };
+
+    let outcome: Result<(), (&'static str, HRESULT)> = if c.ranges_from_files {
+        let full = sets[0].dir.clone();
+        let incs: Vec<PathBuf> = sets[1..].iter().map(|s| s.dir.clone()).collect();
+        restore_from_dirs(
+            h.ca.server_name(),
+            &full,
+            &incs,
+            &|p| h.ca.host_path(p),
+            &RestoreOptions {
+                through_file: c.through_file,
+            },
+        )
+        .map(drop)
+        .map_err(|e| (e.call, e.hr))
+    } else {
+        let plan = Plan {
+            order: (0..n).collect(),
+            ranges: sets.iter().map(|s| s.range).collect(),
+            skip_complete: None,
+            through_file: c.through_file,
+        };
+        restore_with_exports(&h.ca, &sets, &plan)
+    };
+    let label = match outcome {
+        Err((step, hr)) => {
+            // Only a set left without any log (the reference client: ERROR_DIRECTORY).
+            prop_assert_eq!(hr, DIRECTORY, "{} refused", step);
+            prop_assert_eq!(logs.len(), 1);
+            format!("refused: {step} -> {hr}")
+        }
+        Ok(()) => match h.ca.start() {
+            Err(e) => {
+                // A gap before a later set's logs, or a registered genHigh past the files.
+                prop_assert_eq!(e.hresult(), MISSING_RESTORE_LOGS, "{}", e);
+                prop_assert!(k < n - 1 || !c.ranges_from_files);
+                prop_assert_eq!(h.ca.service(), ServiceState::Stopped);
+                format!("refused: start -> {}", e.hresult())
+            }
+            Ok(report) => {
+                prop_assert!(report.hard);
+                prop_assert_eq!(k, n - 1, "an earlier set's end is a gap");
+                let loss = report.data_loss.clone();
+                prop_assert!(loss.is_some(), "reported clean: {:?}", report);
+                let loss = loss.unwrap();
+                prop_assert_eq!(loss.missing_from, high);
+                prop_assert_eq!(loss.missing_through, Some(high));
+                prop_assert_eq!(loss.lost_transactions, Some(dropped.txns.len() as u64));
+                prop_assert_eq!(loss.backup.map(|b| b.high_gen), Some(high));
+                let text = loss.to_string();
+                prop_assert!(text.contains(&log_file_name(high)), "{}", text);
+                let violations = h.ca.report();
+                prop_assert_eq!(violations.of(RESTORE_LOST_DATA).len(), 1);
+                prop_assert!(h.ca.verify().is_err());
+                prop_assert_eq!(h.ca.service(), ServiceState::Running);
+                if dropped.txns.is_empty() {
+                    prop_assert_eq!(h.ca.records().collect::<Vec<_>>(), original);
+                    "started, data loss reported (0 transactions)".to_string()
+                } else {
+                    prop_assert!(h.ca.records().collect::<Vec<_>>() != original);
+                    "started, data loss reported".to_string()
+                }
+            }
+        },
+    };
+    *EARLY_TALLY
+        .lock()
+        .unwrap()
+        .entry(format!(
+            "{kind} set ({last}), ranges {}: {label}",
+            if c.ranges_from_files {
+                "from files"
+            } else {
+                "as listed"
+            }
+        ))
+        .or_default() += 1;
+    Ok(())
+}
+
+#[test]
+fn dropping_the_last_log_of_a_set_is_never_a_clean_restore() {
+    let mut runner = TestRunner::new(config(160));
+    let result = runner.run(&early_end(), |c| run_early_end(&c));
+    let tally = std::mem::take(&mut *EARLY_TALLY.lock().unwrap());
+    eprintln!("early-end cases (all runs, shrinking included), by set and outcome:");
+    for (k, n) in &tally {
+        eprintln!("  {n:4}  {k}");
+    }
+    result.unwrap();
+    for needed in ["full set (last set)", "incremental set (last set)"] {
+        assert!(
+            tally
+                .iter()
+                .any(|(k, _)| k.starts_with(needed) && k.contains("data loss reported")),
+            "no case of {needed} started with a data loss report: {tally:?}"
+        );
+    }
 }

@@ -497,7 +497,7 @@ fn a_registered_restore_survives_a_disconnect() {
     assert_eq!(observer.records(m).unwrap(), before);
 
     // Registered without RegisterComplete: the pending marker stays too, and the CA
-    // will not start, as the documentation says.
+    // does not start: it waits, suspended for a database restore (field report F8).
     let m = "RMTPEN";
     {
         let a = connect(&srv);
@@ -535,7 +535,101 @@ fn a_registered_restore_survives_a_disconnect() {
             .unwrap()
             .pending
     );
-    assert!(observer.start(m).is_err());
+    let before = observer.records(m).unwrap();
+    let e = observer.start(m).unwrap_err();
+    assert_eq!(e.hr, HRESULT::CERTSRV_E_SERVER_SUSPENDED, "{e}");
+    let service = |c: &RemoteClient| c.state(m).unwrap().ca.unwrap().service;
+    assert_eq!(service(&observer), ServiceState::Suspended);
+    assert!(!observer.is_server_online(m).unwrap());
+    assert_eq!(
+        observer
+            .backup_prepare(m, 0, CSBACKUP_TYPE_FULL)
+            .unwrap_err()
+            .hr,
+        HRESULT::CERTSRV_E_SERVER_SUSPENDED
+    );
+    assert_eq!(
+        observer.issue(m, 1).unwrap_err().hr,
+        HRESULT::CERTSRV_E_SERVER_SUSPENDED
+    );
+    // ESE's interlock answers a second registration; the context is gone, so only
+    // clearing the marker (and a restart) lets the service run.
+    let h = observer.restore_prepare(m, CSRESTORE_TYPE_FULL).unwrap();
+    let reg = Registration {
+        log_path: Some(r"C:\Windows\system32\CertLog".into()),
+        restore_map: vec![(
+            r"C:\Windows\system32\CertLog\Twin CA.edb".into(),
+            r"C:\Windows\system32\CertLog\Twin CA.edb".into(),
+        )],
+        gen_low: 1,
+        gen_high: 1,
+        ..Default::default()
+    };
+    assert_eq!(
+        observer
+            .restore_register(Some(h), &reg, false)
+            .unwrap_err()
+            .hr,
+        HRESULT::JET_errRestoreInProgress
+    );
+    observer.restore_end(h).unwrap();
+    assert_eq!(
+        observer.start(m).unwrap_err().hr,
+        HRESULT::E_INVALIDARG,
+        "already running (suspended)"
+    );
+    observer.clear_restore_marker(m).unwrap();
+    assert_eq!(service(&observer), ServiceState::Suspended);
+    observer.control(m, CSCONTROL_SHUTDOWN).unwrap();
+    assert_eq!(service(&observer), ServiceState::Stopped);
+    let rec = observer.start(m).unwrap();
+    assert!(!rec.hard, "{rec:?}");
+    assert_eq!(service(&observer), ServiceState::Running);
+    assert!(observer.is_server_online(m).unwrap());
+    assert_eq!(observer.records(m).unwrap(), before);
+}
+
+/// A restore whose last log is missing, through a server: the start's report (over the
+/// wire) and the server's conformance report say what was lost.
+#[test]
+fn a_restore_that_lost_the_end_of_its_set_is_reported_through_a_server() {
+    let srv = start(Some(&format!(
+        r#"{{"machines": [{}]}}"#,
+        machine_json("RMTLOSS")
+    )));
+    let c = connect(&srv);
+    let m = "RMTLOSS";
+    let tmp = tempfile::tempdir().unwrap();
+    c.issue(m, 10).unwrap();
+    backup(&c, m, tmp.path(), true, 1 << 16);
+    // A log capacity of 8: one full generation, then 3 transactions in the log that the
+    // incremental listing seals.
+    c.issue(m, 11).unwrap();
+    let inc = tmp.path().join("inc");
+    backup(&c, m, &inc, false, 1 << 16);
+    let (_, high) = log_range(&inc);
+    let last = inc
+        .join(wszDBBACKUPSUBDIR)
+        .join(certadm_emu::ca::format::log_file_name(high));
+    std::fs::remove_file(&last).unwrap();
+    let (_, kept) = log_range(&inc);
+    assert!(kept < high, "the incremental set held several logs");
+    c.control(m, CSCONTROL_SHUTDOWN).unwrap();
+    c.wipe_files(m).unwrap();
+    let map = |p: &str| c.host_path(m, p).unwrap();
+    restore(&c, m, &[tmp.path(), &inc], &map, true, true);
+    let rec = c.start(m).unwrap();
+    assert!(rec.hard);
+    let loss = rec.data_loss.expect("the loss crosses the wire");
+    assert_eq!(loss.missing_from, high);
+    assert_eq!(loss.missing_through, Some(high));
+    assert_eq!(loss.lost_transactions, Some(3));
+    assert!(rec.backup_end.is_some(), "the full set's end was replayed");
+    let rep = c.report(m).unwrap();
+    let v: Vec<_> = rep.violations.iter().filter(|v| v.rule == "CR04").collect();
+    assert_eq!(v.len(), 1, "{rep:#}");
+    assert_eq!(v[0].detail, loss.to_string());
+    assert!(!rep.clean);
 }
 
 #[test]

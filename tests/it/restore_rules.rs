@@ -14,13 +14,14 @@ use certadm_emu::abi::{
     CertSrvRestoreRegisterThroughFile, CertSrvRestoreRegisterW, CSEDB_RSTMAPW,
 };
 use certadm_emu::api;
-use certadm_emu::ca::format::{log_file_name, parse_log_file_name};
+use certadm_emu::ca::format::{decode_log, log_file_name, parse_log_file_name};
 use certadm_emu::ca::recovery::MarkerStore;
 use certadm_emu::ca::{Record, ServiceState};
 use certadm_emu::client::{
     backup_to_dir, read_locations, restore_from_dirs, BackupOptions, BackupSummary, RestoreOptions,
     SavedLocations,
 };
+use certadm_emu::conformance::RESTORE_LOST_DATA;
 use certadm_emu::core::consts::*;
 use certadm_emu::core::wide::to_wide_nul;
 use certadm_emu::machine::Identity;
@@ -374,6 +375,9 @@ fn registry_marker(ca: &EmulatedCa) -> PathBuf {
 fn start_and_expect(ca: &EmulatedCa, expected: &[Record]) {
     let report = ca.start().unwrap();
     assert!(report.hard, "a registered restore runs hard recovery");
+    assert_eq!(report.data_loss, None, "{report:?}");
+    assert!(report.backup_end.is_some(), "{report:?}");
+    assert!(ca.report().of(RESTORE_LOST_DATA).is_empty());
     assert_eq!(ca.service(), ServiceState::Running);
     assert_eq!(ca.records().collect::<Vec<_>>(), expected);
     assert!(ca.restore_marker().is_none());
@@ -595,19 +599,139 @@ fn rule15_ca_does_not_start_until_register_complete() {
         .unwrap()
         .contains("RestoreStatus=pending"));
 
+    // The service starts, and waits suspended for a database restore operation (field
+    // report F8): the start answers CERTSRV_E_SERVER_SUSPENDED, and so does every request.
     let files = snapshot(&f.ca);
-    assert_eq!(hr_of(f.ca.start()), RESTORE_IN_PROGRESS);
-    assert_eq!(f.ca.service(), ServiceState::Stopped);
-    assert_eq!(hr_of(f.ca.begin_start()), RESTORE_IN_PROGRESS);
-    assert_eq!(f.ca.service(), ServiceState::Stopped);
-    assert_eq!(snapshot(&f.ca), files, "a refused start touches no file");
+    assert_eq!(hr_of(f.ca.start()), SUSPENDED);
+    assert_eq!(f.ca.service(), ServiceState::Suspended);
+    assert_eq!(is_online(f.ca.server_name()), (HRESULT::S_OK, 0));
+    for flags in [CSBACKUP_TYPE_FULL, CSBACKUP_TYPE_LOGS_ONLY] {
+        assert_eq!(backup_prepare_hr(f.ca.server_name(), flags), SUSPENDED);
+    }
+    assert_eq!(hr_of(f.ca.issue(1)), SUSPENDED);
+    assert_eq!(hr_of(f.ca.revoke(1)), SUSPENDED);
+    let other = prepare(f.ca.server_name(), CSRESTORE_TYPE_FULL).unwrap();
+    assert_eq!(get_locations(other).0, SUSPENDED);
+    // ESE's own interlock still answers a second registration.
+    assert_eq!(
+        register(other, &Reg::full(&f.locations(), low, high), false),
+        RESTORE_IN_PROGRESS
+    );
+    assert_eq!(end(other), HRESULT::S_OK);
+    // Starting again is refused while it waits; the held start still waits.
+    assert_eq!(hr_of(f.ca.begin_start()), INVALID_ARG);
+    assert_eq!(hr_of(f.ca.finish_start()), SUSPENDED);
+    assert_eq!(f.ca.service(), ServiceState::Suspended);
+    assert_eq!(snapshot(&f.ca), files, "a held start touches no file");
     assert!(f.ca.restore_marker().unwrap().pending);
     assert_eq!(f.ca.last_recovery(), None);
+    let state = f.ca.state();
+    let st = state.ca.as_ref().unwrap();
+    assert_eq!(st.service, ServiceState::Suspended);
+    assert!(st.restore_marker.unwrap().pending);
+    assert!(
+        f.ca.leftovers().iter().any(|l| l.contains("suspended")),
+        "{:?}",
+        f.ca.leftovers()
+    );
 
-    // Completing the registration (same context) lets the CA start and recover.
+    // Completing the registration (same context) is a local call: the waiting service
+    // does not see it, and stays suspended until it is restarted.
     assert_eq!(complete(h, HRESULT::S_OK), HRESULT::S_OK);
     assert_eq!(end(h), HRESULT::S_OK);
+    assert!(!f.ca.restore_marker().unwrap().pending);
+    assert_eq!(f.ca.service(), ServiceState::Suspended);
+    assert_eq!(is_online(f.ca.server_name()), (HRESULT::S_OK, 0));
+    assert_eq!(snapshot(&f.ca).len(), files.len());
+    // The restart recovers: nothing was written while it waited.
+    f.ca.stop().unwrap();
+    assert_eq!(f.ca.service(), ServiceState::Stopped);
+    assert_eq!(is_online(f.ca.server_name()).0, RPC_UNAVAILABLE);
     start_and_expect(&f.ca, &f.at_backup);
+    assert_eq!(is_online(f.ca.server_name()), (HRESULT::S_OK, 1));
+}
+
+#[test]
+fn rule15_a_held_start_recovers_when_resumed_after_complete() {
+    let f = fixture("Rule15 Resume CA", 152);
+    f.stop_and_wipe();
+    f.copy_full_set();
+    let (low, high) = f.range();
+    let h = prepare(f.ca.server_name(), CSRESTORE_TYPE_FULL).unwrap();
+    assert_eq!(
+        register(h, &Reg::full(&f.locations(), low, high), true),
+        HRESULT::S_OK
+    );
+    f.ca.begin_start().unwrap();
+    assert_eq!(hr_of(f.ca.finish_start()), SUSPENDED);
+    assert_eq!(complete(h, HRESULT::S_OK), HRESULT::S_OK);
+    assert_eq!(end(h), HRESULT::S_OK);
+    // The held start, run again, recovers without a stop.
+    let report = f.ca.finish_start().unwrap();
+    assert!(report.hard);
+    assert_eq!(report.data_loss, None);
+    assert_eq!(f.ca.service(), ServiceState::Running);
+    assert_eq!(f.ca.records().collect::<Vec<_>>(), f.at_backup);
+    assert!(f.ca.restore_marker().is_none());
+}
+
+#[test]
+fn rule15_a_failure_completed_while_held_stops_the_service_with_it() {
+    let f = fixture("Rule15 Failure CA", 153);
+    f.stop_and_wipe();
+    f.copy_full_set();
+    let (low, high) = f.range();
+    let h = prepare(f.ca.server_name(), CSRESTORE_TYPE_FULL).unwrap();
+    assert_eq!(
+        register(h, &Reg::full(&f.locations(), low, high), false),
+        HRESULT::S_OK
+    );
+    assert_eq!(hr_of(f.ca.start()), SUSPENDED);
+    let reported = HRESULT(0x8007_0070u32 as i32); // ERROR_DISK_FULL, say
+    assert_eq!(complete(h, reported), HRESULT::S_OK);
+    assert_eq!(end(h), HRESULT::S_OK);
+    assert_eq!(hr_of(f.ca.finish_start()), reported);
+    assert_eq!(f.ca.service(), ServiceState::Stopped);
+    assert_eq!(hr_of(f.ca.start()), reported);
+    assert_eq!(f.ca.service(), ServiceState::Stopped);
+    assert_eq!(f.ca.last_recovery(), None);
+}
+
+#[test]
+fn rule15_clearing_the_marker_of_a_stuck_restore_lets_the_service_run() {
+    let f = fixture("Rule15 Clear CA", 154);
+    let before = f.ca.records().collect::<Vec<_>>();
+    f.ca.stop().unwrap();
+    let (low, high) = f.range();
+    let h = prepare(f.ca.server_name(), CSRESTORE_TYPE_FULL).unwrap();
+    assert_eq!(
+        register(h, &Reg::full(&f.locations(), low, high), false),
+        HRESULT::S_OK
+    );
+    // The client ends its context without completing: nothing can complete it now.
+    assert_eq!(end(h), HRESULT::S_OK);
+    assert_eq!(hr_of(f.ca.start()), SUSPENDED);
+    assert_eq!(is_online(f.ca.server_name()), (HRESULT::S_OK, 0));
+    let again = prepare(f.ca.server_name(), CSRESTORE_TYPE_FULL).unwrap();
+    assert_eq!(
+        register(again, &Reg::full(&f.locations(), low, high), false),
+        RESTORE_IN_PROGRESS
+    );
+    assert_eq!(complete(again, HRESULT::S_OK), UNEXPECTED);
+    assert_eq!(end(again), HRESULT::S_OK);
+
+    // The operator removes RestoreInProgress and restarts the service: soft recovery of
+    // the CA's own files, which were never replaced.
+    f.ca.clear_restore_marker().unwrap();
+    assert!(!registry_marker(&f.ca).exists());
+    assert_eq!(f.ca.service(), ServiceState::Suspended);
+    f.ca.stop().unwrap();
+    let report = f.ca.start().unwrap();
+    assert!(!report.hard);
+    assert_eq!(f.ca.service(), ServiceState::Running);
+    assert_eq!(is_online(f.ca.server_name()), (HRESULT::S_OK, 1));
+    assert_eq!(f.ca.records().collect::<Vec<_>>(), before);
+    assert_eq!(f.ca.last_recovery(), None);
 }
 
 #[test]
@@ -904,9 +1028,11 @@ fn register_complete_with_a_success_code_other_than_s_ok_is_invalid() {
         assert!(marker.pending, "still not complete");
         assert_eq!(marker.status, None);
     }
-    assert_eq!(hr_of(f.ca.start()), RESTORE_IN_PROGRESS);
+    assert_eq!(hr_of(f.ca.start()), SUSPENDED);
+    assert_eq!(f.ca.service(), ServiceState::Suspended);
     assert_eq!(complete(h, HRESULT::S_OK), HRESULT::S_OK);
     assert_eq!(end(h), HRESULT::S_OK);
+    f.ca.stop().unwrap();
     start_and_expect(&f.ca, &f.at_backup);
 }
 
@@ -1618,4 +1744,246 @@ fn restore_locations_outside_the_root_are_refused() {
     .unwrap();
     ca.start().unwrap();
     assert_eq!(ca.records().collect::<Vec<_>>(), expected);
+}
+
+// ----- a set that ends before the end of its backup (COVERAGE.md C 45) ----------------------
+
+/// The measured case: a full backup listing `edb00003.log` … `edb00007.log` (60
+/// certificates issued while it ran, 600 records at its end; the last log holds 4 of
+/// them), then an incremental backup `edb00008.log` … `edb0000A.log` (32 more, 4 in its
+/// last log).
+struct EarlyEnd {
+    ca: EmulatedCa,
+    dir: tempfile::TempDir,
+    full: PathBuf,
+    inc: PathBuf,
+    at_full: Vec<Record>,
+    at_inc: Vec<Record>,
+}
+
+fn early_end(name: &str) -> EarlyEnd {
+    let ca = EmulatedCa::builder()
+        .ca_name(name)
+        .records(512)
+        .log_capacity(14)
+        .build()
+        .unwrap();
+    ca.issue(28).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("backup");
+    let mut busy = false;
+    let sum = backup_to_dir(
+        ca.server_name(),
+        &full,
+        &BackupOptions::default(),
+        &mut |name: &str, _, _| {
+            if !busy && name.to_ascii_lowercase().ends_with(".edb") {
+                busy = true;
+                ca.issue(60).unwrap();
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(sum.log_range, Some((3, 7)));
+    let at_full = ca.records().collect::<Vec<_>>();
+    assert_eq!(at_full.len(), 600);
+    ca.issue(32).unwrap();
+    let inc = full.join("incremental-1");
+    let isum = backup(&ca, &inc, true, false);
+    assert_eq!(isum.log_range, Some((8, 10)));
+    let at_inc = ca.records().collect::<Vec<_>>();
+    assert_eq!(at_inc.len(), 632);
+    EarlyEnd {
+        ca,
+        dir,
+        full,
+        inc,
+        at_full,
+        at_inc,
+    }
+}
+
+impl EarlyEnd {
+    /// Stops and wipes the CA, then restores the sets with the reference client (genLow
+    /// and genHigh taken from the files, as certutil is believed to do, spec §8.4).
+    fn restore(&self, incs: &[PathBuf]) {
+        self.ca.stop().unwrap();
+        self.ca.wipe_files().unwrap();
+        restore_from_dirs(
+            self.ca.server_name(),
+            &self.full,
+            incs,
+            &|p| self.ca.host_path(p),
+            &RestoreOptions::default(),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_full_set_missing_its_last_log_starts_but_reports_the_data_loss() {
+    let e = early_end("Early Full CA");
+    std::fs::remove_file(db_dir(&e.full).join(log_file_name(7))).unwrap();
+    e.restore(&[]);
+    assert_eq!(e.ca.restore_marker().unwrap().gen_high, 6);
+
+    let report = e.ca.start().unwrap();
+    assert!(report.hard);
+    assert_eq!(report.replayed_generations, vec![3, 4, 5, 6]);
+    assert_eq!(report.backup_end, None, "no listing's end was restored");
+    let loss = report.data_loss.clone().expect("the loss is reported");
+    assert_eq!(loss.missing_from, 7);
+    assert_eq!(loss.missing_through, Some(7));
+    assert_eq!(loss.lost_transactions, Some(4));
+    let set = loss.backup.unwrap();
+    assert_eq!((set.low_gen, set.high_gen, set.transactions), (3, 7, 60));
+    let text = loss.to_string();
+    assert!(
+        text.contains("generation 7 (edb00007.log) is missing"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the full backup of generations 3..7"),
+        "{text}"
+    );
+    assert!(text.contains("4 of its transactions are lost"), "{text}");
+
+    // The CA runs, without the 4 certificates of the missing log.
+    assert_eq!(e.ca.service(), ServiceState::Running);
+    assert_eq!(e.ca.record_count(), 596);
+    assert_eq!(
+        e.ca.records().collect::<Vec<_>>(),
+        e.at_full[..596].to_vec()
+    );
+    // Conformance: one CR04 violation, an error.
+    let r = e.ca.report();
+    let v = r.of(RESTORE_LOST_DATA);
+    assert_eq!(v.len(), 1, "{r}");
+    assert_eq!(v[0].rule.id, "CR04");
+    assert_eq!(v[0].detail, text);
+    assert!(
+        v[0].call.contains("(service start: hard recovery)"),
+        "{}",
+        v[0].call
+    );
+    assert!(!e.ca.machine_report().clean);
+    // certemu_ca_report's last_start carries it.
+    let last = certadm_emu::control::LastStart::of(&Ok(report));
+    let json = serde_json::to_value(&last).unwrap();
+    assert_eq!(json["data_loss"]["missing_from"], 7);
+    assert_eq!(json["data_loss"]["lost_transactions"], 4);
+    assert_eq!(json["data_loss"]["backup"]["kind"], "full");
+}
+
+#[test]
+fn an_incremental_set_missing_its_last_log_starts_but_reports_the_data_loss() {
+    let e = early_end("Early Inc CA");
+    let gone = db_dir(&e.inc).join(log_file_name(10));
+    let held = decode_log(&std::fs::read(&gone).unwrap()).unwrap();
+    assert_eq!(held.txns.len(), 4);
+    assert_eq!(
+        held.backup_end
+            .map(|b| (b.low_gen, b.high_gen, b.transactions)),
+        Some((8, 10, 32))
+    );
+    std::fs::remove_file(&gone).unwrap();
+    e.restore(std::slice::from_ref(&e.inc));
+    assert_eq!(e.ca.restore_marker().unwrap().gen_high, 9);
+
+    let report = e.ca.start().unwrap();
+    assert_eq!(report.replayed_generations, vec![3, 4, 5, 6, 7, 8, 9]);
+    let end = report.backup_end.unwrap();
+    assert_eq!((end.low_gen, end.high_gen), (3, 7), "the full set ended");
+    let loss = report.data_loss.unwrap();
+    assert_eq!(
+        (
+            loss.missing_from,
+            loss.missing_through,
+            loss.lost_transactions
+        ),
+        (10, Some(10), Some(4))
+    );
+    assert_eq!(loss.backup.unwrap().kind.name(), "incremental");
+    assert_eq!(e.ca.record_count(), 628);
+    assert_eq!(e.ca.records().collect::<Vec<_>>(), e.at_inc[..628].to_vec());
+    assert_eq!(e.ca.report().of(RESTORE_LOST_DATA).len(), 1);
+}
+
+#[test]
+fn complete_sets_restore_without_a_data_loss_report() {
+    let e = early_end("Early Complete CA");
+    e.restore(std::slice::from_ref(&e.inc));
+    let report = e.ca.start().unwrap();
+    assert_eq!(report.data_loss, None);
+    let end = report.backup_end.unwrap();
+    assert_eq!(
+        (end.kind.name(), end.low_gen, end.high_gen, end.transactions),
+        ("incremental", 8, 10, 32)
+    );
+    assert_eq!(e.ca.records().collect::<Vec<_>>(), e.at_inc);
+    e.ca.verify().unwrap();
+}
+
+/// `certadm-emu restore DIR` into a fresh CA, which has no history of these backups: it
+/// fails, naming the first missing generation (the "OK: recovered 596 records" it printed
+/// before); the intact directory restores.
+#[test]
+fn the_restore_command_fails_on_a_set_missing_its_last_log() {
+    let e = early_end("Early Cli CA");
+    let bin = env!("CARGO_BIN_EXE_certadm-emu");
+    let run = |dir: &Path| {
+        let mut cmd = std::process::Command::new(bin);
+        cmd.arg("restore")
+            .arg(dir)
+            .env_remove("CERTADM_EMU_SERVER")
+            .env_remove("CERTADM_EMU_CONFIG");
+        crate::common::run_with_timeout(cmd, std::time::Duration::from_secs(120)).0
+    };
+    let o = run(&e.full);
+    assert!(o.status.success(), "{}", crate::common::show(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("OK: recovered 632 records"), "{out}");
+    assert!(
+        out.contains("the incremental backup of generations 8..10"),
+        "{out}"
+    );
+
+    // The incremental set without its last log.
+    let copy = e.dir.path().join("copy");
+    copy_dir(&e.full, &copy);
+    std::fs::remove_file(db_dir(&copy.join("incremental-1")).join(log_file_name(10))).unwrap();
+    let o = run(&copy);
+    assert_eq!(o.status.code(), Some(1), "{}", crate::common::show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("DATA LOSS (conformance rule CR04)"), "{err}");
+    assert!(
+        err.contains("at least generation 10 (edb0000A.log) is missing"),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("OK:"));
+
+    // The full set without its last log (and no incremental).
+    let copy = e.dir.path().join("copy-full");
+    copy_dir(&e.full, &copy);
+    std::fs::remove_dir_all(copy.join("incremental-1")).unwrap();
+    std::fs::remove_file(db_dir(&copy).join(log_file_name(7))).unwrap();
+    let o = run(&copy);
+    assert_eq!(o.status.code(), Some(1), "{}", crate::common::show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("at least generation 7 (edb00007.log) is missing"),
+        "{err}"
+    );
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &dst.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, dst.join(e.file_name())).unwrap();
+        }
+    }
 }

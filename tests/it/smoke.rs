@@ -133,3 +133,29 @@ fn ca_names_that_are_not_file_names_are_refused() {
         .build()
         .unwrap();
 }
+
+/// `demo` at any CA size: the request id it revokes after the full backup is
+/// one it issued, not a fixed number (a field report: `demo --records 50`
+/// failed with "revoke: no certificate with request id 1005").
+#[test]
+fn demo_runs_at_small_sizes() {
+    for records in ["0", "50"] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_certadm-emu"));
+        cmd.args(["demo", "--records", records])
+            .env_remove("CERTADM_EMU_SERVER")
+            .env_remove("CERTADM_EMU_CONFIG");
+        let (o, _) = crate::common::run_with_timeout(cmd, std::time::Duration::from_secs(120));
+        assert!(
+            o.status.success(),
+            "--records {records}: {}",
+            crate::common::show(&o)
+        );
+        let out = String::from_utf8_lossy(&o.stdout);
+        let expected = 190 + records.parse::<usize>().unwrap();
+        assert!(
+            out.contains(&format!("Verify: {expected} records (expected {expected})")),
+            "{out}"
+        );
+        assert!(out.contains("OK: every record is back"), "{out}");
+    }
+}

@@ -236,6 +236,12 @@ fn the_main_error_messages_are_pinned() {
         api::restore_register(Some(r), &reg, false).unwrap_err(),
         &[],
     );
+    add(
+        "start held by a registration never completed",
+        b.start().unwrap_err(),
+        &[],
+    );
+    b.stop().unwrap();
     api::restore_register_complete(Some(r), HRESULT::S_OK).unwrap();
     api::restore_end(r).unwrap();
     add(
@@ -340,6 +346,14 @@ fn the_main_error_messages_are_pinned() {
              CertSrvRestoreRegisterComplete was not called yet; complete it first",
         ),
         (
+            "start held by a registration never completed",
+            0x80094006,
+            "start: a restore is registered but CertSrvRestoreRegisterComplete was not called: \
+             the service waits, suspended for a database restore operation, until \
+             the registration is completed (or its RestoreInProgress marker removed) and the \
+             service restarted",
+        ),
+        (
             "recovery without the database",
             0xC80004B6,
             "recovery failed (0xC80004B6 JET_errDatabaseCorrupted): the database file <edb> is \
@@ -421,4 +435,54 @@ fn each_path_refusal_and_recovery_failure_has_its_code_and_text() {
             format!("recovery failed ({code}): edb00003.log")
         );
     }
+}
+
+/// The two texts of a restore that ended before the end of its backup set (CR04): with the
+/// set known from the CA's backup history, and without it.
+#[test]
+fn the_data_loss_texts_are_pinned() {
+    use certadm_emu::ca::format::{BackupEnd, BackupSetKind};
+    use certadm_emu::ca::recovery::DataLoss;
+    let set = BackupEnd {
+        kind: BackupSetKind::Full,
+        low_gen: 3,
+        high_gen: 7,
+        transactions: 60,
+    };
+    let known = DataLoss {
+        missing_from: 7,
+        missing_through: Some(7),
+        lost_transactions: Some(4),
+        backup: Some(set),
+    };
+    assert_eq!(
+        known.to_string(),
+        "the restore ends before the end of its backup set: generation 7 (edb00007.log) is \
+         missing; the full backup of generations 3..7 (edb00003.log .. edb00007.log, 60 \
+         transactions) listed it, and 4 of its transactions are lost"
+    );
+    let two = DataLoss {
+        missing_from: 6,
+        ..known.clone()
+    };
+    assert!(two
+        .to_string()
+        .contains("generations 6..7 (edb00006.log .. edb00007.log) are missing"));
+    let unknown = DataLoss {
+        missing_from: 10,
+        missing_through: None,
+        lost_transactions: None,
+        backup: None,
+    };
+    assert_eq!(
+        unknown.to_string(),
+        "the restore ends before the end of its backup set: at least generation 10 \
+         (edb0000A.log) is missing (the restored chain ends on a log that no backup's log \
+         listing sealed as the last of its set, and no edb.log continues it); the \
+         transactions in it are lost"
+    );
+    assert_eq!(
+        serde_json::to_string(&known).unwrap(),
+        r#"{"missing_from":7,"missing_through":7,"lost_transactions":4,"backup":{"kind":"full","low_gen":3,"high_gen":7,"transactions":60}}"#
+    );
 }

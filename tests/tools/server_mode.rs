@@ -3,9 +3,9 @@
 //! `certadm-emu serve` process (`src/abi/forward.rs`). Each client here runs twice, in
 //! process and through a server, and the results are compared.
 //!
-//! * `scenario_backup.c`, `scenario_restore.c`: the C scenarios, their `certemu_ca_report`
-//!   after the backup / after the recovery equal in both modes (up to machine names and
-//!   directories).
+//! * `scenario_backup.c`, `scenario_restore.c`, `stuck_restore.c`: the C scenarios, their
+//!   `certemu_ca_report` after the backup / after the recovery equal in both modes (up to
+//!   machine names and directories).
 //! * `plain_agent.c`: an unmodified agent whose CA (and fault) is in the server's
 //!   `--config`; the server's report at shutdown has the same violations and calls as the
 //!   in-process report of `CERTADM_EMU_CONFIG`.
@@ -280,6 +280,13 @@ fn scenario_backup_through_a_server() {
 #[test]
 fn scenario_restore_through_a_server() {
     scenario("scenario_restore", "after recovery:");
+}
+
+/// A stuck restore (suspended until completed and restarted) and a restore that lost the
+/// end of its backup set: the same HRESULTs, states and report through a server.
+#[test]
+fn stuck_restore_through_a_server() {
+    scenario("stuck_restore", "after recovery:");
 }
 
 /// The configuration of `plain_agent` (as in `tests/c_clients.rs`), with a planned read failure.

@@ -49,23 +49,30 @@ pub struct MachineFacts {
     pub remote_caller: Fact<bool>,
 }
 
-/// What the user sets on the command line.
-#[derive(Debug, Clone, Default)]
+/// What the user sets on the command line (`certadm-emu replay`'s machine options).
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct Overrides {
-    /// `--server-name`.
-    pub netbios: Option<String>,
-    /// `--dns-name`.
-    pub dns: Option<String>,
-    /// `--ca-name`.
-    pub ca_name: Option<String>,
-    /// `--records`.
+    /// Certificates in the emulated CA at install (default 16; a transcript has no count).
+    #[arg(long)]
     pub records: Option<u32>,
-    /// `--seed`.
+    /// Seed of the emulated CA's generated content.
+    #[arg(long)]
     pub seed: Option<u64>,
-    /// `--log-capacity`.
+    /// Transactions per log generation of the emulated CA (default 64).
+    #[arg(long)]
     pub log_capacity: Option<u32>,
-    /// `--edb-size`.
+    /// Size of the emulated CA's virtual .edb, e.g. 64M.
+    #[arg(long, value_parser = crate::cli::parse_size)]
     pub edb_size: Option<u64>,
+    /// The emulated machine's NetBIOS name (default: from the transcript).
+    #[arg(long = "server-name", value_name = "SERVER_NAME")]
+    pub netbios: Option<String>,
+    /// The emulated machine's DNS name (default: the host of the transcript's UNC paths).
+    #[arg(long = "dns-name", value_name = "DNS_NAME")]
+    pub dns: Option<String>,
+    /// The emulated CA's name (default: the transcript's .edb name or header).
+    #[arg(long)]
+    pub ca_name: Option<String>,
 }
 
 // ----- paths ---------------------------------------------------------------------------

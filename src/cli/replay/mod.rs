@@ -50,27 +50,9 @@ pub struct ReplayArgs {
     /// Print the report as JSON (for CI).
     #[arg(long)]
     pub json: bool,
-    /// Certificates in the emulated CA at install (default 16; a transcript has no count).
-    #[arg(long)]
-    pub records: Option<u32>,
-    /// Seed of the emulated CA's generated content.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Transactions per log generation of the emulated CA (default 64).
-    #[arg(long)]
-    pub log_capacity: Option<u32>,
-    /// Size of the emulated CA's virtual .edb, e.g. 64M.
-    #[arg(long, value_parser = super::parse_size)]
-    pub edb_size: Option<u64>,
-    /// The emulated machine's NetBIOS name (default: from the transcript).
-    #[arg(long)]
-    pub server_name: Option<String>,
-    /// The emulated machine's DNS name (default: the host of the transcript's UNC paths).
-    #[arg(long)]
-    pub dns_name: Option<String>,
-    /// The emulated CA's name (default: the transcript's .edb name or header).
-    #[arg(long)]
-    pub ca_name: Option<String>,
+    /// The emulated machine and CA, where the transcript does not say or is overridden.
+    #[command(flatten)]
+    pub machine: facts::Overrides,
     /// Do this to the CA before the first call (repeatable, in order): stop, start, wipe,
     /// restore (= stop, wipe), crash, full-backup, roll-logs=N, issue=N, revoke=ID.
     #[arg(long = "before", value_name = "ACTION")]
@@ -141,16 +123,7 @@ pub fn run(args: ReplayArgs) -> Result<(), String> {
 }
 
 fn replay(args: &ReplayArgs, recordings: &[Recording]) -> Result<Report, String> {
-    let overrides = facts::Overrides {
-        netbios: args.server_name.clone(),
-        dns: args.dns_name.clone(),
-        ca_name: args.ca_name.clone(),
-        records: args.records,
-        seed: args.seed,
-        log_capacity: args.log_capacity,
-        edb_size: args.edb_size,
-    };
-    let (machine, notes) = facts::infer(recordings, &overrides);
+    let (machine, notes) = facts::infer(recordings, &args.machine);
     let (recorded, _) = facts::infer(recordings, &facts::Overrides::default());
     let renames: Vec<Rename> = [
         (&recorded.dns.value, &machine.dns.value, true),
@@ -637,6 +610,11 @@ impl Replayer<'_> {
                 Ok(_) => {
                     self.snapshot = None;
                     None
+                }
+                // A registration never completed holds the start: the CA waits, suspended,
+                // as the recorded one would.
+                Err(e) if self.ca.service() == ServiceState::Suspended => {
+                    Some(format!("{} ({e})", e.hresult()))
                 }
                 Err(e) => match self.snapshot.take() {
                     None => Some(format!("{} ({e})", e.hresult())),
@@ -1158,6 +1136,7 @@ impl Replayer<'_> {
                     Some(format!("{rp} / {lp}")),
                 );
             }
+            let entry = format!("entry {}", i + 1);
             let mapped = self.rename(rp);
             if mapped != *rp {
                 names_differ = true;
@@ -1168,28 +1147,13 @@ impl Replayer<'_> {
                 }
                 if self.gen_offset.is_some_and(|o| o != 0) && log_generation(lp).is_some() {
                     let o = self.gen_offset.unwrap_or(0);
-                    self.diverge(
-                        rec,
-                        format!("entry {}", i + 1),
-                        rp,
-                        lp,
-                        None,
-                        Some(format!(
-                            "log generations: emulator = transcript here, {o:+} before"
-                        )),
-                    );
+                    let note = format!("log generations: emulator = transcript here, {o:+} before");
+                    self.diverge(rec, entry, rp, lp, None, Some(note));
                 }
                 continue;
             }
             if mapped.eq_ignore_ascii_case(lp) {
-                self.diverge(
-                    rec,
-                    format!("entry {}", i + 1),
-                    rp,
-                    lp,
-                    Some(Expected::PathCase),
-                    None,
-                );
+                self.diverge(rec, entry, rp, lp, Some(Expected::PathCase), None);
                 continue;
             }
             let gens = (log_generation(&mapped), log_generation(lp));
@@ -1204,21 +1168,15 @@ impl Replayer<'_> {
                         }
                         continue;
                     }
-                    self.diverge(
-                        rec,
-                        format!("entry {}", i + 1),
-                        rp,
-                        lp,
-                        None,
-                        Some(format!(
-                            "log generations: emulator = transcript {d:+} here, {expected:+} before"
-                        )),
+                    let note = format!(
+                        "log generations: emulator = transcript {d:+} here, {expected:+} before"
                     );
+                    self.diverge(rec, entry, rp, lp, None, Some(note));
                     continue;
                 }
             }
             names_differ = true;
-            self.diverge(rec, format!("entry {}", i + 1), rp, lp, None, None);
+            self.diverge(rec, entry, rp, lp, None, None);
         }
         if !offsets.is_empty() {
             let o = self.gen_offset.unwrap_or(0);
