@@ -19,8 +19,8 @@
 
 use super::files;
 use super::format::{
-    self, check_page, data_pages, decode_slot, encode_slot, records_in_page, seal_page, slot_of,
-    EdbHeader, FormatError, Position, PAGE_HEAD, PAGE_SIZE, SLOT_SIZE,
+    self, check_page, data_pages, decode_slot_of, encode_slot, records_in_page, revoked_in_page,
+    seal_page, slot_of, EdbHeader, FormatError, Position, PAGE_HEAD, PAGE_SIZE, SLOT_SIZE,
 };
 use super::record::{Record, Status, Txn};
 use crate::core::{Error, RecoveryFailure, Result};
@@ -321,7 +321,8 @@ pub(crate) fn open_verified(
 }
 
 /// Reads and verifies a whole `.edb` in [`CHUNK`]-sized reads (O(1) memory): the header
-/// page, every data page's CRC and head, every slot, the revoked count, the file length
+/// page, every data page's CRC and head, every slot's length and status ([`revoked_in_page`]: no
+/// other per-record work), the revoked count, the file length
 /// (compact or logical) and, if the file holds it, every padding byte.
 pub(crate) fn verify(f: &File, path: &Path) -> Result<EdbHeader> {
     let len = files::len(f, path)?;
@@ -361,7 +362,8 @@ pub(crate) fn verify(f: &File, path: &Path) -> Result<EdbHeader> {
             files::read_at(f, path, bytes, pgno as u64 * PAGE_SIZE as u64)?;
             for (i, page) in bytes.chunks_exact(PAGE_SIZE).enumerate() {
                 let p = pgno + i as u32;
-                revoked += check_page(page, p, records, true)
+                revoked += check_page(page, p, records, false)
+                    .and_then(|_| revoked_in_page(page, p, records))
                     .map_err(|e| corrupt(path, format!("page {p}: {e}")))?;
             }
             pgno += n as u32;
@@ -437,7 +439,7 @@ fn push_page(
     let last = (pgno - 1) * format::SLOTS_PER_PAGE + records_in_page(pgno, records);
     while id <= last && out.len() < max {
         let (_, s) = slot_of(id);
-        let r = decode_slot(&page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE])
+        let r = decode_slot_of(&page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE], id)
             .map_err(|e| corrupt(path, format!("record {id}: {e}")))?;
         out.push(r);
         id += 1;
@@ -673,7 +675,7 @@ impl Pager {
         let (pgno, s) = slot_of(id);
         let i = self.frame(pgno)?;
         let slot = &self.frames[i].page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE];
-        decode_slot(slot)
+        decode_slot_of(slot, id)
             .map(Some)
             .map_err(|e| corrupt(&self.path, format!("record {id}: {e}")))
     }
