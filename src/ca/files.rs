@@ -1,62 +1,20 @@
-//! Host-file helpers for the CA: atomic writes, positioned reads and writes of the page
-//! file and its journal, and the reader that serves a file (with the generated padding of
-//! a virtual `.edb`) to `CertSrvBackupRead`.
+//! Host-file helpers for the CA: positioned reads and writes of the page file and its
+//! journal, small files rewritten in place, and the reader that serves a file (with the
+//! generated padding of a virtual `.edb`) to `CertSrvBackupRead`.
 //!
-//! Every host file operation of `src/ca` goes through the small functions here, so that
-//! they can be routed through one containment layer later.
+//! Every host file of `src/ca` is opened, created, renamed, listed or removed through
+//! `machine::fs` ([`Dir`], [`crate::machine::Beneath`]): beneath the machine root, without
+//! following a link, the refusal made by the operation itself. What is left here works on
+//! descriptors already opened that way.
 
 use super::content;
 use super::format::{EdbImage, EDB_PREFIX};
 use crate::core::outbuf::OutByte;
 use crate::core::{Error, Result};
+use crate::machine::fs::Dir;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
-
-/// Writes `bytes` to `path` through a temporary file and a rename, creating parent folders.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    }
-    let tmp = path.with_extension("tmp~");
-    let mut f =
-        File::create(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-    f.write_all(bytes)
-        .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming to {}", path.display()), e))
-}
-
-/// Opens an existing file for positioned reads and writes.
-pub(crate) fn open_rw(path: &Path) -> Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))
-}
-
-/// Opens an existing file for reading.
-pub(crate) fn open_read(path: &Path) -> std::io::Result<File> {
-    File::open(path)
-}
-
-/// Creates (or truncates) a file for writing.
-pub(crate) fn create(path: &Path) -> Result<File> {
-    File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))
-}
-
-/// Creates (or truncates) a file for positioned reads and writes.
-pub(crate) fn create_rw(path: &Path) -> Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))
-}
 
 /// The length of an open file.
 pub(crate) fn len(f: &File, path: &Path) -> Result<u64> {
@@ -85,38 +43,15 @@ pub(crate) fn set_len(f: &File, path: &Path, len: u64) -> Result<()> {
         .map_err(|e| Error::io(format!("resizing {}", path.display()), e))
 }
 
-/// Renames `from` to `to` (replacing it).
-pub(crate) fn rename(from: &Path, to: &Path) -> Result<()> {
-    std::fs::rename(from, to).map_err(|e| {
-        Error::io(
-            format!("renaming {} to {}", from.display(), to.display()),
-            e,
-        )
-    })
-}
-
-/// Deletes a file; a file that is not there is fine.
-pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(format!("deleting {}", path.display()), e)),
-    }
-}
-
-/// Writes `bytes` over the start of `path` (created if missing) and cuts it to their
-/// length, without a temporary file: for a small file rewritten often whose torn state
-/// nothing reads (`edb.chk`).
-pub(crate) fn overwrite(path: &Path, bytes: &[u8]) -> Result<()> {
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    write_at(&f, path, bytes, 0)?;
-    if len(&f, path)? != bytes.len() as u64 {
-        set_len(&f, path, bytes.len() as u64)?;
+/// Writes `bytes` over the start of the entry `name` of `dir` (created if missing) and
+/// cuts it to their length, without a temporary file: for a small file rewritten often
+/// whose torn state nothing reads (`edb.chk`).
+pub(crate) fn overwrite(dir: &Dir, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.entry_host(name);
+    let f = dir.open_or_create(name)?;
+    write_at(&f, &path, bytes, 0)?;
+    if len(&f, &path)? != bytes.len() as u64 {
+        set_len(&f, &path, bytes.len() as u64)?;
     }
     Ok(())
 }
@@ -125,28 +60,15 @@ pub(crate) fn overwrite(path: &Path, bytes: &[u8]) -> Result<()> {
 /// its old length, so that it is never absent and never shorter than before (a JSON
 /// document stays valid: trailing spaces are whitespace). Without a temporary file and a
 /// rename over the old one, which on ext4 forces the new data out at once.
-pub(crate) fn overwrite_padded(path: &Path, text: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    }
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    let old = len(&f, path)? as usize;
+pub(crate) fn overwrite_padded(dir: &Dir, name: &str, text: &[u8]) -> Result<()> {
+    let path = dir.entry_host(name);
+    let f = dir.open_or_create(name)?;
+    let old = len(&f, &path)? as usize;
     let mut buf = text.to_vec();
     if buf.len() < old {
         buf.resize(old, b' ');
     }
-    write_at(&f, path, &buf, 0)
-}
-
-/// Reads a whole (small) file.
-pub(crate) fn read_all(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))
+    write_at(&f, &path, &buf, 0)
 }
 
 /// A file opened for a backup read: sequential, size fixed when it was opened.
@@ -161,14 +83,10 @@ pub(crate) struct FileReader {
 }
 
 impl FileReader {
-    /// Opens a plain file (a log): its size is its length now.
-    pub(crate) fn open_plain(path: &Path) -> Result<FileReader> {
-        let file =
-            File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let size = file
-            .metadata()
-            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
-            .len();
+    /// Opens a plain file (a log), already opened beneath the machine root: its size is
+    /// its length now.
+    pub(crate) fn open_plain(file: File, path: &Path) -> Result<FileReader> {
+        let size = len(&file, path)?;
         Ok(FileReader {
             file,
             stored_len: size,
@@ -180,8 +98,8 @@ impl FileReader {
 
     /// Opens a `.edb`: its size is the logical size in its header; whatever the host
     /// file does not hold is generated from the padding seed.
-    pub(crate) fn open_edb(path: &Path) -> Result<FileReader> {
-        let mut r = Self::open_plain(path)?;
+    pub(crate) fn open_edb(file: File, path: &Path) -> Result<FileReader> {
+        let mut r = Self::open_plain(file, path)?;
         let mut prefix = [0u8; EDB_PREFIX];
         r.file
             .read_exact(&mut prefix)

@@ -23,8 +23,8 @@ pub mod recovery;
 use crate::core::consts::IF_DEFAULT;
 use crate::core::mix::mix64;
 use crate::core::{Error, Result};
+use crate::machine::fs::{is_link_refusal, missing_is_ok, Dir, Meta, Rel};
 use crate::machine::{Machine, WinPath};
-use files::write_atomic;
 use format::{
     encode_frame, encode_trailer, log_file_name, BackupEnd, BackupSetKind, Checkpoint, EdbHeader,
     LogHeader, Position,
@@ -32,7 +32,7 @@ use format::{
 use pager::Pager;
 pub use record::{Record, Status, Txn};
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -170,14 +170,43 @@ pub(crate) struct Ca {
 /// What identifies a file's content cheaply: length, modification time, inode.
 type Fingerprint = (u64, i128, u64);
 
-fn fingerprint(p: &std::path::Path) -> Option<Fingerprint> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(p).ok()?;
-    Some((
-        m.len(),
-        m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-        m.ino(),
-    ))
+fn fingerprint(m: &Meta) -> Fingerprint {
+    (m.len, m.mtime_ns, m.ino)
+}
+
+/// The fingerprint of the entry `name` of `dir`, if it can be taken (a link never is).
+fn fingerprint_of(dir: &Dir, name: &str) -> Option<Fingerprint> {
+    dir.metadata(name).ok().map(|m| fingerprint(&m))
+}
+
+/// The current log, in `DBLogDirectory`.
+pub(crate) const CURRENT_LOG: &str = "edb.log";
+/// The page journal, in `DBDirectory`.
+pub(crate) const JOURNAL: &str = "edb.jrn";
+/// The checkpoint file, in `DBSystemDirectory`.
+pub(crate) const CHECKPOINT_FILE: &str = "edb.chk";
+
+/// The numbered log generations among the entries of `dir` (whatever their kind: a link
+/// is refused when it is opened), sorted.
+pub(crate) fn generations_in(dir: &Dir) -> Vec<u32> {
+    let mut v: Vec<u32> = dir
+        .read_dir()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| format::parse_log_file_name(&e.name))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// The directory `p` held open, or `None` if it cannot be opened (missing); a link on
+/// the way is refused.
+pub(crate) fn open_dir_if_there(machine: &Machine, p: &WinPath) -> Result<Option<Dir>> {
+    match machine.fs().open_dir(p) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if is_link_refusal(&e) => Err(e),
+        Err(_) => Ok(None),
+    }
 }
 
 impl std::fmt::Debug for Ca {
@@ -220,12 +249,10 @@ struct RegistryValues {
     backup_history: Vec<BackupRecord>,
 }
 
-/// Where the emulated registry keeps the CA's configuration.
-pub(crate) fn registry_path(machine: &Machine) -> PathBuf {
-    machine
-        .root()
-        .join("registry/HKLM/SYSTEM/CurrentControlSet/Services/CertSvc/Configuration.json")
-}
+/// The emulated registry's folder of the CA's configuration, under the machine root.
+pub(crate) const REGISTRY_DIR: &str = "registry/HKLM/SYSTEM/CurrentControlSet/Services/CertSvc";
+/// The file of the CA's configuration in [`REGISTRY_DIR`].
+const REGISTRY_FILE: &str = "Configuration.json";
 
 fn io_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::io(what, e)
@@ -304,26 +331,27 @@ impl Ca {
         };
         ca.next_request_id = next;
         ca.clock = CLOCK_EPOCH + 60 * cfg.records as i64;
+        let fs = machine.fs();
         for dir in [&ca.db_dir, &ca.log_dir, &ca.sys_dir] {
-            let p = machine.host_path_of(dir);
-            std::fs::create_dir_all(&p).map_err(io_err(format!("creating {}", p.display())))?;
+            fs.create_dir_all(dir)?;
         }
         // A reused root may hold an earlier CA's logs: a new database starts a new chain.
-        for g in ca.log_generations_on_disk(machine) {
-            let p = machine.host_path_of(&ca.log_path(g));
-            std::fs::remove_file(&p).map_err(io_err(format!("deleting {}", p.display())))?;
+        let log = fs.open_dir(&ca.log_dir)?;
+        for g in generations_in(&log) {
+            log.remove(&log_file_name(g))?;
         }
         // Records 1..=n, written page by page once (record id has the clock of its creation).
         let seed = cfg.seed;
         let pager = Pager::create(
-            &machine.host_path_of(&ca.database_path()),
-            &machine.host_path_of(&ca.journal_path()),
+            fs.open_dir(&ca.db_dir)?,
+            &ca.edb_name(),
+            JOURNAL,
             &ca.header(0),
             |id| Record::generate(seed, id, CLOCK_EPOCH + 60 * (id as i64 - 1)),
         )?;
         ca.db = Some(pager);
         ca.write_chk(machine)?;
-        ca.create_current_log(machine)?;
+        ca.create_current_log(&log)?;
         ca.write_dynamic_files(machine)?;
         ca.save_registry(machine)?;
         ca.refresh_fingerprints(machine);
@@ -340,13 +368,20 @@ impl Ca {
         machine: &Machine,
         cfg: &CaConfig,
     ) -> Result<(Ca, Option<recovery::RecoveryReport>)> {
-        let reg = registry_path(machine);
-        let Ok(text) = std::fs::read_to_string(&reg) else {
+        let fs = machine.fs();
+        let reg = Rel::host(REGISTRY_DIR)?.join(REGISTRY_FILE)?;
+        // Read beneath the root: a link is refused, anything else unreadable is no CA.
+        let text = match fs.read(&reg) {
+            Ok(bytes) => String::from_utf8(bytes).ok(),
+            Err(e) if is_link_refusal(&e) => return Err(e),
+            Err(_) => None,
+        };
+        let Some(text) = text else {
             return Ca::install(machine, cfg).map(|ca| (ca, None));
         };
         let v: RegistryValues = serde_json::from_str(&text).map_err(|e| {
             Error::io(
-                format!("reading {}", reg.display()),
+                format!("reading {}", fs.host_path(&reg).display()),
                 std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
             )
         })?;
@@ -404,7 +439,8 @@ impl Ca {
             backup_history: self.backup_history.clone(),
         };
         let text = serde_json::to_string_pretty(&v).expect("serialisable");
-        files::overwrite_padded(&registry_path(machine), text.as_bytes())
+        let dir = machine.fs().create_dir(Rel::host(REGISTRY_DIR)?)?;
+        files::overwrite_padded(&dir, REGISTRY_FILE, text.as_bytes())
     }
 
     // ----- accessors -------------------------------------------------------------
@@ -448,13 +484,8 @@ impl Ca {
     }
     fn disk_header(&self, machine: &Machine) -> Option<EdbHeader> {
         let mut none = Vec::new();
-        pager::read_records_on_disk(
-            &machine.host_path_of(&self.database_path()),
-            1,
-            0,
-            &mut none,
-        )
-        .ok()
+        let dir = machine.fs().open_dir(&self.db_dir).ok()?;
+        pager::read_records_on_disk(&dir, &self.edb_name(), 1, 0, &mut none).ok()
     }
     /// Up to `max` records from request id `from` on, in request-id order, appended to
     /// `out` (streamed from the pages; a stopped CA's from its `.edb` on disk).
@@ -468,11 +499,16 @@ impl Ca {
         match &self.db {
             Some(db) => db.read_records(from, max, out),
             None => {
-                let p = machine.host_path_of(&self.database_path());
-                if !p.exists() {
-                    return Ok(());
+                // No database on disk reads as none.
+                let dir = match machine.fs().open_dir(&self.db_dir) {
+                    Ok(d) => d,
+                    Err(e) => return missing_is_ok(e),
+                };
+                match dir.metadata(&self.edb_name()) {
+                    Ok(_) => {}
+                    Err(e) => return missing_is_ok(e),
                 }
-                pager::read_records_on_disk(&p, from, max, out).map(drop)
+                pager::read_records_on_disk(&dir, &self.edb_name(), from, max, out).map(drop)
             }
         }
     }
@@ -537,10 +573,14 @@ impl Ca {
     pub(crate) fn system_dir(&self) -> &WinPath {
         &self.sys_dir
     }
+    /// The database file's name, `<CA name>.edb`.
+    pub(crate) fn edb_name(&self) -> String {
+        format!("{}.edb", self.name)
+    }
     /// The database file.
     pub(crate) fn database_path(&self) -> WinPath {
         self.db_dir
-            .join(&format!("{}.edb", self.name))
+            .join(&self.edb_name())
             .expect("validated at install")
     }
     /// Numbered log file of generation `generation`.
@@ -551,15 +591,12 @@ impl Ca {
     }
     /// The current log `edb.log`.
     pub(crate) fn current_log_path(&self) -> WinPath {
-        self.log_dir.join("edb.log").expect("valid name")
+        self.log_dir.join(CURRENT_LOG).expect("valid name")
     }
     /// The page journal `edb.jrn` (next to the `.edb`): pages not yet checkpointed.
+    #[cfg(test)]
     pub(crate) fn journal_path(&self) -> WinPath {
-        self.db_dir.join("edb.jrn").expect("valid name")
-    }
-    /// The checkpoint file `edb.chk`.
-    pub(crate) fn checkpoint_path(&self) -> WinPath {
-        self.sys_dir.join("edb.chk").expect("valid name")
+        self.db_dir.join(JOURNAL).expect("valid name")
     }
     /// The dynamic files (CRL and CA certificate), not part of the database backup.
     pub(crate) fn dynamic_files(&self, machine: &Machine) -> Vec<WinPath> {
@@ -570,17 +607,13 @@ impl Ca {
                 .expect("valid"),
         ]
     }
-    /// Numbered log generations present in the log directory.
+    /// Numbered log generations present in the log directory (none if it cannot be
+    /// listed, a link in its place included: such a directory is refused where it is used).
     pub(crate) fn log_generations_on_disk(&self, machine: &Machine) -> Vec<u32> {
-        let dir = machine.host_path_of(&self.log_dir);
-        let mut v: Vec<u32> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| format::parse_log_file_name(&e.file_name().to_string_lossy()))
-            .collect();
-        v.sort_unstable();
-        v
+        match machine.fs().open_dir(&self.log_dir) {
+            Ok(d) => generations_in(&d),
+            Err(_) => Vec::new(),
+        }
     }
 
     // ----- activity ----------------------------------------------------------------
@@ -647,16 +680,17 @@ impl Ca {
 
     fn commit(&mut self, machine: &Machine, txn: Txn) -> Result<()> {
         let frame = encode_frame(&txn.encode());
-        let path = machine.host_path_of(&self.current_log_path());
         let log = self.log.as_mut().ok_or_else(|| {
             Error::io(
                 "appending to edb.log",
                 std::io::Error::other("the current log is not open"),
             )
         })?;
-        log.file
-            .write_all(&frame)
-            .map_err(io_err(format!("appending to {}", path.display())))?;
+        // The descriptor was opened beneath the root: an append resolves no path.
+        if let Err(e) = log.file.write_all(&frame) {
+            let path = machine.host_path_of(&self.current_log_path());
+            return Err(Error::io(format!("appending to {}", path.display()), e));
+        }
         log.hasher.update(&frame);
         log.len += frame.len() as u64;
         self.log_fp_stale = true;
@@ -717,8 +751,10 @@ impl Ca {
     /// The transaction count in the seal of the numbered log of generation `g` (its last
     /// 12 bytes: the seal marker, the count, the CRC), if it is there and sealed.
     fn sealed_count(&self, machine: &Machine, g: u32) -> Option<u32> {
-        let path = machine.host_path_of(&self.log_path(g));
-        let f = files::open_read(&path).ok()?;
+        let dir = machine.fs().open_dir(&self.log_dir).ok()?;
+        let name = log_file_name(g);
+        let path = dir.entry_host(&name);
+        let f = dir.open(&name).ok()?;
         let len = files::len(&f, &path).ok()?;
         let mut tail = [0u8; format::SEAL_LEN];
         let at = len.checked_sub(format::SEAL_LEN as u64)?;
@@ -728,6 +764,10 @@ impl Ca {
 
     fn roll_sealing(&mut self, machine: &Machine, backup_end: Option<&BackupEnd>) -> Result<u32> {
         let sealed_gen = self.current.generation;
+        // The log directory, resolved beneath the root before anything changes: a link
+        // in its place is refused here, and the rename and the new edb.log below are made
+        // relative to this descriptor.
+        let dir = machine.fs().open_dir(&self.log_dir)?;
         let log = self.log.take().ok_or_else(|| {
             Error::io(
                 "rolling edb.log",
@@ -736,32 +776,31 @@ impl Ca {
         })?;
         let (trailer, crc) = encode_trailer(self.current.pos, log.hasher, backup_end);
         let mut file = log.file;
-        let cur = machine.host_path_of(&self.current_log_path());
-        file.write_all(&trailer)
-            .map_err(io_err(format!("sealing {}", cur.display())))?;
-        drop(file);
-        let numbered = machine.host_path_of(&self.log_path(sealed_gen));
-        std::fs::rename(&cur, &numbered).map_err(io_err(format!(
-            "renaming {} to {}",
-            cur.display(),
-            numbered.display()
+        file.write_all(&trailer).map_err(io_err(format!(
+            "sealing {}",
+            dir.entry_host(CURRENT_LOG).display()
         )))?;
+        drop(file);
+        let numbered = log_file_name(sealed_gen);
+        dir.rename(CURRENT_LOG, &dir, &numbered)?;
         self.prev_crc = crc;
         self.current = Position {
             generation: sealed_gen + 1,
             pos: 0,
         };
-        self.create_current_log(machine)?;
+        self.create_current_log(&dir)?;
         if !self.frozen {
             self.flush_checkpoint(machine)?;
         } else {
             self.flush_deferred = true;
         }
-        self.touch_fingerprints(&[numbered, cur]);
+        self.touch_fingerprints(&[(&dir, &numbered), (&dir, CURRENT_LOG)]);
         Ok(sealed_gen)
     }
 
-    fn create_current_log(&mut self, machine: &Machine) -> Result<()> {
+    /// Creates `edb.log` in the log directory `dir` with the header of the current
+    /// generation.
+    fn create_current_log(&mut self, dir: &Dir) -> Result<()> {
         let header = LogHeader {
             ca_name: self.name.clone(),
             signature: self.signature,
@@ -769,11 +808,11 @@ impl Ca {
             prev_crc: self.prev_crc,
         }
         .encode();
-        let path = machine.host_path_of(&self.current_log_path());
-        let mut file =
-            File::create(&path).map_err(io_err(format!("creating {}", path.display())))?;
-        file.write_all(&header)
-            .map_err(io_err(format!("writing {}", path.display())))?;
+        let mut file = dir.create(CURRENT_LOG)?;
+        file.write_all(&header).map_err(io_err(format!(
+            "writing {}",
+            dir.entry_host(CURRENT_LOG).display()
+        )))?;
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&header);
         self.log = Some(OpenLog {
@@ -787,12 +826,9 @@ impl Ca {
 
     /// Reopens `edb.log` for appending after recovery (its valid bytes are `bytes`).
     fn reopen_current_log(&mut self, machine: &Machine, bytes: &[u8]) -> Result<()> {
-        let path = machine.host_path_of(&self.current_log_path());
-        write_atomic(&path, bytes)?;
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(io_err(format!("opening {}", path.display())))?;
+        let dir = machine.fs().open_dir(&self.log_dir)?;
+        dir.write_atomic(CURRENT_LOG, bytes)?;
+        let file = dir.append(CURRENT_LOG)?;
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(bytes);
         self.log = Some(OpenLog {
@@ -807,15 +843,14 @@ impl Ca {
     /// Writes the database state at the current position to the `.edb` and `edb.chk`.
     pub(crate) fn flush_checkpoint(&mut self, machine: &Machine) -> Result<()> {
         self.checkpoint = self.current;
-        self.write_checkpoint(machine)?;
-        self.touch_fingerprints(&[
-            machine.host_path_of(&self.database_path()),
-            machine.host_path_of(&self.checkpoint_path()),
-        ]);
+        let sys = self.write_checkpoint(machine)?;
+        let db = machine.fs().open_dir(&self.db_dir)?;
+        self.touch_fingerprints(&[(&db, &self.edb_name()), (&sys, CHECKPOINT_FILE)]);
         Ok(())
     }
 
-    fn write_checkpoint(&mut self, machine: &Machine) -> Result<()> {
+    /// Checkpoints the pages and writes `edb.chk`; returns the directory of `edb.chk`.
+    fn write_checkpoint(&mut self, machine: &Machine) -> Result<Dir> {
         let header = self.header(self.db.as_ref().map_or(0, |d| d.revoked()));
         if let Some(db) = self.db.as_mut() {
             db.checkpoint(&header)?;
@@ -823,17 +858,17 @@ impl Ca {
         self.write_chk(machine)
     }
 
-    /// Writes `edb.chk` (in place: it is never read by recovery, see FILE-FORMATS Doubts).
-    fn write_chk(&self, machine: &Machine) -> Result<()> {
+    /// Writes `edb.chk` (in place: it is never read by recovery, see FILE-FORMATS Doubts);
+    /// returns its directory.
+    fn write_chk(&self, machine: &Machine) -> Result<Dir> {
         let chk = Checkpoint {
             ca_name: self.name.clone(),
             signature: self.signature,
             position: self.checkpoint,
         };
-        files::overwrite(
-            &machine.host_path_of(&self.checkpoint_path()),
-            &chk.encode(),
-        )
+        let dir = machine.fs().open_dir(&self.sys_dir)?;
+        files::overwrite(&dir, CHECKPOINT_FILE, &chk.encode())?;
+        Ok(dir)
     }
 
     /// The header page of the database at the checkpoint position.
@@ -856,7 +891,7 @@ impl Ca {
                 "certadm-emu dynamic file {} of CA {:?} (signature {:016x})\n",
                 i, self.name, self.signature
             );
-            write_atomic(&machine.host_path_of(p), body.as_bytes())?;
+            machine.fs().write_atomic(p, body.as_bytes())?;
         }
         Ok(())
     }
@@ -922,10 +957,10 @@ impl Ca {
             .generation
             .min(backed_up_high.saturating_add(1));
         let mut deleted = Vec::new();
-        for g in self.log_generations_on_disk(machine) {
+        let dir = machine.fs().open_dir(&self.log_dir)?;
+        for g in generations_in(&dir) {
             if g < limit {
-                let p = machine.host_path_of(&self.log_path(g));
-                std::fs::remove_file(&p).map_err(io_err(format!("deleting {}", p.display())))?;
+                dir.remove(&log_file_name(g))?;
                 deleted.push(g);
             }
         }
@@ -951,6 +986,12 @@ impl Ca {
             return Ok(());
         }
         let tampered = self.check_files(machine, "stop");
+        if let Err(e) = &tampered {
+            if is_link_refusal(e) {
+                // A link where the CA keeps its files: refused, the service keeps running.
+                return tampered;
+            }
+        }
         self.tampered = None;
         self.frozen = false;
         let r = self
@@ -959,39 +1000,69 @@ impl Ca {
                 Some(db) => db.retire_journal(),
                 None => Ok(()),
             });
+        if r.is_ok() {
+            // The `.edb` now holds exactly the state: a stopped CA reads it from disk and
+            // holds no descriptor of its files (as the stopped service closes them).
+            self.db = None;
+        }
         self.log = None;
         self.service = ServiceState::Stopped;
         tampered.and(r)
     }
 
-    /// The CA's database, checkpoint and log files as they are on disk now.
-    fn scan_files(&self, machine: &Machine) -> BTreeMap<PathBuf, Fingerprint> {
+    /// The CA's database, checkpoint and log files as they are on disk now, examined
+    /// beneath the root (each directory resolved once): a link in the place of a
+    /// directory or of one of the files is refused (`E_ACCESSDENIED`); a missing one is
+    /// left out.
+    fn scan_files(&self, machine: &Machine) -> Result<BTreeMap<PathBuf, Fingerprint>> {
         let mut out = BTreeMap::new();
-        let mut add = |p: PathBuf| {
-            if let Some(fp) = fingerprint(&p) {
-                out.insert(p, fp);
+        let mut dirs: Vec<(String, Option<Dir>)> = Vec::new();
+        let mut open = |p: &WinPath| -> Result<Option<Dir>> {
+            if let Some((_, d)) = dirs.iter().find(|(k, _)| *k == p.key()) {
+                return Ok(d.clone());
+            }
+            let d = open_dir_if_there(machine, p)?;
+            dirs.push((p.key(), d.clone()));
+            Ok(d)
+        };
+        let mut add = |dir: &Dir, name: &str| -> Result<()> {
+            match dir.metadata(name) {
+                Ok(m) => {
+                    out.insert(dir.entry_host(name), fingerprint(&m));
+                    Ok(())
+                }
+                Err(e) if is_link_refusal(&e) => Err(e),
+                Err(_) => Ok(()),
             }
         };
-        add(machine.host_path_of(&self.database_path()));
-        add(machine.host_path_of(&self.checkpoint_path()));
-        add(machine.host_path_of(&self.current_log_path()));
-        for g in self.log_generations_on_disk(machine) {
-            add(machine.host_path_of(&self.log_path(g)));
+        if let Some(d) = open(&self.db_dir)? {
+            add(&d, &self.edb_name())?;
         }
-        out
+        if let Some(d) = open(&self.sys_dir)? {
+            add(&d, CHECKPOINT_FILE)?;
+        }
+        if let Some(d) = open(&self.log_dir)? {
+            add(&d, CURRENT_LOG)?;
+            for g in generations_in(&d) {
+                add(&d, &log_file_name(g))?;
+            }
+        }
+        Ok(out)
     }
 
     fn refresh_fingerprints(&mut self, machine: &Machine) {
-        self.fingerprints = self.scan_files(machine);
+        self.fingerprints = self.scan_files(machine).unwrap_or_default();
         self.log_fp_stale = false;
     }
 
-    /// Takes again the fingerprints of files the CA itself just wrote.
-    fn touch_fingerprints(&mut self, paths: &[PathBuf]) {
-        for p in paths {
-            match fingerprint(p) {
-                Some(fp) => self.fingerprints.insert(p.clone(), fp),
-                None => self.fingerprints.remove(p),
+    /// Takes again the fingerprints of files the CA itself just wrote (each the entry
+    /// `name` of `dir`).
+    fn touch_fingerprints(&mut self, files: &[(&Dir, &str)]) {
+        for (dir, name) in files {
+            let p = dir.entry_host(name);
+            match fingerprint_of(dir, name) {
+                Some(fp) => self.fingerprints.insert(p, fp),
+                None => self.fingerprints.remove(&p),
             };
         }
     }
@@ -1010,15 +1081,15 @@ impl Ca {
                 why: why.clone(),
             });
         }
+        let now = self.scan_files(machine)?;
         if std::mem::take(&mut self.log_fp_stale) {
             // The CA's own appends: adopted if the file has exactly the bytes it wrote.
             let p = machine.host_path_of(&self.current_log_path());
             let len = self.log.as_ref().map(|l| l.len);
-            if let Some(fp) = fingerprint(&p).filter(|fp| Some(fp.0) == len) {
-                self.fingerprints.insert(p, fp);
+            if let Some(fp) = now.get(&p).filter(|fp| Some(fp.0) == len) {
+                self.fingerprints.insert(p, *fp);
             }
         }
-        let now = self.scan_files(machine);
         if now == self.fingerprints {
             return Ok(());
         }
@@ -1140,7 +1211,7 @@ impl Ca {
         let mut db = out.db;
         // The CA keeps its database at its own path, compact (a restored copy may hold the
         // materialised padding, or lie at another name of the restore map).
-        db.relocate(&machine.host_path_of(&self.database_path()))?;
+        db.relocate(&machine.fs().open_dir(&self.db_dir)?, &self.edb_name())?;
         db.trim()?;
         self.next_request_id = db.records() + 1;
         self.db = Some(db);
@@ -1148,11 +1219,10 @@ impl Ca {
         self.current = out.current;
         self.prev_crc = out.prev_crc;
         if out.report.hard {
-            for g in self.log_generations_on_disk(machine) {
+            let dir = machine.fs().open_dir(&self.log_dir)?;
+            for g in generations_in(&dir) {
                 if g >= self.current.generation {
-                    let p = machine.host_path_of(&self.log_path(g));
-                    std::fs::remove_file(&p)
-                        .map_err(io_err(format!("deleting stale {}", p.display())))?;
+                    dir.remove(&log_file_name(g))?;
                 }
             }
         }

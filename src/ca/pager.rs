@@ -19,11 +19,12 @@
 
 use super::files;
 use super::format::{
-    self, check_page, data_pages, decode_slot, encode_slot, records_in_page, seal_page, slot_of,
-    EdbHeader, FormatError, Position, PAGE_HEAD, PAGE_SIZE, SLOT_SIZE,
+    self, check_page, data_pages, decode_slot_of, encode_slot, records_in_page, revoked_in_page,
+    seal_page, slot_of, EdbHeader, FormatError, Position, PAGE_HEAD, PAGE_SIZE, SLOT_SIZE,
 };
 use super::record::{Record, Status, Txn};
 use crate::core::{Error, RecoveryFailure, Result};
+use crate::machine::fs::{is_link_refusal, Dir};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Write;
@@ -71,6 +72,11 @@ struct Frame {
 
 /// The journal of changed pages not yet in the `.edb` (see the module doc).
 struct Journal {
+    /// Its directory (the CA's `DBDirectory`), held open beneath the machine root.
+    dir: Dir,
+    /// Its entry in `dir`.
+    name: String,
+    /// Its host path (messages).
     path: PathBuf,
     file: Option<File>,
     /// Bytes of the current epoch (0: no epoch started since the last checkpoint).
@@ -84,6 +90,7 @@ struct Journal {
 
 /// The open page file of a running CA (or of a recovery in progress).
 pub(crate) struct Pager {
+    /// The `.edb`'s host path (messages: the file is `file`, opened beneath the root).
     path: PathBuf,
     file: File,
     /// The header page as the `.edb` holds it now.
@@ -112,9 +119,11 @@ impl std::fmt::Debug for Pager {
 }
 
 impl Journal {
-    fn new(path: PathBuf) -> Journal {
+    fn new(dir: Dir, name: &str) -> Journal {
         Journal {
-            path,
+            name: name.to_string(),
+            path: dir.entry_host(name),
+            dir,
             file: None,
             len: 0,
             epoch: 0,
@@ -145,9 +154,21 @@ struct JournalScan {
     committed: Option<BTreeMap<u32, u64>>,
 }
 
-/// Reads a journal; `None` if it has no valid header (nothing was journaled).
-fn scan_journal(path: &Path) -> Result<Option<JournalScan>> {
-    let Ok(f) = files::open_read(path) else {
+/// Opens an entry for reading: `None` if it cannot be opened, except that a link is
+/// refused.
+fn open_if_there(dir: &Dir, name: &str) -> Result<Option<File>> {
+    match dir.open(name) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if is_link_refusal(&e) => Err(e),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Reads the journal `name` of `dir`; `None` if it has no valid header (nothing was
+/// journaled).
+fn scan_journal(dir: &Dir, name: &str) -> Result<Option<JournalScan>> {
+    let path = &dir.entry_host(name);
+    let Some(f) = open_if_there(dir, name)? else {
         return Ok(None);
     };
     let len = files::len(&f, path)?;
@@ -213,30 +234,35 @@ fn scan_journal(path: &Path) -> Result<Option<JournalScan>> {
 /// journal's pages into the `.edb` (if the journal belongs to it), then deletes the
 /// journal. An uncommitted or foreign journal is deleted: the logs replay what it held.
 /// Returns true if pages were applied.
-pub(crate) fn finish_interrupted_checkpoint(db: &Path, journal: &Path) -> Result<bool> {
-    let scan = scan_journal(journal)?;
+pub(crate) fn finish_interrupted_checkpoint(
+    dir: &Dir,
+    db_name: &str,
+    journal_name: &str,
+) -> Result<bool> {
+    let (db, journal) = (&dir.entry_host(db_name), &dir.entry_host(journal_name));
+    let scan = scan_journal(dir, journal_name)?;
     let Some(JournalScan {
         base_signature,
         base,
         committed: Some(index),
     }) = scan
     else {
-        files::remove_if_exists(journal)?;
+        dir.remove_if_exists(journal_name)?;
         return Ok(false);
     };
     let Some(&hoff) = index.get(&0) else {
-        files::remove_if_exists(journal)?;
+        dir.remove_if_exists(journal_name)?;
         return Ok(false);
     };
-    let jf = files::open_read(journal).map_err(|e| Error::io("opening the journal", e))?;
+    let jf = dir.open(journal_name)?;
     let mut page = vec![0u8; PAGE_SIZE];
     files::read_at(&jf, journal, &mut page, hoff)?;
     let target = EdbHeader::decode(&page).map_err(|e| corrupt(journal, e))?;
     // The .edb must be the database the journal started from (or already carry its
     // target): a journal left by a database that a restore replaced is not applied.
-    let applies = match files::open_read(db) {
-        Err(_) => false,
-        Ok(f) => {
+    let applies = match open_if_there(dir, db_name)? {
+        None => false,
+        Some(f) => {
             let mut hp = vec![0u8; PAGE_SIZE];
             match files::read_at(&f, db, &mut hp, 0)
                 .ok()
@@ -252,7 +278,7 @@ pub(crate) fn finish_interrupted_checkpoint(db: &Path, journal: &Path) -> Result
         }
     };
     if applies {
-        let f = files::open_rw(db)?;
+        let f = dir.open_rw(db_name)?;
         for (&pgno, &off) in index.iter().filter(|(p, _)| **p != 0) {
             files::read_at(&jf, journal, &mut page, off)?;
             files::write_at(&f, db, &page, pgno as u64 * PAGE_SIZE as u64)?;
@@ -261,25 +287,51 @@ pub(crate) fn finish_interrupted_checkpoint(db: &Path, journal: &Path) -> Result
         files::write_at(&f, db, &page, 0)?;
     }
     drop(jf);
-    files::remove_if_exists(journal)?;
+    dir.remove_if_exists(journal_name)?;
     Ok(applies)
 }
 
+/// Opens the `.edb` `name` of `dir` for reading and writing, verifies it ([`verify`])
+/// and opens its pager on the same descriptor; the journal is the entry `journal_name`
+/// of `journal_dir`. A link is refused; a file that cannot be opened is missing.
+pub(crate) fn open_verified(
+    dir: &Dir,
+    name: &str,
+    journal_dir: Dir,
+    journal_name: &str,
+) -> Result<Pager> {
+    let path = dir.entry_host(name);
+    let f = match dir.open_rw(name) {
+        Ok(f) => f,
+        Err(e) if is_link_refusal(&e) => return Err(e),
+        Err(_) => {
+            return Err(Error::Recovery {
+                failure: RecoveryFailure::DatabaseCorrupted,
+                why: format!("the database file {} is missing", path.display()),
+            })
+        }
+    };
+    let header = verify(&f, &path)?;
+    Ok(Pager::with_file(
+        path,
+        f,
+        Journal::new(journal_dir, journal_name),
+        header,
+    ))
+}
+
 /// Reads and verifies a whole `.edb` in [`CHUNK`]-sized reads (O(1) memory): the header
-/// page, every data page's CRC and head, every slot, the revoked count, the file length
+/// page, every data page's CRC and head, every slot's length and status ([`revoked_in_page`]: no
+/// other per-record work), the revoked count, the file length
 /// (compact or logical) and, if the file holds it, every padding byte.
-pub(crate) fn verify(path: &Path) -> Result<EdbHeader> {
-    let f = files::open_read(path).map_err(|_| Error::Recovery {
-        failure: RecoveryFailure::DatabaseCorrupted,
-        why: format!("the database file {} is missing", path.display()),
-    })?;
-    let len = files::len(&f, path)?;
+pub(crate) fn verify(f: &File, path: &Path) -> Result<EdbHeader> {
+    let len = files::len(f, path)?;
     let mut head = vec![0u8; PAGE_SIZE];
     if len < format::EDB_PREFIX as u64 {
         return Err(corrupt(path, FormatError::Truncated));
     }
     let n = (len.min(PAGE_SIZE as u64)) as usize;
-    files::read_at(&f, path, &mut head[..n], 0)?;
+    files::read_at(f, path, &mut head[..n], 0)?;
     let (compact, logical, seed) =
         format::EdbImage::prefix(&head[..n]).map_err(|e| corrupt(path, e))?;
     if len != compact && len != logical {
@@ -307,10 +359,11 @@ pub(crate) fn verify(path: &Path) -> Result<EdbHeader> {
         while pgno <= last {
             let n = ((last - pgno + 1) as usize).min(CHUNK / PAGE_SIZE);
             let bytes = &mut buf[..n * PAGE_SIZE];
-            files::read_at(&f, path, bytes, pgno as u64 * PAGE_SIZE as u64)?;
+            files::read_at(f, path, bytes, pgno as u64 * PAGE_SIZE as u64)?;
             for (i, page) in bytes.chunks_exact(PAGE_SIZE).enumerate() {
                 let p = pgno + i as u32;
-                revoked += check_page(page, p, records, true)
+                revoked += check_page(page, p, records, false)
+                    .and_then(|_| revoked_in_page(page, p, records))
                     .map_err(|e| corrupt(path, format!("page {p}: {e}")))?;
             }
             pgno += n as u32;
@@ -334,7 +387,7 @@ pub(crate) fn verify(path: &Path) -> Result<EdbHeader> {
     let mut off = compact;
     while off < len {
         let n = ((len - off) as usize).min(CHUNK);
-        files::read_at(&f, path, &mut buf[..n], off)?;
+        files::read_at(f, path, &mut buf[..n], off)?;
         if let Some(bad) = super::content::verify(seed, off, &buf[..n]) {
             return Err(corrupt(
                 path,
@@ -349,13 +402,14 @@ pub(crate) fn verify(path: &Path) -> Result<EdbHeader> {
 /// Reads up to `max` records from request id `from` on, straight from a `.edb` on disk
 /// (a stopped CA's database; pages are checked as they are read).
 pub(crate) fn read_records_on_disk(
-    path: &Path,
+    dir: &Dir,
+    name: &str,
     from: u32,
     max: usize,
     out: &mut Vec<Record>,
 ) -> Result<EdbHeader> {
-    let f =
-        files::open_read(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let path = &dir.entry_host(name);
+    let f = dir.open(name)?;
     let mut page = vec![0u8; PAGE_SIZE];
     files::read_at(&f, path, &mut page, 0)?;
     let header = EdbHeader::decode(&page).map_err(|e| corrupt(path, e))?;
@@ -385,7 +439,7 @@ fn push_page(
     let last = (pgno - 1) * format::SLOTS_PER_PAGE + records_in_page(pgno, records);
     while id <= last && out.len() < max {
         let (_, s) = slot_of(id);
-        let r = decode_slot(&page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE])
+        let r = decode_slot_of(&page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE], id)
             .map_err(|e| corrupt(path, format!("record {id}: {e}")))?;
         out.push(r);
         id += 1;
@@ -398,14 +452,16 @@ impl Pager {
     /// each page written once, in order, through a temporary file renamed into place
     /// (O(1) memory whatever the count). A journal left at `journal` is deleted.
     pub(crate) fn create(
-        path: &Path,
-        journal: &Path,
+        dir: Dir,
+        name: &str,
+        journal: &str,
         header: &EdbHeader,
         mut record: impl FnMut(u32) -> Record,
     ) -> Result<Pager> {
-        files::remove_if_exists(journal)?;
-        let tmp = path.with_extension("tmp~");
-        let f = files::create(&tmp)?;
+        dir.remove_if_exists(journal)?;
+        let tmp_name = format!("{name}.tmp~");
+        let tmp = dir.entry_host(&tmp_name);
+        let f = dir.create(&tmp_name)?;
         let mut w = std::io::BufWriter::with_capacity(CHUNK, f);
         let werr = |e| Error::io(format!("writing {}", tmp.display()), e);
         w.write_all(&header.encode()).map_err(werr)?;
@@ -433,16 +489,22 @@ impl Pager {
         }
         w.flush().map_err(werr)?;
         drop(w);
-        files::rename(&tmp, path)?;
-        Pager::open(path, journal, header.clone())
+        dir.rename(&tmp_name, &dir, name)?;
+        let file = dir.open_rw(name)?;
+        Ok(Pager::with_file(
+            dir.entry_host(name),
+            file,
+            Journal::new(dir, journal),
+            header.clone(),
+        ))
     }
 
-    /// Opens a `.edb` whose header (already verified) is `header`, for reading and for
-    /// paging changes; changes reach the file only at [`Pager::checkpoint`].
-    pub(crate) fn open(path: &Path, journal: &Path, header: EdbHeader) -> Result<Pager> {
-        let file = files::open_rw(path)?;
-        Ok(Pager {
-            path: path.to_path_buf(),
+    /// The pager of the `.edb` open as `file` (read and write), whose header (already
+    /// verified) is `header`; changes reach the file only at [`Pager::checkpoint`].
+    fn with_file(path: PathBuf, file: File, journal: Journal, header: EdbHeader) -> Pager {
+        Pager {
+            path,
+            journal,
             file,
             records: header.records(),
             revoked: header.revoked,
@@ -450,10 +512,14 @@ impl Pager {
             frames: Vec::new(),
             map: HashMap::new(),
             hand: 0,
-            journal: Journal::new(journal.to_path_buf()),
             hook: None,
             writes: 0,
-        })
+        }
+    }
+
+    /// The header page as the `.edb` holds it now.
+    pub(crate) fn disk_header(&self) -> &EdbHeader {
+        &self.disk
     }
 
     /// Records in the database.
@@ -500,7 +566,7 @@ impl Pager {
     /// Appends one page image to the journal (starting it if needed).
     fn journal_append(&mut self, pgno: u32, page: &[u8]) -> Result<()> {
         if self.journal.file.is_none() {
-            self.journal.file = Some(files::create_rw(&self.journal.path)?);
+            self.journal.file = Some(self.journal.dir.create_rw(&self.journal.name)?);
             self.journal.len = 0;
         }
         if self.journal.len == 0 {
@@ -609,7 +675,7 @@ impl Pager {
         let (pgno, s) = slot_of(id);
         let i = self.frame(pgno)?;
         let slot = &self.frames[i].page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE];
-        decode_slot(slot)
+        decode_slot_of(slot, id)
             .map(Some)
             .map_err(|e| corrupt(&self.path, format!("record {id}: {e}")))
     }
@@ -738,25 +804,26 @@ impl Pager {
         debug_assert!(self.journal.index.is_empty());
         self.journal.file = None;
         self.journal.len = 0;
-        files::remove_if_exists(&self.journal.path)
+        self.journal.dir.remove_if_exists(&self.journal.name)
     }
 
     /// Drops every change not yet checkpointed (a failed recovery): the journal is
     /// deleted and the `.edb` is as it was opened.
     pub(crate) fn discard(mut self) -> Result<()> {
         self.journal.file = None;
-        files::remove_if_exists(&self.journal.path)
+        self.journal.dir.remove_if_exists(&self.journal.name)
     }
 
-    /// Moves the database to `to` (a restore that mapped it elsewhere): copies the file's
-    /// compact part there (through a temporary file) and continues on the copy; the
-    /// original is left as it is.
-    pub(crate) fn relocate(&mut self, to: &Path) -> Result<()> {
-        if to == self.path {
+    /// Moves the database to the entry `to_name` of `to` (a restore that mapped it
+    /// elsewhere): copies the file's compact part there (through a temporary file) and
+    /// continues on the copy; the original is left as it is.
+    pub(crate) fn relocate(&mut self, to: &Dir, to_name: &str) -> Result<()> {
+        if to.entry_host(to_name) == self.path {
             return Ok(());
         }
-        let tmp = to.with_extension("tmp~");
-        let out = files::create(&tmp)?;
+        let tmp_name = format!("{to_name}.tmp~");
+        let tmp = to.entry_host(&tmp_name);
+        let out = to.create(&tmp_name)?;
         let mut buf = vec![0u8; CHUNK];
         let compact = self.disk.compact();
         let mut off = 0u64;
@@ -767,9 +834,9 @@ impl Pager {
             off += n as u64;
         }
         drop(out);
-        files::rename(&tmp, to)?;
-        self.file = files::open_rw(to)?;
-        self.path = to.to_path_buf();
+        to.rename(&tmp_name, to, to_name)?;
+        self.file = to.open_rw(to_name)?;
+        self.path = to.entry_host(to_name);
         Ok(())
     }
 

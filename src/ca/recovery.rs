@@ -1,15 +1,14 @@
 //! Recovery at service start: soft recovery (replay the logs since the checkpoint)
 //! and hard recovery of a registered restore (spec §8.5).
 
-use super::files::read_all;
 use super::format::{decode_log, log_file_name, BackupEnd, EdbHeader, LogHeader, Position};
 use super::pager::{self, Pager};
-use super::{BackupRecord, Ca, Txn};
+use super::{open_dir_if_there, BackupRecord, Ca, Txn, CURRENT_LOG, JOURNAL};
 use crate::core::{Error, RecoveryFailure, Result};
-use crate::machine::fs::Rel;
+use crate::machine::fs::{is_link_refusal, Dir, Kind, Rel};
 use crate::machine::Machine;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What a start did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -163,35 +162,71 @@ fn fail(failure: RecoveryFailure, why: impl Into<String>) -> Error {
     }
 }
 
-/// Reads and verifies a `.edb` (`docs/FILE-FORMATS.md` §4.5): every page's checksum and
-/// every padding byte the file holds, streamed in O(1) memory. Returns its header.
-pub(crate) fn read_database(path: &Path) -> Result<EdbHeader> {
-    pager::verify(path)
+/// Opens and verifies a `.edb` (`docs/FILE-FORMATS.md` §4.5) beneath the machine root:
+/// every page's checksum and every padding byte the file holds, streamed in O(1) memory;
+/// the pager is opened on the same descriptor.
+pub(crate) fn read_database(
+    dir: &Dir,
+    name: &str,
+    journal_dir: Dir,
+    journal_name: &str,
+) -> Result<Pager> {
+    pager::open_verified(dir, name, journal_dir, journal_name)
+}
+
+/// A log file: its directory (held open beneath the machine root) and its name there.
+pub(crate) struct LogFile {
+    dir: Dir,
+    name: String,
+}
+
+impl LogFile {
+    /// Its host path, as messages and the report show it.
+    fn shown(&self) -> String {
+        self.dir.entry_host(&self.name).display().to_string()
+    }
 }
 
 /// Where the logs of a replay come from.
 pub(crate) struct LogSources {
     /// Numbered generations found, by generation (first source wins).
-    pub numbered: BTreeMap<u32, PathBuf>,
+    pub numbered: BTreeMap<u32, LogFile>,
     /// The current log `edb.log`, if present.
-    pub current: Option<PathBuf>,
+    pub current: Option<LogFile>,
 }
 
 impl LogSources {
-    pub(crate) fn scan(dirs: &[PathBuf], current: Option<PathBuf>) -> LogSources {
+    /// The numbered logs of `dirs` and `edb.log` of `current`. A link with a log's name
+    /// is refused (`E_ACCESSDENIED`): the scan lists entries without following them, and
+    /// every log is then opened relative to its directory's descriptor with
+    /// `O_NOFOLLOW`.
+    pub(crate) fn scan(dirs: &[Dir], current: Option<&Dir>) -> Result<LogSources> {
         let mut numbered = BTreeMap::new();
         for d in dirs {
-            for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if let Some(g) = super::format::parse_log_file_name(&name) {
-                    numbered.entry(g).or_insert_with(|| e.path());
+            for e in d.read_dir().unwrap_or_default() {
+                if let Some(g) = super::format::parse_log_file_name(&e.name) {
+                    if e.kind == Kind::Symlink {
+                        return Err(d.refuse_link(&e.name));
+                    }
+                    numbered.entry(g).or_insert_with(|| LogFile {
+                        dir: d.clone(),
+                        name: e.name,
+                    });
                 }
             }
         }
-        LogSources {
-            numbered,
-            current: current.filter(|p| p.is_file()),
-        }
+        let current = match current {
+            Some(d) => match d.metadata(CURRENT_LOG) {
+                Ok(m) if m.kind == Kind::File => Some(LogFile {
+                    dir: d.clone(),
+                    name: CURRENT_LOG.into(),
+                }),
+                Err(e) if is_link_refusal(&e) => return Err(e),
+                _ => None,
+            },
+            None => None,
+        };
+        Ok(LogSources { numbered, current })
     }
 }
 
@@ -264,12 +299,12 @@ impl Ends {
     }
 }
 
-fn load_log(p: &Path) -> Result<(super::format::LogContents, Vec<u8>)> {
-    let bytes = read_all(p)?;
+fn load_log(p: &LogFile) -> Result<(super::format::LogContents, Vec<u8>)> {
+    let bytes = p.dir.read(&p.name)?;
     let c = decode_log(&bytes).map_err(|e| {
         fail(
             RecoveryFailure::LogFileCorrupt,
-            format!("{}: {e}", p.display()),
+            format!("{}: {e}", p.shown()),
         )
     })?;
     Ok((c, bytes))
@@ -318,10 +353,10 @@ pub(crate) fn replay(
     };
     let current = match &sources.current {
         Some(p) => match load_log(p) {
-            Ok((c, bytes)) => Some((p.clone(), bytes, c)),
-            Err(e) if !hard => return Err(e),
+            Ok((c, bytes)) => Some((p.shown(), bytes, c)),
+            Err(e) if !hard || is_link_refusal(&e) => return Err(e),
             Err(_) => {
-                report.ignored.push(p.display().to_string());
+                report.ignored.push(p.shown());
                 None
             }
         },
@@ -342,10 +377,10 @@ pub(crate) fn replay(
                 .as_ref()
                 .is_some_and(|c| c.2.header.generation == generation);
         let loaded = match (numbered, use_current) {
-            (Some(p), _) => load_log(p).map(|(c, b)| (p.display().to_string(), c, b, true)),
+            (Some(p), _) => load_log(p).map(|(c, b)| (p.shown(), c, b, true)),
             (None, true) => {
                 let (p, b, c) = current.as_ref().expect("checked");
-                Ok((p.display().to_string(), c.clone(), b.clone(), false))
+                Ok((p.clone(), c.clone(), b.clone(), false))
             }
             (None, false) => break,
         };
@@ -379,10 +414,10 @@ pub(crate) fn replay(
         });
         let (label, contents, raw, sealed) = match step {
             Ok(v) => v,
-            Err(e) if strict => return Err(e),
+            Err(e) if strict || is_link_refusal(&e) => return Err(e),
             Err(_) => {
                 if let Some(p) = numbered {
-                    report.ignored.push(p.display().to_string());
+                    report.ignored.push(p.shown());
                 }
                 break;
             }
@@ -429,7 +464,7 @@ pub(crate) fn replay(
         }
         Mode::Hard { gen_high } => {
             if let Some((p, _, _)) = &current {
-                report.ignored.push(p.display().to_string());
+                report.ignored.push(p.clone());
             }
             report.backup_end = ends.last_mark;
             report.data_loss = ends.loss(img, gen_high, history);
@@ -450,7 +485,7 @@ pub(crate) fn replay(
                     RecoveryFailure::MissingLogFile,
                     format!(
                         "{} holds generation {} but the chain stops after generation {}: generation {generation} ({}) is missing",
-                        p.display(),
+                        p,
                         c.header.generation,
                         generation.saturating_sub(1),
                         log_file_name(generation)
@@ -539,16 +574,27 @@ fn valid_prefix(raw: &[u8], c: &super::format::LogContents) -> Vec<u8> {
 /// On failure no database file is changed (the pages the replay changed are discarded
 /// with the journal).
 pub(crate) fn recover(ca: &Ca, machine: &Machine) -> Result<Recovered> {
-    let log_dir = machine.host_path_of(&ca.log_dir);
-    let current = machine.host_path_of(&ca.current_log_path());
-    let journal = machine.host_path_of(&ca.journal_path());
-    let (db_path, sources, mode) = match &ca.restore.marker {
+    // Every directory is resolved once beneath the root without following a link, and
+    // each file is then opened relative to it (machine::fs): a link is refused by the
+    // operation that meets it.
+    let fs = machine.fs();
+    let log_dir = open_dir_if_there(machine, &ca.log_dir)?;
+    let missing = |path: PathBuf| {
+        fail(
+            RecoveryFailure::DatabaseCorrupted,
+            format!("the database file {} is missing", path.display()),
+        )
+    };
+    let (db_dir, db_name, journal_dir, sources, mode) = match &ca.restore.marker {
         None => {
+            let Some(db_dir) = open_dir_if_there(machine, &ca.db_dir)? else {
+                return Err(missing(machine.host_path_of(&ca.database_path())));
+            };
             // A checkpoint a crash interrupted after its commit record is finished first.
-            let db_path = machine.host_path_of(&ca.database_path());
-            pager::finish_interrupted_checkpoint(&db_path, &journal)?;
-            let sources = LogSources::scan(&[log_dir], Some(current));
-            (db_path, sources, Mode::Soft)
+            pager::finish_interrupted_checkpoint(&db_dir, &ca.edb_name(), JOURNAL)?;
+            let dirs: Vec<Dir> = log_dir.iter().cloned().collect();
+            let sources = LogSources::scan(&dirs, log_dir.as_ref())?;
+            (db_dir.clone(), ca.edb_name(), db_dir, sources, Mode::Soft)
         }
         Some(mk) => {
             // A pending or failed registration never gets here: `Ca::begin_start` refuses it.
@@ -563,33 +609,30 @@ pub(crate) fn recover(ca: &Ca, machine: &Machine) -> Result<Recovered> {
                     ),
                 ));
             }
-            // The client's paths resolve beneath the root without following a link
-            // (machine::fs).
+            // The client's paths, resolved beneath the root like the CA's own.
             let db = machine.parse_path(&new)?;
-            machine
-                .fs()
-                .resolve(&db)
-                .map(drop)
-                .or_else(crate::machine::fs::only_links)?;
-            let db_path = machine.host_path_of(&db);
+            let (Some(db_dir), Some(db_name)) =
+                (open_dir_if_there(machine, &db.parent())?, db.file_name())
+            else {
+                return Err(missing(machine.host_path_of(&db)));
+            };
             let mut dirs = Vec::new();
             for p in mk.backup_log_paths.iter().chain(mk.log_path.iter()) {
-                let dir = machine.parse_path(p)?;
-                machine.fs().check_tree(&dir)?;
-                dirs.push(machine.host_path_of(&dir));
+                dirs.extend(open_dir_if_there(machine, &machine.parse_path(p)?)?);
             }
-            dirs.push(log_dir);
-            let sources = LogSources::scan(&dirs, Some(current));
+            dirs.extend(log_dir.iter().cloned());
+            let sources = LogSources::scan(&dirs, log_dir.as_ref())?;
             // A journal of the database the restore replaced is not this database's.
-            super::files::remove_if_exists(&journal)?;
+            let journal_dir = fs.create_dir(&ca.db_dir)?;
+            journal_dir.remove_if_exists(JOURNAL)?;
             let mode = Mode::Hard {
                 gen_high: mk.gen_high,
             };
-            (db_path, sources, mode)
+            (db_dir, db_name.to_string(), journal_dir, sources, mode)
         }
     };
-    let img = read_database(&db_path)?;
-    let mut db = Pager::open(&db_path, &journal, img.clone())?;
+    let mut db = read_database(&db_dir, &db_name, journal_dir, JOURNAL)?;
+    let img = db.disk_header().clone();
     match replay(&ca.name, &img, &mut db, &sources, mode, ca.backup_history()) {
         Ok(r) => Ok(r.with(db)),
         Err(e) => {

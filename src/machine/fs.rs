@@ -23,6 +23,14 @@
 //!
 //! Paths are [`Rel`]: the host components of a [`WinPath`] (drive folder, then the
 //! components folded to lower case), or of a fixed emulator path such as the registry.
+//!
+//! A [`Dir`] is a directory resolved this way and held open: the CA keeps the files of
+//! one operation (a log roll, a checkpoint, a recovery) relative to its descriptor, so
+//! that a link planted after the directory was resolved is never seen, and a run of
+//! operations costs one resolution. The entries are opened with `O_NOFOLLOW` (a link is
+//! `ELOOP`, reported as the refusal) and examined with `AT_SYMLINK_NOFOLLOW`; renames and
+//! removals never follow a link either. So the refusal is made by the operation itself:
+//! no check runs before it that a link planted in between could slip past.
 
 use super::WinPath;
 use crate::core::{Error, PathRefusal, Result};
@@ -33,6 +41,7 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 
 /// How directories beneath a root are resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +81,8 @@ pub fn resolver() -> Resolver {
 pub struct Rel {
     parts: Vec<String>,
     shown: String,
+    /// Names of a Windows path are folded to lower case on the host.
+    fold: bool,
 }
 
 impl From<&WinPath> for Rel {
@@ -79,6 +90,7 @@ impl From<&WinPath> for Rel {
         Rel {
             parts: p.host_parts(),
             shown: p.local(),
+            fold: true,
         }
     }
 }
@@ -113,6 +125,26 @@ impl Rel {
         Ok(Rel {
             shown: path.to_string(),
             parts,
+            fold: false,
+        })
+    }
+
+    /// The entry `name` of this directory (a single component; folded to lower case on
+    /// the host if this is a Windows path).
+    pub fn join(&self, name: &str) -> Result<Rel> {
+        let host = host_name(name, self.fold, &self.shown)?;
+        let sep = if self.fold { '\\' } else { '/' };
+        let mut shown = self.shown.clone();
+        if !shown.ends_with(sep) {
+            shown.push(sep);
+        }
+        shown.push_str(name);
+        let mut parts = self.parts.clone();
+        parts.push(host);
+        Ok(Rel {
+            parts,
+            shown,
+            fold: self.fold,
         })
     }
 
@@ -199,6 +231,277 @@ const DIR_FLAGS: OFlags = OFlags::DIRECTORY
     .union(OFlags::CLOEXEC)
     .union(OFlags::NOFOLLOW);
 
+/// The host name of the single component `name` (folded to lower case for a Windows
+/// path): empty, `.`, `..` and names holding a separator or NUL are refused.
+fn host_name(name: &str, fold: bool, shown: &str) -> Result<String> {
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.contains('\\')
+        || name.contains('\0')
+    {
+        return Err(Error::Path {
+            kind: PathRefusal::Malformed,
+            path: format!("{shown}{name}"),
+            why: format!("{name:?} is not a file name"),
+        });
+    }
+    Ok(if fold {
+        name.to_lowercase()
+    } else {
+        name.to_string()
+    })
+}
+
+/// The refusal of the link `name` in the directory `dir` (whose host path is `host`);
+/// `shown` is the path as given.
+fn link_refusal(dir: &OwnedFd, host: &Path, name: &str, shown: &str) -> Error {
+    let target = rfs::readlinkat(dir, name, Vec::new())
+        .map(|t| t.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "?".into());
+    Error::Path {
+        kind: PathRefusal::Symlink,
+        path: shown.to_string(),
+        why: format!(
+            "{} is a symbolic link (to {target}); the emulator never follows a link beneath a machine root",
+            host.join(name).display()
+        ),
+    }
+}
+
+fn meta_of(st: &rfs::Stat) -> Meta {
+    Meta {
+        len: st.st_size as u64,
+        mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
+        ino: st.st_ino,
+        kind: Kind::of(FileType::from_raw_mode(st.st_mode)),
+    }
+}
+
+/// A directory beneath a machine root, resolved without following a link and held open
+/// by its descriptor ([`Beneath::open_dir`]). Its entries are named by a single
+/// component each (folded to lower case if the directory is a Windows path's); nothing
+/// done through it follows a link: a link met as an entry is refused with
+/// `E_ACCESSDENIED`, as [`Beneath`] refuses one met on the way. Clones share the
+/// descriptor.
+#[derive(Debug, Clone)]
+pub struct Dir {
+    fd: Arc<OwnedFd>,
+    rel: Rel,
+    host: PathBuf,
+}
+
+impl Dir {
+    /// The directory's path beneath the root.
+    pub fn rel(&self) -> &Rel {
+        &self.rel
+    }
+
+    /// The directory's host path (for messages: nothing is opened by it).
+    pub fn host_path(&self) -> &Path {
+        &self.host
+    }
+
+    /// The host path of the entry `name` (for messages).
+    pub fn entry_host(&self, name: &str) -> PathBuf {
+        let n = host_name(name, self.rel.fold, "").unwrap_or_else(|_| name.to_string());
+        self.host.join(n)
+    }
+
+    /// The path of the entry `name` beneath the root.
+    pub fn entry(&self, name: &str) -> Result<Rel> {
+        self.rel.join(name)
+    }
+
+    fn name(&self, name: &str) -> Result<String> {
+        host_name(name, self.rel.fold, &self.rel.shown)
+    }
+
+    fn shown(&self, name: &str) -> String {
+        self.rel
+            .join(name)
+            .map_or_else(|_| name.to_string(), |r| r.shown)
+    }
+
+    /// The refusal of the link `name` in this directory (`E_ACCESSDENIED`, naming it and
+    /// its target): for an entry that [`Dir::read_dir`] lists as [`Kind::Symlink`].
+    pub fn refuse_link(&self, name: &str) -> Error {
+        let n = self.name(name).unwrap_or_else(|_| name.to_string());
+        link_refusal(&self.fd, &self.host, &n, &self.shown(name))
+    }
+
+    fn open_with(&self, name: &str, flags: OFlags, what: &str) -> Result<File> {
+        let n = self.name(name)?;
+        match rfs::openat(
+            &*self.fd,
+            n.as_str(),
+            flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::from_raw_mode(0o644),
+        ) {
+            Ok(fd) => Ok(File::from(fd)),
+            Err(Errno::LOOP) => Err(link_refusal(&self.fd, &self.host, &n, &self.shown(name))),
+            Err(e) => Err(Error::io(
+                format!("{what} {}", self.host.join(&n).display()),
+                errno_io(e),
+            )),
+        }
+    }
+
+    /// Opens an entry for reading.
+    pub fn open(&self, name: &str) -> Result<File> {
+        self.open_with(name, OFlags::RDONLY, "opening")
+    }
+
+    /// Opens an existing entry for positioned reads and writes (not truncated).
+    pub fn open_rw(&self, name: &str) -> Result<File> {
+        self.open_with(name, OFlags::RDWR, "opening")
+    }
+
+    /// Creates (or truncates) an entry for writing.
+    pub fn create(&self, name: &str) -> Result<File> {
+        self.open_with(
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC,
+            "creating",
+        )
+    }
+
+    /// Creates (or truncates) an entry for positioned reads and writes.
+    pub fn create_rw(&self, name: &str) -> Result<File> {
+        self.open_with(
+            name,
+            OFlags::RDWR | OFlags::CREATE | OFlags::TRUNC,
+            "creating",
+        )
+    }
+
+    /// Opens an entry for writing, created if missing, not truncated.
+    pub fn open_or_create(&self, name: &str) -> Result<File> {
+        self.open_with(name, OFlags::WRONLY | OFlags::CREATE, "opening")
+    }
+
+    /// Opens an existing entry for appending.
+    pub fn append(&self, name: &str) -> Result<File> {
+        self.open_with(name, OFlags::WRONLY | OFlags::APPEND, "opening")
+    }
+
+    /// Reads a whole (small) entry.
+    pub fn read(&self, name: &str) -> Result<Vec<u8>> {
+        let mut f = self.open(name)?;
+        let mut v = Vec::new();
+        f.read_to_end(&mut v)
+            .map_err(|e| Error::io(format!("reading {}", self.entry_host(name).display()), e))?;
+        Ok(v)
+    }
+
+    /// The entry `name` as it is (not followed), if it exists.
+    fn stat(&self, n: &str) -> std::result::Result<rfs::Stat, Errno> {
+        rfs::statat(&*self.fd, n, AtFlags::SYMLINK_NOFOLLOW)
+    }
+
+    /// Refuses `name` if it is a link: for the operations that would act on a link
+    /// itself (rename, remove, replace) rather than fail on it. A link planted after
+    /// this check is renamed or removed as a link, never followed.
+    fn refuse_if_link(&self, n: &str, name: &str) -> Result<()> {
+        match self.stat(n) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                Err(link_refusal(&self.fd, &self.host, n, &self.shown(name)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes `bytes` to `name` through a temporary entry (`<name>.tmp~`) and a rename.
+    pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let n = self.name(name)?;
+        self.refuse_if_link(&n, name)?;
+        let tmp = format!("{n}.tmp~");
+        let mut f = self.create(&tmp)?;
+        f.write_all(bytes)
+            .map_err(|e| Error::io(format!("writing {}", self.host.join(&tmp).display()), e))?;
+        drop(f);
+        rfs::renameat(&*self.fd, tmp.as_str(), &*self.fd, n.as_str()).map_err(|e| {
+            Error::io(
+                format!("renaming to {}", self.host.join(&n).display()),
+                errno_io(e),
+            )
+        })
+    }
+
+    /// Renames the entry `from` to the entry `to_name` of `to` (replacing it).
+    pub fn rename(&self, from: &str, to: &Dir, to_name: &str) -> Result<()> {
+        let (f, t) = (self.name(from)?, to.name(to_name)?);
+        self.refuse_if_link(&f, from)?;
+        rfs::renameat(&*self.fd, f.as_str(), &*to.fd, t.as_str()).map_err(|e| {
+            Error::io(
+                format!(
+                    "renaming {} to {}",
+                    self.host.join(&f).display(),
+                    to.host.join(&t).display()
+                ),
+                errno_io(e),
+            )
+        })
+    }
+
+    /// Removes the entry `name` (`ERROR_FILE_NOT_FOUND` if it does not exist).
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let n = self.name(name)?;
+        self.refuse_if_link(&n, name)?;
+        rfs::unlinkat(&*self.fd, n.as_str(), AtFlags::empty()).map_err(|e| {
+            Error::io(
+                format!("deleting {}", self.host.join(&n).display()),
+                errno_io(e),
+            )
+        })
+    }
+
+    /// Removes the entry `name` if it exists.
+    pub fn remove_if_exists(&self, name: &str) -> Result<()> {
+        self.remove(name).or_else(missing_is_ok)
+    }
+
+    /// What the entry `name` is; a link is refused (one `statat`, not followed).
+    pub fn metadata(&self, name: &str) -> Result<Meta> {
+        let n = self.name(name)?;
+        let st = self.stat(&n).map_err(|e| {
+            Error::io(
+                format!("stat {}", self.host.join(&n).display()),
+                errno_io(e),
+            )
+        })?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+            return Err(link_refusal(&self.fd, &self.host, &n, &self.shown(name)));
+        }
+        Ok(meta_of(&st))
+    }
+
+    /// The entries (`.` and `..` left out), sorted by name; links are listed as
+    /// [`Kind::Symlink`], never followed.
+    pub fn read_dir(&self) -> Result<Vec<Entry>> {
+        let listing = |e: Errno| Error::io(format!("listing {}", self.host.display()), errno_io(e));
+        let dir = rfs::Dir::read_from(&*self.fd).map_err(listing)?;
+        let mut out = Vec::new();
+        for e in dir {
+            let e = e.map_err(listing)?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let kind = match e.file_type() {
+                FileType::Unknown => self.stat(&name).map_or(Kind::Other, |st| {
+                    Kind::of(FileType::from_raw_mode(st.st_mode))
+                }),
+                t => Kind::of(t),
+            };
+            out.push(Entry { name, kind });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
 impl<'a> Beneath<'a> {
     /// Operations beneath `root`.
     pub fn new(root: &'a Path) -> Beneath<'a> {
@@ -229,24 +532,10 @@ impl<'a> Beneath<'a> {
         })
     }
 
-    /// The refusal for the link at `dir.len()` components of `p` (`dir` + `name`).
+    /// The refusal for the link `name` in `at`, the directory of the first `depth`
+    /// components of `p`.
     fn link_error(&self, p: &Rel, at: &OwnedFd, depth: usize, name: &str) -> Error {
-        let target = rfs::readlinkat(at, name, Vec::new())
-            .map(|t| t.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "?".into());
-        let mut host = self.root.to_path_buf();
-        for c in &p.parts[..depth] {
-            host.push(c);
-        }
-        host.push(name);
-        Error::Path {
-            kind: PathRefusal::Symlink,
-            path: p.shown.clone(),
-            why: format!(
-                "{} is a symbolic link (to {target}); the emulator never follows a link beneath a machine root",
-                host.display()
-            ),
-        }
+        link_refusal(at, &self.partial(p, depth), name, &p.shown)
     }
 
     /// True if `name` in `dir` is a symbolic link.
@@ -324,94 +613,80 @@ impl<'a> Beneath<'a> {
         }
     }
 
-    /// The parent directory of `p` and its last component, refusing a link at the name.
-    fn parent(&self, p: &Rel, create: bool) -> Result<(OwnedFd, String)> {
-        let (dir, name) = p.split_last()?;
-        let fd = self.dir(p, dir.len(), create)?;
-        if Self::is_link(&fd, name) {
-            return Err(self.link_error(p, &fd, dir.len(), name));
+    fn held(&self, p: &Rel, depth: usize, fd: OwnedFd) -> Dir {
+        let mut rel = p.clone();
+        rel.parts.truncate(depth);
+        Dir {
+            fd: Arc::new(fd),
+            host: self.partial(p, depth),
+            rel,
         }
-        Ok((fd, name.to_string()))
     }
 
-    fn open_at(&self, p: &Rel, create: bool, flags: OFlags, what: &str) -> Result<File> {
-        let (dir, name) = self.parent(p, create)?;
-        match rfs::openat(
-            &dir,
-            name.as_str(),
-            flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::from_raw_mode(0o644),
-        ) {
-            Ok(fd) => Ok(File::from(fd)),
-            Err(Errno::LOOP) => Err(self.link_error(p, &dir, p.parts.len() - 1, &name)),
-            Err(e) => Err(Error::io(
-                format!("{what} {}", self.host_path(p).display()),
-                errno_io(e),
-            )),
+    /// The directory `p`, resolved beneath the root without following a link and held
+    /// open (`ERROR_FILE_NOT_FOUND`-style I/O error if it is missing).
+    pub fn open_dir(&self, p: impl Into<Rel>) -> Result<Dir> {
+        let p = p.into();
+        let n = p.parts.len();
+        let fd = self.dir(&p, n, false)?;
+        Ok(self.held(&p, n, fd))
+    }
+
+    /// [`Beneath::open_dir`], creating the directory and its parents if missing.
+    pub fn create_dir(&self, p: impl Into<Rel>) -> Result<Dir> {
+        let p = p.into();
+        let n = p.parts.len();
+        let fd = self.walk(&p, n, true)?;
+        Ok(self.held(&p, n, fd))
+    }
+
+    /// The parent directory of `p`, held open, and its last component (a host name).
+    fn parent(&self, p: &Rel, create: bool) -> Result<(Dir, String)> {
+        let (dir, name) = p.split_last()?;
+        let depth = dir.len();
+        let fd = self.dir(p, depth, create)?;
+        let mut d = self.held(p, depth, fd);
+        // Messages name the path as given: the directory's part of it, and the last
+        // component as written (the directory folds it to the same host name).
+        let sep = if p.fold { '\\' } else { '/' };
+        match p.shown.rsplit_once(sep) {
+            Some((dir_shown, last)) if !last.is_empty() => {
+                d.rel.shown = dir_shown.to_string();
+                Ok((d, last.to_string()))
+            }
+            _ => Ok((d, name.to_string())),
         }
     }
 
     /// Opens a file for reading.
     pub fn open(&self, p: impl Into<Rel>) -> Result<File> {
-        self.open_at(&p.into(), false, OFlags::RDONLY, "opening")
+        let (d, n) = self.parent(&p.into(), false)?;
+        d.open(&n)
     }
 
     /// Creates (or truncates) a file for writing, creating its directories.
     pub fn create(&self, p: impl Into<Rel>) -> Result<File> {
-        self.open_at(
-            &p.into(),
-            true,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC,
-            "creating",
-        )
+        let (d, n) = self.parent(&p.into(), true)?;
+        d.create(&n)
     }
 
     /// Opens an existing file for appending.
     pub fn append(&self, p: impl Into<Rel>) -> Result<File> {
-        self.open_at(&p.into(), false, OFlags::WRONLY | OFlags::APPEND, "opening")
+        let (d, n) = self.parent(&p.into(), false)?;
+        d.append(&n)
     }
 
     /// Reads a whole (small) file.
     pub fn read(&self, p: impl Into<Rel>) -> Result<Vec<u8>> {
-        let p = p.into();
-        let mut f = self.open(&p)?;
-        let mut v = Vec::new();
-        f.read_to_end(&mut v)
-            .map_err(|e| Error::io(format!("reading {}", self.host_path(&p).display()), e))?;
-        Ok(v)
+        let (d, n) = self.parent(&p.into(), false)?;
+        d.read(&n)
     }
 
     /// Writes `bytes` to `p` through a temporary file (`<name>.tmp~`) and a rename,
     /// creating the directories.
     pub fn write_atomic(&self, p: impl Into<Rel>, bytes: &[u8]) -> Result<()> {
-        let p = p.into();
-        let (dir, name) = self.parent(&p, true)?;
-        let tmp = format!("{name}.tmp~");
-        if Self::is_link(&dir, &tmp) {
-            return Err(self.link_error(&p, &dir, p.parts.len() - 1, &tmp));
-        }
-        let fd = rfs::openat(
-            &dir,
-            tmp.as_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::from_raw_mode(0o644),
-        )
-        .map_err(|e| {
-            Error::io(
-                format!("creating {}.tmp~", self.host_path(&p).display()),
-                errno_io(e),
-            )
-        })?;
-        let mut f = File::from(fd);
-        f.write_all(bytes)
-            .map_err(|e| Error::io(format!("writing {}.tmp~", self.host_path(&p).display()), e))?;
-        drop(f);
-        rfs::renameat(&dir, tmp.as_str(), &dir, name.as_str()).map_err(|e| {
-            Error::io(
-                format!("renaming to {}", self.host_path(&p).display()),
-                errno_io(e),
-            )
-        })
+        let (d, n) = self.parent(&p.into(), true)?;
+        d.write_atomic(&n, bytes)
     }
 
     /// Renames `from` to `to` (no directory is created).
@@ -419,38 +694,18 @@ impl<'a> Beneath<'a> {
         let (from, to) = (from.into(), to.into());
         let (fd, fname) = self.parent(&from, false)?;
         let (td, tname) = self.parent(&to, false)?;
-        rfs::renameat(&fd, fname.as_str(), &td, tname.as_str()).map_err(|e| {
-            Error::io(
-                format!(
-                    "renaming {} to {}",
-                    self.host_path(&from).display(),
-                    self.host_path(&to).display()
-                ),
-                errno_io(e),
-            )
-        })
+        fd.rename(&fname, &td, &tname)
     }
 
     /// Removes a file (`ERROR_FILE_NOT_FOUND` if it does not exist).
     pub fn remove(&self, p: impl Into<Rel>) -> Result<()> {
-        let p = p.into();
-        let (dir, name) = self.parent(&p, false)?;
-        rfs::unlinkat(&dir, name.as_str(), AtFlags::empty()).map_err(|e| {
-            Error::io(
-                format!("deleting {}", self.host_path(&p).display()),
-                errno_io(e),
-            )
-        })
+        let (d, n) = self.parent(&p.into(), false)?;
+        d.remove(&n)
     }
 
     /// Removes a file if it exists.
     pub fn remove_if_exists(&self, p: impl Into<Rel>) -> Result<()> {
-        match self.remove(p) {
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                Ok(())
-            }
-            r => r,
-        }
+        self.remove(p).or_else(missing_is_ok)
     }
 
     /// Creates a directory and its parents.
@@ -461,55 +716,13 @@ impl<'a> Beneath<'a> {
 
     /// The entries of a directory (`.` and `..` left out), sorted by name.
     pub fn read_dir(&self, p: impl Into<Rel>) -> Result<Vec<Entry>> {
-        let p = p.into();
-        let fd = self.dir(&p, p.parts.len(), false)?;
-        let dir = rfs::Dir::read_from(&fd).map_err(|e| {
-            Error::io(
-                format!("listing {}", self.host_path(&p).display()),
-                errno_io(e),
-            )
-        })?;
-        let mut out = Vec::new();
-        for e in dir {
-            let e = e.map_err(|e| {
-                Error::io(
-                    format!("listing {}", self.host_path(&p).display()),
-                    errno_io(e),
-                )
-            })?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name == "." || name == ".." {
-                continue;
-            }
-            let kind = match e.file_type() {
-                FileType::Unknown => rfs::statat(&fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-                    .map_or(Kind::Other, |st| {
-                        Kind::of(FileType::from_raw_mode(st.st_mode))
-                    }),
-                t => Kind::of(t),
-            };
-            out.push(Entry { name, kind });
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        self.open_dir(p)?.read_dir()
     }
 
     /// What `p` is, without following it; a link is refused.
     pub fn metadata(&self, p: impl Into<Rel>) -> Result<Meta> {
-        let p = p.into();
-        let (dir, name) = self.parent(&p, false)?;
-        let st = rfs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| {
-            Error::io(
-                format!("stat {}", self.host_path(&p).display()),
-                errno_io(e),
-            )
-        })?;
-        Ok(Meta {
-            len: st.st_size as u64,
-            mtime_ns: st.st_mtime as i128 * 1_000_000_000 + st.st_mtime_nsec as i128,
-            ino: st.st_ino,
-            kind: Kind::of(FileType::from_raw_mode(st.st_mode)),
-        })
+        let (d, n) = self.parent(&p.into(), false)?;
+        d.metadata(&n)
     }
 
     /// Checks that the directory `p` and every directory above it beneath the root is a
@@ -520,12 +733,18 @@ impl<'a> Beneath<'a> {
     }
 
     /// The host path of `p` after checking that no link lies on it (its directories and
-    /// the file itself, if it exists): for code that still opens host paths by name.
+    /// the file itself, if it exists): for a check made when a path is registered.
     /// A link planted after the check is not seen; open through [`Beneath`] to be sure.
     pub fn resolve(&self, p: impl Into<Rel>) -> Result<PathBuf> {
         let p = p.into();
-        match self.parent(&p, false) {
-            Ok(_) => Ok(self.host_path(&p)),
+        let r = self.parent(&p, false).and_then(|(d, n)| {
+            if Self::is_link(&d.fd, &n) {
+                return Err(self.link_error(&p, &d.fd, p.parts.len() - 1, &n));
+            }
+            Ok(())
+        });
+        match r {
+            Ok(()) => Ok(self.host_path(&p)),
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 Ok(self.host_path(&p))
             }
@@ -556,10 +775,21 @@ pub fn only_links(e: Error) -> Result<()> {
     }
 }
 
+/// True if `e` is the refusal of a link ([`PathRefusal::Symlink`]).
+pub fn is_link_refusal(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Path {
+            kind: PathRefusal::Symlink,
+            ..
+        }
+    )
+}
+
 impl Beneath<'_> {
     /// Refuses a link at `p`, above it, or as an entry of the directory `p` (a log file
-    /// replaced by a link): what the CA's directories are checked with before it works
-    /// in them. Other failures are left to the operation (see [`only_links`]).
+    /// replaced by a link): what a registration checks the client's folders with. Other
+    /// failures are left to the operation (see [`only_links`]).
     pub fn check_tree(&self, p: impl Into<Rel>) -> Result<()> {
         let p = p.into();
         let fd = match self.dir(&p, p.parts.len(), false) {

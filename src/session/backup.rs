@@ -393,11 +393,14 @@ impl LiveBackup {
             Some(i) => i,
             None => return Err(self.not_openable(ca, m, name)),
         };
-        let host = m.host_path_of(&self.listed[index].path);
+        // Opened beneath the machine root, a link refused (machine::fs).
+        let path = &self.listed[index].path;
+        let file = m.fs().open(path)?;
+        let host = m.host_path_of(path);
         let reader = if self.listed[index].is_database {
-            FileReader::open_edb(&host)?
+            FileReader::open_edb(file, &host)?
         } else {
-            FileReader::open_plain(&host)?
+            FileReader::open_plain(file, &host)?
         };
         let size = reader.size();
         if size == 0 {

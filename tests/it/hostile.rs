@@ -444,6 +444,120 @@ fn no_link_beneath_a_machine_root_is_followed_with_either_resolver() {
     }
 }
 
+/// No check runs before an operation that a link planted in between could slip past:
+/// while one thread issues, rolls logs (each roll a rename, a new `edb.log`, a checkpoint
+/// and `edb.chk`), crashes and restarts the CA in a loop, another swaps `CertLog` with a
+/// link to a canary directory outside the root, atomically (`RENAME_EXCHANGE`), as fast
+/// as it can. Every operation either works in the real directory or is refused; nothing
+/// ever appears in the canary, and once the directory is back the CA recovers every
+/// certificate it issued.
+#[test]
+fn a_link_swapped_in_while_the_ca_works_is_never_followed() {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let p = Planted::new();
+    let ca = EmulatedCa::builder()
+        .server_name("HRACE")
+        .root_dir(&p.root)
+        .log_capacity(2)
+        .build()
+        .unwrap();
+    let link = p.root.join("c/windows/system32/certlog.link");
+    symlink(&p.canary, &link).unwrap();
+    let stop = AtomicBool::new(false);
+    let (mut worked, mut refused) = (0u32, 0u32);
+    std::thread::scope(|s| {
+        let swapper = s.spawn(|| {
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                renameat_with(CWD, p.certlog(), CWD, &link, RenameFlags::EXCHANGE).unwrap();
+                swaps += 1;
+                // Windows of every length, from none to a whole operation, in both states
+                // (odd: the link is in place).
+                let us = if swaps % 2 == 1 {
+                    swaps % 5 * 10
+                } else {
+                    swaps % 7 * 150
+                };
+                if us > 0 {
+                    std::thread::sleep(Duration::from_micros(us));
+                }
+            }
+            // Leave the real directory in place.
+            if swaps % 2 == 1 {
+                renameat_with(CWD, p.certlog(), CWD, &link, RenameFlags::EXCHANGE).unwrap();
+            }
+            swaps
+        });
+        // Stops the swapper however this thread leaves the scope (a failed assertion
+        // included: otherwise the scope would wait for it forever).
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let guard = StopOnDrop(&stop);
+        let deadline = std::time::Instant::now() + Duration::from_millis(1500);
+        let mut i = 0u32;
+        while std::time::Instant::now() < deadline || worked == 0 || refused == 0 {
+            i += 1;
+            let r = if i % 16 == 0 {
+                // A crash and a soft recovery, which resolves every directory again.
+                ca.crash();
+                ca.start().map(drop)
+            } else if i % 3 == 0 {
+                ca.roll_log().map(drop)
+            } else {
+                ca.issue(3).map(drop)
+            };
+            match r {
+                Ok(()) => worked += 1,
+                Err(e) => {
+                    // The refusal of the link, or a consequence of an earlier one (a
+                    // directory that changed under the running CA, a roll cut short, a
+                    // stopped service): never anything done through the link.
+                    refused += 1;
+                    assert!(
+                        [
+                            HRESULT::E_ACCESSDENIED,
+                            HRESULT::ERROR_SHARING_VIOLATION,
+                            HRESULT::RPC_S_SERVER_UNAVAILABLE,
+                            HRESULT::E_INVALIDARG,
+                            HRESULT::E_FAIL,
+                        ]
+                        .contains(&e.hresult()),
+                        "{e}"
+                    );
+                }
+            }
+            p.assert_canary_untouched();
+            assert!(
+                i < 200_000,
+                "no success and no refusal: worked {worked}, refused {refused}"
+            );
+        }
+        drop(guard);
+        let swaps = swapper.join().unwrap();
+        assert!(swaps > 100, "{swaps} swaps");
+    });
+    assert!(p.certlog().is_dir() && link.is_symlink());
+    p.assert_canary_untouched();
+    // The directory is back: a crash and a start recover everything issued.
+    let (count, digest) = (ca.record_count(), ca.records_digest().unwrap());
+    ca.crash();
+    ca.start().unwrap();
+    assert_eq!(
+        (ca.record_count(), ca.records_digest().unwrap()),
+        (count, digest)
+    );
+    assert!(
+        count > 16,
+        "issued nothing ({worked} worked, {refused} refused)"
+    );
+    p.assert_canary_untouched();
+}
+
 // ----- 4. configurations -------------------------------------------------------------------
 
 #[test]
