@@ -859,6 +859,27 @@ fn hostile_driver(
     socks.iter().filter(|(_, s, _)| s.is_some()).count()
 }
 
+/// Waits until `value` has moved from `before` (if `moves`), then kept the same value for
+/// 100 ms (at most 5 s in all).
+fn settle(moves: bool, before: usize, value: impl Fn() -> usize) {
+    let t0 = Instant::now();
+    while moves && value() == before {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the budget never moved"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (mut last, mut since) = (value(), Instant::now());
+    while since.elapsed() < Duration::from_millis(100) && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+        let v = value();
+        if v != last {
+            (last, since) = (v, Instant::now());
+        }
+    }
+}
+
 /// The budget in the server's own accounting: full while peers hold partial frames
 /// (never more), empty again once they leave, whichever way their frames ended.
 #[test]
@@ -870,13 +891,18 @@ fn the_frame_budget_is_returned_when_peers_leave() {
     let srv = start("LIMRETURN", limits);
     let addr = srv.addr().to_string();
     let mut peers = Vec::new();
-    for _ in 0..4 {
+    for i in 0..4 {
+        let before = srv.server().buffered_frame_bytes();
         let (mut s, _) = raw_authenticated(&addr);
         let mut head = (4u32 << 20).to_le_bytes().to_vec();
         head.extend_from_slice(&Request::ListMachines.op().to_le_bytes());
         s.write_all(&head).unwrap();
         s.write_all(&vec![0x41u8; 3 << 20]).unwrap();
         peers.push(s);
+        // One peer at a time: the server has taken what it will of this peer's bytes
+        // before the next one writes, so the fourth is the one that does not fit (its
+        // threads would otherwise race for the budget in any order).
+        settle(i < 3, before, || srv.server().buffered_frame_bytes());
     }
     let t0 = Instant::now();
     while srv.server().buffered_frame_bytes() < (8 << 20) - (1 << 20) {
