@@ -65,11 +65,12 @@ impl<T> SessionTable<T> {
     /// The value at `slot` if its generation is `generation`.
     #[inline]
     pub(crate) fn get(&self, slot: u8, generation: u32) -> Option<&T> {
-        match self.slots.get(slot as usize) {
-            Some(Slot {
-                generation: g,
-                entry: Entry::Occupied(v),
-            }) if *g == generation => Some(v),
+        let s = self
+            .slots
+            .get(slot as usize)
+            .filter(|s| s.generation == generation)?;
+        match &s.entry {
+            Entry::Occupied(v) => Some(v),
             _ => None,
         }
     }
@@ -77,11 +78,12 @@ impl<T> SessionTable<T> {
     /// The value at `slot` if its generation is `generation`, mutably.
     #[inline]
     pub(crate) fn get_mut(&mut self, slot: u8, generation: u32) -> Option<&mut T> {
-        match self.slots.get_mut(slot as usize) {
-            Some(Slot {
-                generation: g,
-                entry: Entry::Occupied(v),
-            }) if *g == generation => Some(v),
+        let s = self
+            .slots
+            .get_mut(slot as usize)
+            .filter(|s| s.generation == generation)?;
+        match &mut s.entry {
+            Entry::Occupied(v) => Some(v),
             _ => None,
         }
     }
