@@ -8,7 +8,7 @@
 //! ```
 //!
 //! This module sits below the conformance checker and the API: both read events, neither
-//! owns them. On the call path an event is recorded raw ([`RawEvent`]): the function is a
+//! owns them. On the call path an event is recorded raw (`RawEvent`): the function is a
 //! [`Call`] (one byte), argument and out-value names are one `&'static` slice borrowed from
 //! the call site, values sit in a fixed inline layout (numbers and handles as they are, a
 //! server name shared with the host's own name when equal, a returned list kept as the

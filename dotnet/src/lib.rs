@@ -35,8 +35,8 @@
 
 use certadm_emu::abi as main;
 use certadm_emu::abi::entry::{
-    backend, boundary, handle, read_opt_str, read_str, require, write, Call, Error, Hcsbc,
-    Registration, Result, MAX_RSTMAP,
+    backend, boundary, handle, read_str, require, restore_register, write, Call, RestoreMapEntry,
+    Result,
 };
 use core::ffi::{c_char, c_void};
 
@@ -248,56 +248,10 @@ export! {
     }
 }
 
-/// Decodes the arguments of both registrations, in the order and with the checks of the
-/// `W` functions (`COVERAGE.md` row 14), strings as UTF-8.
-///
-/// # Safety
-/// Strings are NULL or NUL-terminated; `rgrstmap` is NULL or valid for `crstmap` entries.
-#[allow(clippy::too_many_arguments)]
-unsafe fn registration(
-    call: &'static str,
-    pszcheckpointfilepath: *const c_char,
-    pszlogpath: *const c_char,
-    rgrstmap: *const CSEDB_RSTMAP,
-    crstmap: i32,
-    pszbackuplogpath: *const c_char,
-    genlow: u32,
-    genhigh: u32,
-) -> Result<Registration> {
-    if !(0..=MAX_RSTMAP).contains(&crstmap) {
-        return Err(Error::invalid_arg(
-            call,
-            format!("crstmap {crstmap} is outside 0..={MAX_RSTMAP}"),
-        ));
-    }
-    let mut restore_map = Vec::new();
-    if crstmap > 0 {
-        require(call, "rgrstmap", rgrstmap)?;
-        for i in 0..crstmap as usize {
-            // SAFETY: non-null and valid for crstmap entries per contract.
-            let e = unsafe { rgrstmap.add(i).read_unaligned() };
-            // SAFETY: per contract.
-            let old = unsafe { utf8(call, "rgrstmap[].pwszDatabaseName", e.pszDatabaseName) }?;
-            // SAFETY: per contract.
-            let new =
-                unsafe { utf8(call, "rgrstmap[].pwszNewDatabaseName", e.pszNewDatabaseName) }?;
-            restore_map.push((old, new));
-        }
-    }
-    // SAFETY: per contract, for all three.
-    unsafe {
-        Ok(Registration {
-            checkpoint_path: read_opt_str(
-                call,
-                "pwszCheckPointFilePath",
-                pszcheckpointfilepath.cast(),
-            )?,
-            log_path: read_opt_str(call, "pwszLogPath", pszlogpath.cast())?,
-            restore_map,
-            backup_log_path: read_opt_str(call, "pwszBackupLogPath", pszbackuplogpath.cast())?,
-            gen_low: genlow,
-            gen_high: genhigh,
-        })
+impl RestoreMapEntry for CSEDB_RSTMAP {
+    type Unit = u8;
+    fn names(&self) -> (*const u8, *const u8) {
+        (self.pszDatabaseName.cast(), self.pszNewDatabaseName.cast())
     }
 }
 
@@ -316,22 +270,20 @@ export! {
         genlow: u32,
         genhigh: u32,
     ) {
-        boundary(CALL, || {
-            // SAFETY: forwarded contract.
-            let reg = unsafe {
-                registration(
-                    CALL,
-                    pszcheckpointfilepath,
-                    pszlogpath,
-                    rgrstmap,
-                    crstmap,
-                    pszbackuplogpath,
-                    genlow,
-                    genhigh,
-                )
-            }?;
-            backend().restore_register(Hcsbc::from_ptr(hbc), &reg, false)
-        })
+        // SAFETY: forwarded contract.
+        unsafe {
+            restore_register::<CSEDB_RSTMAP>(
+                false,
+                hbc,
+                pszcheckpointfilepath.cast(),
+                pszlogpath.cast(),
+                rgrstmap,
+                crstmap,
+                pszbackuplogpath.cast(),
+                genlow,
+                genhigh,
+            )
+        }
     }
 }
 
@@ -351,23 +303,20 @@ export! {
         genlow: u32,
         genhigh: u32,
     ) {
-        boundary(CALL, || {
-            // SAFETY: forwarded contract.
-            let reg = unsafe {
-                registration(
-                    CALL,
-                    pszcheckpointfilepath,
-                    pszlogpath,
-                    rgrstmap,
-                    crstmap,
-                    pszbackuplogpath,
-                    genlow,
-                    genhigh,
-                )
-            }?;
-            let h = handle(CALL, hbc)?;
-            backend().restore_register(Some(h), &reg, true)
-        })
+        // SAFETY: forwarded contract.
+        unsafe {
+            restore_register::<CSEDB_RSTMAP>(
+                true,
+                hbc,
+                pszcheckpointfilepath.cast(),
+                pszlogpath.cast(),
+                rgrstmap,
+                crstmap,
+                pszbackuplogpath.cast(),
+                genlow,
+                genhigh,
+            )
+        }
     }
 }
 

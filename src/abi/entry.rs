@@ -7,7 +7,7 @@
 //!
 //! * [`boundary`]: panics and errors become HRESULTs, the error is kept for
 //!   [`super::last_error`];
-//! * [`crate::abi::ptr`]'s checks: [`require`], [`write()`], [`read_str`] (UTF-8) and
+//! * `abi::ptr`'s checks: [`require`], [`write()`], [`read_str`] (UTF-8) and
 //!   [`read_wstr`] (UTF-16);
 //! * [`handle`]: the `HCSBC` argument;
 //! * [`backend`]: where the process's calls go (in process with `CERTADM_EMU_CONFIG`, or a
@@ -19,8 +19,8 @@
 pub use super::backend;
 pub use super::backend::Certbcli;
 pub use super::boundary;
-pub use super::exports::MAX_RSTMAP;
-pub use super::ptr::{handle, read_opt_str, read_opt_wstr, read_str, read_wstr, require, write};
+pub use super::exports::{restore_register, RestoreMapEntry, MAX_RSTMAP};
+pub use super::ptr::{handle, read_opt, read_str, read_wstr, require, write, StrUnit};
 pub use crate::api::Registration;
 pub use crate::core::{Call, Error, ListKind, Result, HRESULT};
 pub use crate::session::Hcsbc;

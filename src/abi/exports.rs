@@ -4,7 +4,7 @@
 
 use super::backend;
 use super::boundary;
-use super::ptr::{fill, handle, read_opt_wstr, read_wstr, require, with_wstr, write};
+use super::ptr::{fill, handle, read_opt, read_wstr, require, with_wstr, write, StrUnit};
 use crate::core::{Call, Error, ListKind, Result, HRESULT};
 use crate::session::{Hcsbc, Registration};
 use core::ffi::c_void;
@@ -17,6 +17,22 @@ pub struct CSEDB_RSTMAPW {
     pub pwszDatabaseName: *mut u16,
     /// The name to restore it as.
     pub pwszNewDatabaseName: *mut u16,
+}
+
+/// One restore-map entry as a caller passes it: [`CSEDB_RSTMAPW`] here, two UTF-8
+/// pointers in the .NET entry set (`dotnet/`).
+pub trait RestoreMapEntry: Copy {
+    /// The strings' code unit.
+    type Unit: StrUnit;
+    /// `pwszDatabaseName` and `pwszNewDatabaseName`.
+    fn names(&self) -> (*const Self::Unit, *const Self::Unit);
+}
+
+impl RestoreMapEntry for CSEDB_RSTMAPW {
+    type Unit = u16;
+    fn names(&self) -> (*const u16, *const u16) {
+        (self.pwszDatabaseName, self.pwszNewDatabaseName)
+    }
 }
 
 /// Most restore-map entries accepted in one call.
@@ -300,18 +316,19 @@ pub unsafe extern "system" fn CertSrvRestorePrepareW(
     }
 }
 
-/// Decodes the arguments shared by both registration functions.
+/// Decodes the arguments shared by the registration functions, in UTF-16 (the exports
+/// here) or UTF-8 (the .NET entry set): one set of checks for both.
 ///
 /// # Safety
 /// Strings are NULL or NUL-terminated; `rgrstmap` is NULL or valid for `crstmap` entries.
 #[allow(clippy::too_many_arguments)]
-unsafe fn registration(
+unsafe fn registration<M: RestoreMapEntry>(
     call: &'static str,
-    pwszcheckpointfilepath: *const u16,
-    pwszlogpath: *const u16,
-    rgrstmap: *const CSEDB_RSTMAPW,
+    pwszcheckpointfilepath: *const M::Unit,
+    pwszlogpath: *const M::Unit,
+    rgrstmap: *const M,
     crstmap: i32,
-    pwszbackuplogpath: *const u16,
+    pwszbackuplogpath: *const M::Unit,
     genlow: u32,
     genhigh: u32,
 ) -> Result<Registration> {
@@ -326,37 +343,75 @@ unsafe fn registration(
         require(call, "rgrstmap", rgrstmap)?;
         for i in 0..crstmap as usize {
             // SAFETY: non-null and valid for crstmap entries per contract.
-            let e = unsafe { rgrstmap.add(i).read_unaligned() };
-            // SAFETY: per contract.
-            let old =
-                unsafe { read_wstr(call, "rgrstmap[].pwszDatabaseName", e.pwszDatabaseName) }?;
-            // SAFETY: per contract.
-            let new = unsafe {
-                read_wstr(
-                    call,
-                    "rgrstmap[].pwszNewDatabaseName",
-                    e.pwszNewDatabaseName,
+            let (old, new) = unsafe { rgrstmap.add(i).read_unaligned() }.names();
+            // SAFETY: per contract, for both.
+            let (old, new) = unsafe {
+                (
+                    M::Unit::read(call, "rgrstmap[].pwszDatabaseName", old)?,
+                    M::Unit::read(call, "rgrstmap[].pwszNewDatabaseName", new)?,
                 )
-            }?;
+            };
             restore_map.push((old, new));
         }
     }
     // SAFETY: per contract, for all three.
     unsafe {
         Ok(Registration {
-            checkpoint_path: read_opt_wstr(call, "pwszCheckPointFilePath", pwszcheckpointfilepath)?,
-            log_path: read_opt_wstr(call, "pwszLogPath", pwszlogpath)?,
+            checkpoint_path: read_opt(call, "pwszCheckPointFilePath", pwszcheckpointfilepath)?,
+            log_path: read_opt(call, "pwszLogPath", pwszlogpath)?,
             restore_map,
-            backup_log_path: read_opt_wstr(call, "pwszBackupLogPath", pwszbackuplogpath)?,
+            backup_log_path: read_opt(call, "pwszBackupLogPath", pwszbackuplogpath)?,
             gen_low: genlow,
             gen_high: genhigh,
         })
     }
 }
 
+/// The body of every registration export, in UTF-16 (the two here) or UTF-8 (the .NET
+/// entry set): the arguments decoded by `registration`, then the registration.
+/// `CertSrvRestoreRegisterThroughFile` refuses a NULL `hbc` here; `CertSrvRestoreRegisterW`
+/// passes it on, and the safe API says what it should have been.
+///
+/// # Safety
+/// As `registration`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn restore_register<M: RestoreMapEntry>(
+    through_file: bool,
+    hbc: *mut c_void,
+    pwszcheckpointfilepath: *const M::Unit,
+    pwszlogpath: *const M::Unit,
+    rgrstmap: *const M,
+    crstmap: i32,
+    pwszbackuplogpath: *const M::Unit,
+    genlow: u32,
+    genhigh: u32,
+) -> i32 {
+    let call = Call::restore_register(through_file).name();
+    boundary(call, || {
+        // SAFETY: forwarded contract.
+        let reg = unsafe {
+            registration(
+                call,
+                pwszcheckpointfilepath,
+                pwszlogpath,
+                rgrstmap,
+                crstmap,
+                pwszbackuplogpath,
+                genlow,
+                genhigh,
+            )
+        }?;
+        let h = if through_file {
+            Some(handle(call, hbc)?)
+        } else {
+            Hcsbc::from_ptr(hbc)
+        };
+        backend().restore_register(h, &reg, through_file)
+    })
+}
+
 /// Defines one of the two registration exports: they take the same arguments and share
-/// one body. `CertSrvRestoreRegisterThroughFile` refuses a NULL `hbc` here;
-/// `CertSrvRestoreRegisterW` passes it on, and the safe API says what it should have been.
+/// one body ([`restore_register`]).
 macro_rules! restore_register_export {
     ($(#[$doc:meta])* $name:ident, through_file: $through_file:literal) => {
         $(#[$doc])*
@@ -371,28 +426,20 @@ macro_rules! restore_register_export {
             genlow: u32,
             genhigh: u32,
         ) -> i32 {
-            const CALL: &str = Call::restore_register($through_file).name();
-            boundary(CALL, || {
-                // SAFETY: forwarded contract.
-                let reg = unsafe {
-                    registration(
-                        CALL,
-                        pwszcheckpointfilepath,
-                        pwszlogpath,
-                        rgrstmap,
-                        crstmap,
-                        pwszbackuplogpath,
-                        genlow,
-                        genhigh,
-                    )
-                }?;
-                let h = if $through_file {
-                    Some(handle(CALL, hbc)?)
-                } else {
-                    Hcsbc::from_ptr(hbc)
-                };
-                backend().restore_register(h, &reg, $through_file)
-            })
+            // SAFETY: forwarded contract.
+            unsafe {
+                restore_register(
+                    $through_file,
+                    hbc,
+                    pwszcheckpointfilepath,
+                    pwszlogpath,
+                    rgrstmap,
+                    crstmap,
+                    pwszbackuplogpath,
+                    genlow,
+                    genhigh,
+                )
+            }
         }
     };
 }

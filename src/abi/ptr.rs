@@ -59,6 +59,31 @@ pub(crate) unsafe fn fill<T>(
     Ok(())
 }
 
+/// The units of a NUL-terminated string before its NUL: at most `max` (`E_INVALIDARG`
+/// naming `param` when there is no NUL within them).
+///
+/// # Safety
+/// `p` is non-null and points to a NUL-terminated string of `U`.
+unsafe fn nul_len<U: Copy + Default + PartialEq>(
+    call: &'static str,
+    param: &'static str,
+    p: *const U,
+    max: usize,
+    units: &str,
+) -> Result<usize> {
+    for len in 0..=max {
+        // SAFETY: p is non-null and the string is NUL-terminated (caller contract); we
+        // stop at the NUL.
+        if unsafe { p.add(len).read_unaligned() } == U::default() {
+            return Ok(len);
+        }
+    }
+    Err(Error::invalid_arg(
+        call,
+        format!("{param} has no NUL terminator within {max} {units}"),
+    ))
+}
+
 /// Reads a NUL-terminated UTF-16 string.
 ///
 /// # Safety
@@ -66,20 +91,8 @@ pub(crate) unsafe fn fill<T>(
 pub unsafe fn read_wstr(call: &'static str, param: &'static str, p: *const u16) -> Result<String> {
     require(call, param, p)?;
     // Find the terminator first, then decode the whole string at once.
-    let mut len = 0usize;
-    loop {
-        if len > MAX_WSTR {
-            return Err(Error::invalid_arg(
-                call,
-                format!("{param} has no NUL terminator within {MAX_WSTR} characters"),
-            ));
-        }
-        // SAFETY: p is non-null and the string is NUL-terminated (caller contract); we stop at the NUL.
-        if unsafe { p.add(len).read_unaligned() } == 0 {
-            break;
-        }
-        len += 1;
-    }
+    // SAFETY: forwarded contract (p is non-null).
+    let len = unsafe { nul_len(call, param, p, MAX_WSTR, "characters") }?;
     let units: Vec<u16> = (0..len)
         // SAFETY: the `len` units before the NUL were just read.
         .map(|i| unsafe { p.add(i).read_unaligned() })
@@ -126,49 +139,20 @@ pub(crate) unsafe fn with_wstr<T>(
     f(&s)
 }
 
-/// Reads an optional string: NULL is `None`.
-///
-/// # Safety
-/// As [`read_wstr`].
-pub unsafe fn read_opt_wstr(
-    call: &'static str,
-    param: &'static str,
-    p: *const u16,
-) -> Result<Option<String>> {
-    if p.is_null() {
-        Ok(None)
-    } else {
-        // SAFETY: forwarded contract.
-        unsafe { read_wstr(call, param, p) }.map(Some)
-    }
-}
-
 /// Most bytes scanned for the NUL of a UTF-8 string: [`MAX_WSTR`] UTF-16 code units take
 /// at most 3 bytes each in UTF-8 (a 4-byte sequence is 2 units).
 pub(crate) const MAX_STR_BYTES: usize = 3 * MAX_WSTR;
 
 /// Reads a NUL-terminated UTF-8 string (the `char *` a .NET `CharSet.Auto` or `Ansi`
 /// declaration passes on Unix). The same strings as [`read_wstr`] are accepted: at most
-/// [`MAX_WSTR`] UTF-16 code units. Invalid UTF-8 is `E_INVALIDARG`, never guessed at.
+/// 32,767 (`MAX_WSTR`) UTF-16 code units. Invalid UTF-8 is `E_INVALIDARG`, never guessed at.
 ///
 /// # Safety
 /// `p` is NULL or points to a NUL-terminated byte string.
 pub unsafe fn read_str(call: &'static str, param: &'static str, p: *const u8) -> Result<String> {
     require(call, param, p)?;
-    let mut len = 0usize;
-    loop {
-        if len > MAX_STR_BYTES {
-            return Err(Error::invalid_arg(
-                call,
-                format!("{param} has no NUL terminator within {MAX_STR_BYTES} bytes"),
-            ));
-        }
-        // SAFETY: p is non-null and the string is NUL-terminated (caller contract); we stop at the NUL.
-        if unsafe { p.add(len).read() } == 0 {
-            break;
-        }
-        len += 1;
-    }
+    // SAFETY: forwarded contract (p is non-null).
+    let len = unsafe { nul_len(call, param, p, MAX_STR_BYTES, "bytes") }?;
     // SAFETY: the `len` bytes before the NUL were just read.
     let bytes = unsafe { std::slice::from_raw_parts(p, len) };
     let s = std::str::from_utf8(bytes).map_err(|e| {
@@ -190,20 +174,44 @@ pub unsafe fn read_str(call: &'static str, param: &'static str, p: *const u8) ->
     Ok(s.to_owned())
 }
 
-/// Reads an optional UTF-8 string: NULL is `None`.
+/// A code unit of a string argument: `u16` for the `W` functions (UTF-16, [`read_wstr`]),
+/// `u8` for the .NET entry set's un-suffixed names (UTF-8, [`read_str`]).
+pub trait StrUnit: Copy {
+    /// Reads a NUL-terminated string of these units, with the checks of its reader.
+    ///
+    /// # Safety
+    /// `p` is NULL or points to a NUL-terminated string.
+    unsafe fn read(call: &'static str, param: &'static str, p: *const Self) -> Result<String>;
+}
+
+impl StrUnit for u16 {
+    unsafe fn read(call: &'static str, param: &'static str, p: *const u16) -> Result<String> {
+        // SAFETY: forwarded contract.
+        unsafe { read_wstr(call, param, p) }
+    }
+}
+
+impl StrUnit for u8 {
+    unsafe fn read(call: &'static str, param: &'static str, p: *const u8) -> Result<String> {
+        // SAFETY: forwarded contract.
+        unsafe { read_str(call, param, p) }
+    }
+}
+
+/// Reads an optional string of either kind: NULL is `None`.
 ///
 /// # Safety
-/// As [`read_str`].
-pub unsafe fn read_opt_str(
+/// As [`StrUnit::read`].
+pub unsafe fn read_opt<U: StrUnit>(
     call: &'static str,
     param: &'static str,
-    p: *const u8,
+    p: *const U,
 ) -> Result<Option<String>> {
     if p.is_null() {
         Ok(None)
     } else {
         // SAFETY: forwarded contract.
-        unsafe { read_str(call, param, p) }.map(Some)
+        unsafe { U::read(call, param, p) }.map(Some)
     }
 }
 

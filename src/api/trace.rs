@@ -2,9 +2,9 @@
 //! (strings decoded), result, out-values and duration (the events are
 //! [`crate::event::Event`]).
 //!
-//! Each host keeps its recent events in memory, raw ([`RawEvent`]: nothing formatted on
+//! Each host keeps its recent events in memory, raw (`RawEvent`: nothing formatted on
 //! the call path), and feeds every event to its conformance checker as it happens.
-//! Events are rendered when the trace is read ([`Trace::events`]), and, when a sink is
+//! Events are rendered when the trace is read (`Trace::events`), and, when a sink is
 //! set, as each call happens: `CERTADM_EMU_TRACE` copies every event as a JSON line to
 //! `stderr` or to a file, in the spirit of `WINEDEBUG=+relay`. Consecutive successful
 //! reads of one file are folded into one event with a `count`, so a 1 TiB backup does not

@@ -5,7 +5,7 @@
 //! * every change is a transaction appended to the current log `edb.log`;
 //! * after `log_capacity` transactions `edb.log` is sealed and renamed `edbXXXXX.log`;
 //! * the `.edb` holds the state up to its checkpoint position, `edb.chk` repeats it; it is
-//!   a page file ([`pager`]): a checkpoint writes the pages changed since the last one;
+//!   a page file (`pager`): a checkpoint writes the pages changed since the last one;
 //! * the checkpoint advances at each log roll and at a clean stop, except while a
 //!   full backup is running (the database file is frozen for the backup's duration);
 //! * starting the service replays the logs from the checkpoint (soft recovery), or
