@@ -42,99 +42,73 @@ pub struct Rule {
     pub cleanup: bool,
 }
 
-macro_rules! rule {
-    ($c:ident, $id:literal, $name:literal, $sev:ident, $cleanup:literal, $spec:literal, $fix:literal) => {
-        /// See the `name`, `spec` and `fix` fields.
-        pub const $c: Rule = Rule {
-            id: $id,
-            name: $name,
-            severity: Severity::$sev,
-            spec: $spec,
-            fix: $fix,
-            cleanup: $cleanup,
-        };
+macro_rules! rules {
+    ($(
+        $c:ident = $id:literal, $name:literal, $sev:ident, cleanup: $cleanup:literal,
+            spec: $spec:literal,
+            fix: $fix:literal;
+    )*) => {
+        $(
+            /// See the `name`, `spec` and `fix` fields.
+            pub const $c: Rule = Rule {
+                id: $id,
+                name: $name,
+                severity: Severity::$sev,
+                spec: $spec,
+                fix: $fix,
+                cleanup: $cleanup,
+            };
+        )*
+
+        /// Every rule, in the order of the documentation.
+        pub const RULES: &[Rule] = &[$($c),*];
     };
 }
 
-rule!(PREPARE_NEVER_ENDED, "CB01", "backup prepared but never ended", Error, true,
-    "DOC:CertSrvBackupEnd \"For every successful call to CertSrvBackupPrepare, there should be a call to CertSrvBackupEnd\" (spec §5.10)",
-    "call CertSrvBackupEnd on every path, including error paths; until then no other backup can run on the CA");
-rule!(FILE_NOT_CLOSED, "CB02", "file opened but not closed", Warning, true,
-    "DOC:CertSrvBackupClose \"For every successful call to CertSrvBackupOpenFile, there should be a subsequent call to CertSrvBackupClose\" (spec §5.7)",
-    "call CertSrvBackupClose after the read loop, also when a read fails");
-rule!(
-    BUFFER_NOT_FREED,
-    "CB03",
-    "list buffer never freed",
-    Warning,
-    true,
-    "DOC:CertSrvBackupFree; DOC:Backup step 15 (spec §5.11)",
-    "pass every list returned by the Get... functions to CertSrvBackupFree (after End is fine)"
-);
-rule!(
-    BAD_FREE,
-    "CB04",
-    "buffer freed twice or not ours",
-    Error,
-    true,
-    "DOC:CertSrvBackupFree (spec §5.11)",
-    "free each list exactly once, and only lists returned by certbcli functions"
-);
-rule!(NAME_WITH_PREFIX, "CB05", "file name passed with its CSBFT prefix", Error, false,
-    "DOC:CertSrvBackupOpenFileW: names are passed \"with the single-WCHAR CSBFT_* prefix stripped\" (spec §4 rule 8)",
-    "skip the first WCHAR of each list entry before CertSrvBackupOpenFileW");
-rule!(NOT_READ_TO_EOF, "CB06", "listed file not read to end of file before End", Error, false,
-    "DOC:Backup steps 6-10; MS-CSRA 3.1.4.1.25 (spec §5.9)",
-    "read every file from GetDatabaseNames and GetBackupLogs until CertSrvBackupRead returns fewer bytes than asked (0 at EOF)");
-rule!(TRUNCATE_EARLY, "CB07", "logs truncated before every file was secured", Error, true,
-    "DOC:CertSrvBackupTruncateLogs warning: truncating without a complete backup makes it unrestorable (spec §5.9, §6.2 row 7)",
-    "call CertSrvBackupTruncateLogs only after every database and log file was copied completely, and never after a failed copy");
-rule!(REGISTER_WITHOUT_COMPLETE, "CR01", "restore registered without RegisterComplete", Error, true,
-    "DOC:CertSrvRestoreRegisterComplete \"If a registered restore operation is not completed, Certificate Services will not start\" (spec §5.16)",
-    "call CertSrvRestoreRegisterComplete (S_OK, or the failure) after every successful CertSrvRestoreRegister");
-rule!(RESTORE_NEVER_ENDED, "CR02", "restore prepared but never ended", Warning, true,
-    "DOC:CertSrvRestoreEnd \"For every successful call to CertSrvRestorePrepare, there should be a call to CertSrvRestoreEnd\" (spec §5.17)",
-    "call CertSrvRestoreEnd on every path");
-rule!(FILES_UNDER_RUNNING_CA, "CR03", "files written under a running CA", Error, false,
-    "CMDLETS Restore-CARoleService 0x80070020; DOC:Restore step 3 (spec §6.2 row 13)",
-    "stop Certificate Services (CertSrvServerControlW CSCONTROL_SHUTDOWN) before copying files into its directories");
-rule!(RESTORE_LOST_DATA, "CR04", "restore ended before the last generation its backup listed", Error, false,
-    "ESE: JET_DBINFOMISC genMaxRequired and JET_BKINFO genLow/genHigh record a backup's log range; JetExternalRestore replays genLow..genHigh; JET_errMissingRestoreLogFiles \"Some restore log files are missing\" (spec §5.14, §8.5; COVERAGE.md section C, item 45)",
-    "restore every log CertSrvBackupGetBackupLogsW listed in each set (copy each to the end of the file) and register genHigh = the last of them; a set that ends early restores a CA without the transactions of its missing logs");
-rule!(LOCATIONS_NOT_FETCHED, "CB08", "database locations not saved in a full backup", Warning, false,
-    "DOC:Backup step 5 \"Save the information retrieved to an application-specific location\" (spec §8.1, §8.2)",
-    "call CertSrvRestoreGetDatabaseLocationsW in every full backup and keep the list (certbkxp.dat): the restore needs it");
-rule!(USE_AFTER_END, "CB09", "handle used after End", Error, false,
-    "DOC:CertSrvBackupEnd releases the HCSBC; MS-CSRA \"BackupEnd MUST be the final API for a backup session\" (spec §6.2 row 8)",
-    "do not call anything with a context after CertSrvBackupEnd/CertSrvRestoreEnd; stop at the first failure");
-
-rule!(
-    EMULATOR_PANIC,
-    "EM01",
-    "the emulator panicked",
-    Error,
-    false,
-    "not a client fault: a panic inside certadm-emu, turned into E_UNEXPECTED at the ABI boundary",
-    "report it to certadm-emu with the trace; the client saw E_UNEXPECTED (0x8000FFFF)"
-);
-
-/// Every rule, for documentation.
-pub const RULES: &[Rule] = &[
-    PREPARE_NEVER_ENDED,
-    FILE_NOT_CLOSED,
-    BUFFER_NOT_FREED,
-    BAD_FREE,
-    NAME_WITH_PREFIX,
-    NOT_READ_TO_EOF,
-    TRUNCATE_EARLY,
-    LOCATIONS_NOT_FETCHED,
-    USE_AFTER_END,
-    REGISTER_WITHOUT_COMPLETE,
-    RESTORE_NEVER_ENDED,
-    FILES_UNDER_RUNNING_CA,
-    RESTORE_LOST_DATA,
-    EMULATOR_PANIC,
-];
+rules! {
+    PREPARE_NEVER_ENDED = "CB01", "backup prepared but never ended", Error, cleanup: true,
+        spec: "DOC:CertSrvBackupEnd \"For every successful call to CertSrvBackupPrepare, there should be a call to CertSrvBackupEnd\" (spec §5.10)",
+        fix: "call CertSrvBackupEnd on every path, including error paths; until then no other backup can run on the CA";
+    FILE_NOT_CLOSED = "CB02", "file opened but not closed", Warning, cleanup: true,
+        spec: "DOC:CertSrvBackupClose \"For every successful call to CertSrvBackupOpenFile, there should be a subsequent call to CertSrvBackupClose\" (spec §5.7)",
+        fix: "call CertSrvBackupClose after the read loop, also when a read fails";
+    BUFFER_NOT_FREED = "CB03", "list buffer never freed", Warning, cleanup: true,
+        spec: "DOC:CertSrvBackupFree; DOC:Backup step 15 (spec §5.11)",
+        fix: "pass every list returned by the Get... functions to CertSrvBackupFree (after End is fine)";
+    BAD_FREE = "CB04", "buffer freed twice or not ours", Error, cleanup: true,
+        spec: "DOC:CertSrvBackupFree (spec §5.11)",
+        fix: "free each list exactly once, and only lists returned by certbcli functions";
+    NAME_WITH_PREFIX = "CB05", "file name passed with its CSBFT prefix", Error, cleanup: false,
+        spec: "DOC:CertSrvBackupOpenFileW: names are passed \"with the single-WCHAR CSBFT_* prefix stripped\" (spec §4 rule 8)",
+        fix: "skip the first WCHAR of each list entry before CertSrvBackupOpenFileW";
+    NOT_READ_TO_EOF = "CB06", "listed file not read to end of file before End", Error, cleanup: false,
+        spec: "DOC:Backup steps 6-10; MS-CSRA 3.1.4.1.25 (spec §5.9)",
+        fix: "read every file from GetDatabaseNames and GetBackupLogs until CertSrvBackupRead returns fewer bytes than asked (0 at EOF)";
+    TRUNCATE_EARLY = "CB07", "logs truncated before every file was secured", Error, cleanup: true,
+        spec: "DOC:CertSrvBackupTruncateLogs warning: truncating without a complete backup makes it unrestorable (spec §5.9, §6.2 row 7)",
+        fix: "call CertSrvBackupTruncateLogs only after every database and log file was copied completely, and never after a failed copy";
+    LOCATIONS_NOT_FETCHED = "CB08", "database locations not saved in a full backup", Warning, cleanup: false,
+        spec: "DOC:Backup step 5 \"Save the information retrieved to an application-specific location\" (spec §8.1, §8.2)",
+        fix: "call CertSrvRestoreGetDatabaseLocationsW in every full backup and keep the list (certbkxp.dat): the restore needs it";
+    USE_AFTER_END = "CB09", "handle used after End", Error, cleanup: false,
+        spec: "DOC:CertSrvBackupEnd releases the HCSBC; MS-CSRA \"BackupEnd MUST be the final API for a backup session\" (spec §6.2 row 8)",
+        fix: "do not call anything with a context after CertSrvBackupEnd/CertSrvRestoreEnd; stop at the first failure";
+    REGISTER_WITHOUT_COMPLETE = "CR01", "restore registered without RegisterComplete", Error, cleanup: true,
+        spec: "DOC:CertSrvRestoreRegisterComplete \"If a registered restore operation is not completed, Certificate Services will not start\" (spec §5.16)",
+        fix: "call CertSrvRestoreRegisterComplete (S_OK, or the failure) after every successful CertSrvRestoreRegister";
+    RESTORE_NEVER_ENDED = "CR02", "restore prepared but never ended", Warning, cleanup: true,
+        spec: "DOC:CertSrvRestoreEnd \"For every successful call to CertSrvRestorePrepare, there should be a call to CertSrvRestoreEnd\" (spec §5.17)",
+        fix: "call CertSrvRestoreEnd on every path";
+    FILES_UNDER_RUNNING_CA = "CR03", "files written under a running CA", Error, cleanup: false,
+        spec: "CMDLETS Restore-CARoleService 0x80070020; DOC:Restore step 3 (spec §6.2 row 13)",
+        fix: "stop Certificate Services (CertSrvServerControlW CSCONTROL_SHUTDOWN) before copying files into its directories";
+    RESTORE_LOST_DATA = "CR04", "restore ended before the last generation its backup listed", Error, cleanup: false,
+        spec: "ESE: JET_DBINFOMISC genMaxRequired and JET_BKINFO genLow/genHigh record a backup's log range; JetExternalRestore replays genLow..genHigh; JET_errMissingRestoreLogFiles \"Some restore log files are missing\" (spec §5.14, §8.5; COVERAGE.md section C, item 45)",
+        fix: "restore every log CertSrvBackupGetBackupLogsW listed in each set (copy each to the end of the file) and register genHigh = the last of them; a set that ends early restores a CA without the transactions of its missing logs";
+    EMULATOR_PANIC = "EM01", "the emulator panicked", Error, cleanup: false,
+        spec: "not a client fault: a panic inside certadm-emu, turned into E_UNEXPECTED at the ABI boundary",
+        fix: "report it to certadm-emu with the trace; the client saw E_UNEXPECTED (0x8000FFFF)";
+}
 
 /// A rule broken at a place in the trace.
 #[derive(Debug, Clone, PartialEq, Eq)]
