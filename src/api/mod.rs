@@ -345,11 +345,7 @@ fn backup_prepare_impl(
     }
     let (slot, generation) = st
         .sessions
-        .insert(Session::Backup(BackupSession::new(kind, client)))
-        .ok_or_else(|| Error::TooManySessions {
-            call: CALL.name(),
-            limit: crate::session::handle::SESSION_SLOTS,
-        })?;
+        .open(CALL, Session::Backup(BackupSession::new(kind, client)))?;
     if kind == BackupKind::Full {
         ca.freeze();
     }

@@ -107,11 +107,7 @@ fn restore_prepare_impl(fr: &mut Frame<'_>, server: &str, restore_flags: u32) ->
     let full = restore_flags & CSRESTORE_TYPE_FULL != 0;
     let (slot, generation) = st
         .sessions
-        .insert(Session::Restore(RestoreSession::new(full, client)))
-        .ok_or_else(|| Error::TooManySessions {
-            call: CALL.name(),
-            limit: crate::session::handle::SESSION_SLOTS,
-        })?;
+        .open(CALL, Session::Restore(RestoreSession::new(full, client)))?;
     Ok(Hcsbc::encode(HandleParts {
         host_slot: host.slot,
         host_gen: host.generation,

@@ -3,6 +3,7 @@
 //! one entry and two words) with a generation per entry.
 
 use super::handle::SESSION_SLOTS;
+use crate::core::{Call, Error, Result};
 
 /// No vacant entry after this one.
 const NONE: u16 = u16::MAX;
@@ -35,7 +36,22 @@ impl<T> Default for SessionTable<T> {
     }
 }
 
+/// `call` found every session slot of its host in use.
+#[cold]
+fn too_many_sessions(call: Call) -> Error {
+    Error::TooManySessions {
+        call: call.name(),
+        limit: SESSION_SLOTS,
+    }
+}
+
 impl<T> SessionTable<T> {
+    /// [`Self::insert`] for a Prepare: `TooManySessions` when every slot is used.
+    #[inline]
+    pub(crate) fn open(&mut self, call: Call, value: T) -> Result<(u8, u32)> {
+        self.insert(value).ok_or_else(|| too_many_sessions(call))
+    }
+
     /// Inserts a value; returns its slot and generation, or `None` if all slots are used.
     #[inline]
     pub(crate) fn insert(&mut self, value: T) -> Option<(u8, u32)> {
