@@ -131,6 +131,19 @@ struct OpenLog {
     len: u64,
 }
 
+impl OpenLog {
+    /// `edb.log` open for appending, holding `bytes` (its checksum so far covers them).
+    fn holding(file: File, bytes: &[u8]) -> OpenLog {
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(bytes);
+        OpenLog {
+            file,
+            hasher,
+            len: bytes.len() as u64,
+        }
+    }
+}
+
 /// The emulated CA. Not thread-safe by itself: the API layer keeps it behind its host's lock.
 pub(crate) struct Ca {
     name: String,
@@ -813,13 +826,7 @@ impl Ca {
             "writing {}",
             dir.entry_host(CURRENT_LOG).display()
         )))?;
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&header);
-        self.log = Some(OpenLog {
-            file,
-            hasher,
-            len: header.len() as u64,
-        });
+        self.log = Some(OpenLog::holding(file, &header));
         self.log_fp_stale = false;
         Ok(())
     }
@@ -829,13 +836,7 @@ impl Ca {
         let dir = machine.fs().open_dir(&self.log_dir)?;
         dir.write_atomic(CURRENT_LOG, bytes)?;
         let file = dir.append(CURRENT_LOG)?;
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(bytes);
-        self.log = Some(OpenLog {
-            file,
-            hasher,
-            len: bytes.len() as u64,
-        });
+        self.log = Some(OpenLog::holding(file, bytes));
         self.log_fp_stale = false;
         Ok(())
     }
