@@ -255,70 +255,59 @@ impl RestoreMapEntry for CSEDB_RSTMAP {
     }
 }
 
-export! {
+/// One of the two UTF-8 registration exports: the same arguments, and one body (the main
+/// crate's `restore_register`, which the `W` exports share).
+macro_rules! restore_register_export {
+    ($(#[$doc:meta])* $variant:ident fn $name:ident, through_file: $through_file:literal) => {
+        export! {
+            $(#[$doc])*
+            Utf8 $variant fn $name(
+                hbc: *mut c_void,
+                pszcheckpointfilepath: *const c_char,
+                pszlogpath: *const c_char,
+                rgrstmap: *mut CSEDB_RSTMAP,
+                crstmap: i32,
+                pszbackuplogpath: *const c_char,
+                genlow: u32,
+                genhigh: u32,
+            ) {
+                // SAFETY: forwarded contract.
+                unsafe {
+                    restore_register::<CSEDB_RSTMAP>(
+                        $through_file,
+                        hbc,
+                        pszcheckpointfilepath.cast(),
+                        pszlogpath.cast(),
+                        rgrstmap,
+                        crstmap,
+                        pszbackuplogpath.cast(),
+                        genlow,
+                        genhigh,
+                    )
+                }
+            }
+        }
+    };
+}
+
+restore_register_export!(
     /// `CertSrvRestoreRegister` (UTF-8 paths and restore map; needs a local administrator).
     ///
     /// # Safety
     /// Strings are NULL or NUL-terminated; `rgrstmap` is NULL or valid for `crstmap` entries.
-    Utf8 RestoreRegister fn CertSrvRestoreRegister(
-        hbc: *mut c_void,
-        pszcheckpointfilepath: *const c_char,
-        pszlogpath: *const c_char,
-        rgrstmap: *mut CSEDB_RSTMAP,
-        crstmap: i32,
-        pszbackuplogpath: *const c_char,
-        genlow: u32,
-        genhigh: u32,
-    ) {
-        // SAFETY: forwarded contract.
-        unsafe {
-            restore_register::<CSEDB_RSTMAP>(
-                false,
-                hbc,
-                pszcheckpointfilepath.cast(),
-                pszlogpath.cast(),
-                rgrstmap,
-                crstmap,
-                pszbackuplogpath.cast(),
-                genlow,
-                genhigh,
-            )
-        }
-    }
-}
+    RestoreRegister fn CertSrvRestoreRegister,
+    through_file: false
+);
 
-export! {
+restore_register_export!(
     /// `CertSrvRestoreRegisterThroughFile` with UTF-8 strings: this library's definition
     /// of the name, in place of the main crate's UTF-16 one (see `build.rs`).
     ///
     /// # Safety
     /// As [`CertSrvRestoreRegister`].
-    Utf8 RestoreRegisterThroughFile fn CertSrvRestoreRegisterThroughFile(
-        hbc: *mut c_void,
-        pszcheckpointfilepath: *const c_char,
-        pszlogpath: *const c_char,
-        rgrstmap: *mut CSEDB_RSTMAP,
-        crstmap: i32,
-        pszbackuplogpath: *const c_char,
-        genlow: u32,
-        genhigh: u32,
-    ) {
-        // SAFETY: forwarded contract.
-        unsafe {
-            restore_register::<CSEDB_RSTMAP>(
-                true,
-                hbc,
-                pszcheckpointfilepath.cast(),
-                pszlogpath.cast(),
-                rgrstmap,
-                crstmap,
-                pszbackuplogpath.cast(),
-                genlow,
-                genhigh,
-            )
-        }
-    }
-}
+    RestoreRegisterThroughFile fn CertSrvRestoreRegisterThroughFile,
+    through_file: true
+);
 
 export! {
     /// `CertSrvServerControl` (UTF-8 `pwszServerName`).
