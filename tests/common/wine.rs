@@ -75,11 +75,15 @@ pub fn run(mut cmd: Command, dir: &Path, tag: &str) -> (ExitStatus, String, Stri
     (status, read(&out_p), read(&err_p), start.elapsed())
 }
 
-/// Runs MinGW's gcc with `args` from the repository root; panics if it fails.
+/// The flags of every MinGW build of the tests: C11, optimised, every warning an error.
+const STRICT: &[&str] = &["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"];
+
+/// Runs MinGW's gcc with [`STRICT`] and `args` from the repository root; panics if it
+/// fails.
 pub fn compile(gcc: &Path, args: &[&str], dir: &Path, tag: &str) {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut cmd = Command::new(gcc);
-    cmd.args(args).current_dir(manifest);
+    cmd.args(STRICT).args(args).current_dir(manifest);
     let (status, out, err, _) = run(cmd, dir, tag);
     assert!(status.success(), "{tag} failed:\n{out}{err}");
 }
@@ -218,4 +222,53 @@ impl Wine {
             .env_remove("WAYLAND_DISPLAY");
         cmd
     }
+}
+
+/// The project's PE programs, built side by side (LoadLibrary finds the DLL there).
+pub struct Project {
+    /// `certadm.dll` (`windows/certadm`), which forwards to `certadm-emu serve`.
+    pub dll: PathBuf,
+    /// `client.exe` (`windows/client`): the unmodified backup and restore client.
+    pub client: PathBuf,
+    /// `dll_checks.exe` (`windows/tests`): checks of the DLL, linked through
+    /// `include/certbcli.h` (dllimport).
+    pub checks: PathBuf,
+}
+
+/// Builds [`Project`] into `out` with MinGW's `gcc` (logs in `dir`).
+pub fn build_project(gcc: &Path, out: &Path, dir: &Path) -> Project {
+    let p = Project {
+        dll: out.join("certadm.dll"),
+        client: out.join("client.exe"),
+        checks: out.join("dll_checks.exe"),
+    };
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (dll, client, checks) = (s(&p.dll), s(&p.client), s(&p.checks));
+    compile(
+        gcc,
+        &[
+            "-shared",
+            "-o",
+            &dll,
+            "windows/certadm/certadm.c",
+            "windows/certadm/certadm.def",
+            "-lws2_32",
+        ],
+        dir,
+        "build-dll",
+    );
+    let unicode = ["-municode", "-I", "include", "-o"];
+    compile(
+        gcc,
+        &[&unicode[..], &[&client, "windows/client/client.c"]].concat(),
+        dir,
+        "build-client",
+    );
+    compile(
+        gcc,
+        &[&unicode[..], &[&checks, "windows/tests/dll_checks.c", &dll]].concat(),
+        dir,
+        "build-checks",
+    );
+    p
 }

@@ -26,7 +26,7 @@
 use crate::common;
 use certadm_emu::remote::client::RemoteClient;
 
-use common::wine::{check_exports, compile, run, wine_path, Served, Wine};
+use common::wine::{check_exports, run, wine_path, Served, Wine};
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -75,66 +75,12 @@ fn windows_client_backs_up_and_restores_through_wine() {
     std::fs::create_dir_all(&dir).unwrap();
     let prefix = common::wine::prefix();
 
-    // Build certadm.dll and client.exe side by side (LoadLibrary finds the DLL there).
-    let dll = dir.join("certadm.dll");
-    let exe = dir.join("client.exe");
-    compile(
-        &gcc,
-        &[
-            "-std=c11",
-            "-O2",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-shared",
-            "-o",
-            dll.to_str().unwrap(),
-            "windows/certadm/certadm.c",
-            "windows/certadm/certadm.def",
-            "-lws2_32",
-        ],
-        &dir,
-        "build-dll",
-    );
-    compile(
-        &gcc,
-        &[
-            "-std=c11",
-            "-O2",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-municode",
-            "-I",
-            "include",
-            "-o",
-            exe.to_str().unwrap(),
-            "windows/client/client.c",
-        ],
-        &dir,
-        "build-client",
-    );
-    // Checks of the DLL itself, linked through include/certbcli.h (dllimport).
-    let checks = dir.join("dll_checks.exe");
-    compile(
-        &gcc,
-        &[
-            "-std=c11",
-            "-O2",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-municode",
-            "-I",
-            "include",
-            "-o",
-            checks.to_str().unwrap(),
-            "windows/tests/dll_checks.c",
-            dll.to_str().unwrap(),
-        ],
-        &dir,
-        "build-checks",
-    );
+    // Build certadm.dll, client.exe and dll_checks.exe side by side.
+    let common::wine::Project {
+        dll,
+        client: exe,
+        checks,
+    } = common::wine::build_project(&gcc, &dir, &dir);
     eprintln!(
         "built certadm.dll, client.exe and dll_checks.exe in {:.1?}",
         t0.elapsed()

@@ -432,18 +432,11 @@ fn recorder_records_an_unmodified_client_without_changing_what_it_sees() {
     }
     let prefix = common::wine::prefix();
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    const STRICT: [&str; 5] = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror"];
-    let build = |tag: &str, args: &[&str]| {
-        let mut v: Vec<&str> = STRICT.to_vec();
-        v.extend_from_slice(args);
-        compile(&gcc, &v, &dir, tag);
-    };
-
     // The recorder (the documented command) next to client.exe; the project's PE DLL
     // next to the plain client.exe and, as the "real" one, in real/.
     let recorder = rec.join("certadm.dll");
-    build(
-        "build-recorder",
+    compile(
+        &gcc,
         &[
             "-shared",
             "-I",
@@ -453,45 +446,13 @@ fn recorder_records_an_unmodified_client_without_changing_what_it_sees() {
             "windows/recorder/recorder.c",
             "windows/recorder/recorder.def",
         ],
+        &dir,
+        "build-recorder",
     );
-    let project = plain.join("certadm.dll");
-    build(
-        "build-dll",
-        &[
-            "-shared",
-            "-o",
-            &s(&project),
-            "windows/certadm/certadm.c",
-            "windows/certadm/certadm.def",
-            "-lws2_32",
-        ],
-    );
-    std::fs::copy(&project, real.join("certadm.dll")).unwrap();
-    build(
-        "build-client",
-        &[
-            "-municode",
-            "-I",
-            "include",
-            "-o",
-            &s(&plain.join("client.exe")),
-            "windows/client/client.c",
-        ],
-    );
-    std::fs::copy(plain.join("client.exe"), rec.join("client.exe")).unwrap();
-    build(
-        "build-checks",
-        &[
-            "-municode",
-            "-I",
-            "include",
-            "-o",
-            &s(&plain.join("dll_checks.exe")),
-            "windows/tests/dll_checks.c",
-            &s(&project),
-        ],
-    );
-    std::fs::copy(plain.join("dll_checks.exe"), rec.join("dll_checks.exe")).unwrap();
+    let project = common::wine::build_project(&gcc, &plain, &dir);
+    std::fs::copy(&project.dll, real.join("certadm.dll")).unwrap();
+    std::fs::copy(&project.client, rec.join("client.exe")).unwrap();
+    std::fs::copy(&project.checks, rec.join("dll_checks.exe")).unwrap();
     check_exports(&recorder, &dir);
     eprintln!("built in {:.1?}", t0.elapsed());
 
