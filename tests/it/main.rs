@@ -9,6 +9,7 @@ mod common;
 mod abi_bad_input;
 mod backup_rules;
 mod backup_scenario;
+mod codes;
 mod hostile;
 mod persistence;
 mod prop_backup_model;

@@ -11,6 +11,7 @@
 //!   with other data; a refused start leaves the CA stopped and its files untouched, and
 //!   the set restores fine once repaired.
 
+use crate::codes::*;
 use certadm_emu::abi::{
     CertSrvRestoreEnd, CertSrvRestorePrepareW, CertSrvRestoreRegisterComplete,
     CertSrvRestoreRegisterThroughFile, CertSrvRestoreRegisterW, CSEDB_RSTMAPW,
@@ -34,23 +35,6 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-
-const ACCESS_DENIED: HRESULT = HRESULT(0x8007_0005u32 as i32);
-const INVALID_ARG: HRESULT = HRESULT(0x8007_0057u32 as i32);
-const UNEXPECTED: HRESULT = HRESULT(0x8000_FFFFu32 as i32);
-const RESTORE_IN_PROGRESS: HRESULT = HRESULT(0xC800_01FAu32 as i32);
-const SUSPENDED: HRESULT = HRESULT(0x8009_4006u32 as i32);
-const DIRECTORY: HRESULT = HRESULT(0x8007_010Bu32 as i32);
-const MISSING_FULL_BACKUP: HRESULT = HRESULT(0xC800_0230u32 as i32);
-const MISSING_RESTORE_LOGS: HRESULT = HRESULT(0xC800_022Du32 as i32);
-const BAD_LOG_SIGNATURE: HRESULT = HRESULT(0xC800_0212u32 as i32);
-const BAD_DB_SIGNATURE: HRESULT = HRESULT(0xC800_0213u32 as i32);
-const LOG_FILE_CORRUPT: HRESULT = HRESULT(0xC800_01F5u32 as i32);
-const DATABASE_CORRUPTED: HRESULT = HRESULT(0xC800_04B6u32 as i32);
-const NON_BACKUP_DATABASE: HRESULT = HRESULT(0xC800_0267u32 as i32);
-const BAD_PATHNAME: HRESULT = HRESULT(0x8007_00A1u32 as i32);
-const INVALID_NAME: HRESULT = HRESULT(0x8007_007Bu32 as i32);
-const BAD_NETPATH: HRESULT = HRESULT(0x8007_0035u32 as i32);
 
 /// Path refusals (spec: `machine::path`).
 const PATH_CODES: [HRESULT; 4] = [ACCESS_DENIED, BAD_NETPATH, INVALID_NAME, BAD_PATHNAME];
