@@ -300,31 +300,20 @@ fn denied<T: std::fmt::Debug>(r: certadm_emu::Result<T>, link: &str) {
 }
 
 fn contained_everywhere(name: &str) {
-    // The drive folder.
-    let p = Planted::new();
-    std::fs::create_dir_all(&p.root).unwrap();
-    symlink(&p.canary, p.root.join("c")).unwrap();
-    denied(
-        EmulatedCa::builder()
-            .server_name(&format!("{name}D"))
-            .root_dir(&p.root)
-            .build(),
-        "/c ",
-    );
-    p.assert_canary_untouched();
-
-    // The registry folder, before the CA is opened.
-    let p = Planted::new();
-    std::fs::create_dir_all(&p.root).unwrap();
-    symlink(&p.canary, p.root.join("registry")).unwrap();
-    denied(
-        EmulatedCa::builder()
-            .server_name(&format!("{name}R"))
-            .root_dir(&p.root)
-            .build(),
-        "registry",
-    );
-    p.assert_canary_untouched();
+    // The drive folder, and the registry folder before the CA is opened.
+    for (suffix, entry, named) in [("D", "c", "/c "), ("R", "registry", "registry")] {
+        let p = Planted::new();
+        std::fs::create_dir_all(&p.root).unwrap();
+        symlink(&p.canary, p.root.join(entry)).unwrap();
+        denied(
+            EmulatedCa::builder()
+                .server_name(&format!("{name}{suffix}"))
+                .root_dir(&p.root)
+                .build(),
+            named,
+        );
+        p.assert_canary_untouched();
+    }
 
     // CertLog, replaced by a link while the CA is stopped.
     let p = Planted::new();
