@@ -12,6 +12,7 @@
 //!   the set restores fine once repaired.
 
 use crate::codes::*;
+use crate::common::snapshot;
 use certadm_emu::abi::{
     CertSrvRestoreEnd, CertSrvRestorePrepareW, CertSrvRestoreRegisterComplete,
     CertSrvRestoreRegisterThroughFile, CertSrvRestoreRegisterW, CSEDB_RSTMAPW,
@@ -660,23 +661,6 @@ fn copy_tree(src: &Path, dst: &Path) {
             std::fs::copy(&p, dst.join(e.file_name())).unwrap();
         }
     }
-}
-
-/// Every file under the machine's root, with its bytes.
-fn snapshot(ca: &EmulatedCa) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else {
-                out.insert(p.clone(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(ca.machine().root(), &mut out);
-    out
 }
 
 /// How a restore ended.

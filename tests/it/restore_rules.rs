@@ -9,6 +9,7 @@
 //! backup sets and the known-good restores.
 
 use crate::codes::*;
+use crate::common::snapshot;
 use certadm_emu::abi::{
     CertSrvBackupPrepareW, CertSrvIsServerOnlineW, CertSrvRestoreEnd,
     CertSrvRestoreGetDatabaseLocationsW, CertSrvRestorePrepareW, CertSrvRestoreRegisterComplete,
@@ -169,23 +170,6 @@ fn copy_set(ca: &EmulatedCa, backup: &Path, locs: &SavedLocations, with_edb: boo
         std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
         std::fs::copy(src, dst).unwrap();
     }
-}
-
-/// Every file under the machine's root, with its bytes.
-fn snapshot(ca: &EmulatedCa) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else {
-                out.insert(p.clone(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(ca.machine().root(), &mut out);
-    out
 }
 
 fn flip_byte(path: &Path, at: usize) {
