@@ -294,6 +294,26 @@ pub struct SavedLocations {
     pub system_dir: String,
 }
 
+impl SavedLocations {
+    /// The registration of a restored set of log generations `low..=high` in these
+    /// locations: the database mapped onto itself for a full set, no map for an
+    /// incremental one; logs restored into the log directory.
+    pub fn registration(&self, full: bool, low: u32, high: u32) -> Registration {
+        Registration {
+            checkpoint_path: Some(self.system_dir.clone()),
+            log_path: Some(self.log_dir.clone()),
+            restore_map: if full {
+                vec![(self.database.clone(), self.database.clone())]
+            } else {
+                Vec::new()
+            },
+            backup_log_path: Some(self.log_dir.clone()),
+            gen_low: low,
+            gen_high: high,
+        }
+    }
+}
+
 /// Reads `DIR\DataBase\certbkxp.dat`.
 pub fn read_locations(dir: &Path) -> Result<SavedLocations, ClientError> {
     let p = dir.join(wszDBBACKUPSUBDIR).join(wszDBBACKUPCERTBACKDAT);
@@ -438,18 +458,7 @@ fn register_set(
         Call::RestorePrepare,
         call::restore_prepare(wserver, flags),
     )?;
-    let reg = Registration {
-        checkpoint_path: Some(locs.system_dir.clone()),
-        log_path: Some(locs.log_dir.clone()),
-        restore_map: if full {
-            vec![(locs.database.clone(), locs.database.clone())]
-        } else {
-            Vec::new()
-        },
-        backup_log_path: Some(locs.log_dir.clone()),
-        gen_low: low,
-        gen_high: high,
-    };
+    let reg = locs.registration(full, low, high);
     let register = Call::restore_register(opts.through_file);
     let result = record(
         &mut sum.calls,

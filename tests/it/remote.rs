@@ -270,18 +270,7 @@ fn restore(
         let h = c
             .restore_prepare(server, if full { CSRESTORE_TYPE_FULL } else { 0 })
             .expect("restore prepare");
-        let reg = Registration {
-            checkpoint_path: Some(locs.system_dir.clone()),
-            log_path: Some(locs.log_dir.clone()),
-            restore_map: if full {
-                vec![(locs.database.clone(), locs.database.clone())]
-            } else {
-                vec![]
-            },
-            backup_log_path: Some(locs.log_dir.clone()),
-            gen_low: low,
-            gen_high: high,
-        };
+        let reg = locs.registration(full, low, high);
         c.register(h, &reg).expect("register");
         if complete {
             c.complete(h).expect("complete");
