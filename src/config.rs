@@ -63,12 +63,14 @@ pub struct MachineConfig {
     /// Host directory of the disk (default: a temporary directory removed at exit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
-    /// The CA; `null` for a machine without one.
+    /// The CA; `null` for a machine without one; missing fields keep
+    /// [`CaConfig::default`]'s.
     #[serde(default = "default_ca")]
-    pub ca: Option<CaSection>,
-    /// The caller identity.
+    pub ca: Option<CaConfig>,
+    /// The caller identity; missing fields keep [`Identity::default`]'s (a local
+    /// administrator holding both privileges).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity: Option<IdentitySection>,
+    pub identity: Option<Identity>,
     /// A fault schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faults: Option<FaultSchedule>,
@@ -77,106 +79,11 @@ pub struct MachineConfig {
     pub strict: bool,
 }
 
-fn default_ca() -> Option<CaSection> {
-    Some(CaSection::default())
+fn default_ca() -> Option<CaConfig> {
+    Some(CaConfig::default())
 }
 
-/// A size given as bytes or as text with a binary unit (`"512M"`, `"1G"`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Size {
-    /// Bytes.
-    Bytes(u64),
-    /// Text.
-    Text(String),
-}
-
-impl Size {
-    /// The size in bytes.
-    pub fn bytes(&self) -> Result<u64, String> {
-        match self {
-            Size::Bytes(b) => Ok(*b),
-            Size::Text(t) => parse_size(t),
-        }
-    }
-}
-
-/// The CA of a machine.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CaSection {
-    /// Common name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// Seed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u64>,
-    /// Certificates at install time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub records: Option<u32>,
-    /// Virtual `.edb` size.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edb_size: Option<Size>,
-    /// Transactions per log generation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_capacity: Option<u32>,
-    /// `InterfaceFlags`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interface_flags: Option<u32>,
-    /// `DBDirectory`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub db_dir: Option<String>,
-    /// `DBLogDirectory`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_dir: Option<String>,
-    /// `DBSystemDirectory`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system_dir: Option<String>,
-}
-
-/// The caller identity; missing fields keep the default (local admin with both privileges).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IdentitySection {
-    /// `SeBackupPrivilege`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup_privilege: Option<bool>,
-    /// `SeRestorePrivilege`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restore_privilege: Option<bool>,
-    /// Local administrator.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub local_admin: Option<bool>,
-    /// Calling from another machine.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote: Option<bool>,
-}
-
-/// Parses `1024`, `64K`, `512M`, `1G`, `1T` (binary units).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
-        Some((i, _)) => {
-            let unit = s[i..].to_ascii_uppercase();
-            let m = match unit.trim_end_matches("IB").trim_end_matches('B') {
-                "" => 1u64,
-                "K" => 1 << 10,
-                "M" => 1 << 20,
-                "G" => 1 << 30,
-                "T" => 1 << 40,
-                _ => return Err(format!("unknown size unit in {s:?}")),
-            };
-            (&s[..i], m)
-        }
-        None => (s, 1),
-    };
-    let n: u64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size"))?;
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too large"))
-}
+pub use crate::core::size::parse_size;
 
 impl Config {
     /// Parses a configuration: a JSON object (`[]`, `null` or a number is refused, although
@@ -314,31 +221,12 @@ impl MachineConfig {
         if let Some(r) = &self.root {
             b = b.root_dir(r);
         }
-        if let Some(id) = &self.identity {
-            let d = Identity::default();
-            b = b.identity(Identity {
-                backup_privilege: id.backup_privilege.unwrap_or(d.backup_privilege),
-                restore_privilege: id.restore_privilege.unwrap_or(d.restore_privilege),
-                local_admin: id.local_admin.unwrap_or(d.local_admin),
-                remote: id.remote.unwrap_or(d.remote),
-            });
+        if let Some(id) = self.identity {
+            b = b.identity(id);
         }
         match &self.ca {
             None => b = b.without_ca(),
-            Some(c) => {
-                let d = CaConfig::default();
-                b = b.config(CaConfig {
-                    name: c.name.clone().unwrap_or(d.name),
-                    seed: c.seed.unwrap_or(d.seed),
-                    records: c.records.unwrap_or(d.records),
-                    edb_size: c.edb_size.as_ref().map(|s| s.bytes()).transpose()?,
-                    log_capacity: c.log_capacity.unwrap_or(d.log_capacity),
-                    db_dir: c.db_dir.clone().unwrap_or(d.db_dir),
-                    log_dir: c.log_dir.clone().unwrap_or(d.log_dir),
-                    system_dir: c.system_dir.clone().unwrap_or(d.system_dir),
-                    interface_flags: c.interface_flags.unwrap_or(d.interface_flags),
-                });
-            }
+            Some(c) => b = b.config(c.clone()),
         }
         Ok(b.faults(self.faults.clone().unwrap_or_default()))
     }

@@ -27,7 +27,8 @@
 use super::boundary;
 use super::forward::{self, RemoteMachine};
 use super::ptr::{fill, require, write};
-use crate::config::{CaSection, MachineConfig, Size};
+use crate::ca::CaConfig;
+use crate::config::MachineConfig;
 use crate::control::{CaReport, Control, EmulatedCa, LastStart};
 use crate::core::{Error, Result, HRESULT};
 use crate::machine::Identity;
@@ -267,13 +268,15 @@ fn remote_machine(
             NEXT.fetch_add(1, Ordering::Relaxed)
         )
     });
-    let mut ca = CaSection::default();
+    let mut ca = CaConfig::default();
     if let Some((o, ca_name)) = opts {
-        ca.records = Some(o.records);
-        ca.seed = Some(o.seed);
-        ca.log_capacity = Some(o.log_capacity);
-        ca.edb_size = (o.edb_size != 0).then_some(Size::Bytes(o.edb_size));
-        ca.name = ca_name;
+        ca.records = o.records;
+        ca.seed = o.seed;
+        ca.log_capacity = o.log_capacity;
+        ca.edb_size = (o.edb_size != 0).then_some(o.edb_size);
+        if let Some(n) = ca_name {
+            ca.name = n;
+        }
     }
     MachineConfig {
         name,

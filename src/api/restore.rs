@@ -33,51 +33,41 @@ pub(crate) fn restore_get_database_locations_impl(
     const CALL: Call = Call::RestoreGetDatabaseLocations;
     let (host, p) = lookup_handle(fr, h)?;
     let st = fr.lock();
-    match st.sessions.get_mut(p.session_slot, p.session_gen) {
-        None => Err(stale(CALL, h)),
-        Some(Session::Backup(b)) => {
-            if b.is_disconnected() {
-                return Err(Error::Disconnected { call: CALL.name() });
-            }
-            let ca = st.ca.as_ref().expect("a backup session implies a CA");
-            match ca.service() {
-                ServiceState::Running => {}
-                ServiceState::Suspended => {
-                    return Err(Error::Suspended {
-                        call: CALL.name(),
-                        why: "the CA is suspended for a database restore (recovery in progress)"
-                            .into(),
-                    })
-                }
-                ServiceState::Stopped => {
-                    return Err(Error::ServerUnavailable {
-                        call: CALL.name(),
-                        server: host.machine.netbios().to_string(),
-                        why: "the CA service is stopped".into(),
-                    })
-                }
-            }
-            check_backup_access(CALL, &st.identity, ca.interface_flags())?;
-            Ok(locations(ca, &host.machine))
+    // The locations come from the running service; a stopped one is answered
+    // differently for a backup handle and for a restore handle (where the saved
+    // certbkxp.dat is the way), and only a backup handle is checked for access.
+    let (stopped, backup) = match st.sessions.get(p.session_slot, p.session_gen) {
+        None => return Err(stale(CALL, h)),
+        Some(Session::Backup(b)) if b.is_disconnected() => {
+            return Err(Error::Disconnected { call: CALL.name() })
         }
-        Some(Session::Restore(_)) => {
-            let ca = st.ca.as_ref().expect("a restore session implies a CA");
-            if ca.service() == ServiceState::Suspended {
-                return Err(Error::Suspended {
-                    call: CALL.name(),
-                    why: "the CA is suspended for a database restore (recovery in progress)".into(),
-                });
-            }
-            if ca.service() != ServiceState::Running {
-                return Err(Error::ServerUnavailable {
-                    call: CALL.name(),
-                    server: host.machine.netbios().to_string(),
-                    why: "Certificate Services must be running for this method to succeed; use the locations saved at backup time (certbkxp.dat)".into(),
-                });
-            }
-            Ok(locations(ca, &host.machine))
+        Some(Session::Backup(_)) => ("the CA service is stopped", true),
+        Some(Session::Restore(_)) => (
+            "Certificate Services must be running for this method to succeed; use the locations saved at backup time (certbkxp.dat)",
+            false,
+        ),
+    };
+    let ca = st.ca.as_ref().expect("a session implies a CA");
+    match ca.service() {
+        ServiceState::Running => {}
+        ServiceState::Suspended => {
+            return Err(Error::Suspended {
+                call: CALL.name(),
+                why: "the CA is suspended for a database restore (recovery in progress)".into(),
+            })
+        }
+        ServiceState::Stopped => {
+            return Err(Error::ServerUnavailable {
+                call: CALL.name(),
+                server: host.machine.netbios().to_string(),
+                why: stopped.into(),
+            })
         }
     }
+    if backup {
+        check_backup_access(CALL, &st.identity, ca.interface_flags())?;
+    }
+    Ok(locations(ca, &host.machine))
 }
 
 /// `CertSrvRestorePrepareW`: `CSRESTORE_TYPE_FULL` for a full set, 0 for an incremental set.

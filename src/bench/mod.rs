@@ -133,16 +133,90 @@ pub struct Row {
     pub pass: Option<bool>,
 }
 
-impl Row {
-    fn note(figure: String) -> Row {
-        Row {
-            figure,
-            emulator: String::new(),
-            baseline: String::new(),
-            ratio: f64::NAN,
-            target: String::new(),
-            pass: None,
+/// What a row's ratio is held to: the bound is written once, and both the table's target
+/// text and the verdict come from it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Target {
+    /// Scored: the ratio must be at most this.
+    AtMost(f64),
+    /// Scored: the ratio must be at least this.
+    AtLeast(f64),
+    /// Shown, not scored, with what the column says instead of a bound.
+    Info(String),
+}
+
+impl Target {
+    /// The same bound, shown and not scored.
+    fn shown(self) -> Target {
+        match self {
+            Target::Info(_) => self,
+            bound => Target::Info(bound.text()),
         }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Target::AtMost(v) => format!("<= {v}x"),
+            Target::AtLeast(v) => format!(">= {v}x"),
+            Target::Info(text) => text.clone(),
+        }
+    }
+
+    fn met(&self, ratio: f64) -> Option<bool> {
+        match self {
+            Target::AtMost(v) => Some(ratio <= *v),
+            Target::AtLeast(v) => Some(ratio >= *v),
+            Target::Info(_) => None,
+        }
+    }
+}
+
+impl Row {
+    /// A figure: the emulator's and the baseline's measures as shown, their ratio, and
+    /// what the ratio is held to.
+    pub(crate) fn new(
+        figure: impl Into<String>,
+        emulator: String,
+        baseline: String,
+        ratio: f64,
+        target: Target,
+    ) -> Row {
+        Row {
+            figure: figure.into(),
+            emulator,
+            baseline,
+            ratio,
+            pass: target.met(ratio),
+            target: target.text(),
+        }
+    }
+
+    /// A figure whose two measures are of one kind: both shown with `unit`, the ratio is
+    /// emulator / baseline.
+    pub(crate) fn compare(
+        figure: impl Into<String>,
+        emulator: f64,
+        baseline: f64,
+        unit: fn(f64) -> String,
+        target: Target,
+    ) -> Row {
+        Row::new(
+            figure,
+            unit(emulator),
+            unit(baseline),
+            emulator / baseline,
+            target,
+        )
+    }
+
+    fn note(figure: String) -> Row {
+        Row::new(
+            figure,
+            String::new(),
+            String::new(),
+            f64::NAN,
+            Target::Info(String::new()),
+        )
     }
 }
 
@@ -303,6 +377,21 @@ fn ns(d: f64) -> String {
     }
 }
 
+/// Seconds per pair, shown.
+fn per_pair(d: f64) -> String {
+    format!("{}/pair", ns(d))
+}
+
+/// Events per second, shown.
+fn per_s(rate: f64) -> String {
+    format!("{rate:.0}/s")
+}
+
+/// Seconds, shown.
+fn secs(s: f64) -> String {
+    format!("{s:.3} s")
+}
+
 fn gibs(bytes_per_sec: f64) -> String {
     format!("{:.2} GiB/s", bytes_per_sec / GIB)
 }
@@ -345,15 +434,18 @@ fn prepare_end(
         Ok(t.elapsed())
     };
     let (e, b) = per_iteration(plan, &mut emu, &mut base)?;
-    let ratio = e / b;
-    let row = Row {
-        figure: label.into(),
-        emulator: format!("{}/pair", ns(e)),
-        baseline: format!("{}/pair", ns(b)),
-        ratio,
-        target: format!("<= {target}x"),
-        pass: (!informational).then_some(ratio <= target),
-    };
+    let target = Target::AtMost(target);
+    let row = Row::compare(
+        label,
+        e,
+        b,
+        per_pair,
+        if informational {
+            target.shown()
+        } else {
+            target
+        },
+    );
     Ok((row, pairs))
 }
 
@@ -395,14 +487,13 @@ fn prepare_end_figures(plan: &Plan) -> Result<Vec<Row>> {
     // Memory an ended session leaves behind (a session that is ended should leave
     // nothing: the baseline table keeps none).
     let kept = rss_bytes().unwrap_or(0).saturating_sub(before);
-    rows.push(Row {
-        figure: "1c (info) VmRSS kept per ended Prepare+End pair".into(),
-        emulator: format!("{:.0} B/pair", kept as f64 / pairs.max(1) as f64),
-        baseline: "0 B/pair".into(),
-        ratio: f64::NAN,
-        target: "0 B/pair".into(),
-        pass: None,
-    });
+    rows.push(Row::new(
+        "1c (info) VmRSS kept per ended Prepare+End pair",
+        format!("{:.0} B/pair", kept as f64 / pairs.max(1) as f64),
+        "0 B/pair".into(),
+        f64::NAN,
+        Target::Info("0 B/pair".into()),
+    ));
     rows.push(Row::note(format!(
         "   ({pairs} pairs; +{:.1} MiB in total)",
         kept as f64 / MIB
@@ -441,15 +532,13 @@ fn full_backup(server: &WStr, plan: &Plan) -> Result<Row> {
         &mut |buf| exactly("the backup", work::full_backup(server, buf)?, size),
         &mut |buf| exactly("the baseline", work::read_real_file(&path, buf)?, size),
     )?;
-    let ratio = e / b;
-    Ok(Row {
-        figure: format!("2  full backup of {} .edb vs File::read", HumanBytes(size)),
-        emulator: gibs(e),
-        baseline: gibs(b),
-        ratio,
-        target: ">= 0.8x".into(),
-        pass: Some(ratio >= 0.8),
-    })
+    Ok(Row::compare(
+        format!("2  full backup of {} .edb vs File::read", HumanBytes(size)),
+        e,
+        b,
+        gibs,
+        Target::AtLeast(0.8),
+    ))
 }
 
 /// Figure 3: the Read loop alone (session set up outside the timing) against
@@ -494,28 +583,26 @@ fn read_vs_memcpy(server: &WStr, plan: &Plan) -> Result<Vec<Row>> {
     let e = median(e);
     let (bs, bg) = (median(b_small), median(b_big));
     Ok(vec![
-        Row {
-            figure: format!(
+        Row::compare(
+            format!(
                 "3  CertSrvBackupRead ({}) vs memcpy 512 KiB",
                 HumanBytes(size)
             ),
-            emulator: gibs(e),
-            baseline: gibs(bs),
-            ratio: e / bs,
-            target: ">= 0.5x".into(),
-            pass: Some(e / bs >= 0.5),
-        },
-        Row {
-            figure: format!(
+            e,
+            bs,
+            gibs,
+            Target::AtLeast(0.5),
+        ),
+        Row::compare(
+            format!(
                 "3b  (info) same vs memcpy from a {} image",
                 HumanBytes(big_src_len as u64)
             ),
-            emulator: gibs(e),
-            baseline: gibs(bg),
-            ratio: e / bg,
-            target: ">= 0.5x".into(),
-            pass: None,
-        },
+            e,
+            bg,
+            gibs,
+            Target::Info(">= 0.5x".into()),
+        ),
     ])
 }
 
@@ -548,17 +635,16 @@ fn rss_growth(plan: &Plan) -> Result<Row> {
     s.finish()?;
     let growth = peak.saturating_sub(before);
     let ratio = growth as f64 / RSS_BUDGET as f64;
-    Ok(Row {
-        figure: format!(
+    Ok(Row::new(
+        format!(
             "4  VmRSS growth reading {} of a 1 TiB .edb",
             HumanBytes(done)
         ),
-        emulator: format!("+{:.2} MiB", growth as f64 / MIB),
-        baseline: format!("16 MiB budget (RSS before {:.1} MiB)", before as f64 / MIB),
+        format!("+{:.2} MiB", growth as f64 / MIB),
+        format!("16 MiB budget (RSS before {:.1} MiB)", before as f64 / MIB),
         ratio,
-        target: "<= 1.0 (16 MiB)".into(),
-        pass: Some(growth <= RSS_BUDGET),
-    })
+        Target::AtMost(1.0),
+    ))
 }
 
 /// Runs every figure of `plan`; `step` hears the name of each stage before it runs.
@@ -648,14 +734,13 @@ mod tests {
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(vec![]).is_nan());
         let t = Table(vec![
-            Row {
-                figure: "1  x".into(),
-                emulator: "2.0 ns/pair".into(),
-                baseline: "1.0 ns/pair".into(),
-                ratio: 2.0,
-                target: "<= 1.5x".into(),
-                pass: Some(false),
-            },
+            Row::new(
+                "1  x",
+                "2.0 ns/pair".into(),
+                "1.0 ns/pair".into(),
+                2.0,
+                Target::AtMost(1.5),
+            ),
             Row::note("   (note)".into()),
         ]);
         assert_eq!(t.score(), (0, 1));

@@ -9,7 +9,7 @@
 //! prints one [`ScaleReport`] line.
 
 use super::work::{self, OpenEdb, Result, READ_SIZE};
-use super::{gibs, median, tempdir, Plan, Row, MIB};
+use super::{gibs, median, per_s, secs, tempdir, Plan, Row, Target, MIB};
 use crate::abi::call::WStr;
 use crate::ca::format::{log_file_name, PAGE_SIZE, SLOTS_PER_PAGE};
 use crate::ca::record::Txn;
@@ -269,24 +269,21 @@ pub(super) fn issue_figures(plan: &Plan) -> Result<Vec<Row>> {
         }
     }
     let (s, b, a) = (median(s), median(b), median(a));
-    let per_s = |r: f64| format!("{r:.0}/s");
     Ok(vec![
-        Row {
-            figure: format!("8  issue into a {big_n}-record CA vs a 1,000-record CA"),
-            emulator: per_s(b),
-            baseline: per_s(s),
-            ratio: b / s,
-            target: ">= 0.7x".into(),
-            pass: Some(b / s >= 0.7),
-        },
-        Row {
-            figure: "9  issue vs appending its log frames (no fsync)".into(),
-            emulator: per_s(s),
-            baseline: per_s(a),
-            ratio: s / a,
-            target: ">= 0.5x".into(),
-            pass: Some(s / a >= 0.5),
-        },
+        Row::compare(
+            format!("8  issue into a {big_n}-record CA vs a 1,000-record CA"),
+            b,
+            s,
+            per_s,
+            Target::AtLeast(0.7),
+        ),
+        Row::compare(
+            "9  issue vs appending its log frames (no fsync)",
+            s,
+            a,
+            per_s,
+            Target::AtLeast(0.5),
+        ),
     ])
 }
 
@@ -339,25 +336,23 @@ pub(super) fn materialised_backup_figures(plan: &Plan) -> Result<Vec<Row>> {
     }
     let (e, b, share, end_s) = (median(e), median(b), median(share), median(end_s));
     Ok(vec![
-        Row {
-            figure: format!(
+        Row::new(
+            format!(
                 "11 End's share of a full backup of a {} materialised .edb",
                 indicatif::HumanBytes(plan.edb)
             ),
-            emulator: format!("{:.2} ms End", end_s * 1e3),
-            baseline: "whole backup".into(),
-            ratio: share,
-            target: "<= 0.05".into(),
-            pass: Some(share <= 0.05),
-        },
-        Row {
-            figure: "12 that backup (database + logs + End) vs File::read".into(),
-            emulator: gibs(e),
-            baseline: gibs(b),
-            ratio: e / b,
-            target: ">= 0.8x".into(),
-            pass: Some(e / b >= 0.8),
-        },
+            format!("{:.2} ms End", end_s * 1e3),
+            "whole backup".into(),
+            share,
+            Target::AtMost(0.05),
+        ),
+        Row::compare(
+            "12 that backup (database + logs + End) vs File::read",
+            e,
+            b,
+            gibs,
+            Target::AtLeast(0.8),
+        ),
         Row::note(format!(
             "   ({records} records installed in {install:.1} s; {during} issued during each backup, not timed)"
         )),
@@ -377,36 +372,33 @@ pub(super) fn scenario_figures(plan: &Plan, child: Command) -> Result<Vec<Row>> 
         ));
     }
     Ok(vec![
-        Row {
-            figure: format!("10 peak RSS, {n}-record CA: install..hard recovery"),
-            emulator: format!("{:.1} MiB", r.peak_rss as f64 / MIB),
-            baseline: "64 MiB budget".into(),
-            ratio: r.peak_rss as f64 / RSS_BUDGET as f64,
-            target: "<= 1.0 (64 MiB)".into(),
-            pass: Some(r.peak_rss <= RSS_BUDGET),
-        },
+        Row::new(
+            format!("10 peak RSS, {n}-record CA: install..hard recovery"),
+            format!("{:.1} MiB", r.peak_rss as f64 / MIB),
+            "64 MiB budget".into(),
+            r.peak_rss as f64 / RSS_BUDGET as f64,
+            Target::AtMost(1.0),
+        ),
         // What the emulator does of a restore: the hard recovery at the next start
         // (verifying the restored database and logs, replaying them), against reading
         // the same bytes.
-        Row {
-            figure: "13 hard recovery of the restored set vs reading its files".into(),
-            emulator: format!("{:.3} s", r.recovery_s),
-            baseline: format!("{:.3} s", r.read_files_s),
-            ratio: r.recovery_s / r.read_files_s,
-            target: "<= 2x".into(),
-            pass: Some(r.recovery_s / r.read_files_s <= 2.0),
-        },
+        Row::compare(
+            "13 hard recovery of the restored set vs reading its files",
+            r.recovery_s,
+            r.read_files_s,
+            secs,
+            Target::AtMost(2.0),
+        ),
         // The client's part: copying the set into place through the restore calls. I/O
         // bound (the set is written to disk, the baseline reads the page cache) and the
         // client's code, not the emulator's: shown, not scored.
-        Row {
-            figure: "13b (info) the client's copy of the set (restore calls), I/O bound".into(),
-            emulator: format!("{:.2} s", r.restore_s),
-            baseline: format!("{:.3} s", r.read_files_s),
-            ratio: r.restore_s / r.read_files_s,
-            target: "outside the emulator".into(),
-            pass: None,
-        },
+        Row::compare(
+            "13b (info) the client's copy of the set (restore calls), I/O bound",
+            r.restore_s,
+            r.read_files_s,
+            secs,
+            Target::Info("outside the emulator".into()),
+        ),
         Row::note(format!(
             "   (set {}; install {:.1} s, issue {:.2} s, backup {:.1} s, restore (the client's copy) {:.2} s, recovery {:.2} s)",
             indicatif::HumanBytes(r.set_bytes),

@@ -2,7 +2,7 @@
 //! 32 clients at once.
 
 use super::work::{Result, READ_SIZE};
-use super::{exactly, gibs, ns, per_iteration, throughput, Plan, Row};
+use super::{exactly, gibs, per_iteration, per_pair, per_s, throughput, Plan, Row, Target};
 use crate::config::Config;
 use crate::core::consts::CSBACKUP_TYPE_FULL;
 use crate::remote::client::RemoteClient;
@@ -159,14 +159,13 @@ pub(super) fn figures(plan: &Plan) -> Result<Vec<Row>> {
         Ok(t.elapsed())
     };
     let (e, b) = per_iteration(plan, &mut emu, &mut base)?;
-    rows.push(Row {
-        figure: "5  server: Prepare+End vs 2 bare TCP round trips".into(),
-        emulator: format!("{}/pair", ns(e)),
-        baseline: format!("{}/pair", ns(b)),
-        ratio: e / b,
-        target: "<= 2x".into(),
-        pass: Some(e / b <= 2.0),
-    });
+    rows.push(Row::compare(
+        "5  server: Prepare+End vs 2 bare TCP round trips",
+        e,
+        b,
+        per_pair,
+        Target::AtMost(2.0),
+    ));
     drop(client);
     srv.stop().map_err(|e| e.to_string())?;
 
@@ -190,17 +189,16 @@ pub(super) fn figures(plan: &Plan) -> Result<Vec<Row>> {
         &mut |buf| remote_full_backup(&client, "BENCH6", buf),
         &mut |buf| exactly("the bare stream", bare_stream(&mut sock, size, buf)?, size),
     )?;
-    rows.push(Row {
-        figure: format!(
+    rows.push(Row::compare(
+        format!(
             "6  server: {} backup vs bare TCP stream",
             HumanBytes(plan.edb)
         ),
-        emulator: gibs(e),
-        baseline: gibs(b),
-        ratio: e / b,
-        target: ">= 0.8x".into(),
-        pass: Some(e / b >= 0.8),
-    });
+        e,
+        b,
+        gibs,
+        Target::AtLeast(0.8),
+    ));
     drop(sock);
     drop(client);
     srv.stop().map_err(|e| e.to_string())?;
@@ -246,14 +244,13 @@ pub(super) fn figures(plan: &Plan) -> Result<Vec<Row>> {
     };
     let one = rate(1)?;
     let many = rate(32)?;
-    rows.push(Row {
-        figure: "7  server: 32 clients vs 1 (calls/s, scaling)".into(),
-        emulator: format!("{:.0}/s", many),
-        baseline: format!("{:.0}/s", one),
-        ratio: many / one,
-        target: "report".into(),
-        pass: None,
-    });
+    rows.push(Row::compare(
+        "7  server: 32 clients vs 1 (calls/s, scaling)",
+        many,
+        one,
+        per_s,
+        Target::Info("report".into()),
+    ));
     srv.stop().map_err(|e| e.to_string())?;
     Ok(rows)
 }

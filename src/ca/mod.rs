@@ -42,8 +42,10 @@ pub(crate) const RECORD_CHUNK: usize = 4096;
 /// The first value of the virtual clock: 2026-01-01T00:00:00Z.
 pub(crate) const CLOCK_EPOCH: i64 = 1_767_225_600;
 
-/// How a CA is set up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a CA is set up; also the `ca` section of a configuration file, where a missing field
+/// keeps its default.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CaConfig {
     /// The CA's common name; the database file is `<name>.edb`.
     pub name: String,
@@ -51,7 +53,9 @@ pub struct CaConfig {
     pub seed: u64,
     /// Certificates already in the database when the CA is installed.
     pub records: u32,
-    /// Size the `.edb` presents to backup (generated padding beyond the real content).
+    /// Size the `.edb` presents to backup (generated padding beyond the real content); in
+    /// a configuration file a number of bytes or text such as `"512M"`.
+    #[serde(with = "crate::core::size::opt_bytes")]
     pub edb_size: Option<u64>,
     /// Transactions per log generation before `edb.log` rolls.
     pub log_capacity: u32,

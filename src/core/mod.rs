@@ -10,6 +10,7 @@ mod hresult;
 pub mod limits;
 pub(crate) mod mix;
 pub mod outbuf;
+pub mod size;
 pub mod wide;
 
 pub use call::{Call, ListKind, Route};

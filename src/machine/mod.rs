@@ -12,7 +12,10 @@ pub use path::WinPath;
 use std::path::{Path, PathBuf};
 
 /// Who is calling: privileges and whether the call comes from another machine.
+///
+/// In a configuration file (`identity` of a machine) a missing field keeps its default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Identity {
     /// `SeBackupPrivilege` (the CA Operator role for backup methods, spec §6.2 row 12).
     pub backup_privilege: bool,

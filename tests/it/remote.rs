@@ -948,7 +948,7 @@ fn clients_and_servers_cross_threads() {
         "127.0.0.1:0",
         ServerOptions {
             config: Some(
-                Config::from_json(r#"{"machines": [{"name": "RMTX", "ca": {"edb_size": "1Q"}}]}"#)
+                Config::from_json(r#"{"machines": [{"name": "RMTX"}, {"name": "RMTX"}]}"#)
                     .unwrap(),
             ),
             ..Default::default()
@@ -956,6 +956,10 @@ fn clients_and_servers_cross_threads() {
     )
     .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+    // A size the configuration cannot read is refused when it is parsed, with its text.
+    let e = Config::from_json(r#"{"machines": [{"name": "RMTX", "ca": {"edb_size": "1Q"}}]}"#)
+        .unwrap_err();
+    assert!(e.starts_with(r#"unknown size unit in "1Q""#), "{e}");
 }
 
 /// The `certadm-emu serve` binary: prints its address, serves the configured machine, and
