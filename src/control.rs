@@ -76,64 +76,60 @@ impl Default for CaBuilder {
     }
 }
 
+/// Builder methods that each set one field: `name(arg: Type) => field = value;`.
+macro_rules! setters {
+    ($( $(#[$doc:meta])* $name:ident($arg:ident: $ty:ty) => $($field:ident).+ = $value:expr; )*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, $arg: $ty) -> Self {
+                self.$($field).+ = $value;
+                self
+            }
+        )*
+    };
+}
+
 impl CaBuilder {
-    /// The NetBIOS name (default: a name unique in this process, `EMU<pid><n>`).
-    pub fn server_name(mut self, name: &str) -> Self {
-        self.netbios = Some(name.to_string());
-        self
+    setters! {
+        /// The NetBIOS name (default: a name unique in this process, `EMU<pid><n>`).
+        server_name(name: &str) => netbios = Some(name.to_string());
+        /// The DNS name (default: `<netbios>.emu.test`).
+        dns_name(name: &str) => dns = Some(name.to_string());
+        /// A host directory to use as the machine's disk (default: a temporary directory).
+        /// If an earlier run left a CA there (same name), it is opened with its state
+        /// (records, logs, last backups, a registered restore) instead of installed anew.
+        root_dir(dir: impl Into<PathBuf>) => root = Some(dir.into());
+        /// The CA's common name.
+        ca_name(name: &str) => cfg.name = name.to_string();
+        /// The seed of all generated content.
+        seed(seed: u64) => cfg.seed = seed;
+        /// Certificates in the database at install time.
+        records(n: u32) => cfg.records = n;
+        /// A virtual `.edb` of this many bytes (content generated, never materialised).
+        edb_size(bytes: u64) => cfg.edb_size = Some(bytes);
+        /// Transactions per log generation.
+        log_capacity(n: u32) => cfg.log_capacity = n;
+        /// `InterfaceFlags` (default `IF_DEFAULT`).
+        interface_flags(flags: u32) => cfg.interface_flags = flags;
+        /// The caller's identity (default: local administrator with both privileges).
+        identity(id: Identity) => identity = id;
+        /// Strict conformance: dropping the guard panics with the report if the client
+        /// broke a rule (unless the thread is already panicking). Lenient (the default)
+        /// only reports through [`EmulatedCa::verify`].
+        strict(strict: bool) => strict = strict;
+        /// A fault schedule installed from the start (see [`crate::api::faults`]).
+        /// Without one, `CERTADM_EMU_FAULTS` (JSON, or `@path` to a JSON file) is used if
+        /// set.
+        faults(schedule: FaultSchedule) => faults = Some(schedule);
+        /// The full configuration.
+        config(cfg: CaConfig) => cfg = cfg;
     }
-    /// The DNS name (default: `<netbios>.emu.test`).
-    pub fn dns_name(mut self, name: &str) -> Self {
-        self.dns = Some(name.to_string());
-        self
-    }
-    /// A host directory to use as the machine's disk (default: a temporary directory).
-    /// If an earlier run left a CA there (same name), it is opened with its state
-    /// (records, logs, last backups, a registered restore) instead of installed anew.
-    pub fn root_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.root = Some(dir.into());
-        self
-    }
-    /// The CA's common name.
-    pub fn ca_name(mut self, name: &str) -> Self {
-        self.cfg.name = name.to_string();
-        self
-    }
-    /// The seed of all generated content.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.cfg.seed = seed;
-        self
-    }
-    /// Certificates in the database at install time.
-    pub fn records(mut self, n: u32) -> Self {
-        self.cfg.records = n;
-        self
-    }
-    /// A virtual `.edb` of this many bytes (content generated, never materialised).
-    pub fn edb_size(mut self, bytes: u64) -> Self {
-        self.cfg.edb_size = Some(bytes);
-        self
-    }
-    /// Transactions per log generation.
-    pub fn log_capacity(mut self, n: u32) -> Self {
-        self.cfg.log_capacity = n;
-        self
-    }
-    /// `InterfaceFlags` (default `IF_DEFAULT`).
-    pub fn interface_flags(mut self, flags: u32) -> Self {
-        self.cfg.interface_flags = flags;
-        self
-    }
+
     /// Database, log and checkpoint directories (Windows paths).
     pub fn directories(mut self, db: &str, log: &str, system: &str) -> Self {
         self.cfg.db_dir = db.into();
         self.cfg.log_dir = log.into();
         self.cfg.system_dir = system.into();
-        self
-    }
-    /// The caller's identity (default: local administrator with both privileges).
-    pub fn identity(mut self, id: Identity) -> Self {
-        self.identity = id;
         self
     }
     /// A machine with no CA installed (`IsServerOnline` fails, as on a host without AD CS).
@@ -142,24 +138,6 @@ impl CaBuilder {
     /// (`issue`, `start`, ...) return `ERROR_FILE_NOT_FOUND`.
     pub fn without_ca(mut self) -> Self {
         self.with_ca = false;
-        self
-    }
-    /// Strict conformance: dropping the guard panics with the report if the client broke
-    /// a rule (unless the thread is already panicking). Lenient (the default) only reports
-    /// through [`EmulatedCa::verify`].
-    pub fn strict(mut self, strict: bool) -> Self {
-        self.strict = strict;
-        self
-    }
-    /// A fault schedule installed from the start (see [`crate::api::faults`]).
-    /// Without one, `CERTADM_EMU_FAULTS` (JSON, or `@path` to a JSON file) is used if set.
-    pub fn faults(mut self, schedule: FaultSchedule) -> Self {
-        self.faults = Some(schedule);
-        self
-    }
-    /// The full configuration.
-    pub fn config(mut self, cfg: CaConfig) -> Self {
-        self.cfg = cfg;
         self
     }
 

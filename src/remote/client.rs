@@ -99,6 +99,12 @@ fn handle_out(out: Out) -> Result<Hcsbc> {
         .ok_or_else(|| RemoteError::call_failed(format!("protocol error: handle {raw:#x}")))
 }
 
+/// The request `make` builds for the machine named `machine` (most control requests carry
+/// only the name).
+fn on(machine: &str, make: impl FnOnce(String) -> Request) -> Request {
+    make(machine.into())
+}
+
 impl RemoteClient {
     /// Connects to `addr` (`127.0.0.1:7000`, `unix:/path` or `/path`) and runs the
     /// handshake with `secret` if given.
@@ -457,9 +463,7 @@ impl RemoteClient {
 
     /// Drops a machine (its names are free again; handles on it turn stale).
     pub fn drop_machine(&self, machine: &str) -> Result<()> {
-        self.unit(Request::DropMachine {
-            machine: machine.into(),
-        })
+        self.unit(on(machine, |machine| Request::DropMachine { machine }))
     }
 
     /// The machines of the server.
@@ -486,39 +490,29 @@ impl RemoteClient {
 
     /// Rolls the current log; returns the new generation.
     pub fn roll_log(&self, machine: &str) -> Result<u32> {
-        let out = self.call(&Request::RollLog {
-            machine: machine.into(),
-        })?;
+        let out = self.call(&on(machine, |machine| Request::RollLog { machine }))?;
         expect!(out, Out::U32(v) => v)
     }
 
     /// Stops the service cleanly.
     pub fn stop(&self, machine: &str) -> Result<()> {
-        self.unit(Request::Stop {
-            machine: machine.into(),
-        })
+        self.unit(on(machine, |machine| Request::Stop { machine }))
     }
 
     /// Stops the service as a crash would.
     pub fn crash(&self, machine: &str) -> Result<()> {
-        self.unit(Request::Crash {
-            machine: machine.into(),
-        })
+        self.unit(on(machine, |machine| Request::Crash { machine }))
     }
 
     /// Starts the service: hard recovery of a registered restore, or soft recovery.
     pub fn start(&self, machine: &str) -> Result<RecoveryReport> {
-        let out = self.call(&Request::Start {
-            machine: machine.into(),
-        })?;
+        let out = self.call(&on(machine, |machine| Request::Start { machine }))?;
         expect!(out, Out::Recovery(r) => r)
     }
 
     /// Deletes the CA's files (the service must be stopped).
     pub fn wipe_files(&self, machine: &str) -> Result<()> {
-        self.unit(Request::WipeFiles {
-            machine: machine.into(),
-        })
+        self.unit(on(machine, |machine| Request::WipeFiles { machine }))
     }
 
     /// The host path of a Windows path on the machine (on the server's file system).
@@ -561,9 +555,7 @@ impl RemoteClient {
 
     /// The machine's report (JSON text, as one machine of the report file).
     pub fn report_json(&self, machine: &str) -> Result<String> {
-        let out = self.call(&Request::Report {
-            machine: machine.into(),
-        })?;
+        let out = self.call(&on(machine, |machine| Request::Report { machine }))?;
         expect!(out, Out::Text(s) => s)
     }
 
@@ -576,9 +568,7 @@ impl RemoteClient {
 
     /// The machine's state (service, sessions, buffers, restore marker, ...), parsed.
     pub fn state(&self, machine: &str) -> Result<CaState> {
-        let out = self.call(&Request::State {
-            machine: machine.into(),
-        })?;
+        let out = self.call(&on(machine, |machine| Request::State { machine }))?;
         let s = expect!(out, Out::Text(s) => s)?;
         serde_json::from_str(&s)
             .map_err(|e| RemoteError::call_failed(format!("protocol error: state: {e}")))
@@ -612,17 +602,15 @@ impl RemoteClient {
 
     /// Record count and content digest (see [`crate::ca::record::digest`]).
     pub fn records(&self, machine: &str) -> Result<(u64, u32)> {
-        let out = self.call(&Request::Records {
-            machine: machine.into(),
-        })?;
+        let out = self.call(&on(machine, |machine| Request::Records { machine }))?;
         expect!(out, Out::Records { count, digest } => (count, digest))
     }
 
     /// Clears a registered restore.
     pub fn clear_restore_marker(&self, machine: &str) -> Result<()> {
-        self.unit(Request::ClearRestoreMarker {
-            machine: machine.into(),
-        })
+        self.unit(on(machine, |machine| Request::ClearRestoreMarker {
+            machine,
+        }))
     }
 
     /// Asks the server to stop (it answers first, then closes every connection).

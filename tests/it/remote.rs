@@ -948,8 +948,7 @@ fn clients_and_servers_cross_threads() {
         "127.0.0.1:0",
         ServerOptions {
             config: Some(
-                Config::from_json(r#"{"machines": [{"name": "RMTX"}, {"name": "RMTX"}]}"#)
-                    .unwrap(),
+                Config::from_json(r#"{"machines": [{"name": "RMTX"}, {"name": "RMTX"}]}"#).unwrap(),
             ),
             ..Default::default()
         },
