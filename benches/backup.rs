@@ -1,16 +1,15 @@
 //! Criterion benchmarks of the backup path, each beside the baseline it is judged
 //! against. What is timed is `certadm_emu::bench::work`, the same functions as the ratio
-//! table of `certadm-emu bench` (which states the targets):
+//! table of `certadm-emu bench`, whose figures and targets are the table of
+//! `certadm_emu::bench` (`src/bench/figures.json`):
 //!
-//! 1. `prepare_end`: `CertSrvBackupPrepareW` + `CertSrvBackupEnd` through the ABI
-//!    (full and logs-only, tracing on; full with tracing off) vs insert + remove in a
-//!    `parking_lot::Mutex<slab::Slab>` (targets ≤ 10× the time with tracing on, ≤ 4× off).
-//! 2. `full_backup_1GiB`: a full-backup session reading a 1 GiB virtual `.edb` in
-//!    512 KiB reads vs `File::read` of a real 1 GiB file from the page cache
-//!    (target ≥ 0.8× the throughput).
-//! 3. `read_512KiB`: one `CertSrvBackupRead` of the virtual `.edb` vs
-//!    `copy_from_slice` of 512 KiB (target ≥ 0.5× the throughput); `gen_fill_only`
-//!    times the padding generator alone, to split the read's time.
+//! 1. `prepare_end`: figures 1, 1b and 1d (`CertSrvBackupPrepareW` + `CertSrvBackupEnd`
+//!    through the ABI vs insert + remove in a `parking_lot::Mutex<slab::Slab>`).
+//! 2. `full_backup_1GiB`: figure 2 (a full-backup session reading a 1 GiB virtual `.edb`
+//!    in 512 KiB reads vs `File::read` of a real 1 GiB file from the page cache).
+//! 3. `read_512KiB`: figure 3 (one `CertSrvBackupRead` of the virtual `.edb` vs
+//!    `copy_from_slice` of 512 KiB); `gen_fill_only` times the padding generator alone,
+//!    to split the read's time.
 //!
 //! Measurement times are short so the whole run stays within a few minutes on two cores.
 

@@ -2,23 +2,7 @@
 //! the same process on the same machine, so the ratios (not the absolute numbers) are
 //! what to compare across machines.
 //!
-//! | # | emulator | baseline | target |
-//! |---|---|---|---|
-//! | 1 | `CertSrvBackupPrepareW` + `CertSrvBackupEnd` through the ABI, tracing on (the default) | insert + remove in a `parking_lot::Mutex<slab::Slab>` | ≤ 10× the time |
-//! | 1d | the same, tracing off | the same | ≤ 4× the time |
-//! | 2 | full backup of a 1 GiB virtual `.edb` (512 KiB reads) | `File::read` of a 1 GiB file from the page cache | ≥ 0.8× the throughput |
-//! | 3 | `CertSrvBackupRead` of the virtual `.edb` | `copy_from_slice` of 512 KiB buffers | ≥ 0.5× the throughput |
-//! | 4 | VmRSS growth reading 4 GiB of a 1 TiB virtual `.edb` | a 16 MiB budget | ≤ 16 MiB |
-//! | 5 | Prepare + End through `certadm-emu serve` | two bare loopback TCP round trips | ≤ 2× the time |
-//! | 6 | a full backup through the server | a bare loopback TCP stream of the same bytes in the same chunks | ≥ 0.8× the throughput |
-//! | 7 | 32 server clients | one client | reported |
-//! | 8 | issuing into a 1,000,000-record CA | issuing into a 1,000-record CA | ≥ 0.7× the rate |
-//! | 9 | issuing | appending the same log frames (rolls included, no fsync) | ≥ 0.5× the rate |
-//! | 10 | peak RSS of a 10,000,000-record CA: install, issue, full backup, wipe, restore, hard recovery | a 64 MiB budget | ≤ 64 MiB |
-//! | 11 | `CertSrvBackupEnd`'s share of a full backup of a materialised 1 GiB `.edb` while the CA issues | the whole backup | ≤ 5% |
-//! | 12 | that full backup (database + logs + End) | `File::read` of as many bytes | ≥ 0.8× the throughput |
-//! | 13 | the hard recovery of the restored 10,000,000-record set (verifying the `.edb` and the logs, replaying them) | `File::read` of the set's files (median of 3) | ≤ 2× the time |
-//! | 13b | the client's copy of the set through the restore calls (I/O bound, the client's code) | the same read | reported |
+#![doc = include_str!("figures.md")]
 //!
 //! Every timed figure is the median of several rounds, emulator and baseline rounds
 //! interleaved so that load from other processes hits both alike. The quick plan uses
@@ -46,6 +30,7 @@
 //! [`crate::abi::call`].
 #![forbid(unsafe_code)]
 
+pub mod figures;
 pub mod scale;
 mod server;
 pub mod work;
@@ -54,6 +39,7 @@ use crate::abi::call::WStr;
 use crate::client::{backup_to_dir, BackupOptions};
 use crate::core::consts::{CSBACKUP_TYPE_FULL, CSBACKUP_TYPE_LOGS_ONLY};
 use crate::EmulatedCa;
+use figures::figure;
 use indicatif::HumanBytes;
 use std::fmt;
 use std::hint::black_box;
@@ -74,6 +60,10 @@ pub struct Plan {
     pub edb: u64,
     /// Bytes read from the 1 TiB `.edb` in figure 4.
     pub rss_read: u64,
+    /// Records of the large CA of figure 8.
+    pub large_ca: u32,
+    /// Records of the CA of figures 10 and 13.
+    pub scale_ca: u32,
     /// Rounds per timed figure (the median is reported).
     pub rounds: usize,
     /// Target duration of one round of figures 1 and 5.
@@ -88,6 +78,8 @@ impl Plan {
                 quick,
                 edb: 64 << 20,
                 rss_read: 256 << 20,
+                large_ca: 100_000,
+                scale_ca: 1_000_000,
                 rounds: 5,
                 round_time: Duration::from_millis(40),
             }
@@ -96,6 +88,8 @@ impl Plan {
                 quick,
                 edb: 1 << 30,
                 rss_read: 4 << 30,
+                large_ca: 1_000_000,
+                scale_ca: 10_000_000,
                 rounds: 7,
                 round_time: Duration::from_millis(150),
             }
@@ -107,10 +101,12 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "certadm-emu bench{}: .edb {}, RSS read {}, median of {} rounds",
+            "certadm-emu bench{}: .edb {}, RSS read {}, large CA {} records, scale CA {} records, median of {} rounds",
             if self.quick { " --quick" } else { "" },
             HumanBytes(self.edb),
             HumanBytes(self.rss_read),
+            self.large_ca,
+            self.scale_ca,
             self.rounds
         )
     }
@@ -135,8 +131,9 @@ pub struct Row {
 
 /// What a row's ratio is held to: the bound is written once, and both the table's target
 /// text and the verdict come from it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Target {
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Target {
     /// Scored: the ratio must be at most this.
     AtMost(f64),
     /// Scored: the ratio must be at least this.
@@ -146,14 +143,6 @@ pub(crate) enum Target {
 }
 
 impl Target {
-    /// The same bound, shown and not scored.
-    fn shown(self) -> Target {
-        match self {
-            Target::Info(_) => self,
-            bound => Target::Info(bound.text()),
-        }
-    }
-
     fn text(&self) -> String {
         match self {
             Target::AtMost(v) => format!("<= {v}x"),
@@ -189,24 +178,6 @@ impl Row {
             pass: target.met(ratio),
             target: target.text(),
         }
-    }
-
-    /// A figure whose two measures are of one kind: both shown with `unit`, the ratio is
-    /// emulator / baseline.
-    pub(crate) fn compare(
-        figure: impl Into<String>,
-        emulator: f64,
-        baseline: f64,
-        unit: fn(f64) -> String,
-        target: Target,
-    ) -> Row {
-        Row::new(
-            figure,
-            unit(emulator),
-            unit(baseline),
-            emulator / baseline,
-            target,
-        )
     }
 
     fn note(figure: String) -> Row {
@@ -406,15 +377,13 @@ fn build_ca(b: crate::CaBuilder, what: &str) -> Result<EmulatedCa> {
 
 // ----- the figures ------------------------------------------------------------------
 
-/// Figure 1: time per Prepare+End pair against time per insert+remove pair; `target` is
-/// the most the ratio may be. Also returns the number of pairs run.
+/// Figures 1, 1b and 1d: time per Prepare+End pair against time per insert+remove pair.
+/// Also returns the number of pairs run.
 fn prepare_end(
     server: &WStr,
     flags: u32,
-    label: &str,
+    figure: &figures::Figure,
     plan: &Plan,
-    target: f64,
-    informational: bool,
 ) -> Result<(Row, u64)> {
     let mut pairs = 0u64;
     let mut emu = |n: u64| -> Result<Duration> {
@@ -434,19 +403,7 @@ fn prepare_end(
         Ok(t.elapsed())
     };
     let (e, b) = per_iteration(plan, &mut emu, &mut base)?;
-    let target = Target::AtMost(target);
-    let row = Row::compare(
-        label,
-        e,
-        b,
-        per_pair,
-        if informational {
-            target.shown()
-        } else {
-            target
-        },
-    );
-    Ok((row, pairs))
+    Ok((figure.compare(e, b, per_pair), pairs))
 }
 
 /// Figures 1 to 1d on one CA: full and logs-only pairs, memory kept, tracing off.
@@ -454,17 +411,7 @@ fn prepare_end_figures(plan: &Plan) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let ca = build_ca(EmulatedCa::builder(), "the CA")?;
     let server = WStr::new(ca.server_name());
-    rows.push(
-        prepare_end(
-            &server,
-            CSBACKUP_TYPE_FULL,
-            "1  Prepare(FULL)+End vs Mutex<Slab>",
-            plan,
-            10.0,
-            false,
-        )?
-        .0,
-    );
+    rows.push(prepare_end(&server, CSBACKUP_TYPE_FULL, figure("1"), plan)?.0);
     // An incremental session needs a full backup first.
     let dir = tempdir()?;
     backup_to_dir(
@@ -475,24 +422,15 @@ fn prepare_end_figures(plan: &Plan) -> Result<Vec<Row>> {
     )
     .map_err(|e| format!("the full backup before figure 1b: {e}"))?;
     let before = rss_bytes().unwrap_or(0);
-    let (row, pairs) = prepare_end(
-        &server,
-        CSBACKUP_TYPE_LOGS_ONLY,
-        "1b (info) Prepare(LOGS_ONLY)+End, same",
-        plan,
-        10.0,
-        true,
-    )?;
+    let (row, pairs) = prepare_end(&server, CSBACKUP_TYPE_LOGS_ONLY, figure("1b"), plan)?;
     rows.push(row);
     // Memory an ended session leaves behind (a session that is ended should leave
     // nothing: the baseline table keeps none).
     let kept = rss_bytes().unwrap_or(0).saturating_sub(before);
-    rows.push(Row::new(
-        "1c (info) VmRSS kept per ended Prepare+End pair",
+    rows.push(figure("1c").row(
         format!("{:.0} B/pair", kept as f64 / pairs.max(1) as f64),
         "0 B/pair".into(),
         f64::NAN,
-        Target::Info("0 B/pair".into()),
     ));
     rows.push(Row::note(format!(
         "   ({pairs} pairs; +{:.1} MiB in total)",
@@ -500,17 +438,7 @@ fn prepare_end_figures(plan: &Plan) -> Result<Vec<Row>> {
     )));
     // Without the call trace and the conformance checker (EmulatedCa::set_tracing).
     ca.set_tracing(false);
-    rows.push(
-        prepare_end(
-            &server,
-            CSBACKUP_TYPE_FULL,
-            "1d Prepare(FULL)+End, tracing off",
-            plan,
-            4.0,
-            false,
-        )?
-        .0,
-    );
+    rows.push(prepare_end(&server, CSBACKUP_TYPE_FULL, figure("1d"), plan)?.0);
     ca.set_tracing(true);
     Ok(rows)
 }
@@ -532,13 +460,7 @@ fn full_backup(server: &WStr, plan: &Plan) -> Result<Row> {
         &mut |buf| exactly("the backup", work::full_backup(server, buf)?, size),
         &mut |buf| exactly("the baseline", work::read_real_file(&path, buf)?, size),
     )?;
-    Ok(Row::compare(
-        format!("2  full backup of {} .edb vs File::read", HumanBytes(size)),
-        e,
-        b,
-        gibs,
-        Target::AtLeast(0.8),
-    ))
+    Ok(figure("2").compare(e, b, gibs))
 }
 
 /// Figure 3: the Read loop alone (session set up outside the timing) against
@@ -553,11 +475,10 @@ fn read_vs_memcpy(server: &WStr, plan: &Plan) -> Result<Vec<Row>> {
     let mut big_src = vec![0u8; big_src_len];
     crate::ca::content::fill(3, 0, &mut big_src);
     let (mut e, mut b_small, mut b_big) = (Vec::new(), Vec::new(), Vec::new());
-    let mut size = 0u64;
     for round in 0..=plan.rounds {
         let mut s = OpenEdb::new(server)?;
         let t = Instant::now();
-        size = s.read_up_to(&mut dst, u64::MAX)?;
+        let size = s.read_up_to(&mut dst, u64::MAX)?;
         let te = t.elapsed().as_secs_f64();
         s.finish()?;
         let blocks = size.div_ceil(READ_SIZE as u64) as usize;
@@ -583,26 +504,8 @@ fn read_vs_memcpy(server: &WStr, plan: &Plan) -> Result<Vec<Row>> {
     let e = median(e);
     let (bs, bg) = (median(b_small), median(b_big));
     Ok(vec![
-        Row::compare(
-            format!(
-                "3  CertSrvBackupRead ({}) vs memcpy 512 KiB",
-                HumanBytes(size)
-            ),
-            e,
-            bs,
-            gibs,
-            Target::AtLeast(0.5),
-        ),
-        Row::compare(
-            format!(
-                "3b  (info) same vs memcpy from a {} image",
-                HumanBytes(big_src_len as u64)
-            ),
-            e,
-            bg,
-            gibs,
-            Target::Info(">= 0.5x".into()),
-        ),
+        figure("3").compare(e, bs, gibs),
+        figure("3b").compare(e, bg, gibs),
     ])
 }
 
@@ -635,15 +538,10 @@ fn rss_growth(plan: &Plan) -> Result<Row> {
     s.finish()?;
     let growth = peak.saturating_sub(before);
     let ratio = growth as f64 / RSS_BUDGET as f64;
-    Ok(Row::new(
-        format!(
-            "4  VmRSS growth reading {} of a 1 TiB .edb",
-            HumanBytes(done)
-        ),
-        format!("+{:.2} MiB", growth as f64 / MIB),
+    Ok(figure("4").row(
+        format!("+{:.2} MiB in {}", growth as f64 / MIB, HumanBytes(done)),
         format!("16 MiB budget (RSS before {:.1} MiB)", before as f64 / MIB),
         ratio,
-        Target::AtMost(1.0),
     ))
 }
 
@@ -760,7 +658,7 @@ mod tests {
         let p = Plan::new(true);
         assert_eq!(
             p.to_string(),
-            "certadm-emu bench --quick: .edb 64.00 MiB, RSS read 256.00 MiB, median of 5 rounds"
+            "certadm-emu bench --quick: .edb 64.00 MiB, RSS read 256.00 MiB, large CA 100000 records, scale CA 1000000 records, median of 5 rounds"
         );
     }
 }

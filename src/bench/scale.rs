@@ -8,8 +8,9 @@
 //! (`certadm-emu bench`, the criterion bench `scale`, the `it` test `scale`), and the child
 //! prints one [`ScaleReport`] line.
 
+use super::figures::figure;
 use super::work::{self, OpenEdb, Result, READ_SIZE};
-use super::{gibs, median, per_s, secs, tempdir, Plan, Row, Target, MIB};
+use super::{gibs, median, per_s, secs, tempdir, Plan, Row, MIB};
 use crate::abi::call::WStr;
 use crate::ca::format::{log_file_name, PAGE_SIZE, SLOTS_PER_PAGE};
 use crate::ca::record::Txn;
@@ -251,7 +252,7 @@ pub fn append_rate(frames: &[Vec<u8>]) -> Result<f64> {
 /// Figures 8 and 9: the issue rate into a large and a small CA, and against the log
 /// writes alone.
 pub(super) fn issue_figures(plan: &Plan) -> Result<Vec<Row>> {
-    let big_n: u32 = if plan.quick { 100_000 } else { 1_000_000 };
+    let big_n = plan.large_ca;
     let small = super::build_ca(EmulatedCa::builder().records(1_000), "the 1,000-record CA")?;
     let big = super::build_ca(EmulatedCa::builder().records(big_n), "the large CA")?;
     let frames = issue_frames();
@@ -270,20 +271,8 @@ pub(super) fn issue_figures(plan: &Plan) -> Result<Vec<Row>> {
     }
     let (s, b, a) = (median(s), median(b), median(a));
     Ok(vec![
-        Row::compare(
-            format!("8  issue into a {big_n}-record CA vs a 1,000-record CA"),
-            b,
-            s,
-            per_s,
-            Target::AtLeast(0.7),
-        ),
-        Row::compare(
-            "9  issue vs appending its log frames (no fsync)",
-            s,
-            a,
-            per_s,
-            Target::AtLeast(0.5),
-        ),
+        figure("8").compare(b, s, per_s),
+        figure("9").compare(s, a, per_s),
     ])
 }
 
@@ -336,23 +325,12 @@ pub(super) fn materialised_backup_figures(plan: &Plan) -> Result<Vec<Row>> {
     }
     let (e, b, share, end_s) = (median(e), median(b), median(share), median(end_s));
     Ok(vec![
-        Row::new(
-            format!(
-                "11 End's share of a full backup of a {} materialised .edb",
-                indicatif::HumanBytes(plan.edb)
-            ),
+        figure("11").row(
             format!("{:.2} ms End", end_s * 1e3),
             "whole backup".into(),
             share,
-            Target::AtMost(0.05),
         ),
-        Row::compare(
-            "12 that backup (database + logs + End) vs File::read",
-            e,
-            b,
-            gibs,
-            Target::AtLeast(0.8),
-        ),
+        figure("12").compare(e, b, gibs),
         Row::note(format!(
             "   ({records} records installed in {install:.1} s; {during} issued during each backup, not timed)"
         )),
@@ -363,7 +341,7 @@ pub(super) fn materialised_backup_figures(plan: &Plan) -> Result<Vec<Row>> {
 /// process: its peak RSS, and the hard recovery of the restored set against reading the
 /// set's files (the client's copy of the set into place is shown, not scored).
 pub(super) fn scenario_figures(plan: &Plan, child: Command) -> Result<Vec<Row>> {
-    let n: u32 = if plan.quick { 1_000_000 } else { 10_000_000 };
+    let n = plan.scale_ca;
     let r = in_child(child, n)?;
     if !r.digest_ok {
         return Err(format!(
@@ -372,33 +350,19 @@ pub(super) fn scenario_figures(plan: &Plan, child: Command) -> Result<Vec<Row>> 
         ));
     }
     Ok(vec![
-        Row::new(
-            format!("10 peak RSS, {n}-record CA: install..hard recovery"),
+        figure("10").row(
             format!("{:.1} MiB", r.peak_rss as f64 / MIB),
             "64 MiB budget".into(),
             r.peak_rss as f64 / RSS_BUDGET as f64,
-            Target::AtMost(1.0),
         ),
         // What the emulator does of a restore: the hard recovery at the next start
         // (verifying the restored database and logs, replaying them), against reading
         // the same bytes.
-        Row::compare(
-            "13 hard recovery of the restored set vs reading its files",
-            r.recovery_s,
-            r.read_files_s,
-            secs,
-            Target::AtMost(2.0),
-        ),
+        figure("13").compare(r.recovery_s, r.read_files_s, secs),
         // The client's part: copying the set into place through the restore calls. I/O
         // bound (the set is written to disk, the baseline reads the page cache) and the
         // client's code, not the emulator's: shown, not scored.
-        Row::compare(
-            "13b (info) the client's copy of the set (restore calls), I/O bound",
-            r.restore_s,
-            r.read_files_s,
-            secs,
-            Target::Info("outside the emulator".into()),
-        ),
+        figure("13b").compare(r.restore_s, r.read_files_s, secs),
         Row::note(format!(
             "   (set {}; install {:.1} s, issue {:.2} s, backup {:.1} s, restore (the client's copy) {:.2} s, recovery {:.2} s)",
             indicatif::HumanBytes(r.set_bytes),

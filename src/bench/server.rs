@@ -1,13 +1,13 @@
 //! Figures 5 to 7: server mode (`certadm-emu serve`) against bare loopback TCP, and with
 //! 32 clients at once.
 
+use super::figures::figure;
 use super::work::{Result, READ_SIZE};
-use super::{exactly, gibs, per_iteration, per_pair, per_s, throughput, Plan, Row, Target};
+use super::{exactly, gibs, per_iteration, per_pair, per_s, throughput, Plan, Row};
 use crate::config::Config;
 use crate::core::consts::CSBACKUP_TYPE_FULL;
 use crate::remote::client::RemoteClient;
 use crate::remote::server::{RunningServer, Server, ServerOptions};
-use indicatif::HumanBytes;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
@@ -159,13 +159,7 @@ pub(super) fn figures(plan: &Plan) -> Result<Vec<Row>> {
         Ok(t.elapsed())
     };
     let (e, b) = per_iteration(plan, &mut emu, &mut base)?;
-    rows.push(Row::compare(
-        "5  server: Prepare+End vs 2 bare TCP round trips",
-        e,
-        b,
-        per_pair,
-        Target::AtMost(2.0),
-    ));
+    rows.push(figure("5").compare(e, b, per_pair));
     drop(client);
     srv.stop().map_err(|e| e.to_string())?;
 
@@ -189,16 +183,7 @@ pub(super) fn figures(plan: &Plan) -> Result<Vec<Row>> {
         &mut |buf| remote_full_backup(&client, "BENCH6", buf),
         &mut |buf| exactly("the bare stream", bare_stream(&mut sock, size, buf)?, size),
     )?;
-    rows.push(Row::compare(
-        format!(
-            "6  server: {} backup vs bare TCP stream",
-            HumanBytes(plan.edb)
-        ),
-        e,
-        b,
-        gibs,
-        Target::AtLeast(0.8),
-    ));
+    rows.push(figure("6").compare(e, b, gibs));
     drop(sock);
     drop(client);
     srv.stop().map_err(|e| e.to_string())?;
@@ -244,13 +229,7 @@ pub(super) fn figures(plan: &Plan) -> Result<Vec<Row>> {
     };
     let one = rate(1)?;
     let many = rate(32)?;
-    rows.push(Row::compare(
-        "7  server: 32 clients vs 1 (calls/s, scaling)",
-        many,
-        one,
-        per_s,
-        Target::Info("report".into()),
-    ));
+    rows.push(figure("7").compare(many, one, per_s));
     srv.stop().map_err(|e| e.to_string())?;
     Ok(rows)
 }
