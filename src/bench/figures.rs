@@ -74,7 +74,7 @@ pub fn figure(id: &str) -> &'static Figure {
         .unwrap_or_else(|| panic!("figures.json has no figure {id}"))
 }
 
-/// The documentation's table of [`ALL`] (Markdown).
+/// The documentation's table of [`all`] (Markdown).
 pub fn markdown() -> String {
     let mut s = String::from("| # | emulator | baseline | target |\n|---|---|---|---|\n");
     for f in all() {
