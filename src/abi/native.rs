@@ -168,11 +168,7 @@ pub unsafe extern "C" fn certemu_ca_create(
     const CALL: &str = "certemu_ca_create";
     // SAFETY: per contract, `out` is NULL or writable; the pointers read below are
     // checked non-NULL first.
-    boundary(CALL, || unsafe {
-        fill(CALL, "out", out, std::ptr::null_mut(), || {
-            create(server_name, opts)
-        })
-    })
+    unsafe { returning(CALL, "out", out, || create(server_name, opts)) }
 }
 
 /// The body of [`certemu_ca_create`]: the new CA, registered as live.
@@ -289,6 +285,33 @@ fn remote_machine(
     }
 }
 
+/// The body of an export whose result is a pointer written to its out-parameter `param`:
+/// NULL first (the caller never reads garbage), then what `f` makes, behind the unwind
+/// guard.
+///
+/// # Safety
+/// `out` is NULL or writable.
+unsafe fn returning<T>(
+    call: &'static str,
+    param: &'static str,
+    out: *mut *mut T,
+    f: impl FnOnce() -> Result<*mut T>,
+) -> i32 {
+    // SAFETY: per contract, `out` is NULL or writable.
+    boundary(call, || unsafe {
+        fill(call, param, out, std::ptr::null_mut(), f)
+    })
+}
+
+/// The body of a destroy or free export: NULL is a no-op (`S_FALSE`); anything else goes
+/// to `f` behind the unwind guard.
+fn releasing<T>(call: &'static str, p: *mut T, f: impl FnOnce() -> Result<()>) -> i32 {
+    if p.is_null() {
+        return S_FALSE;
+    }
+    boundary(call, f)
+}
+
 /// Destroys a CA: unregisters its server name, removes its disk; handles of its
 /// sessions turn stale (`E_HANDLE`). NULL is a no-op (`S_FALSE`).
 ///
@@ -297,10 +320,7 @@ fn remote_machine(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_ca_destroy(ca: *mut certemu_ca) -> i32 {
     const CALL: &str = "certemu_ca_destroy";
-    if ca.is_null() {
-        return S_FALSE;
-    }
-    boundary(CALL, || {
+    releasing(CALL, ca, || {
         let removed = LIVE.lock().remove(&(ca as usize));
         match removed {
             Some(native) => native.ca.destroy(),
@@ -447,8 +467,8 @@ pub unsafe extern "C" fn certemu_ca_host_path(
     const CALL: &str = "certemu_ca_host_path";
     // SAFETY: per contract, `out` is NULL or writable and `windows_path` NULL (refused
     // first) or NUL-terminated.
-    boundary(CALL, || unsafe {
-        fill(CALL, "out", out, std::ptr::null_mut(), || {
+    unsafe {
+        returning(CALL, "out", out, || {
             require(CALL, "windows_path", windows_path)?;
             let c = lookup(CALL, ca)?;
             let wp = read_utf8(CALL, "windows_path", windows_path)?;
@@ -461,7 +481,7 @@ pub unsafe extern "C" fn certemu_ca_host_path(
             })?;
             Ok(give_string(s))
         })
-    })
+    }
 }
 
 /// Sets the caller identity: each argument is a BOOL (non-zero = TRUE).
@@ -537,8 +557,8 @@ pub unsafe extern "C" fn certemu_ca_set_faults(ca: *mut certemu_ca, json: *const
 pub unsafe extern "C" fn certemu_ca_trace(ca: *const certemu_ca, jsonl: *mut *mut c_char) -> i32 {
     const CALL: &str = "certemu_ca_trace";
     // SAFETY: per contract, `jsonl` is NULL or writable.
-    boundary(CALL, || unsafe {
-        fill(CALL, "jsonl", jsonl, std::ptr::null_mut(), || {
+    unsafe {
+        returning(CALL, "jsonl", jsonl, || {
             let text: String = lookup(CALL, ca)?
                 .ca
                 .trace()?
@@ -547,7 +567,7 @@ pub unsafe extern "C" fn certemu_ca_trace(ca: *const certemu_ca, jsonl: *mut *mu
                 .collect();
             Ok(give_string(&text))
         })
-    })
+    }
 }
 
 /// A JSON object describing the CA: `service` (`"running"`, `"stopped"`,
@@ -563,11 +583,11 @@ pub unsafe extern "C" fn certemu_ca_trace(ca: *const certemu_ca, jsonl: *mut *mu
 pub unsafe extern "C" fn certemu_ca_report(ca: *const certemu_ca, json: *mut *mut c_char) -> i32 {
     const CALL: &str = "certemu_ca_report";
     // SAFETY: per contract, `json` is NULL or writable.
-    boundary(CALL, || unsafe {
-        fill(CALL, "json", json, std::ptr::null_mut(), || {
+    unsafe {
+        returning(CALL, "json", json, || {
             Ok(give_string(&report(&*lookup(CALL, ca)?)?))
         })
-    })
+    }
 }
 
 /// Frees a string returned through a `char **` of this API. NULL is a no-op
@@ -579,10 +599,7 @@ pub unsafe extern "C" fn certemu_ca_report(ca: *const certemu_ca, json: *mut *mu
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn certemu_free_string(s: *mut c_char) -> i32 {
     const CALL: &str = "certemu_free_string";
-    if s.is_null() {
-        return S_FALSE;
-    }
-    boundary(CALL, || {
+    releasing(CALL, s, || {
         if !STRINGS.lock().remove(&(s as usize)) {
             return Err(Error::invalid_arg(
                 CALL,
