@@ -96,11 +96,14 @@ impl From<DecodeError> for FormatError {
     }
 }
 
-/// A writer that starts a file of this kind: its magic and the format version.
-fn start(magic: &[u8; 8]) -> Writer {
+/// A writer that starts a log or checkpoint file: its magic, the format version, and the
+/// database it belongs to (the CA's name and the database signature).
+fn start(magic: &[u8; 8], ca_name: &str, signature: u64) -> Writer {
     let mut w = Writer::new();
     w.raw(magic);
     w.u16(VERSION);
+    w.utf8(ca_name);
+    w.u64(signature);
     w
 }
 
@@ -111,7 +114,8 @@ fn seal(mut w: Writer) -> Vec<u8> {
     w.into_inner()
 }
 
-/// Reads the magic and the format version at the start of a file of this kind.
+/// Checks the magic and the format version at the start of a log or checkpoint file
+/// ([`start`]); [`owner`] reads what follows.
 fn expect_start(r: &mut Reader<'_>, magic: &[u8; 8]) -> Result<(), FormatError> {
     if r.raw(8, "magic")? != magic {
         return Err(FormatError::BadMagic);
@@ -120,6 +124,12 @@ fn expect_start(r: &mut Reader<'_>, magic: &[u8; 8]) -> Result<(), FormatError> 
         VERSION => Ok(()),
         v => Err(FormatError::Version(v)),
     }
+}
+
+/// The database a log or checkpoint file belongs to, after [`expect_start`]: the CA's name
+/// and the database signature.
+fn owner(r: &mut Reader<'_>) -> Result<(String, u64), FormatError> {
+    Ok((r.utf8("CA name")?, r.u64("signature")?))
 }
 
 /// Format version of the `.edb` (2: the page file). Version 1 was the whole-file database
@@ -518,9 +528,7 @@ pub struct LogHeader {
 impl LogHeader {
     /// Encodes the header (with its own checksum).
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = start(LOG_MAGIC);
-        w.utf8(&self.ca_name);
-        w.u64(self.signature);
+        let mut w = start(LOG_MAGIC, &self.ca_name, self.signature);
         w.u32(self.generation);
         w.u32(self.prev_crc);
         seal(w)
@@ -664,9 +672,10 @@ pub struct LogContents {
 pub fn decode_log(bytes: &[u8]) -> Result<LogContents, FormatError> {
     let mut r = Reader::new(bytes);
     expect_start(&mut r, LOG_MAGIC)?;
+    let (ca_name, signature) = owner(&mut r)?;
     let header = LogHeader {
-        ca_name: r.utf8("CA name")?,
-        signature: r.u64("signature")?,
+        ca_name,
+        signature,
         generation: r.u32("generation")?,
         prev_crc: r.u32("previous checksum")?,
     };
@@ -785,9 +794,7 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Encodes the file.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = start(CHK_MAGIC);
-        w.utf8(&self.ca_name);
-        w.u64(self.signature);
+        let mut w = start(CHK_MAGIC, &self.ca_name, self.signature);
         self.position.put(&mut w);
         seal(w)
     }
@@ -803,9 +810,10 @@ impl Checkpoint {
         if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().unwrap()) {
             return Err(FormatError::Checksum);
         }
+        let (ca_name, signature) = owner(&mut r)?;
         Ok(Checkpoint {
-            ca_name: r.utf8("CA name")?,
-            signature: r.u64("signature")?,
+            ca_name,
+            signature,
             position: Position::get(&mut r, ["checkpoint generation", "checkpoint position"])?,
         })
     }
