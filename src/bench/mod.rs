@@ -206,8 +206,11 @@ impl Table {
 impl fmt::Display for Table {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rows = &self.0;
+        // A note is a line of its own: it does not widen the columns.
+        let is_note = |r: &Row| r.target.is_empty() && r.emulator.is_empty();
         let width = |col: fn(&Row) -> &str, min: usize| {
             rows.iter()
+                .filter(|r| !is_note(r))
                 .map(|r| col(r).chars().count())
                 .max()
                 .unwrap_or(min)
@@ -223,6 +226,10 @@ impl fmt::Display for Table {
         )?;
         writeln!(f, "{}", "-".repeat(w0 + w1 + w2 + 9 + 16 + 16))?;
         for r in rows {
+            if is_note(r) {
+                writeln!(f, "{}", r.figure)?;
+                continue;
+            }
             let ratio = if r.target.is_empty() {
                 String::new()
             } else if r.ratio.is_nan() {
@@ -639,7 +646,7 @@ mod tests {
                 2.0,
                 Target::AtMost(1.5),
             ),
-            Row::note("   (note)".into()),
+            Row::note("   (a note, longer than every column of the figures)".into()),
         ]);
         assert_eq!(t.score(), (0, 1));
         let text = t.to_string();
@@ -650,7 +657,12 @@ mod tests {
             lines[2].ends_with("2.000x  <= 1.5x           MISS"),
             "{text}"
         );
-        assert_eq!(lines[3].trim_end(), "   (note)");
+        // The note does not widen the figure column (6 wide: "figure").
+        assert!(lines[2].starts_with("1  x    2.0 ns/pair"), "{text}");
+        assert_eq!(
+            lines[3],
+            "   (a note, longer than every column of the figures)"
+        );
     }
 
     #[test]
