@@ -101,8 +101,8 @@ enum Command {
         /// Smaller sizes (for a quick look).
         #[arg(long)]
         quick: bool,
-        /// Run only this figure (1 to 13; repeat for several; 10 and 13, 11 and 12 run
-        /// together).
+        /// Run only this figure (1 to 13; repeat for several; 5 to 7, 8 and 9, 10 and 13,
+        /// 11 and 12 run together).
         #[arg(long = "figure", value_name = "N")]
         figures: Vec<u32>,
     },

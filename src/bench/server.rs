@@ -128,20 +128,6 @@ fn bare_stream(sock: &mut std::net::TcpStream, total: u64, buf: &mut [u8]) -> Re
 /// Figures 5–7: the server against bare loopback TCP, and with 32 clients at once.
 pub(super) fn figures(plan: &Plan) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
-    if plan.wants(&[5]) {
-        rows.push(prepare_end_figure(plan)?);
-    }
-    if plan.wants(&[6]) {
-        rows.push(backup_figure(plan)?);
-    }
-    if plan.wants(&[7]) {
-        rows.push(scaling_figure(plan)?);
-    }
-    Ok(rows)
-}
-
-/// Figure 5.
-fn prepare_end_figure(plan: &Plan) -> Result<Row> {
     let err = |e: crate::remote::client::RemoteError| e.to_string();
 
     // 5. Prepare+End through the server vs two bare request/response round trips of
@@ -173,22 +159,17 @@ fn prepare_end_figure(plan: &Plan) -> Result<Row> {
         Ok(t.elapsed())
     };
     let (e, b) = per_iteration(plan, &mut emu, &mut base)?;
-    let row = Row {
+    rows.push(Row {
         figure: "5  server: Prepare+End vs 2 bare TCP round trips".into(),
         emulator: format!("{}/pair", ns(e)),
         baseline: format!("{}/pair", ns(b)),
         ratio: e / b,
         target: "<= 2x".into(),
         pass: Some(e / b <= 2.0),
-    };
+    });
     drop(client);
     srv.stop().map_err(|e| e.to_string())?;
-    Ok(row)
-}
 
-/// Figure 6.
-fn backup_figure(plan: &Plan) -> Result<Row> {
-    let err = |e: crate::remote::client::RemoteError| e.to_string();
     // 6. A full backup of the .edb with 512 KiB reads through the server vs the same
     //    bytes through a bare loopback TCP stream in 512 KiB chunks (what no server can
     //    beat on this machine).
@@ -209,7 +190,7 @@ fn backup_figure(plan: &Plan) -> Result<Row> {
         &mut |buf| remote_full_backup(&client, "BENCH6", buf),
         &mut |buf| exactly("the bare stream", bare_stream(&mut sock, size, buf)?, size),
     )?;
-    let row = Row {
+    rows.push(Row {
         figure: format!(
             "6  server: {} backup vs bare TCP stream",
             HumanBytes(plan.edb)
@@ -219,15 +200,11 @@ fn backup_figure(plan: &Plan) -> Result<Row> {
         ratio: e / b,
         target: ">= 0.8x".into(),
         pass: Some(e / b >= 0.8),
-    };
+    });
     drop(sock);
     drop(client);
     srv.stop().map_err(|e| e.to_string())?;
-    Ok(row)
-}
 
-/// Figure 7.
-fn scaling_figure(plan: &Plan) -> Result<Row> {
     // 7. 32 clients, each with its own CA, vs one client: aggregate calls per second.
     let machines: Vec<String> = (0..32).map(|i| format!("BENCH7N{i:02}")).collect();
     let config = format!(
@@ -269,14 +246,14 @@ fn scaling_figure(plan: &Plan) -> Result<Row> {
     };
     let one = rate(1)?;
     let many = rate(32)?;
-    let row = Row {
+    rows.push(Row {
         figure: "7  server: 32 clients vs 1 (calls/s, scaling)".into(),
         emulator: format!("{:.0}/s", many),
         baseline: format!("{:.0}/s", one),
         ratio: many / one,
         target: "report".into(),
         pass: None,
-    };
+    });
     srv.stop().map_err(|e| e.to_string())?;
-    Ok(row)
+    Ok(rows)
 }
