@@ -25,7 +25,7 @@ use crate::event::Event;
 use crate::machine::Identity;
 use crate::session::{Hcsbc, Registration};
 use parking_lot::Mutex;
-use std::io::BufReader;
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -89,6 +89,51 @@ macro_rules! expect {
 
 fn h(v: Hcsbc) -> u64 {
     v.as_raw() as u64
+}
+
+/// Why a call ended when the server closed the connection instead of answering.
+const CLOSED: &str = "the server closed the connection (its idle timeout, a shutdown, \
+                      or a protocol error: see the server's log)";
+
+fn receiving(e: std::io::Error) -> String {
+    format!("receiving: {e}")
+}
+
+/// Reads one response frame into `frame`.
+fn receive_frame(io: &mut impl Read, frame: &mut Vec<u8>) -> std::result::Result<(), String> {
+    match read_frame_into(io, MAX_FRAME, frame) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(CLOSED.to_string()),
+        Err(e) => Err(format!("receiving: {e}")),
+    }
+}
+
+/// Fills `dst` (a frame's length prefix); `false` at a clean end of stream (before its
+/// first byte).
+fn read_start(io: &mut BufReader<Stream>, dst: &mut [u8]) -> std::result::Result<bool, String> {
+    match read_direct(io, &mut dst[..1]) {
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+        r => r.map_err(receiving)?,
+    }
+    read_direct(io, &mut dst[1..]).map_err(receiving)?;
+    Ok(true)
+}
+
+/// Fills `dst`: first with what `io` holds buffered, then straight from the socket (no
+/// copy through the buffer).
+fn read_direct<B: OutByte>(io: &mut BufReader<Stream>, dst: &mut [B]) -> std::io::Result<()> {
+    let buffered = io.buffer();
+    let k = buffered.len().min(dst.len());
+    B::copy(&mut dst[..k], &buffered[..k]);
+    io.consume(k);
+    let mut got = k;
+    while got < dst.len() {
+        match B::read_fd(io.get_ref(), &mut dst[got..])? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => got += n,
+        }
+    }
+    Ok(())
 }
 
 fn handle_out(out: Out) -> Result<Hcsbc> {
@@ -197,6 +242,23 @@ impl RemoteClient {
         req: &Request,
         decode: impl FnOnce(&[u8]) -> std::result::Result<Result<T>, String>,
     ) -> Result<T> {
+        self.exchange_with(req, |io, frame| {
+            receive_frame(io, frame)?;
+            decode(frame)
+        })
+    }
+
+    /// Sends `req` and hands the stream to `receive`, which reads the response (the
+    /// connection's frame buffer is its to use) and returns the server's answer, or `Err`
+    /// for a transport or protocol error (the connection is then marked broken).
+    fn exchange_with<T>(
+        &self,
+        req: &Request,
+        receive: impl FnOnce(
+            &mut BufReader<Stream>,
+            &mut Vec<u8>,
+        ) -> std::result::Result<Result<T>, String>,
+    ) -> Result<T> {
         let payload = encode_request(req);
         if payload.len() > MAX_FRAME as usize {
             return Err(RemoteError {
@@ -217,18 +279,7 @@ impl RemoteClient {
         }
         let answer = write_frame(c.io.get_mut(), &payload)
             .map_err(|e| format!("sending: {e}"))
-            .and_then(
-                |()| match read_frame_into(&mut c.io, MAX_FRAME, &mut c.frame) {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(
-                        "the server closed the connection (its idle timeout, a shutdown, \
-                         or a protocol error: see the server's log)"
-                            .to_string(),
-                    ),
-                    Err(e) => Err(format!("receiving: {e}")),
-                },
-            )
-            .and_then(|()| decode(&c.frame));
+            .and_then(|()| receive(&mut c.io, &mut c.frame));
         match answer {
             Ok(r) => r,
             Err(why) => {
@@ -343,13 +394,36 @@ impl RemoteClient {
         Ok(v)
     }
 
-    /// One remote read of `dst.len()` bytes at most, copied straight from the frame.
+    /// One remote read of `dst.len()` bytes at most. The data of a successful reply goes
+    /// from the socket straight into `dst` ([`read_reply_data_len`]); any other reply is
+    /// read whole and decoded.
     fn read_into<B: OutByte>(&self, hbc: Hcsbc, dst: &mut [B]) -> Result<usize> {
         let req = Request::BackupRead {
             hbc: h(hbc),
             cb: dst.len().min(u32::MAX as usize) as u32,
         };
-        self.exchange(&req, |frame| {
+        self.exchange_with(&req, |io, frame| {
+            let mut len = [0u8; 4];
+            if !read_start(io, &mut len)? {
+                return Err(CLOSED.to_string());
+            }
+            let frame_len = u32::from_le_bytes(len);
+            let mut head = [0u8; READ_REPLY_HEAD];
+            let mut got = 0;
+            if frame_len <= MAX_FRAME && frame_len as usize >= READ_REPLY_HEAD {
+                read_direct(io, &mut head).map_err(receiving)?;
+                got = READ_REPLY_HEAD;
+                match read_reply_data_len(&head, frame_len as usize) {
+                    Some(n) if n <= dst.len() => {
+                        read_direct(io, &mut dst[..n]).map_err(receiving)?;
+                        return Ok(Ok(n));
+                    }
+                    _ => {}
+                }
+            }
+            // Any other reply: the whole frame, as every other response is read.
+            let mut rest = Read::chain(Read::chain(&len[..], &head[..got]), io);
+            receive_frame(&mut rest, frame)?;
             let r = decode_read_reply(frame).map_err(|e| e.to_string())?;
             Ok(match r.data {
                 None => Err(RemoteError {
