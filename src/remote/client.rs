@@ -108,15 +108,41 @@ fn receive_frame(io: &mut impl Read, frame: &mut Vec<u8>) -> std::result::Result
     }
 }
 
-/// Fills `dst` (a frame's length prefix); `false` at a clean end of stream (before its
-/// first byte).
-fn read_start(io: &mut BufReader<Stream>, dst: &mut [u8]) -> std::result::Result<bool, String> {
-    match read_direct(io, &mut dst[..1]) {
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
-        r => r.map_err(receiving)?,
+/// Reads the start of a response frame into `pre`: its length prefix, then as much of the
+/// rest as fits and the frame holds. Returns the bytes read (at least the 4 of the
+/// prefix); a clean end of stream before them is an error. The first receive asks for
+/// all of `pre` (one system call for a read reply's head): a shorter frame must then be
+/// the last bytes the server sent, as it sends nothing but the response to a request.
+fn read_prefix(io: &mut BufReader<Stream>, pre: &mut [u8]) -> std::result::Result<usize, String> {
+    let mut got = 0;
+    loop {
+        let want = if got < 4 {
+            pre.len()
+        } else {
+            let len = u32::from_le_bytes([pre[0], pre[1], pre[2], pre[3]]) as usize;
+            let frame = 4usize.saturating_add(len);
+            if got > frame {
+                return Err("protocol error: bytes after the response".to_string());
+            }
+            pre.len().min(frame)
+        };
+        if got >= want {
+            return Ok(got);
+        }
+        // What the buffer holds first, then one receive of what is left.
+        let n = if io.buffer().is_empty() {
+            io.get_mut().read(&mut pre[got..want])
+        } else {
+            io.read(&mut pre[got..want])
+        };
+        match n {
+            Ok(0) if got == 0 => return Err(CLOSED.to_string()),
+            Ok(0) => return Err(receiving(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(receiving(e)),
+        }
     }
-    read_direct(io, &mut dst[1..]).map_err(receiving)?;
-    Ok(true)
 }
 
 /// Fills `dst`: first with what `io` holds buffered, then straight from the socket (no
@@ -403,17 +429,13 @@ impl RemoteClient {
             cb: dst.len().min(u32::MAX as usize) as u32,
         };
         self.exchange_with(&req, |io, frame| {
-            let mut len = [0u8; 4];
-            if !read_start(io, &mut len)? {
-                return Err(CLOSED.to_string());
-            }
-            let frame_len = u32::from_le_bytes(len);
-            let mut head = [0u8; READ_REPLY_HEAD];
-            let mut got = 0;
-            if frame_len <= MAX_FRAME && frame_len as usize >= READ_REPLY_HEAD {
-                read_direct(io, &mut head).map_err(receiving)?;
-                got = READ_REPLY_HEAD;
-                match read_reply_data_len(&head, frame_len as usize) {
+            // The length prefix and the head in one receive when they have arrived.
+            let mut pre = [0u8; 4 + READ_REPLY_HEAD];
+            let got = read_prefix(io, &mut pre)?;
+            let frame_len = u32::from_le_bytes([pre[0], pre[1], pre[2], pre[3]]);
+            if got == pre.len() && frame_len <= MAX_FRAME {
+                let head = pre[4..].first_chunk().expect("the head follows the length");
+                match read_reply_data_len(head, frame_len as usize) {
                     Some(n) if n <= dst.len() => {
                         read_direct(io, &mut dst[..n]).map_err(receiving)?;
                         return Ok(Ok(n));
@@ -422,7 +444,7 @@ impl RemoteClient {
                 }
             }
             // Any other reply: the whole frame, as every other response is read.
-            let mut rest = Read::chain(Read::chain(&len[..], &head[..got]), io);
+            let mut rest = Read::chain(&pre[..got], io);
             receive_frame(&mut rest, frame)?;
             let r = decode_read_reply(frame).map_err(|e| e.to_string())?;
             Ok(match r.data {

@@ -1185,7 +1185,7 @@ pub const READ_REPLY_HEAD: usize = 14;
 /// is a successful response to [`Request::BackupRead`] with no message whose data is the
 /// rest of the frame: then a reader may put the data straight where it belongs.
 /// Otherwise `None` (read the whole frame and decode it with [`decode_read_reply`]).
-/// Agrees with [`decode_read_reply`] (checked by [`super::fuzz::response`]).
+/// Agrees with [`decode_read_reply`] (checked by the fuzz target `response`).
 pub fn read_reply_data_len(head: &[u8; READ_REPLY_HEAD], frame_len: usize) -> Option<usize> {
     let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
     let op = u16::from_le_bytes([head[0], head[1]]);
