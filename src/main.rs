@@ -101,6 +101,10 @@ enum Command {
         /// Smaller sizes (for a quick look).
         #[arg(long)]
         quick: bool,
+        /// Run only this figure (1 to 13; repeat for several; 5 to 7, 8 and 9, 10 and 13,
+        /// 11 and 12 run together).
+        #[arg(long = "figure", value_name = "N")]
+        figures: Vec<u32>,
     },
 }
 
@@ -147,7 +151,7 @@ fn main() -> ExitCode {
             secret,
             idle_timeout,
         } => cli::serve::run(config, listen, unix, secret, idle_timeout),
-        Command::Bench { quick } => cli::bench::run(quick),
+        Command::Bench { quick, figures } => cli::bench::run(quick, &figures),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

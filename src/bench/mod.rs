@@ -4,6 +4,8 @@
 //!
 #![doc = include_str!("figures.md")]
 //!
+//! `certadm-emu bench --figure N` (repeatable) runs only the figures named ([`Plan::only`]).
+//!
 //! Every timed figure is the median of several rounds, emulator and baseline rounds
 //! interleaved so that load from other processes hits both alike. The quick plan uses
 //! 64 MiB instead of 1 GiB, 256 MiB instead of 4 GiB, 100,000 records instead of
@@ -68,6 +70,10 @@ pub struct Plan {
     pub rounds: usize,
     /// Target duration of one round of figures 1 and 5.
     pub round_time: Duration,
+    /// The figures to run: bit `n` is figure `n` (1 to 13; a figure's lettered rows go
+    /// with it, figures 2 and 3, 5 to 7, 8 and 9, 10 and 13, 11 and 12 run together). [`Plan::new`] sets
+    /// every figure; [`Plan::only`] keeps some (`certadm-emu bench --figure N`).
+    pub figures: u16,
 }
 
 impl Plan {
@@ -82,6 +88,7 @@ impl Plan {
                 scale_ca: 1_000_000,
                 rounds: 5,
                 round_time: Duration::from_millis(40),
+                figures: ALL_FIGURES,
             }
         } else {
             Plan {
@@ -92,10 +99,41 @@ impl Plan {
                 scale_ca: 10_000_000,
                 rounds: 7,
                 round_time: Duration::from_millis(150),
+                figures: ALL_FIGURES,
             }
         }
     }
+
+    /// This plan with only `figures` (numbers 1 to 13; an empty list keeps them all).
+    pub fn only(self, figures: &[u32]) -> Result<Plan> {
+        if figures.is_empty() {
+            return Ok(self);
+        }
+        let mut mask = 0u16;
+        for &f in figures {
+            if !(1..=LAST_FIGURE).contains(&f) {
+                return Err(format!(
+                    "there is no figure {f} (figures are 1 to {LAST_FIGURE})"
+                ));
+            }
+            mask |= 1 << f;
+        }
+        Ok(Plan {
+            figures: mask,
+            ..self
+        })
+    }
+
+    /// Whether any of `figures` is in the plan.
+    fn wants(&self, figures: &[u32]) -> bool {
+        figures.iter().any(|&f| self.figures & (1 << f) != 0)
+    }
 }
+
+/// The number of the last figure.
+const LAST_FIGURE: u32 = 13;
+/// [`Plan::figures`] with every figure.
+const ALL_FIGURES: u16 = ((1u32 << (LAST_FIGURE + 1)) - 2) as u16;
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -108,7 +146,15 @@ impl fmt::Display for Plan {
             self.large_ca,
             self.scale_ca,
             self.rounds
-        )
+        )?;
+        if self.figures != ALL_FIGURES {
+            let list: Vec<String> = (1..=LAST_FIGURE)
+                .filter(|&f| self.wants(&[f]))
+                .map(|f| f.to_string())
+                .collect();
+            write!(f, ", figures {}", list.join(", "))?;
+        }
+        Ok(())
     }
 }
 
@@ -560,29 +606,36 @@ pub fn run(plan: &Plan, step: &mut dyn FnMut(&str)) -> Result<Table> {
     scale::child_main();
     let mut rows = Vec::new();
 
-    step("[1/4] Prepare+End through the ABI vs Mutex<Slab> insert+remove ...");
-    rows.extend(prepare_end_figures(plan)?);
+    if plan.wants(&[1]) {
+        step("[1/4] Prepare+End through the ABI vs Mutex<Slab> insert+remove ...");
+        rows.extend(prepare_end_figures(plan)?);
+    }
 
-    step(&format!(
-        "[2/4] full backup of a {} .edb vs File::read from the page cache ...",
-        HumanBytes(plan.edb)
-    ));
-    let ca = build_ca(EmulatedCa::builder().edb_size(plan.edb), "the CA")?;
-    let server = WStr::new(ca.server_name());
-    rows.push(full_backup(&server, plan)?);
+    if plan.wants(&[2, 3]) {
+        step(&format!(
+            "[2/4] full backup of a {} .edb vs File::read from the page cache ...",
+            HumanBytes(plan.edb)
+        ));
+        let ca = build_ca(EmulatedCa::builder().edb_size(plan.edb), "the CA")?;
+        let server = WStr::new(ca.server_name());
+        rows.push(full_backup(&server, plan)?);
 
-    step("[3/4] CertSrvBackupRead vs copy_from_slice ...");
-    rows.extend(read_vs_memcpy(&server, plan)?);
-    drop(ca);
+        step("[3/4] CertSrvBackupRead vs copy_from_slice ...");
+        rows.extend(read_vs_memcpy(&server, plan)?);
+    }
 
-    step(&format!(
-        "[4/4] VmRSS while reading {} of a 1 TiB .edb ...",
-        HumanBytes(plan.rss_read)
-    ));
-    rows.push(rss_growth(plan)?);
+    if plan.wants(&[4]) {
+        step(&format!(
+            "[4/4] VmRSS while reading {} of a 1 TiB .edb ...",
+            HumanBytes(plan.rss_read)
+        ));
+        rows.push(rss_growth(plan)?);
+    }
 
-    step("[5-7] server mode: against bare loopback TCP, 32 clients ...");
-    rows.extend(server::figures(plan)?);
+    if plan.wants(&[5, 6, 7]) {
+        step("[5-7] server mode: against bare loopback TCP, 32 clients ...");
+        rows.extend(server::figures(plan)?);
+    }
 
     let exe = std::env::current_exe().map_err(|e| format!("this executable: {e}"))?;
     let mut child = std::process::Command::new(exe);
@@ -600,15 +653,21 @@ pub fn page_file_figures(
     child: std::process::Command,
 ) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
-    step("[8-9] issuing into a large and a small CA, and appending the log frames alone ...");
-    rows.extend(scale::issue_figures(plan)?);
-    step(&format!(
-        "[11-12] full backups of a materialised {} .edb while the CA issues ...",
-        HumanBytes(plan.edb)
-    ));
-    rows.extend(scale::materialised_backup_figures(plan)?);
-    step("[10, 13] the large-CA scenario in a child process (peak RSS, restore) ...");
-    rows.extend(scale::scenario_figures(plan, child)?);
+    if plan.wants(&[8, 9]) {
+        step("[8-9] issuing into a large and a small CA, and appending the log frames alone ...");
+        rows.extend(scale::issue_figures(plan)?);
+    }
+    if plan.wants(&[11, 12]) {
+        step(&format!(
+            "[11-12] full backups of a materialised {} .edb while the CA issues ...",
+            HumanBytes(plan.edb)
+        ));
+        rows.extend(scale::materialised_backup_figures(plan)?);
+    }
+    if plan.wants(&[10, 13]) {
+        step("[10, 13] the large-CA scenario in a child process (peak RSS, restore) ...");
+        rows.extend(scale::scenario_figures(plan, child)?);
+    }
     Ok(rows)
 }
 
@@ -672,5 +731,17 @@ mod tests {
             p.to_string(),
             "certadm-emu bench --quick: .edb 64.00 MiB, RSS read 256.00 MiB, large CA 100000 records, scale CA 1000000 records, median of 5 rounds"
         );
+        let some = p.only(&[6, 12]).unwrap();
+        assert!(some.wants(&[5, 6, 7]) && some.wants(&[11, 12]) && !some.wants(&[1, 13]));
+        assert!(some
+            .to_string()
+            .ends_with("median of 5 rounds, figures 6, 12"));
+        assert_eq!(p.only(&[]).unwrap(), p);
+        for bad in [0, 14] {
+            assert_eq!(
+                p.only(&[bad]).unwrap_err(),
+                format!("there is no figure {bad} (figures are 1 to 13)")
+            );
+        }
     }
 }

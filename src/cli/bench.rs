@@ -1,11 +1,12 @@
 //! `certadm-emu bench`: runs the figures of [`certadm_emu::bench`] and prints their
-//! ratio table. `--quick` uses 64 MiB instead of 1 GiB and 256 MiB instead of 4 GiB.
+//! ratio table. `--quick` uses 64 MiB instead of 1 GiB and 256 MiB instead of 4 GiB;
+//! `--figure N` (repeatable) runs only those figures.
 
 use certadm_emu::bench::{self, Plan};
 
 /// Runs the benchmarks and prints the table. Missed targets are reported, not errors.
-pub fn run(quick: bool) -> Result<(), String> {
-    let plan = Plan::new(quick);
+pub fn run(quick: bool, figures: &[u32]) -> Result<(), String> {
+    let plan = Plan::new(quick).only(figures)?;
     if cfg!(debug_assertions) {
         println!(
             "note: this is a debug build; run `cargo run --release -- bench` for real numbers"

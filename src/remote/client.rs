@@ -25,7 +25,7 @@ use crate::event::Event;
 use crate::machine::Identity;
 use crate::session::{Hcsbc, Registration};
 use parking_lot::Mutex;
-use std::io::BufReader;
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -89,6 +89,77 @@ macro_rules! expect {
 
 fn h(v: Hcsbc) -> u64 {
     v.as_raw() as u64
+}
+
+/// Why a call ended when the server closed the connection instead of answering.
+const CLOSED: &str = "the server closed the connection (its idle timeout, a shutdown, \
+                      or a protocol error: see the server's log)";
+
+fn receiving(e: std::io::Error) -> String {
+    format!("receiving: {e}")
+}
+
+/// Reads one response frame into `frame`.
+fn receive_frame(io: &mut impl Read, frame: &mut Vec<u8>) -> std::result::Result<(), String> {
+    match read_frame_into(io, MAX_FRAME, frame) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(CLOSED.to_string()),
+        Err(e) => Err(format!("receiving: {e}")),
+    }
+}
+
+/// Reads the start of a response frame into `pre`: its length prefix, then as much of the
+/// rest as fits and the frame holds. Returns the bytes read (at least the 4 of the
+/// prefix); a clean end of stream before them is an error. The first receive asks for
+/// all of `pre` (one system call for a read reply's head): a shorter frame must then be
+/// the last bytes the server sent, as it sends nothing but the response to a request.
+fn read_prefix(io: &mut BufReader<Stream>, pre: &mut [u8]) -> std::result::Result<usize, String> {
+    let mut got = 0;
+    loop {
+        let want = if got < 4 {
+            pre.len()
+        } else {
+            let len = u32::from_le_bytes([pre[0], pre[1], pre[2], pre[3]]) as usize;
+            let frame = 4usize.saturating_add(len);
+            if got > frame {
+                return Err("protocol error: bytes after the response".to_string());
+            }
+            pre.len().min(frame)
+        };
+        if got >= want {
+            return Ok(got);
+        }
+        // What the buffer holds first, then one receive of what is left.
+        let n = if io.buffer().is_empty() {
+            io.get_mut().read(&mut pre[got..want])
+        } else {
+            io.read(&mut pre[got..want])
+        };
+        match n {
+            Ok(0) if got == 0 => return Err(CLOSED.to_string()),
+            Ok(0) => return Err(receiving(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(receiving(e)),
+        }
+    }
+}
+
+/// Fills `dst`: first with what `io` holds buffered, then straight from the socket (no
+/// copy through the buffer).
+fn read_direct<B: OutByte>(io: &mut BufReader<Stream>, dst: &mut [B]) -> std::io::Result<()> {
+    let buffered = io.buffer();
+    let k = buffered.len().min(dst.len());
+    B::copy(&mut dst[..k], &buffered[..k]);
+    io.consume(k);
+    let mut got = k;
+    while got < dst.len() {
+        match B::read_fd(io.get_ref(), &mut dst[got..])? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => got += n,
+        }
+    }
+    Ok(())
 }
 
 fn handle_out(out: Out) -> Result<Hcsbc> {
@@ -203,6 +274,23 @@ impl RemoteClient {
         req: &Request,
         decode: impl FnOnce(&[u8]) -> std::result::Result<Result<T>, String>,
     ) -> Result<T> {
+        self.exchange_with(req, |io, frame| {
+            receive_frame(io, frame)?;
+            decode(frame)
+        })
+    }
+
+    /// Sends `req` and hands the stream to `receive`, which reads the response (the
+    /// connection's frame buffer is its to use) and returns the server's answer, or `Err`
+    /// for a transport or protocol error (the connection is then marked broken).
+    fn exchange_with<T>(
+        &self,
+        req: &Request,
+        receive: impl FnOnce(
+            &mut BufReader<Stream>,
+            &mut Vec<u8>,
+        ) -> std::result::Result<Result<T>, String>,
+    ) -> Result<T> {
         let payload = encode_request(req);
         if payload.len() > MAX_FRAME as usize {
             return Err(RemoteError {
@@ -223,18 +311,7 @@ impl RemoteClient {
         }
         let answer = write_frame(c.io.get_mut(), &payload)
             .map_err(|e| format!("sending: {e}"))
-            .and_then(
-                |()| match read_frame_into(&mut c.io, MAX_FRAME, &mut c.frame) {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(
-                        "the server closed the connection (its idle timeout, a shutdown, \
-                         or a protocol error: see the server's log)"
-                            .to_string(),
-                    ),
-                    Err(e) => Err(format!("receiving: {e}")),
-                },
-            )
-            .and_then(|()| decode(&c.frame));
+            .and_then(|()| receive(&mut c.io, &mut c.frame));
         match answer {
             Ok(r) => r,
             Err(why) => {
@@ -349,13 +426,32 @@ impl RemoteClient {
         Ok(v)
     }
 
-    /// One remote read of `dst.len()` bytes at most, copied straight from the frame.
+    /// One remote read of `dst.len()` bytes at most. The data of a successful reply goes
+    /// from the socket straight into `dst` ([`read_reply_data_len`]); any other reply is
+    /// read whole and decoded.
     fn read_into<B: OutByte>(&self, hbc: Hcsbc, dst: &mut [B]) -> Result<usize> {
         let req = Request::BackupRead {
             hbc: h(hbc),
             cb: dst.len().min(u32::MAX as usize) as u32,
         };
-        self.exchange(&req, |frame| {
+        self.exchange_with(&req, |io, frame| {
+            // The length prefix and the head in one receive when they have arrived.
+            let mut pre = [0u8; 4 + READ_REPLY_HEAD];
+            let got = read_prefix(io, &mut pre)?;
+            let frame_len = u32::from_le_bytes([pre[0], pre[1], pre[2], pre[3]]);
+            if got == pre.len() && frame_len <= MAX_FRAME {
+                let head = pre[4..].first_chunk().expect("the head follows the length");
+                match read_reply_data_len(head, frame_len as usize) {
+                    Some(n) if n <= dst.len() => {
+                        read_direct(io, &mut dst[..n]).map_err(receiving)?;
+                        return Ok(Ok(n));
+                    }
+                    _ => {}
+                }
+            }
+            // Any other reply: the whole frame, as every other response is read.
+            let mut rest = Read::chain(&pre[..got], io);
+            receive_frame(&mut rest, frame)?;
             let r = decode_read_reply(frame).map_err(|e| e.to_string())?;
             Ok(match r.data {
                 None => Err(RemoteError {

@@ -13,7 +13,7 @@
 //! | [`frame`] | [`read_frame_metered`], [`read_frame`] | no frame larger than its limit; the grants add up to what lies beyond the free part; a dropped frame keeps at most its free part; the metered and the plain reader agree when everything is granted |
 //! | [`hello`] | [`decode_hello`], [`decode_hello_reply`] | canonical: bytes that decode re-encode to themselves |
 //! | [`request`] | [`decode_request`], every operation | canonical; the request answers to the operation it was decoded from |
-//! | [`response`] | [`decode_response`], [`decode_read_reply`] | canonical; the borrowing read decoder agrees with the general one |
+//! | [`response`] | [`decode_response`], [`decode_read_reply`], [`read_reply_data_len`] | canonical; the borrowing read decoder agrees with the general one, and the streaming shortcut with both |
 //! | [`config`] | [`Config::from_json`], [`MachineConfig`], [`parse_size`] | a configuration that parses round-trips through its JSON |
 
 use super::protocol::*;
@@ -129,8 +129,25 @@ pub fn response(data: &[u8]) {
     if let Ok(r) = &general {
         assert_eq!(encode_response(r), data, "a response that is not canonical");
     }
+    // The streaming reader's shortcut takes only what the decoder reads the same way.
+    if let Some(head) = data.first_chunk::<READ_REPLY_HEAD>() {
+        if let Some(n) = read_reply_data_len(head, data.len()) {
+            let r =
+                decode_read_reply(data).expect("decode_read_reply accepts the shortcut's frames");
+            assert_eq!((r.hr.is_ok(), r.message.as_str()), (true, ""));
+            assert_eq!(r.data, Some(&data[READ_REPLY_HEAD..]));
+            assert_eq!(n, data.len() - READ_REPLY_HEAD);
+        }
+    }
     match decode_read_reply(data) {
         Ok(r) => {
+            if r.hr.is_ok() && r.message.is_empty() {
+                let head = data.first_chunk().expect("a read reply has a head");
+                assert_eq!(
+                    read_reply_data_len(head, data.len()),
+                    r.data.map(<[u8]>::len)
+                );
+            }
             let g = general.expect("decode_response accepts what decode_read_reply does");
             assert_eq!(
                 (g.op, g.hr, &g.message),

@@ -1177,6 +1177,27 @@ pub fn decode_read_reply(b: &[u8]) -> Result<ReadReply<'_>, DecodeError> {
     Ok(ReadReply { hr, message, data })
 }
 
+/// The bytes before the data of a successful response to [`Request::BackupRead`] with
+/// no message: operation, HRESULT, an empty message and the data length.
+pub const READ_REPLY_HEAD: usize = 14;
+
+/// The data length of a frame of `frame_len` payload bytes that starts with `head`, if it
+/// is a successful response to [`Request::BackupRead`] with no message whose data is the
+/// rest of the frame: then a reader may put the data straight where it belongs.
+/// Otherwise `None` (read the whole frame and decode it with [`decode_read_reply`]).
+/// Agrees with [`decode_read_reply`] (checked by the fuzz target `response`).
+pub fn read_reply_data_len(head: &[u8; READ_REPLY_HEAD], frame_len: usize) -> Option<usize> {
+    let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    let op = u16::from_le_bytes([head[0], head[1]]);
+    let hr = HRESULT(word(2) as i32);
+    let (message, data) = (word(6), word(10) as usize);
+    (op == Call::BackupRead.op()
+        && hr.is_ok()
+        && message == 0
+        && frame_len.checked_sub(READ_REPLY_HEAD) == Some(data))
+    .then_some(data)
+}
+
 /// Decodes a response (a frame payload).
 pub fn decode_response(b: &[u8]) -> Result<Response, DecodeError> {
     let mut r = Reader::new(b);

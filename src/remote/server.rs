@@ -1213,10 +1213,18 @@ impl Conn<'_> {
         let mut head = std::mem::take(&mut self.head);
         let written = {
             let w = io.get_mut();
+            // Head and data in one vectored write: one system call (and one push of
+            // the socket) per response, the data straight from the read buffer.
             let mut send = |head: &[u8], tail: &[u8]| -> io::Result<()> {
-                w.write_all(head)?;
-                if !tail.is_empty() {
-                    w.write_all(tail)?;
+                let mut parts = [io::IoSlice::new(head), io::IoSlice::new(tail)];
+                let mut left = &mut parts[..];
+                while !left.is_empty() {
+                    match w.write_vectored(left) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => io::IoSlice::advance_slices(&mut left, n),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
                 }
                 w.flush()
             };
@@ -1358,8 +1366,9 @@ impl Conn<'_> {
                         format!("cbBuffer {cb} exceeds the {MAX_READ} bytes one remote read carries; split the read"),
                     ));
                 }
+                // The buffer of the last read, reused as it is: the read overwrites what
+                // it returns, so only bytes beyond the last read's length are zeroed.
                 let mut buf = std::mem::take(&mut self.read_buf);
-                buf.clear();
                 buf.resize(cb as usize, 0);
                 let n = api::backup_read(h, &mut buf)?;
                 buf.truncate(n);
