@@ -178,6 +178,9 @@ pub(crate) struct Ca {
     backup_history: Vec<BackupRecord>,
     pub(crate) restore: recovery::RestoreState,
     fingerprints: BTreeMap<PathBuf, Fingerprint>,
+    /// The fingerprints of the CA's folders, taken before the listing of the last full
+    /// scan that found nothing changed ([`Ca::check_files_opening`]).
+    dir_fingerprints: Vec<(PathBuf, Fingerprint)>,
     /// `edb.log` was appended to since its fingerprint was taken (taken again, lazily, by
     /// the next [`Ca::check_files`]: no `stat` per transaction).
     log_fp_stale: bool,
@@ -186,6 +189,15 @@ pub(crate) struct Ca {
 
 /// What identifies a file's content cheaply: length, modification time, inode.
 type Fingerprint = (u64, i128, u64);
+
+/// What [`Ca::scan_files`] found.
+#[derive(Debug, Default)]
+struct Scan {
+    /// Every file of the CA, by host path.
+    files: BTreeMap<PathBuf, Fingerprint>,
+    /// The CA's folders, by host path.
+    dirs: Vec<(PathBuf, Fingerprint)>,
+}
 
 fn fingerprint(m: &Meta) -> Fingerprint {
     (m.len, m.mtime_ns, m.ino)
@@ -306,6 +318,7 @@ impl Ca {
             backup_history: Vec::new(),
             restore: Default::default(),
             fingerprints: BTreeMap::new(),
+            dir_fingerprints: Vec::new(),
             log_fp_stale: false,
             tampered: None,
         })
@@ -1019,21 +1032,27 @@ impl Ca {
     /// beneath the root (each directory resolved once): a link in the place of a
     /// directory or of one of the files is refused (`E_ACCESSDENIED`); a missing one is
     /// left out.
-    fn scan_files(&self, machine: &Machine) -> Result<BTreeMap<PathBuf, Fingerprint>> {
-        let mut out = BTreeMap::new();
+    /// The fingerprints of every file of the CA (`.edb`, `edb.chk`, `edb.log`, the numbered
+    /// logs), and of its folders, each taken before the folder is listed.
+    fn scan_files(&self, machine: &Machine) -> Result<Scan> {
+        let mut files = BTreeMap::new();
         let mut dirs: Vec<(String, Option<Dir>)> = Vec::new();
+        let mut dir_fps: Vec<(PathBuf, Fingerprint)> = Vec::new();
         let mut open = |p: &WinPath| -> Result<Option<Dir>> {
             if let Some((_, d)) = dirs.iter().find(|(k, _)| *k == p.key()) {
                 return Ok(d.clone());
             }
             let d = open_dir_if_there(machine, p)?;
+            if let Some(d) = &d {
+                dir_fps.push((d.host_path().to_path_buf(), fingerprint(&d.own_metadata()?)));
+            }
             dirs.push((p.key(), d.clone()));
             Ok(d)
         };
         let mut add = |dir: &Dir, name: &str| -> Result<()> {
             match dir.metadata(name) {
                 Ok(m) => {
-                    out.insert(dir.entry_host(name), fingerprint(&m));
+                    files.insert(dir.entry_host(name), fingerprint(&m));
                     Ok(())
                 }
                 Err(e) if is_link_refusal(&e) => Err(e),
@@ -1052,11 +1071,69 @@ impl Ca {
                 add(&d, &log_file_name(g))?;
             }
         }
-        Ok(out)
+        Ok(Scan {
+            files,
+            dirs: dir_fps,
+        })
+    }
+
+    /// Whether nothing the CA knows of changed, looking only at its folders (an entry
+    /// created, removed or renamed changes a folder's fingerprint), at the files it writes
+    /// (`.edb`, `edb.chk`, `edb.log`) and at the file `opened`; `false` also when that
+    /// cannot be told this way (then a full scan tells).
+    fn unchanged_at_a_glance(&self, machine: &Machine, opened: Option<&WinPath>) -> bool {
+        if self.log_fp_stale || self.dir_fingerprints.is_empty() {
+            return false;
+        }
+        let mut dirs: Vec<(String, Dir)> = Vec::new();
+        for p in [&self.db_dir, &self.sys_dir, &self.log_dir] {
+            if dirs.iter().any(|(k, _)| *k == p.key()) {
+                continue;
+            }
+            let Ok(Some(d)) = open_dir_if_there(machine, p) else {
+                return false;
+            };
+            let fp = d.own_metadata().ok().map(|m| fingerprint(&m));
+            let known = self
+                .dir_fingerprints
+                .iter()
+                .find(|(h, _)| h == d.host_path())
+                .map(|(_, f)| *f);
+            if fp.is_none() || fp != known {
+                return false;
+            }
+            dirs.push((p.key(), d));
+        }
+        let dir_of = |p: &WinPath| {
+            &dirs
+                .iter()
+                .find(|(k, _)| *k == p.key())
+                .expect("opened above")
+                .1
+        };
+        let edb = self.edb_name();
+        let mut looked = vec![
+            (dir_of(&self.db_dir), edb.as_str()),
+            (dir_of(&self.sys_dir), CHECKPOINT_FILE),
+            (dir_of(&self.log_dir), CURRENT_LOG),
+        ];
+        let opened_name = opened.and_then(|p| p.file_name().map(str::to_string));
+        if let (Some(p), Some(name)) = (opened, &opened_name) {
+            let parent = p.parent().key();
+            match dirs.iter().find(|(k, _)| *k == parent) {
+                Some((_, d)) => looked.push((d, name.as_str())),
+                None => return false,
+            }
+        }
+        looked.into_iter().all(|(d, name)| {
+            fingerprint_of(d, name) == self.fingerprints.get(&d.entry_host(name)).copied()
+        })
     }
 
     fn refresh_fingerprints(&mut self, machine: &Machine) {
-        self.fingerprints = self.scan_files(machine).unwrap_or_default();
+        let scan = self.scan_files(machine).unwrap_or_default();
+        self.fingerprints = scan.files;
+        self.dir_fingerprints = scan.dirs;
         self.log_fp_stale = false;
     }
 
@@ -1070,6 +1147,28 @@ impl Ca {
                 None => self.fingerprints.remove(&p),
             };
         }
+    }
+
+    /// [`Ca::check_files`] for `CertSrvBackupOpenFileW`, which a backup calls once per
+    /// file: while the CA's folders keep the fingerprints the last full check found (no
+    /// entry created, removed or renamed since), only the files the CA writes and the file
+    /// `opened` are looked at, so a backup of *n* logs costs O(*n*) and not O(*n* × logs).
+    /// A sealed log overwritten in place is then noticed by the next full check
+    /// (GetDatabaseNames, GetBackupLogs, TruncateLogs, issue, revoke, stop) or when it is
+    /// opened.
+    pub(crate) fn check_files_opening(
+        &mut self,
+        machine: &Machine,
+        call: &'static str,
+        opened: Option<&WinPath>,
+    ) -> Result<()> {
+        if self.service == ServiceState::Stopped || self.log.is_none() {
+            return Ok(());
+        }
+        if self.tampered.is_none() && self.unchanged_at_a_glance(machine, opened) {
+            return Ok(());
+        }
+        self.check_files(machine, call)
     }
 
     /// Windows holds a running CA's files open: overwriting them fails with
@@ -1086,7 +1185,7 @@ impl Ca {
                 why: why.clone(),
             });
         }
-        let now = self.scan_files(machine)?;
+        let Scan { files: now, dirs } = self.scan_files(machine)?;
         if std::mem::take(&mut self.log_fp_stale) {
             // The CA's own appends: adopted if the file has exactly the bytes it wrote.
             let p = machine.host_path_of(&self.current_log_path());
@@ -1096,6 +1195,7 @@ impl Ca {
             }
         }
         if now == self.fingerprints {
+            self.dir_fingerprints = dirs;
             return Ok(());
         }
         let mut changed: Vec<String> = Vec::new();

@@ -477,6 +477,14 @@ impl Dir {
         Ok(meta_of(&st))
     }
 
+    /// The directory's own metadata (its modification time changes when an entry is
+    /// created, removed or renamed).
+    pub fn own_metadata(&self) -> Result<Meta> {
+        rfs::fstat(&*self.fd)
+            .map(|st| meta_of(&st))
+            .map_err(|e| Error::io(format!("stat {}", self.host.display()), errno_io(e)))
+    }
+
     /// The entries (`.` and `..` left out), sorted by name; links are listed as
     /// [`Kind::Symlink`], never followed.
     pub fn read_dir(&self) -> Result<Vec<Entry>> {

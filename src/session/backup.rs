@@ -372,7 +372,10 @@ impl LiveBackup {
         hint: u32,
     ) -> Result<u64> {
         const CALL: &str = Call::BackupOpenFile.name();
-        ca.check_files(m, CALL)?;
+        let found = self.listed.iter().position(|f| {
+            f.unc.eq_ignore_ascii_case(name) || f.unc.to_lowercase() == name.to_lowercase()
+        });
+        ca.check_files_opening(m, CALL, found.map(|i| &self.listed[i].path))?;
         let closed = match &self.file {
             FileState::Open(_) => {
                 return Err(Error::sequence(
@@ -386,9 +389,6 @@ impl LiveBackup {
             FileState::Unopened => ClosedFile::first(hint),
             FileState::Closed(c) => *c,
         };
-        let found = self.listed.iter().position(|f| {
-            f.unc.eq_ignore_ascii_case(name) || f.unc.to_lowercase() == name.to_lowercase()
-        });
         let index = match found {
             Some(i) => i,
             None => return Err(self.not_openable(ca, m, name)),

@@ -116,6 +116,76 @@ fn overwriting_files_of_a_running_ca_is_reported() {
     assert_eq!(ca.service(), certadm_emu::ca::ServiceState::Stopped);
 }
 
+/// OpenFile, which a backup calls once per file, looks at the CA's folders, the files the
+/// CA writes and the file it opens (COVERAGE.md section C, item 23): a change there is
+/// reported at once, a sealed log overwritten in place at the latest when it is opened or
+/// at the next full check.
+#[test]
+fn files_changed_during_a_backup_are_reported_by_open_file() {
+    let sharing = certadm_emu::HRESULT::ERROR_SHARING_VIOLATION;
+    let setup = || {
+        let ca = EmulatedCa::builder().log_capacity(4).build().unwrap();
+        let h = api::backup_prepare(ca.server_name(), 0, CSBACKUP_TYPE_FULL).unwrap();
+        let db = api::backup_get_database_names(h).unwrap().entries(true)[0]
+            .path
+            .clone();
+        // Issued during the backup: the checkpoint is held, so the backup needs every log.
+        ca.issue(20).unwrap();
+        let logs: Vec<String> = api::backup_get_backup_logs(h)
+            .unwrap()
+            .entries(true)
+            .iter()
+            .map(|e| e.path.clone())
+            .collect();
+        assert!(logs.len() >= 3, "{logs:?}");
+        (ca, h, db, logs)
+    };
+    let open_close = |h, name: &str| {
+        api::backup_open_file(h, name, 0)?;
+        api::backup_close(h)
+    };
+
+    // A sealed log overwritten in place: reported when it is opened.
+    let (ca, h, _, logs) = setup();
+    open_close(h, &logs[0]).unwrap();
+    std::fs::write(ca.host_path(&logs[2]).unwrap(), b"garbage").unwrap();
+    assert_eq!(
+        api::backup_open_file(h, &logs[2], 0).unwrap_err().hresult(),
+        sharing
+    );
+    // Once seen, every check reports it.
+    assert_eq!(open_close(h, &logs[1]).unwrap_err().hresult(), sharing);
+    api::backup_end(h).unwrap();
+
+    // The .edb overwritten: reported by the next OpenFile, whichever file it opens.
+    let (ca, h, db, logs) = setup();
+    open_close(h, &db).unwrap();
+    std::fs::write(ca.host_path(&db).unwrap(), b"garbage").unwrap();
+    assert_eq!(open_close(h, &logs[0]).unwrap_err().hresult(), sharing);
+    api::backup_end(h).unwrap();
+
+    // A log created in the log folder: reported by OpenFile or, at the latest, by the
+    // next full check (issuing here).
+    let (ca, h, _, logs) = setup();
+    let folder = ca.host_path(&logs[0]).unwrap();
+    std::fs::write(folder.with_file_name("edb7ffff.log"), b"planted").unwrap();
+    let mut seen = false;
+    for name in &logs {
+        match open_close(h, name) {
+            Ok(()) => {}
+            Err(e) => {
+                assert_eq!(e.hresult(), sharing, "{e}");
+                seen = true;
+                break;
+            }
+        }
+    }
+    api::backup_end(h).unwrap();
+    if !seen {
+        assert_eq!(ca.issue(1).unwrap_err().hresult(), sharing);
+    }
+}
+
 #[test]
 fn ca_names_that_are_not_file_names_are_refused() {
     for bad in [r"..\..\escape", "a/b", "x:y", "..", "tab\tname"] {
