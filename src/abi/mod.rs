@@ -25,6 +25,7 @@ pub mod forward;
 pub mod held;
 pub mod native;
 pub(crate) mod ptr;
+mod tsc;
 
 pub use exports::*;
 
@@ -41,6 +42,7 @@ static BACKEND: LazyLock<&'static dyn Certbcli> = LazyLock::new(|| {
         if crate::config::ensure_loaded() {
             at_exit::register();
         }
+        tsc::install();
         &InProcess
     }
 });

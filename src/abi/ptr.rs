@@ -116,7 +116,8 @@ pub(crate) unsafe fn with_wstr<T>(
     f: impl FnOnce(&str) -> Result<T>,
 ) -> Result<T> {
     require(call, param, p)?;
-    let mut buf = [0u8; STACK_WSTR];
+    // Not zeroed first: only the bytes written below are read.
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); STACK_WSTR];
     let mut len = 0usize;
     while len < STACK_WSTR {
         // SAFETY: p is non-null and the string is NUL-terminated (caller contract); we
@@ -125,12 +126,18 @@ pub(crate) unsafe fn with_wstr<T>(
         // One test for the usual unit (ASCII, 1..=0x7F); the NUL and the others after it.
         if u.wrapping_sub(1) >= 0x7F {
             if u == 0 {
-                // SAFETY: every byte before it was checked to be ASCII: valid UTF-8.
-                return f(unsafe { std::str::from_utf8_unchecked(&buf[..len]) });
+                // SAFETY: the first `len` bytes of `buf` were written (below), each an
+                // ASCII character: initialised, and valid UTF-8.
+                return f(unsafe {
+                    std::str::from_utf8_unchecked(std::slice::from_raw_parts(
+                        buf.as_ptr().cast::<u8>(),
+                        len,
+                    ))
+                });
             }
             break;
         }
-        buf[len] = u as u8;
+        buf[len].write(u as u8);
         len += 1;
     }
     // Not ASCII, or long: decoded as `read_wstr` does.

@@ -451,8 +451,14 @@ fn backup_truncate_logs_impl(fr: &mut Frame<'_>, h: Hcsbc) -> Result<Vec<u32>> {
 fn backup_end_impl(fr: &mut Frame<'_>, h: Hcsbc) -> Result<()> {
     const CALL: Call = Call::BackupEnd;
     let (host, p) = lookup_handle(fr, h)?;
-    let st = fr.lock();
-    match st.sessions.get(p.session_slot, p.session_gen) {
+    let HostState {
+        ca,
+        sessions,
+        identity,
+        active_backup,
+        ..
+    } = fr.lock();
+    let b = match sessions.get_mut(p.session_slot, p.session_gen) {
         None => return Err(stale(CALL, h)),
         Some(Session::Restore(_)) => {
             return Err(Error::sequence(
@@ -460,21 +466,19 @@ fn backup_end_impl(fr: &mut Frame<'_>, h: Hcsbc) -> Result<()> {
                 "this is a restore context: no backup was prepared on it; end it with CertSrvRestoreEnd",
             ))
         }
-        Some(Session::Backup(b)) => {
-            if !b.is_disconnected() {
-                let ca = st.ca.as_ref().expect("a backup session implies a CA");
-                check_backup_access(CALL, &st.identity, ca.interface_flags())?;
-            }
-        }
-    }
-    let Some(Session::Backup(b)) = st.sessions.remove(p.session_slot, p.session_gen) else {
-        unreachable!("checked above")
+        Some(Session::Backup(b)) => b,
     };
-    if st.active_backup == Some((p.session_slot, p.session_gen)) {
-        st.active_backup = None;
+    let ca = ca.as_mut().expect("a backup session implies a CA");
+    if !b.is_disconnected() {
+        check_backup_access(CALL, identity, ca.interface_flags())?;
     }
-    let ca = st.ca.as_mut().expect("a backup session implies a CA");
-    b.end(ca, &host.machine)
+    if *active_backup == Some((p.session_slot, p.session_gen)) {
+        *active_backup = None;
+    }
+    // Ended where it lies, then dropped there: the session is gone whatever End returns.
+    let r = b.end(ca, &host.machine);
+    sessions.free(p.session_slot, p.session_gen);
+    r
 }
 
 /// `CertSrvServerControlW`: `CSCONTROL_SHUTDOWN` stops the service; 2 and 3 do nothing.

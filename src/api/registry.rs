@@ -254,6 +254,22 @@ impl Routes {
     }
 }
 
+/// `a == b`, for the short strings server names are: those of 8 to 16 bytes (most) as
+/// two overlapping words, in place rather than through a call to `memcmp`.
+#[inline]
+fn same_str(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if !(8..=16).contains(&n) {
+        return a == b;
+    }
+    let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
+}
+
 /// Keeps `route` first in `routes`, at most [`ROUTES`] of them.
 fn remember<K, T>(routes: &mut Vec<Route<K, T>>, route: Route<K, T>) {
     if routes.len() == ROUTES {
@@ -411,7 +427,7 @@ fn name_route(lend: Option<bool>, server: &str) -> Option<(Arc<Host>, Option<&st
     let (host, ca_at, loan) = route(
         lend,
         |r| &mut r.names,
-        |k| **k == *server,
+        |k| same_str(k, server),
         || server.into(),
         || {
             let s = server.trim();
@@ -590,5 +606,22 @@ mod tests {
         assert_eq!(refs(&h), 1);
         assert!(lend_by_name("LENDC").is_none());
         assert!(lend_by_handle(hb).is_none());
+    }
+
+    #[test]
+    fn server_names_compare_exactly() {
+        for (a, b, same) in [
+            ("", "", true),
+            ("CA1", "CA1", true),
+            ("CA1", "ca1", false),
+            ("CERTEMU-0001", "CERTEMU-0001", true),
+            ("CERTEMU-0001", "CERTEMU-0002", false),
+            ("CERTEMU-00012345", "CERTEMU-00012345", true),
+            ("CERTEMU-00012345", "CERTEMU-00012346", false),
+            ("CERTEMU-0001234", "CERTEMU-00012345", false),
+            ("XERTEMU-0001", "CERTEMU-0001", false),
+        ] {
+            assert_eq!(same_str(a, b), same, "{a:?} {b:?}");
+        }
     }
 }

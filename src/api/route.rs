@@ -11,8 +11,56 @@ use crate::event::{Extras, Form, RawEvent, RawMessage, Slot};
 use parking_lot::{MutexGuard, RwLock};
 use std::cell::{Cell, OnceCell};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::Instant;
+
+/// The clock a traced call's `elapsed_ns` is measured with: a counter (`read`) and the
+/// nanoseconds of one of its ticks, in 32.32 fixed point. The monotonic clock of `Instant`
+/// (ticks of a nanosecond) unless the ABI layer installed a cheaper counter that keeps
+/// the same time ([`install_clock`]: the time-stamp counter, where the kernel keeps time
+/// with it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    read: fn() -> u64,
+    ns_per_tick: u64,
+}
+
+/// Nanoseconds of the monotonic clock since the first reading.
+fn instant_ns() -> u64 {
+    static BASE: LazyLock<Instant> = LazyLock::new(Instant::now);
+    BASE.elapsed().as_nanos() as u64
+}
+
+/// The clock until one is installed.
+const MONOTONIC: Clock = Clock {
+    read: instant_ns,
+    ns_per_tick: 1 << 32,
+};
+
+static CLOCK: OnceLock<Clock> = OnceLock::new();
+
+/// Measures traced calls with `read`, a counter whose ticks last `ns_per_tick` nanoseconds
+/// (32.32 fixed point); false if a clock is installed already. A call started on one clock
+/// ends on it.
+pub(crate) fn install_clock(read: fn() -> u64, ns_per_tick: u64) -> bool {
+    CLOCK.set(Clock { read, ns_per_tick }).is_ok()
+}
+
+impl Clock {
+    /// The clock now in use, and its reading.
+    #[inline]
+    pub(crate) fn now() -> (u64, Clock) {
+        let c = CLOCK.get().copied().unwrap_or(MONOTONIC);
+        ((c.read)(), c)
+    }
+
+    /// Nanoseconds since `start`, a reading of this clock.
+    #[inline]
+    pub(crate) fn since(self, start: u64) -> u64 {
+        let ticks = (self.read)().saturating_sub(start);
+        ((u128::from(ticks) * u128::from(self.ns_per_tick)) >> 32) as u64
+    }
+}
 
 /// The call running on this thread and the host it reached (slot and generation), for
 /// [`record_panic`]: plain data, set and restored around each call without a borrow.
@@ -37,8 +85,8 @@ pub(crate) struct Frame<'h> {
     /// The route of this thread that lent the host, which it goes back to.
     loan: Option<Loan>,
     guard: Option<MutexGuard<'h, HostState>>,
-    /// When the call reached a host that traces.
-    start: Option<Instant>,
+    /// When the call reached a host that traces, on which clock.
+    start: Option<(u64, Clock)>,
 }
 
 impl<'h> Frame<'h> {
@@ -70,7 +118,7 @@ impl<'h> Frame<'h> {
     #[inline]
     pub(crate) fn reach(&mut self, host: &Host) {
         if self.start.is_none() && host.tracing.load(Ordering::Relaxed) {
-            self.start = Some(Instant::now());
+            self.start = Some(Clock::now());
         }
         let at = (host.slot, host.generation);
         let _ = CURRENT.try_with(|c| {
@@ -123,8 +171,8 @@ pub(crate) fn instrument<R, const A: usize, const O: usize>(
         .flatten();
     let r = f(&mut frame);
     let _ = CURRENT.try_with(|c| c.set(outer));
-    if let (Some(start), Some(host)) = (frame.start, host.get()) {
-        let elapsed = start.elapsed().as_nanos() as u64;
+    if let (Some((start, clock)), Some(host)) = (frame.start, host.get()) {
+        let elapsed = clock.since(start);
         let mut kept = Extras::default();
         let args = args(host, &mut kept);
         let (hr, outs, message) = match &r {

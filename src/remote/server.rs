@@ -1692,7 +1692,8 @@ fn force_end(h: Hcsbc, restore: bool, shared: &Shared) -> Option<&'static str> {
     let st = &mut *guard;
     match st.sessions.get(p.session_slot, p.session_gen) {
         Some(Session::Backup(_)) if !restore => {
-            let Some(Session::Backup(b)) = st.sessions.remove(p.session_slot, p.session_gen) else {
+            let Some(Session::Backup(mut b)) = st.sessions.remove(p.session_slot, p.session_gen)
+            else {
                 return None;
             };
             if st.active_backup == Some((p.session_slot, p.session_gen)) {

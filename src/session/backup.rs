@@ -244,7 +244,7 @@ impl BackupSession {
     /// `CertSrvBackupEnd`: closes an open file, records a complete backup, releases the
     /// freeze. A disconnected session has nothing left to do.
     #[inline]
-    pub(crate) fn end(self, ca: &mut Ca, m: &Machine) -> Result<()> {
+    pub(crate) fn end(&mut self, ca: &mut Ca, m: &Machine) -> Result<()> {
         match self {
             BackupSession::Live(b) => b.end(ca, m),
             BackupSession::Disconnected(_) => Ok(()),
@@ -561,15 +561,14 @@ impl LiveBackup {
     }
 
     /// `CertSrvBackupEnd` of a live session: drops an open file, records a complete
-    /// backup that TruncateLogs did not record, releases the freeze of a full backup.
+    /// backup that TruncateLogs did not record, releases the freeze of a full backup. The
+    /// session is ended where it lies (its table drops it next), not moved out first.
     #[inline]
-    pub(crate) fn end(self, ca: &mut Ca, m: &Machine) -> Result<()> {
+    pub(crate) fn end(&mut self, ca: &mut Ca, m: &Machine) -> Result<()> {
         let complete = self.is_complete();
-        let LiveBackup {
-            kind, logs, file, ..
-        } = self;
-        drop(file);
-        if let (true, Logs::Listed(r)) = (complete, logs) {
+        self.file = FileState::Unopened;
+        let kind = self.kind;
+        if let (true, Logs::Listed(r)) = (complete, self.logs) {
             ca.record_backup(m, kind == BackupKind::Full, r.high, r.set)?;
         }
         if kind == BackupKind::Full {

@@ -107,17 +107,40 @@ impl<T> SessionTable<T> {
     /// Removes and returns the value at `slot` if its generation is `generation`.
     #[inline]
     pub(crate) fn remove(&mut self, slot: u8, generation: u32) -> Option<T> {
+        let next = self.free;
+        let Entry::Occupied(v) =
+            std::mem::replace(self.vacate(slot, generation)?, Entry::Vacant { next })
+        else {
+            unreachable!("vacate returns an occupied entry")
+        };
+        Some(v)
+    }
+
+    /// Drops the value at `slot` where it lies (no copy of it is made) if its generation is
+    /// `generation`; false if there is none.
+    #[inline]
+    pub(crate) fn free(&mut self, slot: u8, generation: u32) -> bool {
+        let next = self.free;
+        match self.vacate(slot, generation) {
+            Some(entry) => {
+                *entry = Entry::Vacant { next };
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The occupied entry at `slot` of generation `generation`, which the caller makes
+    /// vacant (pointing at the free list as it was): it becomes the head of the free list.
+    #[inline]
+    fn vacate(&mut self, slot: u8, generation: u32) -> Option<&mut Entry<T>> {
         let s = self.slots.get_mut(slot as usize)?;
         if s.generation != generation || !matches!(s.entry, Entry::Occupied(_)) {
             return None;
         }
-        let Entry::Occupied(v) = std::mem::replace(&mut s.entry, Entry::Vacant { next: self.free })
-        else {
-            unreachable!("checked above")
-        };
         self.free = slot as u16;
         self.live -= 1;
-        Some(v)
+        Some(&mut s.entry)
     }
 
     /// Number of live values.
@@ -153,6 +176,18 @@ mod tests {
         assert_eq!(t.get(s, g), None);
         assert_eq!(t.get(s2, g2), Some(&"b"));
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn free_drops_in_place_and_checks_the_generation() {
+        let mut t = SessionTable::default();
+        let (s, g) = t.insert(String::from("a")).unwrap();
+        assert!(!t.free(s, g + 1));
+        assert!(t.free(s, g));
+        assert!(!t.free(s, g));
+        assert_eq!(t.get(s, g), None);
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.insert(String::from("b")), Some((s, g + 1)));
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod backup_rules;
 mod backup_scenario;
 mod codes;
 mod hostile;
+mod hot_path;
 mod persistence;
 mod prop_backup_model;
 mod prop_protocol;

@@ -81,7 +81,7 @@ static ALLOC: Counting = Counting;
 
 /// Runs `f`; returns its result and the peak of bytes it held allocated at once
 /// (its result included).
-fn peak<R>(f: impl FnOnce() -> R) -> (R, usize) {
+pub(crate) fn peak<R>(f: impl FnOnce() -> R) -> (R, usize) {
     let base = CURRENT.with(|c| c.get());
     PEAK.with(|p| p.set(base));
     let r = f();
