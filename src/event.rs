@@ -522,13 +522,6 @@ impl From<u32> for Slot {
     }
 }
 
-/// A 64-bit number argument.
-impl From<u64> for Slot {
-    fn from(v: u64) -> Slot {
-        Slot::num(v)
-    }
-}
-
 /// A value that is not plain data, kept beside its event.
 #[derive(Debug, Clone)]
 pub(crate) enum Kept {

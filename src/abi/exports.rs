@@ -4,7 +4,9 @@
 
 use super::backend;
 use super::boundary;
-use super::ptr::{fill, handle, read_opt, read_wstr, require, with_wstr, write, StrUnit};
+use super::ptr::{
+    fill, handle, read_opt, read_wstr, require, returning, with_wstr, write, StrUnit,
+};
 use crate::core::{Call, Error, ListKind, Result, HRESULT};
 use crate::session::{Hcsbc, Registration};
 use core::ffi::c_void;
@@ -199,17 +201,15 @@ pub unsafe extern "system" fn CertSrvBackupOpenFileW(
     plifilesize: *mut i64,
 ) -> i32 {
     const CALL: &str = Call::BackupOpenFile.name();
-    boundary(CALL, || {
-        // SAFETY: per contract, the out-parameter is NULL or writable and the string NULL
-        // or NUL-terminated.
-        unsafe {
-            fill(CALL, "pliFileSize", plifilesize, 0, || {
-                let name = read_wstr(CALL, "pwszAttachmentName", pwszattachmentname)?;
-                let h = handle(CALL, hbc)?;
-                Ok(backend().backup_open_file(h, &name, cbreadhintsize)? as i64)
-            })
-        }
-    })
+    // SAFETY: per contract, the out-parameter is NULL or writable and the string NULL or
+    // NUL-terminated.
+    unsafe {
+        returning(CALL, "pliFileSize", plifilesize, 0, || {
+            let name = read_wstr(CALL, "pwszAttachmentName", pwszattachmentname)?;
+            let h = handle(CALL, hbc)?;
+            Ok(backend().backup_open_file(h, &name, cbreadhintsize)? as i64)
+        })
+    }
 }
 
 /// `CertSrvBackupRead`.
@@ -224,23 +224,21 @@ pub unsafe extern "system" fn CertSrvBackupRead(
     pcbread: *mut u32,
 ) -> i32 {
     const CALL: &str = Call::BackupRead.name();
-    boundary(CALL, || {
-        // SAFETY: per contract, the out-parameter is NULL or writable, and the buffer,
-        // checked non-NULL before it is used, valid for cbbuffer bytes of writes. It is
-        // usually uninitialised (malloc, AllocHGlobal), so it is seen as MaybeUninit<u8>,
-        // never as u8, and only written below.
-        unsafe {
-            fill(CALL, "pcbRead", pcbread, 0, || {
-                require(CALL, "pvBuffer", pvbuffer)?;
-                let h = handle(CALL, hbc)?;
-                let buf = std::slice::from_raw_parts_mut(
-                    pvbuffer.cast::<std::mem::MaybeUninit<u8>>(),
-                    cbbuffer as usize,
-                );
-                Ok(backend().backup_read(h, buf)? as u32)
-            })
-        }
-    })
+    // SAFETY: per contract, the out-parameter is NULL or writable, and the buffer, checked
+    // non-NULL before it is used, valid for cbbuffer bytes of writes. It is usually
+    // uninitialised (malloc, AllocHGlobal), so it is seen as MaybeUninit<u8>, never as u8,
+    // and only written below.
+    unsafe {
+        returning(CALL, "pcbRead", pcbread, 0, || {
+            require(CALL, "pvBuffer", pvbuffer)?;
+            let h = handle(CALL, hbc)?;
+            let buf = std::slice::from_raw_parts_mut(
+                pvbuffer.cast::<std::mem::MaybeUninit<u8>>(),
+                cbbuffer as usize,
+            );
+            Ok(backend().backup_read(h, buf)? as u32)
+        })
+    }
 }
 
 /// `CertSrvBackupClose`.

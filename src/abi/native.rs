@@ -26,7 +26,7 @@
 
 use super::boundary;
 use super::forward::{self, RemoteMachine};
-use super::ptr::{fill, require, write};
+use super::ptr::{fill, require, returning, write};
 use crate::ca::CaConfig;
 use crate::config::MachineConfig;
 use crate::control::{CaReport, Control, EmulatedCa, LastStart};
@@ -168,7 +168,11 @@ pub unsafe extern "C" fn certemu_ca_create(
     const CALL: &str = "certemu_ca_create";
     // SAFETY: per contract, `out` is NULL or writable; the pointers read below are
     // checked non-NULL first.
-    unsafe { returning(CALL, "out", out, || create(server_name, opts)) }
+    unsafe {
+        returning(CALL, "out", out, std::ptr::null_mut(), || {
+            create(server_name, opts)
+        })
+    }
 }
 
 /// The body of [`certemu_ca_create`]: the new CA, registered as live.
@@ -283,24 +287,6 @@ fn remote_machine(
         faults: None,
         strict: false,
     }
-}
-
-/// The body of an export whose result is a pointer written to its out-parameter `param`:
-/// NULL first (the caller never reads garbage), then what `f` makes, behind the unwind
-/// guard.
-///
-/// # Safety
-/// `out` is NULL or writable.
-unsafe fn returning<T>(
-    call: &'static str,
-    param: &'static str,
-    out: *mut *mut T,
-    f: impl FnOnce() -> Result<*mut T>,
-) -> i32 {
-    // SAFETY: per contract, `out` is NULL or writable.
-    boundary(call, || unsafe {
-        fill(call, param, out, std::ptr::null_mut(), f)
-    })
 }
 
 /// The body of a destroy or free export: NULL is a no-op (`S_FALSE`); anything else goes
@@ -468,7 +454,7 @@ pub unsafe extern "C" fn certemu_ca_host_path(
     // SAFETY: per contract, `out` is NULL or writable and `windows_path` NULL (refused
     // first) or NUL-terminated.
     unsafe {
-        returning(CALL, "out", out, || {
+        returning(CALL, "out", out, std::ptr::null_mut(), || {
             require(CALL, "windows_path", windows_path)?;
             let c = lookup(CALL, ca)?;
             let wp = read_utf8(CALL, "windows_path", windows_path)?;
@@ -558,7 +544,7 @@ pub unsafe extern "C" fn certemu_ca_trace(ca: *const certemu_ca, jsonl: *mut *mu
     const CALL: &str = "certemu_ca_trace";
     // SAFETY: per contract, `jsonl` is NULL or writable.
     unsafe {
-        returning(CALL, "jsonl", jsonl, || {
+        returning(CALL, "jsonl", jsonl, std::ptr::null_mut(), || {
             let text: String = lookup(CALL, ca)?
                 .ca
                 .trace()?
@@ -584,7 +570,7 @@ pub unsafe extern "C" fn certemu_ca_report(ca: *const certemu_ca, json: *mut *mu
     const CALL: &str = "certemu_ca_report";
     // SAFETY: per contract, `json` is NULL or writable.
     unsafe {
-        returning(CALL, "json", json, || {
+        returning(CALL, "json", json, std::ptr::null_mut(), || {
             Ok(give_string(&report(&*lookup(CALL, ca)?)?))
         })
     }

@@ -37,6 +37,23 @@ pub unsafe fn write<T>(p: *mut T, v: T) {
     }
 }
 
+/// The body of an export whose result is written to its out-parameter `param`: `empty`
+/// first (the caller never reads garbage), then what `f` makes ([`fill`]), behind the
+/// unwind guard ([`super::boundary`]).
+///
+/// # Safety
+/// `out` is NULL or valid for a write of `T`.
+pub(crate) unsafe fn returning<T>(
+    call: &'static str,
+    param: &'static str,
+    out: *mut T,
+    empty: T,
+    f: impl FnOnce() -> Result<T>,
+) -> i32 {
+    // SAFETY: per contract, `out` is NULL or writable.
+    super::boundary(call, || unsafe { fill(call, param, out, empty, f) })
+}
+
 /// Rule 2 for an out-parameter the caller must provide: `empty` is written first (so a
 /// failure leaves NULL or 0 there), NULL is refused with `E_POINTER` (named `param`), and
 /// the value `f` computes is written on success.

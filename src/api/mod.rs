@@ -517,6 +517,13 @@ fn h(v: Hcsbc) -> Slot {
 /// The names a call with only a context handle records.
 static ONLY_HBC: Form = Form::new(&["hbc"], &[]);
 
+/// A call whose only argument is its context handle and which returns nothing
+/// (`CertSrvBackupClose`, `CertSrvBackupEnd`, `CertSrvRestoreEnd`).
+#[inline]
+fn only_hbc(call: Call, hbc: Hcsbc, f: impl FnOnce(&mut Frame<'_>) -> Result<()>) -> Result<()> {
+    instrument(call, &ONLY_HBC, |_, _| [h(hbc)], f, |_, _| [])
+}
+
 /// `CertSrvIsServerOnlineW`: `Ok(true)` when running, `Ok(false)` when suspended.
 pub fn is_server_online(server: &str) -> Result<bool> {
     static FORM: Form = Form::new(&["pwszServerName"], &["fServerOnline"]);
@@ -710,13 +717,7 @@ pub fn backup_read<B: OutByte>(hbc: Hcsbc, buf: &mut [B]) -> Result<usize> {
 
 /// `CertSrvBackupClose`.
 pub fn backup_close(hbc: Hcsbc) -> Result<()> {
-    instrument(
-        Call::BackupClose,
-        &ONLY_HBC,
-        |_, _| [h(hbc)],
-        |fr| backup_close_impl(fr, hbc),
-        |_, _| [],
-    )
+    only_hbc(Call::BackupClose, hbc, |fr| backup_close_impl(fr, hbc))
 }
 
 /// `CertSrvBackupTruncateLogs`: returns the generations deleted.
@@ -739,13 +740,7 @@ pub fn backup_truncate_logs(hbc: Hcsbc) -> Result<Vec<u32>> {
 
 /// `CertSrvBackupEnd`.
 pub fn backup_end(hbc: Hcsbc) -> Result<()> {
-    instrument(
-        Call::BackupEnd,
-        &ONLY_HBC,
-        |_, _| [h(hbc)],
-        |fr| backup_end_impl(fr, hbc),
-        |_, _| [],
-    )
+    only_hbc(Call::BackupEnd, hbc, |fr| backup_end_impl(fr, hbc))
 }
 
 /// `CertSrvServerControlW`: `CSCONTROL_SHUTDOWN` stops the service; 2 and 3 do nothing.

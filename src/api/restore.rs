@@ -403,11 +403,5 @@ pub fn restore_register_complete(h: Option<Hcsbc>, restore_state: HRESULT) -> Re
 
 /// `CertSrvRestoreEnd`.
 pub fn restore_end(h: Hcsbc) -> Result<()> {
-    instrument(
-        Call::RestoreEnd,
-        &super::ONLY_HBC,
-        |_, _| [hv(Some(h))],
-        |fr| restore_end_impl(fr, h),
-        |_, _| [],
-    )
+    super::only_hbc(Call::RestoreEnd, h, |fr| restore_end_impl(fr, h))
 }
