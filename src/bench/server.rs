@@ -125,13 +125,45 @@ fn bare_stream(sock: &mut std::net::TcpStream, total: u64, buf: &mut [u8]) -> Re
     Ok(got)
 }
 
+/// This thread on one processor (the first it may run on) until dropped, when its affinity
+/// is restored; threads it starts meanwhile inherit the one processor. Nothing if the
+/// affinity cannot be read or set.
+struct OneCpu(Option<rustix::thread::CpuSet>);
+
+impl OneCpu {
+    fn pin() -> OneCpu {
+        use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
+        let Ok(all) = sched_getaffinity(None) else {
+            return OneCpu(None);
+        };
+        let Some(first) = (0..CpuSet::MAX_CPU).find(|&c| all.is_set(c)) else {
+            return OneCpu(None);
+        };
+        let mut one = CpuSet::new();
+        one.set(first);
+        OneCpu(sched_setaffinity(None, &one).is_ok().then_some(all))
+    }
+}
+
+impl Drop for OneCpu {
+    fn drop(&mut self) {
+        if let Some(all) = &self.0 {
+            let _ = rustix::thread::sched_setaffinity(None, all);
+        }
+    }
+}
+
 /// Figures 5–7: the server against bare loopback TCP, and with 32 clients at once.
 pub(super) fn figures(plan: &Plan) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let err = |e: crate::remote::client::RemoteError| e.to_string();
 
     // 5. Prepare+End through the server vs two bare request/response round trips of
-    //    about the same size (a 64-byte request and a 32-byte reply each).
+    //    about the same size (a 64-byte request and a 32-byte reply each). A round trip
+    //    costs several times more when the two ends wake each other across processors
+    //    than on one, and where each thread lands is chance: so this thread, the server's
+    //    and the peer's (which inherit its affinity) share one processor, alike for both.
+    let _one_cpu = OneCpu::pin();
     let srv = start_server(r#"{"machines": [{"name": "BENCH5"}]}"#)?;
     let client = RemoteClient::connect(srv.addr(), None).map_err(err)?;
     let mut emu = |n: u64| -> Result<Duration> {
@@ -162,6 +194,7 @@ pub(super) fn figures(plan: &Plan) -> Result<Vec<Row>> {
     rows.push(figure("5").compare(e, b, per_pair));
     drop(client);
     srv.stop().map_err(|e| e.to_string())?;
+    drop(_one_cpu);
 
     // 6. A full backup of the .edb with 512 KiB reads through the server vs the same
     //    bytes through a bare loopback TCP stream in 512 KiB chunks (what no server can
