@@ -220,6 +220,24 @@ pub struct Meta {
 #[derive(Debug, Clone, Copy)]
 pub struct Beneath<'a> {
     root: &'a Path,
+    /// The root held open by its owner ([`Beneath::with_root_fd`]); without it each operation
+    /// opens the root's path.
+    root_fd: Option<&'a OwnedFd>,
+}
+
+/// A machine root, opened (a link to it is followed: the root is trusted).
+pub(crate) fn open_root(root: &Path) -> Result<OwnedFd> {
+    rfs::open(
+        root,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        Error::io(
+            format!("opening machine root {}", root.display()),
+            errno_io(e),
+        )
+    })
 }
 
 fn errno_io(e: Errno) -> std::io::Error {
@@ -513,7 +531,18 @@ impl Dir {
 impl<'a> Beneath<'a> {
     /// Operations beneath `root`.
     pub fn new(root: &'a Path) -> Beneath<'a> {
-        Beneath { root }
+        Beneath {
+            root,
+            root_fd: None,
+        }
+    }
+
+    /// Operations beneath `root`, which `fd` holds open.
+    pub fn with_root_fd(root: &'a Path, fd: &'a OwnedFd) -> Beneath<'a> {
+        Beneath {
+            root,
+            root_fd: Some(fd),
+        }
     }
 
     /// The host path of `p` (for messages, and for code not converted yet: see
@@ -526,18 +555,14 @@ impl<'a> Beneath<'a> {
         h
     }
 
+    /// The root as a descriptor of its own (a copy of the held one).
     fn open_root(&self) -> Result<OwnedFd> {
-        rfs::open(
-            self.root,
-            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| {
-            Error::io(
-                format!("opening machine root {}", self.root.display()),
-                errno_io(e),
-            )
-        })
+        match self.root_fd {
+            Some(fd) => fd
+                .try_clone()
+                .map_err(|e| Error::io(format!("opening machine root {}", self.root.display()), e)),
+            None => open_root(self.root),
+        }
     }
 
     /// The refusal for the link `name` in `at`, the directory of the first `depth`
@@ -597,10 +622,17 @@ impl<'a> Beneath<'a> {
         if create || depth == 0 || resolver() == Resolver::Walk {
             return self.walk(p, depth, create);
         }
-        let root = self.open_root()?;
+        let opened;
+        let root = match self.root_fd {
+            Some(fd) => fd,
+            None => {
+                opened = open_root(self.root)?;
+                &opened
+            }
+        };
         let rel = p.parts[..depth].join("/");
         match rfs::openat2(
-            &root,
+            root,
             rel.as_str(),
             DIR_FLAGS,
             Mode::empty(),

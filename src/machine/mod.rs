@@ -51,6 +51,9 @@ pub struct Machine {
     netbios: String,
     dns: String,
     root: Root,
+    /// The root held open: every operation beneath it starts here, not by opening the
+    /// root's path again (the root is the configuration's choice and trusted).
+    root_fd: std::os::fd::OwnedFd,
 }
 
 impl Machine {
@@ -73,10 +76,15 @@ impl Machine {
                     .map_err(|e| Error::io("creating a temporary machine root", e))?,
             ),
         };
+        let root_fd = fs::open_root(match &root {
+            Root::Dir(d) => d,
+            Root::Temp(t) => t.path(),
+        })?;
         Ok(Machine {
             netbios: netbios.to_string(),
             dns: dns.to_string(),
             root,
+            root_fd,
         })
     }
 
@@ -97,7 +105,7 @@ impl Machine {
 
     /// The file operations beneath this machine's root, which never follow a link.
     pub fn fs(&self) -> Beneath<'_> {
-        Beneath::new(self.root())
+        Beneath::with_root_fd(self.root(), &self.root_fd)
     }
 
     /// The NetBIOS name.
