@@ -228,6 +228,15 @@ pub(crate) fn generations_in(dir: &Dir) -> Vec<u32> {
     v
 }
 
+/// The directory `p`: `held` if that is the same directory (an operation resolves each of
+/// its directories once), else resolved beneath the root now.
+fn dir_at(machine: &Machine, p: &WinPath, held: Option<(&WinPath, &Dir)>) -> Result<Dir> {
+    match held {
+        Some((q, d)) if q.key() == p.key() => Ok(d.clone()),
+        _ => machine.fs().open_dir(p),
+    }
+}
+
 /// The directory `p` held open, or `None` if it cannot be opened (missing); a link on
 /// the way is refused.
 pub(crate) fn open_dir_if_there(machine: &Machine, p: &WinPath) -> Result<Option<Dir>> {
@@ -380,7 +389,7 @@ impl Ca {
             |id| Record::generate(seed, id, CLOCK_EPOCH + 60 * (id as i64 - 1)),
         )?;
         ca.db = Some(pager);
-        ca.write_chk(machine)?;
+        ca.write_chk(machine, None)?;
         ca.create_current_log(&log)?;
         ca.write_dynamic_files(machine)?;
         ca.save_registry(machine)?;
@@ -820,7 +829,7 @@ impl Ca {
         };
         self.create_current_log(&dir)?;
         if !self.frozen {
-            self.flush_checkpoint(machine)?;
+            self.flush_checkpoint_with(machine, Some((&self.log_dir.clone(), &dir)))?;
         } else {
             self.flush_deferred = true;
         }
@@ -860,31 +869,41 @@ impl Ca {
 
     /// Writes the database state at the current position to the `.edb` and `edb.chk`.
     pub(crate) fn flush_checkpoint(&mut self, machine: &Machine) -> Result<()> {
-        self.checkpoint = self.current;
-        let sys = self.write_checkpoint(machine)?;
-        let db = machine.fs().open_dir(&self.db_dir)?;
-        self.touch_fingerprints(&[(&db, &self.edb_name()), (&sys, CHECKPOINT_FILE)]);
-        Ok(())
+        self.flush_checkpoint_with(machine, None)
     }
 
-    /// Checkpoints the pages and writes `edb.chk`; returns the directory of `edb.chk`.
-    fn write_checkpoint(&mut self, machine: &Machine) -> Result<Dir> {
+    /// [`Ca::flush_checkpoint`] within an operation that holds the directory `held` open
+    /// already (the roll: its log directory), used again where the database's or the
+    /// checkpoint's directory is the same one.
+    fn flush_checkpoint_with(
+        &mut self,
+        machine: &Machine,
+        held: Option<(&WinPath, &Dir)>,
+    ) -> Result<()> {
+        self.checkpoint = self.current;
         let header = self.header(self.db.as_ref().map_or(0, |d| d.revoked()));
         if let Some(db) = self.db.as_mut() {
             db.checkpoint(&header)?;
         }
-        self.write_chk(machine)
+        let sys = self.write_chk(machine, held)?;
+        let db = if self.db_dir.key() == self.sys_dir.key() {
+            sys.clone()
+        } else {
+            dir_at(machine, &self.db_dir, held)?
+        };
+        self.touch_fingerprints(&[(&db, &self.edb_name()), (&sys, CHECKPOINT_FILE)]);
+        Ok(())
     }
 
     /// Writes `edb.chk` (in place: it is never read by recovery, see FILE-FORMATS Doubts);
     /// returns its directory.
-    fn write_chk(&self, machine: &Machine) -> Result<Dir> {
+    fn write_chk(&self, machine: &Machine, held: Option<(&WinPath, &Dir)>) -> Result<Dir> {
         let chk = Checkpoint {
             ca_name: self.name.clone(),
             signature: self.signature,
             position: self.checkpoint,
         };
-        let dir = machine.fs().open_dir(&self.sys_dir)?;
+        let dir = dir_at(machine, &self.sys_dir, held)?;
         files::overwrite(&dir, CHECKPOINT_FILE, &chk.encode())?;
         Ok(dir)
     }
