@@ -314,22 +314,17 @@ pub unsafe extern "system" fn CertSrvRestorePrepareW(
     }
 }
 
-/// Decodes the arguments shared by the registration functions, in UTF-16 (the exports
-/// here) or UTF-8 (the .NET entry set): one set of checks for both.
+/// The restore map of a registration (`rgrstmap`, `crstmap`), in UTF-16 (the exports here)
+/// or UTF-8 (the .NET entry set): one set of checks for both.
 ///
 /// # Safety
-/// Strings are NULL or NUL-terminated; `rgrstmap` is NULL or valid for `crstmap` entries.
-#[allow(clippy::too_many_arguments)]
-unsafe fn registration<M: RestoreMapEntry>(
+/// `rgrstmap` is NULL or valid for `crstmap` entries, whose strings are NULL or
+/// NUL-terminated.
+unsafe fn restore_map<M: RestoreMapEntry>(
     call: &'static str,
-    pwszcheckpointfilepath: *const M::Unit,
-    pwszlogpath: *const M::Unit,
     rgrstmap: *const M,
     crstmap: i32,
-    pwszbackuplogpath: *const M::Unit,
-    genlow: u32,
-    genhigh: u32,
-) -> Result<Registration> {
+) -> Result<Vec<(String, String)>> {
     if !(0..=MAX_RSTMAP).contains(&crstmap) {
         return Err(Error::invalid_arg(
             call,
@@ -352,26 +347,16 @@ unsafe fn registration<M: RestoreMapEntry>(
             restore_map.push((old, new));
         }
     }
-    // SAFETY: per contract, for all three.
-    unsafe {
-        Ok(Registration {
-            checkpoint_path: read_opt(call, "pwszCheckPointFilePath", pwszcheckpointfilepath)?,
-            log_path: read_opt(call, "pwszLogPath", pwszlogpath)?,
-            restore_map,
-            backup_log_path: read_opt(call, "pwszBackupLogPath", pwszbackuplogpath)?,
-            gen_low: genlow,
-            gen_high: genhigh,
-        })
-    }
+    Ok(restore_map)
 }
 
 /// The body of every registration export, in UTF-16 (the two here) or UTF-8 (the .NET
-/// entry set): the arguments decoded by `registration`, then the registration.
+/// entry set): the restore map and the paths decoded, then the registration.
 /// `CertSrvRestoreRegisterThroughFile` refuses a NULL `hbc` here; `CertSrvRestoreRegisterW`
 /// passes it on, and the safe API says what it should have been.
 ///
 /// # Safety
-/// As `registration`.
+/// Strings are NULL or NUL-terminated; `rgrstmap` is NULL or valid for `crstmap` entries.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn restore_register<M: RestoreMapEntry>(
     through_file: bool,
@@ -386,19 +371,19 @@ pub unsafe fn restore_register<M: RestoreMapEntry>(
 ) -> i32 {
     let call = Call::restore_register(through_file).name();
     boundary(call, || {
-        // SAFETY: forwarded contract.
+        // SAFETY: per contract, the map is NULL or valid for crstmap entries, and every
+        // string NULL or NUL-terminated. The map is checked first, then the three paths.
         let reg = unsafe {
-            registration(
-                call,
-                pwszcheckpointfilepath,
-                pwszlogpath,
-                rgrstmap,
-                crstmap,
-                pwszbackuplogpath,
-                genlow,
-                genhigh,
-            )
-        }?;
+            let restore_map = restore_map(call, rgrstmap, crstmap)?;
+            Registration {
+                checkpoint_path: read_opt(call, "pwszCheckPointFilePath", pwszcheckpointfilepath)?,
+                log_path: read_opt(call, "pwszLogPath", pwszlogpath)?,
+                restore_map,
+                backup_log_path: read_opt(call, "pwszBackupLogPath", pwszbackuplogpath)?,
+                gen_low: genlow,
+                gen_high: genhigh,
+            }
+        };
         let h = if through_file {
             Some(handle(call, hbc)?)
         } else {
