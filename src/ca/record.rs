@@ -68,6 +68,11 @@ impl Record {
         self.serial.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The length of [`Record::encode`]'s bytes.
+    pub(crate) fn encoded_len(&self) -> usize {
+        4 + self.serial.len() + 2 + self.subject.len().min(u16::MAX as usize) + 8 + 8 + 1 + 8 + 4
+    }
+
     pub(crate) fn encode(&self, w: &mut Writer) {
         w.u32(self.request_id);
         w.raw(&self.serial);
@@ -184,7 +189,10 @@ pub enum Txn {
 
 impl Txn {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new();
+        let mut w = Writer::with_capacity(match self {
+            Txn::Issue(r) => 1 + r.encoded_len(),
+            Txn::Revoke { .. } => 1 + 4 + 8 + 4,
+        });
         match self {
             Txn::Issue(r) => {
                 w.u8(1);
@@ -239,7 +247,10 @@ mod tests {
                 reason: 1,
             },
         ] {
-            assert_eq!(Txn::decode(&t.encode()), Ok(t));
+            let bytes = t.encode();
+            // The capacity reserved is the length written: one allocation, no growth.
+            assert_eq!(bytes.capacity(), bytes.len());
+            assert_eq!(Txn::decode(&bytes), Ok(t));
         }
         assert_eq!(Record::generate(9, 42, 1_700_000_000), r);
         assert_ne!(Record::generate(10, 42, 1_700_000_000).serial, r.serial);
