@@ -535,6 +535,17 @@ impl LogHeader {
     }
 }
 
+/// One transaction frame ([`encode_frame`]) of `txn`, written into `buf`'s allocation.
+pub(crate) fn encode_txn_frame(txn: &Txn, buf: Vec<u8>) -> Vec<u8> {
+    let mut w = Writer::with_buffer(buf);
+    w.u32(txn.encoded_len() as u32);
+    txn.write(&mut w);
+    let mut frame = w.into_inner();
+    let crc = crc32fast::hash(&frame[4..]);
+    frame.extend_from_slice(&crc.to_le_bytes());
+    frame
+}
+
 /// Encodes one transaction frame: length, payload, checksum of the payload.
 pub(crate) fn encode_frame(payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(payload.len() + 8);
@@ -983,6 +994,22 @@ mod tests {
         let mut long = Record::generate(1, 1, 0);
         long.subject = "x".repeat(46);
         assert!(encode_slot(&long, &mut slot).is_err());
+    }
+
+    #[test]
+    fn a_frame_encoded_into_a_reused_buffer_is_the_frame() {
+        let mut buf = vec![0xAA; 300];
+        for t in [
+            Txn::Issue(Record::generate(3, 1_234_567, 9)),
+            Txn::Revoke {
+                request_id: 5,
+                at: 6,
+                reason: 1,
+            },
+        ] {
+            buf = encode_txn_frame(&t, buf);
+            assert_eq!(buf, encode_frame(&t.encode()));
+        }
     }
 
     #[test]

@@ -26,8 +26,8 @@ use crate::core::{Error, Result};
 use crate::machine::fs::{is_link_refusal, missing_is_ok, Dir, Meta, Rel};
 use crate::machine::{Machine, WinPath};
 use format::{
-    encode_frame, encode_trailer, log_file_name, BackupEnd, BackupSetKind, Checkpoint, EdbHeader,
-    LogHeader, Position,
+    encode_trailer, encode_txn_frame, log_file_name, BackupEnd, BackupSetKind, Checkpoint,
+    EdbHeader, LogHeader, Position,
 };
 use pager::Pager;
 pub use record::{Record, Status, Txn};
@@ -186,6 +186,8 @@ pub(crate) struct Ca {
     /// the next [`Ca::check_files`]: no `stat` per transaction).
     log_fp_stale: bool,
     tampered: Option<String>,
+    /// The buffer each transaction's frame is encoded into (kept between transactions).
+    frame_buf: Vec<u8>,
 }
 
 /// What identifies a file's content cheaply: length, modification time, inode.
@@ -331,6 +333,7 @@ impl Ca {
             dir_fingerprints: Vec::new(),
             log_fp_stale: false,
             tampered: None,
+            frame_buf: Vec::new(),
         })
     }
 
@@ -719,7 +722,7 @@ impl Ca {
     }
 
     fn commit(&mut self, machine: &Machine, txn: Txn) -> Result<()> {
-        let frame = encode_frame(&txn.encode());
+        let frame = encode_txn_frame(&txn, std::mem::take(&mut self.frame_buf));
         let log = self.log.as_mut().ok_or_else(|| {
             Error::io(
                 "appending to edb.log",
@@ -733,6 +736,7 @@ impl Ca {
         }
         log.hasher.update(&frame);
         log.len += frame.len() as u64;
+        self.frame_buf = frame;
         self.log_fp_stale = true;
         let db = self
             .db

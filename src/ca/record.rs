@@ -34,6 +34,28 @@ pub enum Status {
     },
 }
 
+/// `CN=host-<request id, at least 6 digits>.emu.test, O=certadm-emu`, written without the
+/// formatting machinery (a certificate is issued per call of it).
+fn subject(request_id: u32) -> String {
+    let mut digits = [b'0'; 10];
+    let mut n = request_id;
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let start = start.min(digits.len() - 6);
+    let mut s = String::with_capacity(44);
+    s.push_str("CN=host-");
+    s.push_str(std::str::from_utf8(&digits[start..]).expect("ASCII digits"));
+    s.push_str(".emu.test, O=certadm-emu");
+    s
+}
+
 impl Record {
     /// A placeholder record (request id 0, empty subject), never stored.
     pub(crate) const EMPTY: Record = Record {
@@ -56,7 +78,7 @@ impl Record {
         Record {
             request_id,
             serial,
-            subject: format!("CN=host-{request_id:06}.emu.test, O=certadm-emu"),
+            subject: subject(request_id),
             not_before: clock,
             not_after: clock + 365 * 86_400,
             status: Status::Issued,
@@ -188,15 +210,26 @@ pub enum Txn {
 }
 
 impl Txn {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(match self {
+    /// The length of [`Txn::encode`]'s bytes.
+    pub(crate) fn encoded_len(&self) -> usize {
+        match self {
             Txn::Issue(r) => 1 + r.encoded_len(),
             Txn::Revoke { .. } => 1 + 4 + 8 + 4,
-        });
+        }
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(self.encoded_len());
+        self.write(&mut w);
+        w.into_inner()
+    }
+
+    /// Writes the transaction's bytes to `w`.
+    pub(crate) fn write(&self, w: &mut Writer) {
         match self {
             Txn::Issue(r) => {
                 w.u8(1);
-                r.encode(&mut w);
+                r.encode(w);
             }
             Txn::Revoke {
                 request_id,
@@ -209,7 +242,6 @@ impl Txn {
                 w.u32(*reason);
             }
         }
-        w.into_inner()
     }
 
     pub(crate) fn decode(payload: &[u8]) -> Result<Txn, DecodeError> {
@@ -253,6 +285,12 @@ mod tests {
             assert_eq!(Txn::decode(&bytes), Ok(t));
         }
         assert_eq!(Record::generate(9, 42, 1_700_000_000), r);
+        for id in [0, 7, 42, 999_999, 1_000_000, 12_345_678, u32::MAX] {
+            assert_eq!(
+                subject(id),
+                format!("CN=host-{id:06}.emu.test, O=certadm-emu")
+            );
+        }
         assert_ne!(Record::generate(10, 42, 1_700_000_000).serial, r.serial);
         assert!(Txn::decode(&[9]).is_err());
     }
