@@ -231,12 +231,12 @@ pub(crate) fn generations_in(dir: &Dir) -> Vec<u32> {
     v
 }
 
-/// The directory `p`: `held` if that is the same directory (an operation resolves each of
-/// its directories once), else resolved beneath the root now.
-fn dir_at(machine: &Machine, p: &WinPath, held: Option<(&WinPath, &Dir)>) -> Result<Dir> {
-    match held {
-        Some((q, d)) if q.key() == p.key() => Ok(d.clone()),
-        _ => machine.fs().open_dir(p),
+/// The directory `p`: one of `held` if it is the same directory (an operation resolves each
+/// of its directories once), else resolved beneath the root now.
+fn dir_at(machine: &Machine, p: &WinPath, held: &[(&WinPath, &Dir)]) -> Result<Dir> {
+    match held.iter().find(|(q, _)| q.key() == p.key()) {
+        Some((_, d)) => Ok((*d).clone()),
+        None => machine.fs().open_dir(p),
     }
 }
 
@@ -393,7 +393,7 @@ impl Ca {
             |id| Record::generate(seed, id, CLOCK_EPOCH + 60 * (id as i64 - 1)),
         )?;
         ca.db = Some(pager);
-        ca.write_chk(machine, None)?;
+        ca.write_chk(machine, &[])?;
         ca.create_current_log(&log)?;
         ca.write_dynamic_files(machine)?;
         ca.save_registry(machine)?;
@@ -834,7 +834,7 @@ impl Ca {
         };
         self.create_current_log(&dir)?;
         if !self.frozen {
-            self.flush_checkpoint_with(machine, Some((&self.log_dir.clone(), &dir)))?;
+            self.flush_checkpoint_with(machine, &[(&self.log_dir.clone(), &dir)])?;
         } else {
             self.flush_deferred = true;
         }
@@ -874,7 +874,7 @@ impl Ca {
 
     /// Writes the database state at the current position to the `.edb` and `edb.chk`.
     pub(crate) fn flush_checkpoint(&mut self, machine: &Machine) -> Result<()> {
-        self.flush_checkpoint_with(machine, None)
+        self.flush_checkpoint_with(machine, &[])
     }
 
     /// [`Ca::flush_checkpoint`] within an operation that holds the directory `held` open
@@ -883,7 +883,7 @@ impl Ca {
     fn flush_checkpoint_with(
         &mut self,
         machine: &Machine,
-        held: Option<(&WinPath, &Dir)>,
+        held: &[(&WinPath, &Dir)],
     ) -> Result<()> {
         self.checkpoint = self.current;
         let header = self.header(self.db.as_ref().map_or(0, |d| d.revoked()));
@@ -891,18 +891,16 @@ impl Ca {
             db.checkpoint(&header)?;
         }
         let sys = self.write_chk(machine, held)?;
-        let db = if self.db_dir.key() == self.sys_dir.key() {
-            sys.clone()
-        } else {
-            dir_at(machine, &self.db_dir, held)?
-        };
+        let mut held = held.to_vec();
+        held.push((&self.sys_dir, &sys));
+        let db = dir_at(machine, &self.db_dir, &held)?;
         self.touch_fingerprints(&[(&db, &self.edb_name()), (&sys, CHECKPOINT_FILE)]);
         Ok(())
     }
 
     /// Writes `edb.chk` (in place: it is never read by recovery, see FILE-FORMATS Doubts);
     /// returns its directory.
-    fn write_chk(&self, machine: &Machine, held: Option<(&WinPath, &Dir)>) -> Result<Dir> {
+    fn write_chk(&self, machine: &Machine, held: &[(&WinPath, &Dir)]) -> Result<Dir> {
         let chk = Checkpoint {
             ca_name: self.name.clone(),
             signature: self.signature,
@@ -1052,27 +1050,40 @@ impl Ca {
         tampered.and(r)
     }
 
-    /// The CA's database, checkpoint and log files as they are on disk now, examined
-    /// beneath the root (each directory resolved once): a link in the place of a
-    /// directory or of one of the files is refused (`E_ACCESSDENIED`); a missing one is
-    /// left out.
-    /// The fingerprints of every file of the CA (`.edb`, `edb.chk`, `edb.log`, the numbered
-    /// logs), and of its folders, each taken before the folder is listed.
+    /// The CA's database, checkpoint and log directories, in that order, each distinct one
+    /// resolved beneath the root once (a link in its place is refused, `E_ACCESSDENIED`);
+    /// `None` for a missing one.
+    fn ca_dirs(&self, machine: &Machine) -> Result<[Option<Dir>; 3]> {
+        let paths = [&self.db_dir, &self.sys_dir, &self.log_dir];
+        let mut out: [Option<Dir>; 3] = Default::default();
+        for i in 0..3 {
+            out[i] = match (0..i).find(|&j| paths[j].key() == paths[i].key()) {
+                Some(j) => out[j].clone(),
+                None => open_dir_if_there(machine, paths[i])?,
+            };
+        }
+        Ok(out)
+    }
+
+    /// The fingerprints of the CA's folders (each once), by host path.
+    fn fingerprint_dirs(dirs: &[Option<Dir>; 3]) -> Result<Vec<(PathBuf, Fingerprint)>> {
+        let mut out: Vec<(PathBuf, Fingerprint)> = Vec::new();
+        for d in dirs.iter().flatten() {
+            if !out.iter().any(|(h, _)| h == d.host_path()) {
+                out.push((d.host_path().to_path_buf(), fingerprint(&d.own_metadata()?)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The CA's database, checkpoint and log files as they are on disk now (the `.edb`,
+    /// `edb.chk`, `edb.log`, the numbered logs), examined beneath the root: a link in the
+    /// place of a directory or of one of the files is refused (`E_ACCESSDENIED`); a missing
+    /// one is left out. Also the fingerprints of the folders, taken before they are listed.
     fn scan_files(&self, machine: &Machine) -> Result<Scan> {
+        let [db, sys, log] = self.ca_dirs(machine)?;
+        let dirs = Self::fingerprint_dirs(&[db.clone(), sys.clone(), log.clone()])?;
         let mut files = BTreeMap::new();
-        let mut dirs: Vec<(String, Option<Dir>)> = Vec::new();
-        let mut dir_fps: Vec<(PathBuf, Fingerprint)> = Vec::new();
-        let mut open = |p: &WinPath| -> Result<Option<Dir>> {
-            if let Some((_, d)) = dirs.iter().find(|(k, _)| *k == p.key()) {
-                return Ok(d.clone());
-            }
-            let d = open_dir_if_there(machine, p)?;
-            if let Some(d) = &d {
-                dir_fps.push((d.host_path().to_path_buf(), fingerprint(&d.own_metadata()?)));
-            }
-            dirs.push((p.key(), d.clone()));
-            Ok(d)
-        };
         let mut add = |dir: &Dir, name: &str| -> Result<()> {
             match dir.metadata(name) {
                 Ok(m) => {
@@ -1083,22 +1094,19 @@ impl Ca {
                 Err(_) => Ok(()),
             }
         };
-        if let Some(d) = open(&self.db_dir)? {
-            add(&d, &self.edb_name())?;
+        if let Some(d) = &db {
+            add(d, &self.edb_name())?;
         }
-        if let Some(d) = open(&self.sys_dir)? {
-            add(&d, CHECKPOINT_FILE)?;
+        if let Some(d) = &sys {
+            add(d, CHECKPOINT_FILE)?;
         }
-        if let Some(d) = open(&self.log_dir)? {
-            add(&d, CURRENT_LOG)?;
-            for g in generations_in(&d) {
-                add(&d, &log_file_name(g))?;
+        if let Some(d) = &log {
+            add(d, CURRENT_LOG)?;
+            for g in generations_in(d) {
+                add(d, &log_file_name(g))?;
             }
         }
-        Ok(Scan {
-            files,
-            dirs: dir_fps,
-        })
+        Ok(Scan { files, dirs })
     }
 
     /// Whether nothing the CA knows of changed, looking only at its folders (an entry
@@ -1109,44 +1117,31 @@ impl Ca {
         if self.log_fp_stale || self.dir_fingerprints.is_empty() {
             return false;
         }
-        let mut dirs: Vec<(String, Dir)> = Vec::new();
-        for p in [&self.db_dir, &self.sys_dir, &self.log_dir] {
-            if dirs.iter().any(|(k, _)| *k == p.key()) {
-                continue;
-            }
-            let Ok(Some(d)) = open_dir_if_there(machine, p) else {
-                return false;
-            };
-            let fp = d.own_metadata().ok().map(|m| fingerprint(&m));
-            let known = self
-                .dir_fingerprints
-                .iter()
-                .find(|(h, _)| h == d.host_path())
-                .map(|(_, f)| *f);
-            if fp.is_none() || fp != known {
-                return false;
-            }
-            dirs.push((p.key(), d));
-        }
-        let dir_of = |p: &WinPath| {
-            &dirs
-                .iter()
-                .find(|(k, _)| *k == p.key())
-                .expect("opened above")
-                .1
+        let Ok(dirs) = self.ca_dirs(machine) else {
+            return false;
         };
+        let [Some(db), Some(sys), Some(log)] = &dirs else {
+            return false;
+        };
+        if Self::fingerprint_dirs(&dirs).ok().as_ref() != Some(&self.dir_fingerprints) {
+            return false;
+        }
         let edb = self.edb_name();
         let mut looked = vec![
-            (dir_of(&self.db_dir), edb.as_str()),
-            (dir_of(&self.sys_dir), CHECKPOINT_FILE),
-            (dir_of(&self.log_dir), CURRENT_LOG),
+            (db, edb.as_str()),
+            (sys, CHECKPOINT_FILE),
+            (log, CURRENT_LOG),
         ];
-        let opened_name = opened.and_then(|p| p.file_name().map(str::to_string));
-        if let (Some(p), Some(name)) = (opened, &opened_name) {
+        if let Some(p) = opened {
             let parent = p.parent().key();
-            match dirs.iter().find(|(k, _)| *k == parent) {
-                Some((_, d)) => looked.push((d, name.as_str())),
-                None => return false,
+            let held = [
+                (&self.db_dir, db),
+                (&self.sys_dir, sys),
+                (&self.log_dir, log),
+            ];
+            match (held.iter().find(|(q, _)| q.key() == parent), p.file_name()) {
+                (Some((_, d)), Some(name)) => looked.push((d, name)),
+                _ => return false,
             }
         }
         looked.into_iter().all(|(d, name)| {
