@@ -217,7 +217,7 @@ pub fn issue_frames() -> Vec<Vec<u8>> {
     (0..ISSUE_ROUND)
         .map(|i| {
             let r = crate::ca::Record::generate(1, 2_000_000 + i, 0);
-            crate::ca::format::encode_frame(&Txn::Issue(r).encode())
+            crate::ca::format::encode_frame(&Txn::Issue(r), Vec::new())
         })
         .collect()
 }

@@ -535,8 +535,9 @@ impl LogHeader {
     }
 }
 
-/// One transaction frame ([`encode_frame`]) of `txn`, written into `buf`'s allocation.
-pub(crate) fn encode_txn_frame(txn: &Txn, buf: Vec<u8>) -> Vec<u8> {
+/// One transaction frame of `txn`: the payload's length, the payload, the checksum of the
+/// payload; written into `buf`'s allocation (its bytes are cleared).
+pub(crate) fn encode_frame(txn: &Txn, buf: Vec<u8>) -> Vec<u8> {
     let mut w = Writer::with_buffer(buf);
     w.u32(txn.encoded_len() as u32);
     txn.write(&mut w);
@@ -544,15 +545,6 @@ pub(crate) fn encode_txn_frame(txn: &Txn, buf: Vec<u8>) -> Vec<u8> {
     let crc = crc32fast::hash(&frame[4..]);
     frame.extend_from_slice(&crc.to_le_bytes());
     frame
-}
-
-/// Encodes one transaction frame: length, payload, checksum of the payload.
-pub(crate) fn encode_frame(payload: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(payload.len() + 8);
-    v.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    v.extend_from_slice(payload);
-    v.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    v
 }
 
 /// Full or incremental: the kind of backup whose log listing sealed a log.
@@ -1007,8 +999,15 @@ mod tests {
                 reason: 1,
             },
         ] {
-            buf = encode_txn_frame(&t, buf);
-            assert_eq!(buf, encode_frame(&t.encode()));
+            buf = encode_frame(&t, buf);
+            let mut w = Writer::new();
+            t.write(&mut w);
+            let payload = w.into_inner();
+            let mut want = (payload.len() as u32).to_le_bytes().to_vec();
+            want.extend_from_slice(&payload);
+            want.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            assert_eq!(buf, want);
+            assert_eq!(encode_frame(&t, Vec::new()), want);
         }
     }
 
@@ -1026,7 +1025,7 @@ mod tests {
             at: 2,
             reason: 0,
         };
-        bytes.extend(encode_frame(&t.encode()));
+        bytes.extend(encode_frame(&t, Vec::new()));
         let open = decode_log(&bytes).unwrap();
         assert_eq!(open.txns, vec![t.clone()]);
         assert!(open.sealed_crc.is_none() && !open.torn_tail);
@@ -1060,7 +1059,7 @@ mod tests {
         };
         let sealed = |mark: Option<&BackupEnd>| {
             let mut bytes = h.encode();
-            bytes.extend(encode_frame(&t.encode()));
+            bytes.extend(encode_frame(&t, Vec::new()));
             let mut hasher = crc32fast::Hasher::new();
             hasher.update(&bytes);
             bytes.extend(encode_trailer(1, hasher, mark).0);

@@ -26,8 +26,8 @@ use crate::core::{Error, Result};
 use crate::machine::fs::{is_link_refusal, missing_is_ok, Dir, Meta, Rel};
 use crate::machine::{Machine, WinPath};
 use format::{
-    encode_trailer, encode_txn_frame, log_file_name, BackupEnd, BackupSetKind, Checkpoint,
-    EdbHeader, LogHeader, Position,
+    encode_frame, encode_trailer, log_file_name, BackupEnd, BackupSetKind, Checkpoint, EdbHeader,
+    LogHeader, Position,
 };
 use pager::Pager;
 pub use record::{Record, Status, Txn};
@@ -722,7 +722,7 @@ impl Ca {
     }
 
     fn commit(&mut self, machine: &Machine, txn: Txn) -> Result<()> {
-        let frame = encode_txn_frame(&txn, std::mem::take(&mut self.frame_buf));
+        let frame = encode_frame(&txn, std::mem::take(&mut self.frame_buf));
         let log = self.log.as_mut().ok_or_else(|| {
             Error::io(
                 "appending to edb.log",

@@ -210,18 +210,12 @@ pub enum Txn {
 }
 
 impl Txn {
-    /// The length of [`Txn::encode`]'s bytes.
+    /// The length of the bytes [`Txn::write`] writes.
     pub(crate) fn encoded_len(&self) -> usize {
         match self {
             Txn::Issue(r) => 1 + r.encoded_len(),
             Txn::Revoke { .. } => 1 + 4 + 8 + 4,
         }
-    }
-
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(self.encoded_len());
-        self.write(&mut w);
-        w.into_inner()
     }
 
     /// Writes the transaction's bytes to `w`.
@@ -279,9 +273,11 @@ mod tests {
                 reason: 1,
             },
         ] {
-            let bytes = t.encode();
-            // The capacity reserved is the length written: one allocation, no growth.
-            assert_eq!(bytes.capacity(), bytes.len());
+            let mut w = Writer::new();
+            t.write(&mut w);
+            let bytes = w.into_inner();
+            // The length a frame announces before the bytes are written.
+            assert_eq!(t.encoded_len(), bytes.len());
             assert_eq!(Txn::decode(&bytes), Ok(t));
         }
         assert_eq!(Record::generate(9, 42, 1_700_000_000), r);

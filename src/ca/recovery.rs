@@ -3,7 +3,7 @@
 
 use super::format::{decode_log, log_file_name, BackupEnd, EdbHeader, LogHeader, Position};
 use super::pager::{self, Pager};
-use super::{open_dir_if_there, BackupRecord, Ca, Txn, CURRENT_LOG, JOURNAL};
+use super::{open_dir_if_there, BackupRecord, Ca, CURRENT_LOG, JOURNAL};
 use crate::core::{Error, RecoveryFailure, Result};
 use crate::machine::fs::{is_link_refusal, Dir, Kind, Rel};
 use crate::machine::Machine;
@@ -565,7 +565,7 @@ fn valid_prefix(raw: &[u8], c: &super::format::LogContents) -> Vec<u8> {
     // Re-encode: header plus the frames that parsed.
     let mut v = c.header.encode();
     for t in &c.txns {
-        v.extend(super::format::encode_frame(&Txn::encode(t)));
+        v.extend(super::format::encode_frame(t, Vec::new()));
     }
     v
 }

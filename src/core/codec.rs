@@ -39,12 +39,6 @@ impl Writer {
     pub(crate) fn new() -> Self {
         Writer::default()
     }
-    /// A writer with room for `n` bytes.
-    pub(crate) fn with_capacity(n: usize) -> Self {
-        Writer {
-            buf: Vec::with_capacity(n),
-        }
-    }
     /// A writer that reuses `buf`'s allocation (its bytes are cleared).
     pub(crate) fn with_buffer(mut buf: Vec<u8>) -> Self {
         buf.clear();
