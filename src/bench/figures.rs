@@ -63,6 +63,12 @@ pub fn all() -> &'static [Figure] {
     &ALL
 }
 
+/// The number of a figure id (`13` of `13b`).
+pub fn number(id: &str) -> Option<u32> {
+    let digits = id.len() - id.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    id[..digits].parse().ok()
+}
+
 /// The figure numbered `id`.
 ///
 /// # Panics

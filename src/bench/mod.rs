@@ -90,7 +90,7 @@ impl Plan {
                 scale_ca: 1_000_000,
                 rounds: 5,
                 round_time: Duration::from_millis(40),
-                figures: ALL_FIGURES,
+                figures: all_figures(),
             }
         } else {
             Plan {
@@ -101,7 +101,7 @@ impl Plan {
                 scale_ca: 10_000_000,
                 rounds: 7,
                 round_time: Duration::from_millis(150),
-                figures: ALL_FIGURES,
+                figures: all_figures(),
             }
         }
     }
@@ -111,12 +111,11 @@ impl Plan {
         if figures.is_empty() {
             return Ok(self);
         }
+        let last = last_figure();
         let mut mask = 0u16;
         for &f in figures {
-            if !(1..=LAST_FIGURE).contains(&f) {
-                return Err(format!(
-                    "there is no figure {f} (figures are 1 to {LAST_FIGURE})"
-                ));
+            if !(1..=last).contains(&f) {
+                return Err(format!("there is no figure {f} (figures are 1 to {last})"));
             }
             mask |= 1 << f;
         }
@@ -132,10 +131,19 @@ impl Plan {
     }
 }
 
-/// The number of the last figure.
-const LAST_FIGURE: u32 = 13;
+/// The number of the last figure of the table ([`figures::all`]).
+fn last_figure() -> u32 {
+    figures::all()
+        .iter()
+        .filter_map(|f| figures::number(&f.id))
+        .max()
+        .expect("the table has figures")
+}
+
 /// [`Plan::figures`] with every figure.
-const ALL_FIGURES: u16 = ((1u32 << (LAST_FIGURE + 1)) - 2) as u16;
+fn all_figures() -> u16 {
+    ((1u32 << (last_figure() + 1)) - 2) as u16
+}
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -149,8 +157,8 @@ impl fmt::Display for Plan {
             self.scale_ca,
             self.rounds
         )?;
-        if self.figures != ALL_FIGURES {
-            let list: Vec<String> = (1..=LAST_FIGURE)
+        if self.figures != all_figures() {
+            let list: Vec<String> = (1..=last_figure())
                 .filter(|&f| self.wants(&[f]))
                 .map(|f| f.to_string())
                 .collect();
