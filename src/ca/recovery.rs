@@ -217,7 +217,10 @@ impl LogSources {
         }
         let current = match current {
             Some(d) => match d.metadata(CURRENT_LOG) {
-                Ok(m) if m.kind == Kind::File => Some(LogFile {
+                // An empty edb.log is a roll stopped between creating the file and
+                // writing its header: nothing of its generation was written, so it is
+                // left out as if missing (a fresh one is written after the replay).
+                Ok(m) if m.kind == Kind::File && m.len > 0 => Some(LogFile {
                     dir: d.clone(),
                     name: CURRENT_LOG.into(),
                 }),

@@ -122,6 +122,40 @@ fn a_crash_while_frozen_replays_from_the_frozen_checkpoint() {
     assert_eq!(state(&m, &ca), expected);
 }
 
+/// A crash in a roll after `edb.log` was created and before its header was written (the
+/// window a killed process hits): the empty file is taken for a missing one, the sealed
+/// logs replay, and the start writes a fresh `edb.log` of the next generation.
+#[test]
+fn a_crash_before_the_new_logs_header_loses_nothing() {
+    let (m, mut ca) = setup(100);
+    ca.issue(&m, 50).unwrap();
+    let expected = state(&m, &ca);
+    // Frozen: the roll stops after the new edb.log, as a crash before the checkpoint would.
+    ca.freeze();
+    let sealed = ca.roll(&m).unwrap();
+    ca.crash();
+    let log = m.host_path_of(&ca.current_log_path());
+    std::fs::File::options()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let r = ca.start(&m).unwrap();
+    assert_eq!(r.transactions, 50);
+    assert_eq!(r.replayed_generations, [sealed]);
+    assert_eq!(state(&m, &ca), expected);
+    assert_eq!(ca.current().generation, sealed + 1);
+    assert!(
+        std::fs::metadata(&log).unwrap().len() > 0,
+        "a fresh edb.log"
+    );
+    ca.issue(&m, 1).unwrap();
+    ca.stop(&m).unwrap();
+    ca.start(&m).unwrap();
+    assert_eq!(ca.record_count(&m), 151);
+}
+
 /// A flipped byte anywhere in the `.edb` (header, page heads, slots, empty slots) stops
 /// the start with `JET_errDatabaseCorrupted`, and a stopped CA's files stay as they were.
 #[test]
