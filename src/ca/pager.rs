@@ -8,7 +8,8 @@
 //!   cache must evict is appended to the journal `edb.jrn`, never written into the `.edb`:
 //!   the `.edb` holds exactly its checkpoint's state until the next checkpoint.
 //! * A checkpoint appends the remaining dirty pages and the new header page to the
-//!   journal, seals it with a commit record, then copies those pages into the `.edb`; the
+//!   journal and seals it with a commit record (one write), then copies those pages into
+//!   the `.edb`; the
 //!   next checkpoint writes its journal over this one from the start, under a new epoch
 //!   (no file is created or deleted per checkpoint). A crash before the commit record
 //!   leaves the `.edb` as it was (the logs replay); a crash after it is finished at the
@@ -24,7 +25,7 @@ use super::format::{
 };
 use super::record::{Record, Status, Txn};
 use crate::core::{Error, RecoveryFailure, Result};
-use crate::machine::fs::{is_link_refusal, Dir};
+use crate::machine::fs::{file_metadata, is_link_refusal, Dir, Meta};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Write;
@@ -63,6 +64,33 @@ pub(crate) struct CrashHook {
     pub tear: bool,
 }
 
+/// The writes of checkpoints and spills, counted for the [`CrashHook`] (tests).
+#[derive(Debug, Default)]
+struct Writes {
+    hook: Option<CrashHook>,
+    done: u32,
+}
+
+impl Writes {
+    /// Writes all of `buf` at `offset` of `f` (host path `p`), or fails as the armed hook says.
+    fn write(&mut self, f: &File, p: &Path, buf: &[u8], offset: u64) -> Result<()> {
+        if let Some(h) = self.hook {
+            if self.done >= h.after {
+                if h.tear {
+                    files::write_at(f, p, &buf[..buf.len() / 2], offset)?;
+                }
+                self.hook = None;
+                return Err(Error::io(
+                    format!("writing {}", p.display()),
+                    std::io::Error::other("injected crash (test hook)"),
+                ));
+            }
+            self.done += 1;
+        }
+        files::write_at(f, p, buf, offset)
+    }
+}
+
 struct Frame {
     pgno: u32,
     page: Box<[u8]>,
@@ -86,6 +114,8 @@ struct Journal {
     hasher: crc32fast::Hasher,
     /// Page number → offset of its latest image in the journal.
     index: BTreeMap<u32, u64>,
+    /// The bytes of the last append (kept between appends).
+    buf: Vec<u8>,
 }
 
 /// The open page file of a running CA (or of a recovery in progress).
@@ -103,8 +133,7 @@ pub(crate) struct Pager {
     map: HashMap<u32, usize>,
     hand: usize,
     journal: Journal,
-    hook: Option<CrashHook>,
-    writes: u32,
+    writes: Writes,
 }
 
 impl std::fmt::Debug for Pager {
@@ -129,6 +158,7 @@ impl Journal {
             epoch: 0,
             hasher: crc32fast::Hasher::new(),
             index: BTreeMap::new(),
+            buf: Vec::new(),
         }
     }
 
@@ -512,14 +542,18 @@ impl Pager {
             frames: Vec::new(),
             map: HashMap::new(),
             hand: 0,
-            hook: None,
-            writes: 0,
+            writes: Writes::default(),
         }
     }
 
     /// The header page as the `.edb` holds it now.
     pub(crate) fn disk_header(&self) -> &EdbHeader {
         &self.disk
+    }
+
+    /// The `.edb`'s host path and what it is now (one `fstat` of the open file).
+    pub(crate) fn metadata(&self) -> (PathBuf, Result<Meta>) {
+        (self.path.clone(), file_metadata(&self.file, &self.path))
     }
 
     /// Records in the database.
@@ -535,56 +569,62 @@ impl Pager {
     /// Arms (or disarms) the crash hook of the next checkpoints.
     #[cfg(test)]
     pub(crate) fn set_crash_hook(&mut self, hook: Option<CrashHook>) {
-        self.hook = hook;
-        self.writes = 0;
+        self.writes = Writes { hook, done: 0 };
     }
 
-    /// One write of a checkpoint or a spill: counts it for the crash hook.
-    fn hooked_write(&mut self, on_journal: bool, buf: &[u8], offset: u64) -> Result<()> {
-        let (f, p) = if on_journal {
-            let f = self.journal.file.as_ref().expect("journal open");
-            (f, &self.journal.path)
+    /// Appends to the journal, in one write, the cached pages `dirty` (frame indexes,
+    /// sealed here) and, for a checkpoint, the header page `head` and the commit record of
+    /// `at`; the journal is created, or its next epoch started, first if needed. On
+    /// failure nothing the pager holds changes (the pages stay dirty).
+    fn journal_append(&mut self, dirty: &[usize], commit: Option<(&[u8], Position)>) -> Result<()> {
+        let j = &mut self.journal;
+        if j.file.is_none() {
+            j.file = Some(j.dir.create_rw(&j.name)?);
+            j.len = 0;
+        }
+        let start = j.len;
+        let mut hasher = j.hasher.clone();
+        let mut buf = std::mem::take(&mut j.buf);
+        buf.clear();
+        if start == 0 {
+            j.epoch += 1;
+            hasher = crc32fast::Hasher::new();
+            buf.extend_from_slice(&Journal::head(j.epoch, &self.disk));
+        }
+        let mut placed = Vec::with_capacity(dirty.len() + 1);
+        for &i in dirty {
+            let f = &mut self.frames[i];
+            seal_page(&mut f.page, f.pgno, records_in_page(f.pgno, self.records));
+            buf.extend_from_slice(&f.pgno.to_le_bytes());
+            placed.push((f.pgno, start + buf.len() as u64));
+            buf.extend_from_slice(&f.page);
+        }
+        if let Some((head, at)) = commit {
+            buf.extend_from_slice(&0u32.to_le_bytes());
+            placed.push((0, start + buf.len() as u64));
+            buf.extend_from_slice(head);
+            let frames = (start + buf.len() as u64 - JRN_HEAD as u64) / JRN_FRAME as u64;
+            buf.extend_from_slice(&COMMIT_MARK.to_le_bytes());
+            buf.extend_from_slice(&(frames as u32).to_le_bytes());
+            buf.extend_from_slice(&at.generation.to_le_bytes());
+            buf.extend_from_slice(&at.pos.to_le_bytes());
+            hasher.update(&buf);
+            let crc = hasher.clone().finalize();
+            buf.extend_from_slice(&crc.to_le_bytes());
         } else {
-            (&self.file, &self.path)
-        };
-        if let Some(h) = self.hook {
-            if self.writes >= h.after {
-                if h.tear {
-                    files::write_at(f, p, &buf[..buf.len() / 2], offset)?;
-                }
-                self.hook = None;
-                return Err(Error::io(
-                    format!("writing {}", p.display()),
-                    std::io::Error::other("injected crash (test hook)"),
-                ));
-            }
-            self.writes += 1;
+            hasher.update(&buf);
         }
-        files::write_at(f, p, buf, offset)
-    }
-
-    /// Appends one page image to the journal (starting it if needed).
-    fn journal_append(&mut self, pgno: u32, page: &[u8]) -> Result<()> {
-        if self.journal.file.is_none() {
-            self.journal.file = Some(self.journal.dir.create_rw(&self.journal.name)?);
-            self.journal.len = 0;
+        let j = &mut self.journal;
+        let f = j.file.as_ref().expect("journal open");
+        let written = self.writes.write(f, &j.path, &buf, start);
+        j.buf = buf;
+        written?;
+        j.hasher = hasher;
+        j.len = start + j.buf.len() as u64;
+        j.index.extend(placed);
+        for &i in dirty {
+            self.frames[i].dirty = false;
         }
-        if self.journal.len == 0 {
-            self.journal.epoch += 1;
-            self.journal.hasher = crc32fast::Hasher::new();
-            let head = Journal::head(self.journal.epoch, &self.disk);
-            self.hooked_write(true, &head, 0)?;
-            self.journal.hasher.update(&head);
-            self.journal.len = head.len() as u64;
-        }
-        let mut frame = Vec::with_capacity(JRN_FRAME);
-        frame.extend_from_slice(&pgno.to_le_bytes());
-        frame.extend_from_slice(page);
-        let off = self.journal.len;
-        self.hooked_write(true, &frame, off)?;
-        self.journal.hasher.update(&frame);
-        self.journal.len += JRN_FRAME as u64;
-        self.journal.index.insert(pgno, off + 4);
         Ok(())
     }
 
@@ -656,15 +696,7 @@ impl Pager {
 
     /// Writes a dirty cached page to the journal.
     fn spill(&mut self, i: usize) -> Result<()> {
-        let pgno = self.frames[i].pgno;
-        let count = records_in_page(pgno, self.records);
-        seal_page(&mut self.frames[i].page, pgno, count);
-        let page = std::mem::take(&mut self.frames[i].page);
-        let r = self.journal_append(pgno, &page);
-        self.frames[i].page = page;
-        r?;
-        self.frames[i].dirty = false;
-        Ok(())
+        self.journal_append(&[i], None)
     }
 
     /// The record of request id `id`, if the database holds it.
@@ -753,9 +785,10 @@ impl Pager {
     }
 
     /// Makes `header` (whose counts must be this pager's) the database's checkpoint: the
-    /// dirty pages and the header go to the journal, a commit record seals it, then the
-    /// pages are copied into the `.edb` and the journal is deleted. Costs the pages
-    /// changed since the last checkpoint.
+    /// dirty pages and the header go to the journal in one write sealed by a commit
+    /// record, then the pages are copied into the `.edb` (straight from the cache where
+    /// they are there) and the journal is left for the next epoch to overwrite. Costs the
+    /// pages changed since the last checkpoint.
     pub(crate) fn checkpoint(&mut self, header: &EdbHeader) -> Result<()> {
         debug_assert_eq!(header.records(), self.records);
         debug_assert_eq!(header.revoked, self.revoked);
@@ -763,36 +796,26 @@ impl Pager {
             .filter(|&i| self.frames[i].dirty)
             .collect();
         dirty.sort_by_key(|&i| self.frames[i].pgno);
-        for i in dirty {
-            self.spill(i)?;
-        }
         let head = header.encode();
-        self.journal_append(0, &head)?;
-        let mut commit = Vec::with_capacity(20);
-        commit.extend_from_slice(&COMMIT_MARK.to_le_bytes());
-        let frames = (self.journal.len - JRN_HEAD as u64) / JRN_FRAME as u64;
-        commit.extend_from_slice(&(frames as u32).to_le_bytes());
-        commit.extend_from_slice(&header.checkpoint.generation.to_le_bytes());
-        commit.extend_from_slice(&header.checkpoint.pos.to_le_bytes());
-        self.journal.hasher.update(&commit);
-        let crc = self.journal.hasher.clone().finalize();
-        commit.extend_from_slice(&crc.to_le_bytes());
-        let off = self.journal.len;
-        self.hooked_write(true, &commit, off)?;
+        self.journal_append(&dirty, Some((&head, header.checkpoint)))?;
         // Committed: from here a crash is finished from the journal at the next start.
         let index = std::mem::take(&mut self.journal.index);
-        let mut page = vec![0u8; PAGE_SIZE];
+        let mut page = Vec::new();
         for (&pgno, &off) in index.iter().filter(|(p, _)| **p != 0) {
+            let at = pgno as u64 * PAGE_SIZE as u64;
             match self.map.get(&pgno) {
-                Some(&i) => page.copy_from_slice(&self.frames[i].page),
+                Some(&i) => self
+                    .writes
+                    .write(&self.file, &self.path, &self.frames[i].page, at)?,
                 None => {
+                    page.resize(PAGE_SIZE, 0);
                     let f = self.journal.file.as_ref().expect("journal open");
                     files::read_at(f, &self.journal.path, &mut page, off)?;
+                    self.writes.write(&self.file, &self.path, &page, at)?;
                 }
             }
-            self.hooked_write(false, &page, pgno as u64 * PAGE_SIZE as u64)?;
         }
-        self.hooked_write(false, &head, 0)?;
+        self.writes.write(&self.file, &self.path, &head, 0)?;
         // The next epoch overwrites this journal from its start.
         self.journal.len = 0;
         self.disk = header.clone();
