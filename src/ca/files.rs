@@ -45,15 +45,15 @@ pub(crate) fn set_len(f: &File, path: &Path, len: u64) -> Result<()> {
 
 /// Writes `bytes` over the start of the entry `name` of `dir` (created if missing) and
 /// cuts it to their length, without a temporary file: for a small file rewritten often
-/// whose torn state nothing reads (`edb.chk`).
-pub(crate) fn overwrite(dir: &Dir, name: &str, bytes: &[u8]) -> Result<()> {
+/// whose torn state nothing reads (`edb.chk`). Returns the file, still open for writing.
+pub(crate) fn overwrite(dir: &Dir, name: &str, bytes: &[u8]) -> Result<File> {
     let path = dir.entry_host(name);
     let f = dir.open_or_create(name)?;
     write_at(&f, &path, bytes, 0)?;
     if len(&f, &path)? != bytes.len() as u64 {
         set_len(&f, &path, bytes.len() as u64)?;
     }
-    Ok(())
+    Ok(f)
 }
 
 /// Rewrites a small text file in place with one write at offset 0, padded with spaces to

@@ -23,7 +23,7 @@ pub mod recovery;
 use crate::core::consts::IF_DEFAULT;
 use crate::core::mix::mix64;
 use crate::core::{Error, Result};
-use crate::machine::fs::{is_link_refusal, missing_is_ok, Dir, Meta, Rel};
+use crate::machine::fs::{file_metadata, is_link_refusal, missing_is_ok, Dir, Meta, Rel};
 use crate::machine::{Machine, WinPath};
 use format::{
     encode_frame, encode_trailer, log_file_name, BackupEnd, BackupSetKind, Checkpoint, EdbHeader,
@@ -129,20 +129,26 @@ pub struct BackupRecord {
 /// Recorded backups the registry keeps (the oldest is dropped first).
 pub(crate) const BACKUP_HISTORY: usize = 64;
 
+/// `edb.log` as the running service holds it: open for appending, and its folder (the
+/// log directory, resolved beneath the root when the log was opened), where a roll
+/// renames it and creates the next one.
 struct OpenLog {
     file: File,
+    dir: Dir,
     hasher: crc32fast::Hasher,
     /// Bytes in the file (all written by the CA).
     len: u64,
 }
 
 impl OpenLog {
-    /// `edb.log` open for appending, holding `bytes` (its checksum so far covers them).
-    fn holding(file: File, bytes: &[u8]) -> OpenLog {
+    /// `edb.log` of the log folder `dir`, open for appending, holding `bytes` (its
+    /// checksum so far covers them).
+    fn holding(file: File, dir: Dir, bytes: &[u8]) -> OpenLog {
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(bytes);
         OpenLog {
             file,
+            dir,
             hasher,
             len: bytes.len() as u64,
         }
@@ -167,6 +173,9 @@ pub(crate) struct Ca {
     clock: i64,
     current: Position,
     log: Option<OpenLog>,
+    /// `edb.chk` held open while the service runs (each checkpoint rewrites it in place),
+    /// with its host path; opened by the first checkpoint after a start.
+    chk: Option<(File, PathBuf)>,
     prev_crc: u32,
     checkpoint: Position,
     frozen: bool,
@@ -229,15 +238,6 @@ pub(crate) fn generations_in(dir: &Dir) -> Vec<u32> {
         .collect();
     v.sort_unstable();
     v
-}
-
-/// The directory `p`: one of `held` if it is the same directory (an operation resolves each
-/// of its directories once), else resolved beneath the root now.
-fn dir_at(machine: &Machine, p: &WinPath, held: &[(&WinPath, &Dir)]) -> Result<Dir> {
-    match held.iter().find(|(q, _)| q.key() == p.key()) {
-        Some((_, d)) => Ok((*d).clone()),
-        None => machine.fs().open_dir(p),
-    }
 }
 
 /// The directory `p` held open, or `None` if it cannot be opened (missing); a link on
@@ -318,6 +318,7 @@ impl Ca {
             clock: CLOCK_EPOCH,
             current: Position::FIRST,
             log: None,
+            chk: None,
             prev_crc: 0,
             checkpoint: Position::FIRST,
             frozen: false,
@@ -393,8 +394,8 @@ impl Ca {
             |id| Record::generate(seed, id, CLOCK_EPOCH + 60 * (id as i64 - 1)),
         )?;
         ca.db = Some(pager);
-        ca.write_chk(machine, &[])?;
-        ca.create_current_log(&log)?;
+        ca.write_chk(machine)?;
+        ca.create_current_log(log)?;
         ca.write_dynamic_files(machine)?;
         ca.save_registry(machine)?;
         ca.refresh_fingerprints(machine);
@@ -682,7 +683,7 @@ impl Ca {
     /// Issues `n` certificates; returns their request ids.
     pub(crate) fn issue(&mut self, machine: &Machine, n: u32) -> Result<Vec<u32>> {
         self.require_running(machine, "issue")?;
-        self.check_files(machine, "issue")?;
+        self.check_files_opening(machine, "issue", None)?;
         let mut ids = Vec::with_capacity(n as usize);
         for _ in 0..n {
             let id = self.next_request_id;
@@ -696,7 +697,7 @@ impl Ca {
     /// Revokes a certificate.
     pub(crate) fn revoke(&mut self, machine: &Machine, request_id: u32, reason: u32) -> Result<()> {
         self.require_running(machine, "revoke")?;
-        self.check_files(machine, "revoke")?;
+        self.check_files_opening(machine, "revoke", None)?;
         let rec = match self.db.as_mut() {
             Some(db) => db.get(request_id)?,
             None => None,
@@ -747,14 +748,18 @@ impl Ca {
         self.clock += 60;
         self.current.pos += 1;
         if self.current.pos >= self.log_capacity {
-            self.roll(machine)?;
+            self.roll_sealing(machine, None)?;
         }
         Ok(())
     }
 
     /// Seals `edb.log`, renames it to its numbered name and starts the next generation.
     /// The checkpoint follows unless a full backup holds the database still.
+    ///
+    /// The files are checked first (as by issue): the roll works in the log folder held
+    /// open with `edb.log`, and a link put in the folder's place is refused here.
     pub(crate) fn roll(&mut self, machine: &Machine) -> Result<u32> {
+        self.check_files_opening(machine, "roll", None)?;
         self.roll_sealing(machine, None)
     }
 
@@ -808,43 +813,47 @@ impl Ca {
 
     fn roll_sealing(&mut self, machine: &Machine, backup_end: Option<&BackupEnd>) -> Result<u32> {
         let sealed_gen = self.current.generation;
-        // The log directory, resolved beneath the root before anything changes: a link
-        // in its place is refused here, and the rename and the new edb.log below are made
-        // relative to this descriptor.
-        let dir = machine.fs().open_dir(&self.log_dir)?;
         let log = self.log.take().ok_or_else(|| {
             Error::io(
                 "rolling edb.log",
                 std::io::Error::other("the current log is not open"),
             )
         })?;
-        let (trailer, crc) = encode_trailer(self.current.pos, log.hasher, backup_end);
-        let mut file = log.file;
-        file.write_all(&trailer).map_err(io_err(format!(
-            "sealing {}",
-            dir.entry_host(CURRENT_LOG).display()
-        )))?;
+        // The rename and the new edb.log are made relative to the log folder held open
+        // with the log (a link put in its place since is refused by the next file check).
+        let OpenLog {
+            mut file,
+            dir,
+            hasher,
+            ..
+        } = log;
+        let (trailer, crc) = encode_trailer(self.current.pos, hasher, backup_end);
+        let sealed_path = dir.entry_host(CURRENT_LOG);
+        file.write_all(&trailer)
+            .map_err(io_err(format!("sealing {}", sealed_path.display())))?;
+        // Its fingerprint, taken before it is closed (the rename changes none of it).
+        let sealed = file_metadata(&file, &sealed_path);
         drop(file);
         let numbered = log_file_name(sealed_gen);
         dir.rename(CURRENT_LOG, &dir, &numbered)?;
+        self.touch(dir.entry_host(&numbered), sealed);
         self.prev_crc = crc;
         self.current = Position {
             generation: sealed_gen + 1,
             pos: 0,
         };
-        self.create_current_log(&dir)?;
+        self.create_current_log(dir)?;
         if !self.frozen {
-            self.flush_checkpoint_with(machine, &[(&self.log_dir.clone(), &dir)])?;
+            self.flush_checkpoint(machine)?;
         } else {
             self.flush_deferred = true;
         }
-        self.touch_fingerprints(&[(&dir, &numbered), (&dir, CURRENT_LOG)]);
         Ok(sealed_gen)
     }
 
-    /// Creates `edb.log` in the log directory `dir` with the header of the current
-    /// generation.
-    fn create_current_log(&mut self, dir: &Dir) -> Result<()> {
+    /// Creates `edb.log` in the log folder `dir` with the header of the current
+    /// generation, and takes the folder's fingerprint again (the CA changed it).
+    fn create_current_log(&mut self, dir: Dir) -> Result<()> {
         let header = LogHeader {
             ca_name: self.name.clone(),
             signature: self.signature,
@@ -853,11 +862,12 @@ impl Ca {
         }
         .encode();
         let mut file = dir.create(CURRENT_LOG)?;
-        file.write_all(&header).map_err(io_err(format!(
-            "writing {}",
-            dir.entry_host(CURRENT_LOG).display()
-        )))?;
-        self.log = Some(OpenLog::holding(file, &header));
+        let path = dir.entry_host(CURRENT_LOG);
+        file.write_all(&header)
+            .map_err(io_err(format!("writing {}", path.display())))?;
+        self.touch(path, file_metadata(&file, dir.host_path()));
+        self.touch_dir(&dir);
+        self.log = Some(OpenLog::holding(file, dir, &header));
         self.log_fp_stale = false;
         Ok(())
     }
@@ -867,48 +877,56 @@ impl Ca {
         let dir = machine.fs().open_dir(&self.log_dir)?;
         dir.write_atomic(CURRENT_LOG, bytes)?;
         let file = dir.append(CURRENT_LOG)?;
-        self.log = Some(OpenLog::holding(file, bytes));
+        self.log = Some(OpenLog::holding(file, dir, bytes));
         self.log_fp_stale = false;
         Ok(())
     }
 
-    /// Writes the database state at the current position to the `.edb` and `edb.chk`.
-    pub(crate) fn flush_checkpoint(&mut self, machine: &Machine) -> Result<()> {
-        self.flush_checkpoint_with(machine, &[])
+    /// Closes what the running service holds open: `edb.log`, its folder and `edb.chk`.
+    fn close_files(&mut self) {
+        self.log = None;
+        self.chk = None;
     }
 
-    /// [`Ca::flush_checkpoint`] within an operation that holds the directory `held` open
-    /// already (the roll: its log directory), used again where the database's or the
-    /// checkpoint's directory is the same one.
-    fn flush_checkpoint_with(
-        &mut self,
-        machine: &Machine,
-        held: &[(&WinPath, &Dir)],
-    ) -> Result<()> {
+    /// Writes the database state at the current position to the `.edb` and `edb.chk`.
+    pub(crate) fn flush_checkpoint(&mut self, machine: &Machine) -> Result<()> {
         self.checkpoint = self.current;
         let header = self.header(self.db.as_ref().map_or(0, |d| d.revoked()));
         if let Some(db) = self.db.as_mut() {
             db.checkpoint(&header)?;
+            let (path, meta) = db.metadata();
+            self.touch(path, meta);
         }
-        let sys = self.write_chk(machine, held)?;
-        let mut held = held.to_vec();
-        held.push((&self.sys_dir, &sys));
-        let db = dir_at(machine, &self.db_dir, &held)?;
-        self.touch_fingerprints(&[(&db, &self.edb_name()), (&sys, CHECKPOINT_FILE)]);
-        Ok(())
+        self.write_chk(machine)
     }
 
-    /// Writes `edb.chk` (in place: it is never read by recovery, see FILE-FORMATS Doubts);
-    /// returns its directory.
-    fn write_chk(&self, machine: &Machine, held: &[(&WinPath, &Dir)]) -> Result<Dir> {
-        let chk = Checkpoint {
+    /// Writes `edb.chk` in place (it is never read by recovery, see FILE-FORMATS
+    /// Doubts): through the file held open while the service runs, else opened (and then
+    /// held, if the service runs) in `DBSystemDirectory`.
+    fn write_chk(&mut self, machine: &Machine) -> Result<()> {
+        let bytes = Checkpoint {
             ca_name: self.name.clone(),
             signature: self.signature,
             position: self.checkpoint,
+        }
+        .encode();
+        let (file, path) = match self.chk.take() {
+            // Its length never changes: one CA name, one length.
+            Some((file, path)) => {
+                files::write_at(&file, &path, &bytes, 0)?;
+                (file, path)
+            }
+            None => {
+                let dir = machine.fs().open_dir(&self.sys_dir)?;
+                let file = files::overwrite(&dir, CHECKPOINT_FILE, &bytes)?;
+                (file, dir.entry_host(CHECKPOINT_FILE))
+            }
         };
-        let dir = dir_at(machine, &self.sys_dir, held)?;
-        files::overwrite(&dir, CHECKPOINT_FILE, &chk.encode())?;
-        Ok(dir)
+        self.touch(path.clone(), file_metadata(&file, &path));
+        if self.log.is_some() {
+            self.chk = Some((file, path));
+        }
+        Ok(())
     }
 
     /// The header page of the database at the checkpoint position.
@@ -1034,6 +1052,9 @@ impl Ca {
         }
         self.tampered = None;
         self.frozen = false;
+        // The last checkpoint writes edb.chk by its path: a file put in its place while
+        // the service ran is overwritten, as the other files of the checkpoint are.
+        self.chk = None;
         let r = self
             .flush_checkpoint(machine)
             .and_then(|_| match self.db.as_mut() {
@@ -1045,7 +1066,7 @@ impl Ca {
             // holds no descriptor of its files (as the stopped service closes them).
             self.db = None;
         }
-        self.log = None;
+        self.close_files();
         self.service = ServiceState::Stopped;
         tampered.and(r)
     }
@@ -1114,7 +1135,7 @@ impl Ca {
     /// (`.edb`, `edb.chk`, `edb.log`) and at the file `opened`; `false` also when that
     /// cannot be told this way (then a full scan tells).
     fn unchanged_at_a_glance(&self, machine: &Machine, opened: Option<&WinPath>) -> bool {
-        if self.log_fp_stale || self.dir_fingerprints.is_empty() {
+        if self.dir_fingerprints.is_empty() {
             return false;
         }
         let Ok(dirs) = self.ca_dirs(machine) else {
@@ -1145,11 +1166,20 @@ impl Ca {
             }
         }
         looked.into_iter().all(|(d, name)| {
-            fingerprint_of(d, name)
-                == self
-                    .fingerprints
+            let (now, known) = (
+                fingerprint_of(d, name),
+                self.fingerprints
                     .get(d.entry_host(name).as_os_str())
-                    .copied()
+                    .copied(),
+            );
+            match (now, known) {
+                // The CA's own appends since the fingerprint: the same file, as long as
+                // the CA wrote it (its time moved).
+                (Some(n), Some(k)) if self.log_fp_stale && name == CURRENT_LOG => {
+                    n.2 == k.2 && Some(n.0) == self.log.as_ref().map(|l| l.len)
+                }
+                (n, k) => n == k,
+            }
         })
     }
 
@@ -1160,15 +1190,30 @@ impl Ca {
         self.log_fp_stale = false;
     }
 
-    /// Takes again the fingerprints of files the CA itself just wrote (each the entry
-    /// `name` of `dir`).
-    fn touch_fingerprints(&mut self, files: &[(&Dir, &str)]) {
-        for (dir, name) in files {
-            let p = dir.entry_host(name).into_os_string();
-            match fingerprint_of(dir, name) {
-                Some(fp) => self.fingerprints.insert(p, fp),
-                None => self.fingerprints.remove(&p),
-            };
+    /// Takes again the fingerprint of a file the CA itself just wrote (host path `path`;
+    /// `meta` from its open descriptor): dropped if it could not be taken.
+    fn touch(&mut self, path: PathBuf, meta: Result<Meta>) {
+        let p = path.into_os_string();
+        match meta {
+            Ok(m) => self.fingerprints.insert(p, fingerprint(&m)),
+            Err(_) => self.fingerprints.remove(&p),
+        };
+    }
+
+    /// Takes again the fingerprint of the CA's folder `dir` after the CA itself created
+    /// or renamed an entry there (a roll), so that the glance of the next call
+    /// ([`Ca::unchanged_at_a_glance`]) still holds.
+    fn touch_dir(&mut self, dir: &Dir) {
+        let now = dir.own_metadata();
+        if let Some(i) = self
+            .dir_fingerprints
+            .iter()
+            .position(|(h, _)| h == dir.host_path())
+        {
+            match now {
+                Ok(m) => self.dir_fingerprints[i].1 = fingerprint(&m),
+                Err(_) => self.dir_fingerprints.clear(),
+            }
         }
     }
 
@@ -1176,8 +1221,9 @@ impl Ca {
     /// file: while the CA's folders keep the fingerprints the last full check found (no
     /// entry created, removed or renamed since), only the files the CA writes and the file
     /// `opened` are looked at, so a backup of *n* logs costs O(*n*) and not O(*n* × logs).
-    /// A sealed log overwritten in place is then noticed by the next full check
-    /// (GetDatabaseNames, GetBackupLogs, TruncateLogs, issue, revoke, stop) or when it is
+    /// Issue, revoke and roll glance the same way (with no file opened). A sealed log
+    /// overwritten in place is then noticed by the next full check
+    /// (GetDatabaseNames, GetBackupLogs, TruncateLogs, stop) or when it is
     /// opened.
     pub(crate) fn check_files_opening(
         &mut self,
@@ -1249,7 +1295,7 @@ impl Ca {
         self.tampered = None;
         self.frozen = false;
         self.flush_deferred = false;
-        self.log = None;
+        self.close_files();
         // Nothing is written: the `.edb` stays at its checkpoint and an uncheckpointed
         // journal on disk is discarded by the next start, which replays the logs. The
         // pager is kept only to show the state the service had until then (as a stop
@@ -1328,7 +1374,7 @@ impl Ca {
         };
         let r = self.adopt(machine, outcome);
         if r.is_err() {
-            self.log = None;
+            self.close_files();
             self.service = ServiceState::Stopped;
         }
         r
@@ -1372,7 +1418,7 @@ impl Ca {
             // signature after a restore): backups taken before the restore cannot be mixed
             // with ones taken after it (DOC:Restore), and a mix is refused at recovery.
             self.signature = mix64(self.signature ^ mix64(self.clock as u64)) | 1;
-            self.roll(machine)?;
+            self.roll_sealing(machine, None)?;
         }
         self.flush_checkpoint(machine)?;
         self.refresh_fingerprints(machine);

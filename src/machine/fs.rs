@@ -297,6 +297,14 @@ fn meta_of(st: &rfs::Stat) -> Meta {
     }
 }
 
+/// What the open file `f` is (one `fstat`: no path is resolved); `path` names it in the
+/// error.
+pub fn file_metadata(f: impl std::os::fd::AsFd, path: &Path) -> Result<Meta> {
+    rfs::fstat(f)
+        .map(|st| meta_of(&st))
+        .map_err(|e| Error::io(format!("stat {}", path.display()), errno_io(e)))
+}
+
 /// A directory beneath a machine root, resolved without following a link and held open
 /// by its descriptor ([`Beneath::open_dir`]). Its entries are named by a single
 /// component each (folded to lower case if the directory is a Windows path's); nothing
@@ -498,9 +506,7 @@ impl Dir {
     /// The directory's own metadata (its modification time changes when an entry is
     /// created, removed or renamed).
     pub fn own_metadata(&self) -> Result<Meta> {
-        rfs::fstat(&*self.fd)
-            .map(|st| meta_of(&st))
-            .map_err(|e| Error::io(format!("stat {}", self.host.display()), errno_io(e)))
+        file_metadata(&*self.fd, &self.host)
     }
 
     /// The entries (`.` and `..` left out), sorted by name; links are listed as

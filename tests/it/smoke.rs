@@ -165,7 +165,7 @@ fn files_changed_during_a_backup_are_reported_by_open_file() {
     api::backup_end(h).unwrap();
 
     // A log created in the log folder: reported by OpenFile or, at the latest, by the
-    // next full check (issuing here).
+    // next full check (the stop here).
     let (ca, h, _, logs) = setup();
     let folder = ca.host_path(&logs[0]).unwrap();
     std::fs::write(folder.with_file_name("edb7ffff.log"), b"planted").unwrap();
@@ -182,7 +182,7 @@ fn files_changed_during_a_backup_are_reported_by_open_file() {
     }
     api::backup_end(h).unwrap();
     if !seen {
-        assert_eq!(ca.issue(1).unwrap_err().hresult(), sharing);
+        assert_eq!(ca.stop().unwrap_err().hresult(), sharing);
     }
 }
 
