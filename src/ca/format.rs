@@ -401,17 +401,23 @@ fn is_zero(b: &[u8]) -> bool {
     b.iter().fold(0u8, |acc, x| acc | x) == 0
 }
 
-/// Writes `rec` into its slot (zero-padded). Fails if its encoding is longer than a slot.
-pub fn encode_slot(rec: &Record, slot: &mut [u8]) -> Result<(), FormatError> {
-    let mut w = Writer::with_buffer(Vec::with_capacity(SLOT_SIZE));
+/// Writes `rec` into its slot (zero-padded), encoding it in `scratch` (a buffer kept
+/// between calls: no allocation per record). Fails if its encoding is longer than a slot.
+pub fn encode_slot(
+    rec: &Record,
+    slot: &mut [u8],
+    scratch: &mut Vec<u8>,
+) -> Result<(), FormatError> {
+    let mut w = Writer::with_buffer(std::mem::take(scratch));
     rec.encode(&mut w);
-    let b = w.into_inner();
+    *scratch = w.into_inner();
+    let b = &scratch[..];
     if b.len() > SLOT_SIZE {
         return Err(FormatError::Invalid(
             "record: longer than a slot (96 bytes)",
         ));
     }
-    slot[..b.len()].copy_from_slice(&b);
+    slot[..b.len()].copy_from_slice(b);
     slot[b.len()..].fill(0);
     Ok(())
 }
@@ -453,12 +459,17 @@ impl EdbImage {
         if self.records.len() != n as usize {
             return Err(FormatError::Invalid("record count"));
         }
+        let mut scratch = Vec::new();
         for pgno in 1..=data_pages(n) {
             let mut page = vec![0u8; PAGE_SIZE];
             let first = ((pgno - 1) * SLOTS_PER_PAGE) as usize;
             let count = records_in_page(pgno, n) as usize;
             for (s, rec) in self.records[first..first + count].iter().enumerate() {
-                encode_slot(rec, &mut page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE])?;
+                encode_slot(
+                    rec,
+                    &mut page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE],
+                    &mut scratch,
+                )?;
             }
             seal_page(&mut page, pgno, count as u32);
             out.extend_from_slice(&page);
@@ -982,10 +993,11 @@ mod tests {
         assert_eq!(records_in_page(3, 100), 0);
         // The generator's records fit a slot up to the largest request id.
         let mut slot = [0u8; SLOT_SIZE];
-        encode_slot(&Record::generate(1, u32::MAX, 0), &mut slot).unwrap();
+        let mut scratch = Vec::new();
+        encode_slot(&Record::generate(1, u32::MAX, 0), &mut slot, &mut scratch).unwrap();
         let mut long = Record::generate(1, 1, 0);
         long.subject = "x".repeat(46);
-        assert!(encode_slot(&long, &mut slot).is_err());
+        assert!(encode_slot(&long, &mut slot, &mut scratch).is_err());
     }
 
     #[test]

@@ -131,6 +131,11 @@ pub(crate) struct Pager {
     revoked: u32,
     frames: Vec<Frame>,
     map: HashMap<u32, usize>,
+    /// The page and frame [`Pager::frame`] returned last (transactions come in runs on
+    /// one page: the map is not asked again).
+    last: Option<(u32, usize)>,
+    /// The buffer a record is encoded in before it is copied into its slot.
+    scratch: Vec<u8>,
     hand: usize,
     journal: Journal,
     writes: Writes,
@@ -497,6 +502,7 @@ impl Pager {
         w.write_all(&header.encode()).map_err(werr)?;
         let records = header.records();
         let mut page = vec![0u8; PAGE_SIZE];
+        let mut scratch = Vec::new();
         let mut revoked = 0;
         for pgno in 1..=data_pages(records) {
             page.fill(0);
@@ -505,8 +511,12 @@ impl Pager {
                 let id = (pgno - 1) * format::SLOTS_PER_PAGE + 1 + s as u32;
                 let r = record(id);
                 revoked += u32::from(r.status != Status::Issued);
-                encode_slot(&r, &mut page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE])
-                    .map_err(|e| Error::invalid_arg("install", format!("record {id}: {e}")))?;
+                encode_slot(
+                    &r,
+                    &mut page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE],
+                    &mut scratch,
+                )
+                .map_err(|e| Error::invalid_arg("install", format!("record {id}: {e}")))?;
             }
             seal_page(&mut page, pgno, count);
             w.write_all(&page).map_err(werr)?;
@@ -541,6 +551,8 @@ impl Pager {
             disk: header,
             frames: Vec::new(),
             map: HashMap::new(),
+            last: None,
+            scratch: Vec::new(),
             hand: 0,
             writes: Writes::default(),
         }
@@ -654,8 +666,13 @@ impl Pager {
 
     /// The cache frame of page `pgno`, loaded (and an old frame evicted) if needed.
     fn frame(&mut self, pgno: u32) -> Result<usize> {
-        if let Some(&i) = self.map.get(&pgno) {
+        let hit = match self.last {
+            Some((p, i)) if p == pgno => Some(i),
+            _ => self.map.get(&pgno).copied(),
+        };
+        if let Some(i) = hit {
             self.frames[i].referenced = true;
+            self.last = Some((pgno, i));
             return Ok(i);
         }
         let mut page = vec![0u8; PAGE_SIZE].into_boxed_slice();
@@ -691,6 +708,7 @@ impl Pager {
             }
         };
         self.map.insert(pgno, i);
+        self.last = Some((pgno, i));
         Ok(i)
     }
 
@@ -716,11 +734,10 @@ impl Pager {
         let (pgno, s) = slot_of(rec.request_id);
         let i = self.frame(pgno)?;
         let f = &mut self.frames[i];
-        encode_slot(rec, &mut f.page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE]).map_err(|e| {
-            Error::Recovery {
-                failure: RecoveryFailure::LogFileCorrupt,
-                why: format!("request {}: {e}", rec.request_id),
-            }
+        let slot = &mut f.page[PAGE_HEAD + s * SLOT_SIZE..][..SLOT_SIZE];
+        encode_slot(rec, slot, &mut self.scratch).map_err(|e| Error::Recovery {
+            failure: RecoveryFailure::LogFileCorrupt,
+            why: format!("request {}: {e}", rec.request_id),
         })?;
         f.dirty = true;
         Ok(())
