@@ -865,7 +865,8 @@ impl Ca {
         let path = dir.entry_host(CURRENT_LOG);
         file.write_all(&header)
             .map_err(io_err(format!("writing {}", path.display())))?;
-        self.touch(path, file_metadata(&file, dir.host_path()));
+        let meta = file_metadata(&file, &path);
+        self.touch(path, meta);
         self.touch_dir(&dir);
         self.log = Some(OpenLog::holding(file, dir, &header));
         self.log_fp_stale = false;
