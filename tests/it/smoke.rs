@@ -186,6 +186,34 @@ fn files_changed_during_a_backup_are_reported_by_open_file() {
     }
 }
 
+/// Issue, revoke and roll glance at the CA's files (COVERAGE.md section C, item 23): they
+/// look at the folders and at the files the CA writes, not at every sealed log, so that
+/// an issue costs the same with 10 logs or 10,000. A sealed log overwritten in place (its
+/// folder unchanged) is reported by the next full check: here, the stop.
+#[test]
+fn a_sealed_log_overwritten_in_place_is_reported_by_the_next_full_check() {
+    let sharing = certadm_emu::HRESULT::ERROR_SHARING_VIOLATION;
+    let ca = EmulatedCa::builder().log_capacity(4).build().unwrap();
+    ca.issue(12).unwrap();
+    let g = ca.log_generations()[0];
+    let log = format!(r"{}\edb{g:05x}.log", ca.log_dir());
+    let host = ca.host_path(&log).unwrap();
+    let len = std::fs::metadata(&host).unwrap().len() as usize;
+    std::fs::write(&host, vec![0u8; len]).unwrap();
+    // A glance: the folder and the written files are as the CA left them.
+    ca.issue(5).unwrap();
+    ca.revoke(1).unwrap();
+    // A full check lists every log and reports it; the CA still stops.
+    let e = ca.stop().unwrap_err();
+    assert_eq!(e.hresult(), sharing, "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("edb{g:05x}.log was overwritten")),
+        "{e}"
+    );
+    assert_eq!(ca.service(), certadm_emu::ca::ServiceState::Stopped);
+}
+
 #[test]
 fn ca_names_that_are_not_file_names_are_refused() {
     for bad in [r"..\..\escape", "a/b", "x:y", "..", "tab\tname"] {
