@@ -1205,13 +1205,12 @@ impl Ca {
     /// or renamed an entry there (a roll), so that the glance of the next call
     /// ([`Ca::unchanged_at_a_glance`]) still holds.
     fn touch_dir(&mut self, dir: &Dir) {
-        let now = dir.own_metadata();
         if let Some(i) = self
             .dir_fingerprints
             .iter()
             .position(|(h, _)| h == dir.host_path())
         {
-            match now {
+            match dir.own_metadata() {
                 Ok(m) => self.dir_fingerprints[i].1 = fingerprint(&m),
                 Err(_) => self.dir_fingerprints.clear(),
             }
