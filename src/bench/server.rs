@@ -127,6 +127,18 @@ fn stream_peer(chunk: usize) -> Result<String> {
     Ok(addr)
 }
 
+/// A bare peer on loopback for a chunk size: its address ([`stream_peer`], [`echo_peer`]).
+type Peer = fn(usize) -> Result<String>;
+/// A baseline moving `total` bytes from a [`Peer`] in `buf`-sized chunks; the bytes read.
+type Bare = fn(&mut std::net::TcpStream, u64, &mut [u8]) -> Result<u64>;
+
+/// A connection to the bare peer at `addr`, with Nagle off (as the server's).
+fn connect(addr: &str) -> Result<std::net::TcpStream> {
+    let sock = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    sock.set_nodelay(true).map_err(|e| e.to_string())?;
+    Ok(sock)
+}
+
 /// Figure 6's baseline: `total` bytes through a bare loopback TCP stream, read in
 /// `buf`-sized chunks; the bytes read.
 fn bare_stream(sock: &mut std::net::TcpStream, total: u64, buf: &mut [u8]) -> Result<u64> {
@@ -195,8 +207,7 @@ pub(super) fn figures(plan: &Plan) -> Result<Vec<Row>> {
         Ok(t.elapsed())
     };
     let peer = echo_peer(32)?;
-    let mut sock = std::net::TcpStream::connect(&peer).map_err(|e| e.to_string())?;
-    sock.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut sock = connect(&peer)?;
     let mut req = 60u32.to_le_bytes().to_vec();
     req.extend_from_slice(&[1u8; 60]);
     let mut reply = [0u8; 36];
@@ -225,37 +236,23 @@ pub(super) fn figures(plan: &Plan) -> Result<Vec<Row>> {
     let mut buf = vec![0u8; READ_SIZE];
     // The bytes the backup moves: what OpenFile reports.
     let size = remote_full_backup(&client, "BENCH6", &mut buf)?;
-    let mut sock =
-        std::net::TcpStream::connect(stream_peer(READ_SIZE)?).map_err(|e| e.to_string())?;
-    sock.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (e, b) = throughput(
-        plan,
-        &mut buf,
-        &mut |buf| remote_full_backup(&client, "BENCH6", buf),
-        &mut |buf| exactly("the bare stream", bare_stream(&mut sock, size, buf)?, size),
-    )?;
-    rows.push(figure("6").compare(e, b, gibs));
-    drop(sock);
     // 6b. The same backup against what it is on the wire, a request/reply exchange per
     //     read: bare exchanges of the same sizes. A stream (figure 6) needs no wake-up of
     //     the sender per chunk; every protocol with one call per read does.
-    let mut sock =
-        std::net::TcpStream::connect(echo_peer(READ_SIZE)?).map_err(|e| e.to_string())?;
-    sock.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (e, b) = throughput(
-        plan,
-        &mut buf,
-        &mut |buf| remote_full_backup(&client, "BENCH6", buf),
-        &mut |buf| {
-            exactly(
-                "the bare exchanges",
-                bare_exchanges(&mut sock, size, buf)?,
-                size,
-            )
-        },
-    )?;
-    rows.push(figure("6b").compare(e, b, gibs));
-    drop(sock);
+    let anchors: [(&str, Peer, Bare, &str); 2] = [
+        ("6", stream_peer, bare_stream, "the bare stream"),
+        ("6b", echo_peer, bare_exchanges, "the bare exchanges"),
+    ];
+    for (id, peer, bare, what) in anchors {
+        let mut sock = connect(&peer(READ_SIZE)?)?;
+        let (e, b) = throughput(
+            plan,
+            &mut buf,
+            &mut |buf| remote_full_backup(&client, "BENCH6", buf),
+            &mut |buf| exactly(what, bare(&mut sock, size, buf)?, size),
+        )?;
+        rows.push(figure(id).compare(e, b, gibs));
+    }
     drop(client);
     srv.stop().map_err(|e| e.to_string())?;
 
