@@ -9,12 +9,11 @@
 //!   the `.edb` holds exactly its checkpoint's state until the next checkpoint.
 //! * A checkpoint appends the remaining dirty pages and the new header page to the
 //!   journal and seals it with a commit record (one write), then copies those pages into
-//!   the `.edb`; the
-//!   next checkpoint writes its journal over this one from the start, under a new epoch
-//!   (no file is created or deleted per checkpoint). A crash before the commit record
-//!   leaves the `.edb` as it was (the logs replay); a crash after it is finished at the
-//!   next start from the journal ([`finish_interrupted_checkpoint`]). So a torn page
-//!   write cannot lose anything. A clean stop deletes the journal.
+//!   the `.edb`; the next checkpoint writes its journal over this one from the start,
+//!   under a new epoch (no file is created or deleted per checkpoint). A crash before the
+//!   commit record leaves the `.edb` as it was (the logs replay); a crash after it is
+//!   finished at the next start from the journal ([`finish_interrupted_checkpoint`]). So
+//!   a torn page write cannot lose anything. A clean stop deletes the journal.
 //! * While a full backup holds the database still, no checkpoint runs: the `.edb` does
 //!   not change under the reader, and the checkpoint held back costs the pages changed.
 
@@ -587,7 +586,8 @@ impl Pager {
     /// Appends to the journal, in one write, the cached pages `dirty` (frame indexes,
     /// sealed here) and, for a checkpoint, the header page `head` and the commit record of
     /// `at`; the journal is created, or its next epoch started, first if needed. On
-    /// failure nothing the pager holds changes (the pages stay dirty).
+    /// failure the pages stay dirty and the journal's length, index and checksum are as
+    /// they were (a retry writes over the failed bytes).
     fn journal_append(&mut self, dirty: &[usize], commit: Option<(&[u8], Position)>) -> Result<()> {
         let j = &mut self.journal;
         if j.file.is_none() {
