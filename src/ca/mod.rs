@@ -197,6 +197,9 @@ pub(crate) struct Ca {
     tampered: Option<String>,
     /// The buffer each transaction's frame is encoded into (kept between transactions).
     frame_buf: Vec<u8>,
+    /// Full scans of the CA's files so far ([`Ca::scan_files`]): tests count them.
+    #[cfg(test)]
+    full_scans: std::cell::Cell<u32>,
 }
 
 /// What identifies a file's content cheaply: length, modification time, inode.
@@ -335,6 +338,8 @@ impl Ca {
             log_fp_stale: false,
             tampered: None,
             frame_buf: Vec::new(),
+            #[cfg(test)]
+            full_scans: Default::default(),
         })
     }
 
@@ -1103,6 +1108,8 @@ impl Ca {
     /// place of a directory or of one of the files is refused (`E_ACCESSDENIED`); a missing
     /// one is left out. Also the fingerprints of the folders, taken before they are listed.
     fn scan_files(&self, machine: &Machine) -> Result<Scan> {
+        #[cfg(test)]
+        self.full_scans.set(self.full_scans.get() + 1);
         let [db, sys, log] = self.ca_dirs(machine)?;
         let dirs = Self::fingerprint_dirs(&[db.clone(), sys.clone(), log.clone()])?;
         let mut files = BTreeMap::new();

@@ -195,3 +195,35 @@ fn a_flipped_byte_in_any_page_is_caught_at_start() {
     std::fs::write(&path, &good).unwrap();
     ca.start(&m).unwrap();
 }
+
+/// Issue, revoke and roll glance at the files (COVERAGE.md section C, item 23): with
+/// hundreds of logs in the folder, none of them lists and examines every file; the stop
+/// does, once.
+#[test]
+fn issuing_looks_at_no_log_it_did_not_write() {
+    let m = Machine::new("GLANCE", "glance.emu.test", None).unwrap();
+    let cfg = CaConfig {
+        records: 10,
+        log_capacity: 2,
+        ..CaConfig::default()
+    };
+    let mut ca = Ca::install(&m, &cfg).unwrap();
+    ca.issue(&m, 600).unwrap();
+    assert!(ca.log_generations_on_disk(&m).len() >= 300);
+    // The first call after the install may look at everything once (the journal file
+    // the first checkpoint created changed the database folder).
+    ca.issue(&m, 1).unwrap();
+    let scans = ca.full_scans.get();
+    for id in 1..=20 {
+        ca.issue(&m, 3).unwrap();
+        ca.revoke(&m, id, 1).unwrap();
+        ca.roll(&m).unwrap();
+    }
+    assert_eq!(ca.full_scans.get(), scans, "no full scan while issuing");
+    ca.stop(&m).unwrap();
+    assert_eq!(
+        ca.full_scans.get(),
+        scans + 1,
+        "the stop looks at every file"
+    );
+}
