@@ -1,7 +1,7 @@
 //! Figures 5 to 7: server mode (`certadm-emu serve`) against bare loopback TCP, and with
 //! 32 clients at once.
 
-use super::figures::figure;
+use super::figures::{figure, Figure};
 use super::work::{Result, READ_SIZE};
 use super::{exactly, gibs, per_iteration, per_pair, per_s, throughput, Plan, Row};
 use crate::config::Config;
@@ -239,11 +239,16 @@ pub(super) fn figures(plan: &Plan) -> Result<Vec<Row>> {
     // 6b. The same backup against what it is on the wire, a request/reply exchange per
     //     read: bare exchanges of the same sizes. A stream (figure 6) needs no wake-up of
     //     the sender per chunk; every protocol with one call per read does.
-    let anchors: [(&str, Peer, Bare, &str); 2] = [
-        ("6", stream_peer, bare_stream, "the bare stream"),
-        ("6b", echo_peer, bare_exchanges, "the bare exchanges"),
+    let anchors: [(&Figure, Peer, Bare, &str); 2] = [
+        (figure("6"), stream_peer, bare_stream, "the bare stream"),
+        (
+            figure("6b"),
+            echo_peer,
+            bare_exchanges,
+            "the bare exchanges",
+        ),
     ];
-    for (id, peer, bare, what) in anchors {
+    for (fig, peer, bare, what) in anchors {
         let mut sock = connect(&peer(READ_SIZE)?)?;
         let (e, b) = throughput(
             plan,
@@ -251,7 +256,7 @@ pub(super) fn figures(plan: &Plan) -> Result<Vec<Row>> {
             &mut |buf| remote_full_backup(&client, "BENCH6", buf),
             &mut |buf| exactly(what, bare(&mut sock, size, buf)?, size),
         )?;
-        rows.push(figure(id).compare(e, b, gibs));
+        rows.push(fig.compare(e, b, gibs));
     }
     drop(client);
     srv.stop().map_err(|e| e.to_string())?;
