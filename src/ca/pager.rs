@@ -595,14 +595,15 @@ impl Pager {
             j.len = 0;
         }
         let start = j.len;
-        let mut hasher = j.hasher.clone();
         let mut buf = std::mem::take(&mut j.buf);
         buf.clear();
-        if start == 0 {
+        let mut hasher = if start == 0 {
             j.epoch += 1;
-            hasher = crc32fast::Hasher::new();
             buf.extend_from_slice(&Journal::head(j.epoch, &self.disk));
-        }
+            crc32fast::Hasher::new()
+        } else {
+            j.hasher.clone()
+        };
         let mut placed = Vec::with_capacity(dirty.len() + 1);
         for &i in dirty {
             let f = &mut self.frames[i];
@@ -620,11 +621,11 @@ impl Pager {
             buf.extend_from_slice(&(frames as u32).to_le_bytes());
             buf.extend_from_slice(&at.generation.to_le_bytes());
             buf.extend_from_slice(&at.pos.to_le_bytes());
-            hasher.update(&buf);
-            let crc = hasher.clone().finalize();
-            buf.extend_from_slice(&crc.to_le_bytes());
-        } else {
-            hasher.update(&buf);
+        }
+        hasher.update(&buf);
+        if commit.is_some() {
+            // The commit record ends with the CRC of the journal up to it.
+            buf.extend_from_slice(&hasher.clone().finalize().to_le_bytes());
         }
         let j = &mut self.journal;
         let f = j.file.as_ref().expect("journal open");
