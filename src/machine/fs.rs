@@ -305,6 +305,10 @@ pub fn file_metadata(f: impl std::os::fd::AsFd, path: &Path) -> Result<Meta> {
         .map_err(|e| Error::io(format!("stat {}", path.display()), errno_io(e)))
 }
 
+/// How many times a walk opens a component again when a rename changed it between the
+/// open and the look at what it is (a directory when looked at, not one when opened).
+const RACE_RETRIES: u32 = 16;
+
 /// A directory beneath a machine root, resolved without following a link and held open
 /// by its descriptor ([`Beneath::open_dir`]). Its entries are named by a single
 /// component each (folded to lower case if the directory is a Windows path's); nothing
@@ -579,8 +583,14 @@ impl<'a> Beneath<'a> {
 
     /// True if `name` in `dir` is a symbolic link.
     fn is_link(dir: &OwnedFd, name: &str) -> bool {
+        Self::kind_at(dir, name) == Some(FileType::Symlink)
+    }
+
+    /// What the entry `name` of `dir` is now (not followed), if it exists.
+    fn kind_at(dir: &OwnedFd, name: &str) -> Option<FileType> {
         rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
-            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+            .ok()
+            .map(|st| FileType::from_raw_mode(st.st_mode))
     }
 
     /// The directory holding the first `depth` components of `p`, walked one component at
@@ -599,18 +609,28 @@ impl<'a> Beneath<'a> {
                     }
                 }
             }
-            match rfs::openat(&cur, c.as_str(), DIR_FLAGS, Mode::empty()) {
-                Ok(fd) => cur = fd,
-                Err(e) => {
-                    if Self::is_link(&cur, c) {
-                        return Err(self.link_error(p, &cur, i, c));
-                    }
-                    return Err(Error::io(
-                        format!("opening {}", self.partial(p, i + 1).display()),
-                        errno_io(e),
-                    ));
+            let mut raced = 0;
+            cur = loop {
+                match rfs::openat(&cur, c.as_str(), DIR_FLAGS, Mode::empty()) {
+                    Ok(fd) => break fd,
+                    Err(e) => match Self::kind_at(&cur, c) {
+                        Some(FileType::Symlink) => return Err(self.link_error(p, &cur, i, c)),
+                        // Not a directory when opened, a directory when looked at: a
+                        // rename raced the walk (a link swapped in and out). Open again.
+                        Some(FileType::Directory)
+                            if matches!(e, Errno::NOTDIR | Errno::LOOP) && raced < RACE_RETRIES =>
+                        {
+                            raced += 1;
+                        }
+                        _ => {
+                            return Err(Error::io(
+                                format!("opening {}", self.partial(p, i + 1).display()),
+                                errno_io(e),
+                            ))
+                        }
+                    },
                 }
-            }
+            };
         }
         Ok(cur)
     }
@@ -651,7 +671,13 @@ impl<'a> Beneath<'a> {
                 self.walk(p, depth, false)
             }
             // A link (ELOOP), or a component that is not a directory: the walk names it.
-            Err(Errno::LOOP) | Err(Errno::NOTDIR) | Err(Errno::XDEV) => self.walk(p, depth, false),
+            // EAGAIN: a rename beneath the root raced the resolution (openat2 asks for a
+            // retry); the walk resolves component by component, and refuses a link.
+            // Before, the race read as a missing directory: a recovery that met it found
+            // no logs (JET_errMissingLogFile).
+            Err(Errno::LOOP) | Err(Errno::NOTDIR) | Err(Errno::XDEV) | Err(Errno::AGAIN) => {
+                self.walk(p, depth, false)
+            }
             Err(e) => Err(Error::io(
                 format!("opening {}", self.partial(p, depth).display()),
                 errno_io(e),
