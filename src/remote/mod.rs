@@ -126,6 +126,26 @@ impl Stream {
             Stream::Unix(s) => s.set_write_timeout(t),
         }
     }
+    /// True once a byte (or the end of the stream) waits to be read, looking without
+    /// sleeping for at most `budget`; false if nothing came.
+    pub(crate) fn poll_readable(&self, budget: Duration) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let start = std::time::Instant::now();
+        loop {
+            let mut fd = [PollFd::new(self, PollFlags::IN)];
+            if poll(&mut fd, Some(&now)).is_ok_and(|n| n > 0) {
+                return true;
+            }
+            if start.elapsed() >= budget {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+    }
     pub(crate) fn peer(&self) -> String {
         match self {
             Stream::Tcp(s) => s
@@ -185,5 +205,24 @@ mod tests {
         assert_eq!(Addr::parse("unix:/tmp/s"), Addr::Unix("/tmp/s".into()));
         assert_eq!(Addr::parse("/tmp/s"), Addr::Unix("/tmp/s".into()));
         assert_eq!(Addr::parse("./s").to_string(), "unix:./s");
+    }
+
+    #[test]
+    fn polling_sees_a_waiting_byte_and_the_end_of_the_stream() {
+        let (a, mut b) = UnixStream::pair().expect("a socket pair");
+        let a = Stream::Unix(a);
+        let budget = Duration::from_millis(5);
+        let t = std::time::Instant::now();
+        assert!(!a.poll_readable(budget), "nothing was sent");
+        assert!(t.elapsed() >= budget, "it gave up early: {:?}", t.elapsed());
+        b.write_all(b"x").expect("writing");
+        assert!(a.poll_readable(budget));
+        assert!(a.poll_readable(budget), "polling consumes nothing");
+        let mut one = [0u8; 1];
+        drop(b);
+        assert!(a.poll_readable(budget), "the end of the stream is readable");
+        let mut a = a;
+        assert_eq!(a.read(&mut one).expect("the byte"), 1);
+        assert_eq!(a.read(&mut one).expect("the end"), 0);
     }
 }

@@ -101,7 +101,8 @@ impl Default for Limits {
     }
 }
 
-/// What the server refused or closed since it started, by reason (for logs and tests).
+/// What the server refused or closed since it started, by reason, and how its
+/// connections waited for their clients' reads (for logs and tests).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServerStats {
     /// Connections accepted.
@@ -128,6 +129,11 @@ pub struct ServerStats {
     /// Connections that ended before their handshake for another reason: closed by the
     /// peer, not the protocol, another protocol version.
     pub bad_handshakes: u64,
+    /// Receives preceded by a poll of up to 100 µs after a read was answered, because the
+    /// client had been prompt (docs/PROTOCOL.md §6.2).
+    pub read_polls: u64,
+    /// Those polls that saw the next request arrive (the others slept after them).
+    pub read_polls_caught: u64,
 }
 
 #[derive(Default)]
@@ -142,6 +148,8 @@ struct Stats {
     idle_closed: AtomicU64,
     over_budget: AtomicU64,
     bad_handshakes: AtomicU64,
+    read_polls: AtomicU64,
+    read_polls_caught: AtomicU64,
 }
 
 impl Stats {
@@ -158,6 +166,8 @@ impl Stats {
             idle_closed: g(&self.idle_closed),
             over_budget: g(&self.over_budget),
             bad_handshakes: g(&self.bad_handshakes),
+            read_polls: g(&self.read_polls),
+            read_polls_caught: g(&self.read_polls_caught),
         }
     }
 }
@@ -835,6 +845,65 @@ struct Conn<'a> {
     read_buf: Vec<u8>,
     /// Bytes of the current request held in the frame budget.
     reserved: usize,
+    /// Whether the next request is awaited by polling before sleeping.
+    poll: ReadLoopPoll,
+}
+
+/// How long a connection polls for the next request of a backup's read loop before it
+/// sleeps in the receive ([`ReadLoopPoll`]).
+const READ_LOOP_POLL: Duration = Duration::from_micros(100);
+
+/// A backup's read loop sends its next read as soon as it has taken the last one's bytes,
+/// and waking a sleeping thread costs about as much as those bytes take to cross the
+/// socket. So after answering a read with data, a connection polls its socket for up to
+/// [`READ_LOOP_POLL`] before it sleeps in the receive: when the last read's next request
+/// came within that time, and when the connection's thread may run on more than one
+/// processor (on one, the poll would hold the processor its client needs). A client that
+/// takes longer turns the poll off until it is prompt again, so a slow reader costs one
+/// poll.
+#[derive(Debug)]
+struct ReadLoopPoll {
+    /// More than one processor; known from the first read answered.
+    parallel: Option<bool>,
+    /// When the last read was answered, until the next request arrives.
+    answered: Option<Instant>,
+    /// The last read's next request came within [`READ_LOOP_POLL`].
+    prompt: bool,
+}
+
+impl ReadLoopPoll {
+    fn new() -> ReadLoopPoll {
+        ReadLoopPoll {
+            parallel: None,
+            answered: None,
+            prompt: true,
+        }
+    }
+
+    /// Whether to poll before the next receive.
+    fn due(&self) -> bool {
+        self.parallel == Some(true) && self.prompt && self.answered.is_some()
+    }
+
+    /// Polls `stream` if [`due`](Self::due): whether the poll saw a byte arrive, `None`
+    /// without a poll.
+    fn before_receive(&self, stream: &Stream) -> Option<bool> {
+        self.due().then(|| stream.poll_readable(READ_LOOP_POLL))
+    }
+
+    /// A request arrived: after a read, was it prompt?
+    fn received(&mut self) {
+        if let Some(at) = self.answered.take() {
+            self.prompt = at.elapsed() <= READ_LOOP_POLL;
+        }
+    }
+
+    /// A read was answered with data.
+    fn answered_read(&mut self) {
+        self.parallel
+            .get_or_insert_with(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1));
+        self.answered = Some(Instant::now());
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -1069,6 +1138,7 @@ fn serve_connection(shared: &Shared, mut stream: Stream, id: u64, accepted_at: I
         head: Vec::new(),
         read_buf: Vec::new(),
         reserved: 0,
+        poll: ReadLoopPoll::new(),
     };
     let closed = match shaken {
         // A flood of these is summarised by the accept loop ([`Shared::summarize`]),
@@ -1093,6 +1163,14 @@ impl Conn<'_> {
             let mut frame = std::mem::take(&mut self.frame);
             let shared = self.shared;
             let mut reserved = 0;
+            if io.buffer().is_empty() {
+                if let Some(caught) = self.poll.before_receive(io.get_ref()) {
+                    bump(&shared.stats.read_polls);
+                    if caught {
+                        bump(&shared.stats.read_polls_caught);
+                    }
+                }
+            }
             let read = read_frame_metered(io, MAX_FRAME, &mut frame, FRAME_ALLOWANCE, |n| {
                 let ok = shared.reserve(n);
                 if ok {
@@ -1101,6 +1179,7 @@ impl Conn<'_> {
                 ok
             });
             self.reserved = reserved;
+            self.poll.received();
             let dropped = match read {
                 Ok(FrameRead::Frame) => None,
                 Ok(FrameRead::Dropped { len }) => Some(len),
@@ -1159,6 +1238,9 @@ impl Conn<'_> {
             };
             let written = self.respond(io, code, &resp);
             if let Some(Out::Bytes(b)) = resp.out {
+                if !b.is_empty() {
+                    self.poll.answered_read();
+                }
                 self.read_buf = b;
             }
             // The request's bytes beyond the allowance go back to the budget, and the
@@ -1741,6 +1823,52 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn a_connection_polls_after_a_read_while_its_client_is_prompt() {
+        let mut p = ReadLoopPoll::new();
+        assert!(!p.due(), "nothing answered yet");
+        p.answered_read();
+        p.parallel = Some(true);
+        assert!(p.due());
+        // A prompt request keeps the poll on for the next read.
+        p.received();
+        assert!(!p.due(), "no read answered since the request");
+        p.answered_read();
+        assert!(p.due());
+        // A late one turns it off, until a request is prompt again.
+        p.answered = Some(Instant::now() - 2 * READ_LOOP_POLL);
+        p.received();
+        p.answered_read();
+        assert!(!p.due(), "the client was slow");
+        p.received();
+        p.answered_read();
+        assert!(p.due(), "the client is prompt again");
+        // On one processor it never polls.
+        p.parallel = Some(false);
+        assert!(!p.due());
+    }
+
+    #[test]
+    fn a_connection_on_one_processor_never_polls() {
+        let p = std::thread::spawn(|| {
+            use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
+            let all = sched_getaffinity(None).expect("the affinity");
+            let first = (0..CpuSet::MAX_CPU)
+                .find(|&c| all.is_set(c))
+                .expect("a processor");
+            let mut one = CpuSet::new();
+            one.set(first);
+            sched_setaffinity(None, &one).expect("pinning the thread");
+            let mut p = ReadLoopPoll::new();
+            p.answered_read();
+            p
+        })
+        .join()
+        .expect("the pinned thread");
+        assert_eq!(p.parallel, Some(false));
+        assert!(!p.due());
     }
 
     #[test]

@@ -826,6 +826,42 @@ fn reads_larger_than_one_frame_are_split() {
     c.backup_end(h).unwrap();
 }
 
+/// docs/PROTOCOL.md §6.2: after a read answered with data, the connection polls for the
+/// next request before it sleeps, while the client is prompt and the server may run on
+/// more than one processor; nothing else is polled for.
+#[test]
+fn a_prompt_read_loop_is_polled_for() {
+    let srv = start(Some(
+        r#"{"machines": [{"name": "RMTPOLL", "ca": {"records": 10, "edb_size": "4M"}}]}"#,
+    ));
+    let c = connect(&srv);
+    let h = c.backup_prepare("RMTPOLL", 0, CSBACKUP_TYPE_FULL).unwrap();
+    let db = c.backup_get_database_names(h).unwrap().entries(true);
+    c.backup_open_file(h, &db[0].path, 0).unwrap();
+    assert_eq!(srv.server().stats().read_polls, 0, "no read answered yet");
+    let mut buf = vec![0u8; 64 << 10];
+    let mut reads = 0u64;
+    while c.backup_read(h, &mut buf).unwrap() == buf.len() {
+        reads += 1;
+    }
+    assert_eq!(reads, 64);
+    c.backup_close(h).unwrap();
+    c.backup_end(h).unwrap();
+    let s = srv.server().stats();
+    if std::thread::available_parallelism().unwrap().get() > 1 {
+        // The first read's next request is always polled for; each later one while the
+        // client stays prompt. The read at EOF returns no data and arms nothing.
+        assert!(
+            (1..=reads).contains(&s.read_polls),
+            "{} polls for {reads} reads",
+            s.read_polls
+        );
+    } else {
+        assert_eq!(s.read_polls, 0, "one processor: never polled");
+    }
+    assert!(s.read_polls_caught <= s.read_polls);
+}
+
 #[test]
 fn control_calls_report_errors_with_hresults() {
     let srv = start(None);
