@@ -243,13 +243,18 @@ pub(crate) fn generations_in(dir: &Dir) -> Vec<u32> {
     v
 }
 
-/// The directory `p` held open, or `None` if it cannot be opened (missing); a link on
-/// the way is refused.
+/// The directory `p` held open, or `None` if it is not there (missing, or a file in its
+/// place). A link on the way is refused, and any other failure to open it (out of file
+/// descriptors, an I/O error) is that error: a folder that could not be opened is not
+/// reported as a missing one.
 pub(crate) fn open_dir_if_there(machine: &Machine, p: &WinPath) -> Result<Option<Dir>> {
+    use std::io::ErrorKind::{NotADirectory, NotFound};
     match machine.fs().open_dir(p) {
         Ok(d) => Ok(Some(d)),
-        Err(e) if is_link_refusal(&e) => Err(e),
-        Err(_) => Ok(None),
+        Err(Error::Io { source, .. }) if matches!(source.kind(), NotFound | NotADirectory) => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -227,3 +227,60 @@ fn issuing_looks_at_no_log_it_did_not_write() {
         "the stop looks at every file"
     );
 }
+
+/// A folder that is missing, or a file where it should be, is "not there"
+/// (`open_dir_if_there`); a folder that could not be opened for another reason is an
+/// error, not a missing folder: out of file descriptors, a recovery would otherwise report
+/// missing logs. The descriptor limit is lowered in a child process of this test.
+#[test]
+fn a_folder_that_cannot_be_opened_is_not_a_missing_one() {
+    const CHILD: &str = "CERTADM_EMU_TEST_NO_DESCRIPTORS";
+    const NAME: &str = "ca::tests::a_folder_that_cannot_be_opened_is_not_a_missing_one";
+    if std::env::var_os(CHILD).is_none() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+        return;
+    }
+    let m = Machine::new("NOFD", "nofd.emu.test", None).unwrap();
+    let dir = m.parse_path(r"C:\Logs").unwrap();
+    m.fs().create_dir(&dir).unwrap();
+    let file = m.parse_path(r"C:\NotAFolder").unwrap();
+    std::fs::write(m.host_path_of(&file), b"x").unwrap();
+    let gone = m.parse_path(r"C:\Gone").unwrap();
+    assert!(open_dir_if_there(&m, &dir).unwrap().is_some());
+    assert!(open_dir_if_there(&m, &gone).unwrap().is_none());
+    assert!(open_dir_if_there(&m, &file).unwrap().is_none());
+    // Descriptors 0 to 2 are taken: a limit of 3 leaves none to open.
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let old = getrlimit(Resource::Nofile);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(3),
+            maximum: old.maximum,
+        },
+    )
+    .unwrap();
+    let got = open_dir_if_there(&m, &dir);
+    setrlimit(Resource::Nofile, old).unwrap();
+    match got {
+        Err(Error::Io { source, .. }) => {
+            assert_eq!(source.raw_os_error(), Some(libc_emfile()), "{source}")
+        }
+        other => panic!("expected the error of the open, got {other:?}"),
+    }
+}
+
+/// `EMFILE` on Linux.
+fn libc_emfile() -> i32 {
+    rustix::io::Errno::MFILE.raw_os_error()
+}
