@@ -27,7 +27,9 @@
 //! to 35 ns through `clock_gettime` (`Instant`), which made four readings 4.5 baselines on
 //! their own. Figure 6's baseline is a pure stream (the peer writes chunk after chunk,
 //! with no request per chunk), the most the loopback socket gives; the server pays a
-//! request per 512 KiB read on top of it.
+//! request per 512 KiB read on top of it, and polls for the next one rather than sleep
+//! while its client reads promptly (docs/PROTOCOL.md §6.2): a thread's wake-up cost about
+//! as much as a read's bytes take to cross the socket.
 //!
 //! What is timed is written once in [`work`]; the criterion benches (`benches/backup.rs`)
 //! time the same functions. The module drives the ABI only through its safe layer
