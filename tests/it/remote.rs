@@ -797,15 +797,23 @@ fn tracked_lists_and_backup_free() {
     assert_eq!(a.state(m).unwrap().outstanding_buffers, 0);
 }
 
-#[test]
-fn reads_larger_than_one_frame_are_split() {
-    let srv = start(Some(
-        r#"{"machines": [{"name": "RMTBIG", "ca": {"records": 10, "edb_size": "10M"}}]}"#,
-    ));
+/// A server with one machine `name` whose `.edb` is `edb_size` (`"10M"`), and a client
+/// with a full backup context that has the database open: (server, client, context,
+/// size).
+fn edb_open(name: &str, edb_size: &str) -> (RunningServer, RemoteClient, Hcsbc, u64) {
+    let srv = start(Some(&format!(
+        r#"{{"machines": [{{"name": "{name}", "ca": {{"records": 10, "edb_size": "{edb_size}"}}}}]}}"#
+    )));
     let c = connect(&srv);
-    let h = c.backup_prepare("RMTBIG", 0, CSBACKUP_TYPE_FULL).unwrap();
+    let h = c.backup_prepare(name, 0, CSBACKUP_TYPE_FULL).unwrap();
     let db = c.backup_get_database_names(h).unwrap().entries(true);
     let size = c.backup_open_file(h, &db[0].path, 0).unwrap();
+    (srv, c, h, size)
+}
+
+#[test]
+fn reads_larger_than_one_frame_are_split() {
+    let (_srv, c, h, size) = edb_open("RMTBIG", "10M");
     assert_eq!(size, 10 << 20);
     let mut buf = vec![0u8; 9 << 20];
     assert_eq!(
@@ -831,13 +839,7 @@ fn reads_larger_than_one_frame_are_split() {
 /// more than one processor; nothing else is polled for.
 #[test]
 fn a_prompt_read_loop_is_polled_for() {
-    let srv = start(Some(
-        r#"{"machines": [{"name": "RMTPOLL", "ca": {"records": 10, "edb_size": "4M"}}]}"#,
-    ));
-    let c = connect(&srv);
-    let h = c.backup_prepare("RMTPOLL", 0, CSBACKUP_TYPE_FULL).unwrap();
-    let db = c.backup_get_database_names(h).unwrap().entries(true);
-    c.backup_open_file(h, &db[0].path, 0).unwrap();
+    let (srv, c, h, _) = edb_open("RMTPOLL", "4M");
     assert_eq!(srv.server().stats().read_polls, 0, "no read answered yet");
     let mut buf = vec![0u8; 64 << 10];
     let mut reads = 0u64;
