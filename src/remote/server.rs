@@ -101,75 +101,62 @@ impl Default for Limits {
     }
 }
 
-/// What the server refused or closed since it started, by reason, and how its
-/// connections waited for their clients' reads (for logs and tests).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ServerStats {
+/// The server's counters, each named once: [`ServerStats`] (what a snapshot returns,
+/// with the documentation of each count) and the atomics the connections bump.
+macro_rules! server_stats {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// What the server refused or closed since it started, by reason, and how its
+        /// connections waited for their clients' reads (for logs and tests).
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct ServerStats {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        #[derive(Default)]
+        struct Stats {
+            $($name: AtomicU64,)*
+        }
+
+        impl Stats {
+            fn snapshot(&self) -> ServerStats {
+                ServerStats {
+                    $($name: self.$name.load(Ordering::Relaxed),)*
+                }
+            }
+        }
+    };
+}
+
+server_stats! {
     /// Connections accepted.
-    pub accepted: u64,
+    accepted,
     /// Handshakes completed.
-    pub authenticated: u64,
+    authenticated,
     /// Connections closed before their handshake completed because it took longer than
     /// [`Limits::handshake_timeout`].
-    pub handshake_timeouts: u64,
+    handshake_timeouts,
     /// Connections closed before their handshake completed to admit a newer one
     /// ([`Limits::max_pending`]).
-    pub evicted: u64,
+    evicted,
     /// Handshakes refused with `RPC_S_SERVER_TOO_BUSY` ([`Limits::max_connections`]).
-    pub too_busy: u64,
+    too_busy,
     /// Handshakes refused for a wrong or missing secret.
-    pub wrong_secret: u64,
+    wrong_secret,
     /// Handshakes refused unchecked because their address's failures were queued too far
     /// ahead ([`Limits::failed_secret_backlog`]).
-    pub throttled: u64,
+    throttled,
     /// Authenticated connections closed by the idle timeout.
-    pub idle_closed: u64,
+    idle_closed,
     /// Requests dropped and answered with `E_OUTOFMEMORY` ([`Limits::frame_budget`]).
-    pub over_budget: u64,
+    over_budget,
     /// Connections that ended before their handshake for another reason: closed by the
     /// peer, not the protocol, another protocol version.
-    pub bad_handshakes: u64,
+    bad_handshakes,
     /// Receives preceded by a poll of up to 100 µs after a read was answered, because the
     /// client had been prompt (docs/PROTOCOL.md §6.2).
-    pub read_polls: u64,
+    read_polls,
     /// Those polls that saw the next request arrive (the others slept after them).
-    pub read_polls_caught: u64,
-}
-
-#[derive(Default)]
-struct Stats {
-    accepted: AtomicU64,
-    authenticated: AtomicU64,
-    handshake_timeouts: AtomicU64,
-    evicted: AtomicU64,
-    too_busy: AtomicU64,
-    wrong_secret: AtomicU64,
-    throttled: AtomicU64,
-    idle_closed: AtomicU64,
-    over_budget: AtomicU64,
-    bad_handshakes: AtomicU64,
-    read_polls: AtomicU64,
-    read_polls_caught: AtomicU64,
-}
-
-impl Stats {
-    fn snapshot(&self) -> ServerStats {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        ServerStats {
-            accepted: g(&self.accepted),
-            authenticated: g(&self.authenticated),
-            handshake_timeouts: g(&self.handshake_timeouts),
-            evicted: g(&self.evicted),
-            too_busy: g(&self.too_busy),
-            wrong_secret: g(&self.wrong_secret),
-            throttled: g(&self.throttled),
-            idle_closed: g(&self.idle_closed),
-            over_budget: g(&self.over_budget),
-            bad_handshakes: g(&self.bad_handshakes),
-            read_polls: g(&self.read_polls),
-            read_polls_caught: g(&self.read_polls_caught),
-        }
-    }
+    read_polls_caught,
 }
 
 fn bump(a: &AtomicU64) {
