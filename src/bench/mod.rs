@@ -7,7 +7,11 @@
 //! `certadm-emu bench --figure N` (repeatable) runs only the figures named ([`Plan::only`]).
 //!
 //! Every timed figure is the median of several rounds, emulator and baseline rounds
-//! interleaved so that load from other processes hits both alike. The quick plan uses
+//! interleaved so that load from other processes hits both alike. Load from outside the
+//! machine is reported: on a virtual machine, a group of figures during which the host
+//! took more than 10% of the processors' time (the steal time of `/proc/stat`) is
+//! followed by a note saying how much: a target missed in such a group may be the host's
+//! doing, and `--figure N` measures it again. The quick plan uses
 //! 64 MiB instead of 1 GiB, 256 MiB instead of 4 GiB, 100,000 records instead of
 //! 1,000,000 and 1,000,000 instead of 10,000,000. Figures 10 and 13 run in a child
 //! process (the measuring executable re-run with [`scale::CHILD_ENV`]).
@@ -620,20 +624,22 @@ pub fn run(plan: &Plan, step: &mut dyn FnMut(&str)) -> Result<Table> {
 
     if plan.wants(&[1]) {
         step("[1/4] Prepare+End through the ABI vs Mutex<Slab> insert+remove ...");
-        rows.extend(prepare_end_figures(plan)?);
+        watched(&mut rows, "figure 1", || prepare_end_figures(plan))?;
     }
 
     if plan.wants(&[2, 3]) {
-        step(&format!(
-            "[2/4] full backup of a {} .edb vs File::read from the page cache ...",
-            HumanBytes(plan.edb)
-        ));
-        let ca = build_ca(EmulatedCa::builder().edb_size(plan.edb), "the CA")?;
-        let server = WStr::new(ca.server_name());
-        rows.push(full_backup(&server, plan)?);
-
-        step("[3/4] CertSrvBackupRead vs copy_from_slice ...");
-        rows.extend(read_vs_memcpy(&server, plan)?);
+        watched(&mut rows, "figures 2 and 3", || {
+            step(&format!(
+                "[2/4] full backup of a {} .edb vs File::read from the page cache ...",
+                HumanBytes(plan.edb)
+            ));
+            let ca = build_ca(EmulatedCa::builder().edb_size(plan.edb), "the CA")?;
+            let server = WStr::new(ca.server_name());
+            let mut rows = vec![full_backup(&server, plan)?];
+            step("[3/4] CertSrvBackupRead vs copy_from_slice ...");
+            rows.extend(read_vs_memcpy(&server, plan)?);
+            Ok(rows)
+        })?;
     }
 
     if plan.wants(&[4]) {
@@ -641,12 +647,12 @@ pub fn run(plan: &Plan, step: &mut dyn FnMut(&str)) -> Result<Table> {
             "[4/4] VmRSS while reading {} of a 1 TiB .edb ...",
             HumanBytes(plan.rss_read)
         ));
-        rows.push(rss_growth(plan)?);
+        watched(&mut rows, "figure 4", || Ok(vec![rss_growth(plan)?]))?;
     }
 
     if plan.wants(&[5, 6, 7]) {
         step("[5-7] server mode: against bare loopback TCP, 32 clients ...");
-        rows.extend(server::figures(plan)?);
+        watched(&mut rows, "figures 5 to 7", || server::figures(plan))?;
     }
 
     let exe = std::env::current_exe().map_err(|e| format!("this executable: {e}"))?;
@@ -667,20 +673,76 @@ pub fn page_file_figures(
     let mut rows = Vec::new();
     if plan.wants(&[8, 9]) {
         step("[8-9] issuing into a large and a small CA, and appending the log frames alone ...");
-        rows.extend(scale::issue_figures(plan)?);
+        watched(&mut rows, "figures 8 and 9", || scale::issue_figures(plan))?;
     }
     if plan.wants(&[11, 12]) {
         step(&format!(
             "[11-12] full backups of a materialised {} .edb while the CA issues ...",
             HumanBytes(plan.edb)
         ));
-        rows.extend(scale::materialised_backup_figures(plan)?);
+        watched(&mut rows, "figures 11 and 12", || {
+            scale::materialised_backup_figures(plan)
+        })?;
     }
     if plan.wants(&[10, 13]) {
         step("[10, 13] the large-CA scenario in a child process (peak RSS, restore) ...");
-        rows.extend(scale::scenario_figures(plan, child)?);
+        watched(&mut rows, "figures 10 and 13", || {
+            scale::scenario_figures(plan, child)
+        })?;
     }
     Ok(rows)
+}
+
+/// The share of processor time above which a group of figures gets a note saying the
+/// host took it ([`watched`]).
+const NOTED_STEAL: f64 = 0.10;
+
+/// Runs a group of figures and appends its rows to `rows`, with a note when the host took
+/// more than [`NOTED_STEAL`] of the processors' time meanwhile (steal time, which a
+/// virtual machine's kernel counts in `/proc/stat`): the ratios of such a group were
+/// measured on processors that ran other work part of the time.
+fn watched(
+    rows: &mut Vec<Row>,
+    figures: &str,
+    group: impl FnOnce() -> Result<Vec<Row>>,
+) -> Result<()> {
+    let before = cpu_times();
+    rows.extend(group()?);
+    if let Some(share) = before.zip(cpu_times()).and_then(|(b, a)| steal_share(b, a)) {
+        if share > NOTED_STEAL {
+            rows.push(Row::note(format!(
+                "   (the host took {:.0}% of the processors' time while {figures} ran (steal time): these ratios may be off; run them again alone with --figure)",
+                share * 100.0
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Processor time since boot from `/proc/stat`: (steal, total), in clock ticks.
+fn cpu_times() -> Option<(u64, u64)> {
+    parse_cpu_times(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The steal and total ticks of the `cpu` line of a `/proc/stat` text: user, nice,
+/// system, idle, iowait, irq, softirq and steal (guest time is already in user).
+fn parse_cpu_times(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    (v.len() == 8).then(|| (v[7], v.iter().sum()))
+}
+
+/// The share of the processor time between two readings that was stolen; `None` if no
+/// time passed.
+fn steal_share(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
+    let total = after.1.checked_sub(before.1)?;
+    let steal = after.0.checked_sub(before.0)?;
+    (total > 0).then(|| steal as f64 / total as f64)
 }
 
 #[cfg(test)]
@@ -702,6 +764,29 @@ mod tests {
         let quick = std::env::var("CERTADM_EMU_FULL_PLAN").is_err();
         let t = page_file_figures(&Plan::new(quick), &mut |s| eprintln!("{s}"), child).unwrap();
         eprintln!("{}", Table(t));
+    }
+
+    #[test]
+    fn steal_is_read_from_proc_stat() {
+        let stat = "cpu  100 5 50 800 10 1 4 30 7 0\ncpu0 50 2 25 400 5 0 2 15 3 0\nintr 1\n";
+        assert_eq!(parse_cpu_times(stat), Some((30, 1000)));
+        assert_eq!(parse_cpu_times("cpu  1 2 3\n"), None, "too few fields");
+        assert_eq!(
+            parse_cpu_times("cpu0 1 2 3 4 5 6 7 8\n"),
+            None,
+            "no total line"
+        );
+        assert_eq!(steal_share((30, 1000), (80, 1200)), Some(0.25));
+        assert_eq!(steal_share((30, 1000), (30, 1000)), None, "no time passed");
+        assert_eq!(steal_share((30, 1000), (20, 900)), None, "went backwards");
+        // The note: only above the share, after the group's rows.
+        let row = || Ok(vec![Row::note("x".into())]);
+        let mut rows = Vec::new();
+        watched(&mut rows, "figure 1", row).unwrap();
+        assert!(rows.len() <= 2 && rows[0].figure == "x");
+        assert!(rows[1..]
+            .iter()
+            .all(|r| r.figure.contains("while figure 1 ran (steal time)")));
     }
 
     #[test]
