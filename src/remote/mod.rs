@@ -218,10 +218,9 @@ mod tests {
         b.write_all(b"x").expect("writing");
         assert!(a.poll_readable(budget));
         assert!(a.poll_readable(budget), "polling consumes nothing");
-        let mut one = [0u8; 1];
         drop(b);
         assert!(a.poll_readable(budget), "the end of the stream is readable");
-        let mut a = a;
+        let (mut a, mut one) = (a, [0u8; 1]);
         assert_eq!(a.read(&mut one).expect("the byte"), 1);
         assert_eq!(a.read(&mut one).expect("the end"), 0);
     }
