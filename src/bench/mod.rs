@@ -708,15 +708,20 @@ fn watched(
 ) -> Result<()> {
     let before = cpu_times();
     rows.extend(group()?);
-    if let Some(share) = before.zip(cpu_times()).and_then(|(b, a)| steal_share(b, a)) {
-        if share > NOTED_STEAL {
-            rows.push(Row::note(format!(
-                "   (the host took {:.0}% of the processors' time while {figures} ran (steal time): these ratios may be off; run them again alone with --figure)",
-                share * 100.0
-            )));
-        }
-    }
+    let share = before.zip(cpu_times()).and_then(|(b, a)| steal_share(b, a));
+    rows.extend(share.and_then(|share| steal_note(figures, share)));
     Ok(())
+}
+
+/// The note under a group of figures during which the host took `share` of the
+/// processors' time, if that is more than [`NOTED_STEAL`].
+fn steal_note(figures: &str, share: f64) -> Option<Row> {
+    (share > NOTED_STEAL).then(|| {
+        Row::note(format!(
+            "   (the host took {:.0}% of the processors' time while {figures} ran (steal time): these ratios may be off; run them again alone with --figure)",
+            share * 100.0
+        ))
+    })
 }
 
 /// Processor time since boot from `/proc/stat`: (steal, total), in clock ticks.
@@ -780,6 +785,12 @@ mod tests {
         assert_eq!(steal_share((30, 1000), (30, 1000)), None, "no time passed");
         assert_eq!(steal_share((30, 1000), (20, 900)), None, "went backwards");
         // The note: only above the share, after the group's rows.
+        assert_eq!(steal_note("figure 1", 0.10), None, "at the bound");
+        let note = steal_note("figures 5 to 7", 0.42).expect("a note above the bound");
+        assert_eq!(
+            note.figure,
+            "   (the host took 42% of the processors' time while figures 5 to 7 ran (steal time): these ratios may be off; run them again alone with --figure)"
+        );
         let row = || Ok(vec![Row::note("x".into())]);
         let mut rows = Vec::new();
         watched(&mut rows, "figure 1", row).unwrap();
